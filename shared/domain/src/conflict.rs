@@ -1,0 +1,204 @@
+//! Sync conflicts (`sync_conflicts`): fields both sides changed differently.
+
+use crate::fields::FieldPath;
+use crate::ids::{Actor, ConflictId, OperationId, ProductId};
+use crate::merge::{ConflictValues, Side};
+use crate::policy::{Decision, Severity, Strategy};
+use crate::status::StatusMachine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The spec's `conflict_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictType {
+    /// Both sides changed a field to different values.
+    FieldMismatch,
+    /// Deleted in Shopify, changed locally.
+    DeletedRemotely,
+    /// Deleted locally, changed in Shopify.
+    DeletedLocally,
+    /// Exists locally, no longer in Shopify, and nobody deleted it here.
+    MissingRemotely,
+    /// Two products claim the same identity (SKU, handle).
+    DuplicateIdentity,
+}
+
+/// Where a conflict stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictStatus {
+    /// Waiting for a decision.
+    Open,
+    /// Settled (by policy or by a person).
+    Resolved,
+    /// Dismissed without changing anything.
+    Ignored,
+    /// A newer conflict on the same field replaced it.
+    Superseded,
+}
+
+impl StatusMachine for ConflictStatus {
+    const MACHINE: &'static str = "sync conflict";
+
+    fn allows(self, to: Self) -> bool {
+        use ConflictStatus::*;
+        matches!((self, to), (Open, Resolved | Ignored | Superseded))
+    }
+
+    fn is_terminal(self) -> bool {
+        !matches!(self, ConflictStatus::Open)
+    }
+}
+
+/// How a conflict was settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// The spec's `resolution_strategy`.
+    pub resolution_strategy: Strategy,
+    /// The side whose value was kept (`None` when a person typed a value).
+    pub chosen_side: Option<Side>,
+    /// The value kept.
+    pub resolved_value: Option<Value>,
+    /// Who settled it (`system:policy` when automatic).
+    pub resolved_by: Actor,
+    /// When.
+    pub resolved_at: DateTime<Utc>,
+}
+
+/// A sync conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncConflict {
+    /// The spec's `conflict_uuid`.
+    pub conflict_uuid: ConflictId,
+    /// The operation that found it.
+    pub sync_operation_id: OperationId,
+    /// The product.
+    pub product_id: ProductId,
+    /// Type.
+    pub conflict_type: ConflictType,
+    /// The field (a path such as `variants/{key}/price`).
+    pub field_name: FieldPath,
+    /// The agreed value at the last sync.
+    pub base_value: Option<Value>,
+    /// The local value.
+    pub local_value: Option<Value>,
+    /// The remote value.
+    pub remote_value: Option<Value>,
+    /// The policy's strategy for this field.
+    pub suggested_strategy: Strategy,
+    /// The side the policy would keep, if any.
+    pub suggested_side: Option<Side>,
+    /// Whether the policy may settle it alone.
+    pub auto_resolvable: bool,
+    /// Impact.
+    pub severity: Severity,
+    /// Status.
+    pub status: ConflictStatus,
+    /// How it was settled.
+    pub resolution: Option<Resolution>,
+    /// When it was found.
+    pub detected_at: DateTime<Utc>,
+}
+
+impl SyncConflict {
+    /// A new open conflict on one field, as the policy judged it.
+    pub fn field(
+        operation: OperationId,
+        product: ProductId,
+        field: FieldPath,
+        values: ConflictValues,
+        decision: &Decision,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let conflict_type = match (&values.local, &values.remote) {
+            (Some(_), None) => ConflictType::DeletedRemotely,
+            (None, Some(_)) => ConflictType::DeletedLocally,
+            _ => ConflictType::FieldMismatch,
+        };
+        Self {
+            conflict_uuid: ConflictId::random(),
+            sync_operation_id: operation,
+            product_id: product,
+            conflict_type,
+            field_name: field,
+            base_value: values.base,
+            local_value: values.local,
+            remote_value: values.remote,
+            suggested_strategy: decision.strategy,
+            suggested_side: decision.winner,
+            auto_resolvable: decision.auto_resolvable,
+            severity: decision.severity,
+            status: ConflictStatus::Open,
+            resolution: None,
+            detected_at: now,
+        }
+    }
+
+    /// Settles it by keeping one side's value.
+    pub fn resolve(
+        &mut self,
+        strategy: Strategy,
+        side: Side,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), crate::status::IllegalTransition> {
+        self.status.transition(ConflictStatus::Resolved)?;
+        let value = match side {
+            Side::Local => self.local_value.clone(),
+            Side::Remote => self.remote_value.clone(),
+        };
+        self.resolution = Some(Resolution {
+            resolution_strategy: strategy,
+            chosen_side: Some(side),
+            resolved_value: value,
+            resolved_by: by,
+            resolved_at: now,
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::OwnershipPolicy;
+    use serde_json::json;
+
+    #[test]
+    fn a_conflict_is_resolved_once() {
+        let path = FieldPath::new_unchecked("variants/k/price".into());
+        let values = ConflictValues {
+            base: Some(json!("10")),
+            local: Some(json!("12")),
+            remote: Some(json!("11")),
+        };
+        let decision = OwnershipPolicy::default().decide(&path, &values, None, None);
+        let now = Utc::now();
+        let mut c = SyncConflict::field(
+            OperationId::random(),
+            ProductId::random(),
+            path,
+            values,
+            &decision,
+            now,
+        );
+        assert_eq!(c.conflict_type, ConflictType::FieldMismatch);
+        assert!(c.auto_resolvable);
+        c.resolve(
+            Strategy::LocalWins,
+            Side::Local,
+            Actor::system("policy"),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            c.resolution.as_ref().and_then(|r| r.resolved_value.clone()),
+            Some(json!("12"))
+        );
+        assert!(c
+            .resolve(Strategy::Manual, Side::Remote, Actor::system("policy"), now)
+            .is_err());
+    }
+}

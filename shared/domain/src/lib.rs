@@ -1,0 +1,43 @@
+//! The pure domain of shopsync: every entity of the enhanced sync schema, their status
+//! machines, field-level diff, three-way merge and the field ownership policy.
+//!
+//! No I/O, no async, no AWS types: everything here is a plain value or a pure function.
+
+pub mod category;
+pub mod conflict;
+pub mod fields;
+pub mod ids;
+pub mod merge;
+pub mod money;
+pub mod operation;
+pub mod performance;
+pub mod policy;
+pub mod product;
+pub mod rollback;
+pub mod staging;
+pub mod status;
+pub mod testing;
+pub mod version;
+pub mod xorosoft;
+
+pub use category::{Category, CategoryContent};
+pub use conflict::{ConflictStatus, ConflictType, Resolution, SyncConflict};
+pub use fields::{ChangeData, FieldChange, FieldPath, Fields, FieldsError};
+pub use ids::*;
+pub use merge::{three_way, ConflictValues, FieldOutcome, Merge, Side};
+pub use money::{Money, Quantity};
+pub use operation::{
+    OperationStatistics, OperationStatus, OperationType, SyncDirection, SyncOperation,
+};
+pub use performance::{Stage, SyncPerformanceLog};
+pub use policy::{Decision, FieldKind, FieldRule, Owner, OwnershipPolicy, Severity, Strategy};
+pub use product::{
+    LockError, LockState, Product, ProductContent, ProductOption, ProductStatus, Sku, Variant,
+};
+pub use rollback::{BackupData, RollbackStatus, RollbackType, SyncRollback};
+pub use staging::{ChangeType, ProductsStaging, StagingStatus};
+pub use status::{IllegalTransition, StatusMachine};
+pub use version::{CategoryVersion, ChangeSource, ProductVersion};
+pub use xorosoft::{
+    XorosoftProduct, XorosoftStatistics, XorosoftSyncLog, XorosoftSyncStatus, XorosoftSyncType,
+};

@@ -1,0 +1,68 @@
+//! Version history (`product_versions`, `category_versions`): one immutable snapshot per version.
+
+use crate::category::CategoryContent;
+use crate::fields::FieldPath;
+use crate::ids::{Actor, CategoryId, OperationId, ProductId};
+use crate::product::ProductContent;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a change came from (the spec's `change_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeSource {
+    /// An edit in the merchant's catalog.
+    Local,
+    /// Shopify (webhook or pull).
+    Shopify,
+    /// A Xorosoft import.
+    Xorosoft,
+    /// A person settling a conflict.
+    ConflictResolution,
+    /// A rollback restoring an earlier state.
+    Rollback,
+    /// The migration that introduced versioning.
+    Migration,
+}
+
+/// One version of a product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductVersion {
+    /// The product.
+    pub product_id: ProductId,
+    /// Sequential, from 1, without gaps.
+    pub version_number: u64,
+    /// The complete content at this version (the spec's `product_data`).
+    pub product_data: ProductContent,
+    /// Fields that changed from the previous version.
+    pub changed_fields: Vec<FieldPath>,
+    /// Where the change came from.
+    pub change_source: ChangeSource,
+    /// Who made it.
+    pub changed_by: Actor,
+    /// The operation that made it, if any.
+    pub sync_operation_id: Option<OperationId>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One version of a category.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryVersion {
+    /// The category.
+    pub category_id: CategoryId,
+    /// Sequential, from 1, without gaps.
+    pub version_number: u64,
+    /// The complete content at this version.
+    pub category_data: CategoryContent,
+    /// Fields that changed from the previous version.
+    pub changed_fields: Vec<FieldPath>,
+    /// Where the change came from.
+    pub change_source: ChangeSource,
+    /// Who made it.
+    pub changed_by: Actor,
+    /// The operation that made it, if any.
+    pub sync_operation_id: Option<OperationId>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
