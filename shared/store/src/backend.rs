@@ -1,0 +1,144 @@
+//! The storage port: what a backend must do, with DynamoDB's semantics.
+
+use crate::item::{Condition, Item, Key, Page, PageToken, Query, WriteOp};
+use crate::schema::{IndexDef, KeySchema, Table, TableDef};
+use async_trait::async_trait;
+
+/// Why a write in an atomic multi-item write was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelReason {
+    /// This write was fine; another one failed.
+    None,
+    /// Its condition failed; the current item (if any) is attached.
+    ConditionFailed(Option<Item>),
+    /// Another transaction touched the same item at the same time (retry).
+    TransactionConflict,
+    /// Another reason, with the backend's code.
+    Other(String),
+}
+
+/// Storage errors. Each says whether retrying can help ([`StoreError::is_retryable`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A condition failed: an answer, not a fault. Carries the current item, if any.
+    #[error("condition failed")]
+    ConditionFailed {
+        /// The item as it is now.
+        current: Option<Box<Item>>,
+    },
+    /// An atomic multi-item write was cancelled; nothing was written. One reason per write.
+    #[error("transaction cancelled: {reasons:?}")]
+    TransactionCanceled {
+        /// Why, per write, in order.
+        reasons: Vec<CancelReason>,
+    },
+    /// The backend is throttling; retry with backoff.
+    #[error("throttled by the store: {0}")]
+    Throttled(String),
+    /// The backend could not be reached or failed (5xx, timeout); retry with backoff.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The table does not exist (run `shopsync migrate`).
+    #[error("table {0} does not exist: run `shopsync migrate`")]
+    TableMissing(String),
+    /// An item too large to store even compressed.
+    #[error("item of {bytes} bytes is too large to store (limit {limit})")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A request the store refused as malformed (a bug, not a fault).
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+    /// Stored data that cannot be read back.
+    #[error("corrupt stored item: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the same request may succeed if retried later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Throttled(_) | StoreError::Unavailable(_) => true,
+            StoreError::TransactionCanceled { reasons } => {
+                reasons.iter().any(|r| matches!(r, CancelReason::TransactionConflict))
+                    && !reasons.iter().any(|r| matches!(r, CancelReason::ConditionFailed(_)))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The most writes one atomic multi-item write may hold (DynamoDB's limit).
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// What a backend holds for one table, as `migrate` compares it with the definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableState {
+    /// The physical name.
+    pub physical_name: String,
+    /// Primary key, with owned names.
+    pub key: (String, Option<String>),
+    /// Key types by attribute, as the backend records them.
+    pub attr_types: Vec<(String, crate::schema::KeyType)>,
+    /// Indexes: name, partition key, sort key.
+    pub indexes: Vec<(String, String, Option<String>)>,
+    /// TTL attribute, if enabled.
+    pub ttl_attr: Option<String>,
+}
+
+/// A storage backend with DynamoDB's semantics: conditional single-item writes that return the
+/// current item on failure, atomic multi-item writes, and paginated queries on keys and indexes.
+#[async_trait]
+pub trait ItemStore: Send + Sync {
+    /// A short name for messages (`embedded`, `dynamodb`).
+    fn kind(&self) -> &'static str;
+
+    /// The physical table name of `table`.
+    fn physical_name(&self, table: Table) -> String;
+
+    /// Reads one item (strongly consistent).
+    async fn get(&self, table: Table, key: &Key) -> Result<Option<Item>, StoreError>;
+
+    /// Creates or replaces an item if `condition` holds.
+    async fn put(&self, table: Table, item: Item, condition: Option<Condition>) -> Result<(), StoreError>;
+
+    /// Deletes an item if `condition` holds (deleting an absent item without one is fine).
+    async fn delete(&self, table: Table, key: &Key, condition: Option<Condition>) -> Result<(), StoreError>;
+
+    /// Applies all writes or none (at most [`MAX_TRANSACTION_ITEMS`], each item at most once).
+    async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError>;
+
+    /// One page of a query.
+    async fn query(&self, query: &Query) -> Result<Page, StoreError>;
+
+    /// One page of a full scan of a table.
+    async fn scan(&self, table: Table, limit: u32, start: Option<&PageToken>) -> Result<Page, StoreError>;
+
+    /// The state of a table, or `None` if it does not exist.
+    async fn describe_table(&self, def: &TableDef) -> Result<Option<TableState>, StoreError>;
+
+    /// Creates a table with its indexes and TTL.
+    async fn create_table(&self, def: &TableDef) -> Result<(), StoreError>;
+
+    /// Adds a missing index to an existing table.
+    async fn create_index(&self, def: &TableDef, index: &IndexDef) -> Result<(), StoreError>;
+
+    /// Enables TTL on an existing table.
+    async fn enable_ttl(&self, def: &TableDef, attr: &str) -> Result<(), StoreError>;
+
+    /// Takes a backup of a table before it is changed; returns where it is.
+    async fn backup_table(&self, def: &TableDef) -> Result<String, StoreError>;
+}
+
+/// The physical name for a logical table under a prefix.
+pub fn prefixed(prefix: &str, table: Table) -> String {
+    format!("{prefix}{}", table.name())
+}
+
+/// Whether `key` is the primary key of `def` (names only).
+pub fn key_names(key: &KeySchema) -> (String, Option<String>) {
+    (key.pk.name.to_owned(), key.sk.map(|s| s.name.to_owned()))
+}

@@ -1,0 +1,224 @@
+//! How each entity is stored: its table, key and the scalar attributes its indexes and
+//! conditions need. The entity itself is the item's JSON document.
+
+use crate::item::{Attrs, Key, Scalar};
+use crate::schema::Table;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shopsync_domain::status::status_name;
+use shopsync_domain::{
+    Category, CategoryVersion, Product, ProductVersion, ProductsStaging, SyncConflict, SyncOperation, SyncPerformanceLog,
+    SyncRollback, XorosoftProduct, XorosoftSyncLog,
+};
+
+/// An entity stored as one item.
+pub trait Record: Serialize + DeserializeOwned + Send + Sync + std::fmt::Debug {
+    /// Its table.
+    const TABLE: Table;
+    /// Its primary key.
+    fn key(&self) -> Key;
+    /// Every scalar attribute: the keys, index keys and condition fields.
+    fn attrs(&self) -> Attrs;
+}
+
+/// Epoch milliseconds, the form of every time in a sort key.
+pub fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn s(v: impl ToString) -> Scalar {
+    Scalar::S(v.to_string())
+}
+
+fn n(v: impl TryInto<i64>) -> Scalar {
+    Scalar::N(v.try_into().unwrap_or(i64::MAX))
+}
+
+fn attrs<const N: usize>(pairs: [(&str, Option<Scalar>); N]) -> Attrs {
+    pairs.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))).collect()
+}
+
+/// Condition attributes of products.
+pub mod product_attrs {
+    /// Current version.
+    pub const VERSION: &str = "version";
+    /// Lock holder (present while `sync_locked`).
+    pub const LOCK_OWNER: &str = "lock_owner";
+    /// Lock lease end, epoch milliseconds.
+    pub const LOCK_EXPIRES_AT: &str = "lock_expires_at";
+}
+
+impl Record for Product {
+    const TABLE: Table = Table::Products;
+    fn key(&self) -> Key {
+        Key::pk(self.id.to_string())
+    }
+    fn attrs(&self) -> Attrs {
+        let locked = self.sync_locked && self.sync_locked_by.is_some();
+        attrs([
+            ("id", Some(s(self.id))),
+            (product_attrs::VERSION, Some(n(self.version))),
+            ("last_sync_version", Some(n(self.last_sync_version))),
+            ("shopify_product_id", self.shopify_id.map(s)),
+            ("xorosoft_id", self.xorosoft_id.as_deref().map(s)),
+            ("pending_push", self.needs_push().then(|| s("1"))),
+            ("updated_at", Some(n(millis(self.updated_at)))),
+            (product_attrs::LOCK_OWNER, self.sync_locked_by.as_ref().filter(|_| locked).map(s)),
+            (product_attrs::LOCK_EXPIRES_AT, self.sync_lock_expires_at.filter(|_| locked).map(|t| n(millis(t)))),
+        ])
+    }
+}
+
+impl Record for Category {
+    const TABLE: Table = Table::Categories;
+    fn key(&self) -> Key {
+        Key::pk(self.id.to_string())
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("id", Some(s(self.id))),
+            ("version", Some(n(self.version))),
+            ("shopify_collection_id", self.shopify_id.map(s)),
+        ])
+    }
+}
+
+impl Record for ProductsStaging {
+    const TABLE: Table = Table::ProductsStaging;
+    fn key(&self) -> Key {
+        Key::pk(self.id.to_string())
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("id", Some(s(self.id))),
+            ("sync_operation_id", Some(s(self.sync_operation_id))),
+            ("source_product_id", Some(s(self.source_product_id))),
+            ("status", Some(s(status_name(self.status)))),
+            ("staged_at", Some(n(millis(self.staged_at)))),
+        ])
+    }
+}
+
+impl Record for SyncOperation {
+    const TABLE: Table = Table::SyncOperations;
+    fn key(&self) -> Key {
+        Key::pk(self.operation_uuid.to_string())
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("id", Some(s(self.operation_uuid))),
+            ("status", Some(s(status_name(self.status)))),
+            ("entity", Some(s("operation"))),
+            ("created_at", Some(n(millis(self.created_at)))),
+            ("updated_at", Some(n(millis(self.updated_at)))),
+        ])
+    }
+}
+
+impl Record for SyncConflict {
+    const TABLE: Table = Table::SyncConflicts;
+    fn key(&self) -> Key {
+        Key::pk(self.conflict_uuid.to_string())
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("id", Some(s(self.conflict_uuid))),
+            ("status", Some(s(status_name(self.status)))),
+            ("product_id", Some(s(self.product_id))),
+            ("sync_operation_id", Some(s(self.sync_operation_id))),
+            ("detected_at", Some(n(millis(self.detected_at)))),
+        ])
+    }
+}
+
+impl Record for SyncRollback {
+    const TABLE: Table = Table::SyncRollbacks;
+    fn key(&self) -> Key {
+        Key::pk(self.id.to_string())
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("id", Some(s(self.id))),
+            ("original_operation_id", Some(s(self.original_operation_id))),
+            ("status", Some(s(status_name(self.status)))),
+            ("created_at", Some(n(millis(self.created_at)))),
+        ])
+    }
+}
+
+impl Record for ProductVersion {
+    const TABLE: Table = Table::ProductVersions;
+    fn key(&self) -> Key {
+        Key::pk_sk(self.product_id.to_string(), n(self.version_number))
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("product_id", Some(s(self.product_id))),
+            ("version_number", Some(n(self.version_number))),
+            ("sync_operation_id", self.sync_operation_id.map(s)),
+            ("created_at", Some(n(millis(self.created_at)))),
+        ])
+    }
+}
+
+impl Record for CategoryVersion {
+    const TABLE: Table = Table::CategoryVersions;
+    fn key(&self) -> Key {
+        Key::pk_sk(self.category_id.to_string(), n(self.version_number))
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("category_id", Some(s(self.category_id))),
+            ("version_number", Some(n(self.version_number))),
+            ("sync_operation_id", self.sync_operation_id.map(s)),
+            ("created_at", Some(n(millis(self.created_at)))),
+        ])
+    }
+}
+
+impl Record for XorosoftProduct {
+    const TABLE: Table = Table::XorosoftProducts;
+    fn key(&self) -> Key {
+        Key::pk_sk(self.xorosoft_id.clone(), self.warehouse_code.clone())
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("xorosoft_id", Some(s(&self.xorosoft_id))),
+            ("warehouse_code", Some(s(&self.warehouse_code))),
+            ("sku", Some(s(self.sku.as_str()))),
+            ("product_id", self.product_id.map(s)),
+        ])
+    }
+}
+
+impl Record for XorosoftSyncLog {
+    const TABLE: Table = Table::XorosoftSyncLogs;
+    fn key(&self) -> Key {
+        Key::pk(self.id.to_string())
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("id", Some(s(self.id))),
+            ("sync_type", Some(s(status_name(self.sync_type)))),
+            ("started_at", Some(n(millis(self.started_at)))),
+            ("import_file", self.import_file.as_deref().map(s)),
+            ("status", Some(s(status_name(self.status)))),
+        ])
+    }
+}
+
+impl Record for SyncPerformanceLog {
+    const TABLE: Table = Table::SyncPerformanceLogs;
+    fn key(&self) -> Key {
+        Key::pk(self.id.to_string())
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("id", Some(s(self.id))),
+            ("sync_operation_id", Some(s(self.sync_operation_id))),
+            ("recorded_at", Some(n(millis(self.recorded_at)))),
+            ("bottleneck_stage", self.bottleneck_stage.map(|st| s(status_name(st)))),
+        ])
+    }
+}

@@ -1,0 +1,583 @@
+//! The typed repository the engine uses: entities in, entities out, every racing write
+//! conditional, and errors that say what happened.
+
+use crate::backend::{CancelReason, ItemStore, StoreError};
+use crate::item::{Condition, Item, Key, PageToken, Query, Scalar, SortCondition, WriteOp};
+use crate::records::{millis, product_attrs, Record};
+use crate::schema::Table;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use shopsync_domain::fields::{changed_fields, diff};
+use shopsync_domain::status::status_name;
+use shopsync_domain::{
+    Actor, ChangeSource, LockError, LockState, OperationId, Product, ProductContent, ProductId, ProductVersion,
+    ProductsStaging, StagingStatus,
+};
+use std::sync::Arc;
+
+/// Repository errors. [`RepoError::is_retryable`] says whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// No such item.
+    #[error("{table} {key} not found")]
+    NotFound {
+        /// Table.
+        table: Table,
+        /// Key.
+        key: String,
+    },
+    /// An item that must be new already exists.
+    #[error("{table} {key} already exists")]
+    AlreadyExists {
+        /// Table.
+        table: Table,
+        /// Key.
+        key: String,
+    },
+    /// The product changed since it was read: nothing was written; here is what it is now.
+    #[error("product {} changed since it was read (now at version {})", current.id, current.version)]
+    VersionConflict {
+        /// The product as stored now.
+        current: Box<Product>,
+    },
+    /// Someone else holds the product's sync lock.
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    /// A staged row is no longer in the status the write expected.
+    #[error("staged change {id} is {status}, not {expected}")]
+    StagingStatusConflict {
+        /// Row.
+        id: String,
+        /// Its status now.
+        status: String,
+        /// The status expected.
+        expected: String,
+    },
+    /// The same idempotency key is being handled right now; retry later.
+    #[error("request {key} is already being handled")]
+    IdempotencyInProgress {
+        /// Key.
+        key: String,
+    },
+    /// The idempotency key was used before with a different payload.
+    #[error("request {key} was already used with a different payload")]
+    IdempotencyPayloadMismatch {
+        /// Key.
+        key: String,
+    },
+    /// A stored item that does not decode.
+    #[error("stored {table} item does not decode: {reason}")]
+    Decode {
+        /// Table.
+        table: Table,
+        /// Why.
+        reason: String,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RepoError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RepoError::Store(e) => e.is_retryable(),
+            RepoError::IdempotencyInProgress { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// A typed page of results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paged<R> {
+    /// The records.
+    pub items: Vec<R>,
+    /// Where to continue.
+    pub next: Option<PageToken>,
+}
+
+/// The outcome of starting an idempotent piece of work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyStart {
+    /// First time (or a retry after failure or expiry): do the work, then complete.
+    Started,
+    /// Done before: here is the stored result; do nothing.
+    Replay(serde_json::Value),
+}
+
+/// The stored body of an idempotency record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IdempotencyDoc {
+    result: Option<serde_json::Value>,
+}
+
+const IDEM_STATUS: &str = "status";
+const IDEM_IN_PROGRESS: &str = "in_progress";
+const IDEM_COMPLETED: &str = "completed";
+const IDEM_HASH: &str = "payload_hash";
+const IDEM_EXPIRES: &str = "expires_at";
+const IDEM_IN_PROGRESS_EXPIRES: &str = "in_progress_expires_at";
+
+/// One atomic change to a product: the product, its new version snapshot and, optionally,
+/// the staged row that caused it.
+#[derive(Debug, Clone)]
+pub struct ProductCommit {
+    /// The product as it should be stored.
+    pub product: Product,
+    /// The version it was read at (`None`: it is new).
+    pub expected_version: Option<u64>,
+    /// The snapshot of the new version (required when the content changed).
+    pub version: Option<ProductVersion>,
+    /// The staged row to store with it, and the status it must have now (`None`: new row).
+    pub staging: Option<(ProductsStaging, Option<StagingStatus>)>,
+    /// Who writes; a lock held by anyone else refuses the write.
+    pub actor: Actor,
+    /// Now, for lock leases.
+    pub now: DateTime<Utc>,
+}
+
+/// The typed repository over a backend.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn ItemStore>,
+}
+
+fn encode<R: Record>(record: &R) -> Result<Item, RepoError> {
+    let doc = serde_json::to_vec(record).map_err(|e| RepoError::Decode { table: R::TABLE, reason: e.to_string() })?;
+    Ok(Item { attrs: record.attrs(), doc: Some(doc) })
+}
+
+fn decode<R: Record>(item: &Item) -> Result<R, RepoError> {
+    let doc = item.doc.as_deref().ok_or_else(|| RepoError::Decode { table: R::TABLE, reason: "item has no document".into() })?;
+    serde_json::from_slice(doc).map_err(|e| RepoError::Decode { table: R::TABLE, reason: e.to_string() })
+}
+
+fn key_text(key: &Key) -> String {
+    let part = |s: &Scalar| match s {
+        Scalar::S(s) => s.clone(),
+        Scalar::N(n) => n.to_string(),
+    };
+    match &key.sk {
+        Some(sk) => format!("{}/{}", part(&key.pk), part(sk)),
+        None => part(&key.pk),
+    }
+}
+
+/// The condition under which `actor` may write a product read at `version`.
+fn product_write_condition(expected_version: Option<u64>, actor: &Actor, now: DateTime<Utc>) -> Condition {
+    match expected_version {
+        None => Condition::ItemAbsent,
+        Some(v) => Condition::And(vec![
+            Condition::Eq(product_attrs::VERSION, Scalar::N(v as i64)),
+            Condition::Or(vec![
+                Condition::NotExists(product_attrs::LOCK_OWNER),
+                Condition::Eq(product_attrs::LOCK_OWNER, Scalar::S(actor.to_string())),
+                Condition::Le(product_attrs::LOCK_EXPIRES_AT, Scalar::N(millis(now))),
+            ]),
+        ]),
+    }
+}
+
+impl Store {
+    /// A repository over `backend`.
+    pub fn new(backend: Arc<dyn ItemStore>) -> Self {
+        Self { backend }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn ItemStore> {
+        &self.backend
+    }
+
+    /// Stores a new record; refuses to replace one.
+    pub async fn insert<R: Record>(&self, record: &R) -> Result<(), RepoError> {
+        match self.backend.put(R::TABLE, encode(record)?, Some(Condition::ItemAbsent)).await {
+            Err(StoreError::ConditionFailed { .. }) => Err(RepoError::AlreadyExists { table: R::TABLE, key: key_text(&record.key()) }),
+            other => Ok(other?),
+        }
+    }
+
+    /// Replaces a record only if the stored one still has the attribute values `expected`
+    /// (e.g. the status it was read with). A failed check returns the current record.
+    pub async fn replace_if<R: Record>(&self, record: &R, expected: Condition) -> Result<(), ReplaceError<R>> {
+        let condition = Condition::And(vec![Condition::ItemPresent, expected]);
+        match self.backend.put(R::TABLE, encode(record)?, Some(condition)).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::ConditionFailed { current: Some(item) }) => Err(ReplaceError::Changed(Box::new(decode(&item)?))),
+            Err(StoreError::ConditionFailed { current: None }) => {
+                Err(RepoError::NotFound { table: R::TABLE, key: key_text(&record.key()) }.into())
+            }
+            Err(e) => Err(RepoError::from(e).into()),
+        }
+    }
+
+    /// Reads a record by key.
+    pub async fn get<R: Record>(&self, key: &Key) -> Result<Option<R>, RepoError> {
+        self.backend.get(R::TABLE, key).await?.as_ref().map(decode).transpose()
+    }
+
+    /// One page of records by partition key on the table or an index.
+    pub async fn query<R: Record>(&self, query: Query) -> Result<Paged<R>, RepoError> {
+        debug_assert_eq!(query.table, R::TABLE);
+        let page = self.backend.query(&query).await?;
+        Ok(Paged { items: page.items.iter().map(decode).collect::<Result<_, _>>()?, next: page.next })
+    }
+
+    /// Every record of a query, following pages (for bounded result sets).
+    pub async fn query_all<R: Record>(&self, mut query: Query) -> Result<Vec<R>, RepoError> {
+        let mut out = Vec::new();
+        loop {
+            let page = self.query::<R>(query.clone()).await?;
+            out.extend(page.items);
+            match page.next {
+                Some(next) => query.start = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Reads a product.
+    pub async fn product(&self, id: ProductId) -> Result<Option<Product>, RepoError> {
+        self.get(&Key::pk(id.to_string())).await
+    }
+
+    /// Reads a product that must exist.
+    async fn product_required(&self, id: ProductId) -> Result<Product, RepoError> {
+        self.product(id).await?.ok_or(RepoError::NotFound { table: Table::Products, key: id.to_string() })
+    }
+
+    /// Finds the local product of a Shopify product id.
+    pub async fn product_by_shopify_id(&self, shopify_id: shopsync_domain::ShopifyProductId) -> Result<Option<Product>, RepoError> {
+        let page = self.query::<Product>(Query::new(Table::Products, Some("by_shopify_id"), shopify_id.to_string())).await?;
+        Ok(page.items.into_iter().next())
+    }
+
+    /// Stores a new product with its version-1 snapshot, atomically.
+    pub async fn create_product(
+        &self,
+        product: &Product,
+        source: ChangeSource,
+        actor: &Actor,
+        operation: Option<OperationId>,
+    ) -> Result<(), RepoError> {
+        let version = ProductVersion {
+            product_id: product.id,
+            version_number: product.version,
+            product_data: product.content.clone(),
+            changed_fields: changed_fields(&diff(&Default::default(), &product.content.to_fields())),
+            change_source: source,
+            changed_by: actor.clone(),
+            sync_operation_id: operation,
+            created_at: product.created_at,
+        };
+        let commit = ProductCommit {
+            product: product.clone(),
+            expected_version: None,
+            version: Some(version),
+            staging: None,
+            actor: actor.clone(),
+            now: product.created_at,
+        };
+        self.commit_product(commit).await
+    }
+
+    /// Changes a product's content from the state it was read in: bumps the version and writes
+    /// product and snapshot together. Returns the stored product.
+    pub async fn update_product_content(
+        &self,
+        read: &Product,
+        content: ProductContent,
+        source: ChangeSource,
+        actor: &Actor,
+        operation: Option<OperationId>,
+        now: DateTime<Utc>,
+    ) -> Result<Product, RepoError> {
+        let mut product = read.clone();
+        let changes = product.change_content(content, now);
+        if changes.is_empty() {
+            return Ok(product);
+        }
+        let version = ProductVersion {
+            product_id: product.id,
+            version_number: product.version,
+            product_data: product.content.clone(),
+            changed_fields: changed_fields(&changes),
+            change_source: source,
+            changed_by: actor.clone(),
+            sync_operation_id: operation,
+            created_at: now,
+        };
+        let commit = ProductCommit {
+            product: product.clone(),
+            expected_version: Some(read.version),
+            version: Some(version),
+            staging: None,
+            actor: actor.clone(),
+            now,
+        };
+        self.commit_product(commit).await?;
+        Ok(product)
+    }
+
+    /// Writes a product, its version snapshot and its staged row all at once or not at all.
+    pub async fn commit_product(&self, commit: ProductCommit) -> Result<(), RepoError> {
+        let ProductCommit { product, expected_version, version, staging, actor, now } = commit;
+        if let Some(v) = &version {
+            if v.product_id != product.id || v.version_number != product.version {
+                return Err(StoreError::Invalid("version snapshot does not match the product".into()).into());
+            }
+        }
+        let mut writes = vec![WriteOp::Put {
+            table: Table::Products,
+            item: encode(&product)?,
+            condition: Some(product_write_condition(expected_version, &actor, now)),
+        }];
+        if let Some(v) = &version {
+            writes.push(WriteOp::Put { table: Table::ProductVersions, item: encode(v)?, condition: Some(Condition::ItemAbsent) });
+        }
+        let staging_expectation = staging.as_ref().map(|(row, expected)| (row.id.to_string(), *expected));
+        if let Some((row, expected)) = &staging {
+            let condition = match expected {
+                None => Condition::ItemAbsent,
+                Some(status) => Condition::Eq("status", Scalar::S(status_name(*status))),
+            };
+            writes.push(WriteOp::Put { table: Table::ProductsStaging, item: encode(row)?, condition: Some(condition) });
+        }
+        match self.backend.transact(writes).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::TransactionCanceled { reasons }) => {
+                Err(self.explain_product_cancel(&product, expected_version, &actor, now, reasons, staging_expectation).await)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn explain_product_cancel(
+        &self,
+        product: &Product,
+        expected_version: Option<u64>,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        reasons: Vec<CancelReason>,
+        staging: Option<(String, Option<StagingStatus>)>,
+    ) -> RepoError {
+        let mut reasons = reasons.into_iter();
+        match reasons.next() {
+            Some(CancelReason::ConditionFailed(current)) => {
+                let current = match current.as_ref().map(decode::<Product>).transpose() {
+                    Ok(c) => c,
+                    Err(e) => return e,
+                };
+                return match (expected_version, current) {
+                    (None, _) => RepoError::AlreadyExists { table: Table::Products, key: product.id.to_string() },
+                    (Some(_), None) => RepoError::NotFound { table: Table::Products, key: product.id.to_string() },
+                    (Some(v), Some(current)) if current.version != v => RepoError::VersionConflict { current: Box::new(current) },
+                    (Some(_), Some(current)) => match current.writable_by(actor, now) {
+                        Err(lock) => RepoError::Locked(lock),
+                        Ok(()) => RepoError::VersionConflict { current: Box::new(current) },
+                    },
+                };
+            }
+            Some(CancelReason::None) | None => {}
+            Some(other) => return StoreError::TransactionCanceled { reasons: vec![other] }.into(),
+        }
+        let rest: Vec<CancelReason> = reasons.collect();
+        // The staged row is checked first: its status is what makes applying twice a no-op.
+        if let (Some((id, expected)), Some(CancelReason::ConditionFailed(current))) = (staging, rest.last()) {
+            let status = current
+                .as_ref()
+                .and_then(|i| i.attrs.get("status"))
+                .and_then(Scalar::as_str)
+                .unwrap_or("absent")
+                .to_owned();
+            let expected = expected.map(status_name).unwrap_or_else(|| "absent".into());
+            return RepoError::StagingStatusConflict { id, status, expected };
+        }
+        // The snapshot row exists already: someone committed this version number first.
+        if let Some(CancelReason::ConditionFailed(_)) = rest.first() {
+            if let Ok(Some(current)) = self.product(product.id).await {
+                return RepoError::VersionConflict { current: Box::new(current) };
+            }
+        }
+        StoreError::TransactionCanceled { reasons: rest }.into()
+    }
+
+    /// Takes (or renews) a product's sync lock for `actor`; an expired lease is taken over.
+    pub async fn lock_product(&self, id: ProductId, actor: &Actor, now: DateTime<Utc>, lease: Duration) -> Result<Product, RepoError> {
+        self.change_lock(id, now, |p| p.lock(actor, now, lease)).await
+    }
+
+    /// Releases a product's sync lock; only its holder may.
+    pub async fn unlock_product(&self, id: ProductId, actor: &Actor, now: DateTime<Utc>) -> Result<Product, RepoError> {
+        self.change_lock(id, now, |p| p.unlock(actor)).await
+    }
+
+    /// Read, change the lock fields, write back conditionally on the lock fields read and the
+    /// version; a lost race re-reads (a concurrent content edit does not lose the lock).
+    async fn change_lock(
+        &self,
+        id: ProductId,
+        now: DateTime<Utc>,
+        change: impl Fn(&mut Product) -> Result<(), LockError>,
+    ) -> Result<Product, RepoError> {
+        const ATTEMPTS: usize = 8;
+        let mut last_error = None;
+        for _ in 0..ATTEMPTS {
+            let read = self.product_required(id).await?;
+            let mut product = read.clone();
+            change(&mut product)?;
+            let attrs = read.attrs();
+            let lock_as_read = |name: &'static str| match attrs.get(name) {
+                Some(v) => Condition::Eq(name, v.clone()),
+                None => Condition::NotExists(name),
+            };
+            let condition = Condition::And(vec![
+                Condition::Eq(product_attrs::VERSION, Scalar::N(read.version as i64)),
+                lock_as_read(product_attrs::LOCK_OWNER),
+                lock_as_read(product_attrs::LOCK_EXPIRES_AT),
+            ]);
+            match self.backend.put(Table::Products, encode(&product)?, Some(condition)).await {
+                Ok(()) => return Ok(product),
+                Err(StoreError::ConditionFailed { current: None }) => {
+                    return Err(RepoError::NotFound { table: Table::Products, key: id.to_string() })
+                }
+                Err(StoreError::ConditionFailed { current: Some(_) }) => last_error = Some(now),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let current = self.product_required(id).await?;
+        match (current.lock_state(now), last_error) {
+            (LockState::Held { by, until }, _) => Err(LockError::HeldByOther { by, until }.into()),
+            _ => Err(RepoError::VersionConflict { current: Box::new(current) }),
+        }
+    }
+
+    /// A product's versions, by version number.
+    pub async fn product_versions(
+        &self,
+        id: ProductId,
+        newest_first: bool,
+        limit: u32,
+        start: Option<PageToken>,
+    ) -> Result<Paged<ProductVersion>, RepoError> {
+        let mut q = Query::new(Table::ProductVersions, None, id.to_string());
+        q.ascending = !newest_first;
+        q.limit = limit;
+        q.start = start;
+        self.query(q).await
+    }
+
+    /// One version of a product.
+    pub async fn product_version(&self, id: ProductId, version: u64) -> Result<Option<ProductVersion>, RepoError> {
+        self.get(&Key::pk_sk(id.to_string(), version as i64)).await
+    }
+
+    /// Starts idempotent work under `key` for a payload with hash `payload_hash`.
+    ///
+    /// Powertools semantics: one conditional put takes the key; a completed record replays its
+    /// result; the same key with another payload is refused; an in-progress record blocks until
+    /// `in_progress_until` passes (set from the invocation deadline); a record past
+    /// `expires_at` counts as absent (expiry is checked here; TTL only cleans up).
+    pub async fn begin_idempotent(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        now: DateTime<Utc>,
+        in_progress_until: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<IdempotencyStart, RepoError> {
+        let item = Item {
+            attrs: [
+                ("key".to_owned(), Scalar::from(key)),
+                (IDEM_STATUS.to_owned(), Scalar::from(IDEM_IN_PROGRESS)),
+                (IDEM_HASH.to_owned(), Scalar::from(payload_hash)),
+                (IDEM_EXPIRES.to_owned(), Scalar::N(expires_at.timestamp())),
+                (IDEM_IN_PROGRESS_EXPIRES.to_owned(), Scalar::N(millis(in_progress_until))),
+            ]
+            .into(),
+            doc: serde_json::to_vec(&IdempotencyDoc { result: None }).ok(),
+        };
+        let takeable = Condition::Or(vec![
+            Condition::ItemAbsent,
+            Condition::Lt(IDEM_EXPIRES, Scalar::N(now.timestamp())),
+            Condition::And(vec![
+                Condition::Eq(IDEM_STATUS, Scalar::from(IDEM_IN_PROGRESS)),
+                Condition::Lt(IDEM_IN_PROGRESS_EXPIRES, Scalar::N(millis(now))),
+            ]),
+        ]);
+        match self.backend.put(Table::IdempotencyRecords, item, Some(takeable)).await {
+            Ok(()) => Ok(IdempotencyStart::Started),
+            Err(StoreError::ConditionFailed { current: Some(current) }) => {
+                let same_payload = current.attrs.get(IDEM_HASH).and_then(Scalar::as_str) == Some(payload_hash);
+                if !same_payload {
+                    return Err(RepoError::IdempotencyPayloadMismatch { key: key.to_owned() });
+                }
+                if current.attrs.get(IDEM_STATUS).and_then(Scalar::as_str) == Some(IDEM_COMPLETED) {
+                    let doc: IdempotencyDoc = serde_json::from_slice(current.doc.as_deref().unwrap_or(b"{}"))
+                        .map_err(|e| RepoError::Decode { table: Table::IdempotencyRecords, reason: e.to_string() })?;
+                    return Ok(IdempotencyStart::Replay(doc.result.unwrap_or(serde_json::Value::Null)));
+                }
+                Err(RepoError::IdempotencyInProgress { key: key.to_owned() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records the result of work started with [`Store::begin_idempotent`].
+    pub async fn complete_idempotent(
+        &self,
+        key: &str,
+        payload_hash: &str,
+        result: serde_json::Value,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        let item = Item {
+            attrs: [
+                ("key".to_owned(), Scalar::from(key)),
+                (IDEM_STATUS.to_owned(), Scalar::from(IDEM_COMPLETED)),
+                (IDEM_HASH.to_owned(), Scalar::from(payload_hash)),
+                (IDEM_EXPIRES.to_owned(), Scalar::N(expires_at.timestamp())),
+            ]
+            .into(),
+            doc: serde_json::to_vec(&IdempotencyDoc { result: Some(result) }).ok(),
+        };
+        let ours = Condition::And(vec![
+            Condition::Eq(IDEM_STATUS, Scalar::from(IDEM_IN_PROGRESS)),
+            Condition::Eq(IDEM_HASH, Scalar::from(payload_hash)),
+        ]);
+        match self.backend.put(Table::IdempotencyRecords, item, Some(ours)).await {
+            Err(StoreError::ConditionFailed { .. }) => Err(RepoError::IdempotencyPayloadMismatch { key: key.to_owned() }),
+            other => Ok(other?),
+        }
+    }
+
+    /// Gives up work started under `key` (it failed), so a retry can run it.
+    pub async fn abandon_idempotent(&self, key: &str, payload_hash: &str) -> Result<(), RepoError> {
+        let ours = Condition::And(vec![
+            Condition::Eq(IDEM_STATUS, Scalar::from(IDEM_IN_PROGRESS)),
+            Condition::Eq(IDEM_HASH, Scalar::from(payload_hash)),
+        ]);
+        match self.backend.delete(Table::IdempotencyRecords, &Key::pk(key), Some(ours)).await {
+            Err(StoreError::ConditionFailed { .. }) | Ok(()) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The result of a conditional replace.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplaceError<R: std::fmt::Debug> {
+    /// The stored record no longer matches: here it is.
+    #[error("the record changed since it was read")]
+    Changed(Box<R>),
+    /// Another failure.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+/// A query on the sort key range `[from, to]` of epoch-millisecond times.
+pub fn between_times(from: DateTime<Utc>, to: DateTime<Utc>) -> SortCondition {
+    SortCondition::Between(Scalar::N(millis(from)), Scalar::N(millis(to)))
+}

@@ -1,0 +1,304 @@
+//! Every table of shopsync, defined once: key schema, global secondary indexes (each from a
+//! written-down access pattern) and TTL. The DynamoDB backend, the embedded backend, `migrate`
+//! and the infra template all derive from these definitions.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The type of a key attribute (DynamoDB's `S` or `N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyType {
+    /// String.
+    S,
+    /// Number (an integer here).
+    N,
+}
+
+/// One key attribute: name and type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct KeyAttr {
+    /// Attribute name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: KeyType,
+}
+
+/// A partition key and optional sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct KeySchema {
+    /// Partition key.
+    pub pk: KeyAttr,
+    /// Sort key, if any.
+    pub sk: Option<KeyAttr>,
+}
+
+/// A global secondary index (projection: all attributes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct IndexDef {
+    /// Index name.
+    pub name: &'static str,
+    /// Its keys.
+    pub key: KeySchema,
+    /// The access pattern it serves.
+    pub serves: &'static str,
+}
+
+/// The logical tables: the spec's, plus idempotency records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Table {
+    /// `products`.
+    Products,
+    /// `categories`.
+    Categories,
+    /// `products_staging`.
+    ProductsStaging,
+    /// `sync_operations`.
+    SyncOperations,
+    /// `sync_conflicts`.
+    SyncConflicts,
+    /// `sync_rollbacks`.
+    SyncRollbacks,
+    /// `product_versions`.
+    ProductVersions,
+    /// `category_versions`.
+    CategoryVersions,
+    /// `xorosoft_products`.
+    XorosoftProducts,
+    /// `xorosoft_sync_logs`.
+    XorosoftSyncLogs,
+    /// `sync_performance_logs`.
+    SyncPerformanceLogs,
+    /// `idempotency_records`: one per webhook, message and file handled.
+    IdempotencyRecords,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 12] = [
+        Table::Products,
+        Table::Categories,
+        Table::ProductsStaging,
+        Table::SyncOperations,
+        Table::SyncConflicts,
+        Table::SyncRollbacks,
+        Table::ProductVersions,
+        Table::CategoryVersions,
+        Table::XorosoftProducts,
+        Table::XorosoftSyncLogs,
+        Table::SyncPerformanceLogs,
+        Table::IdempotencyRecords,
+    ];
+
+    /// The logical name (the spec's table name).
+    pub fn name(self) -> &'static str {
+        self.def().name
+    }
+
+    /// The table's definition.
+    pub fn def(self) -> &'static TableDef {
+        match self {
+            Table::Products => &PRODUCTS,
+            Table::Categories => &CATEGORIES,
+            Table::ProductsStaging => &PRODUCTS_STAGING,
+            Table::SyncOperations => &SYNC_OPERATIONS,
+            Table::SyncConflicts => &SYNC_CONFLICTS,
+            Table::SyncRollbacks => &SYNC_ROLLBACKS,
+            Table::ProductVersions => &PRODUCT_VERSIONS,
+            Table::CategoryVersions => &CATEGORY_VERSIONS,
+            Table::XorosoftProducts => &XOROSOFT_PRODUCTS,
+            Table::XorosoftSyncLogs => &XOROSOFT_SYNC_LOGS,
+            Table::SyncPerformanceLogs => &SYNC_PERFORMANCE_LOGS,
+            Table::IdempotencyRecords => &IDEMPOTENCY_RECORDS,
+        }
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A table's definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TableDef {
+    /// Logical name (the physical name adds the deployment's prefix).
+    pub name: &'static str,
+    /// Primary key.
+    pub key: KeySchema,
+    /// Global secondary indexes.
+    pub indexes: &'static [IndexDef],
+    /// The TTL attribute (epoch seconds), if items expire.
+    pub ttl_attr: Option<&'static str>,
+}
+
+impl TableDef {
+    /// The index called `name`.
+    pub fn index(&self, name: &str) -> Option<&'static IndexDef> {
+        self.indexes.iter().find(|i| i.name == name)
+    }
+}
+
+const fn s(name: &'static str) -> KeyAttr {
+    KeyAttr { name, kind: KeyType::S }
+}
+const fn n(name: &'static str) -> KeyAttr {
+    KeyAttr { name, kind: KeyType::N }
+}
+const fn key(pk: KeyAttr, sk: Option<KeyAttr>) -> KeySchema {
+    KeySchema { pk, sk }
+}
+const fn index(name: &'static str, pk: KeyAttr, sk: Option<KeyAttr>, serves: &'static str) -> IndexDef {
+    IndexDef { name, key: key(pk, sk), serves }
+}
+
+/// Times in sort keys are epoch milliseconds (`N`); TTLs are epoch seconds.
+pub const PRODUCTS: TableDef = TableDef {
+    name: "products",
+    key: key(s("id"), None),
+    indexes: &[
+        index("by_shopify_id", s("shopify_product_id"), None, "find the local product of a webhook or a pulled Shopify product"),
+        index("by_xorosoft_id", s("xorosoft_id"), None, "find the product of a Xorosoft item"),
+        index("by_pending_push", s("pending_push"), Some(n("updated_at")), "products whose version is past last_sync_version (sparse), oldest first, for up-syncs"),
+        index("by_lock_owner", s("lock_owner"), Some(n("lock_expires_at")), "locks held by a user, for the admin and for lease clean-up"),
+    ],
+    ttl_attr: None,
+};
+
+/// Categories (Shopify collections).
+pub const CATEGORIES: TableDef = TableDef {
+    name: "categories",
+    key: key(s("id"), None),
+    indexes: &[index("by_shopify_id", s("shopify_collection_id"), None, "find the local category of a collection webhook")],
+    ttl_attr: None,
+};
+
+/// Staged product changes.
+pub const PRODUCTS_STAGING: TableDef = TableDef {
+    name: "products_staging",
+    key: key(s("id"), None),
+    indexes: &[
+        index("by_operation", s("sync_operation_id"), Some(n("staged_at")), "an operation's staged rows in staging order (apply step, review screen)"),
+        index("by_product", s("source_product_id"), Some(n("staged_at")), "a product's staged changes, to supersede older pending rows"),
+        index("by_status", s("status"), Some(n("staged_at")), "the review queue: every row awaiting approval, oldest first"),
+    ],
+    ttl_attr: None,
+};
+
+/// Sync operations.
+pub const SYNC_OPERATIONS: TableDef = TableDef {
+    name: "sync_operations",
+    key: key(s("id"), None),
+    indexes: &[
+        index("by_status", s("status"), Some(n("created_at")), "operations in a status (in progress, awaiting approval) by time"),
+        index("by_created", s("entity"), Some(n("created_at")), "all operations, newest first (low volume: one partition)"),
+    ],
+    ttl_attr: None,
+};
+
+/// Sync conflicts.
+pub const SYNC_CONFLICTS: TableDef = TableDef {
+    name: "sync_conflicts",
+    key: key(s("id"), None),
+    indexes: &[
+        index("by_status", s("status"), Some(n("detected_at")), "open conflicts, oldest first"),
+        index("by_product", s("product_id"), Some(n("detected_at")), "a product's conflicts"),
+        index("by_operation", s("sync_operation_id"), Some(n("detected_at")), "an operation's conflicts"),
+    ],
+    ttl_attr: None,
+};
+
+/// Rollbacks.
+pub const SYNC_ROLLBACKS: TableDef = TableDef {
+    name: "sync_rollbacks",
+    key: key(s("id"), None),
+    indexes: &[index("by_original_operation", s("original_operation_id"), Some(n("created_at")), "rollbacks of an operation")],
+    ttl_attr: None,
+};
+
+/// Product version history.
+pub const PRODUCT_VERSIONS: TableDef = TableDef {
+    name: "product_versions",
+    key: key(s("product_id"), Some(n("version_number"))),
+    indexes: &[index("by_operation", s("sync_operation_id"), Some(n("created_at")), "versions an operation wrote (rollback)")],
+    ttl_attr: None,
+};
+
+/// Category version history.
+pub const CATEGORY_VERSIONS: TableDef = TableDef {
+    name: "category_versions",
+    key: key(s("category_id"), Some(n("version_number"))),
+    indexes: &[index("by_operation", s("sync_operation_id"), Some(n("created_at")), "versions an operation wrote (rollback)")],
+    ttl_attr: None,
+};
+
+/// Xorosoft stock and cost per item and warehouse.
+pub const XOROSOFT_PRODUCTS: TableDef = TableDef {
+    name: "xorosoft_products",
+    key: key(s("xorosoft_id"), Some(s("warehouse_code"))),
+    indexes: &[
+        index("by_sku", s("sku"), Some(s("warehouse_code")), "match an import row or a variant by SKU"),
+        index("by_product", s("product_id"), Some(s("warehouse_code")), "a product's Xorosoft figures"),
+    ],
+    ttl_attr: None,
+};
+
+/// Xorosoft sync logs.
+pub const XOROSOFT_SYNC_LOGS: TableDef = TableDef {
+    name: "xorosoft_sync_logs",
+    key: key(s("id"), None),
+    indexes: &[
+        index("by_type", s("sync_type"), Some(n("started_at")), "recent imports of a type, newest first"),
+        index("by_import_file", s("import_file"), None, "the log of a given file"),
+    ],
+    ttl_attr: None,
+};
+
+/// Performance logs.
+pub const SYNC_PERFORMANCE_LOGS: TableDef = TableDef {
+    name: "sync_performance_logs",
+    key: key(s("id"), None),
+    indexes: &[
+        index("by_operation", s("sync_operation_id"), Some(n("recorded_at")), "an operation's performance (per step)"),
+        index("by_bottleneck", s("bottleneck_stage"), Some(n("recorded_at")), "where time goes: recent logs by bottleneck stage"),
+    ],
+    ttl_attr: None,
+};
+
+/// Idempotency records (webhooks, queue messages, files).
+pub const IDEMPOTENCY_RECORDS: TableDef = TableDef {
+    name: "idempotency_records",
+    key: key(s("key"), None),
+    indexes: &[],
+    ttl_attr: Some("expires_at"),
+};
+
+/// Attribute names reserved by the backends for the item body.
+pub const RESERVED_ATTRS: [&str; 2] = ["doc", "doc_z"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_table_has_a_unique_name_and_consistent_key_types() {
+        let names: HashSet<_> = Table::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(names.len(), Table::ALL.len());
+        for table in Table::ALL {
+            let def = table.def();
+            let mut types = std::collections::HashMap::new();
+            let keys = std::iter::once(def.key).chain(def.indexes.iter().map(|i| i.key));
+            for k in keys {
+                for attr in std::iter::once(k.pk).chain(k.sk) {
+                    assert!(!RESERVED_ATTRS.contains(&attr.name));
+                    let kind = types.entry(attr.name).or_insert(attr.kind);
+                    assert_eq!(*kind, attr.kind, "{}.{} has two types", def.name, attr.name);
+                }
+            }
+            let index_names: HashSet<_> = def.indexes.iter().map(|i| i.name).collect();
+            assert_eq!(index_names.len(), def.indexes.len());
+        }
+    }
+}

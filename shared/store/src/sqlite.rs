@@ -1,0 +1,510 @@
+//! The embedded backend: one SQLite file on disk, in-process, with the same semantics as the
+//! DynamoDB backend (conditions checked inside an immediate transaction, atomic multi-item
+//! writes, sparse indexes as expression indexes over the scalar attributes).
+
+use crate::backend::{prefixed, CancelReason, ItemStore, StoreError, TableState, MAX_TRANSACTION_ITEMS};
+use crate::item::{Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp};
+use crate::schema::{IndexDef, KeyType, Table, TableDef, RESERVED_ATTRS};
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The file name of the embedded store inside its data directory.
+pub const DB_FILE: &str = "shopsync.sqlite3";
+const META_TABLE: &str = "_shopsync_tables";
+
+/// The embedded store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    prefix: String,
+    dir: PathBuf,
+}
+
+/// What the embedded store records of a table's definition (the real indexes are read from
+/// SQLite itself).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct TableMeta {
+    pk: String,
+    sk: Option<String>,
+    attr_types: BTreeMap<String, KeyType>,
+    ttl_attr: Option<String>,
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    let text = e.to_string();
+    if text.contains("no such table") {
+        return StoreError::TableMissing(text);
+    }
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen | OutOfMemory) => {
+            StoreError::Unavailable(text)
+        }
+        _ => StoreError::Invalid(text),
+    }
+}
+
+fn to_sql(value: &Scalar) -> SqlValue {
+    match value {
+        Scalar::S(s) => SqlValue::Text(s.clone()),
+        Scalar::N(n) => SqlValue::Integer(*n),
+    }
+}
+
+fn sk_sql(key: &Key) -> SqlValue {
+    key.sk.as_ref().map(to_sql).unwrap_or(SqlValue::Text(String::new()))
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn attr_expr(attr: &str) -> String {
+    format!("json_extract(attrs, '$.{attr}')")
+}
+
+fn read_item(attrs: String, doc: Option<Vec<u8>>) -> Result<Item, StoreError> {
+    let attrs: Attrs = serde_json::from_str(&attrs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Item { attrs, doc })
+}
+
+/// Checks an item carries its keys with the defined types and no reserved names.
+fn validate_item(def: &TableDef, item: &Item) -> Result<Key, StoreError> {
+    for name in RESERVED_ATTRS {
+        if item.attrs.contains_key(name) {
+            return Err(StoreError::Invalid(format!("attribute name `{name}` is reserved")));
+        }
+    }
+    let keys = std::iter::once(def.key).chain(def.indexes.iter().map(|i| i.key));
+    for k in keys {
+        for attr in std::iter::once(k.pk).chain(k.sk) {
+            if let Some(v) = item.attrs.get(attr.name) {
+                if v.kind() != attr.kind {
+                    return Err(StoreError::Invalid(format!("{}.{} must be {:?}", def.name, attr.name, attr.kind)));
+                }
+            }
+        }
+    }
+    item.key(def).ok_or_else(|| StoreError::Invalid(format!("item lacks the key of {}", def.name)))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`, with physical table names under `prefix`.
+    pub fn open(dir: &Path, prefix: &str) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        let conn = Connection::open(dir.join(DB_FILE)).map_err(map_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(map_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
+        // FULL: a write acknowledged to a merchant survives a power cut.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(map_err)?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, definition TEXT NOT NULL)"
+        ))
+        .map_err(map_err)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), prefix: prefix.to_owned(), dir: dir.to_owned() })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+
+    /// Writes a raw row, bypassing conditions: for tests that need data shaped as an older
+    /// version of shopsync left it.
+    pub async fn put_raw(&self, table: Table, item: Item) -> Result<(), StoreError> {
+        self.put(table, item, None).await
+    }
+}
+
+fn current(tx: &Connection, name: &str, key: &Key) -> Result<Option<Item>, StoreError> {
+    tx.query_row(
+        &format!("SELECT attrs, doc FROM {} WHERE pk = ?1 AND sk = ?2", quote(name)),
+        [to_sql(&key.pk), sk_sql(key)],
+        |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?)),
+    )
+    .optional()
+    .map_err(map_err)?
+    .map(|(a, d)| read_item(a, d))
+    .transpose()
+}
+
+fn write_put(tx: &Connection, name: &str, key: &Key, item: &Item) -> Result<(), StoreError> {
+    let attrs = serde_json::to_string(&item.attrs).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    tx.execute(
+        &format!("INSERT OR REPLACE INTO {} (pk, sk, attrs, doc) VALUES (?1, ?2, ?3, ?4)", quote(name)),
+        rusqlite::params![to_sql(&key.pk), sk_sql(key), attrs, item.doc],
+    )
+    .map_err(map_err)?;
+    Ok(())
+}
+
+fn write_delete(tx: &Connection, name: &str, key: &Key) -> Result<(), StoreError> {
+    tx.execute(&format!("DELETE FROM {} WHERE pk = ?1 AND sk = ?2", quote(name)), [to_sql(&key.pk), sk_sql(key)])
+        .map_err(map_err)?;
+    Ok(())
+}
+
+fn index_ddl(physical: &str, index: &IndexDef) -> String {
+    let mut cols = vec![attr_expr(index.key.pk.name)];
+    if let Some(sk) = index.key.sk {
+        cols.push(attr_expr(sk.name));
+    }
+    format!("CREATE INDEX {} ON {} ({})", quote(&format!("{physical}__{}", index.name)), quote(physical), cols.join(", "))
+}
+
+fn meta_of(def: &TableDef) -> TableMeta {
+    let mut attr_types = BTreeMap::new();
+    for k in std::iter::once(def.key).chain(def.indexes.iter().map(|i| i.key)) {
+        for a in std::iter::once(k.pk).chain(k.sk) {
+            attr_types.insert(a.name.to_owned(), a.kind);
+        }
+    }
+    TableMeta {
+        pk: def.key.pk.name.to_owned(),
+        sk: def.key.sk.map(|s| s.name.to_owned()),
+        attr_types,
+        ttl_attr: def.ttl_attr.map(str::to_owned),
+    }
+}
+
+fn save_meta(tx: &Connection, physical: &str, meta: &TableMeta) -> Result<(), StoreError> {
+    let json = serde_json::to_string(meta).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    tx.execute(&format!("INSERT OR REPLACE INTO {META_TABLE} (name, definition) VALUES (?1, ?2)"), [physical, &json])
+        .map_err(map_err)?;
+    Ok(())
+}
+
+fn load_meta(conn: &Connection, physical: &str) -> Result<Option<TableMeta>, StoreError> {
+    let json: Option<String> = conn
+        .query_row(&format!("SELECT definition FROM {META_TABLE} WHERE name = ?1"), [physical], |r| r.get(0))
+        .optional()
+        .map_err(map_err)?;
+    json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("table meta of {physical}: {e}"))))
+        .transpose()
+}
+
+/// The json paths an index's SQL covers, in order (e.g. `["status", "created_at"]`).
+fn index_attrs(sql: &str) -> Vec<String> {
+    sql.split("'$.").skip(1).filter_map(|rest| rest.split('\'').next().map(str::to_owned)).collect()
+}
+
+/// The ordering columns of a query and the values of the last item in that order.
+fn order_columns(def: &TableDef, index: Option<&IndexDef>) -> Vec<(String, Option<&'static str>)> {
+    let mut cols = Vec::new();
+    if let Some(ix) = index {
+        if let Some(sk) = ix.key.sk {
+            cols.push((attr_expr(sk.name), Some(sk.name)));
+        }
+    }
+    cols.push(("pk".to_owned(), Some(def.key.pk.name)));
+    cols.push(("sk".to_owned(), def.key.sk.map(|s| s.name)));
+    cols
+}
+
+fn token_values(token: &PageToken, cols: &[(String, Option<&'static str>)]) -> Result<Vec<SqlValue>, StoreError> {
+    let attrs = token.decode().ok_or_else(|| StoreError::Invalid("malformed page token".into()))?;
+    cols.iter()
+        .map(|(_, attr)| match attr {
+            Some(a) => attrs.get(*a).map(to_sql).ok_or_else(|| StoreError::Invalid("page token does not fit this query".into())),
+            None => Ok(SqlValue::Text(String::new())),
+        })
+        .collect()
+}
+
+fn last_key_attrs(def: &TableDef, index: Option<&IndexDef>, item: &Item) -> Attrs {
+    let mut names = vec![Some(def.key.pk.name), def.key.sk.map(|s| s.name)];
+    if let Some(ix) = index {
+        names.push(Some(ix.key.pk.name));
+        names.push(ix.key.sk.map(|s| s.name));
+    }
+    names.into_iter().flatten().filter_map(|n| item.attrs.get(n).map(|v| (n.to_owned(), v.clone()))).collect()
+}
+
+fn run_page(
+    conn: &Connection,
+    sql: &str,
+    params: Vec<SqlValue>,
+    limit: u32,
+    def: &TableDef,
+    index: Option<&IndexDef>,
+) -> Result<Page, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let rows = stmt
+        .query_map(params_from_iter(params), |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?)))
+        .map_err(map_err)?;
+    let mut items = Vec::new();
+    for row in rows {
+        let (a, d) = row.map_err(map_err)?;
+        items.push(read_item(a, d)?);
+    }
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|last| PageToken::encode(&last_key_attrs(def, index, last)))
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+#[async_trait]
+impl ItemStore for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn physical_name(&self, table: Table) -> String {
+        prefixed(&self.prefix, table)
+    }
+
+    async fn get(&self, table: Table, key: &Key) -> Result<Option<Item>, StoreError> {
+        let name = self.physical_name(table);
+        let key = key.clone();
+        self.with_conn(move |c| current(c, &name, &key)).await
+    }
+
+    async fn put(&self, table: Table, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
+        self.transact(vec![WriteOp::Put { table, item, condition }]).await.map_err(single_error)
+    }
+
+    async fn delete(&self, table: Table, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
+        self.transact(vec![WriteOp::Delete { table, key: key.clone(), condition }]).await.map_err(single_error)
+    }
+
+    async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError> {
+        if writes.is_empty() || writes.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Invalid(format!("a transaction holds 1..={MAX_TRANSACTION_ITEMS} writes, not {}", writes.len())));
+        }
+        let prefix = self.prefix.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let mut seen = HashSet::new();
+            let mut plan = Vec::with_capacity(writes.len());
+            let mut reasons = Vec::with_capacity(writes.len());
+            let mut failed = false;
+            for write in &writes {
+                let (table, key, condition) = match write {
+                    WriteOp::Put { table, item, condition } => (*table, validate_item(table.def(), item)?, condition.as_ref()),
+                    WriteOp::Delete { table, key, condition } => (*table, key.clone(), condition.as_ref()),
+                    WriteOp::Check { table, key, condition } => (*table, key.clone(), Some(condition)),
+                };
+                let name = prefixed(&prefix, table);
+                if !seen.insert((name.clone(), key.clone())) {
+                    return Err(StoreError::Invalid("a transaction touches the same item twice".into()));
+                }
+                let cur = current(&tx, &name, &key)?;
+                let ok = condition.is_none_or(|cond| cond.holds(cur.as_ref().map(|i| &i.attrs), table.def().key.pk.name));
+                reasons.push(if ok { CancelReason::None } else { CancelReason::ConditionFailed(cur) });
+                failed |= !ok;
+                plan.push((name, key));
+            }
+            if failed {
+                return Err(StoreError::TransactionCanceled { reasons });
+            }
+            for (write, (name, key)) in writes.iter().zip(&plan) {
+                match write {
+                    WriteOp::Put { item, .. } => write_put(&tx, name, key, item)?,
+                    WriteOp::Delete { .. } => write_delete(&tx, name, key)?,
+                    WriteOp::Check { .. } => {}
+                }
+            }
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        let def = query.table.def();
+        let index = match query.index {
+            Some(name) => Some(def.index(name).ok_or_else(|| StoreError::Invalid(format!("{} has no index {name}", def.name)))?),
+            None => None,
+        };
+        if query.limit == 0 || query.limit > 1000 {
+            return Err(StoreError::Invalid("page size must be 1..=1000".into()));
+        }
+        let (pk_expr, sk_attr) = match index {
+            Some(ix) => (attr_expr(ix.key.pk.name), ix.key.sk.map(|s| attr_expr(s.name))),
+            None => ("pk".to_owned(), def.key.sk.map(|_| "sk".to_owned())),
+        };
+        let mut sql = format!("SELECT attrs, doc FROM {} WHERE {pk_expr} = ?", quote(&self.physical_name(query.table)));
+        let mut params = vec![to_sql(&query.pk)];
+        if let Some(sk) = &sk_attr {
+            if index.is_some() {
+                sql.push_str(&format!(" AND {sk} IS NOT NULL"));
+            }
+            if let Some(cond) = &query.sk {
+                let (clause, values): (String, Vec<&Scalar>) = match cond {
+                    SortCondition::Eq(v) => (format!("{sk} = ?"), vec![v]),
+                    SortCondition::Lt(v) => (format!("{sk} < ?"), vec![v]),
+                    SortCondition::Le(v) => (format!("{sk} <= ?"), vec![v]),
+                    SortCondition::Gt(v) => (format!("{sk} > ?"), vec![v]),
+                    SortCondition::Ge(v) => (format!("{sk} >= ?"), vec![v]),
+                    SortCondition::Between(lo, hi) => (format!("{sk} BETWEEN ? AND ?"), vec![lo, hi]),
+                    SortCondition::BeginsWith(p) => {
+                        sql.push_str(&format!(" AND substr({sk}, 1, {}) = ?", p.chars().count()));
+                        params.push(SqlValue::Text(p.clone()));
+                        (String::new(), vec![])
+                    }
+                };
+                if !clause.is_empty() {
+                    sql.push_str(&format!(" AND {clause}"));
+                    params.extend(values.into_iter().map(to_sql));
+                }
+            }
+        } else if query.sk.is_some() {
+            return Err(StoreError::Invalid("sort key condition on a key without a sort key".into()));
+        }
+        let cols = order_columns(def, index);
+        let dir = if query.ascending { "ASC" } else { "DESC" };
+        if let Some(token) = &query.start {
+            let tuple: Vec<&str> = cols.iter().map(|(c, _)| c.as_str()).collect();
+            let marks = vec!["?"; cols.len()].join(", ");
+            let op = if query.ascending { ">" } else { "<" };
+            sql.push_str(&format!(" AND ({}) {op} ({marks})", tuple.join(", ")));
+            params.extend(token_values(token, &cols)?);
+        }
+        let order: Vec<String> = cols.iter().map(|(c, _)| format!("{c} {dir}")).collect();
+        sql.push_str(&format!(" ORDER BY {} LIMIT {}", order.join(", "), query.limit + 1));
+        let limit = query.limit;
+        self.with_conn(move |c| run_page(c, &sql, params, limit, def, index)).await
+    }
+
+    async fn scan(&self, table: Table, limit: u32, start: Option<&PageToken>) -> Result<Page, StoreError> {
+        let def = table.def();
+        let cols = order_columns(def, None);
+        let mut sql = format!("SELECT attrs, doc FROM {}", quote(&self.physical_name(table)));
+        let mut params = Vec::new();
+        if let Some(token) = start {
+            sql.push_str(" WHERE (pk, sk) > (?, ?)");
+            params = token_values(token, &cols)?;
+        }
+        sql.push_str(&format!(" ORDER BY pk, sk LIMIT {}", limit.clamp(1, 1000) + 1));
+        let limit = limit.clamp(1, 1000);
+        self.with_conn(move |c| run_page(c, &sql, params, limit, def, None)).await
+    }
+
+    async fn describe_table(&self, def: &TableDef) -> Result<Option<TableState>, StoreError> {
+        let physical = prefixed(&self.prefix, table_of(def)?);
+        self.with_conn(move |c| {
+            let exists: Option<String> = c
+                .query_row("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1", [&physical], |r| r.get(0))
+                .optional()
+                .map_err(map_err)?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+            let meta = load_meta(c, &physical)?
+                .ok_or_else(|| StoreError::Corrupt(format!("table {physical} exists without a recorded definition")))?;
+            let mut stmt = c
+                .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL ORDER BY name")
+                .map_err(map_err)?;
+            let rows = stmt.query_map([&physical], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(map_err)?;
+            let mut indexes = Vec::new();
+            let index_prefix = format!("{physical}__");
+            for row in rows {
+                let (name, sql) = row.map_err(map_err)?;
+                let attrs = index_attrs(&sql);
+                let short = name.strip_prefix(&index_prefix).unwrap_or(&name).to_owned();
+                let pk = attrs.first().cloned().unwrap_or_default();
+                indexes.push((short, pk, attrs.get(1).cloned()));
+            }
+            Ok(Some(TableState {
+                physical_name: physical,
+                key: (meta.pk, meta.sk),
+                attr_types: meta.attr_types.into_iter().collect(),
+                indexes,
+                ttl_attr: meta.ttl_attr,
+            }))
+        })
+        .await
+    }
+
+    async fn create_table(&self, def: &TableDef) -> Result<(), StoreError> {
+        let physical = prefixed(&self.prefix, table_of(def)?);
+        let def = *def;
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            tx.execute_batch(&format!(
+                "CREATE TABLE {} (pk NOT NULL, sk NOT NULL, attrs TEXT NOT NULL, doc BLOB, PRIMARY KEY (pk, sk)) WITHOUT ROWID",
+                quote(&physical)
+            ))
+            .map_err(map_err)?;
+            for index in def.indexes {
+                tx.execute_batch(&index_ddl(&physical, index)).map_err(map_err)?;
+            }
+            save_meta(&tx, &physical, &meta_of(&def))?;
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn create_index(&self, def: &TableDef, index: &IndexDef) -> Result<(), StoreError> {
+        let physical = prefixed(&self.prefix, table_of(def)?);
+        let index = *index;
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            tx.execute_batch(&index_ddl(&physical, &index)).map_err(map_err)?;
+            let mut meta = load_meta(&tx, &physical)?.ok_or_else(|| StoreError::TableMissing(physical.clone()))?;
+            for a in std::iter::once(index.key.pk).chain(index.key.sk) {
+                meta.attr_types.insert(a.name.to_owned(), a.kind);
+            }
+            save_meta(&tx, &physical, &meta)?;
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn enable_ttl(&self, def: &TableDef, attr: &str) -> Result<(), StoreError> {
+        let physical = prefixed(&self.prefix, table_of(def)?);
+        let attr = attr.to_owned();
+        self.with_conn(move |c| {
+            let mut meta = load_meta(c, &physical)?.ok_or_else(|| StoreError::TableMissing(physical.clone()))?;
+            meta.ttl_attr = Some(attr);
+            save_meta(c, &physical, &meta)
+        })
+        .await
+    }
+
+    async fn backup_table(&self, _def: &TableDef) -> Result<String, StoreError> {
+        let dir = self.dir.join("backups");
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let path = dir.join(format!("shopsync-{}.sqlite3", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")));
+        let target = path.to_string_lossy().into_owned();
+        let shown = target.clone();
+        self.with_conn(move |c| c.execute("VACUUM INTO ?1", [&target]).map(|_| ()).map_err(map_err)).await?;
+        Ok(shown)
+    }
+}
+
+/// The logical table a definition belongs to.
+fn table_of(def: &TableDef) -> Result<Table, StoreError> {
+    Table::ALL.into_iter().find(|t| t.def().name == def.name).ok_or_else(|| StoreError::Invalid(format!("unknown table {}", def.name)))
+}
+
+/// A one-write transaction's failure, as the single-item call reports it.
+fn single_error(e: StoreError) -> StoreError {
+    match e {
+        StoreError::TransactionCanceled { mut reasons } if reasons.len() == 1 => match reasons.remove(0) {
+            CancelReason::ConditionFailed(current) => StoreError::ConditionFailed { current: current.map(Box::new) },
+            other => StoreError::TransactionCanceled { reasons: vec![other] },
+        },
+        other => other,
+    }
+}

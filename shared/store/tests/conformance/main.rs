@@ -1,0 +1,71 @@
+//! The storage conformance suite: the same cases against the embedded store and DynamoDB.
+//!
+//! The DynamoDB run is `#[ignore]`d in a plain `cargo test`; `scripts/test.sh` starts moto's
+//! server and runs it with `--include-ignored`, where a missing endpoint fails.
+
+mod cases;
+mod harness;
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    crate::cases::$case(crate::harness::embedded().await).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[ignore = "needs a DynamoDB endpoint: run scripts/test.sh"]
+                async fn $case() {
+                    crate::cases::$case(crate::harness::dynamodb().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    create_if_absent_refuses_a_second_create,
+    reading_an_absent_item_gives_none,
+    a_failed_condition_returns_the_current_item,
+    comparisons_on_missing_attributes_are_false,
+    conditional_delete_removes_only_when_the_condition_holds,
+    a_multi_item_write_is_all_or_nothing,
+    a_multi_item_write_rejects_duplicates_and_oversize,
+    creating_a_product_writes_its_first_version,
+    an_optimistic_update_advances_version_and_snapshot,
+    a_stale_update_is_a_typed_conflict_that_writes_nothing,
+    fifty_concurrent_updates_lose_nothing,
+    a_lock_refuses_others_until_its_lease_expires,
+    only_the_holder_releases_a_lock,
+    a_locked_product_refuses_other_writers_but_not_its_holder,
+    idempotency_blocks_a_second_start_while_in_progress,
+    idempotency_replays_a_completed_result,
+    idempotency_refuses_the_same_key_with_another_payload,
+    idempotency_lets_an_expired_in_progress_record_be_retaken,
+    idempotency_treats_an_expired_record_as_absent,
+    idempotency_abandon_lets_a_retry_run,
+    products_are_found_by_shopify_and_xorosoft_id,
+    pending_push_index_is_sparse_and_ordered,
+    locks_are_listed_by_owner,
+    categories_and_their_versions_are_stored,
+    staging_rows_page_by_operation,
+    staging_rows_page_by_product_and_status,
+    applying_a_staged_row_twice_changes_nothing,
+    operations_page_by_status_and_newest_first,
+    conflicts_page_by_status_product_and_operation,
+    rollbacks_page_by_original_operation,
+    versions_page_by_product_in_both_directions,
+    versions_page_by_operation,
+    xorosoft_products_page_by_sku_and_product,
+    xorosoft_logs_page_by_type_and_file,
+    performance_logs_page_by_operation_and_bottleneck,
+    snapshots_past_the_item_size_limit_round_trip,
+    a_scan_visits_every_item_once,
+    sort_key_conditions_select_ranges,
+    replace_if_returns_the_current_record_when_it_changed,
+);
