@@ -1,1 +1,114 @@
-fn main() {}
+//! `shopsync`: the local host and operator CLI.
+
+mod config;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::StoreArgs;
+use shopsync_store::migrate::{migrate, MigrateError, MigrateOptions};
+use std::process::ExitCode;
+
+/// Exit code when existing tables differ from their definitions.
+const EXIT_DRIFT: u8 = 2;
+/// Exit code when a change to existing tables needs `--backup` or `--no-backup`.
+const EXIT_NEEDS_BACKUP: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "shopsync",
+    version,
+    about = "Keeps a merchant's catalog, Shopify store and Xorosoft stock in step"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create missing tables and indexes, verify existing ones, backfill product versions.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Take an on-demand backup of each existing table before changing it.
+        #[arg(long, conflicts_with = "no_backup")]
+        backup: bool,
+        /// Change existing DynamoDB tables without taking a backup first.
+        #[arg(long)]
+        no_backup: bool,
+        /// Only report what would change.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHOPSYNC_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Migrate {
+            store,
+            backup,
+            no_backup,
+            check,
+        } => {
+            let backend = store.open().await.context("opening the store")?;
+            println!("shopsync migrate: {}", store.describe());
+            let options = MigrateOptions {
+                backup,
+                no_backup,
+                check,
+            };
+            let report = match migrate(backend.as_ref(), options).await {
+                Ok(report) => report,
+                Err(e @ MigrateError::NeedsBackup(_)) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EXIT_NEEDS_BACKUP));
+                }
+                Err(MigrateError::Store(e)) => return Err(e).context("migrating"),
+            };
+            if !report.drift.is_empty() {
+                eprintln!(
+                    "error: existing tables differ from their definitions; nothing was changed:"
+                );
+                for d in &report.drift {
+                    eprintln!("  drift: {d}");
+                }
+                return Ok(ExitCode::from(EXIT_DRIFT));
+            }
+            let verb = if check { "would" } else { "did" };
+            for change in &report.changes {
+                println!("  {verb}: {change}");
+            }
+            if report.changes.is_empty() {
+                println!("no changes: every table matches its definition");
+            }
+            if !report.unreadable.is_empty() {
+                for u in &report.unreadable {
+                    eprintln!("  unreadable: {u}");
+                }
+                anyhow::bail!(
+                    "{} product(s) could not be backfilled; they were left as they are",
+                    report.unreadable.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -129,12 +129,12 @@ fn fold_variant_deletions(
         let edited = |side: Side| {
             outcomes.iter().any(|(p, o)| {
                 p.as_str().starts_with(&prefix)
-                    && match (side, o) {
+                    && matches!(
+                        (side, o),
                         (Side::Local, FieldOutcome::TakeLocal)
-                        | (Side::Remote, FieldOutcome::TakeRemote) => true,
-                        (_, FieldOutcome::Conflict(_)) => true,
-                        _ => false,
-                    }
+                            | (Side::Remote, FieldOutcome::TakeRemote)
+                            | (_, FieldOutcome::Conflict(_))
+                    )
             })
         };
         let conflict = match (&in_local, &in_remote) {

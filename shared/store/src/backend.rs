@@ -63,8 +63,12 @@ impl StoreError {
         match self {
             StoreError::Throttled(_) | StoreError::Unavailable(_) => true,
             StoreError::TransactionCanceled { reasons } => {
-                reasons.iter().any(|r| matches!(r, CancelReason::TransactionConflict))
-                    && !reasons.iter().any(|r| matches!(r, CancelReason::ConditionFailed(_)))
+                reasons
+                    .iter()
+                    .any(|r| matches!(r, CancelReason::TransactionConflict))
+                    && !reasons
+                        .iter()
+                        .any(|r| matches!(r, CancelReason::ConditionFailed(_)))
             }
             _ => false,
         }
@@ -103,10 +107,20 @@ pub trait ItemStore: Send + Sync {
     async fn get(&self, table: Table, key: &Key) -> Result<Option<Item>, StoreError>;
 
     /// Creates or replaces an item if `condition` holds.
-    async fn put(&self, table: Table, item: Item, condition: Option<Condition>) -> Result<(), StoreError>;
+    async fn put(
+        &self,
+        table: Table,
+        item: Item,
+        condition: Option<Condition>,
+    ) -> Result<(), StoreError>;
 
     /// Deletes an item if `condition` holds (deleting an absent item without one is fine).
-    async fn delete(&self, table: Table, key: &Key, condition: Option<Condition>) -> Result<(), StoreError>;
+    async fn delete(
+        &self,
+        table: Table,
+        key: &Key,
+        condition: Option<Condition>,
+    ) -> Result<(), StoreError>;
 
     /// Applies all writes or none (at most [`MAX_TRANSACTION_ITEMS`], each item at most once).
     async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError>;
@@ -115,7 +129,12 @@ pub trait ItemStore: Send + Sync {
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;
 
     /// One page of a full scan of a table.
-    async fn scan(&self, table: Table, limit: u32, start: Option<&PageToken>) -> Result<Page, StoreError>;
+    async fn scan(
+        &self,
+        table: Table,
+        limit: u32,
+        start: Option<&PageToken>,
+    ) -> Result<Page, StoreError>;
 
     /// The state of a table, or `None` if it does not exist.
     async fn describe_table(&self, def: &TableDef) -> Result<Option<TableState>, StoreError>;

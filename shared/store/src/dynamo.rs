@@ -4,18 +4,23 @@
 //! or deflated in `doc_z` when large, so snapshots beyond DynamoDB's 400 KB item limit
 //! (uncompressed) are stored transparently.
 
-use crate::backend::{prefixed, CancelReason, ItemStore, StoreError, TableState, MAX_TRANSACTION_ITEMS};
-use crate::item::{Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp};
+use crate::backend::{
+    prefixed, CancelReason, ItemStore, StoreError, TableState, MAX_TRANSACTION_ITEMS,
+};
+use crate::item::{
+    Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp,
+};
 use crate::schema::{IndexDef, KeyAttr, KeyType, Table, TableDef, RESERVED_ATTRS};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, CreateGlobalSecondaryIndexAction, IndexStatus, KeySchemaElement, KeyType as DynamoKeyType,
-    Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck,
+    CreateGlobalSecondaryIndexAction, Delete, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate,
+    IndexStatus, KeySchemaElement, KeyType as DynamoKeyType, Projection, ProjectionType, Put,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use flate2::read::DeflateDecoder;
@@ -47,12 +52,18 @@ impl DynamoStore {
             loader = loader.endpoint_url(url);
         }
         let config = loader.load().await;
-        Self { client: Client::new(&config), prefix: prefix.to_owned() }
+        Self {
+            client: Client::new(&config),
+            prefix: prefix.to_owned(),
+        }
     }
 
     /// Wraps an existing client.
     pub fn from_client(client: Client, prefix: &str) -> Self {
-        Self { client, prefix: prefix.to_owned() }
+        Self {
+            client,
+            prefix: prefix.to_owned(),
+        }
     }
 
     fn name(&self, table: Table) -> String {
@@ -61,41 +72,59 @@ impl DynamoStore {
 
     async fn wait_active(&self, name: &str, index: Option<&str>) -> Result<(), StoreError> {
         for _ in 0..240 {
-            let out = self.client.describe_table().table_name(name).send().await.map_err(map_sdk)?;
-            let table = out.table().ok_or_else(|| StoreError::Corrupt("DescribeTable without a table".into()))?;
+            let out = self
+                .client
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .map_err(map_sdk)?;
+            let table = out
+                .table()
+                .ok_or_else(|| StoreError::Corrupt("DescribeTable without a table".into()))?;
             let ready = match index {
                 None => table.table_status() == Some(&TableStatus::Active),
-                Some(ix) => table
-                    .global_secondary_indexes()
-                    .iter()
-                    .any(|g| g.index_name() == Some(ix) && g.index_status() == Some(&IndexStatus::Active)),
+                Some(ix) => table.global_secondary_indexes().iter().any(|g| {
+                    g.index_name() == Some(ix) && g.index_status() == Some(&IndexStatus::Active)
+                }),
             };
             if ready {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        Err(StoreError::Unavailable(format!("{name} did not become active in 2 minutes")))
+        Err(StoreError::Unavailable(format!(
+            "{name} did not become active in 2 minutes"
+        )))
     }
 }
 
 /// Maps an SDK error: throttling and transport faults are retryable, the rest are answers.
-fn map_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(err: SdkError<E, HttpResponse>) -> StoreError {
+fn map_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: SdkError<E, HttpResponse>,
+) -> StoreError {
     let text = DisplayErrorContext(&err).to_string();
     match &err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             match service.err().code() {
-                Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded") => {
-                    StoreError::Throttled(text)
-                }
+                Some(
+                    "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded",
+                ) => StoreError::Throttled(text),
                 Some("ResourceNotFoundException") => StoreError::TableMissing(text),
-                Some("ItemCollectionSizeLimitExceededException") => StoreError::TooLarge { bytes: 0, limit: MAX_DOC_BYTES },
+                Some("ItemCollectionSizeLimitExceededException") => StoreError::TooLarge {
+                    bytes: 0,
+                    limit: MAX_DOC_BYTES,
+                },
                 _ if status >= 500 => StoreError::Unavailable(text),
                 _ => StoreError::Invalid(text),
             }
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => StoreError::Unavailable(text),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(text)
+        }
         _ => StoreError::Invalid(text),
     }
 }
@@ -110,9 +139,9 @@ fn to_av(value: &Scalar) -> AttributeValue {
 fn from_av(name: &str, value: &AttributeValue) -> Result<Option<Scalar>, StoreError> {
     Ok(match value {
         AttributeValue::S(s) => Some(Scalar::S(s.clone())),
-        AttributeValue::N(n) => Some(Scalar::N(
-            n.parse().map_err(|_| StoreError::Corrupt(format!("attribute {name} = {n} is not an integer")))?,
-        )),
+        AttributeValue::N(n) => Some(Scalar::N(n.parse().map_err(|_| {
+            StoreError::Corrupt(format!("attribute {name} = {n} is not an integer"))
+        })?)),
         _ => None,
     })
 }
@@ -121,7 +150,9 @@ fn encode_item(item: &Item) -> Result<DynamoItem, StoreError> {
     let mut out = DynamoItem::with_capacity(item.attrs.len() + 1);
     for (name, value) in &item.attrs {
         if RESERVED_ATTRS.contains(&name.as_str()) {
-            return Err(StoreError::Invalid(format!("attribute name `{name}` is reserved")));
+            return Err(StoreError::Invalid(format!(
+                "attribute name `{name}` is reserved"
+            )));
         }
         out.insert(name.clone(), to_av(value));
     }
@@ -131,11 +162,20 @@ fn encode_item(item: &Item) -> Result<DynamoItem, StoreError> {
                 out.insert("doc".into(), AttributeValue::S(text.to_owned()));
             }
             _ => {
-                let mut enc = DeflateEncoder::new(Vec::with_capacity(doc.len() / 4), flate2::Compression::default());
-                enc.write_all(doc).map_err(|e| StoreError::Invalid(e.to_string()))?;
-                let packed = enc.finish().map_err(|e| StoreError::Invalid(e.to_string()))?;
+                let mut enc = DeflateEncoder::new(
+                    Vec::with_capacity(doc.len() / 4),
+                    flate2::Compression::default(),
+                );
+                enc.write_all(doc)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                let packed = enc
+                    .finish()
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?;
                 if packed.len() > MAX_DOC_BYTES {
-                    return Err(StoreError::TooLarge { bytes: packed.len(), limit: MAX_DOC_BYTES });
+                    return Err(StoreError::TooLarge {
+                        bytes: packed.len(),
+                        limit: MAX_DOC_BYTES,
+                    });
                 }
                 out.insert("doc_z".into(), AttributeValue::B(Blob::new(packed)));
             }
@@ -174,7 +214,12 @@ fn encode_key(def: &TableDef, key: &Key) -> Result<DynamoItem, StoreError> {
             out.insert(sk.name.to_owned(), to_av(v));
         }
         (None, None) => {}
-        _ => return Err(StoreError::Invalid(format!("key does not fit the key schema of {}", def.name))),
+        _ => {
+            return Err(StoreError::Invalid(format!(
+                "key does not fit the key schema of {}",
+                def.name
+            )))
+        }
     }
     Ok(out)
 }
@@ -231,10 +276,24 @@ impl Expr {
             Condition::Lt(a, v) => cmp(self, a, "<", v),
             Condition::Le(a, v) => cmp(self, a, "<=", v),
             Condition::Gt(a, v) => cmp(self, a, ">", v),
-            Condition::And(all) if all.is_empty() => format!("attribute_exists({0}) OR attribute_not_exists({0})", self.name(pk)),
-            Condition::Or(any) if any.is_empty() => format!("attribute_exists({0}) AND attribute_not_exists({0})", self.name(pk)),
-            Condition::And(all) => all.iter().map(|c| format!("({})", self.condition(c, pk))).collect::<Vec<_>>().join(" AND "),
-            Condition::Or(any) => any.iter().map(|c| format!("({})", self.condition(c, pk))).collect::<Vec<_>>().join(" OR "),
+            Condition::And(all) if all.is_empty() => format!(
+                "attribute_exists({0}) OR attribute_not_exists({0})",
+                self.name(pk)
+            ),
+            Condition::Or(any) if any.is_empty() => format!(
+                "attribute_exists({0}) AND attribute_not_exists({0})",
+                self.name(pk)
+            ),
+            Condition::And(all) => all
+                .iter()
+                .map(|c| format!("({})", self.condition(c, pk)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            Condition::Or(any) => any
+                .iter()
+                .map(|c| format!("({})", self.condition(c, pk)))
+                .collect::<Vec<_>>()
+                .join(" OR "),
             Condition::Not(c) => format!("NOT ({})", self.condition(c, pk)),
         }
     }
@@ -250,7 +309,9 @@ impl Expr {
 
 fn condition_failed(item: Option<&DynamoItem>) -> StoreError {
     match item.map(decode_item).transpose() {
-        Ok(current) => StoreError::ConditionFailed { current: current.map(Box::new) },
+        Ok(current) => StoreError::ConditionFailed {
+            current: current.map(Box::new),
+        },
         Err(e) => e,
     }
 }
@@ -280,7 +341,9 @@ fn key_schema(pk: KeyAttr, sk: Option<KeyAttr>) -> Result<Vec<KeySchemaElement>,
     Ok(out)
 }
 
-fn attribute_definitions(attrs: impl Iterator<Item = KeyAttr>) -> Result<Vec<AttributeDefinition>, StoreError> {
+fn attribute_definitions(
+    attrs: impl Iterator<Item = KeyAttr>,
+) -> Result<Vec<AttributeDefinition>, StoreError> {
     let mut seen = std::collections::BTreeMap::new();
     for a in attrs {
         seen.insert(a.name, a);
@@ -300,25 +363,39 @@ fn gsi(index: &IndexDef) -> Result<GlobalSecondaryIndex, StoreError> {
     GlobalSecondaryIndex::builder()
         .index_name(index.name)
         .set_key_schema(Some(key_schema(index.key.pk, index.key.sk)?))
-        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
         .build()
         .map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 fn table_of(def: &TableDef) -> Result<Table, StoreError> {
-    Table::ALL.into_iter().find(|t| t.def().name == def.name).ok_or_else(|| StoreError::Invalid(format!("unknown table {}", def.name)))
+    Table::ALL
+        .into_iter()
+        .find(|t| t.def().name == def.name)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown table {}", def.name)))
 }
 
 fn page_from(items: &[DynamoItem], last: Option<&DynamoItem>) -> Result<Page, StoreError> {
     Ok(Page {
         items: items.iter().map(decode_item).collect::<Result<_, _>>()?,
-        next: last.map(dynamo_to_attrs).transpose()?.map(|a| PageToken::encode(&a)),
+        next: last
+            .map(dynamo_to_attrs)
+            .transpose()?
+            .map(|a| PageToken::encode(&a)),
     })
 }
 
 fn start_key(token: Option<&PageToken>) -> Result<Option<DynamoItem>, StoreError> {
     token
-        .map(|t| t.decode().map(|a| attrs_to_dynamo(&a)).ok_or_else(|| StoreError::Invalid("malformed page token".into())))
+        .map(|t| {
+            t.decode()
+                .map(|a| attrs_to_dynamo(&a))
+                .ok_or_else(|| StoreError::Invalid("malformed page token".into()))
+        })
         .transpose()
 }
 
@@ -345,7 +422,12 @@ impl ItemStore for DynamoStore {
         out.item().map(decode_item).transpose()
     }
 
-    async fn put(&self, table: Table, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        table: Table,
+        item: Item,
+        condition: Option<Condition>,
+    ) -> Result<(), StoreError> {
         let mut expr = Expr::default();
         let cond = condition.map(|c| expr.condition(&c, table.def().key.pk.name));
         let result = self
@@ -370,7 +452,12 @@ impl ItemStore for DynamoStore {
         }
     }
 
-    async fn delete(&self, table: Table, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
+    async fn delete(
+        &self,
+        table: Table,
+        key: &Key,
+        condition: Option<Condition>,
+    ) -> Result<(), StoreError> {
         let mut expr = Expr::default();
         let cond = condition.map(|c| expr.condition(&c, table.def().key.pk.name));
         let result = self
@@ -397,7 +484,10 @@ impl ItemStore for DynamoStore {
 
     async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError> {
         if writes.is_empty() || writes.len() > MAX_TRANSACTION_ITEMS {
-            return Err(StoreError::Invalid(format!("a transaction holds 1..={MAX_TRANSACTION_ITEMS} writes, not {}", writes.len())));
+            return Err(StoreError::Invalid(format!(
+                "a transaction holds 1..={MAX_TRANSACTION_ITEMS} writes, not {}",
+                writes.len()
+            )));
         }
         let all_old = ReturnValuesOnConditionCheckFailure::AllOld;
         let bad = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Invalid(e.to_string());
@@ -405,8 +495,14 @@ impl ItemStore for DynamoStore {
         for write in &writes {
             let mut expr = Expr::default();
             let entry = match write {
-                WriteOp::Put { table, item, condition } => {
-                    let cond = condition.as_ref().map(|c| expr.condition(c, table.def().key.pk.name));
+                WriteOp::Put {
+                    table,
+                    item,
+                    condition,
+                } => {
+                    let cond = condition
+                        .as_ref()
+                        .map(|c| expr.condition(c, table.def().key.pk.name));
                     let put = Put::builder()
                         .table_name(self.name(*table))
                         .set_item(Some(encode_item(item)?))
@@ -418,8 +514,14 @@ impl ItemStore for DynamoStore {
                         .map_err(bad)?;
                     TransactWriteItem::builder().put(put).build()
                 }
-                WriteOp::Delete { table, key, condition } => {
-                    let cond = condition.as_ref().map(|c| expr.condition(c, table.def().key.pk.name));
+                WriteOp::Delete {
+                    table,
+                    key,
+                    condition,
+                } => {
+                    let cond = condition
+                        .as_ref()
+                        .map(|c| expr.condition(c, table.def().key.pk.name));
                     let delete = Delete::builder()
                         .table_name(self.name(*table))
                         .set_key(Some(encode_key(table.def(), key)?))
@@ -431,7 +533,11 @@ impl ItemStore for DynamoStore {
                         .map_err(bad)?;
                     TransactWriteItem::builder().delete(delete).build()
                 }
-                WriteOp::Check { table, key, condition } => {
+                WriteOp::Check {
+                    table,
+                    key,
+                    condition,
+                } => {
                     let cond = expr.condition(condition, table.def().key.pk.name);
                     let check = ConditionCheck::builder()
                         .table_name(self.name(*table))
@@ -447,7 +553,12 @@ impl ItemStore for DynamoStore {
             };
             items.push(entry);
         }
-        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
         match result {
             Ok(_) => Ok(()),
             Err(err) => match err.as_service_error() {
@@ -471,7 +582,13 @@ impl ItemStore for DynamoStore {
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
         let def = query.table.def();
         let key = match query.index {
-            Some(name) => def.index(name).ok_or_else(|| StoreError::Invalid(format!("{} has no index {name}", def.name)))?.key,
+            Some(name) => {
+                def.index(name)
+                    .ok_or_else(|| {
+                        StoreError::Invalid(format!("{} has no index {name}", def.name))
+                    })?
+                    .key
+            }
             None => def.key,
         };
         if query.limit == 0 || query.limit > 1000 {
@@ -482,7 +599,9 @@ impl ItemStore for DynamoStore {
         let pk_value = expr.value(to_av(&query.pk));
         let mut key_condition = format!("{pk} = {pk_value}");
         if let Some(cond) = &query.sk {
-            let sk = key.sk.ok_or_else(|| StoreError::Invalid("sort key condition on a key without a sort key".into()))?;
+            let sk = key.sk.ok_or_else(|| {
+                StoreError::Invalid("sort key condition on a key without a sort key".into())
+            })?;
             let n = expr.name(sk.name);
             let clause = match cond {
                 SortCondition::Eq(v) => format!("{n} = {}", expr.value(to_av(v))),
@@ -494,7 +613,10 @@ impl ItemStore for DynamoStore {
                     let (lo, hi) = (expr.value(to_av(lo)), expr.value(to_av(hi)));
                     format!("{n} BETWEEN {lo} AND {hi}")
                 }
-                SortCondition::BeginsWith(p) => format!("begins_with({n}, {})", expr.value(AttributeValue::S(p.clone()))),
+                SortCondition::BeginsWith(p) => format!(
+                    "begins_with({n}, {})",
+                    expr.value(AttributeValue::S(p.clone()))
+                ),
             };
             key_condition.push_str(&format!(" AND {clause}"));
         }
@@ -516,7 +638,12 @@ impl ItemStore for DynamoStore {
         page_from(out.items(), out.last_evaluated_key())
     }
 
-    async fn scan(&self, table: Table, limit: u32, start: Option<&PageToken>) -> Result<Page, StoreError> {
+    async fn scan(
+        &self,
+        table: Table,
+        limit: u32,
+        start: Option<&PageToken>,
+    ) -> Result<Page, StoreError> {
         let out = self
             .client
             .scan()
@@ -532,21 +659,42 @@ impl ItemStore for DynamoStore {
 
     async fn describe_table(&self, def: &TableDef) -> Result<Option<TableState>, StoreError> {
         let name = self.name(table_of(def)?);
-        let out = match self.client.describe_table().table_name(&name).send().await.map_err(map_sdk) {
+        let out = match self
+            .client
+            .describe_table()
+            .table_name(&name)
+            .send()
+            .await
+            .map_err(map_sdk)
+        {
             Ok(out) => out,
             Err(StoreError::TableMissing(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let table = out.table().ok_or_else(|| StoreError::Corrupt("DescribeTable without a table".into()))?;
+        let table = out
+            .table()
+            .ok_or_else(|| StoreError::Corrupt("DescribeTable without a table".into()))?;
         let keys = |schema: &[KeySchemaElement]| {
-            let find = |kind: DynamoKeyType| schema.iter().find(|k| k.key_type() == &kind).map(|k| k.attribute_name().to_owned());
-            (find(DynamoKeyType::Hash).unwrap_or_default(), find(DynamoKeyType::Range))
+            let find = |kind: DynamoKeyType| {
+                schema
+                    .iter()
+                    .find(|k| k.key_type() == &kind)
+                    .map(|k| k.attribute_name().to_owned())
+            };
+            (
+                find(DynamoKeyType::Hash).unwrap_or_default(),
+                find(DynamoKeyType::Range),
+            )
         };
         let attr_types = table
             .attribute_definitions()
             .iter()
             .map(|a| {
-                let kind = if a.attribute_type() == &ScalarAttributeType::N { KeyType::N } else { KeyType::S };
+                let kind = if a.attribute_type() == &ScalarAttributeType::N {
+                    KeyType::N
+                } else {
+                    KeyType::S
+                };
                 (a.attribute_name().to_owned(), kind)
             })
             .collect();
@@ -559,22 +707,39 @@ impl ItemStore for DynamoStore {
             })
             .collect();
         indexes.sort();
-        let ttl = self.client.describe_time_to_live().table_name(&name).send().await.map_err(map_sdk)?;
+        let ttl = self
+            .client
+            .describe_time_to_live()
+            .table_name(&name)
+            .send()
+            .await
+            .map_err(map_sdk)?;
         let ttl_attr = ttl
             .time_to_live_description()
             .filter(|d| {
                 matches!(
                     d.time_to_live_status(),
-                    Some(aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled | aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling)
+                    Some(
+                        aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled
+                            | aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling
+                    )
                 )
             })
             .and_then(|d| d.attribute_name().map(str::to_owned));
-        Ok(Some(TableState { physical_name: name, key: keys(table.key_schema()), attr_types, indexes, ttl_attr }))
+        Ok(Some(TableState {
+            physical_name: name,
+            key: keys(table.key_schema()),
+            attr_types,
+            indexes,
+            ttl_attr,
+        }))
     }
 
     async fn create_table(&self, def: &TableDef) -> Result<(), StoreError> {
         let name = self.name(table_of(def)?);
-        let all_keys = std::iter::once(def.key).chain(def.indexes.iter().map(|i| i.key)).flat_map(|k| std::iter::once(k.pk).chain(k.sk));
+        let all_keys = std::iter::once(def.key)
+            .chain(def.indexes.iter().map(|i| i.key))
+            .flat_map(|k| std::iter::once(k.pk).chain(k.sk));
         let gsis = def.indexes.iter().map(gsi).collect::<Result<Vec<_>, _>>()?;
         self.client
             .create_table()
@@ -598,14 +763,22 @@ impl ItemStore for DynamoStore {
         let action = CreateGlobalSecondaryIndexAction::builder()
             .index_name(index.name)
             .set_key_schema(Some(key_schema(index.key.pk, index.key.sk)?))
-            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
             .build()
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.client
             .update_table()
             .table_name(&name)
-            .set_attribute_definitions(Some(attribute_definitions(std::iter::once(index.key.pk).chain(index.key.sk))?))
-            .global_secondary_index_updates(GlobalSecondaryIndexUpdate::builder().create(action).build())
+            .set_attribute_definitions(Some(attribute_definitions(
+                std::iter::once(index.key.pk).chain(index.key.sk),
+            )?))
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(action).build(),
+            )
             .send()
             .await
             .map_err(map_sdk)?;
@@ -630,8 +803,18 @@ impl ItemStore for DynamoStore {
 
     async fn backup_table(&self, def: &TableDef) -> Result<String, StoreError> {
         let name = self.name(table_of(def)?);
-        let backup_name = format!("{name}-migrate-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
-        let out = self.client.create_backup().table_name(&name).backup_name(backup_name).send().await.map_err(map_sdk)?;
+        let backup_name = format!(
+            "{name}-migrate-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        );
+        let out = self
+            .client
+            .create_backup()
+            .table_name(&name)
+            .backup_name(backup_name)
+            .send()
+            .await
+            .map_err(map_sdk)?;
         out.backup_details()
             .map(|d| d.backup_arn().to_owned())
             .ok_or_else(|| StoreError::Corrupt("CreateBackup returned no backup details".into()))
@@ -644,9 +827,16 @@ mod tests {
 
     #[test]
     fn large_documents_are_deflated_and_come_back_whole() {
-        let doc: Vec<u8> = serde_json::to_vec(&vec!["variant with a fairly repetitive description"; 40_000]).unwrap();
+        let doc: Vec<u8> = serde_json::to_vec(&vec![
+            "variant with a fairly repetitive description";
+            40_000
+        ])
+        .unwrap();
         assert!(doc.len() > 400 * 1024);
-        let item = Item { attrs: [("id".to_owned(), Scalar::from("p"))].into(), doc: Some(doc.clone()) };
+        let item = Item {
+            attrs: [("id".to_owned(), Scalar::from("p"))].into(),
+            doc: Some(doc.clone()),
+        };
         let raw = encode_item(&item).unwrap();
         assert!(raw.contains_key("doc_z") && !raw.contains_key("doc"));
         assert_eq!(decode_item(&raw).unwrap(), item);
@@ -656,10 +846,22 @@ mod tests {
     fn conditions_become_expressions_with_placeholders() {
         let mut expr = Expr::default();
         let text = expr.condition(
-            &Condition::And(vec![Condition::Eq("version", Scalar::N(3)), Condition::Or(vec![Condition::NotExists("lock_owner"), Condition::Lt("lock_expires_at", Scalar::N(9))])]),
+            &Condition::And(vec![
+                Condition::Eq("version", Scalar::N(3)),
+                Condition::Or(vec![
+                    Condition::NotExists("lock_owner"),
+                    Condition::Lt("lock_expires_at", Scalar::N(9)),
+                ]),
+            ]),
             "id",
         );
-        assert_eq!(text, "(#n0 = :v0) AND ((attribute_not_exists(#n1)) OR (#n2 < :v1))");
-        assert_eq!(expr.names.get("#n1").map(String::as_str), Some("lock_owner"));
+        assert_eq!(
+            text,
+            "(#n0 = :v0) AND ((attribute_not_exists(#n1)) OR (#n2 < :v1))"
+        );
+        assert_eq!(
+            expr.names.get("#n1").map(String::as_str),
+            Some("lock_owner")
+        );
     }
 }

@@ -94,11 +94,17 @@ pub struct Key {
 impl Key {
     /// A partition-only key.
     pub fn pk(pk: impl Into<Scalar>) -> Self {
-        Self { pk: pk.into(), sk: None }
+        Self {
+            pk: pk.into(),
+            sk: None,
+        }
     }
     /// A partition + sort key.
     pub fn pk_sk(pk: impl Into<Scalar>, sk: impl Into<Scalar>) -> Self {
-        Self { pk: pk.into(), sk: Some(sk.into()) }
+        Self {
+            pk: pk.into(),
+            sk: Some(sk.into()),
+        }
     }
 }
 
@@ -216,7 +222,9 @@ impl SortCondition {
             SortCondition::Gt(v) => same(v) && value > v,
             SortCondition::Ge(v) => same(v) && value >= v,
             SortCondition::Between(lo, hi) => same(lo) && same(hi) && value >= lo && value <= hi,
-            SortCondition::BeginsWith(p) => value.as_str().is_some_and(|s| s.starts_with(p.as_str())),
+            SortCondition::BeginsWith(p) => {
+                value.as_str().is_some_and(|s| s.starts_with(p.as_str()))
+            }
         }
     }
 }
@@ -243,7 +251,15 @@ pub struct Query {
 impl Query {
     /// A query for all items with partition key `pk`, ascending, 100 a page.
     pub fn new(table: Table, index: Option<&'static str>, pk: impl Into<Scalar>) -> Self {
-        Self { table, index, pk: pk.into(), sk: None, ascending: true, limit: 100, start: None }
+        Self {
+            table,
+            index,
+            pk: pk.into(),
+            sk: None,
+            ascending: true,
+            limit: 100,
+            start: None,
+        }
     }
 }
 
@@ -287,7 +303,11 @@ mod tests {
 
     #[test]
     fn conditions_follow_dynamodb_semantics_on_missing_and_mistyped_attributes() {
-        let attrs: Attrs = [("id".to_owned(), Scalar::from("a")), ("version".to_owned(), Scalar::N(3))].into();
+        let attrs: Attrs = [
+            ("id".to_owned(), Scalar::from("a")),
+            ("version".to_owned(), Scalar::N(3)),
+        ]
+        .into();
         let cur = Some(&attrs);
         assert!(Condition::Eq("version", Scalar::N(3)).holds(cur, "id"));
         assert!(!Condition::Eq("version", Scalar::from("3")).holds(cur, "id"));
@@ -295,12 +315,20 @@ mod tests {
         assert!(Condition::Not(Box::new(Condition::Lt("missing", Scalar::N(3)))).holds(cur, "id"));
         assert!(Condition::ItemAbsent.holds(None, "id"));
         assert!(!Condition::ItemAbsent.holds(cur, "id"));
-        assert!(Condition::Or(vec![Condition::NotExists("lock"), Condition::Eq("lock", "me".into())]).holds(cur, "id"));
+        assert!(Condition::Or(vec![
+            Condition::NotExists("lock"),
+            Condition::Eq("lock", "me".into())
+        ])
+        .holds(cur, "id"));
     }
 
     #[test]
     fn page_tokens_round_trip_and_reject_junk() {
-        let attrs: Attrs = [("id".to_owned(), Scalar::from("a")), ("n".to_owned(), Scalar::N(-4))].into();
+        let attrs: Attrs = [
+            ("id".to_owned(), Scalar::from("a")),
+            ("n".to_owned(), Scalar::N(-4)),
+        ]
+        .into();
         assert_eq!(PageToken::encode(&attrs).decode(), Some(attrs));
         assert_eq!(PageToken::from_string("%%%".into()).decode(), None);
     }

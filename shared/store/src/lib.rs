@@ -3,18 +3,20 @@
 //! SQLite file) and the typed repository the engine uses ([`repo`]).
 
 pub mod backend;
+pub mod dynamo;
 pub mod item;
 pub mod migrate;
 pub mod records;
 pub mod repo;
 pub mod schema;
-pub mod dynamo;
 pub mod sqlite;
 
 pub use backend::{CancelReason, ItemStore, StoreError, TableState};
-pub use item::{Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp};
-pub use schema::{Table, TableDef};
 pub use dynamo::DynamoStore;
-pub use sqlite::SqliteStore;
+pub use item::{
+    Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp,
+};
 pub use records::Record;
-pub use repo::{IdempotencyStart, Paged, ProductCommit, RepoError, ReplaceError, Store};
+pub use repo::{IdempotencyStart, Paged, ProductCommit, ReplaceError, RepoError, Store};
+pub use schema::{Table, TableDef};
+pub use sqlite::SqliteStore;

@@ -42,7 +42,10 @@ impl fmt::Display for Change {
             Change::CreateTable(t) => write!(f, "create table {t}"),
             Change::CreateIndex(t, i) => write!(f, "create index {i} on {t}"),
             Change::EnableTtl(t, a) => write!(f, "enable TTL on {t}.{a}"),
-            Change::BackfillVersions(t, n) => write!(f, "backfill version/last_sync_version on {n} product(s) in {t}"),
+            Change::BackfillVersions(t, n) => write!(
+                f,
+                "backfill version/last_sync_version on {n} product(s) in {t}"
+            ),
             Change::Backup(t, at) => write!(f, "backed up {t} to {at}"),
         }
     }
@@ -74,9 +77,15 @@ pub enum MigrateError {
 fn table_drift(def: &TableDef, state: &TableState) -> Vec<String> {
     let mut drift = Vec::new();
     let name = &state.physical_name;
-    let expected_key = (def.key.pk.name.to_owned(), def.key.sk.map(|s| s.name.to_owned()));
+    let expected_key = (
+        def.key.pk.name.to_owned(),
+        def.key.sk.map(|s| s.name.to_owned()),
+    );
     if state.key != expected_key {
-        drift.push(format!("{name}: primary key is {:?}, expected {:?}", state.key, expected_key));
+        drift.push(format!(
+            "{name}: primary key is {:?}, expected {:?}",
+            state.key, expected_key
+        ));
     }
     for (attr, kind) in &state.attr_types {
         let defined = std::iter::once(def.key)
@@ -85,7 +94,10 @@ fn table_drift(def: &TableDef, state: &TableState) -> Vec<String> {
             .find(|a| a.name == attr);
         if let Some(a) = defined {
             if a.kind != *kind {
-                drift.push(format!("{name}: attribute {attr} is {kind:?}, expected {:?}", a.kind));
+                drift.push(format!(
+                    "{name}: attribute {attr} is {kind:?}, expected {:?}",
+                    a.kind
+                ));
             }
         }
     }
@@ -93,15 +105,22 @@ fn table_drift(def: &TableDef, state: &TableState) -> Vec<String> {
         match def.index(index) {
             None => drift.push(format!("{name}: index {index} is not in the definition")),
             Some(ix) => {
-                let expected = (ix.key.pk.name.to_owned(), ix.key.sk.map(|s| s.name.to_owned()));
+                let expected = (
+                    ix.key.pk.name.to_owned(),
+                    ix.key.sk.map(|s| s.name.to_owned()),
+                );
                 if (pk.clone(), sk.clone()) != expected {
-                    drift.push(format!("{name}: index {index} is on ({pk}, {sk:?}), expected {expected:?}"));
+                    drift.push(format!(
+                        "{name}: index {index} is on ({pk}, {sk:?}), expected {expected:?}"
+                    ));
                 }
             }
         }
     }
     match (&state.ttl_attr, def.ttl_attr) {
-        (Some(found), Some(want)) if found != want => drift.push(format!("{name}: TTL is on {found}, expected {want}")),
+        (Some(found), Some(want)) if found != want => {
+            drift.push(format!("{name}: TTL is on {found}, expected {want}"))
+        }
         (Some(found), None) => drift.push(format!("{name}: TTL is on {found}, expected none")),
         _ => {}
     }
@@ -114,7 +133,11 @@ async fn legacy_products(store: &dyn ItemStore) -> Result<Vec<Item>, StoreError>
     let mut start = None;
     loop {
         let page = store.scan(Table::Products, 500, start.as_ref()).await?;
-        out.extend(page.items.into_iter().filter(|i| !i.attrs.contains_key("version")));
+        out.extend(
+            page.items
+                .into_iter()
+                .filter(|i| !i.attrs.contains_key("version")),
+        );
         match page.next {
             Some(next) => start = Some(next),
             None => return Ok(out),
@@ -134,7 +157,10 @@ fn upgrade_product(item: &Item) -> Result<Product, String> {
 }
 
 /// Runs the migration.
-pub async fn migrate(store: &dyn ItemStore, options: MigrateOptions) -> Result<MigrateReport, MigrateError> {
+pub async fn migrate(
+    store: &dyn ItemStore,
+    options: MigrateOptions,
+) -> Result<MigrateReport, MigrateError> {
     let mut report = MigrateReport::default();
     let mut plan: Vec<(Table, Change)> = Vec::new();
     for table in Table::ALL {
@@ -158,12 +184,25 @@ pub async fn migrate(store: &dyn ItemStore, options: MigrateOptions) -> Result<M
     if !report.drift.is_empty() {
         return Ok(report);
     }
-    let products_exist = !plan.iter().any(|(t, c)| *t == Table::Products && matches!(c, Change::CreateTable(_)));
-    let legacy = if products_exist { legacy_products(store).await? } else { Vec::new() };
+    let products_exist = !plan
+        .iter()
+        .any(|(t, c)| *t == Table::Products && matches!(c, Change::CreateTable(_)));
+    let legacy = if products_exist {
+        legacy_products(store).await?
+    } else {
+        Vec::new()
+    };
     if !legacy.is_empty() {
-        plan.push((Table::Products, Change::BackfillVersions(store.physical_name(Table::Products), legacy.len())));
+        plan.push((
+            Table::Products,
+            Change::BackfillVersions(store.physical_name(Table::Products), legacy.len()),
+        ));
     }
-    let mut touched: Vec<Table> = plan.iter().filter(|(_, c)| !matches!(c, Change::CreateTable(_))).map(|(t, _)| *t).collect();
+    let mut touched: Vec<Table> = plan
+        .iter()
+        .filter(|(_, c)| !matches!(c, Change::CreateTable(_)))
+        .map(|(t, _)| *t)
+        .collect();
     touched.dedup();
     if options.check {
         report.changes = plan.into_iter().map(|(_, c)| c).collect();
@@ -179,7 +218,9 @@ pub async fn migrate(store: &dyn ItemStore, options: MigrateOptions) -> Result<M
         if options.backup || store.kind() != "dynamodb" {
             for table in &touched {
                 let at = store.backup_table(table.def()).await?;
-                report.changes.push(Change::Backup(store.physical_name(*table), at));
+                report
+                    .changes
+                    .push(Change::Backup(store.physical_name(*table), at));
                 if store.kind() != "dynamodb" {
                     break; // one file holds every table
                 }
@@ -204,10 +245,18 @@ pub async fn migrate(store: &dyn ItemStore, options: MigrateOptions) -> Result<M
     Ok(report)
 }
 
-async fn backfill(store: &dyn ItemStore, legacy: &[Item], report: &mut MigrateReport) -> Result<(), StoreError> {
+async fn backfill(
+    store: &dyn ItemStore,
+    legacy: &[Item],
+    report: &mut MigrateReport,
+) -> Result<(), StoreError> {
     let actor = Actor::system("migrate");
     for item in legacy {
-        let key = item.attrs.get("id").map(|k| format!("{k:?}")).unwrap_or_default();
+        let key = item
+            .attrs
+            .get("id")
+            .map(|k| format!("{k:?}"))
+            .unwrap_or_default();
         let product = match upgrade_product(item) {
             Ok(p) => p,
             Err(reason) => {
@@ -219,7 +268,10 @@ async fn backfill(store: &dyn ItemStore, legacy: &[Item], report: &mut MigrateRe
             product_id: product.id,
             version_number: product.version,
             product_data: product.content.clone(),
-            changed_fields: changed_fields(&diff(&Default::default(), &product.content.to_fields())),
+            changed_fields: changed_fields(&diff(
+                &Default::default(),
+                &product.content.to_fields(),
+            )),
             change_source: ChangeSource::Migration,
             changed_by: actor.clone(),
             sync_operation_id: None,
@@ -228,12 +280,21 @@ async fn backfill(store: &dyn ItemStore, legacy: &[Item], report: &mut MigrateRe
         let writes = vec![
             WriteOp::Put {
                 table: Table::Products,
-                item: Item { attrs: product.attrs(), doc: serde_json::to_vec(&product).ok() },
-                condition: Some(Condition::And(vec![Condition::ItemPresent, Condition::NotExists("version")])),
+                item: Item {
+                    attrs: product.attrs(),
+                    doc: serde_json::to_vec(&product).ok(),
+                },
+                condition: Some(Condition::And(vec![
+                    Condition::ItemPresent,
+                    Condition::NotExists("version"),
+                ])),
             },
             WriteOp::Put {
                 table: Table::ProductVersions,
-                item: Item { attrs: version.attrs(), doc: serde_json::to_vec(&version).ok() },
+                item: Item {
+                    attrs: version.attrs(),
+                    doc: serde_json::to_vec(&version).ok(),
+                },
                 condition: Some(Condition::ItemAbsent),
             },
         ];

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shopsync_domain::status::status_name;
 use shopsync_domain::{
-    Category, CategoryVersion, Product, ProductVersion, ProductsStaging, SyncConflict, SyncOperation, SyncPerformanceLog,
-    SyncRollback, XorosoftProduct, XorosoftSyncLog,
+    Category, CategoryVersion, Product, ProductVersion, ProductsStaging, SyncConflict,
+    SyncOperation, SyncPerformanceLog, SyncRollback, XorosoftProduct, XorosoftSyncLog,
 };
 
 /// An entity stored as one item.
@@ -36,7 +36,10 @@ fn n(v: impl TryInto<i64>) -> Scalar {
 }
 
 fn attrs<const N: usize>(pairs: [(&str, Option<Scalar>); N]) -> Attrs {
-    pairs.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))).collect()
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect()
 }
 
 /// Condition attributes of products.
@@ -64,8 +67,16 @@ impl Record for Product {
             ("xorosoft_id", self.xorosoft_id.as_deref().map(s)),
             ("pending_push", self.needs_push().then(|| s("1"))),
             ("updated_at", Some(n(millis(self.updated_at)))),
-            (product_attrs::LOCK_OWNER, self.sync_locked_by.as_ref().filter(|_| locked).map(s)),
-            (product_attrs::LOCK_EXPIRES_AT, self.sync_lock_expires_at.filter(|_| locked).map(|t| n(millis(t)))),
+            (
+                product_attrs::LOCK_OWNER,
+                self.sync_locked_by.as_ref().filter(|_| locked).map(s),
+            ),
+            (
+                product_attrs::LOCK_EXPIRES_AT,
+                self.sync_lock_expires_at
+                    .filter(|_| locked)
+                    .map(|t| n(millis(t))),
+            ),
         ])
     }
 }
@@ -218,7 +229,10 @@ impl Record for SyncPerformanceLog {
             ("id", Some(s(self.id))),
             ("sync_operation_id", Some(s(self.sync_operation_id))),
             ("recorded_at", Some(n(millis(self.recorded_at)))),
-            ("bottleneck_stage", self.bottleneck_stage.map(|st| s(status_name(st)))),
+            (
+                "bottleneck_stage",
+                self.bottleneck_stage.map(|st| s(status_name(st))),
+            ),
         ])
     }
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use shopsync_domain::fields::{changed_fields, diff};
 use shopsync_domain::status::status_name;
 use shopsync_domain::{
-    Actor, ChangeSource, LockError, LockState, OperationId, Product, ProductContent, ProductId, ProductVersion,
-    ProductsStaging, StagingStatus,
+    Actor, ChangeSource, LockError, LockState, OperationId, Product, ProductContent, ProductId,
+    ProductVersion, ProductsStaging, StagingStatus,
 };
 use std::sync::Arc;
 
@@ -145,13 +145,25 @@ pub struct Store {
 }
 
 fn encode<R: Record>(record: &R) -> Result<Item, RepoError> {
-    let doc = serde_json::to_vec(record).map_err(|e| RepoError::Decode { table: R::TABLE, reason: e.to_string() })?;
-    Ok(Item { attrs: record.attrs(), doc: Some(doc) })
+    let doc = serde_json::to_vec(record).map_err(|e| RepoError::Decode {
+        table: R::TABLE,
+        reason: e.to_string(),
+    })?;
+    Ok(Item {
+        attrs: record.attrs(),
+        doc: Some(doc),
+    })
 }
 
 fn decode<R: Record>(item: &Item) -> Result<R, RepoError> {
-    let doc = item.doc.as_deref().ok_or_else(|| RepoError::Decode { table: R::TABLE, reason: "item has no document".into() })?;
-    serde_json::from_slice(doc).map_err(|e| RepoError::Decode { table: R::TABLE, reason: e.to_string() })
+    let doc = item.doc.as_deref().ok_or_else(|| RepoError::Decode {
+        table: R::TABLE,
+        reason: "item has no document".into(),
+    })?;
+    serde_json::from_slice(doc).map_err(|e| RepoError::Decode {
+        table: R::TABLE,
+        reason: e.to_string(),
+    })
 }
 
 fn key_text(key: &Key) -> String {
@@ -166,7 +178,11 @@ fn key_text(key: &Key) -> String {
 }
 
 /// The condition under which `actor` may write a product read at `version`.
-fn product_write_condition(expected_version: Option<u64>, actor: &Actor, now: DateTime<Utc>) -> Condition {
+fn product_write_condition(
+    expected_version: Option<u64>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Condition {
     match expected_version {
         None => Condition::ItemAbsent,
         Some(v) => Condition::And(vec![
@@ -193,36 +209,63 @@ impl Store {
 
     /// Stores a new record; refuses to replace one.
     pub async fn insert<R: Record>(&self, record: &R) -> Result<(), RepoError> {
-        match self.backend.put(R::TABLE, encode(record)?, Some(Condition::ItemAbsent)).await {
-            Err(StoreError::ConditionFailed { .. }) => Err(RepoError::AlreadyExists { table: R::TABLE, key: key_text(&record.key()) }),
+        match self
+            .backend
+            .put(R::TABLE, encode(record)?, Some(Condition::ItemAbsent))
+            .await
+        {
+            Err(StoreError::ConditionFailed { .. }) => Err(RepoError::AlreadyExists {
+                table: R::TABLE,
+                key: key_text(&record.key()),
+            }),
             other => Ok(other?),
         }
     }
 
     /// Replaces a record only if the stored one still has the attribute values `expected`
     /// (e.g. the status it was read with). A failed check returns the current record.
-    pub async fn replace_if<R: Record>(&self, record: &R, expected: Condition) -> Result<(), ReplaceError<R>> {
+    pub async fn replace_if<R: Record>(
+        &self,
+        record: &R,
+        expected: Condition,
+    ) -> Result<(), ReplaceError<R>> {
         let condition = Condition::And(vec![Condition::ItemPresent, expected]);
-        match self.backend.put(R::TABLE, encode(record)?, Some(condition)).await {
+        match self
+            .backend
+            .put(R::TABLE, encode(record)?, Some(condition))
+            .await
+        {
             Ok(()) => Ok(()),
-            Err(StoreError::ConditionFailed { current: Some(item) }) => Err(ReplaceError::Changed(Box::new(decode(&item)?))),
-            Err(StoreError::ConditionFailed { current: None }) => {
-                Err(RepoError::NotFound { table: R::TABLE, key: key_text(&record.key()) }.into())
+            Err(StoreError::ConditionFailed {
+                current: Some(item),
+            }) => Err(ReplaceError::Changed(Box::new(decode(&item)?))),
+            Err(StoreError::ConditionFailed { current: None }) => Err(RepoError::NotFound {
+                table: R::TABLE,
+                key: key_text(&record.key()),
             }
+            .into()),
             Err(e) => Err(RepoError::from(e).into()),
         }
     }
 
     /// Reads a record by key.
     pub async fn get<R: Record>(&self, key: &Key) -> Result<Option<R>, RepoError> {
-        self.backend.get(R::TABLE, key).await?.as_ref().map(decode).transpose()
+        self.backend
+            .get(R::TABLE, key)
+            .await?
+            .as_ref()
+            .map(decode)
+            .transpose()
     }
 
     /// One page of records by partition key on the table or an index.
     pub async fn query<R: Record>(&self, query: Query) -> Result<Paged<R>, RepoError> {
         debug_assert_eq!(query.table, R::TABLE);
         let page = self.backend.query(&query).await?;
-        Ok(Paged { items: page.items.iter().map(decode).collect::<Result<_, _>>()?, next: page.next })
+        Ok(Paged {
+            items: page.items.iter().map(decode).collect::<Result<_, _>>()?,
+            next: page.next,
+        })
     }
 
     /// Every record of a query, following pages (for bounded result sets).
@@ -245,12 +288,24 @@ impl Store {
 
     /// Reads a product that must exist.
     async fn product_required(&self, id: ProductId) -> Result<Product, RepoError> {
-        self.product(id).await?.ok_or(RepoError::NotFound { table: Table::Products, key: id.to_string() })
+        self.product(id).await?.ok_or(RepoError::NotFound {
+            table: Table::Products,
+            key: id.to_string(),
+        })
     }
 
     /// Finds the local product of a Shopify product id.
-    pub async fn product_by_shopify_id(&self, shopify_id: shopsync_domain::ShopifyProductId) -> Result<Option<Product>, RepoError> {
-        let page = self.query::<Product>(Query::new(Table::Products, Some("by_shopify_id"), shopify_id.to_string())).await?;
+    pub async fn product_by_shopify_id(
+        &self,
+        shopify_id: shopsync_domain::ShopifyProductId,
+    ) -> Result<Option<Product>, RepoError> {
+        let page = self
+            .query::<Product>(Query::new(
+                Table::Products,
+                Some("by_shopify_id"),
+                shopify_id.to_string(),
+            ))
+            .await?;
         Ok(page.items.into_iter().next())
     }
 
@@ -266,7 +321,10 @@ impl Store {
             product_id: product.id,
             version_number: product.version,
             product_data: product.content.clone(),
-            changed_fields: changed_fields(&diff(&Default::default(), &product.content.to_fields())),
+            changed_fields: changed_fields(&diff(
+                &Default::default(),
+                &product.content.to_fields(),
+            )),
             change_source: source,
             changed_by: actor.clone(),
             sync_operation_id: operation,
@@ -323,10 +381,20 @@ impl Store {
 
     /// Writes a product, its version snapshot and its staged row all at once or not at all.
     pub async fn commit_product(&self, commit: ProductCommit) -> Result<(), RepoError> {
-        let ProductCommit { product, expected_version, version, staging, actor, now } = commit;
+        let ProductCommit {
+            product,
+            expected_version,
+            version,
+            staging,
+            actor,
+            now,
+        } = commit;
         if let Some(v) = &version {
             if v.product_id != product.id || v.version_number != product.version {
-                return Err(StoreError::Invalid("version snapshot does not match the product".into()).into());
+                return Err(StoreError::Invalid(
+                    "version snapshot does not match the product".into(),
+                )
+                .into());
             }
         }
         let mut writes = vec![WriteOp::Put {
@@ -335,21 +403,38 @@ impl Store {
             condition: Some(product_write_condition(expected_version, &actor, now)),
         }];
         if let Some(v) = &version {
-            writes.push(WriteOp::Put { table: Table::ProductVersions, item: encode(v)?, condition: Some(Condition::ItemAbsent) });
+            writes.push(WriteOp::Put {
+                table: Table::ProductVersions,
+                item: encode(v)?,
+                condition: Some(Condition::ItemAbsent),
+            });
         }
-        let staging_expectation = staging.as_ref().map(|(row, expected)| (row.id.to_string(), *expected));
+        let staging_expectation = staging
+            .as_ref()
+            .map(|(row, expected)| (row.id.to_string(), *expected));
         if let Some((row, expected)) = &staging {
             let condition = match expected {
                 None => Condition::ItemAbsent,
                 Some(status) => Condition::Eq("status", Scalar::S(status_name(*status))),
             };
-            writes.push(WriteOp::Put { table: Table::ProductsStaging, item: encode(row)?, condition: Some(condition) });
+            writes.push(WriteOp::Put {
+                table: Table::ProductsStaging,
+                item: encode(row)?,
+                condition: Some(condition),
+            });
         }
         match self.backend.transact(writes).await {
             Ok(()) => Ok(()),
-            Err(StoreError::TransactionCanceled { reasons }) => {
-                Err(self.explain_product_cancel(&product, expected_version, &actor, now, reasons, staging_expectation).await)
-            }
+            Err(StoreError::TransactionCanceled { reasons }) => Err(self
+                .explain_product_cancel(
+                    &product,
+                    expected_version,
+                    &actor,
+                    now,
+                    reasons,
+                    staging_expectation,
+                )
+                .await),
             Err(e) => Err(e.into()),
         }
     }
@@ -371,21 +456,40 @@ impl Store {
                     Err(e) => return e,
                 };
                 return match (expected_version, current) {
-                    (None, _) => RepoError::AlreadyExists { table: Table::Products, key: product.id.to_string() },
-                    (Some(_), None) => RepoError::NotFound { table: Table::Products, key: product.id.to_string() },
-                    (Some(v), Some(current)) if current.version != v => RepoError::VersionConflict { current: Box::new(current) },
+                    (None, _) => RepoError::AlreadyExists {
+                        table: Table::Products,
+                        key: product.id.to_string(),
+                    },
+                    (Some(_), None) => RepoError::NotFound {
+                        table: Table::Products,
+                        key: product.id.to_string(),
+                    },
+                    (Some(v), Some(current)) if current.version != v => {
+                        RepoError::VersionConflict {
+                            current: Box::new(current),
+                        }
+                    }
                     (Some(_), Some(current)) => match current.writable_by(actor, now) {
                         Err(lock) => RepoError::Locked(lock),
-                        Ok(()) => RepoError::VersionConflict { current: Box::new(current) },
+                        Ok(()) => RepoError::VersionConflict {
+                            current: Box::new(current),
+                        },
                     },
                 };
             }
             Some(CancelReason::None) | None => {}
-            Some(other) => return StoreError::TransactionCanceled { reasons: vec![other] }.into(),
+            Some(other) => {
+                return StoreError::TransactionCanceled {
+                    reasons: vec![other],
+                }
+                .into()
+            }
         }
         let rest: Vec<CancelReason> = reasons.collect();
         // The staged row is checked first: its status is what makes applying twice a no-op.
-        if let (Some((id, expected)), Some(CancelReason::ConditionFailed(current))) = (staging, rest.last()) {
+        if let (Some((id, expected)), Some(CancelReason::ConditionFailed(current))) =
+            (staging, rest.last())
+        {
             let status = current
                 .as_ref()
                 .and_then(|i| i.attrs.get("status"))
@@ -393,24 +497,42 @@ impl Store {
                 .unwrap_or("absent")
                 .to_owned();
             let expected = expected.map(status_name).unwrap_or_else(|| "absent".into());
-            return RepoError::StagingStatusConflict { id, status, expected };
+            return RepoError::StagingStatusConflict {
+                id,
+                status,
+                expected,
+            };
         }
         // The snapshot row exists already: someone committed this version number first.
         if let Some(CancelReason::ConditionFailed(_)) = rest.first() {
             if let Ok(Some(current)) = self.product(product.id).await {
-                return RepoError::VersionConflict { current: Box::new(current) };
+                return RepoError::VersionConflict {
+                    current: Box::new(current),
+                };
             }
         }
         StoreError::TransactionCanceled { reasons: rest }.into()
     }
 
     /// Takes (or renews) a product's sync lock for `actor`; an expired lease is taken over.
-    pub async fn lock_product(&self, id: ProductId, actor: &Actor, now: DateTime<Utc>, lease: Duration) -> Result<Product, RepoError> {
-        self.change_lock(id, now, |p| p.lock(actor, now, lease)).await
+    pub async fn lock_product(
+        &self,
+        id: ProductId,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Product, RepoError> {
+        self.change_lock(id, now, |p| p.lock(actor, now, lease))
+            .await
     }
 
     /// Releases a product's sync lock; only its holder may.
-    pub async fn unlock_product(&self, id: ProductId, actor: &Actor, now: DateTime<Utc>) -> Result<Product, RepoError> {
+    pub async fn unlock_product(
+        &self,
+        id: ProductId,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Product, RepoError> {
         self.change_lock(id, now, |p| p.unlock(actor)).await
     }
 
@@ -438,10 +560,17 @@ impl Store {
                 lock_as_read(product_attrs::LOCK_OWNER),
                 lock_as_read(product_attrs::LOCK_EXPIRES_AT),
             ]);
-            match self.backend.put(Table::Products, encode(&product)?, Some(condition)).await {
+            match self
+                .backend
+                .put(Table::Products, encode(&product)?, Some(condition))
+                .await
+            {
                 Ok(()) => return Ok(product),
                 Err(StoreError::ConditionFailed { current: None }) => {
-                    return Err(RepoError::NotFound { table: Table::Products, key: id.to_string() })
+                    return Err(RepoError::NotFound {
+                        table: Table::Products,
+                        key: id.to_string(),
+                    })
                 }
                 Err(StoreError::ConditionFailed { current: Some(_) }) => last_error = Some(now),
                 Err(e) => return Err(e.into()),
@@ -450,7 +579,9 @@ impl Store {
         let current = self.product_required(id).await?;
         match (current.lock_state(now), last_error) {
             (LockState::Held { by, until }, _) => Err(LockError::HeldByOther { by, until }.into()),
-            _ => Err(RepoError::VersionConflict { current: Box::new(current) }),
+            _ => Err(RepoError::VersionConflict {
+                current: Box::new(current),
+            }),
         }
     }
 
@@ -470,7 +601,11 @@ impl Store {
     }
 
     /// One version of a product.
-    pub async fn product_version(&self, id: ProductId, version: u64) -> Result<Option<ProductVersion>, RepoError> {
+    pub async fn product_version(
+        &self,
+        id: ProductId,
+        version: u64,
+    ) -> Result<Option<ProductVersion>, RepoError> {
         self.get(&Key::pk_sk(id.to_string(), version as i64)).await
     }
 
@@ -494,7 +629,10 @@ impl Store {
                 (IDEM_STATUS.to_owned(), Scalar::from(IDEM_IN_PROGRESS)),
                 (IDEM_HASH.to_owned(), Scalar::from(payload_hash)),
                 (IDEM_EXPIRES.to_owned(), Scalar::N(expires_at.timestamp())),
-                (IDEM_IN_PROGRESS_EXPIRES.to_owned(), Scalar::N(millis(in_progress_until))),
+                (
+                    IDEM_IN_PROGRESS_EXPIRES.to_owned(),
+                    Scalar::N(millis(in_progress_until)),
+                ),
             ]
             .into(),
             doc: serde_json::to_vec(&IdempotencyDoc { result: None }).ok(),
@@ -507,19 +645,37 @@ impl Store {
                 Condition::Lt(IDEM_IN_PROGRESS_EXPIRES, Scalar::N(millis(now))),
             ]),
         ]);
-        match self.backend.put(Table::IdempotencyRecords, item, Some(takeable)).await {
+        match self
+            .backend
+            .put(Table::IdempotencyRecords, item, Some(takeable))
+            .await
+        {
             Ok(()) => Ok(IdempotencyStart::Started),
-            Err(StoreError::ConditionFailed { current: Some(current) }) => {
-                let same_payload = current.attrs.get(IDEM_HASH).and_then(Scalar::as_str) == Some(payload_hash);
+            Err(StoreError::ConditionFailed {
+                current: Some(current),
+            }) => {
+                let same_payload =
+                    current.attrs.get(IDEM_HASH).and_then(Scalar::as_str) == Some(payload_hash);
                 if !same_payload {
-                    return Err(RepoError::IdempotencyPayloadMismatch { key: key.to_owned() });
+                    return Err(RepoError::IdempotencyPayloadMismatch {
+                        key: key.to_owned(),
+                    });
                 }
                 if current.attrs.get(IDEM_STATUS).and_then(Scalar::as_str) == Some(IDEM_COMPLETED) {
-                    let doc: IdempotencyDoc = serde_json::from_slice(current.doc.as_deref().unwrap_or(b"{}"))
-                        .map_err(|e| RepoError::Decode { table: Table::IdempotencyRecords, reason: e.to_string() })?;
-                    return Ok(IdempotencyStart::Replay(doc.result.unwrap_or(serde_json::Value::Null)));
+                    let doc: IdempotencyDoc = serde_json::from_slice(
+                        current.doc.as_deref().unwrap_or(b"{}"),
+                    )
+                    .map_err(|e| RepoError::Decode {
+                        table: Table::IdempotencyRecords,
+                        reason: e.to_string(),
+                    })?;
+                    return Ok(IdempotencyStart::Replay(
+                        doc.result.unwrap_or(serde_json::Value::Null),
+                    ));
                 }
-                Err(RepoError::IdempotencyInProgress { key: key.to_owned() })
+                Err(RepoError::IdempotencyInProgress {
+                    key: key.to_owned(),
+                })
             }
             Err(e) => Err(e.into()),
         }
@@ -541,14 +697,23 @@ impl Store {
                 (IDEM_EXPIRES.to_owned(), Scalar::N(expires_at.timestamp())),
             ]
             .into(),
-            doc: serde_json::to_vec(&IdempotencyDoc { result: Some(result) }).ok(),
+            doc: serde_json::to_vec(&IdempotencyDoc {
+                result: Some(result),
+            })
+            .ok(),
         };
         let ours = Condition::And(vec![
             Condition::Eq(IDEM_STATUS, Scalar::from(IDEM_IN_PROGRESS)),
             Condition::Eq(IDEM_HASH, Scalar::from(payload_hash)),
         ]);
-        match self.backend.put(Table::IdempotencyRecords, item, Some(ours)).await {
-            Err(StoreError::ConditionFailed { .. }) => Err(RepoError::IdempotencyPayloadMismatch { key: key.to_owned() }),
+        match self
+            .backend
+            .put(Table::IdempotencyRecords, item, Some(ours))
+            .await
+        {
+            Err(StoreError::ConditionFailed { .. }) => Err(RepoError::IdempotencyPayloadMismatch {
+                key: key.to_owned(),
+            }),
             other => Ok(other?),
         }
     }
@@ -559,7 +724,11 @@ impl Store {
             Condition::Eq(IDEM_STATUS, Scalar::from(IDEM_IN_PROGRESS)),
             Condition::Eq(IDEM_HASH, Scalar::from(payload_hash)),
         ]);
-        match self.backend.delete(Table::IdempotencyRecords, &Key::pk(key), Some(ours)).await {
+        match self
+            .backend
+            .delete(Table::IdempotencyRecords, &Key::pk(key), Some(ours))
+            .await
+        {
             Err(StoreError::ConditionFailed { .. }) | Ok(()) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -141,16 +141,31 @@ impl TableDef {
 }
 
 const fn s(name: &'static str) -> KeyAttr {
-    KeyAttr { name, kind: KeyType::S }
+    KeyAttr {
+        name,
+        kind: KeyType::S,
+    }
 }
 const fn n(name: &'static str) -> KeyAttr {
-    KeyAttr { name, kind: KeyType::N }
+    KeyAttr {
+        name,
+        kind: KeyType::N,
+    }
 }
 const fn key(pk: KeyAttr, sk: Option<KeyAttr>) -> KeySchema {
     KeySchema { pk, sk }
 }
-const fn index(name: &'static str, pk: KeyAttr, sk: Option<KeyAttr>, serves: &'static str) -> IndexDef {
-    IndexDef { name, key: key(pk, sk), serves }
+const fn index(
+    name: &'static str,
+    pk: KeyAttr,
+    sk: Option<KeyAttr>,
+    serves: &'static str,
+) -> IndexDef {
+    IndexDef {
+        name,
+        key: key(pk, sk),
+        serves,
+    }
 }
 
 /// Times in sort keys are epoch milliseconds (`N`); TTLs are epoch seconds.
@@ -158,10 +173,30 @@ pub const PRODUCTS: TableDef = TableDef {
     name: "products",
     key: key(s("id"), None),
     indexes: &[
-        index("by_shopify_id", s("shopify_product_id"), None, "find the local product of a webhook or a pulled Shopify product"),
-        index("by_xorosoft_id", s("xorosoft_id"), None, "find the product of a Xorosoft item"),
-        index("by_pending_push", s("pending_push"), Some(n("updated_at")), "products whose version is past last_sync_version (sparse), oldest first, for up-syncs"),
-        index("by_lock_owner", s("lock_owner"), Some(n("lock_expires_at")), "locks held by a user, for the admin and for lease clean-up"),
+        index(
+            "by_shopify_id",
+            s("shopify_product_id"),
+            None,
+            "find the local product of a webhook or a pulled Shopify product",
+        ),
+        index(
+            "by_xorosoft_id",
+            s("xorosoft_id"),
+            None,
+            "find the product of a Xorosoft item",
+        ),
+        index(
+            "by_pending_push",
+            s("pending_push"),
+            Some(n("updated_at")),
+            "products whose version is past last_sync_version (sparse), oldest first, for up-syncs",
+        ),
+        index(
+            "by_lock_owner",
+            s("lock_owner"),
+            Some(n("lock_expires_at")),
+            "locks held by a user, for the admin and for lease clean-up",
+        ),
     ],
     ttl_attr: None,
 };
@@ -170,7 +205,12 @@ pub const PRODUCTS: TableDef = TableDef {
 pub const CATEGORIES: TableDef = TableDef {
     name: "categories",
     key: key(s("id"), None),
-    indexes: &[index("by_shopify_id", s("shopify_collection_id"), None, "find the local category of a collection webhook")],
+    indexes: &[index(
+        "by_shopify_id",
+        s("shopify_collection_id"),
+        None,
+        "find the local category of a collection webhook",
+    )],
     ttl_attr: None,
 };
 
@@ -179,9 +219,24 @@ pub const PRODUCTS_STAGING: TableDef = TableDef {
     name: "products_staging",
     key: key(s("id"), None),
     indexes: &[
-        index("by_operation", s("sync_operation_id"), Some(n("staged_at")), "an operation's staged rows in staging order (apply step, review screen)"),
-        index("by_product", s("source_product_id"), Some(n("staged_at")), "a product's staged changes, to supersede older pending rows"),
-        index("by_status", s("status"), Some(n("staged_at")), "the review queue: every row awaiting approval, oldest first"),
+        index(
+            "by_operation",
+            s("sync_operation_id"),
+            Some(n("staged_at")),
+            "an operation's staged rows in staging order (apply step, review screen)",
+        ),
+        index(
+            "by_product",
+            s("source_product_id"),
+            Some(n("staged_at")),
+            "a product's staged changes, to supersede older pending rows",
+        ),
+        index(
+            "by_status",
+            s("status"),
+            Some(n("staged_at")),
+            "the review queue: every row awaiting approval, oldest first",
+        ),
     ],
     ttl_attr: None,
 };
@@ -191,8 +246,18 @@ pub const SYNC_OPERATIONS: TableDef = TableDef {
     name: "sync_operations",
     key: key(s("id"), None),
     indexes: &[
-        index("by_status", s("status"), Some(n("created_at")), "operations in a status (in progress, awaiting approval) by time"),
-        index("by_created", s("entity"), Some(n("created_at")), "all operations, newest first (low volume: one partition)"),
+        index(
+            "by_status",
+            s("status"),
+            Some(n("created_at")),
+            "operations in a status (in progress, awaiting approval) by time",
+        ),
+        index(
+            "by_created",
+            s("entity"),
+            Some(n("created_at")),
+            "all operations, newest first (low volume: one partition)",
+        ),
     ],
     ttl_attr: None,
 };
@@ -202,9 +267,24 @@ pub const SYNC_CONFLICTS: TableDef = TableDef {
     name: "sync_conflicts",
     key: key(s("id"), None),
     indexes: &[
-        index("by_status", s("status"), Some(n("detected_at")), "open conflicts, oldest first"),
-        index("by_product", s("product_id"), Some(n("detected_at")), "a product's conflicts"),
-        index("by_operation", s("sync_operation_id"), Some(n("detected_at")), "an operation's conflicts"),
+        index(
+            "by_status",
+            s("status"),
+            Some(n("detected_at")),
+            "open conflicts, oldest first",
+        ),
+        index(
+            "by_product",
+            s("product_id"),
+            Some(n("detected_at")),
+            "a product's conflicts",
+        ),
+        index(
+            "by_operation",
+            s("sync_operation_id"),
+            Some(n("detected_at")),
+            "an operation's conflicts",
+        ),
     ],
     ttl_attr: None,
 };
@@ -213,7 +293,12 @@ pub const SYNC_CONFLICTS: TableDef = TableDef {
 pub const SYNC_ROLLBACKS: TableDef = TableDef {
     name: "sync_rollbacks",
     key: key(s("id"), None),
-    indexes: &[index("by_original_operation", s("original_operation_id"), Some(n("created_at")), "rollbacks of an operation")],
+    indexes: &[index(
+        "by_original_operation",
+        s("original_operation_id"),
+        Some(n("created_at")),
+        "rollbacks of an operation",
+    )],
     ttl_attr: None,
 };
 
@@ -221,7 +306,12 @@ pub const SYNC_ROLLBACKS: TableDef = TableDef {
 pub const PRODUCT_VERSIONS: TableDef = TableDef {
     name: "product_versions",
     key: key(s("product_id"), Some(n("version_number"))),
-    indexes: &[index("by_operation", s("sync_operation_id"), Some(n("created_at")), "versions an operation wrote (rollback)")],
+    indexes: &[index(
+        "by_operation",
+        s("sync_operation_id"),
+        Some(n("created_at")),
+        "versions an operation wrote (rollback)",
+    )],
     ttl_attr: None,
 };
 
@@ -229,7 +319,12 @@ pub const PRODUCT_VERSIONS: TableDef = TableDef {
 pub const CATEGORY_VERSIONS: TableDef = TableDef {
     name: "category_versions",
     key: key(s("category_id"), Some(n("version_number"))),
-    indexes: &[index("by_operation", s("sync_operation_id"), Some(n("created_at")), "versions an operation wrote (rollback)")],
+    indexes: &[index(
+        "by_operation",
+        s("sync_operation_id"),
+        Some(n("created_at")),
+        "versions an operation wrote (rollback)",
+    )],
     ttl_attr: None,
 };
 
@@ -238,8 +333,18 @@ pub const XOROSOFT_PRODUCTS: TableDef = TableDef {
     name: "xorosoft_products",
     key: key(s("xorosoft_id"), Some(s("warehouse_code"))),
     indexes: &[
-        index("by_sku", s("sku"), Some(s("warehouse_code")), "match an import row or a variant by SKU"),
-        index("by_product", s("product_id"), Some(s("warehouse_code")), "a product's Xorosoft figures"),
+        index(
+            "by_sku",
+            s("sku"),
+            Some(s("warehouse_code")),
+            "match an import row or a variant by SKU",
+        ),
+        index(
+            "by_product",
+            s("product_id"),
+            Some(s("warehouse_code")),
+            "a product's Xorosoft figures",
+        ),
     ],
     ttl_attr: None,
 };
@@ -249,8 +354,18 @@ pub const XOROSOFT_SYNC_LOGS: TableDef = TableDef {
     name: "xorosoft_sync_logs",
     key: key(s("id"), None),
     indexes: &[
-        index("by_type", s("sync_type"), Some(n("started_at")), "recent imports of a type, newest first"),
-        index("by_import_file", s("import_file"), None, "the log of a given file"),
+        index(
+            "by_type",
+            s("sync_type"),
+            Some(n("started_at")),
+            "recent imports of a type, newest first",
+        ),
+        index(
+            "by_import_file",
+            s("import_file"),
+            None,
+            "the log of a given file",
+        ),
     ],
     ttl_attr: None,
 };
@@ -260,8 +375,18 @@ pub const SYNC_PERFORMANCE_LOGS: TableDef = TableDef {
     name: "sync_performance_logs",
     key: key(s("id"), None),
     indexes: &[
-        index("by_operation", s("sync_operation_id"), Some(n("recorded_at")), "an operation's performance (per step)"),
-        index("by_bottleneck", s("bottleneck_stage"), Some(n("recorded_at")), "where time goes: recent logs by bottleneck stage"),
+        index(
+            "by_operation",
+            s("sync_operation_id"),
+            Some(n("recorded_at")),
+            "an operation's performance (per step)",
+        ),
+        index(
+            "by_bottleneck",
+            s("bottleneck_stage"),
+            Some(n("recorded_at")),
+            "where time goes: recent logs by bottleneck stage",
+        ),
     ],
     ttl_attr: None,
 };

@@ -2,8 +2,12 @@
 //! DynamoDB backend (conditions checked inside an immediate transaction, atomic multi-item
 //! writes, sparse indexes as expression indexes over the scalar attributes).
 
-use crate::backend::{prefixed, CancelReason, ItemStore, StoreError, TableState, MAX_TRANSACTION_ITEMS};
-use crate::item::{Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp};
+use crate::backend::{
+    prefixed, CancelReason, ItemStore, StoreError, TableState, MAX_TRANSACTION_ITEMS,
+};
+use crate::item::{
+    Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp,
+};
 use crate::schema::{IndexDef, KeyType, Table, TableDef, RESERVED_ATTRS};
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
@@ -42,9 +46,9 @@ fn map_err(e: rusqlite::Error) -> StoreError {
         return StoreError::TableMissing(text);
     }
     match e.sqlite_error_code() {
-        Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen | OutOfMemory) => {
-            StoreError::Unavailable(text)
-        }
+        Some(
+            DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen | OutOfMemory,
+        ) => StoreError::Unavailable(text),
         _ => StoreError::Invalid(text),
     }
 }
@@ -57,7 +61,10 @@ fn to_sql(value: &Scalar) -> SqlValue {
 }
 
 fn sk_sql(key: &Key) -> SqlValue {
-    key.sk.as_ref().map(to_sql).unwrap_or(SqlValue::Text(String::new()))
+    key.sk
+        .as_ref()
+        .map(to_sql)
+        .unwrap_or(SqlValue::Text(String::new()))
 }
 
 fn quote(name: &str) -> String {
@@ -69,7 +76,8 @@ fn attr_expr(attr: &str) -> String {
 }
 
 fn read_item(attrs: String, doc: Option<Vec<u8>>) -> Result<Item, StoreError> {
-    let attrs: Attrs = serde_json::from_str(&attrs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let attrs: Attrs =
+        serde_json::from_str(&attrs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Item { attrs, doc })
 }
 
@@ -77,7 +85,9 @@ fn read_item(attrs: String, doc: Option<Vec<u8>>) -> Result<Item, StoreError> {
 fn validate_item(def: &TableDef, item: &Item) -> Result<Key, StoreError> {
     for name in RESERVED_ATTRS {
         if item.attrs.contains_key(name) {
-            return Err(StoreError::Invalid(format!("attribute name `{name}` is reserved")));
+            return Err(StoreError::Invalid(format!(
+                "attribute name `{name}` is reserved"
+            )));
         }
     }
     let keys = std::iter::once(def.key).chain(def.indexes.iter().map(|i| i.key));
@@ -85,28 +95,40 @@ fn validate_item(def: &TableDef, item: &Item) -> Result<Key, StoreError> {
         for attr in std::iter::once(k.pk).chain(k.sk) {
             if let Some(v) = item.attrs.get(attr.name) {
                 if v.kind() != attr.kind {
-                    return Err(StoreError::Invalid(format!("{}.{} must be {:?}", def.name, attr.name, attr.kind)));
+                    return Err(StoreError::Invalid(format!(
+                        "{}.{} must be {:?}",
+                        def.name, attr.name, attr.kind
+                    )));
                 }
             }
         }
     }
-    item.key(def).ok_or_else(|| StoreError::Invalid(format!("item lacks the key of {}", def.name)))
+    item.key(def)
+        .ok_or_else(|| StoreError::Invalid(format!("item lacks the key of {}", def.name)))
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir`, with physical table names under `prefix`.
     pub fn open(dir: &Path, prefix: &str) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join(DB_FILE)).map_err(map_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(map_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(map_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(map_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(map_err)?;
         // FULL: a write acknowledged to a merchant survives a power cut.
-        conn.pragma_update(None, "synchronous", "FULL").map_err(map_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(map_err)?;
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, definition TEXT NOT NULL)"
         ))
         .map_err(map_err)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), prefix: prefix.to_owned(), dir: dir.to_owned() })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            prefix: prefix.to_owned(),
+            dir: dir.to_owned(),
+        })
     }
 
     /// The data directory.
@@ -136,7 +158,10 @@ impl SqliteStore {
 
 fn current(tx: &Connection, name: &str, key: &Key) -> Result<Option<Item>, StoreError> {
     tx.query_row(
-        &format!("SELECT attrs, doc FROM {} WHERE pk = ?1 AND sk = ?2", quote(name)),
+        &format!(
+            "SELECT attrs, doc FROM {} WHERE pk = ?1 AND sk = ?2",
+            quote(name)
+        ),
         [to_sql(&key.pk), sk_sql(key)],
         |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?)),
     )
@@ -147,9 +172,13 @@ fn current(tx: &Connection, name: &str, key: &Key) -> Result<Option<Item>, Store
 }
 
 fn write_put(tx: &Connection, name: &str, key: &Key, item: &Item) -> Result<(), StoreError> {
-    let attrs = serde_json::to_string(&item.attrs).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let attrs =
+        serde_json::to_string(&item.attrs).map_err(|e| StoreError::Invalid(e.to_string()))?;
     tx.execute(
-        &format!("INSERT OR REPLACE INTO {} (pk, sk, attrs, doc) VALUES (?1, ?2, ?3, ?4)", quote(name)),
+        &format!(
+            "INSERT OR REPLACE INTO {} (pk, sk, attrs, doc) VALUES (?1, ?2, ?3, ?4)",
+            quote(name)
+        ),
         rusqlite::params![to_sql(&key.pk), sk_sql(key), attrs, item.doc],
     )
     .map_err(map_err)?;
@@ -157,8 +186,11 @@ fn write_put(tx: &Connection, name: &str, key: &Key, item: &Item) -> Result<(), 
 }
 
 fn write_delete(tx: &Connection, name: &str, key: &Key) -> Result<(), StoreError> {
-    tx.execute(&format!("DELETE FROM {} WHERE pk = ?1 AND sk = ?2", quote(name)), [to_sql(&key.pk), sk_sql(key)])
-        .map_err(map_err)?;
+    tx.execute(
+        &format!("DELETE FROM {} WHERE pk = ?1 AND sk = ?2", quote(name)),
+        [to_sql(&key.pk), sk_sql(key)],
+    )
+    .map_err(map_err)?;
     Ok(())
 }
 
@@ -167,7 +199,12 @@ fn index_ddl(physical: &str, index: &IndexDef) -> String {
     if let Some(sk) = index.key.sk {
         cols.push(attr_expr(sk.name));
     }
-    format!("CREATE INDEX {} ON {} ({})", quote(&format!("{physical}__{}", index.name)), quote(physical), cols.join(", "))
+    format!(
+        "CREATE INDEX {} ON {} ({})",
+        quote(&format!("{physical}__{}", index.name)),
+        quote(physical),
+        cols.join(", ")
+    )
 }
 
 fn meta_of(def: &TableDef) -> TableMeta {
@@ -187,23 +224,36 @@ fn meta_of(def: &TableDef) -> TableMeta {
 
 fn save_meta(tx: &Connection, physical: &str, meta: &TableMeta) -> Result<(), StoreError> {
     let json = serde_json::to_string(meta).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    tx.execute(&format!("INSERT OR REPLACE INTO {META_TABLE} (name, definition) VALUES (?1, ?2)"), [physical, &json])
-        .map_err(map_err)?;
+    tx.execute(
+        &format!("INSERT OR REPLACE INTO {META_TABLE} (name, definition) VALUES (?1, ?2)"),
+        [physical, &json],
+    )
+    .map_err(map_err)?;
     Ok(())
 }
 
 fn load_meta(conn: &Connection, physical: &str) -> Result<Option<TableMeta>, StoreError> {
     let json: Option<String> = conn
-        .query_row(&format!("SELECT definition FROM {META_TABLE} WHERE name = ?1"), [physical], |r| r.get(0))
+        .query_row(
+            &format!("SELECT definition FROM {META_TABLE} WHERE name = ?1"),
+            [physical],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(map_err)?;
-    json.map(|j| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("table meta of {physical}: {e}"))))
-        .transpose()
+    json.map(|j| {
+        serde_json::from_str(&j)
+            .map_err(|e| StoreError::Corrupt(format!("table meta of {physical}: {e}")))
+    })
+    .transpose()
 }
 
 /// The json paths an index's SQL covers, in order (e.g. `["status", "created_at"]`).
 fn index_attrs(sql: &str) -> Vec<String> {
-    sql.split("'$.").skip(1).filter_map(|rest| rest.split('\'').next().map(str::to_owned)).collect()
+    sql.split("'$.")
+        .skip(1)
+        .filter_map(|rest| rest.split('\'').next().map(str::to_owned))
+        .collect()
 }
 
 /// The ordering columns of a query and the values of the last item in that order.
@@ -219,11 +269,19 @@ fn order_columns(def: &TableDef, index: Option<&IndexDef>) -> Vec<(String, Optio
     cols
 }
 
-fn token_values(token: &PageToken, cols: &[(String, Option<&'static str>)]) -> Result<Vec<SqlValue>, StoreError> {
-    let attrs = token.decode().ok_or_else(|| StoreError::Invalid("malformed page token".into()))?;
+fn token_values(
+    token: &PageToken,
+    cols: &[(String, Option<&'static str>)],
+) -> Result<Vec<SqlValue>, StoreError> {
+    let attrs = token
+        .decode()
+        .ok_or_else(|| StoreError::Invalid("malformed page token".into()))?;
     cols.iter()
         .map(|(_, attr)| match attr {
-            Some(a) => attrs.get(*a).map(to_sql).ok_or_else(|| StoreError::Invalid("page token does not fit this query".into())),
+            Some(a) => attrs
+                .get(*a)
+                .map(to_sql)
+                .ok_or_else(|| StoreError::Invalid("page token does not fit this query".into())),
             None => Ok(SqlValue::Text(String::new())),
         })
         .collect()
@@ -235,7 +293,11 @@ fn last_key_attrs(def: &TableDef, index: Option<&IndexDef>, item: &Item) -> Attr
         names.push(Some(ix.key.pk.name));
         names.push(ix.key.sk.map(|s| s.name));
     }
-    names.into_iter().flatten().filter_map(|n| item.attrs.get(n).map(|v| (n.to_owned(), v.clone()))).collect()
+    names
+        .into_iter()
+        .flatten()
+        .filter_map(|n| item.attrs.get(n).map(|v| (n.to_owned(), v.clone())))
+        .collect()
 }
 
 fn run_page(
@@ -248,7 +310,9 @@ fn run_page(
 ) -> Result<Page, StoreError> {
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
     let rows = stmt
-        .query_map(params_from_iter(params), |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?)))
+        .query_map(params_from_iter(params), |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
+        })
         .map_err(map_err)?;
     let mut items = Vec::new();
     for row in rows {
@@ -257,7 +321,9 @@ fn run_page(
     }
     let next = if items.len() > limit as usize {
         items.truncate(limit as usize);
-        items.last().map(|last| PageToken::encode(&last_key_attrs(def, index, last)))
+        items
+            .last()
+            .map(|last| PageToken::encode(&last_key_attrs(def, index, last)))
     } else {
         None
     };
@@ -280,38 +346,89 @@ impl ItemStore for SqliteStore {
         self.with_conn(move |c| current(c, &name, &key)).await
     }
 
-    async fn put(&self, table: Table, item: Item, condition: Option<Condition>) -> Result<(), StoreError> {
-        self.transact(vec![WriteOp::Put { table, item, condition }]).await.map_err(single_error)
+    async fn put(
+        &self,
+        table: Table,
+        item: Item,
+        condition: Option<Condition>,
+    ) -> Result<(), StoreError> {
+        self.transact(vec![WriteOp::Put {
+            table,
+            item,
+            condition,
+        }])
+        .await
+        .map_err(single_error)
     }
 
-    async fn delete(&self, table: Table, key: &Key, condition: Option<Condition>) -> Result<(), StoreError> {
-        self.transact(vec![WriteOp::Delete { table, key: key.clone(), condition }]).await.map_err(single_error)
+    async fn delete(
+        &self,
+        table: Table,
+        key: &Key,
+        condition: Option<Condition>,
+    ) -> Result<(), StoreError> {
+        self.transact(vec![WriteOp::Delete {
+            table,
+            key: key.clone(),
+            condition,
+        }])
+        .await
+        .map_err(single_error)
     }
 
     async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError> {
         if writes.is_empty() || writes.len() > MAX_TRANSACTION_ITEMS {
-            return Err(StoreError::Invalid(format!("a transaction holds 1..={MAX_TRANSACTION_ITEMS} writes, not {}", writes.len())));
+            return Err(StoreError::Invalid(format!(
+                "a transaction holds 1..={MAX_TRANSACTION_ITEMS} writes, not {}",
+                writes.len()
+            )));
         }
         let prefix = self.prefix.clone();
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(map_err)?;
             let mut seen = HashSet::new();
             let mut plan = Vec::with_capacity(writes.len());
             let mut reasons = Vec::with_capacity(writes.len());
             let mut failed = false;
             for write in &writes {
                 let (table, key, condition) = match write {
-                    WriteOp::Put { table, item, condition } => (*table, validate_item(table.def(), item)?, condition.as_ref()),
-                    WriteOp::Delete { table, key, condition } => (*table, key.clone(), condition.as_ref()),
-                    WriteOp::Check { table, key, condition } => (*table, key.clone(), Some(condition)),
+                    WriteOp::Put {
+                        table,
+                        item,
+                        condition,
+                    } => (
+                        *table,
+                        validate_item(table.def(), item)?,
+                        condition.as_ref(),
+                    ),
+                    WriteOp::Delete {
+                        table,
+                        key,
+                        condition,
+                    } => (*table, key.clone(), condition.as_ref()),
+                    WriteOp::Check {
+                        table,
+                        key,
+                        condition,
+                    } => (*table, key.clone(), Some(condition)),
                 };
                 let name = prefixed(&prefix, table);
                 if !seen.insert((name.clone(), key.clone())) {
-                    return Err(StoreError::Invalid("a transaction touches the same item twice".into()));
+                    return Err(StoreError::Invalid(
+                        "a transaction touches the same item twice".into(),
+                    ));
                 }
                 let cur = current(&tx, &name, &key)?;
-                let ok = condition.is_none_or(|cond| cond.holds(cur.as_ref().map(|i| &i.attrs), table.def().key.pk.name));
-                reasons.push(if ok { CancelReason::None } else { CancelReason::ConditionFailed(cur) });
+                let ok = condition.is_none_or(|cond| {
+                    cond.holds(cur.as_ref().map(|i| &i.attrs), table.def().key.pk.name)
+                });
+                reasons.push(if ok {
+                    CancelReason::None
+                } else {
+                    CancelReason::ConditionFailed(cur)
+                });
                 failed |= !ok;
                 plan.push((name, key));
             }
@@ -332,18 +449,27 @@ impl ItemStore for SqliteStore {
 
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
         let def = query.table.def();
-        let index = match query.index {
-            Some(name) => Some(def.index(name).ok_or_else(|| StoreError::Invalid(format!("{} has no index {name}", def.name)))?),
-            None => None,
-        };
+        let index =
+            match query.index {
+                Some(name) => Some(def.index(name).ok_or_else(|| {
+                    StoreError::Invalid(format!("{} has no index {name}", def.name))
+                })?),
+                None => None,
+            };
         if query.limit == 0 || query.limit > 1000 {
             return Err(StoreError::Invalid("page size must be 1..=1000".into()));
         }
         let (pk_expr, sk_attr) = match index {
-            Some(ix) => (attr_expr(ix.key.pk.name), ix.key.sk.map(|s| attr_expr(s.name))),
+            Some(ix) => (
+                attr_expr(ix.key.pk.name),
+                ix.key.sk.map(|s| attr_expr(s.name)),
+            ),
             None => ("pk".to_owned(), def.key.sk.map(|_| "sk".to_owned())),
         };
-        let mut sql = format!("SELECT attrs, doc FROM {} WHERE {pk_expr} = ?", quote(&self.physical_name(query.table)));
+        let mut sql = format!(
+            "SELECT attrs, doc FROM {} WHERE {pk_expr} = ?",
+            quote(&self.physical_name(query.table))
+        );
         let mut params = vec![to_sql(&query.pk)];
         if let Some(sk) = &sk_attr {
             if index.is_some() {
@@ -356,7 +482,9 @@ impl ItemStore for SqliteStore {
                     SortCondition::Le(v) => (format!("{sk} <= ?"), vec![v]),
                     SortCondition::Gt(v) => (format!("{sk} > ?"), vec![v]),
                     SortCondition::Ge(v) => (format!("{sk} >= ?"), vec![v]),
-                    SortCondition::Between(lo, hi) => (format!("{sk} BETWEEN ? AND ?"), vec![lo, hi]),
+                    SortCondition::Between(lo, hi) => {
+                        (format!("{sk} BETWEEN ? AND ?"), vec![lo, hi])
+                    }
                     SortCondition::BeginsWith(p) => {
                         sql.push_str(&format!(" AND substr({sk}, 1, {}) = ?", p.chars().count()));
                         params.push(SqlValue::Text(p.clone()));
@@ -369,7 +497,9 @@ impl ItemStore for SqliteStore {
                 }
             }
         } else if query.sk.is_some() {
-            return Err(StoreError::Invalid("sort key condition on a key without a sort key".into()));
+            return Err(StoreError::Invalid(
+                "sort key condition on a key without a sort key".into(),
+            ));
         }
         let cols = order_columns(def, index);
         let dir = if query.ascending { "ASC" } else { "DESC" };
@@ -381,23 +511,40 @@ impl ItemStore for SqliteStore {
             params.extend(token_values(token, &cols)?);
         }
         let order: Vec<String> = cols.iter().map(|(c, _)| format!("{c} {dir}")).collect();
-        sql.push_str(&format!(" ORDER BY {} LIMIT {}", order.join(", "), query.limit + 1));
+        sql.push_str(&format!(
+            " ORDER BY {} LIMIT {}",
+            order.join(", "),
+            query.limit + 1
+        ));
         let limit = query.limit;
-        self.with_conn(move |c| run_page(c, &sql, params, limit, def, index)).await
+        self.with_conn(move |c| run_page(c, &sql, params, limit, def, index))
+            .await
     }
 
-    async fn scan(&self, table: Table, limit: u32, start: Option<&PageToken>) -> Result<Page, StoreError> {
+    async fn scan(
+        &self,
+        table: Table,
+        limit: u32,
+        start: Option<&PageToken>,
+    ) -> Result<Page, StoreError> {
         let def = table.def();
         let cols = order_columns(def, None);
-        let mut sql = format!("SELECT attrs, doc FROM {}", quote(&self.physical_name(table)));
+        let mut sql = format!(
+            "SELECT attrs, doc FROM {}",
+            quote(&self.physical_name(table))
+        );
         let mut params = Vec::new();
         if let Some(token) = start {
             sql.push_str(" WHERE (pk, sk) > (?, ?)");
             params = token_values(token, &cols)?;
         }
-        sql.push_str(&format!(" ORDER BY pk, sk LIMIT {}", limit.clamp(1, 1000) + 1));
+        sql.push_str(&format!(
+            " ORDER BY pk, sk LIMIT {}",
+            limit.clamp(1, 1000) + 1
+        ));
         let limit = limit.clamp(1, 1000);
-        self.with_conn(move |c| run_page(c, &sql, params, limit, def, None)).await
+        self.with_conn(move |c| run_page(c, &sql, params, limit, def, None))
+            .await
     }
 
     async fn describe_table(&self, def: &TableDef) -> Result<Option<TableState>, StoreError> {
@@ -459,9 +606,13 @@ impl ItemStore for SqliteStore {
         let physical = prefixed(&self.prefix, table_of(def)?);
         let index = *index;
         self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
-            tx.execute_batch(&index_ddl(&physical, &index)).map_err(map_err)?;
-            let mut meta = load_meta(&tx, &physical)?.ok_or_else(|| StoreError::TableMissing(physical.clone()))?;
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(map_err)?;
+            tx.execute_batch(&index_ddl(&physical, &index))
+                .map_err(map_err)?;
+            let mut meta = load_meta(&tx, &physical)?
+                .ok_or_else(|| StoreError::TableMissing(physical.clone()))?;
             for a in std::iter::once(index.key.pk).chain(index.key.sk) {
                 meta.attr_types.insert(a.name.to_owned(), a.kind);
             }
@@ -475,7 +626,8 @@ impl ItemStore for SqliteStore {
         let physical = prefixed(&self.prefix, table_of(def)?);
         let attr = attr.to_owned();
         self.with_conn(move |c| {
-            let mut meta = load_meta(c, &physical)?.ok_or_else(|| StoreError::TableMissing(physical.clone()))?;
+            let mut meta = load_meta(c, &physical)?
+                .ok_or_else(|| StoreError::TableMissing(physical.clone()))?;
             meta.ttl_attr = Some(attr);
             save_meta(c, &physical, &meta)
         })
@@ -485,26 +637,43 @@ impl ItemStore for SqliteStore {
     async fn backup_table(&self, _def: &TableDef) -> Result<String, StoreError> {
         let dir = self.dir.join("backups");
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let path = dir.join(format!("shopsync-{}.sqlite3", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")));
+        let path = dir.join(format!(
+            "shopsync-{}.sqlite3",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
+        ));
         let target = path.to_string_lossy().into_owned();
         let shown = target.clone();
-        self.with_conn(move |c| c.execute("VACUUM INTO ?1", [&target]).map(|_| ()).map_err(map_err)).await?;
+        self.with_conn(move |c| {
+            c.execute("VACUUM INTO ?1", [&target])
+                .map(|_| ())
+                .map_err(map_err)
+        })
+        .await?;
         Ok(shown)
     }
 }
 
 /// The logical table a definition belongs to.
 fn table_of(def: &TableDef) -> Result<Table, StoreError> {
-    Table::ALL.into_iter().find(|t| t.def().name == def.name).ok_or_else(|| StoreError::Invalid(format!("unknown table {}", def.name)))
+    Table::ALL
+        .into_iter()
+        .find(|t| t.def().name == def.name)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown table {}", def.name)))
 }
 
 /// A one-write transaction's failure, as the single-item call reports it.
 fn single_error(e: StoreError) -> StoreError {
     match e {
-        StoreError::TransactionCanceled { mut reasons } if reasons.len() == 1 => match reasons.remove(0) {
-            CancelReason::ConditionFailed(current) => StoreError::ConditionFailed { current: current.map(Box::new) },
-            other => StoreError::TransactionCanceled { reasons: vec![other] },
-        },
+        StoreError::TransactionCanceled { mut reasons } if reasons.len() == 1 => {
+            match reasons.remove(0) {
+                CancelReason::ConditionFailed(current) => StoreError::ConditionFailed {
+                    current: current.map(Box::new),
+                },
+                other => StoreError::TransactionCanceled {
+                    reasons: vec![other],
+                },
+            }
+        }
         other => other,
     }
 }

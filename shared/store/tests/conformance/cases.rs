@@ -5,11 +5,16 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use shopsync_domain::testing::sample_content;
 use shopsync_domain::*;
 use shopsync_store::item::{Condition, Item, Key, Query, Scalar, SortCondition, WriteOp};
-use shopsync_store::{CancelReason, IdempotencyStart, ProductCommit, Record, RepoError, ReplaceError, StoreError, Table};
+use shopsync_store::{
+    CancelReason, IdempotencyStart, ProductCommit, Record, ReplaceError, RepoError, StoreError,
+    Table,
+};
 use std::collections::{BTreeMap, HashSet};
 
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).single().expect("valid time")
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+        .single()
+        .expect("valid time")
 }
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -27,16 +32,30 @@ fn product(variants: usize) -> Product {
 fn raw_item(id: &str, extra: &[(&str, Scalar)]) -> Item {
     let mut attrs: BTreeMap<String, Scalar> = [("id".to_owned(), Scalar::from(id))].into();
     attrs.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-    Item { attrs, doc: Some(format!("{{\"id\":\"{id}\"}}").into_bytes()) }
+    Item {
+        attrs,
+        doc: Some(format!("{{\"id\":\"{id}\"}}").into_bytes()),
+    }
 }
 
 fn operation(status: OperationStatus, created: i64) -> SyncOperation {
-    let mut op = SyncOperation::new("Daily Product Sync", OperationType::FullSync, SyncDirection::Down, actor("alice"), at(created));
+    let mut op = SyncOperation::new(
+        "Daily Product Sync",
+        OperationType::FullSync,
+        SyncDirection::Down,
+        actor("alice"),
+        at(created),
+    );
     op.status = status;
     op
 }
 
-fn staged(op: OperationId, product: ProductId, status: StagingStatus, staged: i64) -> ProductsStaging {
+fn staged(
+    op: OperationId,
+    product: ProductId,
+    status: StagingStatus,
+    staged: i64,
+) -> ProductsStaging {
     ProductsStaging {
         id: StagingId::random(),
         source_product_id: product,
@@ -58,7 +77,12 @@ fn staged(op: OperationId, product: ProductId, status: StagingStatus, staged: i6
     }
 }
 
-fn conflict(op: OperationId, product: ProductId, status: ConflictStatus, detected: i64) -> SyncConflict {
+fn conflict(
+    op: OperationId,
+    product: ProductId,
+    status: ConflictStatus,
+    detected: i64,
+) -> SyncConflict {
     let path = FieldPath::new_unchecked("variants/v0001/price".into());
     let values = ConflictValues {
         base: Some(serde_json::json!("19.99")),
@@ -97,8 +121,19 @@ async fn assert_pages<R: Record + PartialEq>(h: &Harness, mut query: Query, expe
             None => break,
         }
     }
-    assert_eq!(got.len(), expected.len(), "count on {:?} {:?}", query.table, query.index);
-    assert!(got == expected, "records or order differ on {:?} {:?}", query.table, query.index);
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "count on {:?} {:?}",
+        query.table,
+        query.index
+    );
+    assert!(
+        got == expected,
+        "records or order differ on {:?} {:?}",
+        query.table,
+        query.index
+    );
 }
 
 fn q(table: Table, index: &'static str, pk: impl Into<Scalar>) -> Query {
@@ -107,29 +142,77 @@ fn q(table: Table, index: &'static str, pk: impl Into<Scalar>) -> Query {
 
 pub async fn create_if_absent_refuses_a_second_create(h: Harness) {
     let first = raw_item("a", &[("n", Scalar::N(1))]);
-    h.raw.put(Table::Categories, first.clone(), Some(Condition::ItemAbsent)).await.expect("first create");
+    h.raw
+        .put(
+            Table::Categories,
+            first.clone(),
+            Some(Condition::ItemAbsent),
+        )
+        .await
+        .expect("first create");
     let second = raw_item("a", &[("n", Scalar::N(2))]);
-    let err = h.raw.put(Table::Categories, second, Some(Condition::ItemAbsent)).await.expect_err("second create");
+    let err = h
+        .raw
+        .put(Table::Categories, second, Some(Condition::ItemAbsent))
+        .await
+        .expect_err("second create");
     assert!(matches!(err, StoreError::ConditionFailed { .. }));
     assert!(!err.is_retryable());
-    let stored = h.raw.get(Table::Categories, &Key::pk("a")).await.expect("get").expect("present");
+    let stored = h
+        .raw
+        .get(Table::Categories, &Key::pk("a"))
+        .await
+        .expect("get")
+        .expect("present");
     assert_eq!(stored, first, "the first item is untouched");
     let p = product(1);
     h.store.insert(&p).await.expect("insert");
-    assert!(matches!(h.store.insert(&p).await, Err(RepoError::AlreadyExists { table: Table::Products, .. })));
+    assert!(matches!(
+        h.store.insert(&p).await,
+        Err(RepoError::AlreadyExists {
+            table: Table::Products,
+            ..
+        })
+    ));
 }
 
 pub async fn reading_an_absent_item_gives_none(h: Harness) {
-    assert_eq!(h.raw.get(Table::Products, &Key::pk("nope")).await.expect("get"), None);
-    assert_eq!(h.store.product(ProductId::random()).await.expect("get"), None);
-    assert_eq!(h.raw.get(Table::ProductVersions, &Key::pk_sk("nope", 1)).await.expect("get"), None);
+    assert_eq!(
+        h.raw
+            .get(Table::Products, &Key::pk("nope"))
+            .await
+            .expect("get"),
+        None
+    );
+    assert_eq!(
+        h.store.product(ProductId::random()).await.expect("get"),
+        None
+    );
+    assert_eq!(
+        h.raw
+            .get(Table::ProductVersions, &Key::pk_sk("nope", 1))
+            .await
+            .expect("get"),
+        None
+    );
 }
 
 pub async fn a_failed_condition_returns_the_current_item(h: Harness) {
     let item = raw_item("a", &[("version", Scalar::N(3))]);
-    h.raw.put(Table::Categories, item.clone(), None).await.expect("put");
+    h.raw
+        .put(Table::Categories, item.clone(), None)
+        .await
+        .expect("put");
     let stale = raw_item("a", &[("version", Scalar::N(3))]);
-    let err = h.raw.put(Table::Categories, stale, Some(Condition::Eq("version", Scalar::N(2)))).await.expect_err("stale");
+    let err = h
+        .raw
+        .put(
+            Table::Categories,
+            stale,
+            Some(Condition::Eq("version", Scalar::N(2))),
+        )
+        .await
+        .expect_err("stale");
     match err {
         StoreError::ConditionFailed { current } => assert_eq!(current.map(|b| *b), Some(item)),
         other => panic!("expected a condition failure, got {other:?}"),
@@ -137,27 +220,80 @@ pub async fn a_failed_condition_returns_the_current_item(h: Harness) {
 }
 
 pub async fn comparisons_on_missing_attributes_are_false(h: Harness) {
-    h.raw.put(Table::Categories, raw_item("a", &[]), None).await.expect("put");
+    h.raw
+        .put(Table::Categories, raw_item("a", &[]), None)
+        .await
+        .expect("put");
     let lt = Condition::Lt("expires", Scalar::N(10));
-    assert!(h.raw.put(Table::Categories, raw_item("a", &[]), Some(lt.clone())).await.is_err());
-    h.raw.put(Table::Categories, raw_item("a", &[("x", Scalar::N(1))]), Some(Condition::Not(Box::new(lt)))).await.expect("NOT of a false comparison holds");
+    assert!(h
+        .raw
+        .put(Table::Categories, raw_item("a", &[]), Some(lt.clone()))
+        .await
+        .is_err());
+    h.raw
+        .put(
+            Table::Categories,
+            raw_item("a", &[("x", Scalar::N(1))]),
+            Some(Condition::Not(Box::new(lt))),
+        )
+        .await
+        .expect("NOT of a false comparison holds");
     let mistyped = Condition::Eq("x", Scalar::from("1"));
-    assert!(h.raw.put(Table::Categories, raw_item("a", &[]), Some(mistyped)).await.is_err(), "a string never equals a number");
+    assert!(
+        h.raw
+            .put(Table::Categories, raw_item("a", &[]), Some(mistyped))
+            .await
+            .is_err(),
+        "a string never equals a number"
+    );
 }
 
 pub async fn conditional_delete_removes_only_when_the_condition_holds(h: Harness) {
-    h.raw.put(Table::Categories, raw_item("a", &[("owner", Scalar::from("alice"))]), None).await.expect("put");
+    h.raw
+        .put(
+            Table::Categories,
+            raw_item("a", &[("owner", Scalar::from("alice"))]),
+            None,
+        )
+        .await
+        .expect("put");
     let bob = Some(Condition::Eq("owner", Scalar::from("bob")));
-    assert!(matches!(h.raw.delete(Table::Categories, &Key::pk("a"), bob).await, Err(StoreError::ConditionFailed { current: Some(_) })));
-    assert!(h.raw.get(Table::Categories, &Key::pk("a")).await.expect("get").is_some());
-    h.raw.delete(Table::Categories, &Key::pk("a"), Some(Condition::Eq("owner", Scalar::from("alice")))).await.expect("delete");
-    assert!(h.raw.get(Table::Categories, &Key::pk("a")).await.expect("get").is_none());
-    h.raw.delete(Table::Categories, &Key::pk("a"), None).await.expect("deleting an absent item without a condition is fine");
+    assert!(matches!(
+        h.raw.delete(Table::Categories, &Key::pk("a"), bob).await,
+        Err(StoreError::ConditionFailed { current: Some(_) })
+    ));
+    assert!(h
+        .raw
+        .get(Table::Categories, &Key::pk("a"))
+        .await
+        .expect("get")
+        .is_some());
+    h.raw
+        .delete(
+            Table::Categories,
+            &Key::pk("a"),
+            Some(Condition::Eq("owner", Scalar::from("alice"))),
+        )
+        .await
+        .expect("delete");
+    assert!(h
+        .raw
+        .get(Table::Categories, &Key::pk("a"))
+        .await
+        .expect("get")
+        .is_none());
+    h.raw
+        .delete(Table::Categories, &Key::pk("a"), None)
+        .await
+        .expect("deleting an absent item without a condition is fine");
 }
 
 pub async fn a_multi_item_write_is_all_or_nothing(h: Harness) {
     let mut p = product(2);
-    h.store.create_product(&p, ChangeSource::Local, &actor("alice"), None).await.expect("create");
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create");
     let op = OperationId::random();
     let row = staged(op, p.id, StagingStatus::Applied, 1);
     h.store.insert(&row).await.expect("staging row");
@@ -170,7 +306,10 @@ pub async fn a_multi_item_write_is_all_or_nothing(h: Harness) {
         product: p.clone(),
         expected_version: Some(read.version),
         version: Some(version_of(&p, 2, Some(op), 5)),
-        staging: Some((staged(op, p.id, StagingStatus::Applied, 1), Some(StagingStatus::Pending))),
+        staging: Some((
+            staged(op, p.id, StagingStatus::Applied, 1),
+            Some(StagingStatus::Pending),
+        )),
         actor: actor("alice"),
         now: at(5),
     };
@@ -178,78 +317,185 @@ pub async fn a_multi_item_write_is_all_or_nothing(h: Harness) {
     if let Some((r, _)) = commit.staging.as_mut() {
         r.id = row.id;
     }
-    let err = h.store.commit_product(commit).await.expect_err("staging status check fails");
-    assert!(matches!(&err, RepoError::StagingStatusConflict { status, .. } if status == "applied"), "{err:?}");
-    assert_eq!(h.store.product(p.id).await.expect("get").expect("present"), read, "product untouched");
-    assert_eq!(h.store.product_version(p.id, 2).await.expect("get"), None, "no snapshot written");
+    let err = h
+        .store
+        .commit_product(commit)
+        .await
+        .expect_err("staging status check fails");
+    assert!(
+        matches!(&err, RepoError::StagingStatusConflict { status, .. } if status == "applied"),
+        "{err:?}"
+    );
+    assert_eq!(
+        h.store.product(p.id).await.expect("get").expect("present"),
+        read,
+        "product untouched"
+    );
+    assert_eq!(
+        h.store.product_version(p.id, 2).await.expect("get"),
+        None,
+        "no snapshot written"
+    );
     // Raw level: every write's reason is reported, in order.
     let writes = vec![
-        WriteOp::Put { table: Table::Categories, item: raw_item("c1", &[]), condition: Some(Condition::ItemAbsent) },
-        WriteOp::Check { table: Table::Products, key: Key::pk(p.id.to_string()), condition: Condition::Eq("version", Scalar::N(9)) },
+        WriteOp::Put {
+            table: Table::Categories,
+            item: raw_item("c1", &[]),
+            condition: Some(Condition::ItemAbsent),
+        },
+        WriteOp::Check {
+            table: Table::Products,
+            key: Key::pk(p.id.to_string()),
+            condition: Condition::Eq("version", Scalar::N(9)),
+        },
     ];
     match h.raw.transact(writes).await {
         Err(StoreError::TransactionCanceled { reasons }) => {
             assert_eq!(reasons.len(), 2);
             assert_eq!(reasons[0], CancelReason::None);
-            assert!(matches!(&reasons[1], CancelReason::ConditionFailed(Some(item)) if item.attrs.get("version") == Some(&Scalar::N(1))));
+            assert!(
+                matches!(&reasons[1], CancelReason::ConditionFailed(Some(item)) if item.attrs.get("version") == Some(&Scalar::N(1)))
+            );
         }
         other => panic!("expected cancellation, got {other:?}"),
     }
-    assert!(h.raw.get(Table::Categories, &Key::pk("c1")).await.expect("get").is_none());
+    assert!(h
+        .raw
+        .get(Table::Categories, &Key::pk("c1"))
+        .await
+        .expect("get")
+        .is_none());
 }
 
 pub async fn a_multi_item_write_rejects_duplicates_and_oversize(h: Harness) {
     let twice = vec![
-        WriteOp::Put { table: Table::Categories, item: raw_item("a", &[]), condition: None },
-        WriteOp::Delete { table: Table::Categories, key: Key::pk("a"), condition: None },
+        WriteOp::Put {
+            table: Table::Categories,
+            item: raw_item("a", &[]),
+            condition: None,
+        },
+        WriteOp::Delete {
+            table: Table::Categories,
+            key: Key::pk("a"),
+            condition: None,
+        },
     ];
     let err = h.raw.transact(twice).await.expect_err("same item twice");
     assert!(!err.is_retryable());
-    let many = (0..101).map(|i| WriteOp::Put { table: Table::Categories, item: raw_item(&format!("i{i}"), &[]), condition: None }).collect();
-    assert!(matches!(h.raw.transact(many).await, Err(StoreError::Invalid(_))));
-    assert!(h.raw.get(Table::Categories, &Key::pk("a")).await.expect("get").is_none());
+    let many = (0..101)
+        .map(|i| WriteOp::Put {
+            table: Table::Categories,
+            item: raw_item(&format!("i{i}"), &[]),
+            condition: None,
+        })
+        .collect();
+    assert!(matches!(
+        h.raw.transact(many).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(h
+        .raw
+        .get(Table::Categories, &Key::pk("a"))
+        .await
+        .expect("get")
+        .is_none());
 }
 
 pub async fn creating_a_product_writes_its_first_version(h: Harness) {
     let p = product(3);
-    h.store.create_product(&p, ChangeSource::Local, &actor("alice"), None).await.expect("create");
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create");
     assert_eq!(h.store.product(p.id).await.expect("get"), Some(p.clone()));
-    let v1 = h.store.product_version(p.id, 1).await.expect("get").expect("version 1");
+    let v1 = h
+        .store
+        .product_version(p.id, 1)
+        .await
+        .expect("get")
+        .expect("version 1");
     assert_eq!(v1.product_data, p.content);
     assert_eq!(v1.change_source, ChangeSource::Local);
     assert!(v1.changed_fields.iter().any(|f| f.as_str() == "title"));
-    let again = h.store.create_product(&p, ChangeSource::Local, &actor("alice"), None).await;
+    let again = h
+        .store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await;
     assert!(matches!(again, Err(RepoError::AlreadyExists { .. })));
 }
 
 pub async fn an_optimistic_update_advances_version_and_snapshot(h: Harness) {
     let p = product(2);
-    h.store.create_product(&p, ChangeSource::Local, &actor("alice"), None).await.expect("create");
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create");
     let mut content = p.content.clone();
     content.variants[0].price = "64.00".parse().expect("price");
     let op = OperationId::random();
-    let updated = h.store.update_product_content(&p, content.clone(), ChangeSource::Shopify, &actor("alice"), Some(op), at(9)).await.expect("update");
+    let updated = h
+        .store
+        .update_product_content(
+            &p,
+            content.clone(),
+            ChangeSource::Shopify,
+            &actor("alice"),
+            Some(op),
+            at(9),
+        )
+        .await
+        .expect("update");
     assert_eq!(updated.version, 2);
     let stored = h.store.product(p.id).await.expect("get").expect("present");
     assert_eq!(stored.content, content);
     assert_eq!(stored.version, 2);
-    let v2 = h.store.product_version(p.id, 2).await.expect("get").expect("version 2");
-    assert_eq!(v2.changed_fields, vec![FieldPath::new_unchecked("variants/v0001/price".into())]);
+    let v2 = h
+        .store
+        .product_version(p.id, 2)
+        .await
+        .expect("get")
+        .expect("version 2");
+    assert_eq!(
+        v2.changed_fields,
+        vec![FieldPath::new_unchecked("variants/v0001/price".into())]
+    );
     assert_eq!(v2.sync_operation_id, Some(op));
-    let same = h.store.update_product_content(&stored, content, ChangeSource::Local, &actor("alice"), None, at(10)).await.expect("no-op");
+    let same = h
+        .store
+        .update_product_content(
+            &stored,
+            content,
+            ChangeSource::Local,
+            &actor("alice"),
+            None,
+            at(10),
+        )
+        .await
+        .expect("no-op");
     assert_eq!(same.version, 2, "an unchanged content writes nothing");
     assert_eq!(h.store.product_version(p.id, 3).await.expect("get"), None);
 }
 
 pub async fn a_stale_update_is_a_typed_conflict_that_writes_nothing(h: Harness) {
     let p = product(1);
-    h.store.create_product(&p, ChangeSource::Local, &actor("alice"), None).await.expect("create");
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create");
     let mut first = p.content.clone();
     first.title = "First".into();
-    let winner = h.store.update_product_content(&p, first, ChangeSource::Local, &actor("alice"), None, at(1)).await.expect("first");
+    let winner = h
+        .store
+        .update_product_content(&p, first, ChangeSource::Local, &actor("alice"), None, at(1))
+        .await
+        .expect("first");
     let mut second = p.content.clone();
     second.title = "Second".into();
-    let err = h.store.update_product_content(&p, second, ChangeSource::Local, &actor("bob"), None, at(2)).await.expect_err("stale");
+    let err = h
+        .store
+        .update_product_content(&p, second, ChangeSource::Local, &actor("bob"), None, at(2))
+        .await
+        .expect_err("stale");
     match err {
         RepoError::VersionConflict { current } => assert_eq!(*current, winner),
         other => panic!("expected a version conflict, got {other:?}"),
@@ -261,7 +507,10 @@ pub async fn a_stale_update_is_a_typed_conflict_that_writes_nothing(h: Harness) 
 
 pub async fn fifty_concurrent_updates_lose_nothing(h: Harness) {
     let p = product(1);
-    h.store.create_product(&p, ChangeSource::Local, &actor("alice"), None).await.expect("create");
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create");
     let mut tasks = Vec::new();
     for i in 0..50 {
         let store = h.store.clone();
@@ -272,7 +521,10 @@ pub async fn fifty_concurrent_updates_lose_nothing(h: Harness) {
                 let read = store.product(id).await.expect("read").expect("present");
                 let mut content = read.content.clone();
                 content.tags.insert(format!("tag{i:02}"));
-                match store.update_product_content(&read, content, ChangeSource::Local, &me, None, at(i)).await {
+                match store
+                    .update_product_content(&read, content, ChangeSource::Local, &me, None, at(i))
+                    .await
+                {
                     Ok(_) => return,
                     Err(RepoError::VersionConflict { .. }) => continue,
                     Err(e) if e.is_retryable() => continue,
@@ -288,25 +540,52 @@ pub async fn fifty_concurrent_updates_lose_nothing(h: Harness) {
     let stored = h.store.product(p.id).await.expect("get").expect("present");
     assert_eq!(stored.version, 51, "one version per successful write");
     for i in 0..50 {
-        assert!(stored.content.tags.contains(&format!("tag{i:02}")), "tag{i:02} lost");
+        assert!(
+            stored.content.tags.contains(&format!("tag{i:02}")),
+            "tag{i:02} lost"
+        );
     }
     let mut query = Query::new(Table::ProductVersions, None, p.id.to_string());
     query.limit = 1000;
     let versions: Vec<ProductVersion> = h.store.query_all(query).await.expect("versions");
     let numbers: Vec<u64> = versions.iter().map(|v| v.version_number).collect();
-    assert_eq!(numbers, (1..=51).collect::<Vec<_>>(), "contiguous version numbers");
-    assert_eq!(versions.last().map(|v| &v.product_data), Some(&stored.content));
+    assert_eq!(
+        numbers,
+        (1..=51).collect::<Vec<_>>(),
+        "contiguous version numbers"
+    );
+    assert_eq!(
+        versions.last().map(|v| &v.product_data),
+        Some(&stored.content)
+    );
 }
 
 pub async fn a_lock_refuses_others_until_its_lease_expires(h: Harness) {
     let p = product(1);
-    h.store.create_product(&p, ChangeSource::Local, &actor("alice"), None).await.expect("create");
-    let locked = h.store.lock_product(p.id, &actor("alice"), at(0), Duration::seconds(60)).await.expect("lock");
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create");
+    let locked = h
+        .store
+        .lock_product(p.id, &actor("alice"), at(0), Duration::seconds(60))
+        .await
+        .expect("lock");
     assert!(locked.sync_locked);
     assert_eq!(locked.sync_locked_by, Some(actor("alice")));
-    let err = h.store.lock_product(p.id, &actor("bob"), at(30), Duration::seconds(60)).await.expect_err("held");
-    assert!(matches!(err, RepoError::Locked(LockError::HeldByOther { ref by, .. }) if *by == actor("alice")));
-    let taken = h.store.lock_product(p.id, &actor("bob"), at(61), Duration::seconds(60)).await.expect("expired lease is taken over");
+    let err = h
+        .store
+        .lock_product(p.id, &actor("bob"), at(30), Duration::seconds(60))
+        .await
+        .expect_err("held");
+    assert!(
+        matches!(err, RepoError::Locked(LockError::HeldByOther { ref by, .. }) if *by == actor("alice"))
+    );
+    let taken = h
+        .store
+        .lock_product(p.id, &actor("bob"), at(61), Duration::seconds(60))
+        .await
+        .expect("expired lease is taken over");
     assert_eq!(taken.sync_locked_by, Some(actor("bob")));
     assert_eq!(taken.sync_lock_expires_at, Some(at(121)));
     assert_eq!(taken.version, 1, "locking is not a content change");
@@ -314,83 +593,224 @@ pub async fn a_lock_refuses_others_until_its_lease_expires(h: Harness) {
 
 pub async fn only_the_holder_releases_a_lock(h: Harness) {
     let p = product(1);
-    h.store.create_product(&p, ChangeSource::Local, &actor("alice"), None).await.expect("create");
-    h.store.lock_product(p.id, &actor("alice"), at(0), Duration::seconds(60)).await.expect("lock");
-    let err = h.store.unlock_product(p.id, &actor("bob"), at(1)).await.expect_err("not the holder");
-    assert!(matches!(err, RepoError::Locked(LockError::NotHolder { .. })));
-    assert!(h.store.product(p.id).await.expect("get").expect("present").sync_locked);
-    let freed = h.store.unlock_product(p.id, &actor("alice"), at(2)).await.expect("unlock");
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create");
+    h.store
+        .lock_product(p.id, &actor("alice"), at(0), Duration::seconds(60))
+        .await
+        .expect("lock");
+    let err = h
+        .store
+        .unlock_product(p.id, &actor("bob"), at(1))
+        .await
+        .expect_err("not the holder");
+    assert!(matches!(
+        err,
+        RepoError::Locked(LockError::NotHolder { .. })
+    ));
+    assert!(
+        h.store
+            .product(p.id)
+            .await
+            .expect("get")
+            .expect("present")
+            .sync_locked
+    );
+    let freed = h
+        .store
+        .unlock_product(p.id, &actor("alice"), at(2))
+        .await
+        .expect("unlock");
     assert!(!freed.sync_locked);
-    h.store.lock_product(p.id, &actor("bob"), at(3), Duration::seconds(5)).await.expect("free for others");
-    let missing = h.store.lock_product(ProductId::random(), &actor("bob"), at(3), Duration::seconds(5)).await;
+    h.store
+        .lock_product(p.id, &actor("bob"), at(3), Duration::seconds(5))
+        .await
+        .expect("free for others");
+    let missing = h
+        .store
+        .lock_product(
+            ProductId::random(),
+            &actor("bob"),
+            at(3),
+            Duration::seconds(5),
+        )
+        .await;
     assert!(matches!(missing, Err(RepoError::NotFound { .. })));
 }
 
 pub async fn a_locked_product_refuses_other_writers_but_not_its_holder(h: Harness) {
     let p = product(1);
-    h.store.create_product(&p, ChangeSource::Local, &actor("alice"), None).await.expect("create");
-    let locked = h.store.lock_product(p.id, &actor("alice"), at(0), Duration::seconds(60)).await.expect("lock");
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create");
+    let locked = h
+        .store
+        .lock_product(p.id, &actor("alice"), at(0), Duration::seconds(60))
+        .await
+        .expect("lock");
     let mut content = locked.content.clone();
     content.title = "By bob".into();
-    let err = h.store.update_product_content(&locked, content.clone(), ChangeSource::Local, &actor("bob"), None, at(1)).await.expect_err("locked");
-    assert!(matches!(err, RepoError::Locked(LockError::HeldByOther { .. })), "{err:?}");
+    let err = h
+        .store
+        .update_product_content(
+            &locked,
+            content.clone(),
+            ChangeSource::Local,
+            &actor("bob"),
+            None,
+            at(1),
+        )
+        .await
+        .expect_err("locked");
+    assert!(
+        matches!(err, RepoError::Locked(LockError::HeldByOther { .. })),
+        "{err:?}"
+    );
     content.title = "By alice".into();
-    let saved = h.store.update_product_content(&locked, content, ChangeSource::Local, &actor("alice"), None, at(2)).await.expect("holder writes");
+    let saved = h
+        .store
+        .update_product_content(
+            &locked,
+            content,
+            ChangeSource::Local,
+            &actor("alice"),
+            None,
+            at(2),
+        )
+        .await
+        .expect("holder writes");
     let stored = h.store.product(p.id).await.expect("get").expect("present");
     assert_eq!(stored, saved);
     assert!(stored.sync_locked, "the holder's write keeps the lock");
     let mut late = stored.content.clone();
     late.title = "By bob, after the lease".into();
-    h.store.update_product_content(&stored, late, ChangeSource::Local, &actor("bob"), None, at(61)).await.expect("after the lease");
+    h.store
+        .update_product_content(
+            &stored,
+            late,
+            ChangeSource::Local,
+            &actor("bob"),
+            None,
+            at(61),
+        )
+        .await
+        .expect("after the lease");
 }
 
 const HASH_A: &str = "sha256:aaaa";
 const HASH_B: &str = "sha256:bbbb";
 
 pub async fn idempotency_blocks_a_second_start_while_in_progress(h: Harness) {
-    let start = h.store.begin_idempotent("webhook:1", HASH_A, at(0), at(30), at(86_400)).await.expect("begin");
+    let start = h
+        .store
+        .begin_idempotent("webhook:1", HASH_A, at(0), at(30), at(86_400))
+        .await
+        .expect("begin");
     assert_eq!(start, IdempotencyStart::Started);
-    let err = h.store.begin_idempotent("webhook:1", HASH_A, at(5), at(35), at(86_405)).await.expect_err("in progress");
+    let err = h
+        .store
+        .begin_idempotent("webhook:1", HASH_A, at(5), at(35), at(86_405))
+        .await
+        .expect_err("in progress");
     assert!(matches!(err, RepoError::IdempotencyInProgress { .. }));
     assert!(err.is_retryable());
 }
 
 pub async fn idempotency_replays_a_completed_result(h: Harness) {
-    h.store.begin_idempotent("msg:7", HASH_A, at(0), at(30), at(86_400)).await.expect("begin");
+    h.store
+        .begin_idempotent("msg:7", HASH_A, at(0), at(30), at(86_400))
+        .await
+        .expect("begin");
     let result = serde_json::json!({"staged": 3, "ids": [1, 2, 3]});
-    h.store.complete_idempotent("msg:7", HASH_A, result.clone(), at(86_400)).await.expect("complete");
-    let again = h.store.begin_idempotent("msg:7", HASH_A, at(100), at(130), at(86_500)).await.expect("replay");
+    h.store
+        .complete_idempotent("msg:7", HASH_A, result.clone(), at(86_400))
+        .await
+        .expect("complete");
+    let again = h
+        .store
+        .begin_idempotent("msg:7", HASH_A, at(100), at(130), at(86_500))
+        .await
+        .expect("replay");
     assert_eq!(again, IdempotencyStart::Replay(result));
 }
 
 pub async fn idempotency_refuses_the_same_key_with_another_payload(h: Harness) {
-    h.store.begin_idempotent("file:x.csv", HASH_A, at(0), at(30), at(86_400)).await.expect("begin");
-    h.store.complete_idempotent("file:x.csv", HASH_A, serde_json::json!(null), at(86_400)).await.expect("complete");
-    let err = h.store.begin_idempotent("file:x.csv", HASH_B, at(1), at(31), at(86_401)).await.expect_err("other payload");
+    h.store
+        .begin_idempotent("file:x.csv", HASH_A, at(0), at(30), at(86_400))
+        .await
+        .expect("begin");
+    h.store
+        .complete_idempotent("file:x.csv", HASH_A, serde_json::json!(null), at(86_400))
+        .await
+        .expect("complete");
+    let err = h
+        .store
+        .begin_idempotent("file:x.csv", HASH_B, at(1), at(31), at(86_401))
+        .await
+        .expect_err("other payload");
     assert!(matches!(err, RepoError::IdempotencyPayloadMismatch { .. }));
     assert!(!err.is_retryable());
 }
 
 pub async fn idempotency_lets_an_expired_in_progress_record_be_retaken(h: Harness) {
-    h.store.begin_idempotent("msg:9", HASH_A, at(0), at(30), at(86_400)).await.expect("begin");
-    let retaken = h.store.begin_idempotent("msg:9", HASH_A, at(31), at(61), at(86_431)).await.expect("retake after the deadline");
+    h.store
+        .begin_idempotent("msg:9", HASH_A, at(0), at(30), at(86_400))
+        .await
+        .expect("begin");
+    let retaken = h
+        .store
+        .begin_idempotent("msg:9", HASH_A, at(31), at(61), at(86_431))
+        .await
+        .expect("retake after the deadline");
     assert_eq!(retaken, IdempotencyStart::Started);
 }
 
 pub async fn idempotency_treats_an_expired_record_as_absent(h: Harness) {
-    h.store.begin_idempotent("msg:10", HASH_A, at(0), at(30), at(100)).await.expect("begin");
-    h.store.complete_idempotent("msg:10", HASH_A, serde_json::json!(1), at(100)).await.expect("complete");
+    h.store
+        .begin_idempotent("msg:10", HASH_A, at(0), at(30), at(100))
+        .await
+        .expect("begin");
+    h.store
+        .complete_idempotent("msg:10", HASH_A, serde_json::json!(1), at(100))
+        .await
+        .expect("complete");
     // The TTL sweeper has not run; expiry is decided in code.
-    let fresh = h.store.begin_idempotent("msg:10", HASH_B, at(101), at(131), at(86_501)).await.expect("expired record is absent");
+    let fresh = h
+        .store
+        .begin_idempotent("msg:10", HASH_B, at(101), at(131), at(86_501))
+        .await
+        .expect("expired record is absent");
     assert_eq!(fresh, IdempotencyStart::Started);
 }
 
 pub async fn idempotency_abandon_lets_a_retry_run(h: Harness) {
-    h.store.begin_idempotent("msg:11", HASH_A, at(0), at(30), at(86_400)).await.expect("begin");
-    h.store.abandon_idempotent("msg:11", HASH_B).await.expect("someone else's abandon is a no-op");
-    assert!(h.store.begin_idempotent("msg:11", HASH_A, at(1), at(31), at(86_401)).await.is_err(), "still in progress");
-    h.store.abandon_idempotent("msg:11", HASH_A).await.expect("abandon");
-    let retry = h.store.begin_idempotent("msg:11", HASH_A, at(2), at(32), at(86_402)).await.expect("retry");
+    h.store
+        .begin_idempotent("msg:11", HASH_A, at(0), at(30), at(86_400))
+        .await
+        .expect("begin");
+    h.store
+        .abandon_idempotent("msg:11", HASH_B)
+        .await
+        .expect("someone else's abandon is a no-op");
+    assert!(
+        h.store
+            .begin_idempotent("msg:11", HASH_A, at(1), at(31), at(86_401))
+            .await
+            .is_err(),
+        "still in progress"
+    );
+    h.store
+        .abandon_idempotent("msg:11", HASH_A)
+        .await
+        .expect("abandon");
+    let retry = h
+        .store
+        .begin_idempotent("msg:11", HASH_A, at(2), at(32), at(86_402))
+        .await
+        .expect("retry");
     assert_eq!(retry, IdempotencyStart::Started);
 }
 
@@ -398,11 +818,27 @@ pub async fn products_are_found_by_shopify_and_xorosoft_id(h: Harness) {
     let mut p = product(1);
     p.shopify_id = Some(ShopifyProductId::new(9_007_199_254_740_993).expect("id"));
     p.xorosoft_id = Some("XS-100".into());
-    h.store.create_product(&p, ChangeSource::Shopify, &actor("alice"), None).await.expect("create");
-    h.store.create_product(&product(1), ChangeSource::Local, &actor("alice"), None).await.expect("other");
-    let found = h.store.product_by_shopify_id(ShopifyProductId::new(9_007_199_254_740_993).expect("id")).await.expect("query");
+    h.store
+        .create_product(&p, ChangeSource::Shopify, &actor("alice"), None)
+        .await
+        .expect("create");
+    h.store
+        .create_product(&product(1), ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("other");
+    let found = h
+        .store
+        .product_by_shopify_id(ShopifyProductId::new(9_007_199_254_740_993).expect("id"))
+        .await
+        .expect("query");
     assert_eq!(found, Some(p.clone()));
-    assert_eq!(h.store.product_by_shopify_id(ShopifyProductId::new(9_007_199_254_740_992).expect("id")).await.expect("query"), None);
+    assert_eq!(
+        h.store
+            .product_by_shopify_id(ShopifyProductId::new(9_007_199_254_740_992).expect("id"))
+            .await
+            .expect("query"),
+        None
+    );
     assert_pages(&h, q(Table::Products, "by_xorosoft_id", "XS-100"), &[p]).await;
 }
 
@@ -426,16 +862,29 @@ pub async fn locks_are_listed_by_owner(h: Harness) {
         let p = product(1);
         h.store.insert(&p).await.expect("insert");
         let lease = Duration::seconds(10 + i);
-        expected.push(h.store.lock_product(p.id, &actor("carol"), at(0), lease).await.expect("lock"));
+        expected.push(
+            h.store
+                .lock_product(p.id, &actor("carol"), at(0), lease)
+                .await
+                .expect("lock"),
+        );
     }
     let other = product(1);
     h.store.insert(&other).await.expect("insert");
-    h.store.lock_product(other.id, &actor("dave"), at(0), Duration::seconds(5)).await.expect("lock");
+    h.store
+        .lock_product(other.id, &actor("dave"), at(0), Duration::seconds(5))
+        .await
+        .expect("lock");
     assert_pages(&h, q(Table::Products, "by_lock_owner", "carol"), &expected).await;
 }
 
 pub async fn categories_and_their_versions_are_stored(h: Harness) {
-    let content = CategoryContent { title: "Sweaters".into(), handle: "sweaters".into(), body_html: String::new(), sort_order: "MANUAL".into() };
+    let content = CategoryContent {
+        title: "Sweaters".into(),
+        handle: "sweaters".into(),
+        body_html: String::new(),
+        sort_order: "MANUAL".into(),
+    };
     let c = Category {
         id: CategoryId::random(),
         shopify_id: Some(ShopifyCollectionId::new(841_564_295).expect("id")),
@@ -446,7 +895,12 @@ pub async fn categories_and_their_versions_are_stored(h: Harness) {
         updated_at: t0(),
     };
     h.store.insert(&c).await.expect("insert");
-    assert_pages(&h, q(Table::Categories, "by_shopify_id", "841564295"), std::slice::from_ref(&c)).await;
+    assert_pages(
+        &h,
+        q(Table::Categories, "by_shopify_id", "841564295"),
+        std::slice::from_ref(&c),
+    )
+    .await;
     let op = OperationId::random();
     let versions: Vec<CategoryVersion> = (1..=4)
         .map(|n| CategoryVersion {
@@ -463,18 +917,43 @@ pub async fn categories_and_their_versions_are_stored(h: Harness) {
     for v in &versions {
         h.store.insert(v).await.expect("insert version");
     }
-    assert_pages(&h, Query::new(Table::CategoryVersions, None, c.id.to_string()), &versions).await;
-    assert_pages(&h, q(Table::CategoryVersions, "by_operation", op.to_string()), &versions).await;
+    assert_pages(
+        &h,
+        Query::new(Table::CategoryVersions, None, c.id.to_string()),
+        &versions,
+    )
+    .await;
+    assert_pages(
+        &h,
+        q(Table::CategoryVersions, "by_operation", op.to_string()),
+        &versions,
+    )
+    .await;
 }
 
 pub async fn staging_rows_page_by_operation(h: Harness) {
     let op = OperationId::random();
-    let rows: Vec<_> = (0..8).map(|i| staged(op, ProductId::random(), StagingStatus::Pending, i)).collect();
+    let rows: Vec<_> = (0..8)
+        .map(|i| staged(op, ProductId::random(), StagingStatus::Pending, i))
+        .collect();
     for r in rows.iter().rev() {
         h.store.insert(r).await.expect("insert");
     }
-    h.store.insert(&staged(OperationId::random(), ProductId::random(), StagingStatus::Pending, 3)).await.expect("other op");
-    assert_pages(&h, q(Table::ProductsStaging, "by_operation", op.to_string()), &rows).await;
+    h.store
+        .insert(&staged(
+            OperationId::random(),
+            ProductId::random(),
+            StagingStatus::Pending,
+            3,
+        ))
+        .await
+        .expect("other op");
+    assert_pages(
+        &h,
+        q(Table::ProductsStaging, "by_operation", op.to_string()),
+        &rows,
+    )
+    .await;
     let mut newest_first = q(Table::ProductsStaging, "by_operation", op.to_string());
     newest_first.ascending = false;
     let reversed: Vec<_> = rows.iter().rev().cloned().collect();
@@ -486,7 +965,11 @@ pub async fn staging_rows_page_by_product_and_status(h: Harness) {
     let mut for_product = Vec::new();
     let mut approved = Vec::new();
     for i in 0..7 {
-        let status = if i % 2 == 0 { StagingStatus::Approved } else { StagingStatus::Rejected };
+        let status = if i % 2 == 0 {
+            StagingStatus::Approved
+        } else {
+            StagingStatus::Rejected
+        };
         let r = staged(OperationId::random(), product_id, status, i);
         h.store.insert(&r).await.expect("insert");
         if status == StagingStatus::Approved {
@@ -494,13 +977,26 @@ pub async fn staging_rows_page_by_product_and_status(h: Harness) {
         }
         for_product.push(r);
     }
-    assert_pages(&h, q(Table::ProductsStaging, "by_product", product_id.to_string()), &for_product).await;
-    assert_pages(&h, q(Table::ProductsStaging, "by_status", "approved"), &approved).await;
+    assert_pages(
+        &h,
+        q(Table::ProductsStaging, "by_product", product_id.to_string()),
+        &for_product,
+    )
+    .await;
+    assert_pages(
+        &h,
+        q(Table::ProductsStaging, "by_status", "approved"),
+        &approved,
+    )
+    .await;
 }
 
 pub async fn applying_a_staged_row_twice_changes_nothing(h: Harness) {
     let p = product(1);
-    h.store.create_product(&p, ChangeSource::Local, &actor("alice"), None).await.expect("create");
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create");
     let op = OperationId::random();
     let row = staged(op, p.id, StagingStatus::Pending, 1);
     h.store.insert(&row).await.expect("stage");
@@ -521,12 +1017,25 @@ pub async fn applying_a_staged_row_twice_changes_nothing(h: Harness) {
             now: at(2),
         }
     };
-    h.store.commit_product(apply(p.clone())).await.expect("apply");
+    h.store
+        .commit_product(apply(p.clone()))
+        .await
+        .expect("apply");
     let after = h.store.product(p.id).await.expect("get").expect("present");
-    assert_eq!((after.version, after.content.vendor.as_str()), (2, "Staged vendor"));
+    assert_eq!(
+        (after.version, after.content.vendor.as_str()),
+        (2, "Staged vendor")
+    );
     // A redelivered apply step reads the new product but the row is no longer pending.
-    let err = h.store.commit_product(apply(after.clone())).await.expect_err("second apply");
-    assert!(matches!(err, RepoError::StagingStatusConflict { .. }), "{err:?}");
+    let err = h
+        .store
+        .commit_product(apply(after.clone()))
+        .await
+        .expect_err("second apply");
+    assert!(
+        matches!(err, RepoError::StagingStatusConflict { .. }),
+        "{err:?}"
+    );
     assert_eq!(h.store.product(p.id).await.expect("get"), Some(after));
     assert_eq!(h.store.product_version(p.id, 3).await.expect("get"), None);
 }
@@ -534,13 +1043,26 @@ pub async fn applying_a_staged_row_twice_changes_nothing(h: Harness) {
 pub async fn operations_page_by_status_and_newest_first(h: Harness) {
     let mut all = Vec::new();
     for i in 0..7 {
-        let status = if i % 2 == 0 { OperationStatus::Completed } else { OperationStatus::InProgress };
+        let status = if i % 2 == 0 {
+            OperationStatus::Completed
+        } else {
+            OperationStatus::InProgress
+        };
         let op = operation(status, i);
         h.store.insert(&op).await.expect("insert");
         all.push(op);
     }
-    let completed: Vec<_> = all.iter().filter(|o| o.status == OperationStatus::Completed).cloned().collect();
-    assert_pages(&h, q(Table::SyncOperations, "by_status", "completed"), &completed).await;
+    let completed: Vec<_> = all
+        .iter()
+        .filter(|o| o.status == OperationStatus::Completed)
+        .cloned()
+        .collect();
+    assert_pages(
+        &h,
+        q(Table::SyncOperations, "by_status", "completed"),
+        &completed,
+    )
+    .await;
     let mut newest = q(Table::SyncOperations, "by_created", "operation");
     newest.ascending = false;
     let reversed: Vec<_> = all.iter().rev().cloned().collect();
@@ -552,18 +1074,46 @@ pub async fn conflicts_page_by_status_product_and_operation(h: Harness) {
     let product_id = ProductId::random();
     let mut all = Vec::new();
     for i in 0..7 {
-        let status = if i < 4 { ConflictStatus::Open } else { ConflictStatus::Resolved };
+        let status = if i < 4 {
+            ConflictStatus::Open
+        } else {
+            ConflictStatus::Resolved
+        };
         let c = conflict(op, product_id, status, i);
         h.store.insert(&c).await.expect("insert");
         all.push(c);
     }
-    h.store.insert(&conflict(OperationId::random(), ProductId::random(), ConflictStatus::Open, 100)).await.expect("other");
-    let open: Vec<_> = all.iter().filter(|c| c.status == ConflictStatus::Open).cloned().collect();
+    h.store
+        .insert(&conflict(
+            OperationId::random(),
+            ProductId::random(),
+            ConflictStatus::Open,
+            100,
+        ))
+        .await
+        .expect("other");
+    let open: Vec<_> = all
+        .iter()
+        .filter(|c| c.status == ConflictStatus::Open)
+        .cloned()
+        .collect();
     let mut open_query = q(Table::SyncConflicts, "by_status", "open");
-    open_query.sk = Some(SortCondition::Lt(Scalar::N(shopsync_store::records::millis(at(100)))));
+    open_query.sk = Some(SortCondition::Lt(Scalar::N(
+        shopsync_store::records::millis(at(100)),
+    )));
     assert_pages(&h, open_query, &open).await;
-    assert_pages(&h, q(Table::SyncConflicts, "by_product", product_id.to_string()), &all).await;
-    assert_pages(&h, q(Table::SyncConflicts, "by_operation", op.to_string()), &all).await;
+    assert_pages(
+        &h,
+        q(Table::SyncConflicts, "by_product", product_id.to_string()),
+        &all,
+    )
+    .await;
+    assert_pages(
+        &h,
+        q(Table::SyncConflicts, "by_operation", op.to_string()),
+        &all,
+    )
+    .await;
 }
 
 pub async fn rollbacks_page_by_original_operation(h: Harness) {
@@ -574,7 +1124,10 @@ pub async fn rollbacks_page_by_original_operation(h: Harness) {
             original_operation_id: op,
             rollback_type: RollbackType::Selective,
             selected_products: vec![ProductId::random()],
-            backup_data: BackupData { products: vec![product(1)], created: vec![] },
+            backup_data: BackupData {
+                products: vec![product(1)],
+                created: vec![],
+            },
             status: RollbackStatus::Pending,
             skipped: vec![],
             requested_by: actor("admin"),
@@ -585,21 +1138,57 @@ pub async fn rollbacks_page_by_original_operation(h: Harness) {
     for r in &rollbacks {
         h.store.insert(r).await.expect("insert");
     }
-    assert_pages(&h, q(Table::SyncRollbacks, "by_original_operation", op.to_string()), &rollbacks).await;
+    assert_pages(
+        &h,
+        q(
+            Table::SyncRollbacks,
+            "by_original_operation",
+            op.to_string(),
+        ),
+        &rollbacks,
+    )
+    .await;
 }
 
 pub async fn versions_page_by_product_in_both_directions(h: Harness) {
     let p = product(1);
-    let versions: Vec<_> = (1..=10).map(|n| version_of(&p, n, None, n as i64)).collect();
+    let versions: Vec<_> = (1..=10)
+        .map(|n| version_of(&p, n, None, n as i64))
+        .collect();
     for v in &versions {
         h.store.insert(v).await.expect("insert");
     }
     // Numeric order, not text order: 10 comes after 9.
-    assert_pages(&h, Query::new(Table::ProductVersions, None, p.id.to_string()), &versions).await;
-    let page = h.store.product_versions(p.id, true, 4, None).await.expect("newest first");
-    assert_eq!(page.items.iter().map(|v| v.version_number).collect::<Vec<_>>(), vec![10, 9, 8, 7]);
-    let next = h.store.product_versions(p.id, true, 4, page.next).await.expect("next page");
-    assert_eq!(next.items.iter().map(|v| v.version_number).collect::<Vec<_>>(), vec![6, 5, 4, 3]);
+    assert_pages(
+        &h,
+        Query::new(Table::ProductVersions, None, p.id.to_string()),
+        &versions,
+    )
+    .await;
+    let page = h
+        .store
+        .product_versions(p.id, true, 4, None)
+        .await
+        .expect("newest first");
+    assert_eq!(
+        page.items
+            .iter()
+            .map(|v| v.version_number)
+            .collect::<Vec<_>>(),
+        vec![10, 9, 8, 7]
+    );
+    let next = h
+        .store
+        .product_versions(p.id, true, 4, page.next)
+        .await
+        .expect("next page");
+    assert_eq!(
+        next.items
+            .iter()
+            .map(|v| v.version_number)
+            .collect::<Vec<_>>(),
+        vec![6, 5, 4, 3]
+    );
 }
 
 pub async fn versions_page_by_operation(h: Harness) {
@@ -609,10 +1198,18 @@ pub async fn versions_page_by_operation(h: Harness) {
         let p = product(1);
         let v = version_of(&p, 2, Some(op), i);
         h.store.insert(&v).await.expect("insert");
-        h.store.insert(&version_of(&p, 1, None, i)).await.expect("insert unrelated");
+        h.store
+            .insert(&version_of(&p, 1, None, i))
+            .await
+            .expect("insert unrelated");
         expected.push(v);
     }
-    assert_pages(&h, q(Table::ProductVersions, "by_operation", op.to_string()), &expected).await;
+    assert_pages(
+        &h,
+        q(Table::ProductVersions, "by_operation", op.to_string()),
+        &expected,
+    )
+    .await;
 }
 
 pub async fn xorosoft_products_page_by_sku_and_product(h: Harness) {
@@ -636,7 +1233,16 @@ pub async fn xorosoft_products_page_by_sku_and_product(h: Harness) {
         h.store.insert(r).await.expect("insert");
     }
     assert_pages(&h, q(Table::XorosoftProducts, "by_sku", "MCS-0001"), &rows).await;
-    assert_pages(&h, q(Table::XorosoftProducts, "by_product", product_id.to_string()), &rows).await;
+    assert_pages(
+        &h,
+        q(
+            Table::XorosoftProducts,
+            "by_product",
+            product_id.to_string(),
+        ),
+        &rows,
+    )
+    .await;
     assert_pages(&h, Query::new(Table::XorosoftProducts, None, "XS-1"), &rows).await;
     let one: Option<XorosoftProduct> = h.store.get(&Key::pk_sk("XS-1", "WH3")).await.expect("get");
     assert_eq!(one, Some(rows[2].clone()));
@@ -648,7 +1254,12 @@ pub async fn xorosoft_logs_page_by_type_and_file(h: Harness) {
             id: XorosoftLogId::random(),
             sync_type: XorosoftSyncType::StockUpdate,
             status: XorosoftSyncStatus::Completed,
-            statistics: XorosoftStatistics { records_processed: 10, records_updated: 4, records_failed: 1, records_unchanged: 5 },
+            statistics: XorosoftStatistics {
+                records_processed: 10,
+                records_updated: 4,
+                records_failed: 1,
+                records_unchanged: 5,
+            },
             import_file: Some(format!("incoming/stock-{i}.csv")),
             export_file: None,
             errors: vec!["row 7: unknown SKU".into()],
@@ -660,8 +1271,22 @@ pub async fn xorosoft_logs_page_by_type_and_file(h: Harness) {
     for l in &logs {
         h.store.insert(l).await.expect("insert");
     }
-    assert_pages(&h, q(Table::XorosoftSyncLogs, "by_type", "stock_update"), &logs).await;
-    assert_pages(&h, q(Table::XorosoftSyncLogs, "by_import_file", "incoming/stock-3.csv"), &logs[3..4]).await;
+    assert_pages(
+        &h,
+        q(Table::XorosoftSyncLogs, "by_type", "stock_update"),
+        &logs,
+    )
+    .await;
+    assert_pages(
+        &h,
+        q(
+            Table::XorosoftSyncLogs,
+            "by_import_file",
+            "incoming/stock-3.csv",
+        ),
+        &logs[3..4],
+    )
+    .await;
 }
 
 pub async fn performance_logs_page_by_operation_and_bottleneck(h: Harness) {
@@ -675,21 +1300,45 @@ pub async fn performance_logs_page_by_operation_and_bottleneck(h: Harness) {
     for l in &logs {
         h.store.insert(l).await.expect("insert");
     }
-    assert_pages(&h, q(Table::SyncPerformanceLogs, "by_operation", op.to_string()), &logs).await;
-    assert_pages(&h, q(Table::SyncPerformanceLogs, "by_bottleneck", "push"), &logs).await;
+    assert_pages(
+        &h,
+        q(Table::SyncPerformanceLogs, "by_operation", op.to_string()),
+        &logs,
+    )
+    .await;
+    assert_pages(
+        &h,
+        q(Table::SyncPerformanceLogs, "by_bottleneck", "push"),
+        &logs,
+    )
+    .await;
 }
 
 pub async fn snapshots_past_the_item_size_limit_round_trip(h: Harness) {
     let mut p = product(2000);
     for (i, v) in p.content.variants.iter_mut().enumerate() {
-        v.title = format!("Size {i} / Colour {} / Fit regular, long description {i:08}", i % 17);
+        v.title = format!(
+            "Size {i} / Colour {} / Fit regular, long description {i:08}",
+            i % 17
+        );
     }
     p.content.body_html = "<p>Soft merino, knitted in Portugal. </p>".repeat(500);
     let json_len = serde_json::to_vec(&p).expect("json").len();
-    assert!(json_len > 400 * 1024, "the snapshot is past DynamoDB's item limit ({json_len} bytes)");
-    h.store.create_product(&p, ChangeSource::Local, &actor("alice"), None).await.expect("create a large product");
+    assert!(
+        json_len > 400 * 1024,
+        "the snapshot is past DynamoDB's item limit ({json_len} bytes)"
+    );
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create a large product");
     assert_eq!(h.store.product(p.id).await.expect("get"), Some(p.clone()));
-    let v1 = h.store.product_version(p.id, 1).await.expect("get").expect("version");
+    let v1 = h
+        .store
+        .product_version(p.id, 1)
+        .await
+        .expect("get")
+        .expect("version");
     assert_eq!(v1.product_data, p.content);
 }
 
@@ -703,8 +1352,17 @@ pub async fn a_scan_visits_every_item_once(h: Harness) {
     let mut seen = Vec::new();
     let mut start = None;
     for _ in 0..100 {
-        let page = h.raw.scan(Table::Products, 4, start.as_ref()).await.expect("scan");
-        seen.extend(page.items.iter().filter_map(|i| i.attrs.get("id").and_then(Scalar::as_str).map(str::to_owned)));
+        let page = h
+            .raw
+            .scan(Table::Products, 4, start.as_ref())
+            .await
+            .expect("scan");
+        seen.extend(page.items.iter().filter_map(|i| {
+            i.attrs
+                .get("id")
+                .and_then(Scalar::as_str)
+                .map(str::to_owned)
+        }));
         match page.next {
             Some(next) => start = Some(next),
             None => break,
@@ -717,7 +1375,10 @@ pub async fn a_scan_visits_every_item_once(h: Harness) {
 pub async fn sort_key_conditions_select_ranges(h: Harness) {
     let p = product(1);
     for n in 1..=12 {
-        h.store.insert(&version_of(&p, n, None, n as i64)).await.expect("insert");
+        h.store
+            .insert(&version_of(&p, n, None, n as i64))
+            .await
+            .expect("insert");
     }
     let numbers = |cond: SortCondition| {
         let store = h.store.clone();
@@ -729,8 +1390,14 @@ pub async fn sort_key_conditions_select_ranges(h: Harness) {
             got.iter().map(|v| v.version_number).collect::<Vec<_>>()
         }
     };
-    assert_eq!(numbers(SortCondition::Between(Scalar::N(3), Scalar::N(5))).await, vec![3, 4, 5]);
-    assert_eq!(numbers(SortCondition::Gt(Scalar::N(10))).await, vec![11, 12]);
+    assert_eq!(
+        numbers(SortCondition::Between(Scalar::N(3), Scalar::N(5))).await,
+        vec![3, 4, 5]
+    );
+    assert_eq!(
+        numbers(SortCondition::Gt(Scalar::N(10))).await,
+        vec![11, 12]
+    );
     assert_eq!(numbers(SortCondition::Le(Scalar::N(2))).await, vec![1, 2]);
     assert_eq!(numbers(SortCondition::Eq(Scalar::N(7))).await, vec![7]);
     let rows = ["WH-A1", "WH-A2", "WH-B1"].map(|wh| XorosoftProduct {
@@ -758,8 +1425,12 @@ pub async fn replace_if_returns_the_current_record_when_it_changed(h: Harness) {
     let mut op = operation(OperationStatus::Pending, 0);
     h.store.insert(&op).await.expect("insert");
     let pending = Condition::Eq("status", Scalar::from("pending"));
-    op.move_to(OperationStatus::InProgress, None, at(1)).expect("transition");
-    h.store.replace_if(&op, pending.clone()).await.expect("first replace");
+    op.move_to(OperationStatus::InProgress, None, at(1))
+        .expect("transition");
+    h.store
+        .replace_if(&op, pending.clone())
+        .await
+        .expect("first replace");
     let mut late = op.clone();
     late.status = OperationStatus::Cancelled;
     match h.store.replace_if(&late, pending).await {
@@ -768,7 +1439,9 @@ pub async fn replace_if_returns_the_current_record_when_it_changed(h: Harness) {
     }
     let absent = operation(OperationStatus::Pending, 5);
     assert!(matches!(
-        h.store.replace_if(&absent, Condition::Eq("status", Scalar::from("pending"))).await,
+        h.store
+            .replace_if(&absent, Condition::Eq("status", Scalar::from("pending")))
+            .await,
         Err(ReplaceError::Repo(RepoError::NotFound { .. }))
     ));
 }

@@ -29,7 +29,17 @@ pub async fn dynamodb() -> Harness {
 }
 
 async fn finish(raw: Arc<dyn ItemStore>, dir: Option<tempfile::TempDir>) -> Harness {
-    let report = migrate(raw.as_ref(), MigrateOptions::default()).await.expect("migrate creates the tables");
-    assert!(report.drift.is_empty(), "fresh tables have no drift: {:?}", report.drift);
-    Harness { store: Store::new(Arc::clone(&raw)), raw, _dir: dir }
+    let report = migrate(raw.as_ref(), MigrateOptions::default())
+        .await
+        .expect("migrate creates the tables");
+    assert!(
+        report.drift.is_empty(),
+        "fresh tables have no drift: {:?}",
+        report.drift
+    );
+    Harness {
+        store: Store::new(Arc::clone(&raw)),
+        raw,
+        _dir: dir,
+    }
 }
