@@ -21,7 +21,7 @@ fi
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >target/moto.log 2>&1 &
+"$VENV/bin/python" tests/moto_server.py 127.0.0.1 "$PORT" >target/moto.log 2>&1 &
 MOTO_PID=$!
 trap 'kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true' EXIT
 
