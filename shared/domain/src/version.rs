@@ -3,7 +3,7 @@
 use crate::category::CategoryContent;
 use crate::fields::FieldPath;
 use crate::ids::{Actor, CategoryId, OperationId, ProductId};
-use crate::product::ProductContent;
+use crate::product::{Product, ProductContent};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +44,47 @@ pub struct ProductVersion {
     pub sync_operation_id: Option<OperationId>,
     /// When.
     pub created_at: DateTime<Utc>,
+}
+
+impl ProductVersion {
+    /// The snapshot of `product` at its current version.
+    pub fn snapshot(
+        product: &Product,
+        changed_fields: Vec<FieldPath>,
+        change_source: ChangeSource,
+        changed_by: Actor,
+        sync_operation_id: Option<OperationId>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            product_id: product.id,
+            version_number: product.version,
+            product_data: product.content.clone(),
+            changed_fields,
+            change_source,
+            changed_by,
+            sync_operation_id,
+            created_at,
+        }
+    }
+
+    /// The first snapshot of a product: every field counts as changed.
+    pub fn first(
+        product: &Product,
+        change_source: ChangeSource,
+        changed_by: Actor,
+        sync_operation_id: Option<OperationId>,
+    ) -> Self {
+        let fields = product.content.to_fields().into_keys().collect();
+        Self::snapshot(
+            product,
+            fields,
+            change_source,
+            changed_by,
+            sync_operation_id,
+            product.created_at,
+        )
+    }
 }
 
 /// One version of a category.

@@ -373,10 +373,7 @@ fn gsi(index: &IndexDef) -> Result<GlobalSecondaryIndex, StoreError> {
 }
 
 fn table_of(def: &TableDef) -> Result<Table, StoreError> {
-    Table::ALL
-        .into_iter()
-        .find(|t| t.def().name == def.name)
-        .ok_or_else(|| StoreError::Invalid(format!("unknown table {}", def.name)))
+    Table::named(def).ok_or_else(|| StoreError::Invalid(format!("unknown table {}", def.name)))
 }
 
 fn page_from(items: &[DynamoItem], last: Option<&DynamoItem>) -> Result<Page, StoreError> {

@@ -6,7 +6,6 @@ use crate::backend::{ItemStore, StoreError, TableState};
 use crate::item::{Condition, Item, WriteOp};
 use crate::records::Record;
 use crate::schema::{Table, TableDef};
-use shopsync_domain::fields::{changed_fields, diff};
 use shopsync_domain::{Actor, ChangeSource, Product, ProductVersion};
 use std::fmt;
 
@@ -264,19 +263,15 @@ async fn backfill(
                 continue;
             }
         };
-        let version = ProductVersion {
-            product_id: product.id,
-            version_number: product.version,
-            product_data: product.content.clone(),
-            changed_fields: changed_fields(&diff(
-                &Default::default(),
-                &product.content.to_fields(),
-            )),
-            change_source: ChangeSource::Migration,
-            changed_by: actor.clone(),
-            sync_operation_id: None,
-            created_at: product.updated_at,
-        };
+        let fields = product.content.to_fields().into_keys().collect();
+        let version = ProductVersion::snapshot(
+            &product,
+            fields,
+            ChangeSource::Migration,
+            actor.clone(),
+            None,
+            product.updated_at,
+        );
         let writes = vec![
             WriteOp::Put {
                 table: Table::Products,

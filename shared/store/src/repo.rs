@@ -7,7 +7,7 @@ use crate::records::{millis, product_attrs, Record};
 use crate::schema::Table;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use shopsync_domain::fields::{changed_fields, diff};
+use shopsync_domain::fields::changed_fields;
 use shopsync_domain::status::status_name;
 use shopsync_domain::{
     Actor, ChangeSource, LockError, LockState, OperationId, Product, ProductContent, ProductId,
@@ -317,19 +317,7 @@ impl Store {
         actor: &Actor,
         operation: Option<OperationId>,
     ) -> Result<(), RepoError> {
-        let version = ProductVersion {
-            product_id: product.id,
-            version_number: product.version,
-            product_data: product.content.clone(),
-            changed_fields: changed_fields(&diff(
-                &Default::default(),
-                &product.content.to_fields(),
-            )),
-            change_source: source,
-            changed_by: actor.clone(),
-            sync_operation_id: operation,
-            created_at: product.created_at,
-        };
+        let version = ProductVersion::first(product, source, actor.clone(), operation);
         let commit = ProductCommit {
             product: product.clone(),
             expected_version: None,
@@ -357,16 +345,14 @@ impl Store {
         if changes.is_empty() {
             return Ok(product);
         }
-        let version = ProductVersion {
-            product_id: product.id,
-            version_number: product.version,
-            product_data: product.content.clone(),
-            changed_fields: changed_fields(&changes),
-            change_source: source,
-            changed_by: actor.clone(),
-            sync_operation_id: operation,
-            created_at: now,
-        };
+        let version = ProductVersion::snapshot(
+            &product,
+            changed_fields(&changes),
+            source,
+            actor.clone(),
+            operation,
+            now,
+        );
         let commit = ProductCommit {
             product: product.clone(),
             expected_version: Some(read.version),

@@ -95,6 +95,11 @@ impl Table {
         self.def().name
     }
 
+    /// The logical table a definition (possibly a modified copy) is named for.
+    pub fn named(def: &TableDef) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == def.name)
+    }
+
     /// The table's definition.
     pub fn def(self) -> &'static TableDef {
         match self {

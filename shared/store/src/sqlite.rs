@@ -653,12 +653,8 @@ impl ItemStore for SqliteStore {
     }
 }
 
-/// The logical table a definition belongs to.
 fn table_of(def: &TableDef) -> Result<Table, StoreError> {
-    Table::ALL
-        .into_iter()
-        .find(|t| t.def().name == def.name)
-        .ok_or_else(|| StoreError::Invalid(format!("unknown table {}", def.name)))
+    Table::named(def).ok_or_else(|| StoreError::Invalid(format!("unknown table {}", def.name)))
 }
 
 /// A one-write transaction's failure, as the single-item call reports it.
