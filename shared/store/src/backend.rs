@@ -78,6 +78,24 @@ impl StoreError {
 /// The most writes one atomic multi-item write may hold (DynamoDB's limit).
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 
+/// Refuses a transaction outside 1..=[`MAX_TRANSACTION_ITEMS`] writes (both backends).
+pub fn check_transaction_size(writes: usize) -> Result<(), StoreError> {
+    if writes == 0 || writes > MAX_TRANSACTION_ITEMS {
+        return Err(StoreError::Invalid(format!(
+            "a transaction holds 1..={MAX_TRANSACTION_ITEMS} writes, not {writes}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a query page size outside 1..=1000 (both backends).
+pub fn check_page_size(limit: u32) -> Result<(), StoreError> {
+    if limit == 0 || limit > 1000 {
+        return Err(StoreError::Invalid("page size must be 1..=1000".into()));
+    }
+    Ok(())
+}
+
 /// What a backend holds for one table, as `migrate` compares it with the definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableState {

@@ -5,7 +5,8 @@
 //! (uncompressed) are stored transparently.
 
 use crate::backend::{
-    prefixed, CancelReason, ItemStore, StoreError, TableState, MAX_TRANSACTION_ITEMS,
+    check_page_size, check_transaction_size, prefixed, CancelReason, ItemStore, StoreError,
+    TableState,
 };
 use crate::item::{
     Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp,
@@ -480,12 +481,7 @@ impl ItemStore for DynamoStore {
     }
 
     async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError> {
-        if writes.is_empty() || writes.len() > MAX_TRANSACTION_ITEMS {
-            return Err(StoreError::Invalid(format!(
-                "a transaction holds 1..={MAX_TRANSACTION_ITEMS} writes, not {}",
-                writes.len()
-            )));
-        }
+        check_transaction_size(writes.len())?;
         let all_old = ReturnValuesOnConditionCheckFailure::AllOld;
         let bad = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Invalid(e.to_string());
         let mut items = Vec::with_capacity(writes.len());
@@ -588,9 +584,7 @@ impl ItemStore for DynamoStore {
             }
             None => def.key,
         };
-        if query.limit == 0 || query.limit > 1000 {
-            return Err(StoreError::Invalid("page size must be 1..=1000".into()));
-        }
+        check_page_size(query.limit)?;
         let mut expr = Expr::default();
         let pk = expr.name(key.pk.name);
         let pk_value = expr.value(to_av(&query.pk));

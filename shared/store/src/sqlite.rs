@@ -3,7 +3,8 @@
 //! writes, sparse indexes as expression indexes over the scalar attributes).
 
 use crate::backend::{
-    prefixed, CancelReason, ItemStore, StoreError, TableState, MAX_TRANSACTION_ITEMS,
+    check_page_size, check_transaction_size, prefixed, CancelReason, ItemStore, StoreError,
+    TableState,
 };
 use crate::item::{
     Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp,
@@ -377,12 +378,7 @@ impl ItemStore for SqliteStore {
     }
 
     async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError> {
-        if writes.is_empty() || writes.len() > MAX_TRANSACTION_ITEMS {
-            return Err(StoreError::Invalid(format!(
-                "a transaction holds 1..={MAX_TRANSACTION_ITEMS} writes, not {}",
-                writes.len()
-            )));
-        }
+        check_transaction_size(writes.len())?;
         let prefix = self.prefix.clone();
         self.with_conn(move |c| {
             let tx = c
@@ -456,9 +452,7 @@ impl ItemStore for SqliteStore {
                 })?),
                 None => None,
             };
-        if query.limit == 0 || query.limit > 1000 {
-            return Err(StoreError::Invalid("page size must be 1..=1000".into()));
-        }
+        check_page_size(query.limit)?;
         let (pk_expr, sk_attr) = match index {
             Some(ix) => (
                 attr_expr(ix.key.pk.name),
