@@ -1,0 +1,1 @@
+//! Shopify simulator (in progress).

@@ -1,0 +1,370 @@
+//! Bulk export: start `bulkOperationRunQuery`, poll it, then stream the JSONL result and stitch
+//! child lines (`__parentId`) back onto their parents without holding the file in memory.
+//!
+//! Shopify writes a parent's line before its children's and keeps a product's subtree
+//! together, so one product at a time is held; a child whose parent is not the product being
+//! assembled is an error, never silently dropped.
+
+use crate::client::AdminClient;
+use crate::cost::MUTATION_COST;
+use crate::documents as doc;
+use crate::error::{ShopifyError, UserError};
+use crate::model::{RemoteProduct, WireLevel, WireProduct, WireVariant};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Why a JSONL line could not be stitched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StitchError {
+    /// Not JSON, or not the shape of a product, variant or level line.
+    #[error("line {line}: {reason}")]
+    BadLine {
+        /// 1-based line number.
+        line: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A child line whose parent is not the product being assembled.
+    #[error(
+        "line {line}: parent {parent} is not the product being assembled (lines out of order)"
+    )]
+    OrphanChild {
+        /// 1-based line number.
+        line: u64,
+        /// The `__parentId` it named.
+        parent: String,
+    },
+}
+
+/// Assembles products from JSONL lines, one product at a time.
+#[derive(Debug, Default)]
+pub struct Stitcher {
+    current: Option<RemoteProduct>,
+    variant_index: HashMap<String, usize>,
+    line: u64,
+    /// Lines read so far.
+    pub lines: u64,
+}
+
+#[derive(Deserialize)]
+struct Parent {
+    #[serde(rename = "__parentId")]
+    parent: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+impl Stitcher {
+    /// Feeds one line; returns the previous product when this line starts a new one.
+    pub fn push_line(&mut self, line: &[u8]) -> Result<Option<RemoteProduct>, StitchError> {
+        self.line += 1;
+        let line_no = self.line;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        self.lines += 1;
+        let bad = |reason: String| StitchError::BadLine {
+            line: line_no,
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
+        let head: Parent = serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
+        let Some(parent) = head.parent else {
+            let product: WireProduct =
+                serde_json::from_value(value).map_err(|e| bad(format!("product: {e}")))?;
+            self.variant_index.clear();
+            return Ok(self.current.replace(product.into_model()));
+        };
+        let id = head.id.unwrap_or_default();
+        let Some(product) = self.current.as_mut() else {
+            return Err(StitchError::OrphanChild {
+                line: line_no,
+                parent,
+            });
+        };
+        if id.starts_with("gid://shopify/ProductVariant/") {
+            if parent != product.id.gid() {
+                return Err(StitchError::OrphanChild {
+                    line: line_no,
+                    parent,
+                });
+            }
+            let variant: WireVariant =
+                serde_json::from_value(value).map_err(|e| bad(format!("variant: {e}")))?;
+            self.variant_index.insert(id, product.variants.len());
+            product.variants.push(variant.into_model());
+            return Ok(None);
+        }
+        if id.starts_with("gid://shopify/InventoryLevel/") {
+            let Some(&index) = self.variant_index.get(&parent) else {
+                return Err(StitchError::OrphanChild {
+                    line: line_no,
+                    parent,
+                });
+            };
+            let level: WireLevel =
+                serde_json::from_value(value).map_err(|e| bad(format!("level: {e}")))?;
+            if let Some(variant) = product.variants.get_mut(index) {
+                variant.levels.push(level.into_model());
+            }
+            return Ok(None);
+        }
+        Err(bad(format!("unexpected child object `{id}`")))
+    }
+
+    /// The last product, once the input has ended.
+    pub fn finish(&mut self) -> Option<RemoteProduct> {
+        self.variant_index.clear();
+        self.current.take()
+    }
+}
+
+/// A bulk export's result, read product by product.
+pub struct BulkProducts {
+    response: Option<reqwest::Response>,
+    buffer: Vec<u8>,
+    stitcher: Stitcher,
+    /// The bulk operation's GID.
+    pub operation_id: String,
+    /// Objects Shopify says the file holds.
+    pub object_count: u64,
+}
+
+impl BulkProducts {
+    /// The next complete product, or `None` at the end of the file.
+    pub async fn next_product(&mut self) -> Result<Option<RemoteProduct>, ShopifyError> {
+        let decode = |e: StitchError| ShopifyError::Decode {
+            operation: "BulkResult",
+            reason: e.to_string(),
+        };
+        loop {
+            if let Some(newline) = self.buffer.iter().position(|b| *b == b'\n') {
+                let done = self
+                    .stitcher
+                    .push_line(&self.buffer[..newline])
+                    .map_err(decode)?;
+                self.buffer.drain(..=newline);
+                if done.is_some() {
+                    return Ok(done);
+                }
+                continue;
+            }
+            let Some(response) = self.response.as_mut() else {
+                return Ok(self.stitcher.finish());
+            };
+            match response.chunk().await {
+                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Ok(None) => {
+                    self.response = None;
+                    if !self.buffer.is_empty() {
+                        let rest = std::mem::take(&mut self.buffer);
+                        if let Some(done) = self.stitcher.push_line(&rest).map_err(decode)? {
+                            return Ok(Some(done));
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(ShopifyError::Unavailable {
+                        operation: "BulkResult",
+                        attempts: 1,
+                        reason: format!("download interrupted: {e}"),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Lines read so far.
+    pub fn lines_read(&self) -> u64 {
+        self.stitcher.lines
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunData {
+    bulk_operation_run_query: Option<RunPayload>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunPayload {
+    bulk_operation: Option<BulkOperationState>,
+    user_errors: Vec<UserError>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkOperationState {
+    id: String,
+    status: String,
+    #[serde(default)]
+    error_code: Option<String>,
+    #[serde(default)]
+    object_count: Option<serde_json::Value>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PollData {
+    bulk_operation: Option<BulkOperationState>,
+}
+
+impl AdminClient {
+    /// Exports every product (or those updated after `updated_after`, RFC 3339) with a bulk
+    /// operation, waits for it, and opens its result for streaming.
+    pub async fn bulk_export_products(
+        &self,
+        updated_after: Option<&str>,
+        timeout: Duration,
+    ) -> Result<BulkProducts, ShopifyError> {
+        let query = doc::bulk_products_query(updated_after);
+        let data: RunData = self
+            .execute(
+                &doc::BULK_OPERATION_RUN_QUERY,
+                json!({ "query": query }),
+                MUTATION_COST + 1,
+            )
+            .await?;
+        let payload = data
+            .bulk_operation_run_query
+            .ok_or_else(|| ShopifyError::Decode {
+                operation: doc::BULK_OPERATION_RUN_QUERY.name,
+                reason: "payload missing".into(),
+            })?;
+        if !payload.user_errors.is_empty() {
+            return Err(ShopifyError::UserErrors {
+                operation: doc::BULK_OPERATION_RUN_QUERY.name,
+                errors: payload.user_errors,
+            });
+        }
+        let id = payload
+            .bulk_operation
+            .map(|op| op.id)
+            .ok_or_else(|| ShopifyError::Decode {
+                operation: doc::BULK_OPERATION_RUN_QUERY.name,
+                reason: "no bulk operation returned".into(),
+            })?;
+        let finished = self.await_bulk_operation(&id, timeout).await?;
+        let object_count = finished
+            .object_count
+            .as_ref()
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+            .unwrap_or(0);
+        let response = match finished.url {
+            // No URL: the export matched no objects.
+            None => None,
+            Some(url) => {
+                let response = reqwest::get(&url)
+                    .await
+                    .map_err(|e| ShopifyError::Unavailable {
+                        operation: "BulkResult",
+                        attempts: 1,
+                        reason: format!("download failed: {e}"),
+                    })?;
+                if !response.status().is_success() {
+                    return Err(ShopifyError::Http {
+                        operation: "BulkResult",
+                        status: response.status().as_u16(),
+                        body: String::new(),
+                    });
+                }
+                Some(response)
+            }
+        };
+        Ok(BulkProducts {
+            response,
+            buffer: Vec::new(),
+            stitcher: Stitcher::default(),
+            operation_id: id,
+            object_count,
+        })
+    }
+
+    async fn await_bulk_operation(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<BulkOperationState, ShopifyError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let data: PollData = self
+                .execute(&doc::BULK_OPERATION, json!({ "id": id }), 1)
+                .await?;
+            let state = data.bulk_operation.ok_or_else(|| ShopifyError::Decode {
+                operation: doc::BULK_OPERATION.name,
+                reason: format!("bulk operation {id} not found"),
+            })?;
+            match state.status.as_str() {
+                "COMPLETED" => return Ok(state),
+                "CREATED" | "RUNNING" => {}
+                other => {
+                    return Err(ShopifyError::BulkFailed {
+                        id: id.to_owned(),
+                        status: other.to_owned(),
+                        error_code: state.error_code,
+                    })
+                }
+            }
+            if tokio::time::Instant::now() + wait > deadline {
+                return Err(ShopifyError::TimedOut {
+                    what: format!("bulk operation {id}"),
+                    seconds: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSONL: &str = r#"{"id":"gid://shopify/Product/1","title":"A","updatedAt":"2026-01-01T00:00:00Z"}
+{"id":"gid://shopify/ProductVariant/11","sku":"A-1","__parentId":"gid://shopify/Product/1","inventoryItem":{"id":"gid://shopify/InventoryItem/111"}}
+{"id":"gid://shopify/InventoryLevel/5?inventory_item_id=111","location":{"id":"gid://shopify/Location/5"},"quantities":[{"name":"available","quantity":7}],"__parentId":"gid://shopify/ProductVariant/11"}
+{"id":"gid://shopify/ProductVariant/12","sku":"A-2","__parentId":"gid://shopify/Product/1"}
+{"id":"gid://shopify/Product/2","title":"B","updatedAt":"2026-01-02T00:00:00Z"}
+{"id":"gid://shopify/ProductVariant/21","sku":"B-1","__parentId":"gid://shopify/Product/2"}
+"#;
+
+    #[test]
+    fn stitches_children_onto_their_parents() {
+        let mut stitcher = Stitcher::default();
+        let mut products = Vec::new();
+        for line in JSONL.lines() {
+            if let Some(p) = stitcher.push_line(line.as_bytes()).unwrap() {
+                products.push(p);
+            }
+        }
+        products.extend(stitcher.finish());
+        assert_eq!(products.len(), 2);
+        assert_eq!(products[0].variants.len(), 2);
+        assert_eq!(products[0].variants[0].levels[0].available, Some(7));
+        assert_eq!(products[0].variants[0].levels[0].location_id.get(), 5);
+        assert_eq!(products[1].variants[0].sku.as_deref(), Some("B-1"));
+    }
+
+    #[test]
+    fn a_child_of_an_earlier_product_is_an_error_not_a_drop() {
+        let mut stitcher = Stitcher::default();
+        let mut lines = JSONL.lines();
+        for line in lines.by_ref().take(5) {
+            stitcher.push_line(line.as_bytes()).unwrap();
+        }
+        let late =
+            r#"{"id":"gid://shopify/ProductVariant/13","__parentId":"gid://shopify/Product/1"}"#;
+        assert!(matches!(
+            stitcher.push_line(late.as_bytes()),
+            Err(StitchError::OrphanChild { line: 6, .. })
+        ));
+    }
+}

@@ -1,0 +1,184 @@
+//! The delivery ledger: remembers handled deliveries (with a TTL) so retries and duplicate
+//! events are acknowledged without being handled twice.
+
+use super::DEDUPE_TTL;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use shopsync_store::repo::{IdempotencyStart, RepoError, Store};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// How long a claim blocks a concurrent duplicate before it counts as abandoned.
+const CLAIM_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+const CLAIM_MARK: &str = "webhook-delivery";
+
+/// A claim on a delivery's dedupe keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryClaim {
+    keys: Vec<String>,
+}
+
+impl DeliveryClaim {
+    /// The keys held.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+}
+
+/// Why the ledger could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// Another attempt of this delivery holds the claim (retry later).
+    #[error("delivery is being handled by another attempt")]
+    InProgress,
+    /// The ledger's storage failed (retry later).
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where handled deliveries are remembered.
+#[async_trait]
+pub trait DeliveryLedger: Send + Sync {
+    /// Claims every key: `Some(claim)` if none was handled before, `None` if one was.
+    async fn claim(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeliveryClaim>, LedgerError>;
+    /// Marks the delivery handled (remembered for the TTL).
+    async fn complete(&self, claim: DeliveryClaim, now: DateTime<Utc>) -> Result<(), LedgerError>;
+    /// Gives the claim up after a failure, so Shopify's retry is handled.
+    async fn release(&self, claim: DeliveryClaim) -> Result<(), LedgerError>;
+}
+
+fn ttl() -> chrono::Duration {
+    chrono::Duration::from_std(DEDUPE_TTL).unwrap_or(chrono::Duration::hours(48))
+}
+
+/// The ledger on the `idempotency_records` table (TTL attribute `expires_at`).
+#[derive(Clone)]
+pub struct StoreLedger {
+    store: Store,
+}
+
+impl StoreLedger {
+    /// A ledger over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+fn unavailable(e: RepoError) -> LedgerError {
+    LedgerError::Unavailable(e.to_string())
+}
+
+#[async_trait]
+impl DeliveryLedger for StoreLedger {
+    async fn claim(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeliveryClaim>, LedgerError> {
+        let mut held = Vec::new();
+        for key in keys {
+            let started = self
+                .store
+                .begin_idempotent(key, CLAIM_MARK, now, now + CLAIM_LEASE, now + ttl())
+                .await;
+            let outcome = match started {
+                Ok(IdempotencyStart::Started) => {
+                    held.push(key.clone());
+                    continue;
+                }
+                Ok(IdempotencyStart::Replay(_)) => Ok(None),
+                Err(RepoError::IdempotencyInProgress { .. }) => Err(LedgerError::InProgress),
+                Err(e) => Err(unavailable(e)),
+            };
+            self.release(DeliveryClaim { keys: held }).await?;
+            return outcome;
+        }
+        Ok(Some(DeliveryClaim { keys: held }))
+    }
+
+    async fn complete(&self, claim: DeliveryClaim, now: DateTime<Utc>) -> Result<(), LedgerError> {
+        for key in &claim.keys {
+            self.store
+                .complete_idempotent(key, CLAIM_MARK, serde_json::Value::Null, now + ttl())
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, claim: DeliveryClaim) -> Result<(), LedgerError> {
+        for key in &claim.keys {
+            self.store
+                .abandon_idempotent(key, CLAIM_MARK)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    InProgress(DateTime<Utc>),
+    Done(DateTime<Utc>),
+}
+
+/// An in-memory ledger (tests, benchmarks, single-process use).
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    marks: Mutex<HashMap<String, Mark>>,
+}
+
+impl MemoryLedger {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Mark>> {
+        self.marks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl DeliveryLedger for MemoryLedger {
+    async fn claim(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeliveryClaim>, LedgerError> {
+        let mut marks = self.lock();
+        for key in keys {
+            match marks.get(key) {
+                Some(Mark::Done(until)) if *until > now => return Ok(None),
+                Some(Mark::InProgress(until)) if *until > now => {
+                    return Err(LedgerError::InProgress)
+                }
+                _ => {}
+            }
+        }
+        for key in keys {
+            marks.insert(key.clone(), Mark::InProgress(now + CLAIM_LEASE));
+        }
+        Ok(Some(DeliveryClaim {
+            keys: keys.to_vec(),
+        }))
+    }
+
+    async fn complete(&self, claim: DeliveryClaim, now: DateTime<Utc>) -> Result<(), LedgerError> {
+        let mut marks = self.lock();
+        for key in claim.keys {
+            marks.insert(key, Mark::Done(now + ttl()));
+        }
+        Ok(())
+    }
+
+    async fn release(&self, claim: DeliveryClaim) -> Result<(), LedgerError> {
+        let mut marks = self.lock();
+        for key in claim.keys {
+            if matches!(marks.get(&key), Some(Mark::InProgress(_))) {
+                marks.remove(&key);
+            }
+        }
+        Ok(())
+    }
+}
