@@ -228,7 +228,7 @@ impl AdminClient {
             .execute(
                 &doc::BULK_OPERATION_RUN_QUERY,
                 json!({ "query": query }),
-                MUTATION_COST + 1,
+                MUTATION_COST,
             )
             .await?;
         let payload = data

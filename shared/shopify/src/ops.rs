@@ -397,7 +397,7 @@ impl AdminClient {
             .execute(
                 &doc::PRODUCT_SET,
                 json!({ "input": request.input, "identifier": identifier, "synchronous": synchronous }),
-                MUTATION_COST + 1 + cost::connection(100, 3),
+                MUTATION_COST,
             )
             .await?;
         let payload = data.product_set.ok_or_else(|| ShopifyError::Decode {
@@ -653,7 +653,7 @@ impl AdminClient {
             .execute(
                 &doc::PRODUCT_UPDATE,
                 json!({ "product": input }),
-                MUTATION_COST + 1,
+                MUTATION_COST,
             )
             .await?;
         let payload = data.product_update.ok_or_else(|| ShopifyError::Decode {
@@ -676,7 +676,7 @@ impl AdminClient {
                 .execute(
                     &doc::PRODUCT_VARIANTS_BULK_UPDATE,
                     json!({ "productId": product.gid(), "variants": chunk }),
-                    MUTATION_COST + 1,
+                    MUTATION_COST,
                 )
                 .await?;
             let payload =
@@ -695,7 +695,7 @@ impl AdminClient {
 // ---------------------------------------------------------------- inventory
 
 /// One quantity to set: from what shopsync last read to what it should become.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuantityChange {
     /// Inventory item.
     pub item: InventoryItemId,
@@ -707,8 +707,18 @@ pub struct QuantityChange {
     pub target: i64,
 }
 
-/// A set of quantity changes belonging to one operation.
-#[derive(Debug, Clone)]
+/// Where one batch of a plan stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchProgress {
+    /// Attempts re-planned so far (part of the idempotency key).
+    pub attempt: u32,
+    /// Shopify confirmed the batch.
+    pub done: bool,
+}
+
+/// A set of quantity changes belonging to one operation, with its progress. Serializable, so
+/// the caller can checkpoint it: re-running a checkpointed plan never applies a batch twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryPlan {
     /// Stable key of the work (e.g. the operation and step); idempotency keys derive from it.
     pub key: String,
@@ -716,8 +726,52 @@ pub struct InventoryPlan {
     pub reason: String,
     /// Where the change comes from (`referenceDocumentUri`).
     pub reference: Option<String>,
-    /// The changes.
+    /// The changes (re-planned in place after stale answers).
     pub changes: Vec<QuantityChange>,
+    /// Progress per batch of [`MAX_PAGE`] changes.
+    pub progress: Vec<BatchProgress>,
+}
+
+impl InventoryPlan {
+    /// A fresh plan.
+    pub fn new(
+        key: impl Into<String>,
+        reason: impl Into<String>,
+        reference: Option<String>,
+        changes: Vec<QuantityChange>,
+    ) -> Self {
+        let batches = changes.len().div_ceil(MAX_PAGE as usize);
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+            reference,
+            changes,
+            progress: vec![BatchProgress::default(); batches],
+        }
+    }
+
+    /// Whether every batch is confirmed.
+    pub fn is_done(&self) -> bool {
+        self.progress.iter().all(|p| p.done)
+    }
+}
+
+/// Saves a plan's progress before each mutation is sent, so a step that dies mid-way resumes
+/// with the same idempotency keys and parameters (Shopify then replays instead of applying).
+#[async_trait::async_trait]
+pub trait PlanCheckpoint: Send {
+    /// Persists `plan`.
+    async fn save(&mut self, plan: &InventoryPlan) -> Result<(), ShopifyError>;
+}
+
+/// No checkpointing (one-shot callers and tests).
+pub struct NoCheckpoint;
+
+#[async_trait::async_trait]
+impl PlanCheckpoint for NoCheckpoint {
+    async fn save(&mut self, _plan: &InventoryPlan) -> Result<(), ShopifyError> {
+        Ok(())
+    }
 }
 
 /// A quantity Shopify accepted.
@@ -736,13 +790,15 @@ pub struct AppliedQuantity {
 /// What [`AdminClient::set_inventory`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InventoryOutcome {
-    /// Every quantity written.
+    /// Every quantity written in this call.
     pub applied: Vec<AppliedQuantity>,
     /// Entries re-planned after CHANGE_FROM_QUANTITY_STALE (a sale or another write came
     /// between read and write).
     pub replanned: u32,
     /// Mutations sent (excluding transport retries).
     pub batches: u32,
+    /// Batches skipped because the plan already had them confirmed.
+    pub already_done: u32,
 }
 
 /// How often one batch is re-read and re-planned after stale answers before giving up.
@@ -774,27 +830,18 @@ struct LevelsNode {
     inventory_levels: Option<Nodes<WireLevel>>,
 }
 
-/// Stale answers name the entry by path: `["input", "quantities", "3", ...]`.
-fn stale_entries(errors: &[UserError]) -> Option<BTreeSet<usize>> {
-    let stale: Vec<&UserError> = errors
-        .iter()
-        .filter(|e| e.code.as_deref() == Some("CHANGE_FROM_QUANTITY_STALE"))
-        .collect();
-    if stale.is_empty() || stale.len() != errors.len() {
-        return None;
-    }
-    Some(
-        stale
+fn only_stale(errors: &[UserError]) -> bool {
+    !errors.is_empty()
+        && errors
             .iter()
-            .filter_map(|e| e.field.as_ref()?.get(2)?.parse().ok())
-            .collect(),
-    )
+            .all(|e| e.code.as_deref() == Some("CHANGE_FROM_QUANTITY_STALE"))
 }
 
 impl AdminClient {
     /// Sets quantities in batches of at most 250, each entry compared with
     /// `changeFromQuantity`, each batch under an idempotency key derived from
-    /// (plan key, batch, attempt) so a transport retry replays instead of applying twice.
+    /// (plan key, batch, attempt) so a retried or resumed request replays instead of
+    /// applying twice. `checkpoint` saves the plan before every send.
     ///
     /// When Shopify answers CHANGE_FROM_QUANTITY_STALE (a sale happened between read and
     /// write) the batch is re-read and re-planned keeping the concurrent change: the new
@@ -802,16 +849,25 @@ impl AdminClient {
     /// change is lost.
     pub async fn set_inventory(
         &self,
-        plan: &InventoryPlan,
+        plan: &mut InventoryPlan,
+        checkpoint: &mut dyn PlanCheckpoint,
     ) -> Result<InventoryOutcome, ShopifyError> {
+        let batches = plan.changes.len().div_ceil(MAX_PAGE as usize);
+        plan.progress.resize(batches, BatchProgress::default());
         let mut outcome = InventoryOutcome::default();
-        for (batch_index, batch) in plan.changes.chunks(MAX_PAGE as usize).enumerate() {
-            let mut batch = batch.to_vec();
-            let mut attempt = 0u32;
+        for batch_index in 0..batches {
+            if plan.progress[batch_index].done {
+                outcome.already_done += 1;
+                continue;
+            }
+            let range = batch_index * MAX_PAGE as usize
+                ..((batch_index + 1) * MAX_PAGE as usize).min(plan.changes.len());
             loop {
+                checkpoint.save(plan).await?;
+                let attempt = plan.progress[batch_index].attempt;
                 let key = format!("{}:{batch_index}:{attempt}", plan.key);
                 outcome.batches += 1;
-                let quantities: Vec<serde_json::Value> = batch
+                let quantities: Vec<serde_json::Value> = plan.changes[range.clone()]
                     .iter()
                     .map(|c| {
                         json!({
@@ -834,7 +890,7 @@ impl AdminClient {
                             },
                             "idempotencyKey": key,
                         }),
-                        MUTATION_COST + 1,
+                        MUTATION_COST,
                     )
                     .await?;
                 let payload =
@@ -844,9 +900,10 @@ impl AdminClient {
                             reason: "payload missing".into(),
                         })?;
                 if payload.user_errors.is_empty() {
+                    plan.progress[batch_index].done = true;
                     outcome
                         .applied
-                        .extend(batch.iter().map(|c| AppliedQuantity {
+                        .extend(plan.changes[range.clone()].iter().map(|c| AppliedQuantity {
                             item: c.item,
                             location: c.location,
                             from: c.expected,
@@ -854,42 +911,36 @@ impl AdminClient {
                         }));
                     break;
                 }
-                let Some(stale) = stale_entries(&payload.user_errors) else {
-                    return Err(ShopifyError::UserErrors {
-                        operation: doc::INVENTORY_SET_QUANTITIES.name,
-                        errors: payload.user_errors,
-                    });
-                };
-                attempt += 1;
-                if attempt > MAX_REPLANS {
+                if !only_stale(&payload.user_errors) || attempt >= MAX_REPLANS {
                     return Err(ShopifyError::UserErrors {
                         operation: doc::INVENTORY_SET_QUANTITIES.name,
                         errors: payload.user_errors,
                     });
                 }
-                let items: Vec<InventoryItemId> = batch.iter().map(|c| c.item).collect();
+                let items: Vec<InventoryItemId> =
+                    plan.changes[range.clone()].iter().map(|c| c.item).collect();
                 let current = self.inventory_levels(&items).await?;
-                for (index, change) in batch.iter_mut().enumerate() {
-                    let now = current
+                for change in &mut plan.changes[range.clone()] {
+                    let Some(now) = current
                         .get(&(change.item, change.location))
                         .copied()
-                        .flatten();
-                    let Some(now) = now else {
+                        .flatten()
+                    else {
                         return Err(ShopifyError::Refused(format!(
                             "inventory item {} is not stocked at location {} any more",
                             change.item, change.location
                         )));
                     };
                     if now != change.expected {
-                        if stale.contains(&index) || stale.is_empty() {
-                            outcome.replanned += 1;
-                        }
+                        outcome.replanned += 1;
                         change.target += now - change.expected;
                         change.expected = now;
                     }
                 }
+                plan.progress[batch_index].attempt += 1;
             }
         }
+        checkpoint.save(plan).await?;
         Ok(outcome)
     }
 
@@ -1024,7 +1075,7 @@ impl AdminClient {
             .execute(
                 &doc::WEBHOOK_SUBSCRIPTION_CREATE,
                 json!({ "topic": topic, "uri": uri }),
-                MUTATION_COST + 1,
+                MUTATION_COST,
             )
             .await?;
         let payload = data

@@ -1,0 +1,377 @@
+//! A small GraphQL executor over a validated document: selection projection (aliases,
+//! fragments, `__typename`), argument evaluation, Shopify's cost model, and bulk (JSONL)
+//! output where nested connections become lines with `__parentId`.
+
+use apollo_compiler::executable::{Field, Selection, SelectionSet};
+use apollo_compiler::schema::ExtendedType;
+use apollo_compiler::{ast, ExecutableDocument, Node, Schema};
+use serde_json::{Map, Value};
+
+/// What a resolver answers for one field.
+pub enum Out<N> {
+    /// A leaf (scalar, enum, list of scalars) or null.
+    Json(Value),
+    /// An object to project further.
+    Node(N),
+    /// A list of outputs.
+    List(Vec<Out<N>>),
+}
+
+/// Resolves fields of the objects one executor walks.
+pub trait Resolve {
+    /// The object representation.
+    type Node: Clone;
+    /// The GraphQL type name of `node`.
+    fn typename(&self, node: &Self::Node) -> &'static str;
+    /// The GID of `node`, if it has one (bulk `__parentId`).
+    fn gid(&self, node: &Self::Node) -> Option<String>;
+    /// The cost `node` adds when returned: 1 for objects, 2 for connections, 0 for wrappers.
+    fn weight(&self, node: &Self::Node) -> f64;
+    /// The nodes of a connection object, for bulk output.
+    fn connection_nodes(&self, node: &Self::Node) -> Option<Vec<Self::Node>>;
+    /// One field of `node`.
+    fn field(
+        &self,
+        node: &Self::Node,
+        name: &str,
+        args: &Args<'_>,
+    ) -> Result<Out<Self::Node>, String>;
+}
+
+/// Argument values of one field, with variables substituted and defaults applied.
+pub struct Args<'d> {
+    field: &'d Field,
+    vars: &'d Map<String, Value>,
+}
+
+impl<'d> Args<'d> {
+    /// The arguments of `field` under `vars`.
+    pub fn new(field: &'d Field, vars: &'d Map<String, Value>) -> Self {
+        Self { field, vars }
+    }
+
+    /// The argument's value; `None` when absent or null.
+    pub fn get(&self, name: &str) -> Option<Value> {
+        let value = self.field.argument_by_name(name).ok()?;
+        match to_json(value, self.vars) {
+            Value::Null => None,
+            v => Some(v),
+        }
+    }
+
+    /// An integer argument.
+    pub fn int(&self, name: &str) -> Option<i64> {
+        self.get(name).and_then(|v| v.as_i64())
+    }
+
+    /// A string argument.
+    pub fn string(&self, name: &str) -> Option<String> {
+        self.get(name).and_then(|v| v.as_str().map(str::to_owned))
+    }
+
+    /// A typed argument.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, String> {
+        self.get(name)
+            .map(|v| serde_json::from_value(v).map_err(|e| format!("argument {name}: {e}")))
+            .transpose()
+    }
+}
+
+/// Converts a literal or variable reference to JSON.
+pub fn to_json(value: &ast::Value, vars: &Map<String, Value>) -> Value {
+    match value {
+        ast::Value::Null => Value::Null,
+        ast::Value::Enum(name) => Value::String(name.to_string()),
+        ast::Value::Variable(name) => vars.get(name.as_str()).cloned().unwrap_or(Value::Null),
+        ast::Value::String(s) => Value::String(s.clone()),
+        ast::Value::Float(f) => f
+            .try_to_f64()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        ast::Value::Int(i) => i
+            .as_str()
+            .parse::<i64>()
+            .map(|n| Value::Number(n.into()))
+            .unwrap_or(Value::Null),
+        ast::Value::Boolean(b) => Value::Bool(*b),
+        ast::Value::List(items) => Value::Array(items.iter().map(|v| to_json(v, vars)).collect()),
+        ast::Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), to_json(v, vars)))
+                .collect(),
+        ),
+    }
+}
+
+/// A field error, Shopify-style.
+#[derive(Debug, Clone)]
+pub struct FieldError {
+    /// Message.
+    pub message: String,
+    /// Response path.
+    pub path: Vec<String>,
+}
+
+struct Deferred<'d, N> {
+    nodes: Vec<N>,
+    selection: &'d SelectionSet,
+}
+
+/// One execution of one operation.
+pub struct Exec<'d, R: Resolve> {
+    doc: &'d ExecutableDocument,
+    schema: &'d Schema,
+    vars: &'d Map<String, Value>,
+    resolver: R,
+    path: Vec<String>,
+    /// Field errors so far.
+    pub errors: Vec<FieldError>,
+    /// Actual cost so far.
+    pub cost: f64,
+    deferred: Option<Vec<Deferred<'d, R::Node>>>,
+}
+
+impl<'d, R: Resolve> Exec<'d, R> {
+    /// An executor for `doc` with coerced `vars`.
+    pub fn new(
+        doc: &'d ExecutableDocument,
+        schema: &'d Schema,
+        vars: &'d Map<String, Value>,
+        resolver: R,
+    ) -> Self {
+        Self {
+            doc,
+            schema,
+            vars,
+            resolver,
+            path: Vec::new(),
+            errors: Vec::new(),
+            cost: 0.0,
+            deferred: None,
+        }
+    }
+
+    /// The fields of `set` that apply to objects of type `typename`, fragments expanded.
+    pub fn collect(&self, set: &'d SelectionSet, typename: &str, out: &mut Vec<&'d Node<Field>>) {
+        for selection in &set.selections {
+            match selection {
+                Selection::Field(field) => out.push(field),
+                Selection::FragmentSpread(spread) => {
+                    if let Some(fragment) = self.doc.fragments.get(&spread.fragment_name) {
+                        if self.applies(fragment.selection_set.ty.as_str(), typename) {
+                            self.collect(&fragment.selection_set, typename, out);
+                        }
+                    }
+                }
+                Selection::InlineFragment(inline) => {
+                    let applies = inline
+                        .type_condition
+                        .as_ref()
+                        .is_none_or(|c| self.applies(c.as_str(), typename));
+                    if applies {
+                        self.collect(&inline.selection_set, typename, out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn applies(&self, condition: &str, typename: &str) -> bool {
+        condition == typename || self.schema.is_subtype(condition, typename)
+    }
+
+    /// Projects `node` through `set`.
+    pub fn object(&mut self, node: &R::Node, set: &'d SelectionSet) -> Value {
+        let typename = self.resolver.typename(node);
+        let mut fields = Vec::new();
+        self.collect(set, typename, &mut fields);
+        let mut out = Map::new();
+        for field in fields {
+            let key = field.response_key().to_string();
+            if field.name == "__typename" {
+                out.insert(key, Value::String(typename.to_owned()));
+                continue;
+            }
+            let args = Args {
+                field,
+                vars: self.vars,
+            };
+            self.path.push(key.clone());
+            let resolved = self.resolver.field(node, field.name.as_str(), &args);
+            match resolved {
+                Ok(value) => {
+                    if let Some(v) = self.complete(value, field) {
+                        out.insert(key, v);
+                    }
+                }
+                Err(message) => {
+                    self.errors.push(FieldError {
+                        message,
+                        path: self.path.clone(),
+                    });
+                    out.insert(key, Value::Null);
+                }
+            }
+            self.path.pop();
+        }
+        Value::Object(out)
+    }
+
+    fn complete(&mut self, out: Out<R::Node>, field: &'d Node<Field>) -> Option<Value> {
+        match out {
+            Out::Json(v) => Some(v),
+            Out::List(items) => Some(Value::Array(
+                items
+                    .into_iter()
+                    .filter_map(|i| self.complete(i, field))
+                    .collect(),
+            )),
+            Out::Node(node) => {
+                if self.deferred.is_some() {
+                    if let Some(nodes) = self.resolver.connection_nodes(&node) {
+                        let selection =
+                            node_selection(&field.selection_set).unwrap_or(&field.selection_set);
+                        if let Some(deferred) = self.deferred.as_mut() {
+                            deferred.push(Deferred { nodes, selection });
+                        }
+                        return None;
+                    }
+                }
+                self.cost += self.resolver.weight(&node);
+                Some(self.object(&node, &field.selection_set))
+            }
+        }
+    }
+
+    /// Runs `set` on `root` in bulk mode: every connection's nodes become JSONL lines, child
+    /// lines carrying `__parentId`, each parent before its children.
+    pub fn bulk(&mut self, root: &R::Node, set: &'d SelectionSet, out: &mut Vec<u8>) -> u64 {
+        self.deferred = Some(Vec::new());
+        let _ = self.object(root, set);
+        let pending = self.deferred.take().unwrap_or_default();
+        let mut lines = 0;
+        for d in pending {
+            lines += self.emit(d, None, out);
+        }
+        lines
+    }
+
+    fn emit(
+        &mut self,
+        deferred: Deferred<'d, R::Node>,
+        parent: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> u64 {
+        let mut lines = 0;
+        for node in deferred.nodes {
+            let saved = self.deferred.replace(Vec::new());
+            let mut object = self.object(&node, deferred.selection);
+            let children = std::mem::replace(&mut self.deferred, saved).unwrap_or_default();
+            if let (Some(parent), Value::Object(map)) = (parent, &mut object) {
+                map.insert("__parentId".into(), Value::String(parent.to_owned()));
+            }
+            if serde_json::to_writer(&mut *out, &object).is_ok() {
+                out.push(b'\n');
+                lines += 1;
+            }
+            let id = self.resolver.gid(&node);
+            for child in children {
+                lines += self.emit(child, id.as_deref(), out);
+            }
+        }
+        lines
+    }
+
+    /// Shopify's requested cost of `set`: objects 1, connections 2 + first × (1 + node
+    /// selection), lists fetched by `ids` once per id, scalars 0; a mutation root field 10.
+    pub fn requested_cost(
+        &self,
+        set: &'d SelectionSet,
+        mutation_root: bool,
+    ) -> Result<f64, String> {
+        let mut total = 0.0;
+        for field in self.all_fields(set) {
+            if mutation_root {
+                total += 10.0;
+                continue;
+            }
+            total += self.field_cost(field)?;
+        }
+        Ok(total)
+    }
+
+    fn all_fields(&self, set: &'d SelectionSet) -> Vec<&'d Node<Field>> {
+        let mut out = Vec::new();
+        for selection in &set.selections {
+            match selection {
+                Selection::Field(f) => out.push(f),
+                Selection::FragmentSpread(spread) => {
+                    if let Some(fragment) = self.doc.fragments.get(&spread.fragment_name) {
+                        out.extend(self.all_fields(&fragment.selection_set));
+                    }
+                }
+                Selection::InlineFragment(inline) => {
+                    out.extend(self.all_fields(&inline.selection_set))
+                }
+            }
+        }
+        out
+    }
+
+    fn field_cost(&self, field: &'d Node<Field>) -> Result<f64, String> {
+        let named = field.definition.ty.inner_named_type();
+        match self.schema.types.get(named) {
+            Some(ExtendedType::Scalar(_) | ExtendedType::Enum(_)) | None => return Ok(0.0),
+            _ => {}
+        }
+        let args = Args {
+            field,
+            vars: self.vars,
+        };
+        if named.as_str().ends_with("Connection") {
+            let first = args
+                .int("first")
+                .or_else(|| args.int("last"))
+                .ok_or_else(|| {
+                    format!(
+                        "you must provide one of first or last for the {} connection",
+                        field.name
+                    )
+                })?;
+            if !(0..=250).contains(&first) {
+                return Err(format!(
+                    "the {} connection's first/last must be between 0 and 250, got {first}",
+                    field.name
+                ));
+            }
+            let node_cost = match node_selection(&field.selection_set) {
+                Some(set) => self.requested_cost(set, false)?,
+                None => 0.0,
+            };
+            return Ok(2.0 + first as f64 * (1.0 + node_cost));
+        }
+        let inner = self.requested_cost(&field.selection_set, false)?;
+        let times = args
+            .get("ids")
+            .and_then(|v| v.as_array().map(|a| a.len() as f64))
+            .unwrap_or(1.0);
+        Ok(times * (1.0 + inner))
+    }
+}
+
+/// The selection applied to each node of a connection (`nodes { … }` or `edges { node { … } }`).
+fn node_selection(set: &SelectionSet) -> Option<&SelectionSet> {
+    set.selections.iter().find_map(|s| match s {
+        Selection::Field(f) if f.name == "nodes" => Some(&f.selection_set),
+        Selection::Field(f) if f.name == "edges" => {
+            f.selection_set.selections.iter().find_map(|e| match e {
+                Selection::Field(n) if n.name == "node" => Some(&n.selection_set),
+                _ => None,
+            })
+        }
+        _ => None,
+    })
+}
