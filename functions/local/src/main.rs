@@ -1,5 +1,6 @@
 //! `shopsync`: the local host and operator CLI.
 
+mod bench;
 mod config;
 
 use anyhow::Context;
@@ -40,6 +41,30 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Measured runs whose numbers go into the notes (not tests).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Push throughput against the simulator on the Standard plan (cost points/s vs restore rate).
+    ShopifyPush {
+        /// Measured seconds after warm-up.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Concurrent push tasks sharing one client.
+        #[arg(long, default_value_t = 2)]
+        tasks: usize,
+    },
+    /// Webhook HMAC verification + payload parsing throughput.
+    Webhook {
+        /// Deliveries per body kind.
+        #[arg(long, default_value_t = 50_000)]
+        count: usize,
+    },
 }
 
 #[tokio::main]
@@ -62,6 +87,15 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Bench { which } => {
+            match which {
+                BenchCommand::ShopifyPush { seconds, tasks } => {
+                    bench::shopify_push(seconds, tasks.max(1)).await?
+                }
+                BenchCommand::Webhook { count } => bench::webhook(count.max(1))?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate {
             store,
             backup,
