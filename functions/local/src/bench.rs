@@ -74,7 +74,8 @@ pub async fn shopify_push(seconds: u64, tasks: usize) -> anyhow::Result<()> {
                             })
                         })
                         .collect();
-                    let mut plan = InventoryPlan::new(format!("bench:{n}"), "correction", None, changes);
+                    let mut plan =
+                        InventoryPlan::new(format!("bench:{n}"), "correction", None, changes);
                     if let Err(e) = client.set_inventory(&mut plan, &mut NoCheckpoint).await {
                         result = Err(e);
                         break;
@@ -101,7 +102,10 @@ pub async fn shopify_push(seconds: u64, tasks: usize) -> anyhow::Result<()> {
             h.await??;
         }
     }
-    println!("  warm-up: drained the bucket in {:.1} s", warm_up.elapsed().as_secs_f64());
+    println!(
+        "  warm-up: drained the bucket in {:.1} s",
+        warm_up.elapsed().as_secs_f64()
+    );
 
     let before_sim = sim.stats();
     let before_client = client.counters();
@@ -116,7 +120,10 @@ pub async fn shopify_push(seconds: u64, tasks: usize) -> anyhow::Result<()> {
     let after_client = client.counters();
     let points = after_sim.cost_charged - before_sim.cost_charged;
     let points_per_second = points / elapsed;
-    println!("  measured {elapsed:.1} s: {pushes} pushes ({} quantity changes)", pushes * 250);
+    println!(
+        "  measured {elapsed:.1} s: {pushes} pushes ({} quantity changes)",
+        pushes * 250
+    );
     println!(
         "  cost points/s: {points_per_second:.1}  ratio to restore rate: {:.3} (goal ≥ 0.9)",
         points_per_second / restore
@@ -154,7 +161,10 @@ pub fn webhook(count: usize) -> anyhow::Result<()> {
             ("X-Shopify-Topic", topic),
             ("X-Shopify-Hmac-Sha256", &hmac),
             ("X-Shopify-Shop-Domain", "bench.myshopify.com"),
-            ("X-Shopify-Webhook-Id", "b2a4c6d8-0000-0000-0000-000000000000"),
+            (
+                "X-Shopify-Webhook-Id",
+                "b2a4c6d8-0000-0000-0000-000000000000",
+            ),
             ("X-Shopify-Event-Id", "e2a4c6d8-0000-0000-0000-000000000000"),
         ];
         let started = Instant::now();

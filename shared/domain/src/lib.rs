@@ -4,6 +4,7 @@
 //! No I/O, no async, no AWS types: everything here is a plain value or a pure function.
 
 pub mod category;
+pub mod compliance;
 pub mod conflict;
 pub mod fields;
 pub mod ids;
@@ -21,6 +22,7 @@ pub mod version;
 pub mod xorosoft;
 
 pub use category::{Category, CategoryContent};
+pub use compliance::{ComplianceRequest, ComplianceStatus, ComplianceTopic};
 pub use conflict::{ConflictStatus, ConflictType, Resolution, SyncConflict};
 pub use fields::{ChangeData, FieldChange, FieldPath, Fields, FieldsError};
 pub use ids::*;

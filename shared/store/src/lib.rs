@@ -3,6 +3,7 @@
 //! SQLite file) and the typed repository the engine uses ([`repo`]).
 
 pub mod backend;
+pub mod compliance;
 pub mod dynamo;
 pub mod item;
 pub mod migrate;

@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shopsync_domain::status::status_name;
 use shopsync_domain::{
-    Category, CategoryVersion, Product, ProductVersion, ProductsStaging, SyncConflict,
-    SyncOperation, SyncPerformanceLog, SyncRollback, XorosoftProduct, XorosoftSyncLog,
+    Category, CategoryVersion, ComplianceRequest, Product, ProductVersion, ProductsStaging,
+    SyncConflict, SyncOperation, SyncPerformanceLog, SyncRollback, XorosoftProduct,
+    XorosoftSyncLog,
 };
 
 /// An entity stored as one item.
@@ -233,6 +234,20 @@ impl Record for SyncPerformanceLog {
                 "bottleneck_stage",
                 self.bottleneck_stage.map(|st| s(status_name(st))),
             ),
+        ])
+    }
+}
+
+impl Record for ComplianceRequest {
+    const TABLE: Table = Table::ComplianceRequests;
+    fn key(&self) -> Key {
+        Key::pk(self.id.clone())
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("id", Some(s(&self.id))),
+            ("status", Some(s(status_name(self.status)))),
+            ("redact_after", self.redact_after.map(|t| n(millis(t)))),
         ])
     }
 }

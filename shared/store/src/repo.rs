@@ -155,7 +155,7 @@ fn encode<R: Record>(record: &R) -> Result<Item, RepoError> {
     })
 }
 
-fn decode<R: Record>(item: &Item) -> Result<R, RepoError> {
+pub(crate) fn decode<R: Record>(item: &Item) -> Result<R, RepoError> {
     let doc = item.doc.as_deref().ok_or_else(|| RepoError::Decode {
         table: R::TABLE,
         reason: "item has no document".into(),

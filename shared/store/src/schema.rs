@@ -71,11 +71,13 @@ pub enum Table {
     SyncPerformanceLogs,
     /// `idempotency_records`: one per webhook, message and file handled.
     IdempotencyRecords,
+    /// `compliance_requests`: Shopify's mandatory privacy requests, kept for audit.
+    ComplianceRequests,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::Products,
         Table::Categories,
         Table::ProductsStaging,
@@ -88,6 +90,7 @@ impl Table {
         Table::XorosoftSyncLogs,
         Table::SyncPerformanceLogs,
         Table::IdempotencyRecords,
+        Table::ComplianceRequests,
     ];
 
     /// The logical name (the spec's table name).
@@ -115,6 +118,7 @@ impl Table {
             Table::XorosoftSyncLogs => &XOROSOFT_SYNC_LOGS,
             Table::SyncPerformanceLogs => &SYNC_PERFORMANCE_LOGS,
             Table::IdempotencyRecords => &IDEMPOTENCY_RECORDS,
+            Table::ComplianceRequests => &COMPLIANCE_REQUESTS,
         }
     }
 }
@@ -402,6 +406,14 @@ pub const IDEMPOTENCY_RECORDS: TableDef = TableDef {
     key: key(s("key"), None),
     indexes: &[],
     ttl_attr: Some("expires_at"),
+};
+
+/// `compliance_requests`: by request id (topic and webhook id); few items, scanned.
+pub const COMPLIANCE_REQUESTS: TableDef = TableDef {
+    name: "compliance_requests",
+    key: key(s("id"), None),
+    indexes: &[],
+    ttl_attr: None,
 };
 
 /// Attribute names reserved by the backends for the item body.

@@ -422,5 +422,34 @@ pub async fn receive<H: HeaderSource + ?Sized>(
     }
 }
 
+/// The audit record of a compliance delivery, or `None` for other topics. shopsync holds no
+/// customer data, so customer requests are complete on arrival; a shop/redact is scheduled
+/// ([`shopsync_store::repo::Store::redact_shop`] carries it out).
+pub fn compliance_request(
+    delivery: &Delivery,
+    now: DateTime<Utc>,
+) -> Option<shopsync_domain::ComplianceRequest> {
+    use shopsync_domain::ComplianceTopic;
+    let (topic, payload) = match &delivery.payload {
+        Payload::CustomersDataRequest(p) => (
+            ComplianceTopic::CustomersDataRequest,
+            serde_json::to_value(p).ok()?,
+        ),
+        Payload::CustomersRedact(p) => (
+            ComplianceTopic::CustomersRedact,
+            serde_json::to_value(p).ok()?,
+        ),
+        Payload::ShopRedact(p) => (ComplianceTopic::ShopRedact, serde_json::to_value(p).ok()?),
+        _ => return None,
+    };
+    Some(shopsync_domain::ComplianceRequest::received(
+        topic,
+        &delivery.webhook_id,
+        &delivery.shop_domain,
+        payload,
+        now,
+    ))
+}
+
 #[cfg(test)]
 mod tests;

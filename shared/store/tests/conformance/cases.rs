@@ -1445,3 +1445,76 @@ pub async fn replace_if_returns_the_current_record_when_it_changed(h: Harness) {
         Err(ReplaceError::Repo(RepoError::NotFound { .. }))
     ));
 }
+
+pub async fn compliance_requests_are_recorded_once_and_shop_redaction_removes_shop_data(
+    h: Harness,
+) {
+    let data_request = ComplianceRequest::received(
+        ComplianceTopic::CustomersDataRequest,
+        "wh-1",
+        "example.myshopify.com",
+        serde_json::json!({"customer": {"id": 7}}),
+        t0(),
+    );
+    assert!(h
+        .store
+        .record_compliance(&data_request)
+        .await
+        .expect("record"));
+    assert!(!h
+        .store
+        .record_compliance(&data_request)
+        .await
+        .expect("redelivery"));
+    assert_eq!(data_request.status, ComplianceStatus::Recorded);
+
+    // Some shop data: two products with their versions, an idempotency record.
+    for _ in 0..2 {
+        let p = product(2);
+        h.store
+            .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+            .await
+            .expect("create");
+    }
+    let redact = ComplianceRequest::received(
+        ComplianceTopic::ShopRedact,
+        "wh-2",
+        "example.myshopify.com",
+        serde_json::json!({"shop_id": 1}),
+        at(10),
+    );
+    assert!(h.store.record_compliance(&redact).await.expect("record"));
+    assert_eq!(h.store.due_redactions(at(5)).await.expect("due").len(), 0);
+    let due = h.store.due_redactions(at(10)).await.expect("due");
+    assert_eq!(
+        due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [redact.id.as_str()]
+    );
+
+    let done = h
+        .store
+        .redact_shop(&redact.id, at(11))
+        .await
+        .expect("redact");
+    assert_eq!(done.status, ComplianceStatus::Redacted);
+    assert_eq!(done.removed.get("products"), Some(&2));
+    assert_eq!(done.removed.get("product_versions"), Some(&2));
+    for table in Table::ALL {
+        let page = h.raw.scan(table, 10, None).await.expect("scan");
+        if table == Table::ComplianceRequests {
+            assert_eq!(page.items.len(), 2, "the audit records stay");
+        } else {
+            assert!(page.items.is_empty(), "{table} still has items");
+        }
+    }
+    // Done once: a second run is refused and nothing is due any more.
+    assert!(h.store.redact_shop(&redact.id, at(12)).await.is_err());
+    assert!(h
+        .store
+        .due_redactions(at(20))
+        .await
+        .expect("due")
+        .is_empty());
+    // Customer requests cannot trigger a redaction.
+    assert!(h.store.redact_shop(&data_request.id, at(12)).await.is_err());
+}

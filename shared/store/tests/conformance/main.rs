@@ -29,6 +29,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    compliance_requests_are_recorded_once_and_shop_redaction_removes_shop_data,
     create_if_absent_refuses_a_second_create,
     reading_an_absent_item_gives_none,
     a_failed_condition_returns_the_current_item,
