@@ -72,3 +72,78 @@ impl StoreArgs {
         }
     }
 }
+
+/// Where Shopify is: a real store (`SHOPIFY_SHOP` + `SHOPIFY_ACCESS_TOKEN`), or the seeded
+/// simulator started in-process when no token is set.
+#[derive(Debug, Clone, Args)]
+pub struct ShopifyArgs {
+    /// The shop's myshopify domain.
+    #[arg(
+        long,
+        env = "SHOPIFY_SHOP",
+        default_value = "shopsync-dev.myshopify.com"
+    )]
+    pub shop: String,
+    /// Admin API access token; without it the simulator stands in for Shopify.
+    #[arg(
+        long = "access-token",
+        env = "SHOPIFY_ACCESS_TOKEN",
+        hide_env_values = true
+    )]
+    pub access_token: Option<String>,
+    /// Admin API version (2026-04 or later).
+    #[arg(long, env = "SHOPIFY_API_VERSION", default_value = "2026-07")]
+    pub api_version: String,
+    /// Products the simulator is seeded with.
+    #[arg(long, env = "SHOPSYNC_SIM_PRODUCTS", default_value_t = 50)]
+    pub sim_products: usize,
+}
+
+/// The Shopify a command talks to; keeps the simulator alive while it runs.
+pub struct ShopifyTarget {
+    /// The client.
+    pub client: shopsync_shopify::AdminClient,
+    /// The simulator, when one stands in for Shopify.
+    pub _simulator: Option<shopsync_shopify_sim::SimHandle>,
+    /// A line for operators (no secrets).
+    pub description: String,
+}
+
+impl ShopifyArgs {
+    /// Connects to the real store, or starts the seeded simulator.
+    pub async fn connect(&self) -> anyhow::Result<ShopifyTarget> {
+        let version: shopsync_shopify::ApiVersion = self.api_version.parse()?;
+        match self.access_token.as_deref().filter(|t| !t.is_empty()) {
+            Some(token) => {
+                let mut config = shopsync_shopify::ClientConfig::new(self.shop.clone(), token);
+                config.api_version = version;
+                Ok(ShopifyTarget {
+                    client: shopsync_shopify::AdminClient::new(config)?,
+                    _simulator: None,
+                    description: format!("Shopify store {} (API {version}, token ***)", self.shop),
+                })
+            }
+            None => {
+                let sim = shopsync_shopify_sim::Simulator::start(
+                    shopsync_shopify_sim::SimConfig {
+                        shop_domain: self.shop.clone(),
+                        products: self.sim_products,
+                        ..Default::default()
+                    },
+                    "127.0.0.1:0".parse()?,
+                )
+                .await?;
+                let mut config = sim.client_config();
+                config.api_version = version;
+                Ok(ShopifyTarget {
+                    client: shopsync_shopify::AdminClient::new(config)?,
+                    description: format!(
+                        "Shopify simulator at {} ({} seeded products; set SHOPIFY_ACCESS_TOKEN for a real store)",
+                        sim.url, self.sim_products
+                    ),
+                    _simulator: Some(sim),
+                })
+            }
+        }
+    }
+}

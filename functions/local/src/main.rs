@@ -5,7 +5,7 @@ mod config;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use config::StoreArgs;
+use config::{ShopifyArgs, StoreArgs};
 use shopsync_store::migrate::{migrate, MigrateError, MigrateOptions};
 use std::process::ExitCode;
 
@@ -13,6 +13,8 @@ use std::process::ExitCode;
 const EXIT_DRIFT: u8 = 2;
 /// Exit code when a change to existing tables needs `--backup` or `--no-backup`.
 const EXIT_NEEDS_BACKUP: u8 = 3;
+/// Exit code for a command combination that is not available.
+const EXIT_USAGE: u8 = 64;
 
 #[derive(Parser)]
 #[command(
@@ -41,11 +43,41 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run one sync operation and print its statistics.
+    Sync {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        shopify: ShopifyArgs,
+        /// Which way changes flow.
+        #[arg(long, value_enum)]
+        direction: Direction,
+        /// Read the whole catalog (the default).
+        #[arg(long, conflicts_with = "incremental")]
+        full: bool,
+        /// Read only what changed since the last sync.
+        #[arg(long)]
+        incremental: bool,
+        /// Plan and stage only; apply nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Measured runs whose numbers go into the notes (not tests).
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
     },
+}
+
+/// Sync directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Direction {
+    /// Shopify → local.
+    Down,
+    /// Local → Shopify.
+    Up,
+    /// Both, with three-way merge.
+    Bidirectional,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +119,60 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Sync {
+            store,
+            shopify,
+            direction,
+            full: _,
+            incremental,
+            dry_run,
+        } => {
+            if direction != Direction::Down || incremental || dry_run {
+                eprintln!(
+                    "error: only `shopsync sync --direction down --full` is built so far; \
+                     up, bidirectional, --incremental and --dry-run come with the rest of the sync engine"
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            let backend = store.open().await.context("opening the store")?;
+            let report = migrate(backend.as_ref(), MigrateOptions::default()).await;
+            if let Ok(report) = &report {
+                if !report.drift.is_empty() {
+                    anyhow::bail!(
+                        "the tables differ from their definitions: run `shopsync migrate`"
+                    );
+                }
+            }
+            report.context("preparing the tables")?;
+            let target = shopify.connect().await?;
+            println!(
+                "shopsync sync: {} <- {}",
+                store.describe(),
+                target.description
+            );
+            let repo = shopsync_store::Store::new(backend);
+            let actor = shopsync_domain::Actor::new("system:cli").context("actor")?;
+            let started = std::time::Instant::now();
+            let operation =
+                shopsync_engine::sync::run_full_down(&repo, &target.client, &actor).await?;
+            let s = &operation.statistics;
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "operation {} {}: processed {}, created {}, updated {}, unchanged {}, skipped {}, conflicts {}, failed {}",
+                operation.operation_uuid,
+                shopsync_domain::status::status_name(operation.status),
+                s.processed, s.created, s.updated, s.unchanged, s.skipped, s.conflicts, s.failed
+            );
+            let api = target.client.counters();
+            println!(
+                "took {seconds:.1} s ({:.0} products/s); Shopify: {} calls, {:.0} cost points, {:.1} s waiting on the rate limit",
+                s.processed as f64 / seconds.max(1e-9),
+                api.api_calls,
+                api.cost_used,
+                api.throttle_wait.as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { which } => {
             match which {
                 BenchCommand::ShopifyPush { seconds, tasks } => {

@@ -1,0 +1,219 @@
+//! Shopify → local. Each remote product becomes a staged row; when the local product has no
+//! unpushed change the row is applied at once (product + version snapshot + staging status in
+//! one transaction). A product with local changes not yet pushed is never overwritten: its row
+//! waits, flagged as conflicting, for the bidirectional merge or a reviewer.
+
+use crate::error::EngineError;
+use crate::mapping::content_from_remote;
+use chrono::{DateTime, Utc};
+use shopsync_domain::fields::{changed_fields, diff, Fields};
+use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
+use shopsync_domain::{
+    Actor, ChangeSource, OperationStatistics, Product, ProductId, ProductVersion, ShopifyProductId,
+    StagingId, SyncOperation,
+};
+use shopsync_shopify::model::RemoteProduct;
+use shopsync_store::{ProductCommit, RepoError, Store};
+
+/// What ingesting one remote product did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// A new local product.
+    Created(ProductId),
+    /// The local product took Shopify's changes.
+    Updated(ProductId),
+    /// Shopify's content equals the local content.
+    Unchanged(ProductId),
+    /// Shopify's copy is not newer than what was last taken from it.
+    Stale(ProductId),
+    /// Someone holds the product's lock; nothing was written.
+    Locked(ProductId),
+    /// The local product has unpushed changes: the row waits as a conflict.
+    Conflict(ProductId),
+}
+
+impl Ingested {
+    /// Adds this outcome to `stats`.
+    pub fn count(&self, stats: &mut OperationStatistics) {
+        stats.processed += 1;
+        match self {
+            Ingested::Created(_) => stats.created += 1,
+            Ingested::Updated(_) => stats.updated += 1,
+            Ingested::Unchanged(_) | Ingested::Stale(_) => stats.unchanged += 1,
+            Ingested::Locked(_) => stats.skipped += 1,
+            Ingested::Conflict(_) => stats.conflicts += 1,
+        }
+    }
+}
+
+/// The local id of the product that mirrors a Shopify product: derived from the Shopify id, so
+/// two workers ingesting the same new product race on one key and cannot create two.
+pub fn local_id_for(shopify: ShopifyProductId) -> ProductId {
+    let id = shopify.get();
+    let high = (id >> 48) as u128;
+    let low = (id & 0xffff_ffff_ffff) as u128;
+    // Fixed prefix 5b0b1f1e-0000, version nibble 8 (custom), then the 64-bit id.
+    let bits: u128 = (0x5b0b_1f1e_u128 << 96) | (0x8000_u128 << 64) | (high << 48) | low;
+    ProductId::from_uuid(uuid_from_u128(bits))
+}
+
+fn uuid_from_u128(bits: u128) -> uuid::Uuid {
+    uuid::Uuid::from_u128(bits)
+}
+
+fn row(
+    operation: &SyncOperation,
+    product: ProductId,
+    change_type: ChangeType,
+    change_data: shopsync_domain::ChangeData,
+    base_version: u64,
+    proposed: &shopsync_domain::product::ProductContent,
+    status: StagingStatus,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> ProductsStaging {
+    ProductsStaging {
+        id: StagingId::random(),
+        source_product_id: product,
+        sku: proposed.variants.iter().find_map(|v| v.sku.clone()),
+        name: proposed.title.clone(),
+        change_type,
+        change_data,
+        base_version,
+        proposed: Some(proposed.clone()),
+        has_conflicts: status == StagingStatus::Pending,
+        sync_operation_id: operation.operation_uuid,
+        status,
+        staged_by: actor.clone(),
+        staged_at: now,
+        reviewed_by: None,
+        reviewed_at: None,
+        applied_at: (status == StagingStatus::Applied).then_some(now),
+        error: None,
+    }
+}
+
+/// Stages (and, when safe, applies) one remote product within `operation`.
+pub async fn ingest(
+    store: &Store,
+    operation: &SyncOperation,
+    remote: &RemoteProduct,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Ingested, EngineError> {
+    let content = content_from_remote(remote)?;
+    // At most two rounds: a lost create race becomes an update of the winner's product.
+    for _ in 0..2 {
+        let Some(local) = store.product_by_shopify_id(remote.id).await? else {
+            let mut product = Product::new(local_id_for(remote.id), content.clone(), now);
+            product.shopify_id = Some(remote.id);
+            product.shopify_updated_at = Some(remote.updated_at);
+            // Taken from Shopify: nothing to push back.
+            product.last_sync_version = product.version;
+            let changes = diff(&Fields::new(), &content.to_fields());
+            let staged = row(
+                operation,
+                product.id,
+                ChangeType::Create,
+                changes,
+                0,
+                &content,
+                StagingStatus::Applied,
+                actor,
+                now,
+            );
+            let commit = ProductCommit {
+                version: Some(ProductVersion::first(
+                    &product,
+                    ChangeSource::Shopify,
+                    actor.clone(),
+                    Some(operation.operation_uuid),
+                )),
+                product: product.clone(),
+                expected_version: None,
+                staging: Some((staged, None)),
+                actor: actor.clone(),
+                now,
+            };
+            match store.commit_product(commit).await {
+                Ok(()) => return Ok(Ingested::Created(product.id)),
+                Err(RepoError::AlreadyExists { .. } | RepoError::VersionConflict { .. }) => {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if local
+            .shopify_updated_at
+            .is_some_and(|seen| remote.updated_at <= seen)
+        {
+            return Ok(Ingested::Stale(local.id));
+        }
+        if local.writable_by(actor, now).is_err() {
+            return Ok(Ingested::Locked(local.id));
+        }
+        let mut updated = local.clone();
+        let changes = updated.change_content(content.clone(), now);
+        if changes.is_empty() {
+            return Ok(Ingested::Unchanged(local.id));
+        }
+        if local.needs_push() {
+            // Local edits not yet in Shopify: never overwrite them here.
+            let staged = row(
+                operation,
+                local.id,
+                ChangeType::Update,
+                changes,
+                local.version,
+                &content,
+                StagingStatus::Pending,
+                actor,
+                now,
+            );
+            store.insert(&staged).await?;
+            return Ok(Ingested::Conflict(local.id));
+        }
+        updated.shopify_updated_at = Some(remote.updated_at);
+        updated.last_sync_version = updated.version;
+        let fields = changed_fields(&changes);
+        let staged = row(
+            operation,
+            local.id,
+            ChangeType::Update,
+            changes,
+            local.version,
+            &content,
+            StagingStatus::Applied,
+            actor,
+            now,
+        );
+        let commit = ProductCommit {
+            version: Some(ProductVersion::snapshot(
+                &updated,
+                fields,
+                ChangeSource::Shopify,
+                actor.clone(),
+                Some(operation.operation_uuid),
+                now,
+            )),
+            product: updated,
+            expected_version: Some(local.version),
+            staging: Some((staged, None)),
+            actor: actor.clone(),
+            now,
+        };
+        match store.commit_product(commit).await {
+            Ok(()) => return Ok(Ingested::Updated(local.id)),
+            // Someone wrote in between: read again and decide again.
+            Err(RepoError::VersionConflict { .. }) => continue,
+            Err(RepoError::Locked(_)) => return Ok(Ingested::Locked(local.id)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(EngineError::Store(RepoError::Store(
+        shopsync_store::StoreError::Unavailable(format!(
+            "product {} kept changing while it was ingested",
+            remote.id
+        )),
+    )))
+}

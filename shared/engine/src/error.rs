@@ -1,0 +1,37 @@
+//! Engine errors; each says whether retrying the step can help.
+
+use shopsync_shopify::ShopifyError;
+use shopsync_store::RepoError;
+
+/// What stopped a step.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] RepoError),
+    /// Shopify failed.
+    #[error("shopify: {0}")]
+    Shopify(#[from] ShopifyError),
+    /// Shopify sent something that cannot be a product (bad money, blank option).
+    #[error("product {product}: {reason}")]
+    Mapping {
+        /// Shopify product id.
+        product: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An operation was asked to move where its status machine forbids.
+    #[error(transparent)]
+    Transition(#[from] shopsync_domain::IllegalTransition),
+}
+
+impl EngineError {
+    /// Whether running the same step again can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EngineError::Store(e) => e.is_retryable(),
+            EngineError::Shopify(e) => e.is_retryable(),
+            EngineError::Mapping { .. } | EngineError::Transition(_) => false,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The sync engine: moves changes between the local catalog and Shopify through staging, with
+//! every applied change versioned and every operation counted.
+//!
+//! - [`mapping`]: Shopify's product shape to the domain's (deterministic variant keys).
+//! - [`down`]: Shopify → local: each remote product becomes a staged row and, when nothing
+//!   local is pending, an applied version.
+
+pub mod down;
+pub mod error;
+pub mod mapping;
+pub mod sync;
+
+pub use error::EngineError;

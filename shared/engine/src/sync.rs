@@ -1,0 +1,147 @@
+//! Running a down-sync: page through Shopify, ingest each product, count, and checkpoint the
+//! cursor so a step cut short (a Lambda deadline) continues where it stopped.
+
+use crate::down::{ingest, Ingested};
+use crate::error::EngineError;
+use chrono::Utc;
+use shopsync_domain::{
+    Actor, OperationStatistics, OperationStatus, OperationType, SyncDirection, SyncOperation,
+};
+use shopsync_shopify::cost::ProductPageShape;
+use shopsync_shopify::ops::ProductsPageRequest;
+use shopsync_shopify::AdminClient;
+use shopsync_store::item::{Condition, Scalar};
+use shopsync_store::{ReplaceError, Store};
+use tokio::time::Instant;
+
+/// Where a down-sync step stopped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepOutcome {
+    /// The cursor to continue from; `None` when the catalog was read to the end.
+    pub cursor: Option<String>,
+    /// What this step did.
+    pub stats: OperationStatistics,
+    /// Pages read.
+    pub pages: u64,
+}
+
+/// Reads pages from `cursor` until the end or `deadline`, ingesting every product into
+/// `operation`. Re-running a step from the same cursor is harmless: products already taken
+/// come out stale or unchanged.
+pub async fn down_step(
+    store: &Store,
+    client: &AdminClient,
+    operation: &SyncOperation,
+    cursor: Option<String>,
+    actor: &Actor,
+    deadline: Instant,
+) -> Result<StepOutcome, EngineError> {
+    let shape = ProductPageShape::default();
+    let mut request = ProductsPageRequest {
+        after: cursor,
+        updated_after: None,
+        shape,
+    };
+    let mut outcome = StepOutcome::default();
+    loop {
+        let page = client.products_page(&request).await?;
+        outcome.pages += 1;
+        for mut remote in page.items {
+            if !remote.variants_complete() {
+                client
+                    .complete_variants(&mut remote, shape.levels_first)
+                    .await?;
+            }
+            let done: Ingested = ingest(store, operation, &remote, actor, Utc::now()).await?;
+            done.count(&mut outcome.stats);
+        }
+        match page.next {
+            Some(next) => {
+                request.after = Some(next.clone());
+                outcome.cursor = Some(next);
+                if Instant::now() >= deadline {
+                    return Ok(outcome);
+                }
+            }
+            None => {
+                outcome.cursor = None;
+                return Ok(outcome);
+            }
+        }
+    }
+}
+
+/// Runs a full down-sync to the end in this process and stores the operation with its
+/// statistics (the local `shopsync sync --direction down --full`).
+pub async fn run_full_down(
+    store: &Store,
+    client: &AdminClient,
+    actor: &Actor,
+) -> Result<SyncOperation, EngineError> {
+    let now = Utc::now();
+    let mut operation = SyncOperation::new(
+        "full down-sync",
+        OperationType::FullSync,
+        SyncDirection::Down,
+        actor.clone(),
+        now,
+    );
+    store.insert(&operation).await?;
+    let pending = operation.clone();
+    operation.move_to(OperationStatus::InProgress, None, Utc::now())?;
+    save(store, &operation, &pending).await?;
+    let mut cursor = None;
+    loop {
+        let started = operation.clone();
+        let step = match down_step(
+            store,
+            client,
+            &operation,
+            cursor,
+            actor,
+            Instant::now() + std::time::Duration::from_secs(60),
+        )
+        .await
+        {
+            Ok(step) => step,
+            Err(e) => {
+                operation.move_to(OperationStatus::Failed, Some(e.to_string()), Utc::now())?;
+                save(store, &operation, &started).await?;
+                return Err(e);
+            }
+        };
+        operation.statistics.absorb(&step.stats);
+        operation.updated_at = Utc::now();
+        if step.cursor.is_none() {
+            operation.move_to(OperationStatus::Completed, None, Utc::now())?;
+        }
+        save(store, &operation, &started).await?;
+        match step.cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(operation),
+        }
+    }
+}
+
+/// Stores `operation` if the stored one is still in `previous`'s status.
+async fn save(
+    store: &Store,
+    operation: &SyncOperation,
+    previous: &SyncOperation,
+) -> Result<(), EngineError> {
+    let expected = Condition::Eq(
+        "status",
+        Scalar::from(shopsync_domain::status::status_name(previous.status).as_str()),
+    );
+    match store.replace_if(operation, expected).await {
+        Ok(()) => Ok(()),
+        Err(ReplaceError::Changed(current)) => Err(EngineError::Store(
+            shopsync_store::RepoError::Store(shopsync_store::StoreError::Invalid(format!(
+                "operation {} is now {} (cancelled or taken over)",
+                current.operation_uuid,
+                shopsync_domain::status::status_name(current.status)
+            ))),
+        )),
+        Err(ReplaceError::Repo(e)) => Err(e.into()),
+    }
+}

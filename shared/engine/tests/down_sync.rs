@@ -1,0 +1,179 @@
+//! Down-sync through the simulator into the embedded store.
+
+use shopsync_domain::{Actor, ChangeSource, OperationStatus, ProductId, ShopifyProductId};
+use shopsync_engine::down::local_id_for;
+use shopsync_engine::sync::run_full_down;
+use shopsync_shopify::AdminClient;
+use shopsync_shopify_sim::{Plan, SimConfig, SimHandle, Simulator};
+use shopsync_store::item::Query;
+use shopsync_store::{Store, Table};
+use std::sync::Arc;
+
+async fn setup(products: usize) -> (SimHandle, AdminClient, Store, tempfile::TempDir) {
+    let sim = Simulator::start(
+        SimConfig {
+            products,
+            variants_per_product: 3,
+            plan: Plan::UNLIMITED,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = AdminClient::new(sim.client_config()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
+    shopsync_store::migrate::migrate(&backend, Default::default())
+        .await
+        .unwrap();
+    (sim, client, Store::new(Arc::new(backend)), dir)
+}
+
+fn actor() -> Actor {
+    Actor::new("system:down-sync").unwrap()
+}
+
+async fn count(store: &Store, table: Table) -> usize {
+    let mut n = 0;
+    let mut next = None;
+    loop {
+        let page = store
+            .backend()
+            .scan(table, 500, next.as_ref())
+            .await
+            .unwrap();
+        n += page.items.len();
+        match page.next {
+            Some(t) => next = Some(t),
+            None => return n,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_full_down_sync_mirrors_the_shop_and_a_rerun_changes_nothing() {
+    let (sim, client, store, _dir) = setup(25).await;
+    let op = run_full_down(&store, &client, &actor()).await.unwrap();
+    assert_eq!(op.status, OperationStatus::Completed);
+    assert_eq!((op.statistics.processed, op.statistics.created), (25, 25));
+    assert_eq!(count(&store, Table::Products).await, 25);
+    assert_eq!(count(&store, Table::ProductVersions).await, 25);
+    assert_eq!(count(&store, Table::ProductsStaging).await, 25);
+
+    let remote = sim.with_shop(|s| s.products().next().unwrap().clone());
+    let shopify_id = ShopifyProductId::new(remote.id).unwrap();
+    let local = store
+        .product_by_shopify_id(shopify_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(local.id, local_id_for(shopify_id));
+    assert_eq!((local.version, local.last_sync_version), (1, 1));
+    assert!(!local.needs_push());
+    assert_eq!(local.content.title, remote.title);
+    assert_eq!(local.content.variants.len(), 3);
+    for (lv, rv) in local.content.variants.iter().zip(&remote.variants) {
+        assert_eq!(lv.shopify_id.map(|v| v.get()), Some(rv.id));
+        assert_eq!(lv.sku.as_ref().map(|s| s.as_str().to_owned()), rv.sku);
+        assert_eq!(lv.price.to_string(), rv.price);
+        let stock: Vec<i64> = lv.inventory.values().map(|q| q.0).collect();
+        assert_eq!(stock, rv.levels.values().copied().collect::<Vec<_>>());
+    }
+    let stored = store
+        .get::<shopsync_domain::SyncOperation>(&shopsync_store::item::Key::pk(
+            op.operation_uuid.to_string(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.statistics, op.statistics);
+
+    // Nothing changed in Shopify: a second run stages and versions nothing.
+    let again = run_full_down(&store, &client, &actor()).await.unwrap();
+    assert_eq!(
+        (again.statistics.processed, again.statistics.unchanged),
+        (25, 25)
+    );
+    assert_eq!(count(&store, Table::ProductVersions).await, 25);
+    assert_eq!(count(&store, Table::ProductsStaging).await, 25);
+}
+
+#[tokio::test]
+async fn a_shopify_edit_becomes_a_new_version_but_never_overwrites_unpushed_local_edits() {
+    let (sim, client, store, _dir) = setup(4).await;
+    run_full_down(&store, &client, &actor()).await.unwrap();
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    // Product A: edited in Shopify only.
+    sim.with_shop(|s| s.edit_product(ids[0], |p| p.title = "Edited in Shopify".into()));
+    // Product B: edited in Shopify and locally (not yet pushed).
+    let b = local_id_for(ShopifyProductId::new(ids[1]).unwrap());
+    let mut local_b = store.product(b).await.unwrap().unwrap();
+    let mut content = local_b.content.clone();
+    content.vendor = "Local vendor".into();
+    local_b = store
+        .update_product_content(
+            &local_b,
+            content,
+            ChangeSource::Local,
+            &Actor::new("merchant").unwrap(),
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(local_b.needs_push());
+    sim.with_shop(|s| s.edit_product(ids[1], |p| p.title = "Also edited in Shopify".into()));
+
+    let op = run_full_down(&store, &client, &actor()).await.unwrap();
+    assert_eq!(
+        (
+            op.statistics.updated,
+            op.statistics.conflicts,
+            op.statistics.unchanged
+        ),
+        (1, 1, 2)
+    );
+
+    let a = store
+        .product(local_id_for(ShopifyProductId::new(ids[0]).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.content.title.as_str(), a.version, a.last_sync_version),
+        ("Edited in Shopify", 2, 2)
+    );
+    let versions = store
+        .product_versions(a.id, true, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0].change_source, ChangeSource::Shopify);
+    assert!(versions[0]
+        .changed_fields
+        .iter()
+        .any(|f| f.to_string() == "title"));
+
+    let b_after = store.product(b).await.unwrap().unwrap();
+    assert_eq!(b_after, local_b, "unpushed local edits stay untouched");
+    let rows = store
+        .query_all::<shopsync_domain::ProductsStaging>(Query::new(
+            Table::ProductsStaging,
+            Some("by_operation"),
+            op.operation_uuid.to_string(),
+        ))
+        .await
+        .unwrap();
+    let pending: Vec<_> = rows.iter().filter(|r| r.has_conflicts).collect();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].source_product_id, b);
+    assert!(pending[0]
+        .change_data
+        .keys()
+        .any(|f| f.to_string() == "title"));
+    let _: ProductId = b;
+}
