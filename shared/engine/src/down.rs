@@ -61,34 +61,39 @@ fn uuid_from_u128(bits: u128) -> uuid::Uuid {
     uuid::Uuid::from_u128(bits)
 }
 
-fn row(
-    operation: &SyncOperation,
+/// What a staged row records about one change.
+struct Change {
     product: ProductId,
     change_type: ChangeType,
     change_data: shopsync_domain::ChangeData,
     base_version: u64,
-    proposed: &shopsync_domain::product::ProductContent,
     status: StagingStatus,
+}
+
+fn row(
+    operation: &SyncOperation,
+    change: Change,
+    proposed: &shopsync_domain::product::ProductContent,
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> ProductsStaging {
     ProductsStaging {
         id: StagingId::random(),
-        source_product_id: product,
+        source_product_id: change.product,
         sku: proposed.variants.iter().find_map(|v| v.sku.clone()),
         name: proposed.title.clone(),
-        change_type,
-        change_data,
-        base_version,
+        change_type: change.change_type,
+        change_data: change.change_data,
+        base_version: change.base_version,
         proposed: Some(proposed.clone()),
-        has_conflicts: status == StagingStatus::Pending,
+        has_conflicts: change.status == StagingStatus::Pending,
         sync_operation_id: operation.operation_uuid,
-        status,
+        status: change.status,
         staged_by: actor.clone(),
         staged_at: now,
         reviewed_by: None,
         reviewed_at: None,
-        applied_at: (status == StagingStatus::Applied).then_some(now),
+        applied_at: (change.status == StagingStatus::Applied).then_some(now),
         error: None,
     }
 }
@@ -113,12 +118,14 @@ pub async fn ingest(
             let changes = diff(&Fields::new(), &content.to_fields());
             let staged = row(
                 operation,
-                product.id,
-                ChangeType::Create,
-                changes,
-                0,
+                Change {
+                    product: product.id,
+                    change_type: ChangeType::Create,
+                    change_data: changes,
+                    base_version: 0,
+                    status: StagingStatus::Applied,
+                },
                 &content,
-                StagingStatus::Applied,
                 actor,
                 now,
             );
@@ -161,12 +168,14 @@ pub async fn ingest(
             // Local edits not yet in Shopify: never overwrite them here.
             let staged = row(
                 operation,
-                local.id,
-                ChangeType::Update,
-                changes,
-                local.version,
+                Change {
+                    product: local.id,
+                    change_type: ChangeType::Update,
+                    change_data: changes,
+                    base_version: local.version,
+                    status: StagingStatus::Pending,
+                },
                 &content,
-                StagingStatus::Pending,
                 actor,
                 now,
             );
@@ -178,12 +187,14 @@ pub async fn ingest(
         let fields = changed_fields(&changes);
         let staged = row(
             operation,
-            local.id,
-            ChangeType::Update,
-            changes,
-            local.version,
+            Change {
+                product: local.id,
+                change_type: ChangeType::Update,
+                change_data: changes,
+                base_version: local.version,
+                status: StagingStatus::Applied,
+            },
             &content,
-            StagingStatus::Applied,
             actor,
             now,
         );
