@@ -71,8 +71,36 @@ pub async fn down_step(
     }
 }
 
-/// Runs a full down-sync to the end in this process and stores the operation with its
-/// statistics (the local `shopsync sync --direction down --full`).
+/// Reads the whole catalog with a bulk export (outside the cost bucket: a page-by-page read
+/// of nested variants and levels runs at a few products per second on the Standard plan) and
+/// ingests every product. `skip` products already ingested by an earlier attempt of the step
+/// are passed over (ingest is idempotent anyway).
+pub async fn down_bulk_step(
+    store: &Store,
+    client: &AdminClient,
+    operation: &SyncOperation,
+    skip: u64,
+    actor: &Actor,
+) -> Result<StepOutcome, EngineError> {
+    let mut export = client
+        .bulk_export_products(None, std::time::Duration::from_secs(3600))
+        .await?;
+    let mut outcome = StepOutcome::default();
+    let mut seen = 0u64;
+    while let Some(remote) = export.next_product().await? {
+        seen += 1;
+        if seen <= skip {
+            continue;
+        }
+        let done = ingest(store, operation, &remote, actor, Utc::now()).await?;
+        done.count(&mut outcome.stats);
+    }
+    outcome.pages = 1;
+    Ok(outcome)
+}
+
+/// Runs a full down-sync (bulk export) to the end in this process and stores the operation
+/// with its statistics (the local `shopsync sync --direction down --full`).
 pub async fn run_full_down(
     store: &Store,
     client: &AdminClient,
@@ -90,37 +118,19 @@ pub async fn run_full_down(
     let pending = operation.clone();
     operation.move_to(OperationStatus::InProgress, None, Utc::now())?;
     save(store, &operation, &pending).await?;
-    let mut cursor = None;
-    loop {
-        let started = operation.clone();
-        let step = match down_step(
-            store,
-            client,
-            &operation,
-            cursor,
-            actor,
-            Instant::now() + std::time::Duration::from_secs(60),
-        )
-        .await
-        {
-            Ok(step) => step,
-            Err(e) => {
-                operation.move_to(OperationStatus::Failed, Some(e.to_string()), Utc::now())?;
-                save(store, &operation, &started).await?;
-                return Err(e);
-            }
-        };
-        operation.statistics.absorb(&step.stats);
-        operation.updated_at = Utc::now();
-        if step.cursor.is_none() {
-            operation.move_to(OperationStatus::Completed, None, Utc::now())?;
+    let started = operation.clone();
+    let step = match down_bulk_step(store, client, &operation, 0, actor).await {
+        Ok(step) => step,
+        Err(e) => {
+            operation.move_to(OperationStatus::Failed, Some(e.to_string()), Utc::now())?;
+            save(store, &operation, &started).await?;
+            return Err(e);
         }
-        save(store, &operation, &started).await?;
-        match step.cursor {
-            Some(next) => cursor = Some(next),
-            None => return Ok(operation),
-        }
-    }
+    };
+    operation.statistics.absorb(&step.stats);
+    operation.move_to(OperationStatus::Completed, None, Utc::now())?;
+    save(store, &operation, &started).await?;
+    Ok(operation)
 }
 
 /// Stores `operation` if the stored one is still in `previous`'s status.
