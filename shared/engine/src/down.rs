@@ -107,6 +107,39 @@ pub async fn ingest(
     now: DateTime<Utc>,
 ) -> Result<Ingested, EngineError> {
     let content = content_from_remote(remote)?;
+    ingest_content(
+        store,
+        operation,
+        Shopify {
+            id: remote.id,
+            updated_at: remote.updated_at,
+        },
+        content,
+        actor,
+        now,
+    )
+    .await
+}
+
+/// Which Shopify product some content came from, and as of when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shopify {
+    /// The product.
+    pub id: ShopifyProductId,
+    /// Shopify's `updatedAt` of this copy.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Stages (and, when safe, applies) Shopify's `content` of one product within `operation`.
+pub async fn ingest_content(
+    store: &Store,
+    operation: &SyncOperation,
+    source: Shopify,
+    content: shopsync_domain::product::ProductContent,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Ingested, EngineError> {
+    let remote = source;
     // At most two rounds: a lost create race becomes an update of the winner's product.
     for _ in 0..2 {
         let Some(local) = store.product_by_shopify_id(remote.id).await? else {

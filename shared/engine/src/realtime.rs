@@ -1,0 +1,256 @@
+//! Webhooks into the realtime operation: each verified, first-time delivery is staged (and
+//! applied when safe) through the same path as a down-sync; stale payloads are dropped;
+//! deletes are staged for review, never applied silently.
+
+use crate::down::{ingest, ingest_content, Ingested, Shopify};
+use crate::error::EngineError;
+use crate::mapping::variant_key;
+use chrono::{DateTime, Utc};
+use shopsync_domain::fields::diff;
+use shopsync_domain::product::{ProductContent, ProductOption, ProductStatus, Sku, Variant};
+use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
+use shopsync_domain::{
+    Actor, Money, OperationId, OperationStatus, OperationType, Product, ShopifyProductId,
+    StagingId, SyncDirection, SyncOperation,
+};
+use shopsync_shopify::cost::ProductPageShape;
+use shopsync_shopify::model::RemoteVariant;
+use shopsync_shopify::webhook::payloads::ProductPayload;
+use shopsync_shopify::webhook::{compliance_request, Delivery, Payload};
+use shopsync_shopify::AdminClient;
+use shopsync_store::item::Key;
+use shopsync_store::{RepoError, Store};
+
+/// What handling a delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// A product change, staged (and applied when safe).
+    Product(Ingested),
+    /// Older than what shopsync already has: dropped.
+    Stale,
+    /// A delete, staged for review.
+    DeleteStaged,
+    /// A delete of a product shopsync does not have.
+    UnknownDeleted,
+    /// A compliance request, recorded.
+    ComplianceRecorded,
+    /// A topic shopsync does not act on (yet): acknowledged.
+    Ignored(String),
+}
+
+/// The realtime operation of the UTC day of `now`, created on first use. Its id is derived
+/// from the day, so concurrent first webhooks agree on one operation.
+pub async fn realtime_operation(
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<SyncOperation, EngineError> {
+    let day = now.timestamp().div_euclid(86_400) as u128;
+    let id = OperationId::from_uuid(uuid::Uuid::from_u128(
+        (0x5b0b_1f1e_0001_u128 << 80) | (0x8000_u128 << 64) | day,
+    ));
+    let key = Key::pk(id.to_string());
+    if let Some(op) = store.get::<SyncOperation>(&key).await? {
+        return Ok(op);
+    }
+    let mut op = SyncOperation::new(
+        &format!("realtime {}", now.format("%Y-%m-%d")),
+        OperationType::Realtime,
+        SyncDirection::Down,
+        Actor::new("system:webhooks").map_err(|e| EngineError::Mapping {
+            product: "-".into(),
+            reason: e.to_string(),
+        })?,
+        now,
+    );
+    op.operation_uuid = id;
+    op.move_to(OperationStatus::InProgress, None, now)?;
+    match store.insert(&op).await {
+        Ok(()) => Ok(op),
+        Err(RepoError::AlreadyExists { .. }) => {
+            store.get::<SyncOperation>(&key).await?.ok_or_else(|| {
+                EngineError::Store(RepoError::NotFound {
+                    table: shopsync_store::Table::SyncOperations,
+                    key: id.to_string(),
+                })
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn money(product: ShopifyProductId, text: &str) -> Result<Money, EngineError> {
+    text.parse().map_err(|e| EngineError::Mapping {
+        product: product.to_string(),
+        reason: format!("`{text}`: {e}"),
+    })
+}
+
+/// The content a products/create|update payload describes. Fields a webhook does not carry
+/// (per-location stock, unit cost) are kept from the local product.
+pub fn content_from_payload(
+    payload: &ProductPayload,
+    local: Option<&Product>,
+) -> Result<ProductContent, EngineError> {
+    let base = local.map(|p| &p.content);
+    let mut variants = Vec::with_capacity(payload.variants.len());
+    for (index, v) in payload.variants.iter().enumerate() {
+        let key = variant_key(&RemoteVariant {
+            id: v.id,
+            title: None,
+            sku: None,
+            barcode: None,
+            price: None,
+            compare_at_price: None,
+            position: None,
+            updated_at: None,
+            selected_options: Vec::new(),
+            inventory_item_id: None,
+            unit_cost: None,
+            levels: Vec::new(),
+        })?;
+        let existing = base.and_then(|c| c.variants.iter().find(|x| x.shopify_id == Some(v.id)));
+        variants.push(Variant {
+            key,
+            shopify_id: Some(v.id),
+            inventory_item_id: v
+                .inventory_item_id
+                .or(existing.and_then(|e| e.inventory_item_id)),
+            title: v.title.clone().unwrap_or_default(),
+            sku: v.sku.as_deref().and_then(Sku::parse),
+            barcode: v.barcode.clone().filter(|b| !b.is_empty()),
+            price: match v.price.as_deref() {
+                Some(p) => money(payload.id, p)?,
+                None => existing.map(|e| e.price).unwrap_or(Money::from_cents(0)),
+            },
+            compare_at_price: v
+                .compare_at_price
+                .as_deref()
+                .map(|p| money(payload.id, p))
+                .transpose()?,
+            cost: existing.and_then(|e| e.cost),
+            option_values: [&v.option1, &v.option2, &v.option3]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+            position: v
+                .position
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(index as u32 + 1),
+            inventory: existing.map(|e| e.inventory.clone()).unwrap_or_default(),
+        });
+    }
+    let status = match payload.status.as_deref() {
+        Some("active") => ProductStatus::Active,
+        Some("archived") => ProductStatus::Archived,
+        Some("unlisted") => ProductStatus::Unlisted,
+        Some(_) => ProductStatus::Draft,
+        None => base.map(|c| c.status).unwrap_or_default(),
+    };
+    let text = |v: &Option<String>, old: Option<&String>| {
+        v.clone().or_else(|| old.cloned()).unwrap_or_default()
+    };
+    Ok(ProductContent {
+        title: text(&payload.title, base.map(|c| &c.title)),
+        body_html: text(&payload.body_html, base.map(|c| &c.body_html)),
+        vendor: text(&payload.vendor, base.map(|c| &c.vendor)),
+        product_type: text(&payload.product_type, base.map(|c| &c.product_type)),
+        handle: text(&payload.handle, base.map(|c| &c.handle)),
+        status,
+        tags: payload.tags.iter().cloned().collect(),
+        options: payload
+            .options
+            .iter()
+            .map(|o| ProductOption {
+                name: o.name.clone(),
+                values: o.values.clone(),
+            })
+            .collect(),
+        variants,
+    })
+}
+
+/// Handles one verified, first-time delivery. `client` re-fetches products whose payload
+/// does not carry every variant.
+pub async fn handle_delivery(
+    store: &Store,
+    client: Option<&AdminClient>,
+    delivery: &Delivery,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Handled, EngineError> {
+    if let Some(request) = compliance_request(delivery, now) {
+        store.record_compliance(&request).await?;
+        return Ok(Handled::ComplianceRecorded);
+    }
+    match &delivery.payload {
+        Payload::ProductCreate(p) | Payload::ProductUpdate(p) => {
+            let local = store.product_by_shopify_id(p.id).await?;
+            let updated_at = p.updated_at.map(|t| t.with_timezone(&Utc)).unwrap_or(now);
+            if local
+                .as_ref()
+                .and_then(|l| l.shopify_updated_at)
+                .is_some_and(|seen| updated_at <= seen)
+            {
+                return Ok(Handled::Stale);
+            }
+            let operation = realtime_operation(store, now).await?;
+            if p.needs_full_refetch() {
+                let Some(client) = client else {
+                    return Err(EngineError::Mapping {
+                        product: p.id.to_string(),
+                        reason: "payload lists more variants than it carries and no Shopify client is available to re-fetch".into(),
+                    });
+                };
+                let Some(remote) = client.product(p.id, ProductPageShape::default()).await? else {
+                    return Ok(Handled::Stale);
+                };
+                return Ok(Handled::Product(
+                    ingest(store, &operation, &remote, actor, now).await?,
+                ));
+            }
+            let content = content_from_payload(p, local.as_ref())?;
+            let done = ingest_content(
+                store,
+                &operation,
+                Shopify {
+                    id: p.id,
+                    updated_at,
+                },
+                content,
+                actor,
+                now,
+            )
+            .await?;
+            Ok(Handled::Product(done))
+        }
+        Payload::ProductDelete(d) => {
+            let Some(local) = store.product_by_shopify_id(d.id).await? else {
+                return Ok(Handled::UnknownDeleted);
+            };
+            let operation = realtime_operation(store, now).await?;
+            let row = ProductsStaging {
+                id: StagingId::random(),
+                source_product_id: local.id,
+                sku: local.content.variants.iter().find_map(|v| v.sku.clone()),
+                name: local.content.title.clone(),
+                change_type: ChangeType::Delete,
+                change_data: diff(&local.content.to_fields(), &Default::default()),
+                base_version: local.version,
+                proposed: None,
+                has_conflicts: false,
+                sync_operation_id: operation.operation_uuid,
+                status: StagingStatus::Pending,
+                staged_by: actor.clone(),
+                staged_at: now,
+                reviewed_by: None,
+                reviewed_at: None,
+                applied_at: None,
+                error: None,
+            };
+            store.insert(&row).await?;
+            Ok(Handled::DeleteStaged)
+        }
+        _ => Ok(Handled::Ignored(delivery.topic.as_str().to_owned())),
+    }
+}

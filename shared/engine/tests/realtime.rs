@@ -1,0 +1,171 @@
+//! Webhooks through the realtime path, with payloads exactly as the simulator sends them.
+
+use shopsync_domain::{Actor, ShopifyProductId};
+use shopsync_engine::down::{local_id_for, Ingested};
+use shopsync_engine::realtime::{handle_delivery, Handled};
+use shopsync_engine::sync::run_full_down;
+use shopsync_shopify::webhook::{sign, verify_and_parse, Delivery, WebhookConfig};
+use shopsync_shopify::AdminClient;
+use shopsync_shopify_sim::shop::rest_product;
+use shopsync_shopify_sim::{Plan, SimConfig, Simulator};
+use shopsync_store::Store;
+use std::sync::Arc;
+
+fn delivery(topic: &str, body: &serde_json::Value, id: &str) -> Delivery {
+    let body = serde_json::to_vec(body).unwrap();
+    let config = WebhookConfig {
+        shop_domain: "shop.myshopify.com".into(),
+        secret: "s".into(),
+        previous_secret: None,
+    };
+    let hmac = sign("s", &body);
+    let headers = [
+        ("X-Shopify-Topic", topic),
+        ("X-Shopify-Hmac-Sha256", hmac.as_str()),
+        ("X-Shopify-Shop-Domain", "shop.myshopify.com"),
+        ("X-Shopify-Webhook-Id", id),
+    ];
+    verify_and_parse(&config, headers.as_slice(), &body).unwrap()
+}
+
+#[tokio::test]
+async fn webhooks_stage_and_apply_drop_stale_and_never_delete_silently() {
+    let sim = Simulator::start(
+        SimConfig {
+            products: 3,
+            variants_per_product: 2,
+            plan: Plan::UNLIMITED,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = AdminClient::new(sim.client_config()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
+    shopsync_store::migrate::migrate(&backend, Default::default())
+        .await
+        .unwrap();
+    let store = Store::new(Arc::new(backend));
+    let actor = Actor::new("system:webhooks").unwrap();
+    run_full_down(&store, &client, &actor).await.unwrap();
+
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+    let before = sim.with_shop(|s| rest_product(s.product(ids[0]).unwrap()));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sim.with_shop(|s| s.edit_product(ids[0], |p| p.title = "Renamed in Shopify".into()));
+    let after = sim.with_shop(|s| rest_product(s.product(ids[0]).unwrap()));
+
+    let now = chrono::Utc::now();
+    let update = delivery("products/update", &after, "w1");
+    let handled = handle_delivery(&store, Some(&client), &update, &actor, now)
+        .await
+        .unwrap();
+    let local_id = local_id_for(ShopifyProductId::new(ids[0]).unwrap());
+    assert_eq!(handled, Handled::Product(Ingested::Updated(local_id)));
+    let local = store.product(local_id).await.unwrap().unwrap();
+    assert_eq!(
+        (local.content.title.as_str(), local.version),
+        ("Renamed in Shopify", 2)
+    );
+    // Stock is not in product webhooks: it stays as the down-sync read it.
+    assert!(local
+        .content
+        .variants
+        .iter()
+        .all(|v| !v.inventory.is_empty()));
+
+    // The same payload again, and an older one arriving late: dropped.
+    assert_eq!(
+        handle_delivery(&store, Some(&client), &update, &actor, now)
+            .await
+            .unwrap(),
+        Handled::Stale
+    );
+    let late = delivery("products/update", &before, "w0");
+    assert_eq!(
+        handle_delivery(&store, Some(&client), &late, &actor, now)
+            .await
+            .unwrap(),
+        Handled::Stale
+    );
+    assert_eq!(store.product(local_id).await.unwrap().unwrap().version, 2);
+
+    // A delete is staged for review; the product stays.
+    let delete = delivery("products/delete", &serde_json::json!({"id": ids[1]}), "w2");
+    assert_eq!(
+        handle_delivery(&store, Some(&client), &delete, &actor, now)
+            .await
+            .unwrap(),
+        Handled::DeleteStaged
+    );
+    assert!(store
+        .product(local_id_for(ShopifyProductId::new(ids[1]).unwrap()))
+        .await
+        .unwrap()
+        .is_some());
+
+    // A product unknown locally becomes a new local product.
+    let mut new = after.clone();
+    new["id"] = serde_json::json!(4_611_686_018_427_387_904u64);
+    new["variants"] = serde_json::json!([]);
+    new["variant_gids"] = serde_json::json!([]);
+    let created = delivery("products/create", &new, "w3");
+    let handled = handle_delivery(&store, Some(&client), &created, &actor, now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(handled, Handled::Product(Ingested::Created(_))),
+        "{handled:?}"
+    );
+
+    // More variants than the payload carries: re-fetched in full through the Admin API.
+    let big_id = sim.with_shop(|s| {
+        let id = ids[2];
+        s.edit_product(id, |p| {
+            let template = p.variants[0].clone();
+            for i in 0..130u64 {
+                let mut v = template.clone();
+                v.id = 8_000_000_000_000_000_000 + i;
+                v.item_id = 8_100_000_000_000_000_000 + i;
+                v.options = vec![
+                    ("Size".into(), format!("N{i}")),
+                    ("Colour".into(), "Red".into()),
+                ];
+                p.variants.push(v);
+            }
+        });
+        id
+    });
+    let big = sim.with_shop(|s| rest_product(s.product(big_id).unwrap()));
+    assert_eq!(big["variants"].as_array().unwrap().len(), 100);
+    let refetch = delivery("products/update", &big, "w4");
+    let handled = handle_delivery(&store, Some(&client), &refetch, &actor, now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(handled, Handled::Product(Ingested::Updated(_))),
+        "{handled:?}"
+    );
+    let local_big = store
+        .product(local_id_for(ShopifyProductId::new(big_id).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(local_big.content.variants.len(), 132);
+
+    // Compliance topics are recorded.
+    let redact = delivery(
+        "shop/redact",
+        &serde_json::json!({"shop_id": 1, "shop_domain": "shop.myshopify.com"}),
+        "w5",
+    );
+    assert_eq!(
+        handle_delivery(&store, None, &redact, &actor, now)
+            .await
+            .unwrap(),
+        Handled::ComplianceRecorded
+    );
+    assert_eq!(store.due_redactions(now).await.unwrap().len(), 1);
+}
