@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod serve;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -43,6 +44,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Host shopsync locally: webhooks, admin routes, embedded store, Shopify simulator.
+    Serve(serve::ServeArgs),
     /// Run one sync operation and print its statistics.
     Sync {
         #[command(flatten)]
@@ -119,6 +122,10 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => {
+            serve::serve(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sync {
             store,
             shopify,

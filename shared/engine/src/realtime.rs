@@ -195,7 +195,9 @@ pub async fn handle_delivery(
                 return Ok(Handled::Stale);
             }
             let operation = realtime_operation(store, now).await?;
-            if p.needs_full_refetch() {
+            // A payload without every variant (past 100, or none at all) is never trusted to
+            // say which variants exist: the product is read in full instead.
+            if p.needs_full_refetch() || p.variants.is_empty() {
                 let Some(client) = client else {
                     return Err(EngineError::Mapping {
                         product: p.id.to_string(),

@@ -1,0 +1,422 @@
+//! `shopsync serve`: the local host. Shopify webhooks in, read-only admin routes, the embedded
+//! store, and the seeded Shopify simulator unless a real store's token is set.
+
+use crate::config::{ShopifyArgs, StoreArgs};
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use shopsync_domain::{
+    Actor, Product, ProductId, ProductsStaging, ShopifyProductId, SyncConflict, SyncOperation,
+};
+use shopsync_shopify::webhook::{receive, DeliveryLedger, Received, StoreLedger, WebhookConfig};
+use shopsync_shopify::AdminClient;
+use shopsync_store::item::{Key, Query};
+use shopsync_store::{Store, Table};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Options of `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the chosen address is printed).
+    #[arg(long, env = "SHOPSYNC_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub shopify: ShopifyArgs,
+    /// Secret Shopify signs webhooks with (the app's client secret).
+    #[arg(
+        long,
+        env = "SHOPIFY_WEBHOOK_SECRET",
+        default_value = "shopsync-dev-webhook-secret",
+        hide_env_values = true
+    )]
+    pub webhook_secret: String,
+    /// The previous secret, accepted during rotation.
+    #[arg(long, env = "SHOPIFY_WEBHOOK_SECRET_PREVIOUS", hide_env_values = true)]
+    pub webhook_secret_previous: Option<String>,
+    /// Admin API bearer tokens: `token:user:role,...`.
+    #[arg(
+        long,
+        env = "SHOPSYNC_API_TOKENS",
+        default_value = "local-dev-token:local:admin",
+        hide_env_values = true
+    )]
+    pub api_tokens: String,
+}
+
+struct App {
+    store: Store,
+    client: AdminClient,
+    ledger: StoreLedger,
+    webhooks: WebhookConfig,
+    tokens: HashMap<String, (String, String)>,
+    actor: Actor,
+}
+
+fn mask(secret: &str) -> String {
+    match secret.len() {
+        0 => "(empty)".into(),
+        n if n <= 4 => "***".into(),
+        _ => format!("{}***", &secret[..2]),
+    }
+}
+
+/// Parses `token:user:role,...`.
+pub fn parse_tokens(text: &str) -> anyhow::Result<HashMap<String, (String, String)>> {
+    let mut tokens = HashMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let mut parts = entry.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(token), Some(user), Some(role)) if !token.is_empty() && !user.is_empty() && !role.is_empty() => {
+                tokens.insert(token.to_owned(), (user.to_owned(), role.to_owned()));
+            }
+            _ => anyhow::bail!("SHOPSYNC_API_TOKENS entries must be token:user:role (got an entry with {} part(s))", entry.split(':').count()),
+        }
+    }
+    Ok(tokens)
+}
+
+/// Runs the local host until interrupted.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let tokens = parse_tokens(&args.api_tokens)?;
+    let backend = args.store.open().await.context("opening the store")?;
+    let report = shopsync_store::migrate::migrate(backend.as_ref(), Default::default())
+        .await
+        .context("preparing the tables")?;
+    if !report.drift.is_empty() {
+        anyhow::bail!(
+            "the tables differ from their definitions: run `shopsync migrate` to see how"
+        );
+    }
+    let store = Store::new(backend);
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .with_context(|| format!("binding {}", args.addr))?;
+    let local = listener.local_addr()?;
+    let target = args.shopify.connect().await?;
+    if let Some(sim) = &target._simulator {
+        sim.set_webhook_url(Some(format!("http://{local}/webhooks/shopify")));
+    }
+    let webhook_secret = match &target._simulator {
+        // The simulator signs with its own secret; use it so its webhooks verify.
+        Some(_) if args.shopify.access_token.is_none() => {
+            shopsync_shopify_sim::SimConfig::default().webhook_secret
+        }
+        _ => args.webhook_secret.clone(),
+    };
+    println!("shopsync serve");
+    println!("  listening on http://{local}");
+    println!("  store: {}", args.store.describe());
+    println!("  shopify: {}", target.description);
+    println!("  SHOPIFY_SHOP={}", args.shopify.shop);
+    println!("  SHOPIFY_WEBHOOK_SECRET={}", mask(&webhook_secret));
+    println!(
+        "  SHOPIFY_WEBHOOK_SECRET_PREVIOUS={}",
+        args.webhook_secret_previous
+            .as_deref()
+            .map(mask)
+            .unwrap_or_else(|| "(unset)".into())
+    );
+    println!(
+        "  SHOPSYNC_API_TOKENS: {} token(s) for {}",
+        tokens.len(),
+        tokens
+            .values()
+            .map(|(u, r)| format!("{u} ({r})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("  routes: POST /webhooks/shopify, GET /health, GET /api/v1/operations[/{{id}}], GET /api/v1/products/{{id}}[/versions]");
+    let app = Arc::new(App {
+        ledger: StoreLedger::new(store.clone()),
+        store,
+        client: target.client.clone(),
+        webhooks: WebhookConfig {
+            shop_domain: args.shopify.shop.clone(),
+            secret: webhook_secret,
+            previous_secret: args.webhook_secret_previous.clone(),
+        },
+        tokens,
+        actor: Actor::new("system:serve").context("actor")?,
+    });
+    // A fresh store starts from Shopify's catalog.
+    let empty = app
+        .store
+        .backend()
+        .scan(Table::Products, 1, None)
+        .await?
+        .items
+        .is_empty();
+    if empty {
+        let app = app.clone();
+        tokio::spawn(async move {
+            match shopsync_engine::sync::run_full_down(&app.store, &app.client, &app.actor).await {
+                Ok(op) => {
+                    tracing::info!(operation = %op.operation_uuid, created = op.statistics.created, "initial full down-sync done")
+                }
+                Err(e) => tracing::error!(error = %e, "initial full down-sync failed"),
+            }
+        });
+    }
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/webhooks/shopify", post(webhook))
+        .route("/api/v1/operations", get(operations))
+        .route("/api/v1/operations/{id}", get(operation))
+        .route("/api/v1/products/{id}", get(product))
+        .route("/api/v1/products/{id}/versions", get(versions))
+        .with_state(app);
+    let _keep_target = target;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// An API error answer: status, stable code, message.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "error": self.code, "message": self.message })),
+        )
+            .into_response()
+    }
+}
+
+fn api_error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    api_error(status, code, message).into_response()
+}
+
+async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = chrono::Utc::now();
+    let received = match receive(&app.webhooks, &app.ledger, &headers, &body, now).await {
+        Ok(r) => r,
+        Err(rejection) => {
+            let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::BAD_REQUEST);
+            return error(status, rejection.code, rejection.message);
+        }
+    };
+    let (delivery, claim) = match received {
+        Received::Duplicate(d) => {
+            return (
+                StatusCode::OK,
+                Json(json!({"status": "duplicate", "topic": d.topic.as_str()})),
+            )
+                .into_response()
+        }
+        Received::Fresh(d, claim) => (d, claim),
+    };
+    match shopsync_engine::realtime::handle_delivery(
+        &app.store,
+        Some(&app.client),
+        &delivery,
+        &app.actor,
+        now,
+    )
+    .await
+    {
+        Ok(handled) => {
+            if let Err(e) = app.ledger.complete(claim, now).await {
+                tracing::error!(error = %e, "could not mark the delivery handled");
+            }
+            tracing::info!(topic = delivery.topic.as_str(), webhook_id = %delivery.webhook_id, ?handled, "webhook handled");
+            (StatusCode::OK, Json(json!({"status": "handled", "topic": delivery.topic.as_str(), "outcome": format!("{handled:?}")}))).into_response()
+        }
+        Err(e) => {
+            let _ = app.ledger.release(claim).await;
+            tracing::error!(topic = delivery.topic.as_str(), error = %e, "webhook failed; Shopify will retry");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "handling_failed",
+                "the delivery could not be handled; retry later",
+            )
+        }
+    }
+}
+
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(String, String), ApiError> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token.and_then(|t| app.tokens.get(t)) {
+        Some(who) => Ok(who.clone()),
+        None => Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <token> (see SHOPSYNC_API_TOKENS)",
+        )),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "admin route failed");
+    api_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the store could not answer",
+    )
+}
+
+async fn operations(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&app, &headers) {
+        return r.into_response();
+    }
+    let mut query = Query::new(Table::SyncOperations, Some("by_created"), "operation");
+    query.ascending = false;
+    match app.store.query::<SyncOperation>(query).await {
+        Ok(page) => Json(json!({ "operations": page.items })).into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+async fn operation(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers) {
+        return r.into_response();
+    }
+    let Ok(op_id) = id.parse::<shopsync_domain::OperationId>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            format!("`{id}` is not an operation id (a UUID)"),
+        );
+    };
+    let op = match app
+        .store
+        .get::<SyncOperation>(&Key::pk(op_id.to_string()))
+        .await
+    {
+        Ok(Some(op)) => op,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no operation {op_id}"),
+            )
+        }
+        Err(e) => return internal(e).into_response(),
+    };
+    let staging = app
+        .store
+        .query_all::<ProductsStaging>(Query::new(
+            Table::ProductsStaging,
+            Some("by_operation"),
+            op_id.to_string(),
+        ))
+        .await;
+    let conflicts = app
+        .store
+        .query_all::<SyncConflict>(Query::new(
+            Table::SyncConflicts,
+            Some("by_operation"),
+            op_id.to_string(),
+        ))
+        .await;
+    match (staging, conflicts) {
+        (Ok(staging), Ok(conflicts)) => Json(json!({
+            "operation": op,
+            "staging": staging,
+            "conflicts": conflicts,
+            "performance": serde_json::Value::Null,
+        }))
+        .into_response(),
+        (Err(e), _) | (_, Err(e)) => internal(e).into_response(),
+    }
+}
+
+async fn find_product(app: &App, id: &str) -> Result<Option<Product>, ApiError> {
+    if let Ok(local) = id.parse::<ProductId>() {
+        return app.store.product(local).await.map_err(internal);
+    }
+    match id.parse::<ShopifyProductId>() {
+        Ok(shopify) => app
+            .store
+            .product_by_shopify_id(shopify)
+            .await
+            .map_err(internal),
+        Err(_) => Err(api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            format!("`{id}` is neither a local product id (UUID) nor a Shopify product id or GID"),
+        )),
+    }
+}
+
+async fn product(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers) {
+        return r.into_response();
+    }
+    match find_product(&app, &id).await {
+        Ok(Some(p)) => Json(json!({ "product": p, "needs_push": p.needs_push() })).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no product {id}"),
+        ),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn versions(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers) {
+        return r.into_response();
+    }
+    let product = match find_product(&app, &id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no product {id}"),
+            )
+        }
+        Err(r) => return r.into_response(),
+    };
+    match app
+        .store
+        .product_versions(product.id, true, 100, None)
+        .await
+    {
+        Ok(page) => {
+            Json(json!({ "product_id": product.id, "versions": page.items })).into_response()
+        }
+        Err(e) => internal(e).into_response(),
+    }
+}

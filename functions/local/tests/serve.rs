@@ -1,0 +1,231 @@
+//! `shopsync serve` as a merchant and Shopify use it: the binary, real HTTP.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shopsync"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--sim-products", "6"])
+        .arg("--data")
+        .arg(dir.path())
+        .env_remove("SHOPIFY_ACCESS_TOKEN")
+        .env("SHOPSYNC_API_TOKENS", "t0ken:alice:admin")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    let url = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        printed.push(line.clone());
+        if let Some(url) = line.trim().strip_prefix("listening on ") {
+            break url.to_owned();
+        }
+    };
+    // Keep reading the rest of the banner so secrets can be checked.
+    for _ in 0..6 {
+        if let Some(Ok(line)) = lines.next() {
+            printed.push(line);
+        }
+    }
+    let banner = printed.join("\n");
+    assert!(banner.contains("SHOPIFY_WEBHOOK_SECRET=sh***"), "{banner}");
+    assert!(
+        !banner.contains("shopsync-dev-webhook-secret"),
+        "secrets are masked: {banner}"
+    );
+    assert!(
+        !banner.contains("t0ken"),
+        "tokens are not printed: {banner}"
+    );
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+async fn get(server: &Server, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(format!("{}{path}", server.url));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn post_webhook(
+    server: &Server,
+    topic: &str,
+    body: &Value,
+    id: &str,
+    secret: &str,
+) -> (u16, Value) {
+    let body = serde_json::to_vec(body).unwrap();
+    let hmac = shopsync_shopify::webhook::sign(secret, &body);
+    let response = reqwest::Client::new()
+        .post(format!("{}/webhooks/shopify", server.url))
+        .header("X-Shopify-Topic", topic)
+        .header("X-Shopify-Hmac-Sha256", hmac)
+        .header("X-Shopify-Shop-Domain", "shopsync-dev.myshopify.com")
+        .header("X-Shopify-Webhook-Id", id)
+        .header("X-Shopify-Event-Id", format!("event-{id}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn serve_mirrors_the_simulator_takes_signed_webhooks_once_and_guards_its_api() {
+    let server = start();
+    assert_eq!(get(&server, "/api/v1/operations", None).await.0, 401);
+    assert_eq!(
+        get(&server, "/api/v1/operations", Some("wrong")).await.0,
+        401
+    );
+
+    // The initial full down-sync of the seeded simulator.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let operation = loop {
+        let (status, body) = get(&server, "/api/v1/operations", Some("t0ken")).await;
+        assert_eq!(status, 200);
+        if let Some(op) = body["operations"]
+            .as_array()
+            .and_then(|ops| ops.iter().find(|o| o["status"] == "completed"))
+        {
+            break op.clone();
+        }
+        assert!(Instant::now() < deadline, "no completed down-sync: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(operation["statistics"]["created"], 6);
+    let (_, detail) = get(
+        &server,
+        &format!(
+            "/api/v1/operations/{}",
+            operation["operation_uuid"].as_str().unwrap()
+        ),
+        Some("t0ken"),
+    )
+    .await;
+    let rows = detail["staging"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    let local_id = rows[0]["source_product_id"].as_str().unwrap().to_owned();
+    let (status, product) = get(
+        &server,
+        &format!("/api/v1/products/{local_id}"),
+        Some("t0ken"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let shopify_id = product["product"]["shopify_id"].as_u64().unwrap();
+    assert!(shopify_id > 1 << 53);
+
+    // The same product by Shopify id and by GID.
+    for id in [
+        shopify_id.to_string(),
+        format!("gid://shopify/Product/{shopify_id}"),
+    ] {
+        let (status, by_shopify) = get(
+            &server,
+            &format!("/api/v1/products/{}", id.replace('/', "%2F")),
+            Some("t0ken"),
+        )
+        .await;
+        assert_eq!(status, 200, "{id}");
+        assert_eq!(by_shopify["product"]["id"], local_id.as_str());
+    }
+
+    // A products/update signed as Shopify would: staged, applied, versioned.
+    let variants: Vec<Value> = product["product"]["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| json!({"id": v["shopify_id"], "title": v["title"], "price": v["price"], "sku": v["sku"], "inventory_item_id": v["inventory_item_id"], "option1": v["option_values"][0], "option2": v["option_values"][1]}))
+        .collect();
+    let update = json!({
+        "id": shopify_id,
+        "title": "Renamed by a webhook",
+        "updated_at": "2030-01-01T00:00:00Z",
+        "status": "active",
+        "tags": "a, b",
+        "variants": variants,
+        "variant_gids": variants.iter().map(|v| json!({"admin_graphql_api_id": format!("gid://shopify/ProductVariant/{}", v["id"])})).collect::<Vec<_>>(),
+    });
+    let secret = "shopsync-dev-webhook-secret";
+    let (status, body) = post_webhook(&server, "products/update", &update, "wh-1", secret).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "handled");
+    let (_, versions) = get(
+        &server,
+        &format!("/api/v1/products/{local_id}/versions"),
+        Some("t0ken"),
+    )
+    .await;
+    let versions = versions["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["product_data"]["title"], "Renamed by a webhook");
+
+    // Delivered again: acknowledged, not handled again.
+    let (status, body) = post_webhook(&server, "products/update", &update, "wh-1", secret).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
+    // Forged: refused.
+    let (status, body) = post_webhook(
+        &server,
+        "products/update",
+        &update,
+        "wh-2",
+        "not-the-secret",
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("bad_hmac")));
+    let (_, versions) = get(
+        &server,
+        &format!("/api/v1/products/{local_id}/versions"),
+        Some("t0ken"),
+    )
+    .await;
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+
+    // Missing headers: 400 with the reason.
+    let response = reqwest::Client::new()
+        .post(format!("{}/webhooks/shopify", server.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(
+        get(&server, "/api/v1/products/not-an-id", Some("t0ken"))
+            .await
+            .0,
+        400
+    );
+}
