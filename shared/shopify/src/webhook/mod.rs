@@ -450,6 +450,3 @@ pub fn compliance_request(
         now,
     ))
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,5 +1,8 @@
-use super::*;
-use chrono::TimeZone;
+//! Webhook intake: HMAC vectors, header rules, payloads, dedupe ledgers, compliance records.
+
+use chrono::{DateTime, TimeZone, Utc};
+use shopsync_shopify::webhook::payloads;
+use shopsync_shopify::webhook::*;
 
 fn fixtures() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/shopify")
