@@ -134,10 +134,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             incremental,
             dry_run,
         } => {
-            if direction != Direction::Down || incremental || dry_run {
+            if direction == Direction::Bidirectional || incremental || dry_run {
                 eprintln!(
-                    "error: only `shopsync sync --direction down --full` is built so far; \
-                     up, bidirectional, --incremental and --dry-run come with the rest of the sync engine"
+                    "error: only `shopsync sync --direction down --full` and `--direction up` are built so far; \
+                     bidirectional, --incremental and --dry-run come with the rest of the sync engine"
                 );
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
@@ -160,8 +160,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let repo = shopsync_store::Store::new(backend);
             let actor = shopsync_domain::Actor::new("system:cli").context("actor")?;
             let started = std::time::Instant::now();
-            let operation =
-                shopsync_engine::sync::run_full_down(&repo, &target.client, &actor).await?;
+            let operation = match direction {
+                Direction::Up => shopsync_engine::up::run_up(&repo, &target.client, &actor).await?,
+                _ => shopsync_engine::sync::run_full_down(&repo, &target.client, &actor).await?,
+            };
             let s = &operation.statistics;
             let seconds = started.elapsed().as_secs_f64();
             println!(
@@ -170,6 +172,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 shopsync_domain::status::status_name(operation.status),
                 s.processed, s.created, s.updated, s.unchanged, s.skipped, s.conflicts, s.failed
             );
+            if let Some(reason) = &operation.status_reason {
+                println!("  {reason}");
+            }
             let api = target.client.counters();
             println!(
                 "took {seconds:.1} s ({:.0} products/s); Shopify: {} calls, {:.0} cost points, {:.1} s waiting on the rate limit",

@@ -10,5 +10,6 @@ pub mod error;
 pub mod mapping;
 pub mod realtime;
 pub mod sync;
+pub mod up;
 
 pub use error::EngineError;

@@ -5,6 +5,7 @@
 use crate::down::{ingest, ingest_content, Ingested, Shopify};
 use crate::error::EngineError;
 use crate::mapping::variant_key;
+use crate::up::echo_key;
 use chrono::{DateTime, Utc};
 use shopsync_domain::fields::diff;
 use shopsync_domain::product::{ProductContent, ProductOption, ProductStatus, Sku, Variant};
@@ -28,6 +29,8 @@ pub enum Handled {
     Product(Ingested),
     /// Older than what shopsync already has: dropped.
     Stale,
+    /// The echo of shopsync's own push: dropped.
+    Echo,
     /// A delete, staged for review.
     DeleteStaged,
     /// A delete of a product shopsync does not have.
@@ -207,11 +210,18 @@ pub async fn handle_delivery(
                 let Some(remote) = client.product(p.id, ProductPageShape::default()).await? else {
                     return Ok(Handled::Stale);
                 };
+                let content = crate::mapping::content_from_remote(&remote)?;
+                if store.remembered(&echo_key(p.id, &content), now).await? {
+                    return Ok(Handled::Echo);
+                }
                 return Ok(Handled::Product(
                     ingest(store, &operation, &remote, actor, now).await?,
                 ));
             }
             let content = content_from_payload(p, local.as_ref())?;
+            if store.remembered(&echo_key(p.id, &content), now).await? {
+                return Ok(Handled::Echo);
+            }
             let done = ingest_content(
                 store,
                 &operation,

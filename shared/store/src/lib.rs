@@ -6,6 +6,7 @@ pub mod backend;
 pub mod compliance;
 pub mod dynamo;
 pub mod item;
+pub mod marks;
 pub mod migrate;
 pub mod records;
 pub mod repo;

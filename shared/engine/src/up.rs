@@ -1,0 +1,330 @@
+//! Local → Shopify. Products whose version is past `last_sync_version` are pushed with
+//! productSet. Variants are only ever deleted in Shopify when the local product deliberately
+//! dropped them since the last sync (they are in the base snapshot and not in the current
+//! content); a variant added in Shopify since then makes the push refused, never deleted.
+//! `last_sync_version` (the base) advances only after Shopify confirms. The fingerprint of what
+//! is pushed is remembered before the push, so its webhook echo is recognised.
+
+use crate::error::EngineError;
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+use shopsync_domain::product::{ProductContent, ProductStatus};
+use shopsync_domain::{
+    Actor, ChangeSource, Money, OperationStatus, OperationType, Product, ProductId, ProductVersion,
+    ShopifyProductId, ShopifyVariantId, SyncDirection, SyncOperation,
+};
+use shopsync_shopify::ops::{
+    OptionSetInput, OptionValueName, ProductSetInput, ProductSetRequest, VariantOptionValue,
+    VariantSetInput,
+};
+use shopsync_shopify::{AdminClient, ShopifyError};
+use shopsync_store::item::Query;
+use shopsync_store::{ProductCommit, RepoError, Store, Table};
+use std::collections::BTreeSet;
+
+/// How long a pushed fingerprint is remembered (Shopify retries webhooks for 4 hours).
+const ECHO_WINDOW_HOURS: i64 = 6;
+
+/// What pushing one product did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// Shopify has the product at this local version.
+    Pushed(ProductId, u64),
+    /// Shopify refused, or shopsync refused to send (e.g. it would delete variants added in
+    /// Shopify since the last sync): nothing changed in Shopify.
+    Refused(ProductId, String),
+    /// Someone holds the product's lock.
+    Locked(ProductId),
+}
+
+fn money(m: Money) -> String {
+    m.amount().normalize().to_string()
+}
+
+fn status(s: ProductStatus) -> &'static str {
+    match s {
+        ProductStatus::Active => "ACTIVE",
+        ProductStatus::Archived => "ARCHIVED",
+        ProductStatus::Unlisted => "UNLISTED",
+        ProductStatus::Draft => "DRAFT",
+    }
+}
+
+/// The fingerprint of the fields a push sets, computed the same way on what shopsync pushes
+/// and on what a webhook reports, so an echo of shopsync's own write is recognised.
+pub fn fingerprint(content: &ProductContent) -> String {
+    let variants: Vec<_> = content
+        .variants
+        .iter()
+        .map(|v| {
+            (
+                v.sku.as_ref().map(|s| s.as_str().to_owned()),
+                v.barcode.clone(),
+                money(v.price),
+                v.compare_at_price.map(money),
+                v.option_values.clone(),
+            )
+        })
+        .collect();
+    let tags: Vec<&String> = content.tags.iter().collect();
+    let options: Vec<(&String, &Vec<String>)> = content
+        .options
+        .iter()
+        .map(|o| (&o.name, &o.values))
+        .collect();
+    let value = serde_json::json!([
+        content.title,
+        content.body_html,
+        content.vendor,
+        content.product_type,
+        content.handle,
+        status(content.status),
+        tags,
+        options,
+        variants,
+    ]);
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The mark key of an echo of `content` for `product`.
+pub fn echo_key(product: ShopifyProductId, content: &ProductContent) -> String {
+    format!("echo:{product}:{}", fingerprint(content))
+}
+
+/// The productSet input for `content`. A product new to Shopify is sent without variant ids
+/// (any it carries cannot name variants of a product that does not exist yet).
+pub fn product_set_input(content: &ProductContent, existing: bool) -> ProductSetInput {
+    let names: Vec<&String> = content.options.iter().map(|o| &o.name).collect();
+    ProductSetInput {
+        title: content.title.clone(),
+        description_html: Some(content.body_html.clone()),
+        vendor: Some(content.vendor.clone()),
+        product_type: Some(content.product_type.clone()),
+        handle: Some(content.handle.clone()).filter(|h| !h.is_empty()),
+        status: Some(status(content.status).to_owned()),
+        tags: content.tags.iter().cloned().collect(),
+        product_options: content
+            .options
+            .iter()
+            .map(|o| OptionSetInput {
+                name: o.name.clone(),
+                values: o
+                    .values
+                    .iter()
+                    .map(|v| OptionValueName { name: v.clone() })
+                    .collect(),
+            })
+            .collect(),
+        variants: content
+            .variants
+            .iter()
+            .map(|v| VariantSetInput {
+                id: v.shopify_id.filter(|_| existing).map(|id| id.gid()),
+                sku: v.sku.as_ref().map(|s| s.as_str().to_owned()),
+                barcode: v.barcode.clone(),
+                price: Some(money(v.price)),
+                compare_at_price: v.compare_at_price.map(money),
+                position: Some(i64::from(v.position)),
+                option_values: names
+                    .iter()
+                    .zip(&v.option_values)
+                    .map(|(name, value)| VariantOptionValue {
+                        option_name: (*name).clone(),
+                        name: value.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Pushes one product that needs it.
+pub async fn push_product(
+    store: &Store,
+    client: &AdminClient,
+    product: &Product,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Pushed, EngineError> {
+    if product.writable_by(actor, now).is_err() {
+        return Ok(Pushed::Locked(product.id));
+    }
+    // Variants deliberately dropped locally since the last sync: in the base, not current.
+    let mut delete_variants = BTreeSet::new();
+    if product.last_sync_version > 0 {
+        if let Some(base) = store
+            .product_version(product.id, product.last_sync_version)
+            .await?
+        {
+            let current: BTreeSet<ShopifyVariantId> = product
+                .content
+                .variants
+                .iter()
+                .filter_map(|v| v.shopify_id)
+                .collect();
+            delete_variants = base
+                .product_data
+                .variants
+                .iter()
+                .filter_map(|v| v.shopify_id)
+                .filter(|id| !current.contains(id))
+                .collect();
+        }
+    }
+    if let Some(id) = product.shopify_id {
+        store
+            .remember(
+                &echo_key(id, &product.content),
+                now + Duration::hours(ECHO_WINDOW_HOURS),
+            )
+            .await?;
+    }
+    let request = ProductSetRequest {
+        product: product.shopify_id,
+        input: product_set_input(&product.content, product.shopify_id.is_some()),
+        delete_variants,
+    };
+    let result = match client.product_set(&request).await {
+        Ok(result) => result,
+        Err(e @ (ShopifyError::Refused(_) | ShopifyError::UserErrors { .. })) => {
+            return Ok(Pushed::Refused(product.id, e.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if product.shopify_id.is_none() {
+        store
+            .remember(
+                &echo_key(result.product_id, &product.content),
+                now + Duration::hours(ECHO_WINDOW_HOURS),
+            )
+            .await?;
+    }
+    // Confirmed: record Shopify's ids and advance the base, even if the product changed
+    // locally meanwhile (then only up to the version that was pushed).
+    for _ in 0..3 {
+        let Some(current) = store.product(product.id).await? else {
+            return Ok(Pushed::Pushed(product.id, product.version));
+        };
+        let mut updated = current.clone();
+        updated.shopify_id = Some(result.product_id);
+        updated.shopify_updated_at = result.updated_at.or(updated.shopify_updated_at);
+        let mut content = updated.content.clone();
+        for variant in content
+            .variants
+            .iter_mut()
+            .filter(|v| v.shopify_id.is_none())
+        {
+            if let Some(set) = result.variants.iter().find(|s| {
+                s.selected_options
+                    .iter()
+                    .map(|o| &o.value)
+                    .collect::<Vec<_>>()
+                    == variant.option_values.iter().collect::<Vec<_>>()
+            }) {
+                variant.shopify_id = Some(set.id);
+                variant.inventory_item_id = set.inventory_item_id;
+            }
+        }
+        let changes = updated.change_content(content, now);
+        let version = (!changes.is_empty()).then(|| {
+            ProductVersion::snapshot(
+                &updated,
+                shopsync_domain::fields::changed_fields(&changes),
+                ChangeSource::Shopify,
+                actor.clone(),
+                None,
+                now,
+            )
+        });
+        // The ids Shopify assigned are its confirmation, not a new local change.
+        updated.last_sync_version = if current.version == product.version {
+            updated.version
+        } else {
+            product.version
+        };
+        let commit = ProductCommit {
+            product: updated,
+            expected_version: Some(current.version),
+            version,
+            staging: None,
+            actor: actor.clone(),
+            now,
+        };
+        match store.commit_product(commit).await {
+            Ok(()) => return Ok(Pushed::Pushed(product.id, product.version)),
+            Err(RepoError::VersionConflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(EngineError::Store(RepoError::Store(
+        shopsync_store::StoreError::Unavailable(format!(
+            "product {} kept changing while its push was confirmed",
+            product.id
+        )),
+    )))
+}
+
+/// Pushes every product that needs it and stores the operation with its statistics.
+pub async fn run_up(
+    store: &Store,
+    client: &AdminClient,
+    actor: &Actor,
+) -> Result<SyncOperation, EngineError> {
+    let now = Utc::now();
+    let mut operation = SyncOperation::new(
+        "up-sync",
+        OperationType::IncrementalSync,
+        SyncDirection::Up,
+        actor.clone(),
+        now,
+    );
+    operation.move_to(OperationStatus::InProgress, None, now)?;
+    store.insert(&operation).await?;
+    let pending: Vec<Product> = store
+        .query_all(Query::new(Table::Products, Some("by_pending_push"), "1"))
+        .await?;
+    let mut last_failure = None;
+    for product in &pending {
+        operation.statistics.processed += 1;
+        match push_product(store, client, product, actor, Utc::now()).await {
+            Ok(Pushed::Pushed(..)) => operation.statistics.updated += 1,
+            Ok(Pushed::Locked(_)) => operation.statistics.skipped += 1,
+            Ok(Pushed::Refused(id, reason)) => {
+                tracing::warn!(product = %id, %reason, "push refused");
+                last_failure = Some(format!("product {id}: {reason}"));
+                operation.statistics.failed += 1;
+            }
+            Err(e) if !e.is_retryable() => {
+                tracing::warn!(product = %product.id, error = %e, "push failed");
+                last_failure = Some(format!("product {}: {e}", product.id));
+                operation.statistics.failed += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let previous = operation.clone();
+    let reason = last_failure.map(|last| {
+        format!(
+            "{} product(s) not pushed; last: {last}",
+            operation.statistics.failed
+        )
+    });
+    operation.move_to(OperationStatus::Completed, reason, Utc::now())?;
+    let expected = shopsync_store::item::Condition::Eq(
+        "status",
+        shopsync_store::item::Scalar::from(
+            shopsync_domain::status::status_name(previous.status).as_str(),
+        ),
+    );
+    store
+        .replace_if(&operation, expected)
+        .await
+        .map_err(|e| match e {
+            shopsync_store::ReplaceError::Repo(e) => EngineError::Store(e),
+            shopsync_store::ReplaceError::Changed(_) => EngineError::Store(RepoError::Store(
+                shopsync_store::StoreError::Invalid("operation changed while it ran".into()),
+            )),
+        })?;
+    Ok(operation)
+}

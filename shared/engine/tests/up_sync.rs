@@ -1,0 +1,236 @@
+//! Up-sync through the simulator: pushes, base advance, variant-deletion guard, echoes.
+
+use shopsync_domain::{Actor, ChangeSource, Money, Product, ShopifyProductId};
+use shopsync_engine::down::local_id_for;
+use shopsync_engine::realtime::{handle_delivery, Handled};
+use shopsync_engine::sync::run_full_down;
+use shopsync_engine::up::{push_product, run_up, Pushed};
+use shopsync_shopify::webhook::{sign, verify_and_parse, Delivery, WebhookConfig};
+use shopsync_shopify::AdminClient;
+use shopsync_shopify_sim::shop::rest_product;
+use shopsync_shopify_sim::{Plan, SimConfig, SimHandle, Simulator};
+use shopsync_store::Store;
+use std::sync::Arc;
+
+fn delivery(body: &serde_json::Value, id: &str) -> Delivery {
+    let body = serde_json::to_vec(body).unwrap();
+    let config = WebhookConfig {
+        shop_domain: "s.myshopify.com".into(),
+        secret: "k".into(),
+        previous_secret: None,
+    };
+    let hmac = sign("k", &body);
+    let headers = [
+        ("X-Shopify-Topic", "products/update"),
+        ("X-Shopify-Hmac-Sha256", hmac.as_str()),
+        ("X-Shopify-Shop-Domain", "s.myshopify.com"),
+        ("X-Shopify-Webhook-Id", id),
+    ];
+    verify_and_parse(&config, headers.as_slice(), &body).unwrap()
+}
+
+async fn setup() -> (SimHandle, AdminClient, Store, tempfile::TempDir) {
+    let sim = Simulator::start(
+        SimConfig {
+            products: 3,
+            variants_per_product: 3,
+            plan: Plan::UNLIMITED,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = AdminClient::new(sim.client_config()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
+    shopsync_store::migrate::migrate(&backend, Default::default())
+        .await
+        .unwrap();
+    let store = Store::new(Arc::new(backend));
+    run_full_down(&store, &client, &merchant()).await.unwrap();
+    (sim, client, store, dir)
+}
+
+fn merchant() -> Actor {
+    Actor::new("merchant").unwrap()
+}
+
+async fn edit(
+    store: &Store,
+    product: &Product,
+    f: impl FnOnce(&mut shopsync_domain::ProductContent),
+) -> Product {
+    let mut content = product.content.clone();
+    f(&mut content);
+    store
+        .update_product_content(
+            product,
+            content,
+            ChangeSource::Local,
+            &merchant(),
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_local_edit_is_pushed_its_base_advances_and_its_echo_is_not_staged() {
+    let (sim, client, store, _dir) = setup().await;
+    let sid = sim.with_shop(|s| s.products().next().unwrap().id);
+    let id = local_id_for(ShopifyProductId::new(sid).unwrap());
+    let product = store.product(id).await.unwrap().unwrap();
+    let edited = edit(&store, &product, |c| {
+        c.title = "Edited locally".into();
+        c.variants[1].price = "42.50".parse::<Money>().unwrap();
+    })
+    .await;
+    assert!(edited.needs_push());
+
+    let op = run_up(&store, &client, &merchant()).await.unwrap();
+    assert_eq!(
+        (
+            op.statistics.processed,
+            op.statistics.updated,
+            op.statistics.failed
+        ),
+        (1, 1, 0)
+    );
+    let remote = sim.with_shop(|s| s.product(sid).unwrap().clone());
+    assert_eq!(remote.title, "Edited locally");
+    assert_eq!(remote.variants[1].price, "42.5");
+    assert_eq!(remote.variants.len(), 3, "no variant dropped");
+    let after = store.product(id).await.unwrap().unwrap();
+    assert!(!after.needs_push(), "base advanced after Shopify confirmed");
+    assert_eq!(after.last_sync_version, after.version);
+
+    // The merchant edits again before Shopify's echo of the push arrives.
+    let again = edit(&store, &after, |c| c.vendor = "Newer vendor".into()).await;
+    let staged_before = store
+        .backend()
+        .scan(shopsync_store::Table::ProductsStaging, 100, None)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let echo = sim.with_shop(|s| rest_product(s.product(sid).unwrap()));
+    let mut late_echo = echo.clone();
+    // Make it look newer than anything seen, so only the fingerprint can tell it is an echo.
+    late_echo["updated_at"] = serde_json::json!("2031-01-01T00:00:00Z");
+    let handled = handle_delivery(
+        &store,
+        Some(&client),
+        &delivery(&late_echo, "e1"),
+        &merchant(),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(handled, Handled::Echo);
+    let staged_after = store
+        .backend()
+        .scan(shopsync_store::Table::ProductsStaging, 100, None)
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(staged_before, staged_after, "the echo staged nothing");
+    assert_eq!(
+        store.product(id).await.unwrap().unwrap(),
+        again,
+        "the newer local edit is untouched"
+    );
+}
+
+#[tokio::test]
+async fn only_deliberately_dropped_variants_are_deleted_in_shopify() {
+    let (sim, client, store, _dir) = setup().await;
+    let sids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+
+    // Dropped locally since the last sync: deleted in Shopify.
+    let a = store
+        .product(local_id_for(ShopifyProductId::new(sids[0]).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    let dropped = a.content.variants[2].shopify_id.unwrap();
+    let a = edit(&store, &a, |c| {
+        c.variants.pop();
+    })
+    .await;
+    assert!(matches!(
+        push_product(&store, &client, &a, &merchant(), chrono::Utc::now())
+            .await
+            .unwrap(),
+        Pushed::Pushed(..)
+    ));
+    let remote = sim.with_shop(|s| s.product(sids[0]).unwrap().clone());
+    assert_eq!(remote.variants.len(), 2);
+    assert!(remote.variants.iter().all(|v| v.id != dropped.get()));
+
+    // Added in Shopify after the last sync and unknown locally: the push is refused.
+    sim.with_shop(|s| {
+        s.edit_product(sids[1], |p| {
+            let mut v = p.variants[0].clone();
+            v.id = 7_000_000_000_000_000_001;
+            v.item_id = 7_000_000_000_000_000_002;
+            v.options = vec![
+                ("Size".into(), "New".into()),
+                ("Colour".into(), "New".into()),
+            ];
+            p.variants.push(v);
+        })
+    });
+    let b = store
+        .product(local_id_for(ShopifyProductId::new(sids[1]).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = edit(&store, &b, |c| c.title = "Local title".into()).await;
+    let pushed = push_product(&store, &client, &b, &merchant(), chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        matches!(pushed, Pushed::Refused(_, ref reason) if reason.contains("7000000000000000001")),
+        "{pushed:?}"
+    );
+    let remote = sim.with_shop(|s| s.product(sids[1]).unwrap().clone());
+    assert_eq!(remote.variants.len(), 4, "nothing deleted");
+    assert_ne!(remote.title, "Local title");
+    assert!(
+        store.product(b.id).await.unwrap().unwrap().needs_push(),
+        "still pending"
+    );
+}
+
+#[tokio::test]
+async fn a_product_created_locally_is_created_in_shopify_and_gets_its_ids() {
+    let (sim, client, store, _dir) = setup().await;
+    let content = shopsync_domain::testing::sample_content(2);
+    let product = Product::new(
+        shopsync_domain::ProductId::random(),
+        content,
+        chrono::Utc::now(),
+    );
+    store
+        .create_product(&product, ChangeSource::Local, &merchant(), None)
+        .await
+        .unwrap();
+    let op = run_up(&store, &client, &merchant()).await.unwrap();
+    assert_eq!(op.statistics.updated, 1, "{op:?}");
+    let stored = store.product(product.id).await.unwrap().unwrap();
+    let shopify_id = stored.shopify_id.expect("Shopify id recorded");
+    assert!(stored
+        .content
+        .variants
+        .iter()
+        .all(|v| v.shopify_id.is_some() && v.inventory_item_id.is_some()));
+    assert!(!stored.needs_push());
+    let remote = sim
+        .with_shop(|s| s.product(shopify_id.get()).cloned())
+        .unwrap();
+    assert_eq!(remote.title, product.content.title);
+    assert_eq!(remote.variants.len(), 2);
+}

@@ -1,0 +1,39 @@
+//! Short-lived marks in `idempotency_records` (TTL `expires_at`): "this happened recently",
+//! e.g. the fingerprint of content shopsync just pushed, so its webhook echo is recognised.
+
+use crate::item::{Item, Key, Scalar};
+use crate::repo::{RepoError, Store};
+use crate::schema::Table;
+use chrono::{DateTime, Utc};
+
+const EXPIRES: &str = "expires_at";
+
+impl Store {
+    /// Remembers `key` until `expires_at` (overwrites an earlier mark).
+    pub async fn remember(&self, key: &str, expires_at: DateTime<Utc>) -> Result<(), RepoError> {
+        let item = Item {
+            attrs: [
+                ("key".to_owned(), Scalar::from(key)),
+                ("status".to_owned(), Scalar::from("mark")),
+                (EXPIRES.to_owned(), Scalar::N(expires_at.timestamp())),
+            ]
+            .into(),
+            doc: None,
+        };
+        Ok(self
+            .backend()
+            .put(Table::IdempotencyRecords, item, None)
+            .await?)
+    }
+
+    /// Whether `key` was remembered and has not expired at `now`.
+    pub async fn remembered(&self, key: &str, now: DateTime<Utc>) -> Result<bool, RepoError> {
+        let item = self
+            .backend()
+            .get(Table::IdempotencyRecords, &Key::pk(key))
+            .await?;
+        Ok(item
+            .and_then(|i| i.attrs.get(EXPIRES).and_then(Scalar::as_i64))
+            .is_some_and(|expires| expires > now.timestamp()))
+    }
+}
