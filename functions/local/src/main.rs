@@ -175,6 +175,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(reason) = &operation.status_reason {
                 println!("  {reason}");
             }
+            if let Some(log) =
+                shopsync_engine::sync::performance_of(&repo, operation.operation_uuid).await?
+            {
+                let stages: Vec<String> = log
+                    .stage_durations_ms
+                    .iter()
+                    .map(|(stage, ms)| {
+                        format!("{} {ms} ms", shopsync_domain::status::status_name(*stage))
+                    })
+                    .collect();
+                println!(
+                    "stages: {}; bottleneck: {}",
+                    stages.join(", "),
+                    log.bottleneck_stage
+                        .map(shopsync_domain::status::status_name)
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
             let api = target.client.counters();
             println!(
                 "took {seconds:.1} s ({:.0} products/s); Shopify: {} calls, {:.0} cost points, {:.1} s waiting on the rate limit",

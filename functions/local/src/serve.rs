@@ -341,15 +341,17 @@ async fn operation(
             op_id.to_string(),
         ))
         .await;
-    match (staging, conflicts) {
-        (Ok(staging), Ok(conflicts)) => Json(json!({
+    let performance = shopsync_engine::sync::performance_of(&app.store, op_id).await;
+    match (staging, conflicts, performance) {
+        (Ok(staging), Ok(conflicts), Ok(performance)) => Json(json!({
             "operation": op,
             "staging": staging,
             "conflicts": conflicts,
-            "performance": serde_json::Value::Null,
+            "performance": performance,
         }))
         .into_response(),
-        (Err(e), _) | (_, Err(e)) => internal(e).into_response(),
+        (Err(e), _, _) | (_, Err(e), _) => internal(e).into_response(),
+        (_, _, Err(e)) => internal(e).into_response(),
     }
 }
 

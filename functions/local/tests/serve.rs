@@ -135,6 +135,7 @@ async fn serve_mirrors_the_simulator_takes_signed_webhooks_once_and_guards_its_a
         Some("t0ken"),
     )
     .await;
+    assert_eq!(detail["performance"]["items_processed"], 6, "{detail}");
     let rows = detail["staging"].as_array().unwrap();
     assert_eq!(rows.len(), 6);
     let local_id = rows[0]["source_product_id"].as_str().unwrap().to_owned();

@@ -5,15 +5,18 @@
 
 use crate::error::EngineError;
 use crate::mapping::content_from_remote;
+use crate::perf::StageTimes;
 use chrono::{DateTime, Utc};
 use shopsync_domain::fields::{changed_fields, diff, Fields};
 use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
+use shopsync_domain::Stage;
 use shopsync_domain::{
     Actor, ChangeSource, OperationStatistics, Product, ProductId, ProductVersion, ShopifyProductId,
     StagingId, SyncOperation,
 };
 use shopsync_shopify::model::RemoteProduct;
 use shopsync_store::{ProductCommit, RepoError, Store};
+use std::time::Instant;
 
 /// What ingesting one remote product did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +108,7 @@ pub async fn ingest(
     remote: &RemoteProduct,
     actor: &Actor,
     now: DateTime<Utc>,
+    times: &mut StageTimes,
 ) -> Result<Ingested, EngineError> {
     let content = content_from_remote(remote)?;
     ingest_content(
@@ -117,6 +121,7 @@ pub async fn ingest(
         content,
         actor,
         now,
+        times,
     )
     .await
 }
@@ -138,11 +143,15 @@ pub async fn ingest_content(
     content: shopsync_domain::product::ProductContent,
     actor: &Actor,
     now: DateTime<Utc>,
+    times: &mut StageTimes,
 ) -> Result<Ingested, EngineError> {
     let remote = source;
     // At most two rounds: a lost create race becomes an update of the winner's product.
     for _ in 0..2 {
-        let Some(local) = store.product_by_shopify_id(remote.id).await? else {
+        let diffing = Instant::now();
+        let found = store.product_by_shopify_id(remote.id).await;
+        times.add(Stage::Diff, diffing);
+        let Some(local) = found? else {
             let mut product = Product::new(local_id_for(remote.id), content.clone(), now);
             product.shopify_id = Some(remote.id);
             product.shopify_updated_at = Some(remote.updated_at);
@@ -175,7 +184,10 @@ pub async fn ingest_content(
                 actor: actor.clone(),
                 now,
             };
-            match store.commit_product(commit).await {
+            let applying = Instant::now();
+            let committed = store.commit_product(commit).await;
+            times.add(Stage::Apply, applying);
+            match committed {
                 Ok(()) => return Ok(Ingested::Created(product.id)),
                 Err(RepoError::AlreadyExists { .. } | RepoError::VersionConflict { .. }) => {
                     continue
@@ -212,7 +224,10 @@ pub async fn ingest_content(
                 actor,
                 now,
             );
-            store.insert(&staged).await?;
+            let staging = Instant::now();
+            let inserted = store.insert(&staged).await;
+            times.add(Stage::Stage, staging);
+            inserted?;
             return Ok(Ingested::Conflict(local.id));
         }
         updated.shopify_updated_at = Some(remote.updated_at);
@@ -246,7 +261,10 @@ pub async fn ingest_content(
             actor: actor.clone(),
             now,
         };
-        match store.commit_product(commit).await {
+        let applying = Instant::now();
+        let committed = store.commit_product(commit).await;
+        times.add(Stage::Apply, applying);
+        match committed {
             Ok(()) => return Ok(Ingested::Updated(local.id)),
             // Someone wrote in between: read again and decide again.
             Err(RepoError::VersionConflict { .. }) => continue,

@@ -8,6 +8,7 @@
 pub mod down;
 pub mod error;
 pub mod mapping;
+pub mod perf;
 pub mod realtime;
 pub mod sync;
 pub mod up;

@@ -5,6 +5,7 @@
 use crate::down::{ingest, ingest_content, Ingested, Shopify};
 use crate::error::EngineError;
 use crate::mapping::variant_key;
+use crate::perf::StageTimes;
 use crate::up::echo_key;
 use chrono::{DateTime, Utc};
 use shopsync_domain::fields::diff;
@@ -215,7 +216,15 @@ pub async fn handle_delivery(
                     return Ok(Handled::Echo);
                 }
                 return Ok(Handled::Product(
-                    ingest(store, &operation, &remote, actor, now).await?,
+                    ingest(
+                        store,
+                        &operation,
+                        &remote,
+                        actor,
+                        now,
+                        &mut StageTimes::default(),
+                    )
+                    .await?,
                 ));
             }
             let content = content_from_payload(p, local.as_ref())?;
@@ -232,6 +241,7 @@ pub async fn handle_delivery(
                 content,
                 actor,
                 now,
+                &mut StageTimes::default(),
             )
             .await?;
             Ok(Handled::Product(done))

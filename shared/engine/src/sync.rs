@@ -3,7 +3,9 @@
 
 use crate::down::{ingest, Ingested};
 use crate::error::EngineError;
+use crate::perf::{emf_line, performance_log, StageTimes};
 use chrono::Utc;
+use shopsync_domain::Stage;
 use shopsync_domain::{
     Actor, OperationStatistics, OperationStatus, OperationType, SyncDirection, SyncOperation,
 };
@@ -23,6 +25,8 @@ pub struct StepOutcome {
     pub stats: OperationStatistics,
     /// Pages read.
     pub pages: u64,
+    /// Time per stage.
+    pub times: StageTimes,
 }
 
 /// Reads pages from `cursor` until the end or `deadline`, ingesting every product into
@@ -44,15 +48,27 @@ pub async fn down_step(
     };
     let mut outcome = StepOutcome::default();
     loop {
+        let fetching = std::time::Instant::now();
         let page = client.products_page(&request).await?;
+        outcome.times.add(Stage::Fetch, fetching);
         outcome.pages += 1;
         for mut remote in page.items {
             if !remote.variants_complete() {
+                let fetching = std::time::Instant::now();
                 client
                     .complete_variants(&mut remote, shape.levels_first)
                     .await?;
+                outcome.times.add(Stage::Fetch, fetching);
             }
-            let done: Ingested = ingest(store, operation, &remote, actor, Utc::now()).await?;
+            let done: Ingested = ingest(
+                store,
+                operation,
+                &remote,
+                actor,
+                Utc::now(),
+                &mut outcome.times,
+            )
+            .await?;
             done.count(&mut outcome.stats);
         }
         match page.next {
@@ -82,17 +98,31 @@ pub async fn down_bulk_step(
     skip: u64,
     actor: &Actor,
 ) -> Result<StepOutcome, EngineError> {
+    let mut outcome = StepOutcome::default();
+    let fetching = std::time::Instant::now();
     let mut export = client
         .bulk_export_products(None, std::time::Duration::from_secs(3600))
         .await?;
-    let mut outcome = StepOutcome::default();
+    outcome.times.add(Stage::Fetch, fetching);
     let mut seen = 0u64;
-    while let Some(remote) = export.next_product().await? {
+    loop {
+        let fetching = std::time::Instant::now();
+        let next = export.next_product().await?;
+        outcome.times.add(Stage::Fetch, fetching);
+        let Some(remote) = next else { break };
         seen += 1;
         if seen <= skip {
             continue;
         }
-        let done = ingest(store, operation, &remote, actor, Utc::now()).await?;
+        let done = ingest(
+            store,
+            operation,
+            &remote,
+            actor,
+            Utc::now(),
+            &mut outcome.times,
+        )
+        .await?;
         done.count(&mut outcome.stats);
     }
     outcome.pages = 1;
@@ -115,6 +145,8 @@ pub async fn run_full_down(
         now,
     );
     store.insert(&operation).await?;
+    let started_at = std::time::Instant::now();
+    let counters_before = client.counters();
     let pending = operation.clone();
     operation.move_to(OperationStatus::InProgress, None, Utc::now())?;
     save(store, &operation, &pending).await?;
@@ -129,8 +161,59 @@ pub async fn run_full_down(
     };
     operation.statistics.absorb(&step.stats);
     operation.move_to(OperationStatus::Completed, None, Utc::now())?;
+    let persisting = std::time::Instant::now();
     save(store, &operation, &started).await?;
+    let mut times = step.times;
+    times.add(Stage::Persist, persisting);
+    record_performance(
+        store,
+        &operation,
+        &times,
+        started_at,
+        counters_before,
+        client.counters(),
+    )
+    .await?;
     Ok(operation)
+}
+
+/// Stores an operation's performance log and emits it as an EMF line (at info level, under
+/// the `shopsync::metrics` target).
+pub async fn record_performance(
+    store: &Store,
+    operation: &SyncOperation,
+    times: &StageTimes,
+    started_at: std::time::Instant,
+    before: shopsync_shopify::ClientCounters,
+    after: shopsync_shopify::ClientCounters,
+) -> Result<shopsync_domain::SyncPerformanceLog, EngineError> {
+    let log = performance_log(
+        operation.operation_uuid,
+        times,
+        started_at.elapsed(),
+        operation.statistics.processed,
+        before,
+        after,
+        Utc::now(),
+    );
+    store.insert(&log).await?;
+    tracing::info!(target: "shopsync::metrics", "{}", emf_line(&log, operation));
+    Ok(log)
+}
+
+/// The performance log of an operation, if one was recorded.
+pub async fn performance_of(
+    store: &Store,
+    operation: shopsync_domain::OperationId,
+) -> Result<Option<shopsync_domain::SyncPerformanceLog>, EngineError> {
+    let mut query = shopsync_store::item::Query::new(
+        shopsync_store::Table::SyncPerformanceLogs,
+        Some("by_operation"),
+        operation.to_string(),
+    );
+    query.ascending = false;
+    query.limit = 1;
+    Ok(store.query(query).await?.items.into_iter().next())
 }
 
 /// Stores `operation` if the stored one is still in `previous`'s status.

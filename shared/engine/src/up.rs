@@ -6,9 +6,11 @@
 //! is pushed is remembered before the push, so its webhook echo is recognised.
 
 use crate::error::EngineError;
+use crate::perf::StageTimes;
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use shopsync_domain::product::{ProductContent, ProductStatus};
+use shopsync_domain::Stage;
 use shopsync_domain::{
     Actor, ChangeSource, Money, OperationStatus, OperationType, Product, ProductId, ProductVersion,
     ShopifyProductId, ShopifyVariantId, SyncDirection, SyncOperation,
@@ -21,6 +23,7 @@ use shopsync_shopify::{AdminClient, ShopifyError};
 use shopsync_store::item::Query;
 use shopsync_store::{ProductCommit, RepoError, Store, Table};
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 /// How long a pushed fingerprint is remembered (Shopify retries webhooks for 4 hours).
 const ECHO_WINDOW_HOURS: i64 = 6;
@@ -146,12 +149,14 @@ pub async fn push_product(
     product: &Product,
     actor: &Actor,
     now: DateTime<Utc>,
+    times: &mut StageTimes,
 ) -> Result<Pushed, EngineError> {
     if product.writable_by(actor, now).is_err() {
         return Ok(Pushed::Locked(product.id));
     }
     // Variants deliberately dropped locally since the last sync: in the base, not current.
     let mut delete_variants = BTreeSet::new();
+    let diffing = Instant::now();
     if product.last_sync_version > 0 {
         if let Some(base) = store
             .product_version(product.id, product.last_sync_version)
@@ -185,7 +190,11 @@ pub async fn push_product(
         input: product_set_input(&product.content, product.shopify_id.is_some()),
         delete_variants,
     };
-    let result = match client.product_set(&request).await {
+    times.add(Stage::Diff, diffing);
+    let pushing = Instant::now();
+    let pushed = client.product_set(&request).await;
+    times.add(Stage::Push, pushing);
+    let result = match pushed {
         Ok(result) => result,
         Err(e @ (ShopifyError::Refused(_) | ShopifyError::UserErrors { .. })) => {
             return Ok(Pushed::Refused(product.id, e.to_string()))
@@ -251,7 +260,10 @@ pub async fn push_product(
             actor: actor.clone(),
             now,
         };
-        match store.commit_product(commit).await {
+        let persisting = Instant::now();
+        let committed = store.commit_product(commit).await;
+        times.add(Stage::Persist, persisting);
+        match committed {
             Ok(()) => return Ok(Pushed::Pushed(product.id, product.version)),
             Err(RepoError::VersionConflict { .. }) => continue,
             Err(e) => return Err(e.into()),
@@ -281,13 +293,18 @@ pub async fn run_up(
     );
     operation.move_to(OperationStatus::InProgress, None, now)?;
     store.insert(&operation).await?;
+    let started_at = Instant::now();
+    let counters_before = client.counters();
+    let mut times = StageTimes::default();
+    let fetching = Instant::now();
     let pending: Vec<Product> = store
         .query_all(Query::new(Table::Products, Some("by_pending_push"), "1"))
         .await?;
+    times.add(Stage::Fetch, fetching);
     let mut last_failure = None;
     for product in &pending {
         operation.statistics.processed += 1;
-        match push_product(store, client, product, actor, Utc::now()).await {
+        match push_product(store, client, product, actor, Utc::now(), &mut times).await {
             Ok(Pushed::Pushed(..)) => operation.statistics.updated += 1,
             Ok(Pushed::Locked(_)) => operation.statistics.skipped += 1,
             Ok(Pushed::Refused(id, reason)) => {
@@ -326,5 +343,14 @@ pub async fn run_up(
                 shopsync_store::StoreError::Invalid("operation changed while it ran".into()),
             )),
         })?;
+    crate::sync::record_performance(
+        store,
+        &operation,
+        &times,
+        started_at,
+        counters_before,
+        client.counters(),
+    )
+    .await?;
     Ok(operation)
 }

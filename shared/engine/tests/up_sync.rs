@@ -161,9 +161,16 @@ async fn only_deliberately_dropped_variants_are_deleted_in_shopify() {
     })
     .await;
     assert!(matches!(
-        push_product(&store, &client, &a, &merchant(), chrono::Utc::now())
-            .await
-            .unwrap(),
+        push_product(
+            &store,
+            &client,
+            &a,
+            &merchant(),
+            chrono::Utc::now(),
+            &mut Default::default()
+        )
+        .await
+        .unwrap(),
         Pushed::Pushed(..)
     ));
     let remote = sim.with_shop(|s| s.product(sids[0]).unwrap().clone());
@@ -189,9 +196,16 @@ async fn only_deliberately_dropped_variants_are_deleted_in_shopify() {
         .unwrap()
         .unwrap();
     let b = edit(&store, &b, |c| c.title = "Local title".into()).await;
-    let pushed = push_product(&store, &client, &b, &merchant(), chrono::Utc::now())
-        .await
-        .unwrap();
+    let pushed = push_product(
+        &store,
+        &client,
+        &b,
+        &merchant(),
+        chrono::Utc::now(),
+        &mut Default::default(),
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(pushed, Pushed::Refused(_, ref reason) if reason.contains("7000000000000000001")),
         "{pushed:?}"
