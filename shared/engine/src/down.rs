@@ -135,6 +135,145 @@ pub struct Shopify {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What to do with one product's content from Shopify.
+enum Decision {
+    /// Write this (product + version + applied staging row); the outcome if it lands.
+    Commit(Box<ProductCommit>, Ingested),
+    /// Nothing to write.
+    Done(Ingested),
+    /// Store this waiting row (the product has unpushed local changes).
+    Conflict(Box<ProductsStaging>, ProductId),
+}
+
+/// Reads the local product and decides, writing nothing.
+async fn decide(
+    store: &Store,
+    operation: &SyncOperation,
+    source: Shopify,
+    content: &shopsync_domain::product::ProductContent,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    times: &mut StageTimes,
+) -> Result<Decision, EngineError> {
+    let diffing = Instant::now();
+    let found = store.product_by_shopify_id(source.id).await;
+    times.add(Stage::Diff, diffing);
+    let Some(local) = found? else {
+        let mut product = Product::new(local_id_for(source.id), content.clone(), now);
+        product.shopify_id = Some(source.id);
+        product.shopify_updated_at = Some(source.updated_at);
+        // Taken from Shopify: nothing to push back.
+        product.last_sync_version = product.version;
+        let changes = diff(&Fields::new(), &content.to_fields());
+        let staged = row(
+            operation,
+            Change {
+                product: product.id,
+                change_type: ChangeType::Create,
+                change_data: changes,
+                base_version: 0,
+                status: StagingStatus::Applied,
+            },
+            content,
+            actor,
+            now,
+        );
+        let id = product.id;
+        let commit = ProductCommit {
+            version: Some(ProductVersion::first(
+                &product,
+                ChangeSource::Shopify,
+                actor.clone(),
+                Some(operation.operation_uuid),
+            )),
+            product,
+            expected_version: None,
+            staging: Some((staged, None)),
+            actor: actor.clone(),
+            now,
+        };
+        return Ok(Decision::Commit(Box::new(commit), Ingested::Created(id)));
+    };
+    if local
+        .shopify_updated_at
+        .is_some_and(|seen| source.updated_at <= seen)
+    {
+        return Ok(Decision::Done(Ingested::Stale(local.id)));
+    }
+    if local.writable_by(actor, now).is_err() {
+        return Ok(Decision::Done(Ingested::Locked(local.id)));
+    }
+    let mut updated = local.clone();
+    let changes = updated.change_content(content.clone(), now);
+    if changes.is_empty() {
+        return Ok(Decision::Done(Ingested::Unchanged(local.id)));
+    }
+    if local.needs_push() {
+        // Local edits not yet in Shopify: never overwrite them here.
+        let staged = row(
+            operation,
+            Change {
+                product: local.id,
+                change_type: ChangeType::Update,
+                change_data: changes,
+                base_version: local.version,
+                status: StagingStatus::Pending,
+            },
+            content,
+            actor,
+            now,
+        );
+        return Ok(Decision::Conflict(Box::new(staged), local.id));
+    }
+    updated.shopify_updated_at = Some(source.updated_at);
+    updated.last_sync_version = updated.version;
+    let fields = changed_fields(&changes);
+    let staged = row(
+        operation,
+        Change {
+            product: local.id,
+            change_type: ChangeType::Update,
+            change_data: changes,
+            base_version: local.version,
+            status: StagingStatus::Applied,
+        },
+        content,
+        actor,
+        now,
+    );
+    let commit = ProductCommit {
+        version: Some(ProductVersion::snapshot(
+            &updated,
+            fields,
+            ChangeSource::Shopify,
+            actor.clone(),
+            Some(operation.operation_uuid),
+            now,
+        )),
+        product: updated,
+        expected_version: Some(local.version),
+        staging: Some((staged, None)),
+        actor: actor.clone(),
+        now,
+    };
+    Ok(Decision::Commit(
+        Box::new(commit),
+        Ingested::Updated(local.id),
+    ))
+}
+
+/// Stores a waiting row.
+async fn stage_conflict(
+    store: &Store,
+    staged: &ProductsStaging,
+    times: &mut StageTimes,
+) -> Result<(), EngineError> {
+    let staging = Instant::now();
+    let inserted = store.insert(staged).await;
+    times.add(Stage::Stage, staging);
+    Ok(inserted?)
+}
+
 /// Stages (and, when safe, applies) Shopify's `content` of one product within `operation`.
 pub async fn ingest_content(
     store: &Store,
@@ -145,137 +284,78 @@ pub async fn ingest_content(
     now: DateTime<Utc>,
     times: &mut StageTimes,
 ) -> Result<Ingested, EngineError> {
-    let remote = source;
-    // At most two rounds: a lost create race becomes an update of the winner's product.
+    // At most two rounds: a lost race (a create, or a write in between) is decided again.
     for _ in 0..2 {
-        let diffing = Instant::now();
-        let found = store.product_by_shopify_id(remote.id).await;
-        times.add(Stage::Diff, diffing);
-        let Some(local) = found? else {
-            let mut product = Product::new(local_id_for(remote.id), content.clone(), now);
-            product.shopify_id = Some(remote.id);
-            product.shopify_updated_at = Some(remote.updated_at);
-            // Taken from Shopify: nothing to push back.
-            product.last_sync_version = product.version;
-            let changes = diff(&Fields::new(), &content.to_fields());
-            let staged = row(
-                operation,
-                Change {
-                    product: product.id,
-                    change_type: ChangeType::Create,
-                    change_data: changes,
-                    base_version: 0,
-                    status: StagingStatus::Applied,
-                },
-                &content,
-                actor,
-                now,
-            );
-            let commit = ProductCommit {
-                version: Some(ProductVersion::first(
-                    &product,
-                    ChangeSource::Shopify,
-                    actor.clone(),
-                    Some(operation.operation_uuid),
-                )),
-                product: product.clone(),
-                expected_version: None,
-                staging: Some((staged, None)),
-                actor: actor.clone(),
-                now,
-            };
-            let applying = Instant::now();
-            let committed = store.commit_product(commit).await;
-            times.add(Stage::Apply, applying);
-            match committed {
-                Ok(()) => return Ok(Ingested::Created(product.id)),
-                Err(RepoError::AlreadyExists { .. } | RepoError::VersionConflict { .. }) => {
-                    continue
-                }
-                Err(e) => return Err(e.into()),
+        match decide(store, operation, source, &content, actor, now, times).await? {
+            Decision::Done(outcome) => return Ok(outcome),
+            Decision::Conflict(staged, id) => {
+                stage_conflict(store, &staged, times).await?;
+                return Ok(Ingested::Conflict(id));
             }
-        };
-        if local
-            .shopify_updated_at
-            .is_some_and(|seen| remote.updated_at <= seen)
-        {
-            return Ok(Ingested::Stale(local.id));
-        }
-        if local.writable_by(actor, now).is_err() {
-            return Ok(Ingested::Locked(local.id));
-        }
-        let mut updated = local.clone();
-        let changes = updated.change_content(content.clone(), now);
-        if changes.is_empty() {
-            return Ok(Ingested::Unchanged(local.id));
-        }
-        if local.needs_push() {
-            // Local edits not yet in Shopify: never overwrite them here.
-            let staged = row(
-                operation,
-                Change {
-                    product: local.id,
-                    change_type: ChangeType::Update,
-                    change_data: changes,
-                    base_version: local.version,
-                    status: StagingStatus::Pending,
-                },
-                &content,
-                actor,
-                now,
-            );
-            let staging = Instant::now();
-            let inserted = store.insert(&staged).await;
-            times.add(Stage::Stage, staging);
-            inserted?;
-            return Ok(Ingested::Conflict(local.id));
-        }
-        updated.shopify_updated_at = Some(remote.updated_at);
-        updated.last_sync_version = updated.version;
-        let fields = changed_fields(&changes);
-        let staged = row(
-            operation,
-            Change {
-                product: local.id,
-                change_type: ChangeType::Update,
-                change_data: changes,
-                base_version: local.version,
-                status: StagingStatus::Applied,
-            },
-            &content,
-            actor,
-            now,
-        );
-        let commit = ProductCommit {
-            version: Some(ProductVersion::snapshot(
-                &updated,
-                fields,
-                ChangeSource::Shopify,
-                actor.clone(),
-                Some(operation.operation_uuid),
-                now,
-            )),
-            product: updated,
-            expected_version: Some(local.version),
-            staging: Some((staged, None)),
-            actor: actor.clone(),
-            now,
-        };
-        let applying = Instant::now();
-        let committed = store.commit_product(commit).await;
-        times.add(Stage::Apply, applying);
-        match committed {
-            Ok(()) => return Ok(Ingested::Updated(local.id)),
-            // Someone wrote in between: read again and decide again.
-            Err(RepoError::VersionConflict { .. }) => continue,
-            Err(RepoError::Locked(_)) => return Ok(Ingested::Locked(local.id)),
-            Err(e) => return Err(e.into()),
+            Decision::Commit(commit, outcome) => {
+                let applying = Instant::now();
+                let committed = store.commit_product(*commit).await;
+                times.add(Stage::Apply, applying);
+                match committed {
+                    Ok(()) => return Ok(outcome),
+                    Err(RepoError::AlreadyExists { .. } | RepoError::VersionConflict { .. }) => {
+                        continue
+                    }
+                    Err(RepoError::Locked(_)) => {
+                        return Ok(Ingested::Locked(local_id_for(source.id)))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
     }
     Err(EngineError::Store(RepoError::Store(
         shopsync_store::StoreError::Unavailable(format!(
             "product {} kept changing while it was ingested",
-            remote.id
+            source.id
         )),
     )))
+}
+
+/// Ingests many products, committing them in as few transactions as the store allows; a
+/// commit that loses a race is decided again on its own.
+pub async fn ingest_batch(
+    store: &Store,
+    operation: &SyncOperation,
+    items: Vec<(Shopify, shopsync_domain::product::ProductContent)>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    times: &mut StageTimes,
+) -> Result<Vec<Ingested>, EngineError> {
+    let mut outcomes: Vec<Option<Ingested>> = vec![None; items.len()];
+    let mut commits = Vec::new();
+    let mut pending = Vec::new();
+    for (index, (source, content)) in items.iter().enumerate() {
+        match decide(store, operation, *source, content, actor, now, times).await? {
+            Decision::Done(outcome) => outcomes[index] = Some(outcome),
+            Decision::Conflict(staged, id) => {
+                stage_conflict(store, &staged, times).await?;
+                outcomes[index] = Some(Ingested::Conflict(id));
+            }
+            Decision::Commit(commit, outcome) => {
+                commits.push(*commit);
+                pending.push((index, outcome));
+            }
+        }
+    }
+    let applying = Instant::now();
+    let answers = store.commit_products(commits).await;
+    times.add(Stage::Apply, applying);
+    for ((index, outcome), answer) in pending.into_iter().zip(answers?) {
+        outcomes[index] = Some(match answer {
+            Ok(()) => outcome,
+            Err(RepoError::AlreadyExists { .. } | RepoError::VersionConflict { .. }) => {
+                let (source, content) = items[index].clone();
+                ingest_content(store, operation, source, content, actor, now, times).await?
+            }
+            Err(RepoError::Locked(_)) => Ingested::Locked(local_id_for(items[index].0.id)),
+            Err(e) => return Err(e.into()),
+        });
+    }
+    Ok(outcomes.into_iter().flatten().collect())
 }

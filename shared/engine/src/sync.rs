@@ -1,7 +1,11 @@
 //! Running a down-sync: page through Shopify, ingest each product, count, and checkpoint the
 //! cursor so a step cut short (a Lambda deadline) continues where it stopped.
 
-use crate::down::{ingest, Ingested};
+use crate::down::{ingest, ingest_batch, Ingested, Shopify};
+use crate::mapping::content_from_remote;
+
+/// Products decided and committed together in a full down-sync.
+const BATCH: usize = 64;
 use crate::error::EngineError;
 use crate::perf::{emf_line, performance_log, StageTimes};
 use chrono::Utc;
@@ -105,25 +109,40 @@ pub async fn down_bulk_step(
         .await?;
     outcome.times.add(Stage::Fetch, fetching);
     let mut seen = 0u64;
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
         let fetching = std::time::Instant::now();
         let next = export.next_product().await?;
         outcome.times.add(Stage::Fetch, fetching);
-        let Some(remote) = next else { break };
-        seen += 1;
-        if seen <= skip {
-            continue;
+        let finished = next.is_none();
+        if let Some(remote) = next {
+            seen += 1;
+            if seen > skip {
+                let content = content_from_remote(&remote)?;
+                let source = Shopify {
+                    id: remote.id,
+                    updated_at: remote.updated_at,
+                };
+                batch.push((source, content));
+            }
         }
-        let done = ingest(
-            store,
-            operation,
-            &remote,
-            actor,
-            Utc::now(),
-            &mut outcome.times,
-        )
-        .await?;
-        done.count(&mut outcome.stats);
+        if batch.len() >= BATCH || (finished && !batch.is_empty()) {
+            let done = ingest_batch(
+                store,
+                operation,
+                std::mem::take(&mut batch),
+                actor,
+                Utc::now(),
+                &mut outcome.times,
+            )
+            .await?;
+            for ingested in &done {
+                ingested.count(&mut outcome.stats);
+            }
+        }
+        if finished {
+            break;
+        }
     }
     outcome.pages = 1;
     Ok(outcome)

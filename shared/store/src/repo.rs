@@ -196,6 +196,50 @@ fn product_write_condition(
     }
 }
 
+/// The writes of one product commit: the product (conditioned on its version and lock), its
+/// version snapshot (new), and its staged row (in the status the commit expects).
+fn product_commit_writes(commit: &ProductCommit) -> Result<Vec<WriteOp>, RepoError> {
+    let ProductCommit {
+        product,
+        expected_version,
+        version,
+        staging,
+        actor,
+        now,
+    } = commit;
+    if let Some(v) = version {
+        if v.product_id != product.id || v.version_number != product.version {
+            return Err(
+                StoreError::Invalid("version snapshot does not match the product".into()).into(),
+            );
+        }
+    }
+    let mut writes = vec![WriteOp::Put {
+        table: Table::Products,
+        item: encode(product)?,
+        condition: Some(product_write_condition(*expected_version, actor, *now)),
+    }];
+    if let Some(v) = version {
+        writes.push(WriteOp::Put {
+            table: Table::ProductVersions,
+            item: encode(v)?,
+            condition: Some(Condition::ItemAbsent),
+        });
+    }
+    if let Some((row, expected)) = staging {
+        let condition = match expected {
+            None => Condition::ItemAbsent,
+            Some(status) => Condition::Eq("status", Scalar::S(status_name(*status))),
+        };
+        writes.push(WriteOp::Put {
+            table: Table::ProductsStaging,
+            item: encode(row)?,
+            condition: Some(condition),
+        });
+    }
+    Ok(writes)
+}
+
 impl Store {
     /// A repository over `backend`.
     pub fn new(backend: Arc<dyn ItemStore>) -> Self {
@@ -367,60 +411,74 @@ impl Store {
 
     /// Writes a product, its version snapshot and its staged row all at once or not at all.
     pub async fn commit_product(&self, commit: ProductCommit) -> Result<(), RepoError> {
-        let ProductCommit {
-            product,
-            expected_version,
-            version,
-            staging,
-            actor,
-            now,
-        } = commit;
-        if let Some(v) = &version {
-            if v.product_id != product.id || v.version_number != product.version {
-                return Err(StoreError::Invalid(
-                    "version snapshot does not match the product".into(),
-                )
-                .into());
-            }
-        }
-        let mut writes = vec![WriteOp::Put {
-            table: Table::Products,
-            item: encode(&product)?,
-            condition: Some(product_write_condition(expected_version, &actor, now)),
-        }];
-        if let Some(v) = &version {
-            writes.push(WriteOp::Put {
-                table: Table::ProductVersions,
-                item: encode(v)?,
-                condition: Some(Condition::ItemAbsent),
-            });
-        }
-        let staging_expectation = staging
-            .as_ref()
-            .map(|(row, expected)| (row.id.to_string(), *expected));
-        if let Some((row, expected)) = &staging {
-            let condition = match expected {
-                None => Condition::ItemAbsent,
-                Some(status) => Condition::Eq("status", Scalar::S(status_name(*status))),
-            };
-            writes.push(WriteOp::Put {
-                table: Table::ProductsStaging,
-                item: encode(row)?,
-                condition: Some(condition),
-            });
-        }
+        let writes = product_commit_writes(&commit)?;
         match self.backend.transact(writes).await {
             Ok(()) => Ok(()),
             Err(StoreError::TransactionCanceled { reasons }) => Err(self
                 .explain_product_cancel(
-                    &product,
-                    expected_version,
-                    &actor,
-                    now,
+                    &commit.product,
+                    commit.expected_version,
+                    &commit.actor,
+                    commit.now,
                     reasons,
-                    staging_expectation,
+                    commit
+                        .staging
+                        .as_ref()
+                        .map(|(row, expected)| (row.id.to_string(), *expected)),
                 )
                 .await),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Commits several products, as many per transaction as the transaction limit allows
+    /// (each commit stays all-or-nothing). When a transaction is refused, its commits are
+    /// retried one by one so each gets its own answer. Answers come in the order given.
+    pub async fn commit_products(
+        &self,
+        commits: Vec<ProductCommit>,
+    ) -> Result<Vec<Result<(), RepoError>>, RepoError> {
+        let mut answers: Vec<Result<(), RepoError>> = Vec::with_capacity(commits.len());
+        let mut batch: Vec<ProductCommit> = Vec::new();
+        let mut writes: Vec<WriteOp> = Vec::new();
+        for commit in commits {
+            let own = product_commit_writes(&commit)?;
+            if !writes.is_empty()
+                && writes.len() + own.len() > crate::backend::MAX_TRANSACTION_ITEMS
+            {
+                self.flush_commits(
+                    std::mem::take(&mut batch),
+                    std::mem::take(&mut writes),
+                    &mut answers,
+                )
+                .await?;
+            }
+            writes.extend(own);
+            batch.push(commit);
+        }
+        if !batch.is_empty() {
+            self.flush_commits(batch, writes, &mut answers).await?;
+        }
+        Ok(answers)
+    }
+
+    async fn flush_commits(
+        &self,
+        batch: Vec<ProductCommit>,
+        writes: Vec<WriteOp>,
+        answers: &mut Vec<Result<(), RepoError>>,
+    ) -> Result<(), RepoError> {
+        match self.backend.transact(writes).await {
+            Ok(()) => {
+                answers.extend(batch.iter().map(|_| Ok(())));
+                Ok(())
+            }
+            Err(StoreError::TransactionCanceled { .. }) => {
+                for commit in batch {
+                    answers.push(self.commit_product(commit).await);
+                }
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
     }

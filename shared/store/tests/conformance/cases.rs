@@ -1518,3 +1518,93 @@ pub async fn compliance_requests_are_recorded_once_and_shop_redaction_removes_sh
     // Customer requests cannot trigger a redaction.
     assert!(h.store.redact_shop(&data_request.id, at(12)).await.is_err());
 }
+
+pub async fn batched_product_commits_answer_each_commit(h: Harness) {
+    let alice = actor("alice");
+    let new: Vec<Product> = (0..40).map(|_| product(1)).collect();
+    let commits: Vec<ProductCommit> = new
+        .iter()
+        .map(|p| ProductCommit {
+            product: p.clone(),
+            expected_version: None,
+            version: Some(ProductVersion::first(
+                p,
+                ChangeSource::Shopify,
+                alice.clone(),
+                None,
+            )),
+            staging: None,
+            actor: alice.clone(),
+            now: t0(),
+        })
+        .collect();
+    let answers = h.store.commit_products(commits).await.expect("batch");
+    assert_eq!(answers.len(), 40);
+    assert!(answers.iter().all(Result::is_ok));
+    for p in &new {
+        assert_eq!(
+            h.store
+                .product(p.id)
+                .await
+                .expect("read")
+                .expect("stored")
+                .version,
+            1
+        );
+    }
+
+    // One stale commit in a batch: it alone is refused, the others land.
+    let mut commits = Vec::new();
+    for (i, p) in new.iter().take(5).enumerate() {
+        let mut next = p.clone();
+        let mut content = next.content.clone();
+        content.title = format!("v2 {i}");
+        let changes = next.change_content(content, at(1));
+        let expected = if i == 2 { 7 } else { 1 };
+        commits.push(ProductCommit {
+            version: Some(ProductVersion::snapshot(
+                &next,
+                shopsync_domain::fields::changed_fields(&changes),
+                ChangeSource::Shopify,
+                alice.clone(),
+                None,
+                at(1),
+            )),
+            product: next,
+            expected_version: Some(expected),
+            staging: None,
+            actor: alice.clone(),
+            now: at(1),
+        });
+    }
+    let answers = h.store.commit_products(commits).await.expect("batch");
+    for (i, answer) in answers.iter().enumerate() {
+        if i == 2 {
+            assert!(
+                matches!(answer, Err(RepoError::VersionConflict { .. })),
+                "{answer:?}"
+            );
+        } else {
+            assert!(answer.is_ok(), "{i}: {answer:?}");
+        }
+    }
+    assert_eq!(
+        h.store
+            .product(new[2].id)
+            .await
+            .expect("read")
+            .expect("stored")
+            .version,
+        1
+    );
+    assert_eq!(
+        h.store
+            .product(new[3].id)
+            .await
+            .expect("read")
+            .expect("stored")
+            .content
+            .title,
+        "v2 3"
+    );
+}

@@ -29,6 +29,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    batched_product_commits_answer_each_commit,
     compliance_requests_are_recorded_once_and_shop_redaction_removes_shop_data,
     create_if_absent_refuses_a_second_create,
     reading_an_absent_item_gives_none,
