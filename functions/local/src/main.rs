@@ -162,7 +162,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let started = std::time::Instant::now();
             let operation = match direction {
                 Direction::Up => shopsync_engine::up::run_up(&repo, &target.client, &actor).await?,
-                _ => shopsync_engine::sync::run_full_down(&repo, &target.client, &actor).await?,
+                _ => {
+                    shopsync_engine::sync::run_full_down(
+                        &repo,
+                        &target.client,
+                        &actor,
+                        &shopsync_domain::GuardRails::default(),
+                    )
+                    .await?
+                }
             };
             let s = &operation.statistics;
             let seconds = started.elapsed().as_secs_f64();

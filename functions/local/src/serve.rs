@@ -157,7 +157,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if empty {
         let app = app.clone();
         tokio::spawn(async move {
-            match shopsync_engine::sync::run_full_down(&app.store, &app.client, &app.actor).await {
+            match shopsync_engine::sync::run_full_down(
+                &app.store,
+                &app.client,
+                &app.actor,
+                &shopsync_domain::GuardRails::default(),
+            )
+            .await
+            {
                 Ok(op) => {
                     tracing::info!(operation = %op.operation_uuid, created = op.statistics.created, "initial full down-sync done")
                 }

@@ -14,6 +14,7 @@ pub mod operation;
 pub mod performance;
 pub mod policy;
 pub mod product;
+pub mod rails;
 pub mod rollback;
 pub mod staging;
 pub mod status;
@@ -36,8 +37,9 @@ pub use policy::{Decision, FieldKind, FieldRule, Owner, OwnershipPolicy, Severit
 pub use product::{
     LockError, LockState, Product, ProductContent, ProductOption, ProductStatus, Sku, Variant,
 };
+pub use rails::{ChangeFacts, GuardRails, PlanSummary, Verdict};
 pub use rollback::{BackupData, RollbackStatus, RollbackType, SyncRollback};
-pub use staging::{ChangeType, ProductsStaging, StagingStatus};
+pub use staging::{ChangeType, ProductsStaging, ShopifySource, StagingStatus};
 pub use status::{IllegalTransition, StatusMachine};
 pub use version::{CategoryVersion, ChangeSource, ProductVersion};
 pub use xorosoft::{

@@ -95,4 +95,16 @@ pub struct ProductsStaging {
     pub applied_at: Option<DateTime<Utc>>,
     /// Why applying failed.
     pub error: Option<String>,
+    /// The Shopify copy the change came from, when it came from Shopify.
+    #[serde(default)]
+    pub shopify: Option<ShopifySource>,
+}
+
+/// The Shopify copy a staged change came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShopifySource {
+    /// The Shopify product.
+    pub product_id: crate::ids::ShopifyProductId,
+    /// Shopify's `updatedAt` of that copy.
+    pub updated_at: DateTime<Utc>,
 }

@@ -8,7 +8,8 @@ use crate::mapping::content_from_remote;
 use crate::perf::StageTimes;
 use chrono::{DateTime, Utc};
 use shopsync_domain::fields::{changed_fields, diff, Fields};
-use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
+use shopsync_domain::product::ProductContent;
+use shopsync_domain::staging::{ChangeType, ProductsStaging, ShopifySource, StagingStatus};
 use shopsync_domain::Stage;
 use shopsync_domain::{
     Actor, ChangeSource, OperationStatistics, Product, ProductId, ProductVersion, ShopifyProductId,
@@ -71,6 +72,7 @@ struct Change {
     change_data: shopsync_domain::ChangeData,
     base_version: u64,
     status: StagingStatus,
+    source: Shopify,
 }
 
 fn row(
@@ -98,6 +100,10 @@ fn row(
         reviewed_at: None,
         applied_at: (change.status == StagingStatus::Applied).then_some(now),
         error: None,
+        shopify: Some(ShopifySource {
+            product_id: change.source.id,
+            updated_at: change.source.updated_at,
+        }),
     }
 }
 
@@ -136,9 +142,10 @@ pub struct Shopify {
 }
 
 /// What to do with one product's content from Shopify.
-enum Decision {
-    /// Write this (product + version + applied staging row); the outcome if it lands.
-    Commit(Box<ProductCommit>, Ingested),
+pub(crate) enum Decision {
+    /// Write this (product + version + applied staging row); the outcome if it lands; the
+    /// content before (absent for a create).
+    Commit(Box<ProductCommit>, Ingested, Option<Box<ProductContent>>),
     /// Nothing to write.
     Done(Ingested),
     /// Store this waiting row (the product has unpushed local changes).
@@ -146,7 +153,7 @@ enum Decision {
 }
 
 /// Reads the local product and decides, writing nothing.
-async fn decide(
+pub(crate) async fn decide(
     store: &Store,
     operation: &SyncOperation,
     source: Shopify,
@@ -173,6 +180,7 @@ async fn decide(
                 change_data: changes,
                 base_version: 0,
                 status: StagingStatus::Applied,
+                source,
             },
             content,
             actor,
@@ -192,7 +200,11 @@ async fn decide(
             actor: actor.clone(),
             now,
         };
-        return Ok(Decision::Commit(Box::new(commit), Ingested::Created(id)));
+        return Ok(Decision::Commit(
+            Box::new(commit),
+            Ingested::Created(id),
+            None,
+        ));
     };
     if local
         .shopify_updated_at
@@ -218,6 +230,7 @@ async fn decide(
                 change_data: changes,
                 base_version: local.version,
                 status: StagingStatus::Pending,
+                source,
             },
             content,
             actor,
@@ -236,6 +249,7 @@ async fn decide(
             change_data: changes,
             base_version: local.version,
             status: StagingStatus::Applied,
+            source,
         },
         content,
         actor,
@@ -259,11 +273,12 @@ async fn decide(
     Ok(Decision::Commit(
         Box::new(commit),
         Ingested::Updated(local.id),
+        Some(Box::new(local.content)),
     ))
 }
 
 /// Stores a waiting row.
-async fn stage_conflict(
+pub(crate) async fn stage_conflict(
     store: &Store,
     staged: &ProductsStaging,
     times: &mut StageTimes,
@@ -292,7 +307,7 @@ pub async fn ingest_content(
                 stage_conflict(store, &staged, times).await?;
                 return Ok(Ingested::Conflict(id));
             }
-            Decision::Commit(commit, outcome) => {
+            Decision::Commit(commit, outcome, _) => {
                 let applying = Instant::now();
                 let committed = store.commit_product(*commit).await;
                 times.add(Stage::Apply, applying);
@@ -315,47 +330,4 @@ pub async fn ingest_content(
             source.id
         )),
     )))
-}
-
-/// Ingests many products, committing them in as few transactions as the store allows; a
-/// commit that loses a race is decided again on its own.
-pub async fn ingest_batch(
-    store: &Store,
-    operation: &SyncOperation,
-    items: Vec<(Shopify, shopsync_domain::product::ProductContent)>,
-    actor: &Actor,
-    now: DateTime<Utc>,
-    times: &mut StageTimes,
-) -> Result<Vec<Ingested>, EngineError> {
-    let mut outcomes: Vec<Option<Ingested>> = vec![None; items.len()];
-    let mut commits = Vec::new();
-    let mut pending = Vec::new();
-    for (index, (source, content)) in items.iter().enumerate() {
-        match decide(store, operation, *source, content, actor, now, times).await? {
-            Decision::Done(outcome) => outcomes[index] = Some(outcome),
-            Decision::Conflict(staged, id) => {
-                stage_conflict(store, &staged, times).await?;
-                outcomes[index] = Some(Ingested::Conflict(id));
-            }
-            Decision::Commit(commit, outcome) => {
-                commits.push(*commit);
-                pending.push((index, outcome));
-            }
-        }
-    }
-    let applying = Instant::now();
-    let answers = store.commit_products(commits).await;
-    times.add(Stage::Apply, applying);
-    for ((index, outcome), answer) in pending.into_iter().zip(answers?) {
-        outcomes[index] = Some(match answer {
-            Ok(()) => outcome,
-            Err(RepoError::AlreadyExists { .. } | RepoError::VersionConflict { .. }) => {
-                let (source, content) = items[index].clone();
-                ingest_content(store, operation, source, content, actor, now, times).await?
-            }
-            Err(RepoError::Locked(_)) => Ingested::Locked(local_id_for(items[index].0.id)),
-            Err(e) => return Err(e.into()),
-        });
-    }
-    Ok(outcomes.into_iter().flatten().collect())
 }

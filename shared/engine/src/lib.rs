@@ -9,6 +9,7 @@ pub mod down;
 pub mod error;
 pub mod mapping;
 pub mod perf;
+pub mod plan;
 pub mod realtime;
 pub mod sync;
 pub mod up;

@@ -269,6 +269,10 @@ pub async fn handle_delivery(
                 reviewed_at: None,
                 applied_at: None,
                 error: None,
+                shopify: Some(shopsync_domain::ShopifySource {
+                    product_id: d.id,
+                    updated_at: now,
+                }),
             };
             store.insert(&row).await?;
             Ok(Handled::DeleteStaged)

@@ -1,8 +1,10 @@
 //! Running a down-sync: page through Shopify, ingest each product, count, and checkpoint the
 //! cursor so a step cut short (a Lambda deadline) continues where it stopped.
 
-use crate::down::{ingest, ingest_batch, Ingested, Shopify};
+use crate::down::{ingest, Ingested, Shopify};
 use crate::mapping::content_from_remote;
+use crate::plan::{apply_operation, Planned, Planner};
+use shopsync_domain::{GuardRails, PlanSummary, Verdict};
 
 /// Products decided and committed together in a full down-sync.
 const BATCH: usize = 64;
@@ -93,14 +95,14 @@ pub async fn down_step(
 
 /// Reads the whole catalog with a bulk export (outside the cost bucket: a page-by-page read
 /// of nested variants and levels runs at a few products per second on the Standard plan) and
-/// ingests every product. `skip` products already ingested by an earlier attempt of the step
-/// are passed over (ingest is idempotent anyway).
-pub async fn down_bulk_step(
+/// plans every product: changes become pending rows, summed into `summary` for the rails.
+pub async fn down_bulk_plan(
     store: &Store,
     client: &AdminClient,
     operation: &SyncOperation,
-    skip: u64,
     actor: &Actor,
+    rails: &GuardRails,
+    summary: &mut PlanSummary,
 ) -> Result<StepOutcome, EngineError> {
     let mut outcome = StepOutcome::default();
     let fetching = std::time::Instant::now();
@@ -108,7 +110,6 @@ pub async fn down_bulk_step(
         .bulk_export_products(None, std::time::Duration::from_secs(3600))
         .await?;
     outcome.times.add(Stage::Fetch, fetching);
-    let mut seen = 0u64;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let fetching = std::time::Instant::now();
@@ -116,28 +117,33 @@ pub async fn down_bulk_step(
         outcome.times.add(Stage::Fetch, fetching);
         let finished = next.is_none();
         if let Some(remote) = next {
-            seen += 1;
-            if seen > skip {
-                let content = content_from_remote(&remote)?;
-                let source = Shopify {
-                    id: remote.id,
-                    updated_at: remote.updated_at,
-                };
-                batch.push((source, content));
-            }
+            summary.catalog_size += 1;
+            let content = content_from_remote(&remote)?;
+            let source = Shopify {
+                id: remote.id,
+                updated_at: remote.updated_at,
+            };
+            batch.push((source, content));
         }
         if batch.len() >= BATCH || (finished && !batch.is_empty()) {
-            let done = ingest_batch(
+            let planner = Planner {
                 store,
                 operation,
-                std::mem::take(&mut batch),
                 actor,
-                Utc::now(),
-                &mut outcome.times,
-            )
-            .await?;
-            for ingested in &done {
-                ingested.count(&mut outcome.stats);
+                rails,
+            };
+            let planned = planner
+                .plan_batch(
+                    std::mem::take(&mut batch),
+                    Utc::now(),
+                    summary,
+                    &mut outcome.times,
+                )
+                .await?;
+            for p in &planned {
+                if let Planned::Settled(ingested) = p {
+                    ingested.count(&mut outcome.stats);
+                }
             }
         }
         if finished {
@@ -148,12 +154,14 @@ pub async fn down_bulk_step(
     Ok(outcome)
 }
 
-/// Runs a full down-sync (bulk export) to the end in this process and stores the operation
-/// with its statistics (the local `shopsync sync --direction down --full`).
+/// Runs a full down-sync in this process: plan every product (bulk export), judge the plan
+/// with the guard rails, then apply it, or leave the operation awaiting approval with the
+/// reasons. The operation is stored with its statistics and performance log.
 pub async fn run_full_down(
     store: &Store,
     client: &AdminClient,
     actor: &Actor,
+    rails: &GuardRails,
 ) -> Result<SyncOperation, EngineError> {
     let now = Utc::now();
     let mut operation = SyncOperation::new(
@@ -170,7 +178,9 @@ pub async fn run_full_down(
     operation.move_to(OperationStatus::InProgress, None, Utc::now())?;
     save(store, &operation, &pending).await?;
     let started = operation.clone();
-    let step = match down_bulk_step(store, client, &operation, 0, actor).await {
+    let mut summary = PlanSummary::default();
+    let planned = down_bulk_plan(store, client, &operation, actor, rails, &mut summary).await;
+    let step = match planned {
         Ok(step) => step,
         Err(e) => {
             operation.move_to(OperationStatus::Failed, Some(e.to_string()), Utc::now())?;
@@ -179,10 +189,24 @@ pub async fn run_full_down(
         }
     };
     operation.statistics.absorb(&step.stats);
-    operation.move_to(OperationStatus::Completed, None, Utc::now())?;
+    let mut times = step.times;
+    match rails.judge(&summary) {
+        Verdict::Hold(reasons) => {
+            operation.statistics.processed += summary.changes;
+            operation.move_to(
+                OperationStatus::AwaitingApproval,
+                Some(reasons.join("; ")),
+                Utc::now(),
+            )?;
+        }
+        Verdict::Proceed => {
+            let applied = apply_operation(store, &operation, actor, &mut times).await?;
+            operation.statistics.absorb(&applied);
+            operation.move_to(OperationStatus::Completed, None, Utc::now())?;
+        }
+    }
     let persisting = std::time::Instant::now();
     save(store, &operation, &started).await?;
-    let mut times = step.times;
     times.add(Stage::Persist, persisting);
     record_performance(
         store,
@@ -236,7 +260,7 @@ pub async fn performance_of(
 }
 
 /// Stores `operation` if the stored one is still in `previous`'s status.
-async fn save(
+pub(crate) async fn save(
     store: &Store,
     operation: &SyncOperation,
     previous: &SyncOperation,

@@ -54,7 +54,14 @@ async fn count(store: &Store, table: Table) -> usize {
 #[tokio::test]
 async fn a_full_down_sync_mirrors_the_shop_and_a_rerun_changes_nothing() {
     let (sim, client, store, _dir) = setup(25).await;
-    let op = run_full_down(&store, &client, &actor()).await.unwrap();
+    let op = run_full_down(
+        &store,
+        &client,
+        &actor(),
+        &shopsync_domain::GuardRails::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(op.status, OperationStatus::Completed);
     assert_eq!((op.statistics.processed, op.statistics.created), (25, 25));
     assert_eq!(count(&store, Table::Products).await, 25);
@@ -90,7 +97,14 @@ async fn a_full_down_sync_mirrors_the_shop_and_a_rerun_changes_nothing() {
     assert_eq!(stored.statistics, op.statistics);
 
     // Nothing changed in Shopify: a second run stages and versions nothing.
-    let again = run_full_down(&store, &client, &actor()).await.unwrap();
+    let again = run_full_down(
+        &store,
+        &client,
+        &actor(),
+        &shopsync_domain::GuardRails::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (again.statistics.processed, again.statistics.unchanged),
         (25, 25)
@@ -102,7 +116,14 @@ async fn a_full_down_sync_mirrors_the_shop_and_a_rerun_changes_nothing() {
 #[tokio::test]
 async fn a_shopify_edit_becomes_a_new_version_but_never_overwrites_unpushed_local_edits() {
     let (sim, client, store, _dir) = setup(4).await;
-    run_full_down(&store, &client, &actor()).await.unwrap();
+    run_full_down(
+        &store,
+        &client,
+        &actor(),
+        &shopsync_domain::GuardRails::default(),
+    )
+    .await
+    .unwrap();
     let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 
@@ -127,7 +148,14 @@ async fn a_shopify_edit_becomes_a_new_version_but_never_overwrites_unpushed_loca
     assert!(local_b.needs_push());
     sim.with_shop(|s| s.edit_product(ids[1], |p| p.title = "Also edited in Shopify".into()));
 
-    let op = run_full_down(&store, &client, &actor()).await.unwrap();
+    let op = run_full_down(
+        &store,
+        &client,
+        &actor(),
+        &shopsync_domain::GuardRails::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (
             op.statistics.updated,

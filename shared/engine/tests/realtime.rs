@@ -49,7 +49,14 @@ async fn webhooks_stage_and_apply_drop_stale_and_never_delete_silently() {
         .unwrap();
     let store = Store::new(Arc::new(backend));
     let actor = Actor::new("system:webhooks").unwrap();
-    run_full_down(&store, &client, &actor).await.unwrap();
+    run_full_down(
+        &store,
+        &client,
+        &actor,
+        &shopsync_domain::GuardRails::default(),
+    )
+    .await
+    .unwrap();
 
     let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
     let before = sim.with_shop(|s| rest_product(s.product(ids[0]).unwrap()));

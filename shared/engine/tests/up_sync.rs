@@ -48,7 +48,14 @@ async fn setup() -> (SimHandle, AdminClient, Store, tempfile::TempDir) {
         .await
         .unwrap();
     let store = Store::new(Arc::new(backend));
-    run_full_down(&store, &client, &merchant()).await.unwrap();
+    run_full_down(
+        &store,
+        &client,
+        &merchant(),
+        &shopsync_domain::GuardRails::default(),
+    )
+    .await
+    .unwrap();
     (sim, client, store, dir)
 }
 

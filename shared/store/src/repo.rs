@@ -266,6 +266,34 @@ impl Store {
         }
     }
 
+    /// Stores new records, as many per transaction as allowed; refuses (per transaction) to
+    /// replace existing ones.
+    pub async fn insert_all<R: Record>(&self, records: &[R]) -> Result<(), RepoError> {
+        for chunk in records.chunks(crate::backend::MAX_TRANSACTION_ITEMS) {
+            let writes = chunk
+                .iter()
+                .map(|r| {
+                    Ok(WriteOp::Put {
+                        table: R::TABLE,
+                        item: encode(r)?,
+                        condition: Some(Condition::ItemAbsent),
+                    })
+                })
+                .collect::<Result<Vec<_>, RepoError>>()?;
+            match self.backend.transact(writes).await {
+                Ok(()) => {}
+                Err(StoreError::TransactionCanceled { .. }) => {
+                    return Err(RepoError::AlreadyExists {
+                        table: R::TABLE,
+                        key: "one of the records".into(),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Replaces a record only if the stored one still has the attribute values `expected`
     /// (e.g. the status it was read with). A failed check returns the current record.
     pub async fn replace_if<R: Record>(

@@ -74,6 +74,7 @@ fn staged(
         reviewed_at: None,
         applied_at: None,
         error: None,
+        shopify: None,
     }
 }
 

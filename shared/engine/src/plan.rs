@@ -1,0 +1,318 @@
+//! Two-phase operations: plan (every change becomes a pending staging row), judge the plan
+//! with the guard rails, then apply the rows (product + version snapshot + row status in one
+//! transaction, batched) or wait for approval. Applying a row twice changes nothing: its
+//! status is part of the write's condition.
+
+use crate::down::{decide, stage_conflict, Decision, Ingested, Shopify};
+use crate::error::EngineError;
+use crate::perf::StageTimes;
+use chrono::{DateTime, Utc};
+use shopsync_domain::product::ProductContent;
+use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
+use shopsync_domain::{
+    Actor, ChangeFacts, ChangeSource, GuardRails, OperationStatistics, OperationStatus,
+    PlanSummary, Product, ProductVersion, Stage, SyncOperation,
+};
+use shopsync_store::item::{Condition, Key, Query, Scalar};
+use shopsync_store::{ProductCommit, RepoError, Store, Table};
+use std::time::Instant;
+
+/// What planning one product did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Planned {
+    /// A pending row waits to be applied.
+    Staged,
+    /// Nothing to apply (stale, unchanged, locked) or a conflict row was stored.
+    Settled(Ingested),
+}
+
+/// What plans an operation's changes.
+pub struct Planner<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// The operation the rows belong to.
+    pub operation: &'a SyncOperation,
+    /// Who stages.
+    pub actor: &'a Actor,
+    /// The rails whose facts are summed.
+    pub rails: &'a GuardRails,
+}
+
+impl Planner<'_> {
+    /// Plans a batch: decides each product and stores pending rows for the changes.
+    pub async fn plan_batch(
+        &self,
+        items: Vec<(Shopify, ProductContent)>,
+        now: DateTime<Utc>,
+        summary: &mut PlanSummary,
+        times: &mut StageTimes,
+    ) -> Result<Vec<Planned>, EngineError> {
+        let Planner {
+            store,
+            operation,
+            actor,
+            rails,
+        } = *self;
+        let mut planned = Vec::with_capacity(items.len());
+        let mut rows = Vec::new();
+        for (source, content) in &items {
+            match decide(store, operation, *source, content, actor, now, times).await? {
+                Decision::Done(outcome) => planned.push(Planned::Settled(outcome)),
+                Decision::Conflict(staged, id) => {
+                    stage_conflict(store, &staged, times).await?;
+                    planned.push(Planned::Settled(Ingested::Conflict(id)));
+                }
+                Decision::Commit(commit, _, old) => {
+                    let Some((mut row, _)) = commit.staging else {
+                        continue;
+                    };
+                    summary.add(
+                        ChangeFacts::of(old.as_deref(), content, rails),
+                        old.is_some(),
+                    );
+                    row.status = StagingStatus::Pending;
+                    row.applied_at = None;
+                    row.has_conflicts = false;
+                    rows.push(row);
+                    planned.push(Planned::Staged);
+                }
+            }
+        }
+        let staging = Instant::now();
+        let inserted = store.insert_all(&rows).await;
+        times.add(Stage::Stage, staging);
+        inserted?;
+        Ok(planned)
+    }
+}
+
+/// Every row of an operation, in staging order.
+pub async fn operation_rows(
+    store: &Store,
+    operation: shopsync_domain::OperationId,
+) -> Result<Vec<ProductsStaging>, EngineError> {
+    let mut query = Query::new(
+        Table::ProductsStaging,
+        Some("by_operation"),
+        operation.to_string(),
+    );
+    query.limit = 500;
+    Ok(store.query_all(query).await?)
+}
+
+/// Applies an operation's pending rows (conflict rows and deletes keep waiting for review).
+pub async fn apply_operation(
+    store: &Store,
+    operation: &SyncOperation,
+    actor: &Actor,
+    times: &mut StageTimes,
+) -> Result<OperationStatistics, EngineError> {
+    let mut stats = OperationStatistics::default();
+    let rows: Vec<ProductsStaging> = operation_rows(store, operation.operation_uuid)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            r.status == StagingStatus::Pending
+                && !r.has_conflicts
+                && r.change_type != ChangeType::Delete
+        })
+        .collect();
+    for chunk in rows.chunks(64) {
+        let now = Utc::now();
+        let mut commits = Vec::with_capacity(chunk.len());
+        let mut kinds = Vec::with_capacity(chunk.len());
+        for row in chunk {
+            let Some(proposed) = row.proposed.clone() else {
+                continue;
+            };
+            let mut applied = row.clone();
+            applied.status = StagingStatus::Applied;
+            applied.applied_at = Some(now);
+            if row.change_type == ChangeType::Create {
+                let mut product = Product::new(row.source_product_id, proposed, now);
+                product.shopify_id = row.shopify.map(|s| s.product_id);
+                product.shopify_updated_at = row.shopify.map(|s| s.updated_at);
+                product.last_sync_version = product.version;
+                commits.push(ProductCommit {
+                    version: Some(ProductVersion::first(
+                        &product,
+                        ChangeSource::Shopify,
+                        actor.clone(),
+                        Some(operation.operation_uuid),
+                    )),
+                    product,
+                    expected_version: None,
+                    staging: Some((applied, Some(StagingStatus::Pending))),
+                    actor: actor.clone(),
+                    now,
+                });
+                kinds.push(ChangeType::Create);
+                continue;
+            }
+            let diffing = Instant::now();
+            let current = store.product(row.source_product_id).await?;
+            times.add(Stage::Diff, diffing);
+            let Some(current) = current.filter(|p| p.version == row.base_version) else {
+                fail_row(store, row, "the product changed after this change was staged; the next sync stages it again", now).await?;
+                stats.failed += 1;
+                continue;
+            };
+            let mut updated = current.clone();
+            let changes = updated.change_content(proposed, now);
+            if let Some(source) = row.shopify {
+                updated.shopify_updated_at = Some(source.updated_at);
+            }
+            updated.last_sync_version = updated.version;
+            commits.push(ProductCommit {
+                version: Some(ProductVersion::snapshot(
+                    &updated,
+                    shopsync_domain::fields::changed_fields(&changes),
+                    ChangeSource::Shopify,
+                    actor.clone(),
+                    Some(operation.operation_uuid),
+                    now,
+                )),
+                product: updated,
+                expected_version: Some(current.version),
+                staging: Some((applied, Some(StagingStatus::Pending))),
+                actor: actor.clone(),
+                now,
+            });
+            kinds.push(ChangeType::Update);
+        }
+        let applying = Instant::now();
+        let answers = store.commit_products(commits).await?;
+        times.add(Stage::Apply, applying);
+        for (kind, answer) in kinds.into_iter().zip(answers) {
+            stats.processed += 1;
+            match (kind, answer) {
+                (ChangeType::Create, Ok(())) => stats.created += 1,
+                (_, Ok(())) => stats.updated += 1,
+                // Applied before (a redelivered step): nothing changes.
+                (_, Err(RepoError::StagingStatusConflict { .. })) => stats.unchanged += 1,
+                (_, Err(RepoError::Locked(_))) => stats.skipped += 1,
+                (_, Err(RepoError::VersionConflict { .. } | RepoError::AlreadyExists { .. })) => {
+                    stats.failed += 1
+                }
+                (_, Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(stats)
+}
+
+async fn fail_row(
+    store: &Store,
+    row: &ProductsStaging,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    let mut failed = row.clone();
+    failed.status = StagingStatus::Failed;
+    failed.error = Some(reason.to_owned());
+    failed.reviewed_at = Some(now);
+    match store.replace_if(&failed, pending_condition()).await {
+        Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => Ok(()),
+        Err(shopsync_store::ReplaceError::Repo(e)) => Err(e.into()),
+    }
+}
+
+fn pending_condition() -> Condition {
+    Condition::Eq(
+        "status",
+        Scalar::from(shopsync_domain::status::status_name(StagingStatus::Pending).as_str()),
+    )
+}
+
+/// Why an operation could not be approved or rejected.
+fn not_waiting(operation: &SyncOperation) -> EngineError {
+    EngineError::Store(RepoError::Store(shopsync_store::StoreError::Invalid(
+        format!(
+            "operation {} is {}, not awaiting approval",
+            operation.operation_uuid,
+            shopsync_domain::status::status_name(operation.status)
+        ),
+    )))
+}
+
+async fn load(
+    store: &Store,
+    id: shopsync_domain::OperationId,
+) -> Result<SyncOperation, EngineError> {
+    store
+        .get::<SyncOperation>(&Key::pk(id.to_string()))
+        .await?
+        .ok_or_else(|| {
+            EngineError::Store(RepoError::NotFound {
+                table: Table::SyncOperations,
+                key: id.to_string(),
+            })
+        })
+}
+
+/// Approves an operation waiting for approval: applies its rows and completes it.
+pub async fn approve_operation(
+    store: &Store,
+    id: shopsync_domain::OperationId,
+    actor: &Actor,
+) -> Result<SyncOperation, EngineError> {
+    let mut operation = load(store, id).await?;
+    if operation.status != OperationStatus::AwaitingApproval {
+        return Err(not_waiting(&operation));
+    }
+    let waiting = operation.clone();
+    operation.move_to(
+        OperationStatus::InProgress,
+        Some(format!("approved by {actor}")),
+        Utc::now(),
+    )?;
+    crate::sync::save(store, &operation, &waiting).await?;
+    let applying = operation.clone();
+    let stats = apply_operation(store, &operation, actor, &mut StageTimes::default()).await?;
+    operation.statistics.created += stats.created;
+    operation.statistics.updated += stats.updated;
+    operation.statistics.failed += stats.failed;
+    operation.statistics.skipped += stats.skipped;
+    operation.move_to(
+        OperationStatus::Completed,
+        Some(format!("approved by {actor}")),
+        Utc::now(),
+    )?;
+    crate::sync::save(store, &operation, &applying).await?;
+    Ok(operation)
+}
+
+/// Rejects an operation waiting for approval: its pending rows are rejected, nothing applied.
+pub async fn reject_operation(
+    store: &Store,
+    id: shopsync_domain::OperationId,
+    actor: &Actor,
+    reason: &str,
+) -> Result<SyncOperation, EngineError> {
+    let mut operation = load(store, id).await?;
+    if operation.status != OperationStatus::AwaitingApproval {
+        return Err(not_waiting(&operation));
+    }
+    let now = Utc::now();
+    for row in operation_rows(store, id).await? {
+        if row.status != StagingStatus::Pending {
+            continue;
+        }
+        let mut rejected = row.clone();
+        rejected.status = StagingStatus::Rejected;
+        rejected.reviewed_by = Some(actor.clone());
+        rejected.reviewed_at = Some(now);
+        match store.replace_if(&rejected, pending_condition()).await {
+            Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => {}
+            Err(shopsync_store::ReplaceError::Repo(e)) => return Err(e.into()),
+        }
+    }
+    let waiting = operation.clone();
+    operation.move_to(
+        OperationStatus::Cancelled,
+        Some(format!("rejected by {actor}: {reason}")),
+        now,
+    )?;
+    crate::sync::save(store, &operation, &waiting).await?;
+    Ok(operation)
+}
