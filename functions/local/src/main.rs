@@ -65,10 +65,42 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Approve or reject an operation that waits for approval.
+    Operation {
+        #[command(subcommand)]
+        action: OperationAction,
+    },
     /// Measured runs whose numbers go into the notes (not tests).
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperationAction {
+    /// Apply its staged changes and complete it.
+    Approve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Operation id.
+        id: String,
+        /// Who approves.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Reject its staged changes; nothing is applied.
+    Reject {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Operation id.
+        id: String,
+        /// Why (kept with the operation).
+        #[arg(long)]
+        reason: String,
+        /// Who rejects.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
     },
 }
 
@@ -183,6 +215,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(reason) = &operation.status_reason {
                 println!("  {reason}");
             }
+            if operation.status == shopsync_domain::OperationStatus::AwaitingApproval {
+                println!(
+                    "  waiting for approval: shopsync operation approve {id} (or reject {id} --reason ...)",
+                    id = operation.operation_uuid
+                );
+            }
             if let Some(log) =
                 shopsync_engine::sync::performance_of(&repo, operation.operation_uuid).await?
             {
@@ -208,6 +246,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 api.api_calls,
                 api.cost_used,
                 api.throttle_wait.as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Operation { action } => {
+            let (store, id, by) = match &action {
+                OperationAction::Approve { store, id, by }
+                | OperationAction::Reject { store, id, by, .. } => (store, id, by),
+            };
+            let backend = store.open().await.context("opening the store")?;
+            let repo = shopsync_store::Store::new(backend);
+            let id: shopsync_domain::OperationId = id
+                .parse()
+                .map_err(|e| anyhow::anyhow!("`{id}` is not an operation id: {e}"))?;
+            let actor = shopsync_domain::Actor::new(by).context("actor")?;
+            let operation = match &action {
+                OperationAction::Approve { .. } => {
+                    shopsync_engine::plan::approve_operation(&repo, id, &actor).await?
+                }
+                OperationAction::Reject { reason, .. } => {
+                    shopsync_engine::plan::reject_operation(&repo, id, &actor, reason).await?
+                }
+            };
+            let s = &operation.statistics;
+            println!(
+                "operation {} {}: created {}, updated {}, failed {}",
+                operation.operation_uuid,
+                shopsync_domain::status::status_name(operation.status),
+                s.created,
+                s.updated,
+                s.failed
             );
             Ok(ExitCode::SUCCESS)
         }

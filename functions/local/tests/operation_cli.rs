@@ -1,0 +1,56 @@
+//! `shopsync sync` and `shopsync operation approve|reject` from the command line.
+
+use std::process::Command;
+
+fn shopsync(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shopsync"))
+        .args(args)
+        .arg("--data")
+        .arg(dir)
+        .env_remove("SHOPIFY_ACCESS_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sync_reports_its_operation_and_approval_refuses_what_is_not_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = shopsync(
+        dir.path(),
+        &[
+            "sync",
+            "--direction",
+            "down",
+            "--full",
+            "--sim-products",
+            "4",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("completed: processed 4, created 4"), "{out}");
+    assert!(out.contains("bottleneck:"), "{out}");
+    let id = out
+        .split_whitespace()
+        .skip_while(|w| *w != "operation")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+
+    let (ok, _, err) = shopsync(dir.path(), &["operation", "approve", &id]);
+    assert!(!ok);
+    assert!(err.contains("not awaiting approval"), "{err}");
+    let (ok, _, err) = shopsync(
+        dir.path(),
+        &["operation", "reject", "not-an-id", "--reason", "x"],
+    );
+    assert!(!ok);
+    assert!(err.contains("is not an operation id"), "{err}");
+    let (ok, _, err) = shopsync(dir.path(), &["sync", "--direction", "bidirectional"]);
+    assert!(!ok);
+    assert!(err.contains("built so far"), "{err}");
+}
