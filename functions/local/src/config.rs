@@ -110,8 +110,9 @@ pub struct ShopifyTarget {
 }
 
 impl ShopifyArgs {
-    /// Connects to the real store, or starts the seeded simulator.
-    pub async fn connect(&self) -> anyhow::Result<ShopifyTarget> {
+    /// Connects to the real store, or starts the seeded simulator (signing its webhooks with
+    /// `webhook_secret` when given).
+    pub async fn connect(&self, webhook_secret: Option<&str>) -> anyhow::Result<ShopifyTarget> {
         let version: shopsync_shopify::ApiVersion = self.api_version.parse()?;
         match self.access_token.as_deref().filter(|t| !t.is_empty()) {
             Some(token) => {
@@ -128,6 +129,9 @@ impl ShopifyArgs {
                     shopsync_shopify_sim::SimConfig {
                         shop_domain: self.shop.clone(),
                         products: self.sim_products,
+                        webhook_secret: webhook_secret.map(str::to_owned).unwrap_or_else(|| {
+                            shopsync_shopify_sim::SimConfig::default().webhook_secret
+                        }),
                         ..Default::default()
                     },
                     "127.0.0.1:0".parse()?,

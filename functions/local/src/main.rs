@@ -183,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             report.context("preparing the tables")?;
-            let target = shopify.connect().await?;
+            let target = shopify.connect(None).await?;
             println!(
                 "shopsync sync: {} <- {}",
                 store.describe(),

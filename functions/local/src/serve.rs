@@ -100,17 +100,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let local = listener.local_addr()?;
-    let target = args.shopify.connect().await?;
+    let target = args.shopify.connect(Some(&args.webhook_secret)).await?;
     if let Some(sim) = &target._simulator {
         sim.set_webhook_url(Some(format!("http://{local}/webhooks/shopify")));
     }
-    let webhook_secret = match &target._simulator {
-        // The simulator signs with its own secret; use it so its webhooks verify.
-        Some(_) if args.shopify.access_token.is_none() => {
-            shopsync_shopify_sim::SimConfig::default().webhook_secret
-        }
-        _ => args.webhook_secret.clone(),
-    };
+    let webhook_secret = args.webhook_secret.clone();
     println!("shopsync serve");
     println!("  listening on http://{local}");
     println!("  store: {}", args.store.describe());

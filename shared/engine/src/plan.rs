@@ -108,6 +108,7 @@ pub async fn apply_operation(
     times: &mut StageTimes,
 ) -> Result<OperationStatistics, EngineError> {
     let mut stats = OperationStatistics::default();
+    let reading = Instant::now();
     let rows: Vec<ProductsStaging> = operation_rows(store, operation.operation_uuid)
         .await?
         .into_iter()
@@ -117,6 +118,7 @@ pub async fn apply_operation(
                 && r.change_type != ChangeType::Delete
         })
         .collect();
+    times.add(Stage::Apply, reading);
     for chunk in rows.chunks(64) {
         let now = Utc::now();
         let mut commits = Vec::with_capacity(chunk.len());
