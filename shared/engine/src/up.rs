@@ -328,21 +328,7 @@ pub async fn run_up(
         )
     });
     operation.move_to(OperationStatus::Completed, reason, Utc::now())?;
-    let expected = shopsync_store::item::Condition::Eq(
-        "status",
-        shopsync_store::item::Scalar::from(
-            shopsync_domain::status::status_name(previous.status).as_str(),
-        ),
-    );
-    store
-        .replace_if(&operation, expected)
-        .await
-        .map_err(|e| match e {
-            shopsync_store::ReplaceError::Repo(e) => EngineError::Store(e),
-            shopsync_store::ReplaceError::Changed(_) => EngineError::Store(RepoError::Store(
-                shopsync_store::StoreError::Invalid("operation changed while it ran".into()),
-            )),
-        })?;
+    crate::sync::save(store, &operation, &previous).await?;
     crate::sync::record_performance(
         store,
         &operation,

@@ -1,34 +1,17 @@
 //! Guard rails hold suspicious operations; approval applies them, rejection applies nothing;
 //! applying twice changes nothing.
 
+mod common;
 use shopsync_domain::{Actor, GuardRails, OperationStatus, ShopifyProductId, StagingStatus};
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::plan::{apply_operation, approve_operation, operation_rows, reject_operation};
 use shopsync_engine::sync::run_full_down;
 use shopsync_shopify::AdminClient;
-use shopsync_shopify_sim::{Plan, SimConfig, SimHandle, Simulator};
+use shopsync_shopify_sim::SimHandle;
 use shopsync_store::Store;
-use std::sync::Arc;
 
 async fn setup(products: usize) -> (SimHandle, AdminClient, Store, tempfile::TempDir) {
-    let sim = Simulator::start(
-        SimConfig {
-            products,
-            variants_per_product: 2,
-            plan: Plan::UNLIMITED,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let client = AdminClient::new(sim.client_config()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .unwrap();
-    (sim, client, Store::new(Arc::new(backend)), dir)
+    common::setup(products, 2).await
 }
 
 fn actor() -> Actor {

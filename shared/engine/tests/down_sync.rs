@@ -1,33 +1,16 @@
 //! Down-sync through the simulator into the embedded store.
 
+mod common;
 use shopsync_domain::{Actor, ChangeSource, OperationStatus, ProductId, ShopifyProductId};
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::sync::run_full_down;
 use shopsync_shopify::AdminClient;
-use shopsync_shopify_sim::{Plan, SimConfig, SimHandle, Simulator};
+use shopsync_shopify_sim::SimHandle;
 use shopsync_store::item::Query;
 use shopsync_store::{Store, Table};
-use std::sync::Arc;
 
 async fn setup(products: usize) -> (SimHandle, AdminClient, Store, tempfile::TempDir) {
-    let sim = Simulator::start(
-        SimConfig {
-            products,
-            variants_per_product: 3,
-            plan: Plan::UNLIMITED,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let client = AdminClient::new(sim.client_config()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .unwrap();
-    (sim, client, Store::new(Arc::new(backend)), dir)
+    common::setup(products, 3).await
 }
 
 fn actor() -> Actor {

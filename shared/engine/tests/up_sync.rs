@@ -1,5 +1,6 @@
 //! Up-sync through the simulator: pushes, base advance, variant-deletion guard, echoes.
 
+mod common;
 use shopsync_domain::{Actor, ChangeSource, Money, Product, ShopifyProductId};
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::realtime::{handle_delivery, Handled};
@@ -8,9 +9,8 @@ use shopsync_engine::up::{push_product, run_up, Pushed};
 use shopsync_shopify::webhook::{sign, verify_and_parse, Delivery, WebhookConfig};
 use shopsync_shopify::AdminClient;
 use shopsync_shopify_sim::shop::rest_product;
-use shopsync_shopify_sim::{Plan, SimConfig, SimHandle, Simulator};
+use shopsync_shopify_sim::SimHandle;
 use shopsync_store::Store;
-use std::sync::Arc;
 
 fn delivery(body: &serde_json::Value, id: &str) -> Delivery {
     let body = serde_json::to_vec(body).unwrap();
@@ -30,24 +30,7 @@ fn delivery(body: &serde_json::Value, id: &str) -> Delivery {
 }
 
 async fn setup() -> (SimHandle, AdminClient, Store, tempfile::TempDir) {
-    let sim = Simulator::start(
-        SimConfig {
-            products: 3,
-            variants_per_product: 3,
-            plan: Plan::UNLIMITED,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let client = AdminClient::new(sim.client_config()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .unwrap();
-    let store = Store::new(Arc::new(backend));
+    let (sim, client, store, dir) = common::setup(3, 3).await;
     run_full_down(
         &store,
         &client,
