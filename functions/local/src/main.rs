@@ -166,10 +166,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             incremental,
             dry_run,
         } => {
-            if direction == Direction::Bidirectional || incremental || dry_run {
+            if direction == Direction::Bidirectional || dry_run {
                 eprintln!(
-                    "error: only `shopsync sync --direction down --full` and `--direction up` are built so far; \
-                     bidirectional, --incremental and --dry-run come with the rest of the sync engine"
+                    "error: only `--direction down [--full|--incremental]` and `--direction up` are built so far; \
+                     bidirectional and --dry-run come with the rest of the sync engine"
                 );
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
@@ -194,6 +194,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let started = std::time::Instant::now();
             let operation = match direction {
                 Direction::Up => shopsync_engine::up::run_up(&repo, &target.client, &actor).await?,
+                _ if incremental => {
+                    shopsync_engine::incremental::run_incremental_down(
+                        &repo,
+                        &target.client,
+                        &actor,
+                        &shopsync_domain::GuardRails::default(),
+                        shopsync_engine::incremental::default_overlap(),
+                    )
+                    .await?
+                }
                 _ => {
                     shopsync_engine::sync::run_full_down(
                         &repo,

@@ -41,6 +41,21 @@ fn sync_reports_its_operation_and_approval_refuses_what_is_not_waiting() {
         .unwrap()
         .to_owned();
 
+    // An incremental run after it: the (re-seeded, identical) catalog is read and nothing changes.
+    let (ok, out, err) = shopsync(
+        dir.path(),
+        &[
+            "sync",
+            "--direction",
+            "down",
+            "--incremental",
+            "--sim-products",
+            "4",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("created 0, updated 0, unchanged 4"), "{out}");
+
     let (ok, _, err) = shopsync(dir.path(), &["operation", "approve", &id]);
     assert!(!ok);
     assert!(err.contains("not awaiting approval"), "{err}");

@@ -7,6 +7,7 @@
 
 pub mod down;
 pub mod error;
+pub mod incremental;
 pub mod mapping;
 pub mod perf;
 pub mod plan;

@@ -242,3 +242,51 @@ async fn paged_steps_stop_at_the_deadline_and_continue_from_their_cursor() {
     assert_eq!(created, 20);
     assert_eq!(count(&store, Table::Products).await, 20);
 }
+
+#[tokio::test]
+async fn an_incremental_sync_reads_only_what_changed_since_the_last_down_sync() {
+    use shopsync_engine::incremental::run_incremental_down;
+    let (sim, client, store, _dir) = setup(20).await;
+    let rails = shopsync_domain::GuardRails::default();
+    run_full_down(&store, &client, &actor(), &rails)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).take(2).collect());
+    for id in &ids {
+        sim.with_shop(|s| s.edit_product(*id, |p| p.vendor = "Changed in Shopify".into()));
+    }
+    let op = run_incremental_down(&store, &client, &actor(), &rails, chrono::Duration::zero())
+        .await
+        .unwrap();
+    assert_eq!(
+        op.operation_type,
+        shopsync_domain::OperationType::IncrementalSync
+    );
+    assert_eq!(op.status, OperationStatus::Completed);
+    assert_eq!(
+        (op.statistics.processed, op.statistics.updated),
+        (2, 2),
+        "{op:?}"
+    );
+    for id in &ids {
+        let local = store
+            .product_by_shopify_id(ShopifyProductId::new(*id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(local.content.vendor, "Changed in Shopify");
+    }
+    // With the default overlap the same products are read again, and nothing is applied twice.
+    let again = run_incremental_down(
+        &store,
+        &client,
+        &actor(),
+        &rails,
+        shopsync_engine::incremental::default_overlap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.statistics.updated, 0, "{again:?}");
+    assert!(again.statistics.unchanged >= 2);
+}
