@@ -13,6 +13,7 @@ use serde_json::json;
 use shopsync_domain::{
     Actor, Product, ProductId, ProductsStaging, ShopifyProductId, SyncConflict, SyncOperation,
 };
+use shopsync_engine::jobs::{Job, JobMessage, JobQueue, LocalQueue, Worker};
 use shopsync_shopify::webhook::{receive, DeliveryLedger, Received, StoreLedger, WebhookConfig};
 use shopsync_shopify::AdminClient;
 use shopsync_store::item::{Key, Query};
@@ -49,6 +50,9 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub api_tokens: String,
+    /// Seconds between scheduled syncs (incremental down, then up); 0 turns the scheduler off.
+    #[arg(long, env = "SHOPSYNC_SYNC_INTERVAL_SECS", default_value_t = 300)]
+    pub sync_interval_secs: u64,
 }
 
 struct App {
@@ -140,6 +144,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokens,
         actor: Actor::new("system:serve").context("actor")?,
     });
+    // The in-process queue, its worker, and the scheduler.
+    let queue = Arc::new(LocalQueue::default());
+    let worker = Arc::new(Worker {
+        store: app.store.clone(),
+        client: app.client.clone(),
+        actor: app.actor.clone(),
+        rails: shopsync_domain::GuardRails::default(),
+    });
+    tokio::spawn(run_worker(queue.clone(), worker));
     // A fresh store starts from Shopify's catalog.
     let empty = app
         .store
@@ -149,23 +162,40 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .items
         .is_empty();
     if empty {
-        let app = app.clone();
+        queue
+            .send(vec![JobMessage::new(Job::FullDown, chrono::Utc::now())])
+            .await?;
+    }
+    if args.sync_interval_secs > 0 {
+        let queue = queue.clone();
+        let every = std::time::Duration::from_secs(args.sync_interval_secs);
         tokio::spawn(async move {
-            match shopsync_engine::sync::run_full_down(
-                &app.store,
-                &app.client,
-                &app.actor,
-                &shopsync_domain::GuardRails::default(),
-            )
-            .await
-            {
-                Ok(op) => {
-                    tracing::info!(operation = %op.operation_uuid, created = op.statistics.created, "initial full down-sync done")
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                ticks.tick().await;
+                let now = chrono::Utc::now();
+                let jobs = vec![
+                    JobMessage::new(Job::IncrementalDown, now),
+                    JobMessage::new(Job::Up, now),
+                ];
+                if let Err(e) = queue.send(jobs).await {
+                    tracing::error!(error = %e, "scheduler stopped");
+                    return;
                 }
-                Err(e) => tracing::error!(error = %e, "initial full down-sync failed"),
             }
         });
     }
+    println!(
+        "  scheduler: {}",
+        if args.sync_interval_secs > 0 {
+            format!(
+                "incremental down + up every {} s (SHOPSYNC_SYNC_INTERVAL_SECS)",
+                args.sync_interval_secs
+            )
+        } else {
+            "off".into()
+        }
+    );
     let router = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/webhooks/shopify", post(webhook))
@@ -210,6 +240,24 @@ fn api_error(status: StatusCode, code: &'static str, message: impl Into<String>)
 
 fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
     api_error(status, code, message).into_response()
+}
+
+/// Runs queued jobs one at a time; a failed job is logged (the scheduler brings new work).
+async fn run_worker(queue: Arc<LocalQueue>, worker: Arc<Worker>) {
+    while let Some(message) = queue.receive().await {
+        match worker.handle(&message).await {
+            Ok(Some(op)) => tracing::info!(
+                job = ?message.job,
+                operation = %op.operation_uuid,
+                status = %shopsync_domain::status::status_name(op.status),
+                "job done"
+            ),
+            Ok(None) => tracing::info!(job = ?message.job, "job already done"),
+            Err(e) => {
+                tracing::error!(job = ?message.job, error = %e, retryable = e.is_retryable(), "job failed")
+            }
+        }
+    }
 }
 
 async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
