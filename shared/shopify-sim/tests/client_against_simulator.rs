@@ -152,14 +152,15 @@ async fn pages_cover_every_product_once_and_stay_under_the_cost_limit() {
         "ids above 2^53 survive exactly"
     );
 
-    // The incremental filter: only products updated after a cursor.
+    // The incremental filter: only products updated after a cursor. Shopify compares whole
+    // seconds, so the cursor sits a full second after the seeding and before the edit.
     let target = expected[7];
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let cursor = chrono::Utc::now() - chrono::Duration::milliseconds(500);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let cursor = chrono::Utc::now() - chrono::Duration::seconds(1);
     sim.with_shop(|s| s.edit_product(target.get(), |p| p.title = "Edited".into()));
     let page = client
         .products_page(&ProductsPageRequest {
-            updated_after: Some(cursor - chrono::Duration::seconds(1)),
+            updated_after: Some(cursor),
             ..Default::default()
         })
         .await
