@@ -7,12 +7,12 @@ use crate::down::Shopify;
 use crate::error::EngineError;
 use crate::mapping::content_from_remote;
 use crate::perf::StageTimes;
-use crate::plan::{apply_operation, Planned, Planner};
-use crate::sync::{record_performance, run_full_down, save};
+use crate::plan::{Conclusion, Planned, Planner};
+use crate::sync::{run_full_down, save};
 use chrono::{DateTime, Duration, Utc};
 use shopsync_domain::{
     Actor, GuardRails, OperationStatus, OperationType, PlanSummary, Stage, SyncDirection,
-    SyncOperation, Verdict,
+    SyncOperation,
 };
 use shopsync_shopify::cost::ProductPageShape;
 use shopsync_shopify::ops::ProductsPageRequest;
@@ -135,30 +135,15 @@ pub async fn run_incremental_down(
     }
     summary.catalog_size = summary.catalog_size.max(summary.changes);
     operation.statistics.absorb(&stats);
-    match rails.judge(&summary) {
-        Verdict::Hold(reasons) => {
-            operation.statistics.processed += summary.changes;
-            operation.move_to(
-                OperationStatus::AwaitingApproval,
-                Some(reasons.join("; ")),
-                Utc::now(),
-            )?;
-        }
-        Verdict::Proceed => {
-            let applied = apply_operation(store, &operation, actor, &mut times).await?;
-            operation.statistics.absorb(&applied);
-            operation.move_to(OperationStatus::Completed, None, Utc::now())?;
-        }
-    }
-    save(store, &operation, &started).await?;
-    record_performance(
+    Conclusion {
         store,
-        &operation,
-        &times,
+        client,
+        actor,
+        rails,
+        started,
         started_at,
         counters_before,
-        client.counters(),
-    )
-    .await?;
-    Ok(operation)
+    }
+    .conclude(operation, &summary, times)
+    .await
 }

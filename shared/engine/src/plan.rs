@@ -318,3 +318,56 @@ pub async fn reject_operation(
     crate::sync::save(store, &operation, &waiting).await?;
     Ok(operation)
 }
+
+/// What ending a planned operation needs: where it runs and how it started.
+pub(crate) struct Conclusion<'a> {
+    pub store: &'a Store,
+    pub client: &'a shopsync_shopify::AdminClient,
+    pub actor: &'a Actor,
+    pub rails: &'a GuardRails,
+    /// The operation as stored when it started running.
+    pub started: SyncOperation,
+    pub started_at: Instant,
+    pub counters_before: shopsync_shopify::ClientCounters,
+}
+
+impl Conclusion<'_> {
+    /// The rails judge the plan; the operation is applied or left awaiting approval with the
+    /// reasons, then stored (if still as it started) with its performance log.
+    pub(crate) async fn conclude(
+        self,
+        mut operation: SyncOperation,
+        summary: &PlanSummary,
+        mut times: StageTimes,
+    ) -> Result<SyncOperation, EngineError> {
+        match self.rails.judge(summary) {
+            shopsync_domain::Verdict::Hold(reasons) => {
+                operation.statistics.processed += summary.changes;
+                operation.move_to(
+                    OperationStatus::AwaitingApproval,
+                    Some(reasons.join("; ")),
+                    Utc::now(),
+                )?;
+            }
+            shopsync_domain::Verdict::Proceed => {
+                let applied =
+                    apply_operation(self.store, &operation, self.actor, &mut times).await?;
+                operation.statistics.absorb(&applied);
+                operation.move_to(OperationStatus::Completed, None, Utc::now())?;
+            }
+        }
+        let persisting = Instant::now();
+        crate::sync::save(self.store, &operation, &self.started).await?;
+        times.add(Stage::Persist, persisting);
+        crate::sync::record_performance(
+            self.store,
+            &operation,
+            &times,
+            self.started_at,
+            self.counters_before,
+            self.client.counters(),
+        )
+        .await?;
+        Ok(operation)
+    }
+}

@@ -3,8 +3,8 @@
 
 use crate::down::{ingest, Ingested, Shopify};
 use crate::mapping::content_from_remote;
-use crate::plan::{apply_operation, Planned, Planner};
-use shopsync_domain::{GuardRails, PlanSummary, Verdict};
+use crate::plan::{Conclusion, Planned, Planner};
+use shopsync_domain::{GuardRails, PlanSummary};
 
 /// Products decided and committed together in a full down-sync.
 const BATCH: usize = 64;
@@ -189,35 +189,17 @@ pub async fn run_full_down(
         }
     };
     operation.statistics.absorb(&step.stats);
-    let mut times = step.times;
-    match rails.judge(&summary) {
-        Verdict::Hold(reasons) => {
-            operation.statistics.processed += summary.changes;
-            operation.move_to(
-                OperationStatus::AwaitingApproval,
-                Some(reasons.join("; ")),
-                Utc::now(),
-            )?;
-        }
-        Verdict::Proceed => {
-            let applied = apply_operation(store, &operation, actor, &mut times).await?;
-            operation.statistics.absorb(&applied);
-            operation.move_to(OperationStatus::Completed, None, Utc::now())?;
-        }
-    }
-    let persisting = std::time::Instant::now();
-    save(store, &operation, &started).await?;
-    times.add(Stage::Persist, persisting);
-    record_performance(
+    Conclusion {
         store,
-        &operation,
-        &times,
+        client,
+        actor,
+        rails,
+        started,
         started_at,
         counters_before,
-        client.counters(),
-    )
-    .await?;
-    Ok(operation)
+    }
+    .conclude(operation, &summary, step.times)
+    .await
 }
 
 /// Stores an operation's performance log and emits it as an EMF line (at info level, under
