@@ -177,6 +177,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let jobs = vec![
                     JobMessage::new(Job::IncrementalDown, now),
                     JobMessage::new(Job::Up, now),
+                    JobMessage::new(Job::Redactions, now),
                 ];
                 if let Err(e) = queue.send(jobs).await {
                     tracing::error!(error = %e, "scheduler stopped");
@@ -189,7 +190,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "  scheduler: {}",
         if args.sync_interval_secs > 0 {
             format!(
-                "incremental down + up every {} s (SHOPSYNC_SYNC_INTERVAL_SECS)",
+                "incremental down + up + due shop redactions every {} s (SHOPSYNC_SYNC_INTERVAL_SECS)",
                 args.sync_interval_secs
             )
         } else {

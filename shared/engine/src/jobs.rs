@@ -29,6 +29,8 @@ pub enum Job {
         /// The operation.
         operation: OperationId,
     },
+    /// Carry out shop redactions that are due (Shopify's shop/redact).
+    Redactions,
 }
 
 /// One message on the queue.
@@ -166,8 +168,13 @@ pub struct Worker {
 const CLAIM: i64 = 15 * 60;
 
 impl Worker {
-    /// Runs one message once: a redelivery of a message already run returns `None`.
+    /// Runs one message once: a redelivery of a message already run returns `None`; so does
+    /// a job that is not a sync operation (redactions).
     pub async fn handle(&self, message: &JobMessage) -> Result<Option<SyncOperation>, JobError> {
+        if message.job == Job::Redactions {
+            self.redact_due().await?;
+            return Ok(None);
+        }
         let now = Utc::now();
         let key = format!("job:{}", message.id);
         let fingerprint = message.encode();
@@ -230,6 +237,25 @@ impl Worker {
             Job::ApplyOperation { operation } => {
                 crate::plan::approve_operation(&self.store, *operation, &self.actor).await
             }
+            Job::Redactions => Err(EngineError::Store(RepoError::Store(
+                shopsync_store::StoreError::Invalid("redactions are not an operation".into()),
+            ))),
         }
+    }
+
+    /// Carries out every shop redaction that is due; each is idempotent on its own (a
+    /// finished one is no longer due).
+    async fn redact_due(&self) -> Result<(), EngineError> {
+        let now = Utc::now();
+        for request in self.store.due_redactions(now).await? {
+            let done = self.store.redact_shop(&request.id, now).await?;
+            tracing::warn!(
+                request = %done.id,
+                shop = %done.shop_domain,
+                removed = ?done.removed,
+                "shop data redacted (shop/redact)"
+            );
+        }
+        Ok(())
     }
 }

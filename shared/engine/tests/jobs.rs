@@ -72,3 +72,48 @@ async fn a_message_delivered_twice_runs_once() {
         (OperationType::IncrementalSync, 0, 0)
     );
 }
+
+#[tokio::test]
+async fn the_redactions_job_carries_out_due_shop_redactions() {
+    let (_sim, client, store, _dir) = common::setup(3, 1).await;
+    let worker = Worker {
+        store: store.clone(),
+        client,
+        actor: Actor::new("system:worker").unwrap(),
+        rails: GuardRails::default(),
+    };
+    worker
+        .handle(&JobMessage::new(Job::FullDown, chrono::Utc::now()))
+        .await
+        .unwrap();
+    let request = shopsync_domain::ComplianceRequest::received(
+        shopsync_domain::ComplianceTopic::ShopRedact,
+        "w-1",
+        "shop.myshopify.com",
+        serde_json::json!({"shop_id": 1}),
+        chrono::Utc::now() - chrono::Duration::seconds(1),
+    );
+    store.record_compliance(&request).await.unwrap();
+    assert!(worker
+        .handle(&JobMessage::new(Job::Redactions, chrono::Utc::now()))
+        .await
+        .unwrap()
+        .is_none());
+    let products = store
+        .backend()
+        .scan(shopsync_store::Table::Products, 10, None)
+        .await
+        .unwrap();
+    assert!(products.items.is_empty(), "the shop's products are gone");
+    assert!(store
+        .due_redactions(chrono::Utc::now())
+        .await
+        .unwrap()
+        .is_empty());
+    let recorded = store.compliance_requests().await.unwrap();
+    assert_eq!(
+        recorded[0].status,
+        shopsync_domain::ComplianceStatus::Redacted
+    );
+    assert_eq!(recorded[0].removed.get("products"), Some(&3));
+}
