@@ -10,9 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use shopsync_domain::{
-    Actor, Product, ProductId, ProductsStaging, ShopifyProductId, SyncConflict, SyncOperation,
-};
+use shopsync_domain::{Actor, Product, ProductId, ShopifyProductId, SyncConflict, SyncOperation};
 use shopsync_engine::jobs::{Job, JobMessage, JobQueue, LocalQueue, Worker};
 use shopsync_shopify::webhook::{receive, DeliveryLedger, Received, StoreLedger, WebhookConfig};
 use shopsync_shopify::AdminClient;
@@ -375,14 +373,7 @@ async fn operation(
         }
         Err(e) => return internal(e).into_response(),
     };
-    let staging = app
-        .store
-        .query_all::<ProductsStaging>(Query::new(
-            Table::ProductsStaging,
-            Some("by_operation"),
-            op_id.to_string(),
-        ))
-        .await;
+    let staging = shopsync_engine::plan::operation_rows(&app.store, op_id).await;
     let conflicts = app
         .store
         .query_all::<SyncConflict>(Query::new(
@@ -400,8 +391,8 @@ async fn operation(
             "performance": performance,
         }))
         .into_response(),
-        (Err(e), _, _) | (_, Err(e), _) => internal(e).into_response(),
-        (_, _, Err(e)) => internal(e).into_response(),
+        (Err(e), _, _) | (_, _, Err(e)) => internal(e).into_response(),
+        (_, Err(e), _) => internal(e).into_response(),
     }
 }
 
