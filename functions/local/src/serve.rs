@@ -11,9 +11,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use shopsync_domain::{Actor, Product, ProductId, ShopifyProductId, SyncConflict, SyncOperation};
-use shopsync_engine::jobs::{Job, JobMessage, JobQueue, LocalQueue, Worker};
-use shopsync_shopify::webhook::{receive, DeliveryLedger, Received, StoreLedger, WebhookConfig};
-use shopsync_shopify::AdminClient;
+use shopsync_engine::intake::WebhookIntake;
+use shopsync_engine::jobs::{Job, JobMessage, JobOutcome, JobQueue, LocalQueue, Worker};
+use shopsync_shopify::webhook::{StoreLedger, WebhookConfig};
 use shopsync_store::item::{Key, Query};
 use shopsync_store::{Store, Table};
 use std::collections::HashMap;
@@ -55,11 +55,8 @@ pub struct ServeArgs {
 
 struct App {
     store: Store,
-    client: AdminClient,
-    ledger: StoreLedger,
-    webhooks: WebhookConfig,
+    intake: WebhookIntake,
     tokens: HashMap<String, (String, String)>,
-    actor: Actor,
 }
 
 fn mask(secret: &str) -> String {
@@ -130,24 +127,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .join(", ")
     );
     println!("  routes: POST /webhooks/shopify, GET /health, GET /api/v1/operations[/{{id}}], GET /api/v1/products/{{id}}[/versions]");
-    let app = Arc::new(App {
-        ledger: StoreLedger::new(store.clone()),
-        store,
-        client: target.client.clone(),
-        webhooks: WebhookConfig {
-            shop_domain: args.shopify.shop.clone(),
-            secret: webhook_secret,
-            previous_secret: args.webhook_secret_previous.clone(),
-        },
-        tokens,
-        actor: Actor::new("system:serve").context("actor")?,
-    });
+    let actor = Actor::new("system:serve").context("actor")?;
     // The in-process queue, its worker, and the scheduler.
     let queue = Arc::new(LocalQueue::default());
+    let app = Arc::new(App {
+        intake: WebhookIntake {
+            store: store.clone(),
+            ledger: Arc::new(StoreLedger::new(store.clone())),
+            config: WebhookConfig {
+                shop_domain: args.shopify.shop.clone(),
+                secret: webhook_secret,
+                previous_secret: args.webhook_secret_previous.clone(),
+            },
+            queue: queue.clone(),
+            client: Some(target.client.clone()),
+            actor: actor.clone(),
+        },
+        store,
+        tokens,
+    });
     let worker = Arc::new(Worker {
         store: app.store.clone(),
-        client: app.client.clone(),
-        actor: app.actor.clone(),
+        client: target.client.clone(),
+        actor,
         rails: shopsync_domain::GuardRails::default(),
     });
     tokio::spawn(run_worker(queue.clone(), worker));
@@ -245,13 +247,14 @@ fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> 
 async fn run_worker(queue: Arc<LocalQueue>, worker: Arc<Worker>) {
     while let Some(message) = queue.receive().await {
         match worker.handle(&message).await {
-            Ok(Some(op)) => tracing::info!(
+            Ok(JobOutcome::Ran(Some(op))) => tracing::info!(
                 job = ?message.job,
                 operation = %op.operation_uuid,
                 status = %shopsync_domain::status::status_name(op.status),
                 "job done"
             ),
-            Ok(None) => tracing::info!(job = ?message.job, "job already done"),
+            Ok(JobOutcome::Ran(None)) => tracing::debug!(job = ?message.job, "job done"),
+            Ok(JobOutcome::Replay) => tracing::info!(job = ?message.job, "job already done"),
             Err(e) => {
                 tracing::error!(job = ?message.job, error = %e, retryable = e.is_retryable(), "job failed")
             }
@@ -260,50 +263,12 @@ async fn run_worker(queue: Arc<LocalQueue>, worker: Arc<Worker>) {
 }
 
 async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let now = chrono::Utc::now();
-    let received = match receive(&app.webhooks, &app.ledger, &headers, &body, now).await {
-        Ok(r) => r,
-        Err(rejection) => {
-            let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::BAD_REQUEST);
-            return error(status, rejection.code, rejection.message);
-        }
-    };
-    let (delivery, claim) = match received {
-        Received::Duplicate(d) => {
-            return (
-                StatusCode::OK,
-                Json(json!({"status": "duplicate", "topic": d.topic.as_str()})),
-            )
-                .into_response()
-        }
-        Received::Fresh(d, claim) => (d, claim),
-    };
-    match shopsync_engine::realtime::handle_delivery(
-        &app.store,
-        Some(&app.client),
-        &delivery,
-        &app.actor,
-        now,
-    )
-    .await
-    {
-        Ok(handled) => {
-            if let Err(e) = app.ledger.complete(claim, now).await {
-                tracing::error!(error = %e, "could not mark the delivery handled");
-            }
-            tracing::info!(topic = delivery.topic.as_str(), webhook_id = %delivery.webhook_id, ?handled, "webhook handled");
-            (StatusCode::OK, Json(json!({"status": "handled", "topic": delivery.topic.as_str(), "outcome": format!("{handled:?}")}))).into_response()
-        }
-        Err(e) => {
-            let _ = app.ledger.release(claim).await;
-            tracing::error!(topic = delivery.topic.as_str(), error = %e, "webhook failed; Shopify will retry");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "handling_failed",
-                "the delivery could not be handled; retry later",
-            )
-        }
-    }
+    let reply = app
+        .intake
+        .receive(&headers, &body, chrono::Utc::now())
+        .await;
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(reply.body)).into_response()
 }
 
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(String, String), ApiError> {

@@ -6,7 +6,7 @@ use crate::error::EngineError;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use shopsync_domain::{Actor, GuardRails, OperationId, SyncOperation};
+use shopsync_domain::{Actor, GuardRails, OperationId, OperationStatus, StagingId, SyncOperation};
 use shopsync_shopify::AdminClient;
 use shopsync_store::{IdempotencyStart, RepoError, Store};
 use tokio::sync::{mpsc, Mutex};
@@ -31,6 +31,91 @@ pub enum Job {
     },
     /// Carry out shop redactions that are due (Shopify's shop/redact).
     Redactions,
+    /// Apply rows staged by the realtime path (webhooks).
+    ApplyRows {
+        /// The operation the rows belong to.
+        operation: OperationId,
+        /// The rows.
+        rows: Vec<StagingId>,
+    },
+}
+
+impl Job {
+    /// The operation this job works on, when it names one.
+    pub fn operation(&self) -> Option<OperationId> {
+        match self {
+            Job::ApplyOperation { operation } | Job::ApplyRows { operation, .. } => {
+                Some(*operation)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What an EventBridge schedule asks for (the rule's input): `{"type": "incremental_sync",
+/// "direction": "down"}`. Types: `full_sync`, `incremental_sync`, `maintenance` (due shop
+/// redactions); directions: `down`, `up`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleInput {
+    /// The operation type.
+    #[serde(rename = "type")]
+    pub operation_type: String,
+    /// The direction (default `down`).
+    #[serde(default)]
+    pub direction: Option<String>,
+}
+
+impl ScheduleInput {
+    /// The job this schedule starts, or why it cannot start one.
+    pub fn job(&self) -> Result<Job, JobError> {
+        let direction = self.direction.as_deref().unwrap_or("down");
+        match (self.operation_type.as_str(), direction) {
+            ("full_sync", "down") => Ok(Job::FullDown),
+            ("incremental_sync", "down") => Ok(Job::IncrementalDown),
+            ("full_sync" | "incremental_sync", "up") => Ok(Job::Up),
+            ("maintenance", _) => Ok(Job::Redactions),
+            (t @ ("full_sync" | "incremental_sync"), d) => Err(JobError::Poison(format!(
+                "schedule input: {t} cannot run in direction `{d}` (use down or up)"
+            ))),
+            (t, _) => Err(JobError::Poison(format!(
+                "schedule input: unknown type `{t}` (use full_sync, incremental_sync or maintenance)"
+            ))),
+        }
+    }
+}
+
+/// What running a message came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    /// It ran; the operation it ran, when it was one.
+    Ran(Option<SyncOperation>),
+    /// It ran before: nothing was done again.
+    Replay,
+}
+
+/// One message as a queue delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The queue's id of the message (what a batch response names).
+    pub message_id: String,
+    /// The body.
+    pub body: String,
+    /// How many times the queue has delivered it, this time included.
+    pub receive_count: u32,
+}
+
+/// What a batch of deliveries came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Message ids to report as failed (redelivered, then dead-lettered by the redrive policy).
+    pub failed: Vec<String>,
+    /// Messages run to the end.
+    pub ran: usize,
+    /// Messages run before (nothing done again).
+    pub replayed: usize,
+    /// Messages that can never run.
+    pub poison: usize,
 }
 
 /// One message on the queue.
@@ -168,12 +253,12 @@ pub struct Worker {
 const CLAIM: i64 = 15 * 60;
 
 impl Worker {
-    /// Runs one message once: a redelivery of a message already run returns `None`; so does
-    /// a job that is not a sync operation (redactions).
-    pub async fn handle(&self, message: &JobMessage) -> Result<Option<SyncOperation>, JobError> {
+    /// Runs one message once: a redelivery of a message already run is a replay.
+    pub async fn handle(&self, message: &JobMessage) -> Result<JobOutcome, JobError> {
         if message.job == Job::Redactions {
+            // Idempotent on its own, and it clears the idempotency table a claim would be in.
             self.redact_due().await?;
-            return Ok(None);
+            return Ok(JobOutcome::Ran(None));
         }
         let now = Utc::now();
         let key = format!("job:{}", message.id);
@@ -189,7 +274,7 @@ impl Worker {
             )
             .await
         {
-            Ok(IdempotencyStart::Replay(_)) => return Ok(None),
+            Ok(IdempotencyStart::Replay(_)) => return Ok(JobOutcome::Replay),
             Ok(IdempotencyStart::Started) => {}
             Err(RepoError::IdempotencyInProgress { .. }) => {
                 return Err(JobError::InProgress(message.id.clone()))
@@ -199,7 +284,9 @@ impl Worker {
         let result = self.run(&message.job).await;
         match &result {
             Ok(op) => {
-                let summary = serde_json::json!({ "operation": op.operation_uuid.to_string() });
+                let summary = serde_json::json!({
+                    "operation": op.as_ref().map(|o| o.operation_uuid.to_string())
+                });
                 self.store
                     .complete_idempotent(
                         &key,
@@ -214,11 +301,11 @@ impl Worker {
                 let _ = self.store.abandon_idempotent(&key, &fingerprint).await;
             }
         }
-        Ok(Some(result?))
+        Ok(JobOutcome::Ran(result?))
     }
 
-    async fn run(&self, job: &Job) -> Result<SyncOperation, EngineError> {
-        match job {
+    async fn run(&self, job: &Job) -> Result<Option<SyncOperation>, EngineError> {
+        let op = match job {
             Job::FullDown => {
                 crate::sync::run_full_down(&self.store, &self.client, &self.actor, &self.rails)
                     .await
@@ -237,9 +324,91 @@ impl Worker {
             Job::ApplyOperation { operation } => {
                 crate::plan::approve_operation(&self.store, *operation, &self.actor).await
             }
-            Job::Redactions => Err(EngineError::Store(RepoError::Store(
-                shopsync_store::StoreError::Invalid("redactions are not an operation".into()),
-            ))),
+            Job::Redactions => {
+                self.redact_due().await?;
+                return Ok(None);
+            }
+            Job::ApplyRows { operation, rows } => {
+                crate::realtime::apply_staged(&self.store, *operation, rows, &self.actor).await?;
+                return Ok(None);
+            }
+        };
+        op.map(Some)
+    }
+
+    /// Runs a batch of deliveries one by one and names the messages to redeliver: those that
+    /// failed and may succeed later, and those that can never run (so the redrive policy moves
+    /// them to the dead-letter queue). When a message's operation can go no further (poison,
+    /// a permanent error, or the last delivery the queue allows) the operation is marked
+    /// failed with the reason.
+    pub async fn handle_batch(&self, messages: &[Delivered], max_receives: u32) -> BatchReport {
+        let mut report = BatchReport::default();
+        for delivered in messages {
+            let message = match JobMessage::decode(&delivered.body) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(message_id = %delivered.message_id, error = %e, "poison message");
+                    if let Some(operation) = operation_named_in(&delivered.body) {
+                        self.fail_operation(operation, &e.to_string()).await;
+                    }
+                    report.poison += 1;
+                    report.failed.push(delivered.message_id.clone());
+                    continue;
+                }
+            };
+            match self.handle(&message).await {
+                Ok(JobOutcome::Ran(_)) => report.ran += 1,
+                Ok(JobOutcome::Replay) => report.replayed += 1,
+                Err(JobError::InProgress(_)) => {
+                    report.failed.push(delivered.message_id.clone());
+                }
+                Err(e) => {
+                    let last = delivered.receive_count >= max_receives;
+                    tracing::error!(
+                        message_id = %delivered.message_id,
+                        job = %message.id,
+                        error = %e,
+                        retryable = e.is_retryable(),
+                        receive_count = delivered.receive_count,
+                        "job failed"
+                    );
+                    if !e.is_retryable() || last {
+                        if let Some(operation) = message.job.operation() {
+                            let reason = if e.is_retryable() {
+                                format!("gave up after {} deliveries: {e}", delivered.receive_count)
+                            } else {
+                                e.to_string()
+                            };
+                            self.fail_operation(operation, &reason).await;
+                        }
+                    }
+                    if !e.is_retryable() {
+                        report.poison += 1;
+                    }
+                    report.failed.push(delivered.message_id.clone());
+                }
+            }
+        }
+        report
+    }
+
+    /// Marks an operation failed with `reason` if its status allows it (best effort: the
+    /// message itself still goes to the dead-letter queue).
+    pub async fn fail_operation(&self, id: OperationId, reason: &str) {
+        let key = shopsync_store::item::Key::pk(id.to_string());
+        let Ok(Some(current)) = self.store.get::<SyncOperation>(&key).await else {
+            tracing::warn!(operation = %id, "a failed message names an operation that is not stored");
+            return;
+        };
+        let mut failed = current.clone();
+        if failed
+            .move_to(OperationStatus::Failed, Some(reason.to_owned()), Utc::now())
+            .is_err()
+        {
+            return;
+        }
+        if let Err(e) = crate::sync::save(&self.store, &failed, &current).await {
+            tracing::error!(operation = %id, error = %e, "could not mark the operation failed");
         }
     }
 
@@ -258,4 +427,10 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// The operation a message names, read loosely (for messages that do not decode).
+fn operation_named_in(body: &str) -> Option<OperationId> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    value.get("job")?.get("operation")?.as_str()?.parse().ok()
 }

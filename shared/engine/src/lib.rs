@@ -8,6 +8,7 @@
 pub mod down;
 pub mod error;
 pub mod incremental;
+pub mod intake;
 pub mod jobs;
 pub mod mapping;
 pub mod perf;

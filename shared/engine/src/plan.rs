@@ -21,7 +21,7 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Planned {
     /// A pending row waits to be applied.
-    Staged,
+    Staged(shopsync_domain::StagingId),
     /// Nothing to apply (stale, unchanged, locked) or a conflict row was stored.
     Settled(Ingested),
 }
@@ -73,8 +73,8 @@ impl Planner<'_> {
                     row.status = StagingStatus::Pending;
                     row.applied_at = None;
                     row.has_conflicts = false;
+                    planned.push(Planned::Staged(row.id));
                     rows.push(row);
-                    planned.push(Planned::Staged);
                 }
             }
         }
@@ -107,22 +107,75 @@ pub async fn apply_operation(
     actor: &Actor,
     times: &mut StageTimes,
 ) -> Result<OperationStatistics, EngineError> {
-    let mut stats = OperationStatistics::default();
     let reading = Instant::now();
-    let rows: Vec<ProductsStaging> = operation_rows(store, operation.operation_uuid)
-        .await?
-        .into_iter()
-        .filter(|r| {
-            r.status == StagingStatus::Pending
-                && !r.has_conflicts
-                && r.change_type != ChangeType::Delete
-        })
-        .collect();
+    let rows = operation_rows(store, operation.operation_uuid).await?;
     times.add(Stage::Apply, reading);
-    for chunk in rows.chunks(64) {
+    apply_rows(store, operation, rows, actor, times).await
+}
+
+/// Whether a row is applied without a person: pending, not conflicting, not a delete.
+fn applies_unattended(row: &ProductsStaging) -> bool {
+    row.status == StagingStatus::Pending
+        && !row.has_conflicts
+        && row.change_type != ChangeType::Delete
+}
+
+/// Applies the given rows of `operation` that are pending (others are left as they are), in
+/// batches: product + version snapshot + row status in one transaction each.
+///
+/// A row staged from Shopify whose product moved on since it was staged is decided again
+/// against the product as it is now: superseded when the product already holds a copy at
+/// least as new, applied over it when nothing local is waiting to be pushed, and otherwise
+/// left waiting as a conflict. Any other row whose base moved fails with the reason.
+pub async fn apply_rows(
+    store: &Store,
+    operation: &SyncOperation,
+    rows: Vec<ProductsStaging>,
+    actor: &Actor,
+    times: &mut StageTimes,
+) -> Result<OperationStatistics, EngineError> {
+    let mut stats = OperationStatistics::default();
+    let mut todo: Vec<ProductsStaging> = rows
+        .into_iter()
+        .filter(|r| r.sync_operation_id == operation.operation_uuid && applies_unattended(r))
+        .collect();
+    // A row that lost a race with another writer of its product is decided again (at most
+    // three rounds), so concurrent workers never turn a good change into a failure.
+    for round in 0..3 {
+        let mut retry = Vec::new();
+        for chunk in todo.chunks(64) {
+            retry.extend(apply_chunk(store, operation, chunk, actor, times, &mut stats).await?);
+        }
+        if retry.is_empty() {
+            break;
+        }
+        if round == 2 {
+            for row in &retry {
+                settle_row(store, row, StagingStatus::Failed, "the product kept changing while this change was applied; the next sync stages it again", Utc::now()).await?;
+            }
+            stats.processed += retry.len() as u64;
+            stats.failed += retry.len() as u64;
+            break;
+        }
+        todo = retry;
+    }
+    Ok(stats)
+}
+
+/// Applies one batch; returns the rows whose product changed under them meanwhile.
+async fn apply_chunk(
+    store: &Store,
+    operation: &SyncOperation,
+    chunk: &[ProductsStaging],
+    actor: &Actor,
+    times: &mut StageTimes,
+    stats: &mut OperationStatistics,
+) -> Result<Vec<ProductsStaging>, EngineError> {
+    let mut retry = Vec::new();
+    {
         let now = Utc::now();
         let mut commits = Vec::with_capacity(chunk.len());
-        let mut kinds = Vec::with_capacity(chunk.len());
+        let mut kinds: Vec<(ChangeType, &ProductsStaging)> = Vec::with_capacity(chunk.len());
         for row in chunk {
             let Some(proposed) = row.proposed.clone() else {
                 continue;
@@ -148,17 +201,57 @@ pub async fn apply_operation(
                     actor: actor.clone(),
                     now,
                 });
-                kinds.push(ChangeType::Create);
+                kinds.push((ChangeType::Create, row));
                 continue;
             }
             let diffing = Instant::now();
             let current = store.product(row.source_product_id).await?;
             times.add(Stage::Diff, diffing);
-            let Some(current) = current.filter(|p| p.version == row.base_version) else {
-                fail_row(store, row, "the product changed after this change was staged; the next sync stages it again", now).await?;
+            let Some(current) = current else {
+                settle_row(
+                    store,
+                    row,
+                    StagingStatus::Failed,
+                    "the product no longer exists locally",
+                    now,
+                )
+                .await?;
                 stats.failed += 1;
                 continue;
             };
+            if current.version != row.base_version {
+                match (row.shopify, current.needs_push()) {
+                    (Some(source), _)
+                        if current
+                            .shopify_updated_at
+                            .is_some_and(|seen| source.updated_at <= seen) =>
+                    {
+                        settle_row(
+                            store,
+                            row,
+                            StagingStatus::Superseded,
+                            "the product already holds a Shopify copy at least this new",
+                            now,
+                        )
+                        .await?;
+                        stats.processed += 1;
+                        stats.unchanged += 1;
+                        continue;
+                    }
+                    (Some(_), false) => {}
+                    (Some(_), true) => {
+                        flag_conflict(store, row).await?;
+                        stats.processed += 1;
+                        stats.conflicts += 1;
+                        continue;
+                    }
+                    (None, _) => {
+                        settle_row(store, row, StagingStatus::Failed, "the product changed after this change was staged; the next sync stages it again", now).await?;
+                        stats.failed += 1;
+                        continue;
+                    }
+                }
+            }
             let mut updated = current.clone();
             let changes = updated.change_content(proposed, now);
             if let Some(source) = row.shopify {
@@ -166,26 +259,40 @@ pub async fn apply_operation(
             }
             updated.last_sync_version = updated.version;
             commits.push(ProductCommit {
-                version: Some(ProductVersion::snapshot(
-                    &updated,
-                    shopsync_domain::fields::changed_fields(&changes),
-                    ChangeSource::Shopify,
-                    actor.clone(),
-                    Some(operation.operation_uuid),
-                    now,
-                )),
+                version: (!changes.is_empty()).then(|| {
+                    ProductVersion::snapshot(
+                        &updated,
+                        shopsync_domain::fields::changed_fields(&changes),
+                        ChangeSource::Shopify,
+                        actor.clone(),
+                        Some(operation.operation_uuid),
+                        now,
+                    )
+                }),
                 product: updated,
                 expected_version: Some(current.version),
                 staging: Some((applied, Some(StagingStatus::Pending))),
                 actor: actor.clone(),
                 now,
             });
-            kinds.push(ChangeType::Update);
+            kinds.push((ChangeType::Update, row));
         }
         let applying = Instant::now();
         let answers = store.commit_products(commits).await?;
         times.add(Stage::Apply, applying);
-        for (kind, answer) in kinds.into_iter().zip(answers) {
+        for ((kind, row), answer) in kinds.into_iter().zip(answers) {
+            if matches!(
+                answer,
+                Err(RepoError::VersionConflict { .. } | RepoError::AlreadyExists { .. })
+            ) {
+                // Someone else wrote the product first: decide again against theirs.
+                let mut again = row.clone();
+                if again.change_type == ChangeType::Create {
+                    again.change_type = ChangeType::Update;
+                }
+                retry.push(again);
+                continue;
+            }
             stats.processed += 1;
             match (kind, answer) {
                 (ChangeType::Create, Ok(())) => stats.created += 1,
@@ -193,24 +300,50 @@ pub async fn apply_operation(
                 // Applied before (a redelivered step): nothing changes.
                 (_, Err(RepoError::StagingStatusConflict { .. })) => stats.unchanged += 1,
                 (_, Err(RepoError::Locked(_))) => stats.skipped += 1,
-                (_, Err(RepoError::VersionConflict { .. } | RepoError::AlreadyExists { .. })) => {
-                    stats.failed += 1
-                }
                 (_, Err(e)) => return Err(e.into()),
             }
         }
     }
-    Ok(stats)
+    Ok(retry)
 }
 
-async fn fail_row(
+/// Loads rows by id (missing ones are skipped: a row is never deleted, so a missing id was
+/// never staged).
+pub async fn rows_by_id(
+    store: &Store,
+    ids: &[shopsync_domain::StagingId],
+) -> Result<Vec<ProductsStaging>, EngineError> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(row) = store
+            .get::<ProductsStaging>(&Key::pk(id.to_string()))
+            .await?
+        {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+async fn flag_conflict(store: &Store, row: &ProductsStaging) -> Result<(), EngineError> {
+    let mut waiting = row.clone();
+    waiting.has_conflicts = true;
+    waiting.error = Some("local changes are waiting to be pushed; review or merge".into());
+    match store.replace_if(&waiting, pending_condition()).await {
+        Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => Ok(()),
+        Err(shopsync_store::ReplaceError::Repo(e)) => Err(e.into()),
+    }
+}
+
+async fn settle_row(
     store: &Store,
     row: &ProductsStaging,
+    status: StagingStatus,
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), EngineError> {
     let mut failed = row.clone();
-    failed.status = StagingStatus::Failed;
+    failed.status = status;
     failed.error = Some(reason.to_owned());
     failed.reviewed_at = Some(now);
     match store.replace_if(&failed, pending_condition()).await {

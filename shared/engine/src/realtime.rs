@@ -2,18 +2,19 @@
 //! applied when safe) through the same path as a down-sync; stale payloads are dropped;
 //! deletes are staged for review, never applied silently.
 
-use crate::down::{ingest, ingest_content, Ingested, Shopify};
+use crate::down::{Ingested, Shopify};
 use crate::error::EngineError;
 use crate::mapping::variant_key;
 use crate::perf::StageTimes;
+use crate::plan::{apply_rows, rows_by_id, Planned, Planner};
 use crate::up::echo_key;
 use chrono::{DateTime, Utc};
 use shopsync_domain::fields::diff;
 use shopsync_domain::product::{ProductContent, ProductOption, ProductStatus, Sku, Variant};
 use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
 use shopsync_domain::{
-    Actor, Money, OperationId, OperationStatus, OperationType, Product, ShopifyProductId,
-    StagingId, SyncDirection, SyncOperation,
+    Actor, GuardRails, Money, OperationId, OperationStatistics, OperationStatus, OperationType,
+    PlanSummary, Product, ShopifyProductId, StagingId, SyncDirection, SyncOperation,
 };
 use shopsync_shopify::cost::ProductPageShape;
 use shopsync_shopify::model::RemoteVariant;
@@ -26,7 +27,14 @@ use shopsync_store::{RepoError, Store};
 /// What handling a delivery did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
-    /// A product change, staged (and applied when safe).
+    /// A product change, staged as a pending row: the apply step applies it.
+    Staged {
+        /// The realtime operation.
+        operation: OperationId,
+        /// The pending row.
+        row: StagingId,
+    },
+    /// A product delivery that needed no write (unchanged, locked) or waits as a conflict.
     Product(Ingested),
     /// Older than what shopsync already has: dropped.
     Stale,
@@ -40,6 +48,26 @@ pub enum Handled {
     ComplianceRecorded,
     /// A topic shopsync does not act on (yet): acknowledged.
     Ignored(String),
+}
+
+impl Handled {
+    /// A short stable name of the outcome (for answers and logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Handled::Staged { .. } => "staged",
+            Handled::Product(Ingested::Created(_)) => "created",
+            Handled::Product(Ingested::Updated(_)) => "updated",
+            Handled::Product(Ingested::Unchanged(_)) => "unchanged",
+            Handled::Product(Ingested::Stale(_)) | Handled::Stale => "stale",
+            Handled::Product(Ingested::Locked(_)) => "locked",
+            Handled::Product(Ingested::Conflict(_)) => "conflict",
+            Handled::Echo => "echo",
+            Handled::DeleteStaged => "delete_staged",
+            Handled::UnknownDeleted => "unknown_deleted",
+            Handled::ComplianceRecorded => "compliance_recorded",
+            Handled::Ignored(_) => "ignored",
+        }
+    }
 }
 
 /// The realtime operation of the UTC day of `now`, created on first use. Its id is derived
@@ -215,36 +243,21 @@ pub async fn handle_delivery(
                 if store.remembered(&echo_key(p.id, &content), now).await? {
                     return Ok(Handled::Echo);
                 }
-                return Ok(Handled::Product(
-                    ingest(
-                        store,
-                        &operation,
-                        &remote,
-                        actor,
-                        now,
-                        &mut StageTimes::default(),
-                    )
-                    .await?,
-                ));
+                let source = Shopify {
+                    id: remote.id,
+                    updated_at: remote.updated_at,
+                };
+                return stage(store, &operation, source, content, actor, now).await;
             }
             let content = content_from_payload(p, local.as_ref())?;
             if store.remembered(&echo_key(p.id, &content), now).await? {
                 return Ok(Handled::Echo);
             }
-            let done = ingest_content(
-                store,
-                &operation,
-                Shopify {
-                    id: p.id,
-                    updated_at,
-                },
-                content,
-                actor,
-                now,
-                &mut StageTimes::default(),
-            )
-            .await?;
-            Ok(Handled::Product(done))
+            let source = Shopify {
+                id: p.id,
+                updated_at,
+            };
+            stage(store, &operation, source, content, actor, now).await
         }
         Payload::ProductDelete(d) => {
             let Some(local) = store.product_by_shopify_id(d.id).await? else {
@@ -279,4 +292,59 @@ pub async fn handle_delivery(
         }
         _ => Ok(Handled::Ignored(delivery.topic.as_str().to_owned())),
     }
+}
+
+/// Plans one product's change in the realtime operation (one change never trips the rails'
+/// minimums, so nothing is held).
+async fn stage(
+    store: &Store,
+    operation: &SyncOperation,
+    source: Shopify,
+    content: ProductContent,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Handled, EngineError> {
+    let planner = Planner {
+        store,
+        operation,
+        actor,
+        rails: &GuardRails::default(),
+    };
+    let planned = planner
+        .plan_batch(
+            vec![(source, content)],
+            now,
+            &mut PlanSummary::default(),
+            &mut StageTimes::default(),
+        )
+        .await?;
+    Ok(match planned.into_iter().next() {
+        Some(Planned::Staged(row)) => Handled::Staged {
+            operation: operation.operation_uuid,
+            row,
+        },
+        Some(Planned::Settled(outcome)) => Handled::Product(outcome),
+        None => Handled::Stale,
+    })
+}
+
+/// The apply step of the realtime path: applies the given pending rows of an operation
+/// (rows already applied, or no longer pending, are left as they are).
+pub async fn apply_staged(
+    store: &Store,
+    operation: OperationId,
+    rows: &[StagingId],
+    actor: &Actor,
+) -> Result<OperationStatistics, EngineError> {
+    let Some(op) = store
+        .get::<SyncOperation>(&Key::pk(operation.to_string()))
+        .await?
+    else {
+        return Err(EngineError::Store(RepoError::NotFound {
+            table: shopsync_store::Table::SyncOperations,
+            key: operation.to_string(),
+        }));
+    };
+    let rows = rows_by_id(store, rows).await?;
+    apply_rows(store, &op, rows, actor, &mut StageTimes::default()).await
 }

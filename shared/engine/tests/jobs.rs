@@ -3,7 +3,9 @@
 mod common;
 
 use shopsync_domain::{Actor, GuardRails, OperationType};
-use shopsync_engine::jobs::{Job, JobError, JobMessage, JobQueue, LocalQueue, Worker};
+use shopsync_engine::jobs::{
+    Delivered, Job, JobError, JobMessage, JobOutcome, JobQueue, LocalQueue, ScheduleInput, Worker,
+};
 
 #[test]
 fn messages_round_trip_and_anything_else_is_poison() {
@@ -47,22 +49,27 @@ async fn a_message_delivered_twice_runs_once() {
         rails: GuardRails::default(),
     };
     let message = JobMessage::new(Job::FullDown, chrono::Utc::now());
-    let first = worker.handle(&message).await.unwrap().expect("ran");
+    let JobOutcome::Ran(Some(first)) = worker.handle(&message).await.unwrap() else {
+        panic!("the first delivery runs the sync");
+    };
     assert_eq!(
         (first.operation_type, first.statistics.created),
         (OperationType::FullSync, 5)
     );
-    assert!(
-        worker.handle(&message).await.unwrap().is_none(),
+    assert_eq!(
+        worker.handle(&message).await.unwrap(),
+        JobOutcome::Replay,
         "the redelivery is a no-op"
     );
 
     // Another message with the same job is new work: an incremental run finds nothing new.
-    let next = worker
+    let JobOutcome::Ran(Some(next)) = worker
         .handle(&JobMessage::new(Job::IncrementalDown, chrono::Utc::now()))
         .await
         .unwrap()
-        .expect("ran");
+    else {
+        panic!("a new message runs");
+    };
     assert_eq!(
         (
             next.operation_type,
@@ -94,11 +101,13 @@ async fn the_redactions_job_carries_out_due_shop_redactions() {
         chrono::Utc::now() - chrono::Duration::seconds(1),
     );
     store.record_compliance(&request).await.unwrap();
-    assert!(worker
-        .handle(&JobMessage::new(Job::Redactions, chrono::Utc::now()))
-        .await
-        .unwrap()
-        .is_none());
+    assert_eq!(
+        worker
+            .handle(&JobMessage::new(Job::Redactions, chrono::Utc::now()))
+            .await
+            .unwrap(),
+        JobOutcome::Ran(None)
+    );
     let products = store
         .backend()
         .scan(shopsync_store::Table::Products, 10, None)
@@ -116,4 +125,120 @@ async fn the_redactions_job_carries_out_due_shop_redactions() {
         shopsync_domain::ComplianceStatus::Redacted
     );
     assert_eq!(recorded[0].removed.get("products"), Some(&3));
+}
+
+#[test]
+fn schedule_inputs_choose_the_job_and_bad_ones_say_why() {
+    let input = |text: &str| serde_json::from_str::<ScheduleInput>(text).unwrap();
+    assert_eq!(
+        input(r#"{"type":"incremental_sync","direction":"down"}"#)
+            .job()
+            .unwrap(),
+        Job::IncrementalDown
+    );
+    assert_eq!(
+        input(r#"{"type":"full_sync"}"#).job().unwrap(),
+        Job::FullDown
+    );
+    assert_eq!(
+        input(r#"{"type":"full_sync","direction":"up"}"#)
+            .job()
+            .unwrap(),
+        Job::Up
+    );
+    assert_eq!(
+        input(r#"{"type":"maintenance"}"#).job().unwrap(),
+        Job::Redactions
+    );
+    let err = input(r#"{"type":"full_sync","direction":"sideways"}"#)
+        .job()
+        .unwrap_err();
+    assert!(err.to_string().contains("sideways"), "{err}");
+    let err = input(r#"{"type":"nightly"}"#).job().unwrap_err();
+    assert!(err.to_string().contains("unknown type `nightly`"), "{err}");
+    assert!(serde_json::from_str::<ScheduleInput>(r#"{"type":"full_sync","extra":1}"#).is_err());
+}
+
+#[tokio::test]
+async fn a_batch_names_only_the_failed_messages_and_poison_fails_its_operation() {
+    let (_sim, client, store, _dir) = common::setup(2, 1).await;
+    let worker = Worker {
+        store: store.clone(),
+        client,
+        actor: Actor::new("system:worker").unwrap(),
+        rails: GuardRails::default(),
+    };
+    let realtime = shopsync_engine::realtime::realtime_operation(&store, chrono::Utc::now())
+        .await
+        .unwrap();
+    let good = JobMessage::new(Job::FullDown, chrono::Utc::now());
+    // A message naming the operation whose job this build cannot read.
+    let poison = format!(
+        r#"{{"v":1,"id":"p-1","enqueued_at":"2026-11-25T00:00:00Z","job":{{"kind":"apply_rows","operation":"{}","rows":"not a list"}}}}"#,
+        realtime.operation_uuid
+    );
+    let batch = vec![
+        Delivered {
+            message_id: "m-good".into(),
+            body: good.encode(),
+            receive_count: 1,
+        },
+        Delivered {
+            message_id: "m-poison".into(),
+            body: poison,
+            receive_count: 1,
+        },
+        Delivered {
+            message_id: "m-garbage".into(),
+            body: "{".into(),
+            receive_count: 1,
+        },
+        Delivered {
+            message_id: "m-good-again".into(),
+            body: good.encode(),
+            receive_count: 2,
+        },
+    ];
+    let report = worker.handle_batch(&batch, 5).await;
+    assert_eq!(
+        report.failed,
+        vec!["m-poison".to_owned(), "m-garbage".to_owned()]
+    );
+    assert_eq!((report.ran, report.replayed, report.poison), (1, 1, 2));
+    let failed: shopsync_domain::SyncOperation = store
+        .get(&shopsync_store::item::Key::pk(
+            realtime.operation_uuid.to_string(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.status, shopsync_domain::OperationStatus::Failed);
+    assert!(
+        failed
+            .status_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("poison message")),
+        "{:?}",
+        failed.status_reason
+    );
+
+    // An operation that cannot be applied (not awaiting approval) fails for good: reported
+    // failed, and its operation marked failed with the reason.
+    let waiting = JobMessage::new(
+        Job::ApplyOperation {
+            operation: shopsync_domain::OperationId::random(),
+        },
+        chrono::Utc::now(),
+    );
+    let report = worker
+        .handle_batch(
+            &[Delivered {
+                message_id: "m-missing".into(),
+                body: waiting.encode(),
+                receive_count: 1,
+            }],
+            5,
+        )
+        .await;
+    assert_eq!(report.failed, vec!["m-missing".to_owned()]);
 }

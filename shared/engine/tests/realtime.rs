@@ -1,8 +1,8 @@
 //! Webhooks through the realtime path, with payloads exactly as the simulator sends them.
 
 use shopsync_domain::{Actor, ShopifyProductId};
-use shopsync_engine::down::{local_id_for, Ingested};
-use shopsync_engine::realtime::{handle_delivery, Handled};
+use shopsync_engine::down::local_id_for;
+use shopsync_engine::realtime::{apply_staged, handle_delivery, Handled};
 use shopsync_engine::sync::run_full_down;
 use shopsync_shopify::webhook::{sign, verify_and_parse, Delivery, WebhookConfig};
 use shopsync_shopify::AdminClient;
@@ -70,7 +70,20 @@ async fn webhooks_stage_and_apply_drop_stale_and_never_delete_silently() {
         .await
         .unwrap();
     let local_id = local_id_for(ShopifyProductId::new(ids[0]).unwrap());
-    assert_eq!(handled, Handled::Product(Ingested::Updated(local_id)));
+    let Handled::Staged { operation, row } = handled else {
+        panic!("staged, got {handled:?}");
+    };
+    // Staged, not yet applied: the apply step does that.
+    assert_eq!(store.product(local_id).await.unwrap().unwrap().version, 1);
+    let applied = apply_staged(&store, operation, &[row], &actor)
+        .await
+        .unwrap();
+    assert_eq!((applied.updated, applied.failed), (1, 0));
+    // Applying the same row again (a redelivered apply step) changes nothing.
+    let again = apply_staged(&store, operation, &[row], &actor)
+        .await
+        .unwrap();
+    assert_eq!(again.updated, 0);
     let local = store.product(local_id).await.unwrap().unwrap();
     assert_eq!(
         (local.content.title.as_str(), local.version),
@@ -120,9 +133,15 @@ async fn webhooks_stage_and_apply_drop_stale_and_never_delete_silently() {
     let handled = handle_delivery(&store, Some(&client), &created, &actor, now)
         .await
         .unwrap();
-    assert!(
-        matches!(handled, Handled::Product(Ingested::Created(_))),
-        "{handled:?}"
+    let Handled::Staged { operation, row } = handled else {
+        panic!("staged, got {handled:?}");
+    };
+    assert_eq!(
+        apply_staged(&store, operation, &[row], &actor)
+            .await
+            .unwrap()
+            .created,
+        1
     );
 
     // More variants than the payload carries: re-fetched in full through the Admin API.
@@ -149,10 +168,12 @@ async fn webhooks_stage_and_apply_drop_stale_and_never_delete_silently() {
     let handled = handle_delivery(&store, Some(&client), &refetch, &actor, now)
         .await
         .unwrap();
-    assert!(
-        matches!(handled, Handled::Product(Ingested::Updated(_))),
-        "{handled:?}"
-    );
+    let Handled::Staged { operation, row } = handled else {
+        panic!("staged, got {handled:?}");
+    };
+    apply_staged(&store, operation, &[row], &actor)
+        .await
+        .unwrap();
     let local_big = store
         .product(local_id_for(ShopifyProductId::new(big_id).unwrap()))
         .await
@@ -173,4 +194,79 @@ async fn webhooks_stage_and_apply_drop_stale_and_never_delete_silently() {
         Handled::ComplianceRecorded
     );
     assert_eq!(store.due_redactions(now).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn rows_staged_together_apply_in_any_order_and_keep_the_newest() {
+    let sim = Simulator::start(
+        SimConfig {
+            products: 1,
+            variants_per_product: 1,
+            plan: Plan::UNLIMITED,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = AdminClient::new(sim.client_config()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
+    shopsync_store::migrate::migrate(&backend, Default::default())
+        .await
+        .unwrap();
+    let store = Store::new(Arc::new(backend));
+    let actor = Actor::new("system:webhooks").unwrap();
+    run_full_down(
+        &store,
+        &client,
+        &actor,
+        &shopsync_domain::GuardRails::default(),
+    )
+    .await
+    .unwrap();
+    let id = sim.with_shop(|s| s.products().map(|p| p.id).next().unwrap());
+    let mut payloads = Vec::new();
+    for title in ["First", "Second"] {
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        sim.with_shop(|s| s.edit_product(id, |p| p.title = title.into()));
+        payloads.push(sim.with_shop(|s| rest_product(s.product(id).unwrap())));
+    }
+    let now = chrono::Utc::now();
+    // Both arrive before either is applied; the newer one is applied first.
+    let mut staged = Vec::new();
+    for (i, payload) in payloads.iter().enumerate() {
+        let d = delivery("products/update", payload, &format!("x{i}"));
+        match handle_delivery(&store, Some(&client), &d, &actor, now)
+            .await
+            .unwrap()
+        {
+            Handled::Staged { operation, row } => staged.push((operation, row)),
+            other => panic!("staged, got {other:?}"),
+        }
+    }
+    let (op, newer) = staged[1];
+    let first = apply_staged(&store, op, &[newer], &actor).await.unwrap();
+    assert_eq!(first.updated, 1);
+    let (op, older) = staged[0];
+    let second = apply_staged(&store, op, &[older], &actor).await.unwrap();
+    assert_eq!((second.updated, second.unchanged, second.failed), (0, 1, 0));
+    let local = store
+        .product(local_id_for(ShopifyProductId::new(id).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((local.content.title.as_str(), local.version), ("Second", 2));
+    let rows = shopsync_engine::plan::operation_rows(&store, op)
+        .await
+        .unwrap();
+    let status_of = |row| rows.iter().find(|r| r.id == row).unwrap().status;
+    assert_eq!(
+        status_of(newer),
+        shopsync_domain::staging::StagingStatus::Applied
+    );
+    assert_eq!(
+        status_of(older),
+        shopsync_domain::staging::StagingStatus::Superseded
+    );
 }
