@@ -89,7 +89,7 @@ impl ScheduleInput {
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobOutcome {
     /// It ran; the operation it ran, when it was one.
-    Ran(Option<SyncOperation>),
+    Ran(Option<Box<SyncOperation>>),
     /// It ran before: nothing was done again.
     Replay,
 }
@@ -301,7 +301,7 @@ impl Worker {
                 let _ = self.store.abandon_idempotent(&key, &fingerprint).await;
             }
         }
-        Ok(JobOutcome::Ran(result?))
+        Ok(JobOutcome::Ran(result?.map(Box::new)))
     }
 
     async fn run(&self, job: &Job) -> Result<Option<SyncOperation>, EngineError> {
