@@ -1,0 +1,22 @@
+//! Lambda entry point of `scheduled-sync`.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shopsync_runtime::init_logs();
+    let queue = shopsync_runtime::queue(&shopsync_runtime::ProcessEnv).await?;
+    let queue = &queue;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let done = scheduled_sync::handle(
+            queue.as_ref(),
+            &event.payload,
+            &event.context.request_id,
+            chrono::Utc::now(),
+        )
+        .await?;
+        Ok::<_, Error>(serde_json::json!({ "queued": done.message.id, "job": done.message.job }))
+    }))
+    .await
+}

@@ -1,0 +1,15 @@
+//! Lambda entry point of `sync-worker`.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shopsync_runtime::init_logs();
+    let (worker, max_receives) = shopsync_runtime::worker(&shopsync_runtime::ProcessEnv).await?;
+    let worker = &worker;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(sync_worker::handle(worker, &event.payload, max_receives).await)
+    }))
+    .await
+}
