@@ -166,10 +166,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             incremental,
             dry_run,
         } => {
-            if direction == Direction::Bidirectional || dry_run {
+            if direction == Direction::Up && dry_run {
                 eprintln!(
-                    "error: only `--direction down [--full|--incremental]` and `--direction up` are built so far; \
-                     bidirectional and --dry-run come with the rest of the sync engine"
+                    "error: --dry-run previews down and bidirectional syncs; an up-sync preview is not built yet \
+                     (GET /api/v1/products/{{id}} shows what a product would push)"
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            if direction == Direction::Bidirectional && incremental {
+                eprintln!(
+                    "error: a bidirectional sync reads the whole catalog; drop --incremental"
                 );
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
@@ -195,21 +201,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let operation = match direction {
                 Direction::Up => shopsync_engine::up::run_up(&repo, &target.client, &actor).await?,
                 _ if incremental => {
-                    shopsync_engine::incremental::run_incremental_down(
+                    shopsync_engine::incremental::run_incremental_down_with(
                         &repo,
                         &target.client,
                         &actor,
                         &shopsync_domain::GuardRails::default(),
                         shopsync_engine::incremental::default_overlap(),
+                        dry_run,
                     )
                     .await?
                 }
                 _ => {
-                    shopsync_engine::sync::run_full_down(
+                    let options = shopsync_engine::sync::RunOptions {
+                        direction: if direction == Direction::Bidirectional {
+                            shopsync_domain::SyncDirection::Bidirectional
+                        } else {
+                            shopsync_domain::SyncDirection::Down
+                        },
+                        dry_run,
+                    };
+                    shopsync_engine::sync::run_full(
                         &repo,
                         &target.client,
                         &actor,
                         &shopsync_domain::GuardRails::default(),
+                        options,
                     )
                     .await?
                 }
@@ -217,10 +233,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = &operation.statistics;
             let seconds = started.elapsed().as_secs_f64();
             println!(
-                "operation {} {}: processed {}, created {}, updated {}, unchanged {}, skipped {}, conflicts {}, failed {}",
+                "operation {} {}: processed {}, created {}, updated {}, unchanged {}, skipped {}, conflicts {}, auto-resolved {}, failed {}",
                 operation.operation_uuid,
                 shopsync_domain::status::status_name(operation.status),
-                s.processed, s.created, s.updated, s.unchanged, s.skipped, s.conflicts, s.failed
+                s.processed, s.created, s.updated, s.unchanged, s.skipped, s.conflicts, s.auto_resolved, s.failed
             );
             if let Some(reason) = &operation.status_reason {
                 println!("  {reason}");

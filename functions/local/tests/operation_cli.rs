@@ -65,7 +65,47 @@ fn sync_reports_its_operation_and_approval_refuses_what_is_not_waiting() {
     );
     assert!(!ok);
     assert!(err.contains("is not an operation id"), "{err}");
-    let (ok, _, err) = shopsync(dir.path(), &["sync", "--direction", "bidirectional"]);
+    let (ok, out, err) = shopsync(
+        dir.path(),
+        &[
+            "sync",
+            "--direction",
+            "bidirectional",
+            "--sim-products",
+            "4",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("completed: processed 4"), "{out}");
+    let (ok, _, err) = shopsync(dir.path(), &["sync", "--direction", "up", "--dry-run"]);
     assert!(!ok);
-    assert!(err.contains("built so far"), "{err}");
+    assert!(err.contains("up-sync preview is not built yet"), "{err}");
+}
+
+#[test]
+fn a_dry_run_stages_the_changes_and_applies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = shopsync(
+        dir.path(),
+        &[
+            "sync",
+            "--direction",
+            "down",
+            "--dry-run",
+            "--sim-products",
+            "3",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("dry run: 3 change(s) staged, nothing applied; would apply"),
+        "{out}"
+    );
+    // Nothing was applied: a real run afterwards creates all three.
+    let (ok, out, err) = shopsync(
+        dir.path(),
+        &["sync", "--direction", "down", "--sim-products", "3"],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("completed: processed 3, created 3"), "{out}");
 }

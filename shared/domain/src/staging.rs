@@ -98,6 +98,10 @@ pub struct ProductsStaging {
     /// The Shopify copy the change came from, when it came from Shopify.
     #[serde(default)]
     pub shopify: Option<ShopifySource>,
+    /// The proposed content is a three-way merge that still holds local changes Shopify
+    /// lacks: applying it leaves the product queued for the next push.
+    #[serde(default)]
+    pub merged: bool,
 }
 
 /// The Shopify copy a staged change came from.

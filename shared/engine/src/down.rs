@@ -8,12 +8,14 @@ use crate::mapping::content_from_remote;
 use crate::perf::StageTimes;
 use chrono::{DateTime, Utc};
 use shopsync_domain::fields::{changed_fields, diff, Fields};
+use shopsync_domain::merge::{three_way, Side};
+use shopsync_domain::policy::OwnershipPolicy;
 use shopsync_domain::product::ProductContent;
 use shopsync_domain::staging::{ChangeType, ProductsStaging, ShopifySource, StagingStatus};
 use shopsync_domain::Stage;
 use shopsync_domain::{
     Actor, ChangeSource, OperationStatistics, Product, ProductId, ProductVersion, ShopifyProductId,
-    StagingId, SyncOperation,
+    StagingId, SyncConflict, SyncOperation,
 };
 use shopsync_shopify::model::RemoteProduct;
 use shopsync_store::{ProductCommit, RepoError, Store};
@@ -34,6 +36,9 @@ pub enum Ingested {
     Locked(ProductId),
     /// The local product has unpushed changes: the row waits as a conflict.
     Conflict(ProductId),
+    /// Both sides changed the product and every conflicting field was settled by the policy:
+    /// the merge was taken locally and waits for the next push.
+    Merged(ProductId),
 }
 
 impl Ingested {
@@ -42,7 +47,7 @@ impl Ingested {
         stats.processed += 1;
         match self {
             Ingested::Created(_) => stats.created += 1,
-            Ingested::Updated(_) => stats.updated += 1,
+            Ingested::Updated(_) | Ingested::Merged(_) => stats.updated += 1,
             Ingested::Unchanged(_) | Ingested::Stale(_) => stats.unchanged += 1,
             Ingested::Locked(_) => stats.skipped += 1,
             Ingested::Conflict(_) => stats.conflicts += 1,
@@ -104,6 +109,7 @@ fn row(
             product_id: change.source.id,
             updated_at: change.source.updated_at,
         }),
+        merged: false,
     }
 }
 
@@ -144,12 +150,17 @@ pub struct Shopify {
 /// What to do with one product's content from Shopify.
 pub(crate) enum Decision {
     /// Write this (product + version + applied staging row); the outcome if it lands; the
-    /// content before (absent for a create).
-    Commit(Box<ProductCommit>, Ingested, Option<Box<ProductContent>>),
+    /// content before (absent for a create); conflicts the policy settled on the way.
+    Commit(
+        Box<ProductCommit>,
+        Ingested,
+        Option<Box<ProductContent>>,
+        Vec<SyncConflict>,
+    ),
     /// Nothing to write.
     Done(Ingested),
-    /// Store this waiting row (the product has unpushed local changes).
-    Conflict(Box<ProductsStaging>, ProductId),
+    /// Store this waiting row and these conflicts (some are open: a person decides).
+    Conflict(Box<ProductsStaging>, ProductId, Vec<SyncConflict>),
 }
 
 /// Reads the local product and decides, writing nothing.
@@ -204,6 +215,7 @@ pub(crate) async fn decide(
             Box::new(commit),
             Ingested::Created(id),
             None,
+            Vec::new(),
         ));
     };
     if local
@@ -221,22 +233,8 @@ pub(crate) async fn decide(
         return Ok(Decision::Done(Ingested::Unchanged(local.id)));
     }
     if local.needs_push() {
-        // Local edits not yet in Shopify: never overwrite them here.
-        let staged = row(
-            operation,
-            Change {
-                product: local.id,
-                change_type: ChangeType::Update,
-                change_data: changes,
-                base_version: local.version,
-                status: StagingStatus::Pending,
-                source,
-            },
-            content,
-            actor,
-            now,
-        );
-        return Ok(Decision::Conflict(Box::new(staged), local.id));
+        // Local edits not yet in Shopify: never overwritten; merged field by field instead.
+        return merge_decision(store, operation, source, content, local, actor, now).await;
     }
     updated.shopify_updated_at = Some(source.updated_at);
     updated.last_sync_version = updated.version;
@@ -274,19 +272,166 @@ pub(crate) async fn decide(
         Box::new(commit),
         Ingested::Updated(local.id),
         Some(Box::new(local.content)),
+        Vec::new(),
     ))
 }
 
-/// Stores a waiting row.
+/// Who settles conflicts by policy.
+fn policy_actor() -> Actor {
+    Actor::system("policy")
+}
+
+/// Both sides changed a product since they last agreed: a three-way merge against the base
+/// (the version at `last_sync_version`). Fields changed on one side flow to the other; fields
+/// changed on both are settled by the ownership policy where it may, and otherwise wait for
+/// a person (the row waits, flagged, and nothing is applied).
+async fn merge_decision(
+    store: &Store,
+    operation: &SyncOperation,
+    source: Shopify,
+    content: &ProductContent,
+    local: Product,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Decision, EngineError> {
+    let policy = OwnershipPolicy::default();
+    let base = if local.last_sync_version > 0 {
+        store
+            .product_version(local.id, local.last_sync_version)
+            .await?
+            .map(|v| v.product_data.to_fields())
+    } else {
+        None
+    };
+    let local_fields = local.content.to_fields();
+    let remote_fields = content.to_fields();
+    let merge = three_way(base.as_ref(), &local_fields, &remote_fields);
+    let mut conflicts = Vec::new();
+    let (merged, open) = merge.resolve(
+        &local_fields,
+        &remote_fields,
+        Side::Local,
+        |path, values| {
+            let decision = policy.decide(
+                path,
+                values,
+                Some(local.updated_at),
+                Some(source.updated_at),
+            );
+            let mut conflict = SyncConflict::field(
+                operation.operation_uuid,
+                local.id,
+                path.clone(),
+                values.clone(),
+                &decision,
+                now,
+            );
+            let winner = decision.winner.filter(|_| decision.auto_resolvable);
+            if let Some(side) = winner {
+                // Open → resolved is always allowed on a new conflict.
+                let _ = conflict.resolve(decision.strategy, side, policy_actor(), now);
+            }
+            conflicts.push(conflict);
+            winner
+        },
+    );
+    let merged = ProductContent::from_fields(&merged).map_err(|e| EngineError::Mapping {
+        product: source.id.to_string(),
+        reason: format!("the merged product is not valid: {e}"),
+    })?;
+    let mut updated = local.clone();
+    let changes = updated.change_content(merged.clone(), now);
+    if !open.is_empty() {
+        let mut staged = row(
+            operation,
+            Change {
+                product: local.id,
+                change_type: ChangeType::Update,
+                change_data: changes,
+                base_version: local.version,
+                status: StagingStatus::Pending,
+                source,
+            },
+            &merged,
+            actor,
+            now,
+        );
+        staged.merged = true;
+        staged.error = Some(format!(
+            "{} field(s) changed on both sides wait for a decision: {}",
+            open.len(),
+            open.iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        return Ok(Decision::Conflict(Box::new(staged), local.id, conflicts));
+    }
+    // Everything settled: take the merge locally; it still holds local changes, so the
+    // product stays queued for the push (last_sync_version does not move).
+    updated.shopify_updated_at = Some(source.updated_at);
+    let fields = changed_fields(&changes);
+    let change_source = if conflicts.is_empty() {
+        ChangeSource::Shopify
+    } else {
+        ChangeSource::ConflictResolution
+    };
+    let version = (!changes.is_empty()).then(|| {
+        ProductVersion::snapshot(
+            &updated,
+            fields,
+            change_source,
+            actor.clone(),
+            Some(operation.operation_uuid),
+            now,
+        )
+    });
+    let mut staged = row(
+        operation,
+        Change {
+            product: local.id,
+            change_type: ChangeType::Update,
+            change_data: changes,
+            base_version: local.version,
+            status: StagingStatus::Applied,
+            source,
+        },
+        &merged,
+        actor,
+        now,
+    );
+    staged.merged = true;
+    let commit = ProductCommit {
+        version,
+        product: updated,
+        expected_version: Some(local.version),
+        staging: Some((staged, None)),
+        actor: actor.clone(),
+        now,
+    };
+    Ok(Decision::Commit(
+        Box::new(commit),
+        Ingested::Merged(local.id),
+        Some(Box::new(local.content)),
+        conflicts,
+    ))
+}
+
+/// Stores a waiting row and the conflicts found with it.
 pub(crate) async fn stage_conflict(
     store: &Store,
     staged: &ProductsStaging,
+    conflicts: &[SyncConflict],
     times: &mut StageTimes,
 ) -> Result<(), EngineError> {
     let staging = Instant::now();
     let inserted = store.insert(staged).await;
+    let recorded = match inserted {
+        Ok(()) => store.insert_all(conflicts).await,
+        Err(e) => Err(e),
+    };
     times.add(Stage::Stage, staging);
-    Ok(inserted?)
+    Ok(recorded?)
 }
 
 /// Stages (and, when safe, applies) Shopify's `content` of one product within `operation`.
@@ -303,16 +448,19 @@ pub async fn ingest_content(
     for _ in 0..2 {
         match decide(store, operation, source, &content, actor, now, times).await? {
             Decision::Done(outcome) => return Ok(outcome),
-            Decision::Conflict(staged, id) => {
-                stage_conflict(store, &staged, times).await?;
+            Decision::Conflict(staged, id, conflicts) => {
+                stage_conflict(store, &staged, &conflicts, times).await?;
                 return Ok(Ingested::Conflict(id));
             }
-            Decision::Commit(commit, outcome, _) => {
+            Decision::Commit(commit, outcome, _, conflicts) => {
                 let applying = Instant::now();
                 let committed = store.commit_product(*commit).await;
                 times.add(Stage::Apply, applying);
                 match committed {
-                    Ok(()) => return Ok(outcome),
+                    Ok(()) => {
+                        store.insert_all(&conflicts).await?;
+                        return Ok(outcome);
+                    }
                     Err(RepoError::AlreadyExists { .. } | RepoError::VersionConflict { .. }) => {
                         continue
                     }

@@ -8,7 +8,7 @@ use crate::error::EngineError;
 use crate::mapping::content_from_remote;
 use crate::perf::StageTimes;
 use crate::plan::{Conclusion, Planned, Planner};
-use crate::sync::{run_full_down, save};
+use crate::sync::{run_full, save, RunOptions};
 use chrono::{DateTime, Duration, Utc};
 use shopsync_domain::{
     Actor, GuardRails, OperationStatus, OperationType, PlanSummary, Stage, SyncDirection,
@@ -58,17 +58,38 @@ pub async fn run_incremental_down(
     rails: &GuardRails,
     overlap: Duration,
 ) -> Result<SyncOperation, EngineError> {
+    run_incremental_down_with(store, client, actor, rails, overlap, false).await
+}
+
+/// Runs an incremental down-sync, or previews it (`dry_run`: rows staged, nothing applied).
+pub async fn run_incremental_down_with(
+    store: &Store,
+    client: &AdminClient,
+    actor: &Actor,
+    rails: &GuardRails,
+    overlap: Duration,
+    dry_run: bool,
+) -> Result<SyncOperation, EngineError> {
     let (since, catalog) = last_down(store).await?;
     let Some(since) = since else {
-        return run_full_down(store, client, actor, rails).await;
+        let options = RunOptions {
+            direction: SyncDirection::Down,
+            dry_run,
+        };
+        return run_full(store, client, actor, rails, options).await;
     };
     let mut operation = SyncOperation::new(
-        "incremental down-sync",
+        if dry_run {
+            "incremental down-sync (dry run)"
+        } else {
+            "incremental down-sync"
+        },
         OperationType::IncrementalSync,
         SyncDirection::Down,
         actor.clone(),
         Utc::now(),
     );
+    operation.dry_run = dry_run;
     operation.move_to(OperationStatus::InProgress, None, Utc::now())?;
     store.insert(&operation).await?;
     let started = operation.clone();

@@ -24,6 +24,8 @@ pub enum Job {
     IncrementalDown,
     /// Push pending local changes.
     Up,
+    /// A full bidirectional sync: merge both sides, then push.
+    Bidirectional,
     /// Apply an approved operation's rows.
     ApplyOperation {
         /// The operation.
@@ -54,7 +56,7 @@ impl Job {
 
 /// What an EventBridge schedule asks for (the rule's input): `{"type": "incremental_sync",
 /// "direction": "down"}`. Types: `full_sync`, `incremental_sync`, `maintenance` (due shop
-/// redactions); directions: `down`, `up`.
+/// redactions); directions: `down`, `up`, `bidirectional`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleInput {
@@ -74,9 +76,10 @@ impl ScheduleInput {
             ("full_sync", "down") => Ok(Job::FullDown),
             ("incremental_sync", "down") => Ok(Job::IncrementalDown),
             ("full_sync" | "incremental_sync", "up") => Ok(Job::Up),
+            ("full_sync" | "incremental_sync", "bidirectional") => Ok(Job::Bidirectional),
             ("maintenance", _) => Ok(Job::Redactions),
             (t @ ("full_sync" | "incremental_sync"), d) => Err(JobError::Poison(format!(
-                "schedule input: {t} cannot run in direction `{d}` (use down or up)"
+                "schedule input: {t} cannot run in direction `{d}` (use down, up or bidirectional)"
             ))),
             (t, _) => Err(JobError::Poison(format!(
                 "schedule input: unknown type `{t}` (use full_sync, incremental_sync or maintenance)"
@@ -321,6 +324,10 @@ impl Worker {
                 .await
             }
             Job::Up => crate::up::run_up(&self.store, &self.client, &self.actor).await,
+            Job::Bidirectional => {
+                crate::sync::run_bidirectional(&self.store, &self.client, &self.actor, &self.rails)
+                    .await
+            }
             Job::ApplyOperation { operation } => {
                 crate::plan::approve_operation(&self.store, *operation, &self.actor).await
             }

@@ -55,14 +55,23 @@ impl Planner<'_> {
         } = *self;
         let mut planned = Vec::with_capacity(items.len());
         let mut rows = Vec::new();
+        let mut settled_conflicts = Vec::new();
         for (source, content) in &items {
             match decide(store, operation, *source, content, actor, now, times).await? {
                 Decision::Done(outcome) => planned.push(Planned::Settled(outcome)),
-                Decision::Conflict(staged, id) => {
-                    stage_conflict(store, &staged, times).await?;
+                Decision::Conflict(staged, id, conflicts) => {
+                    let conflicts = if operation.dry_run {
+                        Vec::new()
+                    } else {
+                        conflicts
+                    };
+                    stage_conflict(store, &staged, &conflicts, times).await?;
                     planned.push(Planned::Settled(Ingested::Conflict(id)));
                 }
-                Decision::Commit(commit, _, old) => {
+                Decision::Commit(commit, _, old, conflicts) => {
+                    if !operation.dry_run {
+                        settled_conflicts.extend(conflicts);
+                    }
                     let Some((mut row, _)) = commit.staging else {
                         continue;
                     };
@@ -79,7 +88,10 @@ impl Planner<'_> {
             }
         }
         let staging = Instant::now();
-        let inserted = store.insert_all(&rows).await;
+        let inserted = match store.insert_all(&rows).await {
+            Ok(()) => store.insert_all(&settled_conflicts).await,
+            Err(e) => Err(e),
+        };
         times.add(Stage::Stage, staging);
         inserted?;
         Ok(planned)
@@ -135,6 +147,10 @@ pub async fn apply_rows(
     times: &mut StageTimes,
 ) -> Result<OperationStatistics, EngineError> {
     let mut stats = OperationStatistics::default();
+    if operation.dry_run {
+        // A dry run's rows are a preview; they are never applied.
+        return Ok(stats);
+    }
     let mut todo: Vec<ProductsStaging> = rows
         .into_iter()
         .filter(|r| r.sync_operation_id == operation.operation_uuid && applies_unattended(r))
@@ -219,6 +235,18 @@ async fn apply_chunk(
                 stats.failed += 1;
                 continue;
             };
+            if current.version != row.base_version && row.merged {
+                settle_row(
+                    store,
+                    row,
+                    StagingStatus::Failed,
+                    "the product changed after this merge was staged; the next sync merges again",
+                    now,
+                )
+                .await?;
+                stats.failed += 1;
+                continue;
+            }
             if current.version != row.base_version {
                 match (row.shopify, current.needs_push()) {
                     (Some(source), _)
@@ -257,13 +285,21 @@ async fn apply_chunk(
             if let Some(source) = row.shopify {
                 updated.shopify_updated_at = Some(source.updated_at);
             }
-            updated.last_sync_version = updated.version;
+            // A merge still holds local changes Shopify lacks: it stays queued for the push.
+            if !row.merged {
+                updated.last_sync_version = updated.version;
+            }
+            let source = if row.merged {
+                ChangeSource::ConflictResolution
+            } else {
+                ChangeSource::Shopify
+            };
             commits.push(ProductCommit {
                 version: (!changes.is_empty()).then(|| {
                     ProductVersion::snapshot(
                         &updated,
                         shopsync_domain::fields::changed_fields(&changes),
-                        ChangeSource::Shopify,
+                        source,
                         actor.clone(),
                         Some(operation.operation_uuid),
                         now,
@@ -473,7 +509,26 @@ impl Conclusion<'_> {
         summary: &PlanSummary,
         mut times: StageTimes,
     ) -> Result<SyncOperation, EngineError> {
-        match self.rails.judge(summary) {
+        let verdict = self.rails.judge(summary);
+        match verdict {
+            verdict if operation.dry_run => {
+                // A preview: the rows show what would change; nothing is applied.
+                operation.statistics.processed += summary.changes;
+                let would = match verdict {
+                    shopsync_domain::Verdict::Hold(reasons) => {
+                        format!("would wait for approval: {}", reasons.join("; "))
+                    }
+                    shopsync_domain::Verdict::Proceed => "would apply".to_owned(),
+                };
+                operation.move_to(
+                    OperationStatus::Completed,
+                    Some(format!(
+                        "dry run: {} change(s) staged, nothing applied; {would}",
+                        summary.changes
+                    )),
+                    Utc::now(),
+                )?;
+            }
             shopsync_domain::Verdict::Hold(reasons) => {
                 operation.statistics.processed += summary.changes;
                 operation.move_to(
@@ -486,9 +541,18 @@ impl Conclusion<'_> {
                 let applied =
                     apply_operation(self.store, &operation, self.actor, &mut times).await?;
                 operation.statistics.absorb(&applied);
-                operation.move_to(OperationStatus::Completed, None, Utc::now())?;
+                let reason = finish_both_ways(
+                    self.store,
+                    self.client,
+                    self.actor,
+                    &mut operation,
+                    &mut times,
+                )
+                .await?;
+                operation.move_to(OperationStatus::Completed, reason, Utc::now())?;
             }
         }
+        count_conflicts(self.store, &mut operation).await?;
         let persisting = Instant::now();
         crate::sync::save(self.store, &operation, &self.started).await?;
         times.add(Stage::Persist, persisting);
@@ -503,4 +567,46 @@ impl Conclusion<'_> {
         .await?;
         Ok(operation)
     }
+}
+
+/// The second half of a bidirectional operation, once its rows are applied: push every
+/// product with local changes (open conflicts hold theirs back). Returns a reason when some
+/// were not pushed. Other directions have nothing to do here.
+async fn finish_both_ways(
+    store: &Store,
+    client: &shopsync_shopify::AdminClient,
+    actor: &Actor,
+    operation: &mut SyncOperation,
+    times: &mut StageTimes,
+) -> Result<Option<String>, EngineError> {
+    if operation.sync_direction != shopsync_domain::SyncDirection::Bidirectional {
+        return Ok(None);
+    }
+    let mut pushed = OperationStatistics::default();
+    let last = crate::up::push_pending(store, client, actor, times, &mut pushed).await?;
+    operation.statistics.updated += pushed.updated;
+    operation.statistics.skipped += pushed.skipped;
+    operation.statistics.failed += pushed.failed;
+    Ok(last.map(|last| format!("{} product(s) not pushed; last: {last}", pushed.failed)))
+}
+
+/// Sets the operation's conflict counts from its recorded conflicts: open ones wait for a
+/// person, resolved ones were settled by the policy.
+async fn count_conflicts(store: &Store, operation: &mut SyncOperation) -> Result<(), EngineError> {
+    let conflicts: Vec<shopsync_domain::SyncConflict> = store
+        .query_all(Query::new(
+            Table::SyncConflicts,
+            Some("by_operation"),
+            operation.operation_uuid.to_string(),
+        ))
+        .await?;
+    operation.statistics.conflicts = conflicts
+        .iter()
+        .filter(|c| c.status == shopsync_domain::ConflictStatus::Open)
+        .count() as u64;
+    operation.statistics.auto_resolved = conflicts
+        .iter()
+        .filter(|c| c.status == shopsync_domain::ConflictStatus::Resolved)
+        .count() as u64;
+    Ok(())
 }

@@ -61,6 +61,7 @@ impl Handled {
             Handled::Product(Ingested::Stale(_)) | Handled::Stale => "stale",
             Handled::Product(Ingested::Locked(_)) => "locked",
             Handled::Product(Ingested::Conflict(_)) => "conflict",
+            Handled::Product(Ingested::Merged(_)) => "merged",
             Handled::Echo => "echo",
             Handled::DeleteStaged => "delete_staged",
             Handled::UnknownDeleted => "unknown_deleted",
@@ -286,6 +287,7 @@ pub async fn handle_delivery(
                     product_id: d.id,
                     updated_at: now,
                 }),
+                merged: false,
             };
             store.insert(&row).await?;
             Ok(Handled::DeleteStaged)

@@ -163,14 +163,68 @@ pub async fn run_full_down(
     actor: &Actor,
     rails: &GuardRails,
 ) -> Result<SyncOperation, EngineError> {
+    run_full(store, client, actor, rails, RunOptions::default()).await
+}
+
+/// How an operation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Down, or bidirectional (down with merges, then push).
+    pub direction: SyncDirection,
+    /// Plan and stage only: the rows show what would change; nothing is applied, pushed, or
+    /// recorded as a conflict.
+    pub dry_run: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            direction: SyncDirection::Down,
+            dry_run: false,
+        }
+    }
+}
+
+/// Runs a full bidirectional sync: the down-sync's plan, where a product changed on both
+/// sides is merged field by field against its base (conflicts the ownership policy settles
+/// are resolved and recorded; the rest wait for a person and hold that product back), then,
+/// once applied, every product with local changes is pushed to Shopify.
+pub async fn run_bidirectional(
+    store: &Store,
+    client: &AdminClient,
+    actor: &Actor,
+    rails: &GuardRails,
+) -> Result<SyncOperation, EngineError> {
+    let options = RunOptions {
+        direction: SyncDirection::Bidirectional,
+        dry_run: false,
+    };
+    run_full(store, client, actor, rails, options).await
+}
+
+/// Runs a full sync (down or bidirectional, for real or as a dry run).
+pub async fn run_full(
+    store: &Store,
+    client: &AdminClient,
+    actor: &Actor,
+    rails: &GuardRails,
+    options: RunOptions,
+) -> Result<SyncOperation, EngineError> {
     let now = Utc::now();
+    let name = match (options.direction, options.dry_run) {
+        (SyncDirection::Bidirectional, false) => "full bidirectional sync",
+        (SyncDirection::Bidirectional, true) => "full bidirectional sync (dry run)",
+        (_, false) => "full down-sync",
+        (_, true) => "full down-sync (dry run)",
+    };
     let mut operation = SyncOperation::new(
-        "full down-sync",
+        name,
         OperationType::FullSync,
-        SyncDirection::Down,
+        options.direction,
         actor.clone(),
         now,
     );
+    operation.dry_run = options.dry_run;
     store.insert(&operation).await?;
     let started_at = std::time::Instant::now();
     let counters_before = client.counters();

@@ -296,30 +296,8 @@ pub async fn run_up(
     let started_at = Instant::now();
     let counters_before = client.counters();
     let mut times = StageTimes::default();
-    let fetching = Instant::now();
-    let pending: Vec<Product> = store
-        .query_all(Query::new(Table::Products, Some("by_pending_push"), "1"))
-        .await?;
-    times.add(Stage::Fetch, fetching);
-    let mut last_failure = None;
-    for product in &pending {
-        operation.statistics.processed += 1;
-        match push_product(store, client, product, actor, Utc::now(), &mut times).await {
-            Ok(Pushed::Pushed(..)) => operation.statistics.updated += 1,
-            Ok(Pushed::Locked(_)) => operation.statistics.skipped += 1,
-            Ok(Pushed::Refused(id, reason)) => {
-                tracing::warn!(product = %id, %reason, "push refused");
-                last_failure = Some(format!("product {id}: {reason}"));
-                operation.statistics.failed += 1;
-            }
-            Err(e) if !e.is_retryable() => {
-                tracing::warn!(product = %product.id, error = %e, "push failed");
-                last_failure = Some(format!("product {}: {e}", product.id));
-                operation.statistics.failed += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let last_failure =
+        push_pending(store, client, actor, &mut times, &mut operation.statistics).await?;
     let previous = operation.clone();
     let reason = last_failure.map(|last| {
         format!(
@@ -339,4 +317,63 @@ pub async fn run_up(
     )
     .await?;
     Ok(operation)
+}
+
+/// Whether a product has a conflict waiting for a person (its push would overwrite the
+/// Shopify value nobody has decided on yet).
+pub async fn has_open_conflicts(
+    store: &Store,
+    product: shopsync_domain::ProductId,
+) -> Result<bool, EngineError> {
+    let conflicts: Vec<shopsync_domain::SyncConflict> = store
+        .query_all(Query::new(
+            Table::SyncConflicts,
+            Some("by_product"),
+            product.to_string(),
+        ))
+        .await?;
+    Ok(conflicts
+        .iter()
+        .any(|c| c.status == shopsync_domain::ConflictStatus::Open))
+}
+
+/// Pushes every product with local changes Shopify lacks, except those with open conflicts
+/// (counted as skipped). Returns the last failure, if any, for the operation's reason.
+pub(crate) async fn push_pending(
+    store: &Store,
+    client: &AdminClient,
+    actor: &Actor,
+    times: &mut StageTimes,
+    stats: &mut shopsync_domain::OperationStatistics,
+) -> Result<Option<String>, EngineError> {
+    let fetching = Instant::now();
+    let pending: Vec<Product> = store
+        .query_all(Query::new(Table::Products, Some("by_pending_push"), "1"))
+        .await?;
+    times.add(Stage::Fetch, fetching);
+    let mut last_failure = None;
+    for product in &pending {
+        stats.processed += 1;
+        if has_open_conflicts(store, product.id).await? {
+            tracing::info!(product = %product.id, "not pushed: open conflicts wait for a decision");
+            stats.skipped += 1;
+            continue;
+        }
+        match push_product(store, client, product, actor, Utc::now(), times).await {
+            Ok(Pushed::Pushed(..)) => stats.updated += 1,
+            Ok(Pushed::Locked(_)) => stats.skipped += 1,
+            Ok(Pushed::Refused(id, reason)) => {
+                tracing::warn!(product = %id, %reason, "push refused");
+                last_failure = Some(format!("product {id}: {reason}"));
+                stats.failed += 1;
+            }
+            Err(e) if !e.is_retryable() => {
+                tracing::warn!(product = %product.id, error = %e, "push failed");
+                last_failure = Some(format!("product {}: {e}", product.id));
+                stats.failed += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(last_failure)
 }

@@ -97,7 +97,7 @@ async fn a_full_down_sync_mirrors_the_shop_and_a_rerun_changes_nothing() {
 }
 
 #[tokio::test]
-async fn a_shopify_edit_becomes_a_new_version_but_never_overwrites_unpushed_local_edits() {
+async fn a_shopify_edit_becomes_a_new_version_and_merges_with_unpushed_local_edits() {
     let (sim, client, store, _dir) = setup(4).await;
     run_full_down(
         &store,
@@ -112,7 +112,7 @@ async fn a_shopify_edit_becomes_a_new_version_but_never_overwrites_unpushed_loca
 
     // Product A: edited in Shopify only.
     sim.with_shop(|s| s.edit_product(ids[0], |p| p.title = "Edited in Shopify".into()));
-    // Product B: edited in Shopify and locally (not yet pushed).
+    // Product B: edited in Shopify and locally (not yet pushed), in different fields.
     let b = local_id_for(ShopifyProductId::new(ids[1]).unwrap());
     let mut local_b = store.product(b).await.unwrap().unwrap();
     let mut content = local_b.content.clone();
@@ -145,7 +145,7 @@ async fn a_shopify_edit_becomes_a_new_version_but_never_overwrites_unpushed_loca
             op.statistics.conflicts,
             op.statistics.unchanged
         ),
-        (1, 1, 2)
+        (2, 0, 2)
     );
 
     let a = store
@@ -169,8 +169,17 @@ async fn a_shopify_edit_becomes_a_new_version_but_never_overwrites_unpushed_loca
         .iter()
         .any(|f| f.to_string() == "title"));
 
+    // B: the edits met in different fields, so both are kept; the local one still waits
+    // for the push (the base did not move).
     let b_after = store.product(b).await.unwrap().unwrap();
-    assert_eq!(b_after, local_b, "unpushed local edits stay untouched");
+    assert_eq!(
+        b_after.content.vendor, "Local vendor",
+        "the local edit is kept"
+    );
+    assert_eq!(b_after.content.title, "Also edited in Shopify");
+    assert_eq!(b_after.version, local_b.version + 1);
+    assert_eq!(b_after.last_sync_version, local_b.last_sync_version);
+    assert!(b_after.needs_push());
     let rows = store
         .query_all::<shopsync_domain::ProductsStaging>(Query::new(
             Table::ProductsStaging,
@@ -179,13 +188,21 @@ async fn a_shopify_edit_becomes_a_new_version_but_never_overwrites_unpushed_loca
         ))
         .await
         .unwrap();
-    let pending: Vec<_> = rows.iter().filter(|r| r.has_conflicts).collect();
-    assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].source_product_id, b);
-    assert!(pending[0]
+    let merged: Vec<_> = rows.iter().filter(|r| r.merged).collect();
+    assert_eq!(merged.len(), 1);
+    assert_eq!(merged[0].source_product_id, b);
+    assert!(!merged[0].has_conflicts);
+    assert!(merged[0]
         .change_data
         .keys()
         .any(|f| f.to_string() == "title"));
+    assert!(
+        !merged[0]
+            .change_data
+            .keys()
+            .any(|f| f.to_string() == "vendor"),
+        "the local vendor is not a change"
+    );
     let _: ProductId = b;
 }
 

@@ -75,6 +75,7 @@ fn staged(
         applied_at: None,
         error: None,
         shopify: None,
+        merged: false,
     }
 }
 

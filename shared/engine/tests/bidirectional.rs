@@ -1,0 +1,199 @@
+//! Edits on both sides: a three-way merge per field against the base, the ownership policy
+//! settling what it owns, the rest waiting for a person (and never pushed over).
+
+mod common;
+
+use shopsync_domain::conflict::{ConflictStatus, ConflictType};
+use shopsync_domain::merge::Side;
+use shopsync_domain::policy::{Severity, Strategy};
+use shopsync_domain::{
+    Actor, ChangeSource, GuardRails, Money, OperationStatus, Product, ShopifyProductId,
+    SyncConflict, SyncDirection,
+};
+use shopsync_engine::down::local_id_for;
+use shopsync_engine::sync::{run_bidirectional, run_full_down};
+use shopsync_store::item::Query;
+use shopsync_store::{Store, Table};
+
+fn merchant() -> Actor {
+    Actor::new("merchant").unwrap()
+}
+
+async fn edit(
+    store: &Store,
+    product: &Product,
+    f: impl FnOnce(&mut shopsync_domain::ProductContent),
+) -> Product {
+    let mut content = product.content.clone();
+    f(&mut content);
+    store
+        .update_product_content(
+            product,
+            content,
+            ChangeSource::Local,
+            &merchant(),
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+}
+
+async fn conflicts_of(store: &Store, op: shopsync_domain::OperationId) -> Vec<SyncConflict> {
+    store
+        .query_all(Query::new(
+            Table::SyncConflicts,
+            Some("by_operation"),
+            op.to_string(),
+        ))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn edits_on_both_sides_merge_by_field_and_the_policy_settles_what_it_owns() {
+    let (sim, client, store, _dir) = common::setup(2, 2).await;
+    run_full_down(&store, &client, &merchant(), &GuardRails::default())
+        .await
+        .unwrap();
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+    let (a, b) = (ids[0], ids[1]);
+    let local_a = store
+        .product(local_id_for(ShopifyProductId::new(a).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    let local_b = store
+        .product(local_id_for(ShopifyProductId::new(b).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    let base_price = local_a.content.variants[0].price;
+    let base_title = local_a.content.title.clone();
+    let base_sku = local_b.content.variants[0].sku.clone();
+
+    // Locally first: A's title, A's first price, A's description; B's first SKU.
+    edit(&store, &local_a, |c| {
+        c.title = "Local title".into();
+        c.variants[0].price = "30".parse::<Money>().unwrap();
+        c.body_html = "<p>Local description</p>".into();
+    })
+    .await;
+    edit(&store, &local_b, |c| {
+        c.variants[0].sku = shopsync_domain::product::Sku::parse("LOCAL-SKU");
+    })
+    .await;
+    // Then in Shopify, a whole second later: A's title, A's first price, A's vendor; B's SKU.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sim.with_shop(|s| {
+        s.edit_product(a, |p| {
+            p.title = "Remote title".into();
+            p.variants[0].price = "35.00".into();
+            p.vendor = "Remote vendor".into();
+        });
+        s.edit_product(b, |p| p.variants[0].sku = Some("REMOTE-SKU".into()));
+    });
+
+    let op = run_bidirectional(&store, &client, &merchant(), &GuardRails::default())
+        .await
+        .unwrap();
+    assert_eq!(op.sync_direction, SyncDirection::Bidirectional);
+    assert_eq!(
+        op.status,
+        OperationStatus::Completed,
+        "{:?}",
+        op.status_reason
+    );
+    assert_eq!(
+        (op.statistics.auto_resolved, op.statistics.conflicts),
+        (2, 1)
+    );
+
+    let conflicts = conflicts_of(&store, op.operation_uuid).await;
+    let on = |field: &str| {
+        conflicts
+            .iter()
+            .find(|c| c.field_name.as_str().ends_with(field))
+            .unwrap_or_else(|| panic!("a conflict on {field}: {conflicts:#?}"))
+    };
+    // Title: newest wins, and Shopify's edit came later.
+    let title = on("title");
+    assert_eq!(
+        (
+            title.base_value.clone(),
+            title.local_value.clone(),
+            title.remote_value.clone()
+        ),
+        (
+            Some(serde_json::json!(base_title)),
+            Some(serde_json::json!("Local title")),
+            Some(serde_json::json!("Remote title"))
+        )
+    );
+    assert_eq!(title.status, ConflictStatus::Resolved);
+    let resolution = title.resolution.as_ref().unwrap();
+    assert_eq!(
+        (resolution.resolution_strategy, resolution.chosen_side),
+        (Strategy::NewestWins, Some(Side::Remote))
+    );
+    // Price: the local catalog owns it.
+    let price = on("/price");
+    assert_eq!(price.base_value, Some(serde_json::json!(base_price)));
+    assert_eq!(price.status, ConflictStatus::Resolved);
+    assert_eq!(
+        price.resolution.as_ref().unwrap().resolution_strategy,
+        Strategy::LocalWins
+    );
+    assert_eq!(price.severity, Severity::Medium, "30 vs 35 is under 20%");
+    // SKU: identity waits for a person.
+    let sku = on("/sku");
+    assert_eq!(
+        (sku.status, sku.conflict_type, sku.auto_resolvable),
+        (ConflictStatus::Open, ConflictType::FieldMismatch, false)
+    );
+    assert_eq!(sku.base_value, Some(serde_json::json!(base_sku)));
+    assert_eq!(sku.local_value, Some(serde_json::json!("LOCAL-SKU")));
+    assert_eq!(sku.remote_value, Some(serde_json::json!("REMOTE-SKU")));
+
+    // A is merged both ways: one-sided edits flowed, the policy's winners are on both sides.
+    let remote_a = sim.with_shop(|s| s.product(a).unwrap().clone());
+    assert_eq!(remote_a.title, "Remote title");
+    assert_eq!(remote_a.vendor, "Remote vendor");
+    assert_eq!(remote_a.description_html, "<p>Local description</p>");
+    assert_eq!(remote_a.variants[0].price, "30");
+    assert_eq!(remote_a.variants.len(), 2, "no variant dropped");
+    let merged_a = store.product(local_a.id).await.unwrap().unwrap();
+    assert_eq!(merged_a.content.title, "Remote title");
+    assert_eq!(merged_a.content.vendor, "Remote vendor");
+    assert_eq!(merged_a.content.body_html, "<p>Local description</p>");
+    assert!(!merged_a.needs_push(), "pushed and confirmed");
+    let history = store
+        .product_versions(local_a.id, true, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        history
+            .iter()
+            .any(|v| v.change_source == ChangeSource::ConflictResolution),
+        "the merge is a version of its own"
+    );
+
+    // B waits: neither side was overwritten.
+    let remote_b = sim.with_shop(|s| s.product(b).unwrap().clone());
+    assert_eq!(remote_b.variants[0].sku.as_deref(), Some("REMOTE-SKU"));
+    let held_b = store.product(local_b.id).await.unwrap().unwrap();
+    assert_eq!(
+        held_b.content.variants[0].sku.as_ref().map(|s| s.as_str()),
+        Some("LOCAL-SKU")
+    );
+    assert!(held_b.needs_push(), "still to push once a person decides");
+
+    // An up-sync meanwhile does not push B over Shopify's value either.
+    let up = shopsync_engine::up::run_up(&store, &client, &merchant())
+        .await
+        .unwrap();
+    assert_eq!(up.statistics.skipped, 1);
+    let remote_b = sim.with_shop(|s| s.product(b).unwrap().clone());
+    assert_eq!(remote_b.variants[0].sku.as_deref(), Some("REMOTE-SKU"));
+}
