@@ -151,6 +151,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         client: target.client.clone(),
         actor,
         rails: shopsync_domain::GuardRails::default(),
+        continuation: None,
     });
     tokio::spawn(run_worker(queue.clone(), worker));
     // A fresh store starts from Shopify's catalog.

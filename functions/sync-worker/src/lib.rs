@@ -5,6 +5,7 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use shopsync_engine::jobs::{Delivered, Worker};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The deliveries of an SQS event. A record without an id cannot be named in a batch
 /// response; it is skipped with an error log (SQS always sends ids).
@@ -30,9 +31,29 @@ pub fn deliveries(event: &SqsEvent) -> Vec<Delivered> {
         .collect()
 }
 
-/// Runs the batch and answers with the failed message ids.
-pub async fn handle(worker: &Worker, event: &SqsEvent, max_receives: u32) -> SqsBatchResponse {
-    let report = worker.handle_batch(&deliveries(event), max_receives).await;
+/// When a step should stop working so that it can save its checkpoint, enqueue its successor
+/// and answer before the invocation's deadline (`deadline_ms`: Lambda's, epoch milliseconds):
+/// a quarter of the time left, at least 30 s, is kept for that.
+pub fn step_deadline(deadline_ms: u64, now: SystemTime) -> Instant {
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let margin = (left / 4).max(Duration::from_secs(30));
+    Instant::now() + left.saturating_sub(margin)
+}
+
+/// Runs the batch until `deadline` and answers with the failed message ids.
+pub async fn handle(
+    worker: &Worker,
+    event: &SqsEvent,
+    max_receives: u32,
+    deadline: Option<Instant>,
+) -> SqsBatchResponse {
+    let report = worker
+        .handle_batch(&deliveries(event), max_receives, deadline)
+        .await;
     tracing::info!(
         ran = report.ran,
         replayed = report.replayed,

@@ -9,7 +9,11 @@ async fn main() -> Result<(), Error> {
     let (worker, max_receives) = shopsync_runtime::worker(&shopsync_runtime::ProcessEnv).await?;
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(sync_worker::handle(worker, &event.payload, max_receives).await)
+        let deadline =
+            sync_worker::step_deadline(event.context.deadline, std::time::SystemTime::now());
+        Ok::<_, Error>(
+            sync_worker::handle(worker, &event.payload, max_receives, Some(deadline)).await,
+        )
     }))
     .await
 }

@@ -49,6 +49,7 @@ async fn a_batch_answers_with_only_the_failed_message_ids() {
         client: AdminClient::new(sim.client_config()).unwrap(),
         actor: Actor::new("system:worker").unwrap(),
         rails: GuardRails::default(),
+        continuation: None,
     };
     let sync = JobMessage::new(Job::FullDown, chrono::Utc::now()).encode();
     let sqs = event(&[
@@ -61,7 +62,7 @@ async fn a_batch_answers_with_only_the_failed_message_ids() {
         deliveries[0].receive_count, 2,
         "read from ApproximateReceiveCount"
     );
-    let response = sync_worker::handle(&worker, &sqs, 5).await;
+    let response = sync_worker::handle(&worker, &sqs, 5, None).await;
     let wire = serde_json::to_value(&response).unwrap();
     assert_eq!(
         wire,
@@ -90,4 +91,25 @@ async fn a_batch_answers_with_only_the_failed_message_ids() {
         4,
         "the sync ran once for two deliveries"
     );
+}
+
+#[test]
+fn a_step_keeps_a_quarter_of_its_time_and_at_least_30_seconds() {
+    let now = std::time::SystemTime::now();
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let start = std::time::Instant::now();
+    // 15 minutes left: work for 11:15.
+    let d = sync_worker::step_deadline(now_ms + 900_000, now);
+    let work = d.duration_since(start).as_secs_f64();
+    assert!((674.0..=676.0).contains(&work), "{work}");
+    // 60 s left: work for 30.
+    let d = sync_worker::step_deadline(now_ms + 60_000, now);
+    let work = d.duration_since(start).as_secs_f64();
+    assert!((29.0..=31.0).contains(&work), "{work}");
+    // Already late: stop at once.
+    let d = sync_worker::step_deadline(now_ms.saturating_sub(5_000), now);
+    assert!(d.duration_since(start).as_secs_f64() < 1.0);
 }

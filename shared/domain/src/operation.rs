@@ -156,6 +156,10 @@ pub struct SyncOperation {
     pub completed_at: Option<DateTime<Utc>>,
     /// Last change of this record.
     pub updated_at: DateTime<Utc>,
+    /// Where a long operation stands between its steps (the engine's resume point: what was
+    /// read, the plan so far); absent once it has nothing left to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<serde_json::Value>,
 }
 
 impl SyncOperation {
@@ -182,6 +186,7 @@ impl SyncOperation {
             started_at: None,
             completed_at: None,
             updated_at: now,
+            checkpoint: None,
         }
     }
 

@@ -23,6 +23,9 @@ pub enum EngineError {
     /// An operation was asked to move where its status machine forbids.
     #[error(transparent)]
     Transition(#[from] shopsync_domain::IllegalTransition),
+    /// The queue refused the next step (the step's own message is redelivered).
+    #[error("queue: {0}")]
+    Queue(String),
 }
 
 impl EngineError {
@@ -31,6 +34,7 @@ impl EngineError {
         match self {
             EngineError::Store(e) => e.is_retryable(),
             EngineError::Shopify(e) => e.is_retryable(),
+            EngineError::Queue(_) => true,
             EngineError::Mapping { .. } | EngineError::Transition(_) => false,
         }
     }

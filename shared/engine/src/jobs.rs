@@ -3,6 +3,7 @@
 //! table first, and every step is idempotent on its own as well.
 
 use crate::error::EngineError;
+use crate::steps::{StepOutcome, Stepper, SyncKind};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,13 @@ pub enum Job {
     },
     /// Carry out shop redactions that are due (Shopify's shop/redact).
     Redactions,
+    /// The next step of a long operation (see [`crate::steps`]).
+    Step {
+        /// The operation.
+        operation: OperationId,
+        /// The step number.
+        step: u32,
+    },
     /// Apply rows staged by the realtime path (webhooks).
     ApplyRows {
         /// The operation the rows belong to.
@@ -46,9 +54,9 @@ impl Job {
     /// The operation this job works on, when it names one.
     pub fn operation(&self) -> Option<OperationId> {
         match self {
-            Job::ApplyOperation { operation } | Job::ApplyRows { operation, .. } => {
-                Some(*operation)
-            }
+            Job::ApplyOperation { operation }
+            | Job::ApplyRows { operation, .. }
+            | Job::Step { operation, .. } => Some(*operation),
             _ => None,
         }
     }
@@ -250,14 +258,27 @@ pub struct Worker {
     pub actor: Actor,
     /// The rails operations are judged by.
     pub rails: GuardRails,
+    /// Where the next step of a long operation goes when a step reaches its deadline (`None`:
+    /// steps run one after another in this process, whatever the deadline).
+    pub continuation: Option<std::sync::Arc<dyn JobQueue>>,
 }
 
 /// How long a claimed message blocks a concurrent delivery of itself.
 const CLAIM: i64 = 15 * 60;
 
 impl Worker {
-    /// Runs one message once: a redelivery of a message already run is a replay.
+    /// Runs one message once, to the end: a redelivery of a message already run is a replay.
     pub async fn handle(&self, message: &JobMessage) -> Result<JobOutcome, JobError> {
+        self.handle_until(message, None).await
+    }
+
+    /// Runs one message once; a long operation works until `deadline` and enqueues its next
+    /// step.
+    pub async fn handle_until(
+        &self,
+        message: &JobMessage,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<JobOutcome, JobError> {
         if message.job == Job::Redactions {
             // Idempotent on its own, and it clears the idempotency table a claim would be in.
             self.redact_due().await?;
@@ -265,14 +286,25 @@ impl Worker {
         }
         let now = Utc::now();
         let key = format!("job:{}", message.id);
-        let fingerprint = message.encode();
+        // The job, not the envelope: the same step enqueued twice (at different times) is the
+        // same work.
+        let fingerprint = serde_json::to_string(&message.job).unwrap_or_default();
+        // A claim lasts as long as this invocation can (its deadline, plus the time a step
+        // keeps to finish), so a redelivery after a crash is not blocked for long.
+        let claim = deadline
+            .map(|d| {
+                Duration::from_std(d.saturating_duration_since(std::time::Instant::now()))
+                    .unwrap_or_default()
+                    + Duration::minutes(5)
+            })
+            .unwrap_or_else(|| Duration::seconds(CLAIM));
         match self
             .store
             .begin_idempotent(
                 &key,
                 &fingerprint,
                 now,
-                now + Duration::seconds(CLAIM),
+                now + claim,
                 now + Duration::days(2),
             )
             .await
@@ -284,7 +316,7 @@ impl Worker {
             }
             Err(e) => return Err(JobError::Engine(e.into())),
         }
-        let result = self.run(&message.job).await;
+        let result = self.run(&message.job, deadline).await;
         match &result {
             Ok(op) => {
                 let summary = serde_json::json!({
@@ -307,27 +339,97 @@ impl Worker {
         Ok(JobOutcome::Ran(result?.map(Box::new)))
     }
 
-    async fn run(&self, job: &Job) -> Result<Option<SyncOperation>, EngineError> {
+    fn stepper(&self) -> Stepper<'_> {
+        Stepper {
+            store: &self.store,
+            client: &self.client,
+            actor: &self.actor,
+            rails: &self.rails,
+        }
+    }
+
+    /// Opens an operation and runs its first step (all of them without a deadline or a
+    /// continuation queue).
+    async fn start(
+        &self,
+        kind: SyncKind,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<SyncOperation>, EngineError> {
+        let operation = self.stepper().open(kind).await?;
+        self.continue_from(operation.operation_uuid, 1, deadline)
+            .await
+    }
+
+    /// Runs step `step`; when it stops at the deadline, its successor is enqueued.
+    async fn continue_from(
+        &self,
+        operation: OperationId,
+        step: u32,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<SyncOperation>, EngineError> {
+        let (Some(queue), Some(deadline)) = (&self.continuation, deadline) else {
+            return self.stepper().resume_to_end(operation).await.map(Some);
+        };
+        match self.stepper().step(operation, step, Some(deadline)).await? {
+            StepOutcome::Finished(op) => Ok(Some(*op)),
+            StepOutcome::Skipped(why) => {
+                tracing::info!(%operation, step, %why, "step skipped");
+                Ok(None)
+            }
+            StepOutcome::Continue(next) | StepOutcome::AlreadyDone { next } => {
+                let mut message = JobMessage::new(
+                    Job::Step {
+                        operation,
+                        step: next,
+                    },
+                    Utc::now(),
+                );
+                // One id per step: a step enqueued twice (a redelivered predecessor) runs once.
+                message.id = format!("{operation}:step:{next}");
+                queue
+                    .send(vec![message])
+                    .await
+                    .map_err(|e| EngineError::Queue(e.0))?;
+                tracing::info!(%operation, next, "step stopped at the deadline; next step enqueued");
+                crate::steps::load_operation(&self.store, operation)
+                    .await
+                    .map(Some)
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        job: &Job,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<SyncOperation>, EngineError> {
+        let overlap = crate::incremental::default_overlap();
         let op = match job {
             Job::FullDown => {
-                crate::sync::run_full_down(&self.store, &self.client, &self.actor, &self.rails)
-                    .await
+                let kind = SyncKind::Full {
+                    direction: shopsync_domain::SyncDirection::Down,
+                    dry_run: false,
+                };
+                return self.start(kind, deadline).await;
+            }
+            Job::Bidirectional => {
+                let kind = SyncKind::Full {
+                    direction: shopsync_domain::SyncDirection::Bidirectional,
+                    dry_run: false,
+                };
+                return self.start(kind, deadline).await;
             }
             Job::IncrementalDown => {
-                crate::incremental::run_incremental_down(
-                    &self.store,
-                    &self.client,
-                    &self.actor,
-                    &self.rails,
-                    crate::incremental::default_overlap(),
-                )
-                .await
+                let kind = SyncKind::Incremental {
+                    overlap,
+                    dry_run: false,
+                };
+                return self.start(kind, deadline).await;
+            }
+            Job::Step { operation, step } => {
+                return self.continue_from(*operation, *step, deadline).await;
             }
             Job::Up => crate::up::run_up(&self.store, &self.client, &self.actor).await,
-            Job::Bidirectional => {
-                crate::sync::run_bidirectional(&self.store, &self.client, &self.actor, &self.rails)
-                    .await
-            }
             Job::ApplyOperation { operation } => {
                 crate::plan::approve_operation(&self.store, *operation, &self.actor).await
             }
@@ -348,7 +450,12 @@ impl Worker {
     /// them to the dead-letter queue). When a message's operation can go no further (poison,
     /// a permanent error, or the last delivery the queue allows) the operation is marked
     /// failed with the reason.
-    pub async fn handle_batch(&self, messages: &[Delivered], max_receives: u32) -> BatchReport {
+    pub async fn handle_batch(
+        &self,
+        messages: &[Delivered],
+        max_receives: u32,
+        deadline: Option<std::time::Instant>,
+    ) -> BatchReport {
         let mut report = BatchReport::default();
         for delivered in messages {
             let message = match JobMessage::decode(&delivered.body) {
@@ -363,7 +470,7 @@ impl Worker {
                     continue;
                 }
             };
-            match self.handle(&message).await {
+            match self.handle_until(&message, deadline).await {
                 Ok(JobOutcome::Ran(_)) => report.ran += 1,
                 Ok(JobOutcome::Replay) => report.replayed += 1,
                 Err(JobError::InProgress(_)) => {

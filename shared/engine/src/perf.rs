@@ -27,6 +27,16 @@ impl StageTimes {
         }
     }
 
+    /// Timings from milliseconds per stage (as stored between steps).
+    pub fn from_millis(millis: &BTreeMap<Stage, u64>) -> Self {
+        Self {
+            spent: millis
+                .iter()
+                .map(|(s, ms)| (*s, Duration::from_millis(*ms)))
+                .collect(),
+        }
+    }
+
     /// Milliseconds per stage.
     pub fn millis(&self) -> BTreeMap<Stage, u64> {
         self.spent

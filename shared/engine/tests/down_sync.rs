@@ -207,60 +207,6 @@ async fn a_shopify_edit_becomes_a_new_version_and_merges_with_unpushed_local_edi
 }
 
 #[tokio::test]
-async fn paged_steps_stop_at_the_deadline_and_continue_from_their_cursor() {
-    use shopsync_engine::sync::down_step;
-    let (_sim, client, store, _dir) = setup(20).await;
-    let operation = shopsync_domain::SyncOperation::new(
-        "paged",
-        shopsync_domain::OperationType::IncrementalSync,
-        shopsync_domain::SyncDirection::Down,
-        actor(),
-        chrono::Utc::now(),
-    );
-    // A deadline already past: each step reads one page and hands back its cursor.
-    let mut cursor = None;
-    let mut steps = 0;
-    let mut created = 0;
-    loop {
-        let step = down_step(
-            &store,
-            &client,
-            &operation,
-            cursor.clone(),
-            &actor(),
-            tokio::time::Instant::now(),
-        )
-        .await
-        .unwrap();
-        steps += 1;
-        created += step.stats.created;
-        assert_eq!(step.pages, 1);
-        // The same step delivered twice is harmless.
-        if steps == 2 {
-            let again = down_step(
-                &store,
-                &client,
-                &operation,
-                cursor.clone(),
-                &actor(),
-                tokio::time::Instant::now(),
-            )
-            .await
-            .unwrap();
-            assert_eq!(again.stats.created, 0);
-            assert_eq!(again.cursor, step.cursor);
-        }
-        match step.cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    assert!(steps > 2);
-    assert_eq!(created, 20);
-    assert_eq!(count(&store, Table::Products).await, 20);
-}
-
-#[tokio::test]
 async fn an_incremental_sync_reads_only_what_changed_since_the_last_down_sync() {
     use shopsync_engine::incremental::run_incremental_down;
     let (sim, client, store, _dir) = setup(20).await;

@@ -47,6 +47,7 @@ async fn a_message_delivered_twice_runs_once() {
         client,
         actor: Actor::new("system:worker").unwrap(),
         rails: GuardRails::default(),
+        continuation: None,
     };
     let message = JobMessage::new(Job::FullDown, chrono::Utc::now());
     let JobOutcome::Ran(Some(first)) = worker.handle(&message).await.unwrap() else {
@@ -88,6 +89,7 @@ async fn the_redactions_job_carries_out_due_shop_redactions() {
         client,
         actor: Actor::new("system:worker").unwrap(),
         rails: GuardRails::default(),
+        continuation: None,
     };
     worker
         .handle(&JobMessage::new(Job::FullDown, chrono::Utc::now()))
@@ -167,6 +169,7 @@ async fn a_batch_names_only_the_failed_messages_and_poison_fails_its_operation()
         client,
         actor: Actor::new("system:worker").unwrap(),
         rails: GuardRails::default(),
+        continuation: None,
     };
     let realtime = shopsync_engine::realtime::realtime_operation(&store, chrono::Utc::now())
         .await
@@ -199,7 +202,7 @@ async fn a_batch_names_only_the_failed_messages_and_poison_fails_its_operation()
             receive_count: 2,
         },
     ];
-    let report = worker.handle_batch(&batch, 5).await;
+    let report = worker.handle_batch(&batch, 5, None).await;
     assert_eq!(
         report.failed,
         vec!["m-poison".to_owned(), "m-garbage".to_owned()]
@@ -238,6 +241,7 @@ async fn a_batch_names_only_the_failed_messages_and_poison_fails_its_operation()
                 receive_count: 1,
             }],
             5,
+            None,
         )
         .await;
     assert_eq!(report.failed, vec!["m-missing".to_owned()]);

@@ -9,8 +9,8 @@
 //! | `SHOPIFY_WEBHOOK_SECRET`, `SHOPIFY_WEBHOOK_SECRET_PREVIOUS` | webhook | HMAC secrets |
 //! | `SHOPSYNC_TABLE_PREFIX` | all | physical table name prefix, default `shopsync_` |
 //! | `SHOPSYNC_DYNAMODB_ENDPOINT` | all | DynamoDB endpoint override (local servers) |
-//! | `SHOPSYNC_QUEUE_URL` | webhook, scheduled | the jobs queue |
-//! | `SHOPSYNC_SQS_ENDPOINT` | webhook, scheduled | SQS endpoint override |
+//! | `SHOPSYNC_QUEUE_URL` | all | the jobs queue (the worker enqueues continuations) |
+//! | `SHOPSYNC_SQS_ENDPOINT` | all | SQS endpoint override |
 //! | `SHOPSYNC_MAX_RECEIVES` | worker | the redrive policy's maxReceiveCount, default 5 |
 
 use shopsync_domain::{Actor, GuardRails};
@@ -196,6 +196,7 @@ pub async fn worker(env: &dyn Env) -> Result<(Worker, u32), SettingsError> {
             client,
             actor: actor("system:worker")?,
             rails: GuardRails::default(),
+            continuation: Some(queue(env).await?),
         },
         max_receives,
     ))

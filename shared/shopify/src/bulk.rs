@@ -196,6 +196,15 @@ struct RunPayload {
     user_errors: Vec<UserError>,
 }
 
+impl BulkOperationState {
+    fn object_count(&self) -> u64 {
+        self.object_count
+            .as_ref()
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+            .unwrap_or(0)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BulkOperationState {
@@ -223,6 +232,18 @@ impl AdminClient {
         updated_after: Option<&str>,
         timeout: Duration,
     ) -> Result<BulkProducts, ShopifyError> {
+        let id = self.start_bulk_products(updated_after).await?;
+        let finished = self.await_bulk_operation(&id, timeout).await?;
+        let object_count = finished.object_count();
+        self.open_bulk_result(&id, finished.url.as_deref(), object_count)
+            .await
+    }
+
+    /// Starts a bulk export of products; returns the bulk operation's GID.
+    pub async fn start_bulk_products(
+        &self,
+        updated_after: Option<&str>,
+    ) -> Result<String, ShopifyError> {
         let query = doc::bulk_products_query(updated_after);
         let data: RunData = self
             .execute(
@@ -243,24 +264,42 @@ impl AdminClient {
                 errors: payload.user_errors,
             });
         }
-        let id = payload
+        payload
             .bulk_operation
             .map(|op| op.id)
             .ok_or_else(|| ShopifyError::Decode {
                 operation: doc::BULK_OPERATION_RUN_QUERY.name,
                 reason: "no bulk operation returned".into(),
-            })?;
-        let finished = self.await_bulk_operation(&id, timeout).await?;
-        let object_count = finished
-            .object_count
-            .as_ref()
-            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-            .unwrap_or(0);
-        let response = match finished.url {
-            // No URL: the export matched no objects.
+            })
+    }
+
+    /// Waits for a bulk operation until `timeout`: `Some((url, objects))` once it completed
+    /// (`url` is `None` when it matched nothing), `None` if it is still running.
+    pub async fn bulk_result(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<(Option<String>, u64)>, ShopifyError> {
+        match self.await_bulk_operation(id, timeout).await {
+            Ok(done) => Ok(Some((done.url.clone(), done.object_count()))),
+            Err(ShopifyError::TimedOut { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens a completed bulk operation's result file (`url` as Shopify gave it; `None` for
+    /// an empty result) for streaming, product by product.
+    pub async fn open_bulk_result(
+        &self,
+        id: &str,
+        url: Option<&str>,
+        object_count: u64,
+    ) -> Result<BulkProducts, ShopifyError> {
+        let response = match url {
             None => None,
             Some(url) => {
-                let response = reqwest::get(&url)
+                let response = self
+                    .download(url)
                     .await
                     .map_err(|e| ShopifyError::Unavailable {
                         operation: "BulkResult",
@@ -281,7 +320,7 @@ impl AdminClient {
             response,
             buffer: Vec::new(),
             stitcher: Stitcher::default(),
-            operation_id: id,
+            operation_id: id.to_owned(),
             object_count,
         })
     }

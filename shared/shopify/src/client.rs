@@ -154,6 +154,17 @@ enum Attempt<T> {
 }
 
 impl AdminClient {
+    /// Downloads a file Shopify points to (a bulk result URL: signed, no access token sent).
+    /// The body streams for as long as the reader needs (an hour at most), not the
+    /// per-request timeout of API calls.
+    pub(crate) async fn download(&self, url: &str) -> Result<reqwest::Response, reqwest::Error> {
+        self.http
+            .get(url)
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await
+    }
+
     /// A client for `config`.
     pub fn new(config: ClientConfig) -> Result<Self, ShopifyError> {
         if config.access_token.is_empty() {

@@ -32,3 +32,21 @@ pub async fn setup(
         .expect("migrate");
     (sim, client, Store::new(Arc::new(backend)), dir)
 }
+
+/// Items in a table.
+pub async fn count(store: &Store, table: shopsync_store::Table) -> usize {
+    let mut n = 0;
+    let mut next = None;
+    loop {
+        let page = store
+            .backend()
+            .scan(table, 500, next.as_ref())
+            .await
+            .expect("scan");
+        n += page.items.len();
+        match page.next {
+            Some(t) => next = Some(t),
+            None => return n,
+        }
+    }
+}

@@ -1,0 +1,672 @@
+//! Long operations in steps. A step works until its deadline (a Lambda's, less a margin),
+//! stores where it stopped in the operation's checkpoint, and says which step comes next; the
+//! worker enqueues that step as a message of its own. Without a deadline the steps simply run
+//! one after another in-process (the CLI, `serve`).
+//!
+//! A step delivered twice is harmless: the worker claims each message by an id derived from
+//! the operation and the step number, a step whose number the checkpoint has passed does
+//! nothing, and re-planning products already planned yields rows that come out superseded.
+//! A step cut short without saving (a Lambda timeout) is redelivered by the queue and starts
+//! again from the last saved checkpoint.
+
+use crate::down::Shopify;
+use crate::error::EngineError;
+use crate::mapping::content_from_remote;
+use crate::perf::StageTimes;
+use crate::plan::{Conclusion, Planned, Planner};
+use crate::sync::save;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shopsync_domain::{
+    Actor, GuardRails, OperationId, OperationStatistics, OperationStatus, OperationType,
+    PlanSummary, Stage, SyncDirection, SyncOperation,
+};
+use shopsync_shopify::cost::ProductPageShape;
+use shopsync_shopify::ops::ProductsPageRequest;
+use shopsync_shopify::{AdminClient, ClientCounters};
+use shopsync_store::item::Key;
+use shopsync_store::{RepoError, Store, Table};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Products planned and stored together.
+const BATCH: usize = 64;
+
+/// Where an operation's next step starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// A full read: Shopify's bulk export is started (`bulk`: its id) or being waited for.
+    Export {
+        /// The bulk operation, once started.
+        bulk: Option<String>,
+    },
+    /// A full read: the export file, of which `done` products are planned.
+    Read {
+        /// The bulk operation.
+        bulk: String,
+        /// The file (`None`: the export matched nothing).
+        url: Option<String>,
+        /// Products in the file.
+        objects: u64,
+        /// Products already planned.
+        done: u64,
+    },
+    /// An incremental read: pages of products updated after `since`, from `cursor`.
+    Pages {
+        /// The `updated_at` the filter starts from (overlap included).
+        since: DateTime<Utc>,
+        /// Where the next page starts.
+        cursor: Option<String>,
+    },
+    /// Everything is planned: judge, then apply (and push, both ways) or wait for approval.
+    Conclude,
+}
+
+/// Shopify calls across steps (each step may run in another process).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiTotals {
+    /// Requests.
+    pub calls: u64,
+    /// Cost points.
+    pub cost: f64,
+    /// THROTTLED answers.
+    pub throttled: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Waiting for the bucket, in ms.
+    pub throttle_wait_ms: u64,
+}
+
+impl ApiTotals {
+    fn add(&mut self, before: ClientCounters, after: ClientCounters) {
+        self.calls += after.api_calls.saturating_sub(before.api_calls);
+        self.cost += (after.cost_used - before.cost_used).max(0.0);
+        self.throttled += after.throttled.saturating_sub(before.throttled);
+        self.retries += after.retries.saturating_sub(before.retries);
+        self.throttle_wait_ms += u64::try_from(
+            after
+                .throttle_wait
+                .saturating_sub(before.throttle_wait)
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+    }
+
+    fn as_counters(&self) -> ClientCounters {
+        ClientCounters {
+            api_calls: self.calls,
+            cost_used: self.cost,
+            throttled: self.throttled,
+            retries: self.retries,
+            throttle_wait: Duration::from_millis(self.throttle_wait_ms),
+        }
+    }
+}
+
+/// An operation's resume point, stored in [`SyncOperation::checkpoint`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The step that runs next (from 1).
+    pub next_step: u32,
+    /// Where it starts.
+    pub phase: Phase,
+    /// The plan so far, for the rails.
+    pub summary: PlanSummary,
+    /// Time per stage so far, in ms.
+    pub stage_ms: BTreeMap<Stage, u64>,
+    /// Time in steps so far, in ms.
+    pub elapsed_ms: u64,
+    /// Shopify calls so far.
+    pub api: ApiTotals,
+}
+
+impl Checkpoint {
+    fn new(phase: Phase, summary: PlanSummary) -> Self {
+        Self {
+            next_step: 1,
+            phase,
+            summary,
+            stage_ms: BTreeMap::new(),
+            elapsed_ms: 0,
+            api: ApiTotals::default(),
+        }
+    }
+
+    /// The checkpoint of an operation, if it has one this build can read.
+    pub fn of(operation: &SyncOperation) -> Option<Checkpoint> {
+        operation
+            .checkpoint
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    fn store_in(&self, operation: &mut SyncOperation) {
+        operation.checkpoint = serde_json::to_value(self).ok();
+    }
+}
+
+/// What to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    /// The whole catalog (bulk export), down or both ways.
+    Full {
+        /// Down or bidirectional.
+        direction: SyncDirection,
+        /// Stage only.
+        dry_run: bool,
+    },
+    /// What changed since the last down-sync started, less `overlap` (a full read when there
+    /// was none).
+    Incremental {
+        /// The overlap window.
+        overlap: chrono::Duration,
+        /// Stage only.
+        dry_run: bool,
+    },
+}
+
+/// What a step came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    /// More to do: this step runs next.
+    Continue(u32),
+    /// The operation reached its end (completed, or waiting for approval).
+    Finished(Box<SyncOperation>),
+    /// Nothing was done: this step ran before and the operation is at step `next` (which is
+    /// enqueued again, in case the first enqueue was lost).
+    AlreadyDone {
+        /// The step the operation is at.
+        next: u32,
+    },
+    /// Nothing was done: the operation was cancelled or stopped, or is not at this step.
+    Skipped(String),
+}
+
+/// Runs operations step by step.
+pub struct Stepper<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// Shopify.
+    pub client: &'a AdminClient,
+    /// Who the work is done as.
+    pub actor: &'a Actor,
+    /// The rails the plan is judged by.
+    pub rails: &'a GuardRails,
+}
+
+/// The last completed down-sync: when it started, and how many products the last full one
+/// saw (the catalog size for the rails).
+async fn last_down(store: &Store) -> Result<(Option<DateTime<Utc>>, u64), EngineError> {
+    let mut query =
+        shopsync_store::item::Query::new(Table::SyncOperations, Some("by_created"), "operation");
+    query.ascending = false;
+    query.limit = 200;
+    let recent: Vec<SyncOperation> = store.query(query).await?.items;
+    let down = |op: &&SyncOperation| {
+        op.sync_direction != SyncDirection::Up
+            && op.status == OperationStatus::Completed
+            && !op.dry_run
+            && matches!(
+                op.operation_type,
+                OperationType::FullSync | OperationType::IncrementalSync
+            )
+    };
+    let since = recent.iter().find(down).and_then(|op| op.started_at);
+    let catalog = recent
+        .iter()
+        .filter(down)
+        .find(|op| op.operation_type == OperationType::FullSync)
+        .map(|op| op.statistics.processed)
+        .unwrap_or(0);
+    Ok((since, catalog))
+}
+
+fn not_found(id: OperationId) -> EngineError {
+    EngineError::Store(RepoError::NotFound {
+        table: Table::SyncOperations,
+        key: id.to_string(),
+    })
+}
+
+/// Loads an operation.
+pub async fn load_operation(store: &Store, id: OperationId) -> Result<SyncOperation, EngineError> {
+    store
+        .get::<SyncOperation>(&Key::pk(id.to_string()))
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+impl Stepper<'_> {
+    /// Opens an operation, in progress, with its first checkpoint.
+    pub async fn open(&self, kind: SyncKind) -> Result<SyncOperation, EngineError> {
+        let now = Utc::now();
+        let (operation_type, direction, dry_run, checkpoint) = match kind {
+            SyncKind::Full { direction, dry_run } => (
+                OperationType::FullSync,
+                direction,
+                dry_run,
+                Checkpoint::new(Phase::Export { bulk: None }, PlanSummary::default()),
+            ),
+            SyncKind::Incremental { overlap, dry_run } => match last_down(self.store).await? {
+                (Some(since), catalog) => (
+                    OperationType::IncrementalSync,
+                    SyncDirection::Down,
+                    dry_run,
+                    Checkpoint::new(
+                        Phase::Pages {
+                            since: since - overlap,
+                            cursor: None,
+                        },
+                        PlanSummary {
+                            catalog_size: catalog,
+                            ..PlanSummary::default()
+                        },
+                    ),
+                ),
+                // Nothing read before: the whole catalog.
+                (None, _) => (
+                    OperationType::FullSync,
+                    SyncDirection::Down,
+                    dry_run,
+                    Checkpoint::new(Phase::Export { bulk: None }, PlanSummary::default()),
+                ),
+            },
+        };
+        let name = format!(
+            "{} {}{}",
+            match operation_type {
+                OperationType::FullSync => "full",
+                _ => "incremental",
+            },
+            match direction {
+                SyncDirection::Bidirectional => "bidirectional sync",
+                SyncDirection::Up => "up-sync",
+                SyncDirection::Down => "down-sync",
+            },
+            if dry_run { " (dry run)" } else { "" }
+        );
+        let mut operation =
+            SyncOperation::new(&name, operation_type, direction, self.actor.clone(), now);
+        operation.dry_run = dry_run;
+        checkpoint.store_in(&mut operation);
+        operation.move_to(OperationStatus::InProgress, None, now)?;
+        self.store.insert(&operation).await?;
+        Ok(operation)
+    }
+
+    /// Runs step `step` of an operation until `deadline` (`None`: to the end of its phase
+    /// chain).
+    pub async fn step(
+        &self,
+        id: OperationId,
+        step: u32,
+        deadline: Option<Instant>,
+    ) -> Result<StepOutcome, EngineError> {
+        let mut operation = load_operation(self.store, id).await?;
+        if operation.status != OperationStatus::InProgress {
+            return Ok(StepOutcome::Skipped(format!(
+                "operation {id} is {}",
+                shopsync_domain::status::status_name(operation.status)
+            )));
+        }
+        let Some(mut checkpoint) = Checkpoint::of(&operation) else {
+            return Err(EngineError::Mapping {
+                product: "-".into(),
+                reason: format!("operation {id} has no checkpoint this build can read"),
+            });
+        };
+        if checkpoint.next_step > step {
+            return Ok(StepOutcome::AlreadyDone {
+                next: checkpoint.next_step,
+            });
+        }
+        if checkpoint.next_step != step {
+            return Ok(StepOutcome::Skipped(format!(
+                "operation {id} is at step {}, not {step}",
+                checkpoint.next_step
+            )));
+        }
+        let started = operation.clone();
+        // A step that starts at the conclusion concludes, whatever its deadline: that is its
+        // whole work.
+        let concluding = checkpoint.phase == Phase::Conclude;
+        let began = Instant::now();
+        let counters_before = self.client.counters();
+        let mut times = StageTimes::default();
+        let mut stats = OperationStatistics::default();
+        let result = self
+            .advance(
+                &operation,
+                &mut checkpoint,
+                &mut times,
+                &mut stats,
+                deadline,
+            )
+            .await;
+        if let Err(e) = result {
+            // Retrying may help: the checkpoint stays as it was, the message is redelivered.
+            if e.is_retryable() {
+                return Err(e);
+            }
+            let mut failed = started.clone();
+            failed.move_to(OperationStatus::Failed, Some(e.to_string()), Utc::now())?;
+            save(self.store, &failed, &started).await?;
+            return Err(e);
+        }
+        operation.statistics.absorb(&stats);
+        checkpoint.api.add(counters_before, self.client.counters());
+        checkpoint.elapsed_ms += u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+        for (stage, ms) in times.millis() {
+            *checkpoint.stage_ms.entry(stage).or_default() += ms;
+        }
+        checkpoint.next_step = step + 1;
+        let out_of_time = !concluding && deadline.is_some_and(|d| Instant::now() >= d);
+        if checkpoint.phase == Phase::Conclude && !out_of_time {
+            return self.conclude(operation, started, checkpoint).await;
+        }
+        checkpoint.store_in(&mut operation);
+        operation.updated_at = Utc::now();
+        match save(self.store, &operation, &started).await {
+            Ok(()) => Ok(StepOutcome::Continue(step + 1)),
+            Err(e) => {
+                // Cancelled (or stopped) while this step ran: its work stays staged, unapplied.
+                let now = load_operation(self.store, id).await?;
+                if now.status != OperationStatus::InProgress {
+                    return Ok(StepOutcome::Skipped(format!(
+                        "operation {id} became {} during step {step}",
+                        shopsync_domain::status::status_name(now.status)
+                    )));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Judges and ends the operation (the Conclude phase).
+    async fn conclude(
+        &self,
+        mut operation: SyncOperation,
+        started: SyncOperation,
+        checkpoint: Checkpoint,
+    ) -> Result<StepOutcome, EngineError> {
+        operation.checkpoint = None;
+        let times = StageTimes::from_millis(&checkpoint.stage_ms);
+        let elapsed = Duration::from_millis(checkpoint.elapsed_ms);
+        let mut summary = checkpoint.summary;
+        summary.catalog_size = summary.catalog_size.max(summary.changes);
+        let finished = Conclusion {
+            store: self.store,
+            client: self.client,
+            actor: self.actor,
+            rails: self.rails,
+            started,
+            started_at: Instant::now()
+                .checked_sub(elapsed)
+                .unwrap_or_else(Instant::now),
+            counters_before: rebase(self.client.counters(), checkpoint.api),
+        }
+        .conclude(operation, &summary, times)
+        .await?;
+        Ok(StepOutcome::Finished(Box::new(finished)))
+    }
+
+    /// Works through phases until the plan is complete or the deadline passes.
+    async fn advance(
+        &self,
+        operation: &SyncOperation,
+        checkpoint: &mut Checkpoint,
+        times: &mut StageTimes,
+        stats: &mut OperationStatistics,
+        deadline: Option<Instant>,
+    ) -> Result<(), EngineError> {
+        let past = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
+        loop {
+            match checkpoint.phase.clone() {
+                Phase::Conclude => return Ok(()),
+                Phase::Export { bulk } => {
+                    let fetching = Instant::now();
+                    let id = match bulk {
+                        Some(id) => id,
+                        None => {
+                            let id = self.client.start_bulk_products(None).await?;
+                            checkpoint.phase = Phase::Export {
+                                bulk: Some(id.clone()),
+                            };
+                            id
+                        }
+                    };
+                    let wait = match deadline {
+                        Some(d) => d.saturating_duration_since(Instant::now()),
+                        None => Duration::from_secs(3600),
+                    };
+                    let done = self.client.bulk_result(&id, wait).await?;
+                    times.add(Stage::Fetch, fetching);
+                    match done {
+                        Some((url, objects)) => {
+                            checkpoint.phase = Phase::Read {
+                                bulk: id,
+                                url,
+                                objects,
+                                done: 0,
+                            }
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                Phase::Read {
+                    bulk,
+                    url,
+                    objects,
+                    done,
+                } => {
+                    let read = self
+                        .read_export(
+                            operation,
+                            (&bulk, url.as_deref(), objects),
+                            done,
+                            checkpoint,
+                            times,
+                            stats,
+                            deadline,
+                        )
+                        .await?;
+                    checkpoint.phase = match read {
+                        Some(done) => Phase::Read {
+                            bulk,
+                            url,
+                            objects,
+                            done,
+                        },
+                        None => Phase::Conclude,
+                    };
+                    if past(deadline) {
+                        return Ok(());
+                    }
+                }
+                Phase::Pages { since, cursor } => {
+                    let next = self
+                        .read_pages(operation, since, cursor, checkpoint, times, stats, deadline)
+                        .await?;
+                    checkpoint.phase = match next {
+                        Some(cursor) => Phase::Pages {
+                            since,
+                            cursor: Some(cursor),
+                        },
+                        None => Phase::Conclude,
+                    };
+                    if past(deadline) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn plan(
+        &self,
+        operation: &SyncOperation,
+        items: Vec<(Shopify, shopsync_domain::product::ProductContent)>,
+        checkpoint: &mut Checkpoint,
+        times: &mut StageTimes,
+        stats: &mut OperationStatistics,
+    ) -> Result<(), EngineError> {
+        let planner = Planner {
+            store: self.store,
+            operation,
+            actor: self.actor,
+            rails: self.rails,
+        };
+        for planned in planner
+            .plan_batch(items, Utc::now(), &mut checkpoint.summary, times)
+            .await?
+        {
+            if let Planned::Settled(ingested) = planned {
+                ingested.count(stats);
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans products of the export file from the `done`-th on; returns how many are done
+    /// when the deadline stopped it, `None` at the end of the file.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_export(
+        &self,
+        operation: &SyncOperation,
+        (bulk, url, objects): (&str, Option<&str>, u64),
+        mut done: u64,
+        checkpoint: &mut Checkpoint,
+        times: &mut StageTimes,
+        stats: &mut OperationStatistics,
+        deadline: Option<Instant>,
+    ) -> Result<Option<u64>, EngineError> {
+        let fetching = Instant::now();
+        let mut export = self.client.open_bulk_result(bulk, url, objects).await?;
+        // Products an earlier step planned: read past them.
+        let mut skipped = 0;
+        while skipped < done {
+            if export.next_product().await?.is_none() {
+                break;
+            }
+            skipped += 1;
+        }
+        times.add(Stage::Fetch, fetching);
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let fetching = Instant::now();
+            let next = export.next_product().await?;
+            times.add(Stage::Fetch, fetching);
+            let finished = next.is_none();
+            if let Some(remote) = next {
+                checkpoint.summary.catalog_size += 1;
+                let content = content_from_remote(&remote)?;
+                batch.push((
+                    Shopify {
+                        id: remote.id,
+                        updated_at: remote.updated_at,
+                    },
+                    content,
+                ));
+            }
+            if batch.len() >= BATCH || (finished && !batch.is_empty()) {
+                let items = std::mem::take(&mut batch);
+                done += items.len() as u64;
+                self.plan(operation, items, checkpoint, times, stats)
+                    .await?;
+                if !finished && deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(Some(done));
+                }
+            }
+            if finished {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Plans pages from `cursor`; returns the cursor to continue from when the deadline
+    /// stopped it, `None` after the last page.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_pages(
+        &self,
+        operation: &SyncOperation,
+        since: DateTime<Utc>,
+        cursor: Option<String>,
+        checkpoint: &mut Checkpoint,
+        times: &mut StageTimes,
+        stats: &mut OperationStatistics,
+        deadline: Option<Instant>,
+    ) -> Result<Option<String>, EngineError> {
+        let shape = ProductPageShape::default();
+        let mut request = ProductsPageRequest {
+            after: cursor,
+            updated_after: Some(since),
+            shape,
+        };
+        loop {
+            let fetching = Instant::now();
+            let page = self.client.products_page(&request).await?;
+            let mut items = Vec::with_capacity(page.items.len());
+            for mut remote in page.items {
+                if !remote.variants_complete() {
+                    self.client
+                        .complete_variants(&mut remote, shape.levels_first)
+                        .await?;
+                }
+                let content = content_from_remote(&remote)?;
+                items.push((
+                    Shopify {
+                        id: remote.id,
+                        updated_at: remote.updated_at,
+                    },
+                    content,
+                ));
+            }
+            times.add(Stage::Fetch, fetching);
+            self.plan(operation, items, checkpoint, times, stats)
+                .await?;
+            match page.next {
+                Some(next) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(Some(next));
+                    }
+                    request.after = Some(next);
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Opens an operation and runs all its steps here, one after another.
+    pub async fn run_to_end(&self, kind: SyncKind) -> Result<SyncOperation, EngineError> {
+        let operation = self.open(kind).await?;
+        self.resume_to_end(operation.operation_uuid).await
+    }
+
+    /// Runs the remaining steps of an operation here, one after another.
+    pub async fn resume_to_end(&self, id: OperationId) -> Result<SyncOperation, EngineError> {
+        let mut step = Checkpoint::of(&load_operation(self.store, id).await?)
+            .map(|c| c.next_step)
+            .unwrap_or(1);
+        loop {
+            match self.step(id, step, None).await? {
+                StepOutcome::Continue(next) | StepOutcome::AlreadyDone { next } => step = next,
+                StepOutcome::Finished(op) => return Ok(*op),
+                StepOutcome::Skipped(_) => return load_operation(self.store, id).await,
+            }
+        }
+    }
+}
+
+/// Client counters as they would have been at the operation's start, had all its steps run
+/// on this client (so a performance log over "now − before" covers every step).
+fn rebase(now: ClientCounters, totals: ApiTotals) -> ClientCounters {
+    let spent = totals.as_counters();
+    ClientCounters {
+        api_calls: now.api_calls.saturating_sub(spent.api_calls),
+        cost_used: now.cost_used - spent.cost_used,
+        throttled: now.throttled.saturating_sub(spent.throttled),
+        retries: now.retries.saturating_sub(spent.retries),
+        throttle_wait: now.throttle_wait.saturating_sub(spent.throttle_wait),
+    }
+}
