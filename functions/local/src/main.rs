@@ -79,18 +79,38 @@ enum Command {
 
 #[derive(Subcommand)]
 enum OperationAction {
-    /// Apply its staged changes and complete it.
+    /// Apply its staged changes (all, or the `--rows` given) and complete it.
     Approve {
         #[command(flatten)]
         store: StoreArgs,
         /// Operation id.
         id: String,
+        /// Only these staged rows (comma-separated ids); the operation completes once no row
+        /// waits.
+        #[arg(long, value_delimiter = ',')]
+        rows: Vec<String>,
         /// Who approves.
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
-    /// Reject its staged changes; nothing is applied.
+    /// Reject its staged changes (all, or the `--rows` given); nothing of them is applied.
     Reject {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Operation id.
+        id: String,
+        /// Only these staged rows (comma-separated ids).
+        #[arg(long, value_delimiter = ',')]
+        rows: Vec<String>,
+        /// Why (kept with the operation or the rows).
+        #[arg(long)]
+        reason: String,
+        /// Who rejects.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Stop an operation that has not ended; its waiting rows are rejected.
+    Cancel {
         #[command(flatten)]
         store: StoreArgs,
         /// Operation id.
@@ -98,7 +118,19 @@ enum OperationAction {
         /// Why (kept with the operation).
         #[arg(long)]
         reason: String,
-        /// Who rejects.
+        /// Who cancels.
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Run a failed operation on from its last checkpoint, to the end.
+    Resume {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        shopify: ShopifyArgs,
+        /// Operation id.
+        id: String,
+        /// Who resumes.
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
@@ -277,8 +309,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Operation { action } => {
             let (store, id, by) = match &action {
-                OperationAction::Approve { store, id, by }
-                | OperationAction::Reject { store, id, by, .. } => (store, id, by),
+                OperationAction::Approve { store, id, by, .. }
+                | OperationAction::Reject { store, id, by, .. }
+                | OperationAction::Cancel { store, id, by, .. }
+                | OperationAction::Resume { store, id, by, .. } => (store, id, by),
             };
             let backend = store.open().await.context("opening the store")?;
             let repo = shopsync_store::Store::new(backend);
@@ -286,12 +320,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("`{id}` is not an operation id: {e}"))?;
             let actor = shopsync_domain::Actor::new(by).context("actor")?;
+            let row_ids = |rows: &[String]| -> anyhow::Result<Vec<shopsync_domain::StagingId>> {
+                rows.iter()
+                    .map(|r| {
+                        r.trim()
+                            .parse()
+                            .map_err(|e| anyhow::anyhow!("`{r}` is not a row id: {e}"))
+                    })
+                    .collect()
+            };
+            use shopsync_engine::plan;
             let operation = match &action {
-                OperationAction::Approve { .. } => {
-                    shopsync_engine::plan::approve_operation(&repo, id, &actor).await?
+                OperationAction::Approve { rows, .. } if rows.is_empty() => {
+                    plan::approve_operation(&repo, id, &actor).await?
                 }
-                OperationAction::Reject { reason, .. } => {
-                    shopsync_engine::plan::reject_operation(&repo, id, &actor, reason).await?
+                OperationAction::Approve { rows, .. } => {
+                    plan::approve_rows(&repo, id, &row_ids(rows)?, &actor).await?
+                }
+                OperationAction::Reject { rows, reason, .. } if rows.is_empty() => {
+                    plan::reject_operation(&repo, id, &actor, reason).await?
+                }
+                OperationAction::Reject { rows, reason, .. } => {
+                    plan::reject_rows(&repo, id, &row_ids(rows)?, &actor, reason).await?
+                }
+                OperationAction::Cancel { reason, .. } => {
+                    plan::cancel_operation(&repo, id, &actor, reason).await?
+                }
+                OperationAction::Resume { shopify, .. } => {
+                    plan::resume_operation(&repo, id, &actor).await?;
+                    let target = shopify.connect(None).await?;
+                    let rails = shopsync_domain::GuardRails::default();
+                    shopsync_engine::steps::Stepper {
+                        store: &repo,
+                        client: &target.client,
+                        actor: &actor,
+                        rails: &rails,
+                    }
+                    .resume_to_end(id)
+                    .await?
                 }
             };
             let s = &operation.statistics;
@@ -303,6 +369,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 s.updated,
                 s.failed
             );
+            if let Some(reason) = &operation.status_reason {
+                println!("  {reason}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { which } => {

@@ -61,6 +61,24 @@ fn sync_reports_its_operation_and_approval_refuses_what_is_not_waiting() {
     assert!(err.contains("not awaiting approval"), "{err}");
     let (ok, _, err) = shopsync(
         dir.path(),
+        &["operation", "cancel", &id, "--reason", "too late"],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("is completed and cannot be cancelled"),
+        "{err}"
+    );
+    let (ok, _, err) = shopsync(dir.path(), &["operation", "resume", &id]);
+    assert!(!ok);
+    assert!(
+        err.contains("only a failed or paused operation resumes"),
+        "{err}"
+    );
+    let (ok, _, err) = shopsync(dir.path(), &["operation", "approve", &id, "--rows", "nope"]);
+    assert!(!ok);
+    assert!(err.contains("`nope` is not a row id"), "{err}");
+    let (ok, _, err) = shopsync(
+        dir.path(),
         &["operation", "reject", "not-an-id", "--reason", "x"],
     );
     assert!(!ok);

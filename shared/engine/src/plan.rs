@@ -610,3 +610,189 @@ async fn count_conflicts(store: &Store, operation: &mut SyncOperation) -> Result
         .count() as u64;
     Ok(())
 }
+
+fn invalid(message: String) -> EngineError {
+    EngineError::Store(RepoError::Store(shopsync_store::StoreError::Invalid(
+        message,
+    )))
+}
+
+/// The named rows of an operation; an id that is not one of its rows is an error naming it.
+async fn named_rows(
+    store: &Store,
+    operation: shopsync_domain::OperationId,
+    ids: &[shopsync_domain::StagingId],
+) -> Result<Vec<ProductsStaging>, EngineError> {
+    let rows = rows_by_id(store, ids).await?;
+    let unknown: Vec<String> = ids
+        .iter()
+        .filter(|id| {
+            !rows
+                .iter()
+                .any(|r| r.id == **id && r.sync_operation_id == operation)
+        })
+        .map(|id| id.to_string())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(invalid(format!(
+            "not rows of operation {operation}: {}",
+            unknown.join(", ")
+        )));
+    }
+    Ok(rows)
+}
+
+/// Completes a held operation once none of its rows waits to be applied or rejected
+/// (conflict rows and deletes wait for their own review and do not hold it).
+async fn complete_if_decided(
+    store: &Store,
+    mut operation: SyncOperation,
+    actor: &Actor,
+) -> Result<SyncOperation, EngineError> {
+    let waiting = operation_rows(store, operation.operation_uuid)
+        .await?
+        .iter()
+        .filter(|r| applies_unattended(r))
+        .count();
+    if waiting > 0 {
+        return Ok(operation);
+    }
+    let held = operation.clone();
+    let reason = format!("every row reviewed (last by {actor})");
+    operation.move_to(
+        OperationStatus::InProgress,
+        Some(reason.clone()),
+        Utc::now(),
+    )?;
+    operation.move_to(OperationStatus::Completed, Some(reason), Utc::now())?;
+    crate::sync::save(store, &operation, &held).await?;
+    Ok(operation)
+}
+
+/// Approves some rows of an operation waiting for approval: they are applied; the operation
+/// completes once no row waits.
+pub async fn approve_rows(
+    store: &Store,
+    id: shopsync_domain::OperationId,
+    rows: &[shopsync_domain::StagingId],
+    actor: &Actor,
+) -> Result<SyncOperation, EngineError> {
+    let operation = load(store, id).await?;
+    if operation.status != OperationStatus::AwaitingApproval {
+        return Err(not_waiting(&operation));
+    }
+    let rows = named_rows(store, id, rows).await?;
+    let stats = apply_rows(store, &operation, rows, actor, &mut StageTimes::default()).await?;
+    let mut counted = operation.clone();
+    counted.statistics.created += stats.created;
+    counted.statistics.updated += stats.updated;
+    counted.statistics.failed += stats.failed;
+    counted.statistics.skipped += stats.skipped;
+    counted.updated_at = Utc::now();
+    crate::sync::save(store, &counted, &operation).await?;
+    complete_if_decided(store, counted, actor).await
+}
+
+/// Rejects some rows of an operation waiting for approval (nothing of them is applied); the
+/// operation completes once no row waits.
+pub async fn reject_rows(
+    store: &Store,
+    id: shopsync_domain::OperationId,
+    rows: &[shopsync_domain::StagingId],
+    actor: &Actor,
+    reason: &str,
+) -> Result<SyncOperation, EngineError> {
+    let operation = load(store, id).await?;
+    if operation.status != OperationStatus::AwaitingApproval {
+        return Err(not_waiting(&operation));
+    }
+    let now = Utc::now();
+    for row in named_rows(store, id, rows).await? {
+        if row.status != StagingStatus::Pending {
+            continue;
+        }
+        let mut rejected = row.clone();
+        rejected.status = StagingStatus::Rejected;
+        rejected.reviewed_by = Some(actor.clone());
+        rejected.reviewed_at = Some(now);
+        rejected.error = Some(format!("rejected by {actor}: {reason}"));
+        match store.replace_if(&rejected, pending_condition()).await {
+            Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => {}
+            Err(shopsync_store::ReplaceError::Repo(e)) => return Err(e.into()),
+        }
+    }
+    complete_if_decided(store, operation, actor).await
+}
+
+/// Cancels an operation that has not ended: it stops at its next checkpoint (a running step
+/// notices when it saves), and its rows still waiting are rejected. Nothing applied is undone.
+pub async fn cancel_operation(
+    store: &Store,
+    id: shopsync_domain::OperationId,
+    actor: &Actor,
+    reason: &str,
+) -> Result<SyncOperation, EngineError> {
+    let mut operation = load(store, id).await?;
+    let before = operation.clone();
+    operation
+        .move_to(
+            OperationStatus::Cancelled,
+            Some(format!("cancelled by {actor}: {reason}")),
+            Utc::now(),
+        )
+        .map_err(|_| {
+            invalid(format!(
+                "operation {id} is {} and cannot be cancelled",
+                shopsync_domain::status::status_name(before.status)
+            ))
+        })?;
+    crate::sync::save(store, &operation, &before).await?;
+    let now = Utc::now();
+    for row in operation_rows(store, id).await? {
+        if row.status != StagingStatus::Pending {
+            continue;
+        }
+        let mut rejected = row.clone();
+        rejected.status = StagingStatus::Rejected;
+        rejected.reviewed_by = Some(actor.clone());
+        rejected.reviewed_at = Some(now);
+        rejected.error = Some(format!("operation cancelled by {actor}"));
+        match store.replace_if(&rejected, pending_condition()).await {
+            Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => {}
+            Err(shopsync_store::ReplaceError::Repo(e)) => return Err(e.into()),
+        }
+    }
+    Ok(operation)
+}
+
+/// Puts a failed (or paused) operation back in progress from its checkpoint; the caller runs
+/// or enqueues its next step ([`crate::steps::Checkpoint::next_step`]).
+pub async fn resume_operation(
+    store: &Store,
+    id: shopsync_domain::OperationId,
+    actor: &Actor,
+) -> Result<SyncOperation, EngineError> {
+    let mut operation = load(store, id).await?;
+    if !matches!(
+        operation.status,
+        OperationStatus::Failed | OperationStatus::Paused
+    ) {
+        return Err(invalid(format!(
+            "operation {id} is {}; only a failed or paused operation resumes",
+            shopsync_domain::status::status_name(operation.status)
+        )));
+    }
+    if crate::steps::Checkpoint::of(&operation).is_none() {
+        return Err(invalid(format!(
+            "operation {id} has no checkpoint to resume from; start a new sync instead"
+        )));
+    }
+    let before = operation.clone();
+    operation.move_to(
+        OperationStatus::InProgress,
+        Some(format!("resumed by {actor}")),
+        Utc::now(),
+    )?;
+    crate::sync::save(store, &operation, &before).await?;
+    Ok(operation)
+}

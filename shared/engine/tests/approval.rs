@@ -4,7 +4,11 @@
 mod common;
 use shopsync_domain::{Actor, GuardRails, OperationStatus, ShopifyProductId, StagingStatus};
 use shopsync_engine::down::local_id_for;
-use shopsync_engine::plan::{apply_operation, approve_operation, operation_rows, reject_operation};
+use shopsync_engine::plan::{
+    apply_operation, approve_operation, approve_rows, cancel_operation, operation_rows,
+    reject_operation, reject_rows, resume_operation,
+};
+use shopsync_engine::steps::{Checkpoint, StepOutcome, Stepper, SyncKind};
 use shopsync_engine::sync::run_full_down;
 use shopsync_shopify::AdminClient;
 use shopsync_shopify_sim::SimHandle;
@@ -144,4 +148,189 @@ async fn a_rejected_operation_applies_nothing() {
         .variants
         .iter()
         .all(|v| v.inventory.values().any(|q| q.0 != 0) || v.inventory.is_empty()));
+}
+
+#[tokio::test]
+async fn rows_are_approved_and_rejected_one_by_one_and_the_operation_completes_when_all_are_decided(
+) {
+    let (sim, client, store, _dir) = setup(12).await;
+    let rails = GuardRails {
+        min_changes: 5,
+        ..GuardRails::default()
+    };
+    run_full_down(&store, &client, &actor(), &rails)
+        .await
+        .unwrap();
+    mass_edit(&sim).await;
+    let held = run_full_down(&store, &client, &actor(), &rails)
+        .await
+        .unwrap();
+    assert_eq!(held.status, OperationStatus::AwaitingApproval);
+    let id = held.operation_uuid;
+    let rows = operation_rows(&store, id).await.unwrap();
+    let (take, rest) = rows.split_at(4);
+    let (refuse, last) = rest.split_at(7);
+    let ids =
+        |rows: &[shopsync_domain::ProductsStaging]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+
+    let after = approve_rows(&store, id, &ids(take), &actor())
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status,
+        OperationStatus::AwaitingApproval,
+        "rows still wait"
+    );
+    assert_eq!(after.statistics.updated, 4);
+    for row in take {
+        let product = store.product(row.source_product_id).await.unwrap().unwrap();
+        assert!(product.content.title.ends_with("(bulk rename)"));
+    }
+    let after = reject_rows(&store, id, &ids(refuse), &actor(), "not these")
+        .await
+        .unwrap();
+    assert_eq!(after.status, OperationStatus::AwaitingApproval);
+    for row in refuse {
+        let product = store.product(row.source_product_id).await.unwrap().unwrap();
+        assert!(!product.content.title.ends_with("(bulk rename)"));
+    }
+    // A row id from elsewhere is refused by name, and nothing is applied.
+    let stranger = shopsync_domain::StagingId::random();
+    let err = approve_rows(&store, id, &[last[0].id, stranger], &actor())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&stranger.to_string()), "{err}");
+    let done = approve_rows(&store, id, &ids(last), &actor())
+        .await
+        .unwrap();
+    assert_eq!(done.status, OperationStatus::Completed);
+    assert_eq!(done.statistics.updated, 5);
+    let statuses: Vec<StagingStatus> = operation_rows(&store, id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StagingStatus::Applied)
+            .count(),
+        5
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StagingStatus::Rejected)
+            .count(),
+        7
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_operation_applies_nothing_more_and_a_failed_one_resumes_from_its_checkpoint() {
+    let (sim, client, store, _dir) = setup(8).await;
+    let rails = GuardRails {
+        min_changes: 3,
+        ..GuardRails::default()
+    };
+    run_full_down(&store, &client, &actor(), &rails)
+        .await
+        .unwrap();
+    mass_edit(&sim).await;
+    let held = run_full_down(&store, &client, &actor(), &rails)
+        .await
+        .unwrap();
+    let cancelled = cancel_operation(&store, held.operation_uuid, &actor(), "wrong day")
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, OperationStatus::Cancelled);
+    assert!(operation_rows(&store, held.operation_uuid)
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.status == StagingStatus::Rejected));
+    let err = approve_operation(&store, held.operation_uuid, &actor())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cancelled"), "{err}");
+    let err = cancel_operation(&store, held.operation_uuid, &actor(), "again")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot be cancelled"), "{err}");
+
+    // A step fails for good (Shopify answers 5xx past every retry), mid-operation.
+    let stepper = Stepper {
+        store: &store,
+        client: &client,
+        actor: &actor(),
+        rails: &GuardRails::default(),
+    };
+    let op = stepper
+        .open(SyncKind::Full {
+            direction: shopsync_domain::SyncDirection::Down,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    let first = stepper
+        .step(op.operation_uuid, 1, Some(std::time::Instant::now()))
+        .await
+        .unwrap();
+    assert_eq!(first, StepOutcome::Continue(2));
+    let failing = AdminClient::new(shopsync_shopify::ClientConfig {
+        max_retries: 0,
+        ..sim.client_config()
+    })
+    .unwrap();
+    for _ in 0..3 {
+        sim.push_fault(shopsync_shopify_sim::Fault::ServerError(503));
+    }
+    let broken = Stepper {
+        client: &failing,
+        ..stepper
+    };
+    let err = broken.step(op.operation_uuid, 2, None).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    // Still in progress at its checkpoint: the queue would redeliver the step.
+    let waiting = shopsync_engine::steps::load_operation(&store, op.operation_uuid)
+        .await
+        .unwrap();
+    assert_eq!(waiting.status, OperationStatus::InProgress);
+    assert_eq!(Checkpoint::of(&waiting).unwrap().next_step, 2);
+    let err = resume_operation(&store, op.operation_uuid, &actor())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("only a failed or paused"), "{err}");
+    // The queue gave up on it (its last delivery failed too): the operation is failed.
+    let worker = shopsync_engine::jobs::Worker {
+        store: store.clone(),
+        client: client.clone(),
+        actor: actor(),
+        rails: GuardRails::default(),
+        continuation: None,
+    };
+    worker
+        .fail_operation(
+            op.operation_uuid,
+            "gave up after 5 deliveries: shopify unavailable",
+        )
+        .await;
+    let failed = shopsync_engine::steps::load_operation(&store, op.operation_uuid)
+        .await
+        .unwrap();
+    assert_eq!(failed.status, OperationStatus::Failed);
+    // Resumed, it runs on from step 2 and ends: the renames rejected earlier arrive now.
+    let resumed = resume_operation(&store, op.operation_uuid, &actor())
+        .await
+        .unwrap();
+    assert_eq!(resumed.status, OperationStatus::InProgress);
+    let done = stepper.resume_to_end(op.operation_uuid).await.unwrap();
+    assert_eq!(
+        done.status,
+        OperationStatus::Completed,
+        "{:?}",
+        done.status_reason
+    );
+    assert_eq!(done.statistics.updated, 8);
 }
