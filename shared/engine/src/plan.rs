@@ -549,6 +549,18 @@ impl Conclusion<'_> {
                     &mut times,
                 )
                 .await?;
+                let skipped = operation.statistics.skipped;
+                let reason = match (reason, skipped) {
+                    (reason, 0) => reason,
+                    (reason, n) => Some(
+                        reason
+                            .map(|r| format!("{r}; "))
+                            .unwrap_or_default()
+                            + &format!(
+                                "{n} product(s) skipped: locked (sync_locked), or held by open conflicts"
+                            ),
+                    ),
+                };
                 operation.move_to(OperationStatus::Completed, reason, Utc::now())?;
             }
         }

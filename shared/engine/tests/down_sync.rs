@@ -253,3 +253,41 @@ async fn an_incremental_sync_reads_only_what_changed_since_the_last_down_sync() 
     assert_eq!(again.statistics.updated, 0, "{again:?}");
     assert!(again.statistics.unchanged >= 2);
 }
+
+#[tokio::test]
+async fn a_locked_product_is_skipped_and_reported() {
+    let (sim, client, store, _dir) = setup(3).await;
+    let rails = shopsync_domain::GuardRails::default();
+    run_full_down(&store, &client, &actor(), &rails)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+    let locked = local_id_for(ShopifyProductId::new(ids[0]).unwrap());
+    store
+        .lock_product(
+            locked,
+            &Actor::new("merchant").unwrap(),
+            chrono::Utc::now(),
+            chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for id in &ids[..2] {
+        sim.with_shop(|s| s.edit_product(*id, |p| p.title = "Renamed in Shopify".into()));
+    }
+    let op = run_full_down(&store, &client, &actor(), &rails)
+        .await
+        .unwrap();
+    assert_eq!((op.statistics.updated, op.statistics.skipped), (1, 1));
+    assert!(
+        op.status_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("1 product(s) skipped: locked")),
+        "{:?}",
+        op.status_reason
+    );
+    let kept = store.product(locked).await.unwrap().unwrap();
+    assert_ne!(kept.content.title, "Renamed in Shopify");
+    assert_eq!(kept.version, 1);
+}
