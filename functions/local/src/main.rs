@@ -61,6 +61,10 @@ enum Command {
         /// Read only what changed since the last sync.
         #[arg(long)]
         incremental: bool,
+        /// Read everything and also report local products Shopify no longer has (as
+        /// conflicts for review; nothing is deleted). Down only.
+        #[arg(long, conflicts_with = "incremental")]
+        reconcile: bool,
         /// Plan and stage only; apply nothing.
         #[arg(long)]
         dry_run: bool,
@@ -196,8 +200,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             direction,
             full: _,
             incremental,
+            reconcile,
             dry_run,
         } => {
+            if reconcile && direction != Direction::Down {
+                eprintln!(
+                    "error: --reconcile reads Shopify into the local catalog: use --direction down"
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
             if direction == Direction::Up && dry_run {
                 eprintln!(
                     "error: --dry-run previews down and bidirectional syncs; an up-sync preview is not built yet \
@@ -232,6 +243,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let started = std::time::Instant::now();
             let operation = match direction {
                 Direction::Up => shopsync_engine::up::run_up(&repo, &target.client, &actor).await?,
+                _ if reconcile => {
+                    let rails = shopsync_domain::GuardRails::default();
+                    shopsync_engine::steps::Stepper {
+                        store: &repo,
+                        client: &target.client,
+                        actor: &actor,
+                        rails: &rails,
+                    }
+                    .run_to_end(shopsync_engine::steps::SyncKind::Reconcile { dry_run })
+                    .await?
+                }
                 _ if incremental => {
                     shopsync_engine::incremental::run_incremental_down_with(
                         &repo,

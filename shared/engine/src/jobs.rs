@@ -27,6 +27,8 @@ pub enum Job {
     Up,
     /// A full bidirectional sync: merge both sides, then push.
     Bidirectional,
+    /// A full down read that also finds local products Shopify no longer has.
+    Reconcile,
     /// Apply an approved operation's rows.
     ApplyOperation {
         /// The operation.
@@ -63,7 +65,7 @@ impl Job {
 }
 
 /// What an EventBridge schedule asks for (the rule's input): `{"type": "incremental_sync",
-/// "direction": "down"}`. Types: `full_sync`, `incremental_sync`, `maintenance` (due shop
+/// "direction": "down"}`. Types: `full_sync`, `incremental_sync`, `reconcile`, `maintenance` (due shop
 /// redactions); directions: `down`, `up`, `bidirectional`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,11 +88,15 @@ impl ScheduleInput {
             ("full_sync" | "incremental_sync", "up") => Ok(Job::Up),
             ("full_sync" | "incremental_sync", "bidirectional") => Ok(Job::Bidirectional),
             ("maintenance", _) => Ok(Job::Redactions),
+            ("reconcile", "down") => Ok(Job::Reconcile),
             (t @ ("full_sync" | "incremental_sync"), d) => Err(JobError::Poison(format!(
                 "schedule input: {t} cannot run in direction `{d}` (use down, up or bidirectional)"
             ))),
+            (t @ "reconcile", d) => Err(JobError::Poison(format!(
+                "schedule input: {t} runs in direction down, not `{d}`"
+            ))),
             (t, _) => Err(JobError::Poison(format!(
-                "schedule input: unknown type `{t}` (use full_sync, incremental_sync or maintenance)"
+                "schedule input: unknown type `{t}` (use full_sync, incremental_sync, reconcile or maintenance)"
             ))),
         }
     }
@@ -418,6 +424,11 @@ impl Worker {
                     dry_run: false,
                 };
                 return self.start(kind, deadline).await;
+            }
+            Job::Reconcile => {
+                return self
+                    .start(SyncKind::Reconcile { dry_run: false }, deadline)
+                    .await;
             }
             Job::IncrementalDown => {
                 let kind = SyncKind::Incremental {

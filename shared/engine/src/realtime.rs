@@ -265,30 +265,7 @@ pub async fn handle_delivery(
                 return Ok(Handled::UnknownDeleted);
             };
             let operation = realtime_operation(store, now).await?;
-            let row = ProductsStaging {
-                id: StagingId::random(),
-                source_product_id: local.id,
-                sku: local.content.variants.iter().find_map(|v| v.sku.clone()),
-                name: local.content.title.clone(),
-                change_type: ChangeType::Delete,
-                change_data: diff(&local.content.to_fields(), &Default::default()),
-                base_version: local.version,
-                proposed: None,
-                has_conflicts: false,
-                sync_operation_id: operation.operation_uuid,
-                status: StagingStatus::Pending,
-                staged_by: actor.clone(),
-                staged_at: now,
-                reviewed_by: None,
-                reviewed_at: None,
-                applied_at: None,
-                error: None,
-                shopify: Some(shopsync_domain::ShopifySource {
-                    product_id: d.id,
-                    updated_at: now,
-                }),
-                merged: false,
-            };
+            let row = delete_row(&operation, &local, Some(d.id), actor, now);
             store.insert(&row).await?;
             Ok(Handled::DeleteStaged)
         }
@@ -349,4 +326,39 @@ pub async fn apply_staged(
     };
     let rows = rows_by_id(store, rows).await?;
     apply_rows(store, &op, rows, actor, &mut StageTimes::default()).await
+}
+
+/// A pending row proposing to delete `product` (for a person to review; never applied by
+/// itself).
+pub fn delete_row(
+    operation: &SyncOperation,
+    product: &Product,
+    shopify: Option<ShopifyProductId>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> ProductsStaging {
+    ProductsStaging {
+        id: StagingId::random(),
+        source_product_id: product.id,
+        sku: product.content.variants.iter().find_map(|v| v.sku.clone()),
+        name: product.content.title.clone(),
+        change_type: ChangeType::Delete,
+        change_data: diff(&product.content.to_fields(), &Default::default()),
+        base_version: product.version,
+        proposed: None,
+        has_conflicts: false,
+        sync_operation_id: operation.operation_uuid,
+        status: StagingStatus::Pending,
+        staged_by: actor.clone(),
+        staged_at: now,
+        reviewed_by: None,
+        reviewed_at: None,
+        applied_at: None,
+        error: None,
+        shopify: shopify.map(|id| shopsync_domain::ShopifySource {
+            product_id: id,
+            updated_at: now,
+        }),
+        merged: false,
+    }
 }

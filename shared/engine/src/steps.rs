@@ -59,6 +59,16 @@ pub enum Phase {
         /// Where the next page starts.
         cursor: Option<String>,
     },
+    /// A reconcile: the export file is read again for which products Shopify still has;
+    /// local products it lacks become conflicts for a person (never silent deletes).
+    Missing {
+        /// The bulk operation.
+        bulk: String,
+        /// The file.
+        url: Option<String>,
+        /// Products in the file.
+        objects: u64,
+    },
     /// Everything is planned: judge, then apply (and push, both ways) or wait for approval.
     Conclude,
 }
@@ -156,6 +166,11 @@ pub enum SyncKind {
         /// Stage only.
         dry_run: bool,
     },
+    /// A full down read that also looks for local products Shopify no longer has.
+    Reconcile {
+        /// Stage only.
+        dry_run: bool,
+    },
     /// What changed since the last down-sync started, less `overlap` (a full read when there
     /// was none).
     Incremental {
@@ -248,6 +263,12 @@ impl Stepper<'_> {
                 dry_run,
                 Checkpoint::new(Phase::Export { bulk: None }, PlanSummary::default()),
             ),
+            SyncKind::Reconcile { dry_run } => (
+                OperationType::Reconcile,
+                SyncDirection::Down,
+                dry_run,
+                Checkpoint::new(Phase::Export { bulk: None }, PlanSummary::default()),
+            ),
             SyncKind::Incremental { overlap, dry_run } => match last_down(self.store).await? {
                 (Some(since), catalog) => (
                     OperationType::IncrementalSync,
@@ -277,6 +298,7 @@ impl Stepper<'_> {
             "{} {}{}",
             match operation_type {
                 OperationType::FullSync => "full",
+                OperationType::Reconcile => "reconciling",
                 _ => "incremental",
             },
             match direction {
@@ -478,8 +500,19 @@ impl Stepper<'_> {
                             objects,
                             done,
                         },
+                        None if operation.operation_type == OperationType::Reconcile => {
+                            Phase::Missing { bulk, url, objects }
+                        }
                         None => Phase::Conclude,
                     };
+                    if past(deadline) {
+                        return Ok(());
+                    }
+                }
+                Phase::Missing { bulk, url, objects } => {
+                    self.find_missing(operation, (&bulk, url.as_deref(), objects), times)
+                        .await?;
+                    checkpoint.phase = Phase::Conclude;
                     if past(deadline) {
                         return Ok(());
                     }
@@ -582,6 +615,90 @@ impl Stepper<'_> {
                 return Ok(None);
             }
         }
+    }
+
+    /// Reads which products the export holds and records every local product mirrored from
+    /// Shopify that it lacks: an open `missing_remotely` conflict (unless one is open already)
+    /// and a delete row waiting for review. Nothing is deleted.
+    async fn find_missing(
+        &self,
+        operation: &SyncOperation,
+        (bulk, url, objects): (&str, Option<&str>, u64),
+        times: &mut StageTimes,
+    ) -> Result<u64, EngineError> {
+        let fetching = Instant::now();
+        let mut export = self.client.open_bulk_result(bulk, url, objects).await?;
+        let mut present = std::collections::HashSet::new();
+        while let Some(remote) = export.next_product().await? {
+            present.insert(remote.id);
+        }
+        times.add(Stage::Fetch, fetching);
+        let diffing = Instant::now();
+        let mut missing = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .store
+                .scan::<shopsync_domain::Product>(500, start.as_ref())
+                .await?;
+            missing.extend(
+                page.items
+                    .into_iter()
+                    .filter(|p| p.shopify_id.is_some_and(|id| !present.contains(&id))),
+            );
+            match page.next {
+                Some(next) => start = Some(next),
+                None => break,
+            }
+        }
+        times.add(Stage::Diff, diffing);
+        let staging = Instant::now();
+        let now = Utc::now();
+        let mut recorded = 0;
+        for product in missing {
+            if crate::up::has_open_conflicts(self.store, product.id).await? {
+                continue;
+            }
+            let row = crate::realtime::delete_row(
+                operation,
+                &product,
+                product.shopify_id,
+                self.actor,
+                now,
+            );
+            let mut row = row;
+            row.has_conflicts = true;
+            row.error = Some("no longer in Shopify; nobody deleted it here: review".into());
+            self.store.insert(&row).await?;
+            if !operation.dry_run {
+                let mut conflict = shopsync_domain::SyncConflict::field(
+                    operation.operation_uuid,
+                    product.id,
+                    shopsync_domain::FieldPath::new_unchecked("product".into()),
+                    shopsync_domain::ConflictValues {
+                        base: None,
+                        local: Some(serde_json::json!({
+                            "title": product.content.title,
+                            "shopify_id": product.shopify_id,
+                            "version": product.version,
+                        })),
+                        remote: None,
+                    },
+                    &shopsync_domain::Decision {
+                        strategy: shopsync_domain::Strategy::Manual,
+                        auto_resolvable: false,
+                        winner: None,
+                        severity: shopsync_domain::Severity::Critical,
+                    },
+                    now,
+                );
+                conflict.conflict_type = shopsync_domain::ConflictType::MissingRemotely;
+                self.store.insert(&conflict).await?;
+            }
+            recorded += 1;
+        }
+        times.add(Stage::Stage, staging);
+        Ok(recorded)
     }
 
     /// Plans pages from `cursor`; returns the cursor to continue from when the deadline

@@ -340,6 +340,19 @@ impl Store {
         })
     }
 
+    /// One page of a whole table (every record, in no particular order).
+    pub async fn scan<R: Record>(
+        &self,
+        limit: u32,
+        start: Option<&PageToken>,
+    ) -> Result<Paged<R>, RepoError> {
+        let page = self.backend.scan(R::TABLE, limit, start).await?;
+        Ok(Paged {
+            items: page.items.iter().map(decode).collect::<Result<_, _>>()?,
+            next: page.next,
+        })
+    }
+
     /// Every record of a query, following pages (for bounded result sets).
     pub async fn query_all<R: Record>(&self, mut query: Query) -> Result<Vec<R>, RepoError> {
         let mut out = Vec::new();
