@@ -23,6 +23,7 @@ use shopsync_shopify::webhook::{compliance_request, Delivery, Payload};
 use shopsync_shopify::AdminClient;
 use shopsync_store::item::Key;
 use shopsync_store::{RepoError, Store};
+use std::ops::Not;
 
 /// What handling a delivery did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +270,9 @@ pub async fn handle_delivery(
             store.insert(&row).await?;
             Ok(Handled::DeleteStaged)
         }
+        Payload::InventoryLevel(level) => {
+            take_inventory_level(store, client, level, actor, now).await
+        }
         _ => Ok(Handled::Ignored(delivery.topic.as_str().to_owned())),
     }
 }
@@ -361,4 +365,142 @@ pub fn delete_row(
         }),
         merged: false,
     }
+}
+
+/// How long the last-seen time of an inventory level is kept (well past Shopify's 48 h of
+/// retries).
+const LEVEL_MARK_DAYS: i64 = 7;
+
+/// An `inventory_levels/update`: the level is taken into the local product at once (product
+/// + version + applied row in one transaction, retried when another write wins), because a
+/// stock figure must never wait behind other work or be lost to a race. A delivery older
+/// than the last one taken for the same item and location is dropped.
+async fn take_inventory_level(
+    store: &Store,
+    client: Option<&AdminClient>,
+    level: &shopsync_shopify::webhook::payloads::InventoryLevelPayload,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Handled, EngineError> {
+    let Some(available) = level.available else {
+        return Ok(Handled::Ignored(
+            "inventory_levels/update without `available` (not tracked at this location)".into(),
+        ));
+    };
+    let Some(client) = client else {
+        return Err(EngineError::Mapping {
+            product: "-".into(),
+            reason: format!(
+                "inventory item {} cannot be traced to its product without a Shopify client",
+                level.inventory_item_id
+            ),
+        });
+    };
+    let Some(product_id) = client
+        .product_of_inventory_item(level.inventory_item_id)
+        .await?
+    else {
+        return Ok(Handled::Ignored(format!(
+            "inventory item {} is not on a product",
+            level.inventory_item_id
+        )));
+    };
+    let at = level
+        .updated_at
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(now);
+    let mark = format!("level:{}:{}", level.inventory_item_id, level.location_id);
+    for _ in 0..3 {
+        let Some(local) = store.product_by_shopify_id(product_id).await? else {
+            // Not mirrored yet: the next sync brings the product with its stock.
+            return Ok(Handled::Ignored(format!(
+                "product {product_id} is not local yet"
+            )));
+        };
+        let mut content = local.content.clone();
+        let Some(variant) = content
+            .variants
+            .iter_mut()
+            .find(|v| v.inventory_item_id == Some(level.inventory_item_id))
+        else {
+            return Ok(Handled::Ignored(format!(
+                "no local variant holds inventory item {}",
+                level.inventory_item_id
+            )));
+        };
+        variant
+            .inventory
+            .insert(level.location_id, shopsync_domain::Quantity(available));
+        if content == local.content {
+            store
+                .advance_mark(&mark, at, now + chrono::Duration::days(LEVEL_MARK_DAYS))
+                .await?;
+            return Ok(Handled::Product(Ingested::Unchanged(local.id)));
+        }
+        if local.writable_by(actor, now).is_err() {
+            return Ok(Handled::Product(Ingested::Locked(local.id)));
+        }
+        let operation = realtime_operation(store, now).await?;
+        let mut updated = local.clone();
+        let changes = updated.change_content(content.clone(), now);
+        if !local.needs_push() {
+            updated.last_sync_version = updated.version;
+        }
+        let staged = ProductsStaging {
+            id: StagingId::random(),
+            source_product_id: local.id,
+            sku: content.variants.iter().find_map(|v| v.sku.clone()),
+            name: content.title.clone(),
+            change_type: ChangeType::Update,
+            change_data: changes.clone(),
+            base_version: local.version,
+            proposed: Some(content),
+            has_conflicts: false,
+            sync_operation_id: operation.operation_uuid,
+            status: StagingStatus::Applied,
+            staged_by: actor.clone(),
+            staged_at: now,
+            reviewed_by: None,
+            reviewed_at: None,
+            applied_at: Some(now),
+            error: None,
+            shopify: None,
+            merged: false,
+        };
+        // Ordering first: a late, older delivery must not write. The same delivery retried
+        // (after a failure below) carries the same time and passes again.
+        if store
+            .advance_mark(&mark, at, now + chrono::Duration::days(LEVEL_MARK_DAYS))
+            .await?
+            .not()
+        {
+            return Ok(Handled::Stale);
+        }
+        let commit = shopsync_store::ProductCommit {
+            version: Some(shopsync_domain::ProductVersion::snapshot(
+                &updated,
+                shopsync_domain::fields::changed_fields(&changes),
+                shopsync_domain::ChangeSource::Shopify,
+                actor.clone(),
+                Some(operation.operation_uuid),
+                now,
+            )),
+            product: updated,
+            expected_version: Some(local.version),
+            staging: Some((staged, None)),
+            actor: actor.clone(),
+            now,
+        };
+        match store.commit_product(commit).await {
+            Ok(()) => return Ok(Handled::Product(Ingested::Updated(local.id))),
+            Err(RepoError::VersionConflict { .. }) => continue,
+            Err(RepoError::Locked(_)) => return Ok(Handled::Product(Ingested::Locked(local.id))),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(EngineError::Store(RepoError::Store(
+        shopsync_store::StoreError::Unavailable(format!(
+            "product {product_id} kept changing while its stock was taken"
+        )),
+    )))
 }

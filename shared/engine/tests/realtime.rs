@@ -270,3 +270,113 @@ async fn rows_staged_together_apply_in_any_order_and_keep_the_newest() {
         shopsync_domain::staging::StagingStatus::Superseded
     );
 }
+
+#[tokio::test]
+async fn inventory_level_webhooks_are_taken_at_once_and_older_ones_are_dropped() {
+    let sim = Simulator::start(
+        SimConfig {
+            products: 2,
+            variants_per_product: 2,
+            plan: Plan::UNLIMITED,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = AdminClient::new(sim.client_config()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
+    shopsync_store::migrate::migrate(&backend, Default::default())
+        .await
+        .unwrap();
+    let store = Store::new(Arc::new(backend));
+    let actor = Actor::new("system:webhooks").unwrap();
+    run_full_down(
+        &store,
+        &client,
+        &actor,
+        &shopsync_domain::GuardRails::default(),
+    )
+    .await
+    .unwrap();
+    let (product, item, location) = sim.with_shop(|s| {
+        let p = s.products().next().unwrap();
+        let v = &p.variants[1];
+        (p.id, v.item_id, *v.levels.keys().next().unwrap())
+    });
+    let level = |available: i64, at: &str, id: &str| {
+        delivery(
+            "inventory_levels/update",
+            &serde_json::json!({
+                "inventory_item_id": item,
+                "location_id": location,
+                "available": available,
+                "updated_at": at,
+                "admin_graphql_api_id": format!("gid://shopify/InventoryLevel/{location}?inventory_item_id={item}"),
+            }),
+            id,
+        )
+    };
+    let now = chrono::Utc::now();
+    let local_id = local_id_for(ShopifyProductId::new(product).unwrap());
+    let stock = |p: &shopsync_domain::Product| {
+        p.content.variants[1].inventory[&shopsync_domain::LocationId::new(location).unwrap()].0
+    };
+    let before = store.product(local_id).await.unwrap().unwrap();
+
+    let newer = level(7, "2026-11-25T10:00:05Z", "l1");
+    let handled = handle_delivery(&store, Some(&client), &newer, &actor, now)
+        .await
+        .unwrap();
+    assert_eq!(handled.name(), "updated", "{handled:?}");
+    let after = store.product(local_id).await.unwrap().unwrap();
+    assert_eq!((stock(&after), after.version), (7, before.version + 1));
+    assert!(!after.needs_push(), "taken from Shopify: nothing to push");
+    let versions = store
+        .product_versions(local_id, true, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        versions[0]
+            .changed_fields
+            .iter()
+            .any(|f| f.as_str().ends_with(&format!("/inventory/{location}"))),
+        "{:?}",
+        versions[0].changed_fields
+    );
+
+    // An older level arriving late is dropped; the stock stays at the newer figure.
+    let older = level(9, "2026-11-25T10:00:01Z", "l0");
+    assert_eq!(
+        handle_delivery(&store, Some(&client), &older, &actor, now)
+            .await
+            .unwrap(),
+        Handled::Stale
+    );
+    assert_eq!(stock(&store.product(local_id).await.unwrap().unwrap()), 7);
+
+    // The same delivery retried (after a failure) passes the ordering again and is a no-op.
+    assert_eq!(
+        handle_delivery(&store, Some(&client), &newer, &actor, now)
+            .await
+            .unwrap()
+            .name(),
+        "unchanged"
+    );
+
+    // An item Shopify does not know is acknowledged and ignored.
+    let unknown = delivery(
+        "inventory_levels/update",
+        &serde_json::json!({"inventory_item_id": 5, "location_id": location, "available": 1}),
+        "l9",
+    );
+    assert_eq!(
+        handle_delivery(&store, Some(&client), &unknown, &actor, now)
+            .await
+            .unwrap()
+            .name(),
+        "ignored"
+    );
+}

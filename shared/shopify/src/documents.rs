@@ -203,6 +203,20 @@ pub const INVENTORY_LEVELS: Document = Document {
 ",
 };
 
+/// The product an inventory item's variant belongs to (an inventory webhook names only the
+/// item).
+pub const INVENTORY_ITEM_PRODUCT: Document = Document {
+    name: "InventoryItemProduct",
+    mutation: false,
+    text: "query InventoryItemProduct($id: ID!) {
+  inventoryItem(id: $id) {
+    id
+    variant { id product { id } }
+  }
+}
+",
+};
+
 /// A page of locations.
 pub const LOCATIONS: Document = Document {
     name: "Locations",
@@ -290,6 +304,7 @@ pub const ALL: &[Document] = &[
     PRODUCT_VARIANTS_BULK_UPDATE,
     INVENTORY_SET_QUANTITIES,
     INVENTORY_LEVELS,
+    INVENTORY_ITEM_PRODUCT,
     LOCATIONS,
     COLLECTIONS_PAGE,
     BULK_OPERATION_RUN_QUERY,

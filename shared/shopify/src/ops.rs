@@ -817,6 +817,27 @@ struct InventorySetPayload {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemProductData {
+    inventory_item: Option<ItemProductNode>,
+}
+
+#[derive(Deserialize)]
+struct ItemProductNode {
+    variant: Option<ItemVariant>,
+}
+
+#[derive(Deserialize)]
+struct ItemVariant {
+    product: Option<ItemProduct>,
+}
+
+#[derive(Deserialize)]
+struct ItemProduct {
+    id: ShopifyProductId,
+}
+
+#[derive(Deserialize)]
 struct LevelsData {
     nodes: Vec<Option<LevelsNode>>,
 }
@@ -1125,5 +1146,23 @@ impl AdminClient {
             .filter(|topic| !existing.iter().any(|s| s.topic == **topic && s.uri == uri))
             .map(|t| (*t).to_owned())
             .collect())
+    }
+}
+
+impl AdminClient {
+    /// The product whose variant holds `item` (`None` when Shopify has no such item, or it
+    /// belongs to no variant).
+    pub async fn product_of_inventory_item(
+        &self,
+        item: InventoryItemId,
+    ) -> Result<Option<ShopifyProductId>, ShopifyError> {
+        let data: ItemProductData = self
+            .execute(&doc::INVENTORY_ITEM_PRODUCT, json!({ "id": item.gid() }), 3)
+            .await?;
+        Ok(data
+            .inventory_item
+            .and_then(|i| i.variant)
+            .and_then(|v| v.product)
+            .map(|p| p.id))
     }
 }

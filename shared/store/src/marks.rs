@@ -1,7 +1,8 @@
 //! Short-lived marks in `idempotency_records` (TTL `expires_at`): "this happened recently",
 //! e.g. the fingerprint of content shopsync just pushed, so its webhook echo is recognised.
 
-use crate::item::{Item, Key, Scalar};
+use crate::backend::StoreError;
+use crate::item::{Condition, Item, Key, Scalar};
 use crate::repo::{RepoError, Store};
 use crate::schema::Table;
 use chrono::{DateTime, Utc};
@@ -35,5 +36,41 @@ impl Store {
         Ok(item
             .and_then(|i| i.attrs.get(EXPIRES).and_then(Scalar::as_i64))
             .is_some_and(|expires| expires > now.timestamp()))
+    }
+
+    /// Moves the mark `key` to `at` (epoch ms) unless it already stands later: `true` if it
+    /// stands at `at` now. Orders deliveries that may arrive late (a newer one has already
+    /// been taken, so an older one must not be), while the same delivery retried passes again.
+    pub async fn advance_mark(
+        &self,
+        key: &str,
+        at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        let at_ms = at.timestamp_millis();
+        let item = Item {
+            attrs: [
+                ("key".to_owned(), Scalar::from(key)),
+                ("status".to_owned(), Scalar::from("mark")),
+                ("at".to_owned(), Scalar::N(at_ms)),
+                (EXPIRES.to_owned(), Scalar::N(expires_at.timestamp())),
+            ]
+            .into(),
+            doc: None,
+        };
+        let newer = Condition::Or(vec![
+            Condition::ItemAbsent,
+            Condition::NotExists("at"),
+            Condition::Le("at", Scalar::N(at_ms)),
+        ]);
+        match self
+            .backend()
+            .put(Table::IdempotencyRecords, item, Some(newer))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(StoreError::ConditionFailed { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -1610,3 +1610,45 @@ pub async fn batched_product_commits_answer_each_commit(h: Harness) {
         "v2 3"
     );
 }
+
+pub async fn ordering_marks_move_forward_only(h: Harness) {
+    let t0 = Utc::now();
+    let later = t0 + Duration::seconds(5);
+    let expires = t0 + Duration::days(1);
+    let key = format!("level:{}", uuid::Uuid::new_v4());
+    assert!(h
+        .store
+        .advance_mark(&key, t0, expires)
+        .await
+        .expect("first"));
+    assert!(
+        h.store
+            .advance_mark(&key, later, expires)
+            .await
+            .expect("newer"),
+        "a newer time moves the mark"
+    );
+    assert!(
+        h.store
+            .advance_mark(&key, later, expires)
+            .await
+            .expect("same"),
+        "the same time again (a retried delivery) passes"
+    );
+    assert!(
+        !h.store
+            .advance_mark(&key, t0, expires)
+            .await
+            .expect("older"),
+        "an older time is refused"
+    );
+    // Typed records scan too.
+    let p = product(1);
+    h.store.insert(&p).await.expect("insert");
+    let page = h
+        .store
+        .scan::<Product>(100, None)
+        .await
+        .expect("typed scan");
+    assert!(page.items.iter().any(|q| q.id == p.id));
+}

@@ -29,6 +29,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    ordering_marks_move_forward_only,
     batched_product_commits_answer_each_commit,
     compliance_requests_are_recorded_once_and_shop_redaction_removes_shop_data,
     create_if_absent_refuses_a_second_create,
