@@ -371,10 +371,10 @@ pub fn delete_row(
 /// retries).
 const LEVEL_MARK_DAYS: i64 = 7;
 
-/// An `inventory_levels/update`: the level is taken into the local product at once (product
-/// + version + applied row in one transaction, retried when another write wins), because a
-/// stock figure must never wait behind other work or be lost to a race. A delivery older
-/// than the last one taken for the same item and location is dropped.
+/// An `inventory_levels/update`: the level is taken into the local product at once (the
+/// product, its version and an applied row in one transaction, retried when another write
+/// wins), because a stock figure must never wait behind other work or be lost to a race. A
+/// delivery older than the last one taken for the same item and location is dropped.
 async fn take_inventory_level(
     store: &Store,
     client: Option<&AdminClient>,
