@@ -3,7 +3,7 @@
 //! dead-letter queue is the queue's redrive policy (infrastructure), not code here.
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
 use shopsync_engine::jobs::{JobMessage, JobQueue, QueueError};
 
@@ -38,6 +38,81 @@ impl SqsQueue {
             client,
             url: url.to_owned(),
         }
+    }
+}
+
+/// How a jobs queue is set up: the same settings the infrastructure declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// The queue's name; its dead-letter queue is `{name}-dlq`.
+    pub name: String,
+    /// How long a received message stays hidden: at least the worker's timeout, so a step
+    /// still running is never delivered twice at once.
+    pub visibility_timeout_secs: u32,
+    /// Deliveries before a message moves to the dead-letter queue (the worker's
+    /// `SHOPSYNC_MAX_RECEIVES` must say the same).
+    pub max_receives: u32,
+}
+
+impl SqsQueue {
+    /// Creates the queue and its dead-letter queue (or finds them, when they exist with the
+    /// same settings) with the redrive policy; returns the queue and the dead-letter queue's URL.
+    pub async fn provision(client: Client, spec: &QueueSpec) -> Result<(Self, String), QueueError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| QueueError(format!("{what}: {e}"));
+        let dlq_url = client
+            .create_queue()
+            .queue_name(format!("{}-dlq", spec.name))
+            .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+            .send()
+            .await
+            .map_err(|e| {
+                fail(
+                    "CreateQueue (dead letters)",
+                    &aws_sdk_sqs::error::DisplayErrorContext(&e),
+                )
+            })?
+            .queue_url()
+            .unwrap_or_default()
+            .to_owned();
+        let dlq_arn = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| {
+                fail(
+                    "GetQueueAttributes",
+                    &aws_sdk_sqs::error::DisplayErrorContext(&e),
+                )
+            })?
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .ok_or_else(|| QueueError("the dead-letter queue has no ARN".into()))?;
+        let redrive = format!(
+            r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{}"}}"#,
+            spec.max_receives
+        );
+        let url = client
+            .create_queue()
+            .queue_name(&spec.name)
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                spec.visibility_timeout_secs.to_string(),
+            )
+            .attributes(QueueAttributeName::RedrivePolicy, redrive)
+            .send()
+            .await
+            .map_err(|e| fail("CreateQueue", &aws_sdk_sqs::error::DisplayErrorContext(&e)))?
+            .queue_url()
+            .unwrap_or_default()
+            .to_owned();
+        Ok((Self::from_client(client, &url), dlq_url))
+    }
+
+    /// The queue's URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 }
 
