@@ -12,7 +12,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use shopsync_domain::{Actor, Product, ProductId, ShopifyProductId, SyncConflict, SyncOperation};
 use shopsync_engine::intake::WebhookIntake;
-use shopsync_engine::jobs::{Job, JobMessage, JobOutcome, JobQueue, LocalQueue, Worker};
+use shopsync_engine::jobs::{
+    Job, JobMessage, JobOutcome, JobQueue, LocalQueue, QueueError, Worker,
+};
 use shopsync_shopify::webhook::{StoreLedger, WebhookConfig};
 use shopsync_store::item::{Key, Query};
 use shopsync_store::{Store, Table};
@@ -130,6 +132,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let actor = Actor::new("system:serve").context("actor")?;
     // The in-process queue, its worker, and the scheduler.
     let queue = Arc::new(LocalQueue::default());
+    let worker = Arc::new(Worker {
+        store: store.clone(),
+        client: target.client.clone(),
+        actor: actor.clone(),
+        rails: shopsync_domain::GuardRails::default(),
+        continuation: None,
+    });
     let app = Arc::new(App {
         intake: WebhookIntake {
             store: store.clone(),
@@ -139,19 +148,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 secret: webhook_secret,
                 previous_secret: args.webhook_secret_previous.clone(),
             },
-            queue: queue.clone(),
+            queue: Arc::new(ServeQueue {
+                local: queue.clone(),
+                worker: worker.clone(),
+            }),
             client: Some(target.client.clone()),
-            actor: actor.clone(),
+            actor,
         },
         store,
         tokens,
-    });
-    let worker = Arc::new(Worker {
-        store: app.store.clone(),
-        client: target.client.clone(),
-        actor,
-        rails: shopsync_domain::GuardRails::default(),
-        continuation: None,
     });
     tokio::spawn(run_worker(queue.clone(), worker));
     // A fresh store starts from Shopify's catalog.
@@ -242,6 +247,30 @@ fn api_error(status: StatusCode, code: &'static str, message: impl Into<String>)
 
 fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
     api_error(status, code, message).into_response()
+}
+
+/// The queue behind serve's webhook intake: a realtime apply step (one small transaction)
+/// runs before the delivery is answered, so what a webhook changed is readable as soon as
+/// Shopify has its 200; everything else goes to the in-process queue.
+struct ServeQueue {
+    local: Arc<LocalQueue>,
+    worker: Arc<Worker>,
+}
+
+#[async_trait::async_trait]
+impl JobQueue for ServeQueue {
+    async fn send(&self, messages: Vec<JobMessage>) -> Result<(), QueueError> {
+        let (now, later): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|m| matches!(m.job, Job::ApplyRows { .. }));
+        for message in now {
+            self.worker
+                .handle(&message)
+                .await
+                .map_err(|e| QueueError(e.to_string()))?;
+        }
+        self.local.send(later).await
+    }
 }
 
 /// Runs queued jobs one at a time; a failed job is logged (the scheduler brings new work).

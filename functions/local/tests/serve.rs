@@ -1,106 +1,10 @@
 //! `shopsync serve` as a merchant and Shopify use it: the binary, real HTTP.
 
+mod common;
+
+use common::{get, post_webhook, start};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Server {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shopsync"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--sim-products", "6"])
-        .arg("--data")
-        .arg(dir.path())
-        .env_remove("SHOPIFY_ACCESS_TOKEN")
-        .env("SHOPSYNC_API_TOKENS", "t0ken:alice:admin")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let mut printed = Vec::new();
-    let url = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        printed.push(line.clone());
-        if let Some(url) = line.trim().strip_prefix("listening on ") {
-            break url.to_owned();
-        }
-    };
-    // Keep reading the rest of the banner so secrets can be checked.
-    for _ in 0..6 {
-        if let Some(Ok(line)) = lines.next() {
-            printed.push(line);
-        }
-    }
-    let banner = printed.join("\n");
-    assert!(banner.contains("SHOPIFY_WEBHOOK_SECRET=sh***"), "{banner}");
-    assert!(
-        !banner.contains("shopsync-dev-webhook-secret"),
-        "secrets are masked: {banner}"
-    );
-    assert!(
-        !banner.contains("t0ken"),
-        "tokens are not printed: {banner}"
-    );
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        url,
-        _dir: dir,
-    }
-}
-
-async fn get(server: &Server, path: &str, token: Option<&str>) -> (u16, Value) {
-    let mut request = reqwest::Client::new().get(format!("{}{path}", server.url));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
-async fn post_webhook(
-    server: &Server,
-    topic: &str,
-    body: &Value,
-    id: &str,
-    secret: &str,
-) -> (u16, Value) {
-    let body = serde_json::to_vec(body).unwrap();
-    let hmac = shopsync_shopify::webhook::sign(secret, &body);
-    let response = reqwest::Client::new()
-        .post(format!("{}/webhooks/shopify", server.url))
-        .header("X-Shopify-Topic", topic)
-        .header("X-Shopify-Hmac-Sha256", hmac)
-        .header("X-Shopify-Shop-Domain", "shopsync-dev.myshopify.com")
-        .header("X-Shopify-Webhook-Id", id)
-        .header("X-Shopify-Event-Id", format!("event-{id}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
 
 #[tokio::test]
 async fn serve_mirrors_the_simulator_takes_signed_webhooks_once_and_guards_its_api() {
