@@ -188,11 +188,15 @@ pub fn webhook(count: usize) -> anyhow::Result<()> {
 }
 
 fn product_body(variants: usize) -> Vec<u8> {
+    product_body_for(9_007_199_254_740_993, variants, "2026-11-24T10:00:00Z")
+}
+
+fn product_body_for(product_id: u64, variants: usize, updated_at: &str) -> Vec<u8> {
     let variants: Vec<serde_json::Value> = (0..variants)
         .map(|i| {
             serde_json::json!({
-                "id": 9_007_199_254_740_993u64 + i as u64,
-                "product_id": 9_007_199_254_740_993u64,
+                "id": product_id + 1 + i as u64,
+                "product_id": product_id,
                 "title": format!("Size {i}"),
                 "price": "19.99",
                 "compare_at_price": null,
@@ -202,10 +206,10 @@ fn product_body(variants: usize) -> Vec<u8> {
                 "option1": format!("Size {i}"),
                 "option2": null,
                 "option3": null,
-                "inventory_item_id": 9_007_199_254_750_000u64 + i as u64,
+                "inventory_item_id": product_id + 500 + i as u64,
                 "inventory_quantity": 12,
                 "updated_at": "2026-11-24T10:00:00Z",
-                "admin_graphql_api_id": format!("gid://shopify/ProductVariant/{}", 9_007_199_254_740_993u64 + i as u64),
+                "admin_graphql_api_id": format!("gid://shopify/ProductVariant/{}", product_id + 1 + i as u64),
             })
         })
         .collect();
@@ -214,7 +218,7 @@ fn product_body(variants: usize) -> Vec<u8> {
         .map(|v| serde_json::json!({"admin_graphql_api_id": v["admin_graphql_api_id"], "updated_at": "2026-11-24T10:00:00Z"}))
         .collect();
     serde_json::to_vec(&serde_json::json!({
-        "id": 9_007_199_254_740_993u64,
+        "id": product_id,
         "title": "Bench product",
         "body_html": "<p>A product used for benchmarks, with a description of ordinary length.</p>",
         "vendor": "Acme",
@@ -223,10 +227,210 @@ fn product_body(variants: usize) -> Vec<u8> {
         "status": "active",
         "tags": "bench, mens, t-shirt",
         "created_at": "2026-01-01T00:00:00Z",
-        "updated_at": "2026-11-24T10:00:00Z",
+        "updated_at": updated_at,
         "options": [{"name": "Size", "position": 1, "values": ["S", "M"]}],
         "variants": variants,
         "variant_gids": gids,
     }))
     .unwrap_or_default()
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn fresh_store(dir: &std::path::Path) -> anyhow::Result<shopsync_store::Store> {
+    let backend = shopsync_store::SqliteStore::open(dir, "bench_")?;
+    shopsync_store::migrate::migrate(&backend, Default::default()).await?;
+    Ok(shopsync_store::Store::new(std::sync::Arc::new(backend)))
+}
+
+/// A full down-sync of `products` × `variants` from the unthrottled simulator into a fresh
+/// embedded store, then a second one with nothing changed.
+pub async fn down_sync(products: usize, variants: usize) -> anyhow::Result<()> {
+    let seeding = Instant::now();
+    let sim = Simulator::start(
+        SimConfig {
+            products,
+            variants_per_product: variants,
+            plan: Plan::UNLIMITED,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    println!(
+        "down-sync: simulator seeded with {products} products × {variants} variants in {:.1} s (RSS so far {:.0} MB)",
+        seeding.elapsed().as_secs_f64(),
+        peak_rss_mb().unwrap_or(0.0)
+    );
+    let client = AdminClient::new(sim.client_config())?;
+    let dir = tempfile::tempdir()?;
+    let store = fresh_store(dir.path()).await?;
+    let actor = shopsync_domain::Actor::new("system:bench")?;
+    let rails = shopsync_domain::GuardRails::default();
+    for run in ["first (all new)", "second (nothing changed)"] {
+        let started = Instant::now();
+        let op = shopsync_engine::sync::run_full_down(&store, &client, &actor, &rails).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let log = shopsync_engine::sync::performance_of(&store, op.operation_uuid).await?;
+        let stages = log
+            .map(|l| {
+                l.stage_durations_ms
+                    .iter()
+                    .map(|(s, ms)| {
+                        format!(
+                            "{} {:.1} s",
+                            shopsync_domain::status::status_name(*s),
+                            *ms as f64 / 1000.0
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let s = &op.statistics;
+        println!(
+            "down-sync {run}: {} products in {seconds:.1} s = {:.0} products/s (created {}, updated {}, unchanged {}); {stages}; peak RSS {:.0} MB",
+            s.processed,
+            s.processed as f64 / seconds,
+            s.created,
+            s.updated,
+            s.unchanged,
+            peak_rss_mb().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
+
+/// The webhook path on the embedded store: each delivery is verified, claimed in the dedupe
+/// ledger, checked against the local product, staged as a pending row, its apply step
+/// enqueued, and the claim completed. Latency per delivery, one or more senders.
+pub async fn webhook_path(count: usize, products: usize, concurrency: usize) -> anyhow::Result<()> {
+    use shopsync_engine::intake::WebhookIntake;
+    use shopsync_engine::jobs::LocalQueue;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir()?;
+    let store = fresh_store(dir.path()).await?;
+    let actor = shopsync_domain::Actor::new("system:bench")?;
+    // The local catalog: products mirrored from Shopify, as a full sync leaves them.
+    let now = chrono::Utc::now();
+    let mut ids = Vec::with_capacity(products);
+    for i in 0..products {
+        let shopify_id = 9_007_199_254_740_993u64 + (i as u64) * 1_000;
+        let id = shopsync_domain::ShopifyProductId::new(shopify_id)?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&product_body_for(shopify_id, 3, "2026-01-01T00:00:00Z"))?;
+        let payload: shopsync_shopify::webhook::payloads::ProductPayload =
+            serde_json::from_value(body)?;
+        let content = shopsync_engine::realtime::content_from_payload(&payload, None)?;
+        let mut product =
+            shopsync_domain::Product::new(shopsync_engine::down::local_id_for(id), content, now);
+        product.shopify_id = Some(id);
+        product.shopify_updated_at = Some(now - chrono::Duration::days(1));
+        product.last_sync_version = product.version;
+        store
+            .create_product(
+                &product,
+                shopsync_domain::ChangeSource::Shopify,
+                &actor,
+                None,
+            )
+            .await?;
+        ids.push(shopify_id);
+    }
+    let config = WebhookConfig {
+        shop_domain: "bench.myshopify.com".into(),
+        secret: "bench-secret".into(),
+        previous_secret: None,
+    };
+    let queue = Arc::new(LocalQueue::default());
+    let intake = Arc::new(WebhookIntake {
+        ledger: Arc::new(shopsync_shopify::webhook::StoreLedger::new(store.clone())),
+        store: store.clone(),
+        config: config.clone(),
+        queue: queue.clone(),
+        client: None,
+        actor,
+    });
+    // Every delivery a new title a second later than the last one for its product.
+    let deliveries: Vec<(Vec<u8>, String)> = (0..count)
+        .map(|i| {
+            let shopify_id = ids[i % ids.len()];
+            let round = i / ids.len();
+            let at = (now + chrono::Duration::seconds(round as i64 + 1)).to_rfc3339();
+            let mut body: serde_json::Value =
+                serde_json::from_slice(&product_body_for(shopify_id, 3, &at)).unwrap_or_default();
+            body["title"] = format!("Title {i}").into();
+            (
+                serde_json::to_vec(&body).unwrap_or_default(),
+                format!("wh-{i}"),
+            )
+        })
+        .collect();
+    let deliveries = Arc::new(deliveries);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let intake = intake.clone();
+        let deliveries = deliveries.clone();
+        let next = next.clone();
+        let secret = config.secret.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut staged = 0usize;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((body, id)) = deliveries.get(i) else {
+                    break;
+                };
+                let hmac = sign(&secret, body);
+                let headers: Vec<(&str, &str)> = vec![
+                    ("X-Shopify-Topic", "products/update"),
+                    ("X-Shopify-Hmac-Sha256", &hmac),
+                    ("X-Shopify-Shop-Domain", "bench.myshopify.com"),
+                    ("X-Shopify-Webhook-Id", id),
+                ];
+                let t = Instant::now();
+                let reply = intake
+                    .receive(headers.as_slice(), body, chrono::Utc::now())
+                    .await;
+                latencies.push(t.elapsed());
+                if reply.body["outcome"] == "staged" {
+                    staged += 1;
+                }
+            }
+            (latencies, staged)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(count);
+    let mut staged = 0;
+    for task in tasks {
+        let (l, s) = task.await?;
+        latencies.extend(l);
+        staged += s;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    println!(
+        "webhook path (verify + dedupe + stage + enqueue), {concurrency} sender(s), {products} products: {count} deliveries in {seconds:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; staged {staged}; peak RSS {:.0} MB",
+        count as f64 / seconds,
+        pct(0.50),
+        pct(0.99),
+        pct(1.0),
+        peak_rss_mb().unwrap_or(0.0)
+    );
+    drop(queue);
+    Ok(())
 }

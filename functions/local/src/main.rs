@@ -168,6 +168,29 @@ enum BenchCommand {
         #[arg(long, default_value_t = 50_000)]
         count: usize,
     },
+    /// The whole webhook path on the embedded store: verify, dedupe, stage (and enqueue),
+    /// with latency percentiles.
+    WebhookPath {
+        /// Deliveries.
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        /// Products in the local catalog the deliveries touch.
+        #[arg(long, default_value_t = 1_000)]
+        products: usize,
+        /// Concurrent senders.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
+    /// A full down-sync from the unthrottled simulator into a fresh embedded store, then the
+    /// same again with nothing changed.
+    DownSync {
+        /// Products in the simulator.
+        #[arg(long, default_value_t = 100_000)]
+        products: usize,
+        /// Variants per product.
+        #[arg(long, default_value_t = 3)]
+        variants: usize,
+    },
 }
 
 #[tokio::main]
@@ -402,6 +425,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     bench::shopify_push(seconds, tasks.max(1)).await?
                 }
                 BenchCommand::Webhook { count } => bench::webhook(count.max(1))?,
+                BenchCommand::WebhookPath {
+                    count,
+                    products,
+                    concurrency,
+                } => bench::webhook_path(count.max(1), products.max(1), concurrency.max(1)).await?,
+                BenchCommand::DownSync { products, variants } => {
+                    bench::down_sync(products.max(1), variants.max(1)).await?
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
