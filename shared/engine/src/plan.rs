@@ -119,10 +119,25 @@ pub async fn apply_operation(
     actor: &Actor,
     times: &mut StageTimes,
 ) -> Result<OperationStatistics, EngineError> {
-    let reading = Instant::now();
-    let rows = operation_rows(store, operation.operation_uuid).await?;
-    times.add(Stage::Apply, reading);
-    apply_rows(store, operation, rows, actor, times).await
+    // Page by page: a large operation's rows never sit in memory all at once.
+    let mut query = Query::new(
+        Table::ProductsStaging,
+        Some("by_operation"),
+        operation.operation_uuid.to_string(),
+    );
+    query.limit = 500;
+    let mut stats = OperationStatistics::default();
+    loop {
+        let reading = Instant::now();
+        let page = store.query::<ProductsStaging>(query.clone()).await?;
+        times.add(Stage::Apply, reading);
+        let applied = apply_rows(store, operation, page.items, actor, times).await?;
+        stats.absorb(&applied);
+        match page.next {
+            Some(next) => query.start = Some(next),
+            None => return Ok(stats),
+        }
+    }
 }
 
 /// Whether a row is applied without a person: pending, not conflicting, not a delete.
