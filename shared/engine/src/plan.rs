@@ -176,6 +176,8 @@ pub async fn apply_rows(
         let mut retry = Vec::new();
         for chunk in todo.chunks(64) {
             retry.extend(apply_chunk(store, operation, chunk, actor, times, &mut stats).await?);
+            // Other tasks get their turn between batches (the embedded store never yields).
+            tokio::task::yield_now().await;
         }
         if retry.is_empty() {
             break;
@@ -410,6 +412,31 @@ fn pending_condition() -> Condition {
     )
 }
 
+/// Rejects the rows that are still pending (a row decided meanwhile is left as it is).
+async fn reject_pending(
+    store: &Store,
+    rows: Vec<ProductsStaging>,
+    actor: &Actor,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    for row in rows
+        .into_iter()
+        .filter(|r| r.status == StagingStatus::Pending)
+    {
+        let mut rejected = row;
+        rejected.status = StagingStatus::Rejected;
+        rejected.reviewed_by = Some(actor.clone());
+        rejected.reviewed_at = Some(now);
+        rejected.error = Some(why.to_owned());
+        match store.replace_if(&rejected, pending_condition()).await {
+            Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => {}
+            Err(shopsync_store::ReplaceError::Repo(e)) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Why an operation could not be approved or rejected.
 fn not_waiting(operation: &SyncOperation) -> EngineError {
     EngineError::Store(RepoError::Store(shopsync_store::StoreError::Invalid(
@@ -480,19 +507,15 @@ pub async fn reject_operation(
         return Err(not_waiting(&operation));
     }
     let now = Utc::now();
-    for row in operation_rows(store, id).await? {
-        if row.status != StagingStatus::Pending {
-            continue;
-        }
-        let mut rejected = row.clone();
-        rejected.status = StagingStatus::Rejected;
-        rejected.reviewed_by = Some(actor.clone());
-        rejected.reviewed_at = Some(now);
-        match store.replace_if(&rejected, pending_condition()).await {
-            Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => {}
-            Err(shopsync_store::ReplaceError::Repo(e)) => return Err(e.into()),
-        }
-    }
+    let rows = operation_rows(store, id).await?;
+    reject_pending(
+        store,
+        rows,
+        actor,
+        &format!("rejected by {actor}: {reason}"),
+        now,
+    )
+    .await?;
     let waiting = operation.clone();
     operation.move_to(
         OperationStatus::Cancelled,
@@ -733,21 +756,9 @@ pub async fn reject_rows(
     if operation.status != OperationStatus::AwaitingApproval {
         return Err(not_waiting(&operation));
     }
-    let now = Utc::now();
-    for row in named_rows(store, id, rows).await? {
-        if row.status != StagingStatus::Pending {
-            continue;
-        }
-        let mut rejected = row.clone();
-        rejected.status = StagingStatus::Rejected;
-        rejected.reviewed_by = Some(actor.clone());
-        rejected.reviewed_at = Some(now);
-        rejected.error = Some(format!("rejected by {actor}: {reason}"));
-        match store.replace_if(&rejected, pending_condition()).await {
-            Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => {}
-            Err(shopsync_store::ReplaceError::Repo(e)) => return Err(e.into()),
-        }
-    }
+    let rows = named_rows(store, id, rows).await?;
+    let why = format!("rejected by {actor}: {reason}");
+    reject_pending(store, rows, actor, &why, Utc::now()).await?;
     complete_if_decided(store, operation, actor).await
 }
 
@@ -774,21 +785,9 @@ pub async fn cancel_operation(
             ))
         })?;
     crate::sync::save(store, &operation, &before).await?;
-    let now = Utc::now();
-    for row in operation_rows(store, id).await? {
-        if row.status != StagingStatus::Pending {
-            continue;
-        }
-        let mut rejected = row.clone();
-        rejected.status = StagingStatus::Rejected;
-        rejected.reviewed_by = Some(actor.clone());
-        rejected.reviewed_at = Some(now);
-        rejected.error = Some(format!("operation cancelled by {actor}"));
-        match store.replace_if(&rejected, pending_condition()).await {
-            Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => {}
-            Err(shopsync_store::ReplaceError::Repo(e)) => return Err(e.into()),
-        }
-    }
+    let rows = operation_rows(store, id).await?;
+    let why = format!("operation cancelled by {actor}");
+    reject_pending(store, rows, actor, &why, Utc::now()).await?;
     Ok(operation)
 }
 

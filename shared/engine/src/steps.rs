@@ -558,6 +558,9 @@ impl Stepper<'_> {
                 ingested.count(stats);
             }
         }
+        // The embedded store answers without awaiting anything: give other tasks (webhooks
+        // on the same host) their turn between batches.
+        tokio::task::yield_now().await;
         Ok(())
     }
 

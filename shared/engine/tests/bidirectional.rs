@@ -2,13 +2,14 @@
 //! settling what it owns, the rest waiting for a person (and never pushed over).
 
 mod common;
+use common::edit;
 
 use shopsync_domain::conflict::{ConflictStatus, ConflictType};
 use shopsync_domain::merge::Side;
 use shopsync_domain::policy::{Severity, Strategy};
 use shopsync_domain::{
-    Actor, ChangeSource, GuardRails, Money, OperationStatus, Product, ShopifyProductId,
-    SyncConflict, SyncDirection,
+    Actor, ChangeSource, GuardRails, Money, OperationStatus, ShopifyProductId, SyncConflict,
+    SyncDirection,
 };
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::sync::{run_bidirectional, run_full_down};
@@ -17,26 +18,6 @@ use shopsync_store::{Store, Table};
 
 fn merchant() -> Actor {
     Actor::new("merchant").unwrap()
-}
-
-async fn edit(
-    store: &Store,
-    product: &Product,
-    f: impl FnOnce(&mut shopsync_domain::ProductContent),
-) -> Product {
-    let mut content = product.content.clone();
-    f(&mut content);
-    store
-        .update_product_content(
-            product,
-            content,
-            ChangeSource::Local,
-            &merchant(),
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap()
 }
 
 async fn conflicts_of(store: &Store, op: shopsync_domain::OperationId) -> Vec<SyncConflict> {

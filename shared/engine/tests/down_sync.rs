@@ -1,6 +1,7 @@
 //! Down-sync through the simulator into the embedded store.
 
 mod common;
+use common::count;
 use shopsync_domain::{Actor, ChangeSource, OperationStatus, ProductId, ShopifyProductId};
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::sync::run_full_down;
@@ -15,23 +16,6 @@ async fn setup(products: usize) -> (SimHandle, AdminClient, Store, tempfile::Tem
 
 fn actor() -> Actor {
     Actor::new("system:down-sync").unwrap()
-}
-
-async fn count(store: &Store, table: Table) -> usize {
-    let mut n = 0;
-    let mut next = None;
-    loop {
-        let page = store
-            .backend()
-            .scan(table, 500, next.as_ref())
-            .await
-            .unwrap();
-        n += page.items.len();
-        match page.next {
-            Some(t) => next = Some(t),
-            None => return n,
-        }
-    }
 }
 
 #[tokio::test]

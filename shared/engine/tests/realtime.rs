@@ -1,15 +1,13 @@
 //! Webhooks through the realtime path, with payloads exactly as the simulator sends them.
 
+mod common;
+
 use shopsync_domain::{Actor, ShopifyProductId};
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::realtime::{apply_staged, handle_delivery, Handled};
 use shopsync_engine::sync::run_full_down;
 use shopsync_shopify::webhook::{sign, verify_and_parse, Delivery, WebhookConfig};
-use shopsync_shopify::AdminClient;
 use shopsync_shopify_sim::shop::rest_product;
-use shopsync_shopify_sim::{Plan, SimConfig, Simulator};
-use shopsync_store::Store;
-use std::sync::Arc;
 
 fn delivery(topic: &str, body: &serde_json::Value, id: &str) -> Delivery {
     let body = serde_json::to_vec(body).unwrap();
@@ -30,24 +28,7 @@ fn delivery(topic: &str, body: &serde_json::Value, id: &str) -> Delivery {
 
 #[tokio::test]
 async fn webhooks_stage_and_apply_drop_stale_and_never_delete_silently() {
-    let sim = Simulator::start(
-        SimConfig {
-            products: 3,
-            variants_per_product: 2,
-            plan: Plan::UNLIMITED,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let client = AdminClient::new(sim.client_config()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .unwrap();
-    let store = Store::new(Arc::new(backend));
+    let (sim, client, store, _dir) = common::setup(3, 2).await;
     let actor = Actor::new("system:webhooks").unwrap();
     run_full_down(
         &store,
@@ -198,24 +179,7 @@ async fn webhooks_stage_and_apply_drop_stale_and_never_delete_silently() {
 
 #[tokio::test]
 async fn rows_staged_together_apply_in_any_order_and_keep_the_newest() {
-    let sim = Simulator::start(
-        SimConfig {
-            products: 1,
-            variants_per_product: 1,
-            plan: Plan::UNLIMITED,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let client = AdminClient::new(sim.client_config()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .unwrap();
-    let store = Store::new(Arc::new(backend));
+    let (sim, client, store, _dir) = common::setup(1, 1).await;
     let actor = Actor::new("system:webhooks").unwrap();
     run_full_down(
         &store,
@@ -273,24 +237,7 @@ async fn rows_staged_together_apply_in_any_order_and_keep_the_newest() {
 
 #[tokio::test]
 async fn inventory_level_webhooks_are_taken_at_once_and_older_ones_are_dropped() {
-    let sim = Simulator::start(
-        SimConfig {
-            products: 2,
-            variants_per_product: 2,
-            plan: Plan::UNLIMITED,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let client = AdminClient::new(sim.client_config()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .unwrap();
-    let store = Store::new(Arc::new(backend));
+    let (sim, client, store, _dir) = common::setup(2, 2).await;
     let actor = Actor::new("system:webhooks").unwrap();
     run_full_down(
         &store,

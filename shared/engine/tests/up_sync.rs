@@ -1,6 +1,7 @@
 //! Up-sync through the simulator: pushes, base advance, variant-deletion guard, echoes.
 
 mod common;
+use common::edit;
 use shopsync_domain::{Actor, ChangeSource, Money, Product, ShopifyProductId};
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::realtime::{handle_delivery, Handled};
@@ -44,26 +45,6 @@ async fn setup() -> (SimHandle, AdminClient, Store, tempfile::TempDir) {
 
 fn merchant() -> Actor {
     Actor::new("merchant").unwrap()
-}
-
-async fn edit(
-    store: &Store,
-    product: &Product,
-    f: impl FnOnce(&mut shopsync_domain::ProductContent),
-) -> Product {
-    let mut content = product.content.clone();
-    f(&mut content);
-    store
-        .update_product_content(
-            product,
-            content,
-            ChangeSource::Local,
-            &merchant(),
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

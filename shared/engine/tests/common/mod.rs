@@ -50,3 +50,24 @@ pub async fn count(store: &Store, table: shopsync_store::Table) -> usize {
         }
     }
 }
+
+/// The merchant editing a product in the local catalog.
+pub async fn edit(
+    store: &Store,
+    product: &shopsync_domain::Product,
+    f: impl FnOnce(&mut shopsync_domain::ProductContent),
+) -> shopsync_domain::Product {
+    let mut content = product.content.clone();
+    f(&mut content);
+    store
+        .update_product_content(
+            product,
+            content,
+            shopsync_domain::ChangeSource::Local,
+            &shopsync_domain::Actor::new("merchant").expect("actor"),
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("local edit")
+}
