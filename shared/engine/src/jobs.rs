@@ -440,7 +440,7 @@ impl Worker {
             Job::Step { operation, step } => {
                 return self.continue_from(*operation, *step, deadline).await;
             }
-            Job::Up => crate::up::run_up(&self.store, &self.client, &self.actor).await,
+            Job::Up => return self.start(SyncKind::Up, deadline).await,
             Job::ApplyOperation { operation } => {
                 crate::plan::approve_operation(&self.store, *operation, &self.actor).await
             }

@@ -69,6 +69,13 @@ pub enum Phase {
         /// Products in the file.
         objects: u64,
     },
+    /// An up-sync: products with local changes, a page at a time from `after`.
+    Push {
+        /// Where the next page of the pending-push index starts.
+        after: Option<shopsync_store::PageToken>,
+        /// The last product that could not be pushed, and why.
+        last_failure: Option<String>,
+    },
     /// Everything is planned: judge, then apply (and push, both ways) or wait for approval.
     Conclude,
 }
@@ -129,6 +136,9 @@ pub struct Checkpoint {
     pub elapsed_ms: u64,
     /// Shopify calls so far.
     pub api: ApiTotals,
+    /// An up-sync's last product not pushed, and why (for the operation's reason).
+    #[serde(default)]
+    pub push_failure: Option<String>,
 }
 
 impl Checkpoint {
@@ -140,6 +150,7 @@ impl Checkpoint {
             stage_ms: BTreeMap::new(),
             elapsed_ms: 0,
             api: ApiTotals::default(),
+            push_failure: None,
         }
     }
 
@@ -166,6 +177,8 @@ pub enum SyncKind {
         /// Stage only.
         dry_run: bool,
     },
+    /// Push every product with local changes to Shopify.
+    Up,
     /// A full down read that also looks for local products Shopify no longer has.
     Reconcile {
         /// Stage only.
@@ -263,6 +276,18 @@ impl Stepper<'_> {
                 dry_run,
                 Checkpoint::new(Phase::Export { bulk: None }, PlanSummary::default()),
             ),
+            SyncKind::Up => (
+                OperationType::IncrementalSync,
+                SyncDirection::Up,
+                false,
+                Checkpoint::new(
+                    Phase::Push {
+                        after: None,
+                        last_failure: None,
+                    },
+                    PlanSummary::default(),
+                ),
+            ),
             SyncKind::Reconcile { dry_run } => (
                 OperationType::Reconcile,
                 SyncDirection::Down,
@@ -294,20 +319,24 @@ impl Stepper<'_> {
                 ),
             },
         };
-        let name = format!(
-            "{} {}{}",
-            match operation_type {
-                OperationType::FullSync => "full",
-                OperationType::Reconcile => "reconciling",
-                _ => "incremental",
-            },
-            match direction {
-                SyncDirection::Bidirectional => "bidirectional sync",
-                SyncDirection::Up => "up-sync",
-                SyncDirection::Down => "down-sync",
-            },
-            if dry_run { " (dry run)" } else { "" }
-        );
+        let name = if direction == SyncDirection::Up {
+            "up-sync".to_owned()
+        } else {
+            format!(
+                "{} {}{}",
+                match operation_type {
+                    OperationType::FullSync => "full",
+                    OperationType::Reconcile => "reconciling",
+                    _ => "incremental",
+                },
+                match direction {
+                    SyncDirection::Bidirectional => "bidirectional sync",
+                    SyncDirection::Up => "up-sync",
+                    SyncDirection::Down => "down-sync",
+                },
+                if dry_run { " (dry run)" } else { "" }
+            )
+        };
         let mut operation =
             SyncOperation::new(&name, operation_type, direction, self.actor.clone(), now);
         operation.dry_run = dry_run;
@@ -413,6 +442,29 @@ impl Stepper<'_> {
         checkpoint: Checkpoint,
     ) -> Result<StepOutcome, EngineError> {
         operation.checkpoint = None;
+        if operation.sync_direction == SyncDirection::Up {
+            // Nothing staged to judge: an up-sync ends with what it pushed.
+            let reason = checkpoint.push_failure.as_ref().map(|last| {
+                format!(
+                    "{} product(s) not pushed; last: {last}",
+                    operation.statistics.failed
+                )
+            });
+            operation.move_to(OperationStatus::Completed, reason, Utc::now())?;
+            save(self.store, &operation, &started).await?;
+            crate::sync::record_performance(
+                self.store,
+                &operation,
+                &StageTimes::from_millis(&checkpoint.stage_ms),
+                Instant::now()
+                    .checked_sub(Duration::from_millis(checkpoint.elapsed_ms))
+                    .unwrap_or_else(Instant::now),
+                rebase(self.client.counters(), checkpoint.api),
+                self.client.counters(),
+            )
+            .await?;
+            return Ok(StepOutcome::Finished(Box::new(operation)));
+        }
         let times = StageTimes::from_millis(&checkpoint.stage_ms);
         let elapsed = Duration::from_millis(checkpoint.elapsed_ms);
         let mut summary = checkpoint.summary;
@@ -513,6 +565,27 @@ impl Stepper<'_> {
                     self.find_missing(operation, (&bulk, url.as_deref(), objects), times)
                         .await?;
                     checkpoint.phase = Phase::Conclude;
+                    if past(deadline) {
+                        return Ok(());
+                    }
+                }
+                Phase::Push {
+                    after,
+                    mut last_failure,
+                } => {
+                    let next = self
+                        .push_page(after, &mut last_failure, times, stats)
+                        .await?;
+                    checkpoint.phase = match next {
+                        Some(after) => Phase::Push {
+                            after: Some(after),
+                            last_failure,
+                        },
+                        None => {
+                            checkpoint.push_failure = last_failure;
+                            Phase::Conclude
+                        }
+                    };
                     if past(deadline) {
                         return Ok(());
                     }
@@ -702,6 +775,38 @@ impl Stepper<'_> {
         }
         times.add(Stage::Stage, staging);
         Ok(recorded)
+    }
+
+    /// Pushes one page of products with local changes; returns where the next page starts,
+    /// `None` after the last. Products that are held back or refused stay in the index but
+    /// behind the cursor, so a long up-sync never loops over them.
+    async fn push_page(
+        &self,
+        after: Option<shopsync_store::PageToken>,
+        last_failure: &mut Option<String>,
+        times: &mut StageTimes,
+        stats: &mut OperationStatistics,
+    ) -> Result<Option<shopsync_store::PageToken>, EngineError> {
+        let mut query =
+            shopsync_store::item::Query::new(Table::Products, Some("by_pending_push"), "1");
+        query.limit = 25;
+        query.start = after;
+        let fetching = Instant::now();
+        let page = self.store.query::<shopsync_domain::Product>(query).await?;
+        times.add(Stage::Fetch, fetching);
+        if let Some(failure) = crate::up::push_products(
+            self.store,
+            self.client,
+            self.actor,
+            &page.items,
+            times,
+            stats,
+        )
+        .await?
+        {
+            *last_failure = Some(failure);
+        }
+        Ok(page.next)
     }
 
     /// Plans pages from `cursor`; returns the cursor to continue from when the deadline

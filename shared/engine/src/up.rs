@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use shopsync_domain::product::{ProductContent, ProductStatus};
 use shopsync_domain::Stage;
 use shopsync_domain::{
-    Actor, ChangeSource, Money, OperationStatus, OperationType, Product, ProductId, ProductVersion,
-    ShopifyProductId, ShopifyVariantId, SyncDirection, SyncOperation,
+    Actor, ChangeSource, Money, Product, ProductId, ProductVersion, ShopifyProductId,
+    ShopifyVariantId, SyncOperation,
 };
 use shopsync_shopify::ops::{
     OptionSetInput, OptionValueName, ProductSetInput, ProductSetRequest, VariantOptionValue,
@@ -283,40 +283,14 @@ pub async fn run_up(
     client: &AdminClient,
     actor: &Actor,
 ) -> Result<SyncOperation, EngineError> {
-    let now = Utc::now();
-    let mut operation = SyncOperation::new(
-        "up-sync",
-        OperationType::IncrementalSync,
-        SyncDirection::Up,
-        actor.clone(),
-        now,
-    );
-    operation.move_to(OperationStatus::InProgress, None, now)?;
-    store.insert(&operation).await?;
-    let started_at = Instant::now();
-    let counters_before = client.counters();
-    let mut times = StageTimes::default();
-    let last_failure =
-        push_pending(store, client, actor, &mut times, &mut operation.statistics).await?;
-    let previous = operation.clone();
-    let reason = last_failure.map(|last| {
-        format!(
-            "{} product(s) not pushed; last: {last}",
-            operation.statistics.failed
-        )
-    });
-    operation.move_to(OperationStatus::Completed, reason, Utc::now())?;
-    crate::sync::save(store, &operation, &previous).await?;
-    crate::sync::record_performance(
+    crate::steps::Stepper {
         store,
-        &operation,
-        &times,
-        started_at,
-        counters_before,
-        client.counters(),
-    )
-    .await?;
-    Ok(operation)
+        client,
+        actor,
+        rails: &shopsync_domain::GuardRails::default(),
+    }
+    .run_to_end(crate::steps::SyncKind::Up)
+    .await
 }
 
 /// Whether a product has a conflict waiting for a person (its push would overwrite the
@@ -351,8 +325,21 @@ pub(crate) async fn push_pending(
         .query_all(Query::new(Table::Products, Some("by_pending_push"), "1"))
         .await?;
     times.add(Stage::Fetch, fetching);
+    push_products(store, client, actor, &pending, times, stats).await
+}
+
+/// Pushes these products (those with open conflicts are held back, counted as skipped).
+/// Returns the last failure, if any.
+pub(crate) async fn push_products(
+    store: &Store,
+    client: &AdminClient,
+    actor: &Actor,
+    products: &[Product],
+    times: &mut StageTimes,
+    stats: &mut shopsync_domain::OperationStatistics,
+) -> Result<Option<String>, EngineError> {
     let mut last_failure = None;
-    for product in &pending {
+    for product in products {
         stats.processed += 1;
         if has_open_conflicts(store, product.id).await? {
             tracing::info!(product = %product.id, "not pushed: open conflicts wait for a decision");

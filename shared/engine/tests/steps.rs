@@ -159,3 +159,54 @@ async fn the_worker_chains_steps_through_the_queue_until_the_operation_ends() {
     assert_eq!(finished.statistics.created, 200);
     assert_eq!(common::count(&store, Table::Products).await, 200);
 }
+
+#[tokio::test]
+async fn an_up_sync_pushes_a_page_per_step_and_ends() {
+    let (sim, client, store, _dir) = common::setup(60, 1).await;
+    let rails = GuardRails::default();
+    let actor = actor();
+    shopsync_engine::sync::run_full_down(&store, &client, &actor, &rails)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+    for id in &ids {
+        let local = store
+            .product_by_shopify_id(shopsync_domain::ShopifyProductId::new(*id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        common::edit(&store, &local, |c| c.vendor = "Edited locally".into()).await;
+    }
+    let stepper = Stepper {
+        store: &store,
+        client: &client,
+        actor: &actor,
+        rails: &rails,
+    };
+    let op = stepper.open(SyncKind::Up).await.unwrap();
+    let mut step = 1;
+    let mut steps = 0;
+    let done = loop {
+        steps += 1;
+        assert!(steps < 20, "the up-sync ends");
+        match stepper
+            .step(op.operation_uuid, step, Some(Instant::now()))
+            .await
+            .unwrap()
+        {
+            StepOutcome::Continue(next) => step = next,
+            StepOutcome::Finished(op) => break op,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(steps >= 3, "{steps} steps for 60 products at 25 a page");
+    assert_eq!(done.sync_direction, SyncDirection::Up);
+    assert_eq!(done.status, OperationStatus::Completed);
+    assert_eq!((done.statistics.updated, done.statistics.failed), (60, 0));
+    for id in &ids {
+        assert_eq!(
+            sim.with_shop(|s| s.product(*id).unwrap().vendor.clone()),
+            "Edited locally"
+        );
+    }
+}

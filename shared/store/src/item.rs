@@ -272,8 +272,10 @@ pub struct Page {
     pub next: Option<PageToken>,
 }
 
-/// An opaque continuation token (the last key seen, encoded).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// An opaque continuation token (the last key seen, encoded); serialisable, so a step can
+/// keep it in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct PageToken(String);
 
 impl PageToken {
