@@ -417,6 +417,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(reason) = &operation.status_reason {
                 println!("  {reason}");
             }
+            if matches!(action, OperationAction::Approve { .. })
+                && operation.sync_direction == shopsync_domain::SyncDirection::Bidirectional
+            {
+                println!("  local changes it merged are pushed by the next up-sync (`shopsync sync --direction up`)");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { which } => {

@@ -622,7 +622,7 @@ impl Conclusion<'_> {
 /// The second half of a bidirectional operation, once its rows are applied: push every
 /// product with local changes (open conflicts hold theirs back). Returns a reason when some
 /// were not pushed. Other directions have nothing to do here.
-async fn finish_both_ways(
+pub(crate) async fn finish_both_ways(
     store: &Store,
     client: &shopsync_shopify::AdminClient,
     actor: &Actor,

@@ -178,3 +178,63 @@ async fn edits_on_both_sides_merge_by_field_and_the_policy_settles_what_it_owns(
     let remote_b = sim.with_shop(|s| s.product(b).unwrap().clone());
     assert_eq!(remote_b.variants[0].sku.as_deref(), Some("REMOTE-SKU"));
 }
+
+#[tokio::test]
+async fn a_held_bidirectional_sync_pushes_once_it_is_approved() {
+    let (sim, client, store, _dir) = common::setup(2, 1).await;
+    run_full_down(&store, &client, &merchant(), &GuardRails::default())
+        .await
+        .unwrap();
+    let id = sim.with_shop(|s| s.products().next().unwrap().id);
+    let local = store
+        .product(local_id_for(ShopifyProductId::new(id).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    edit(&store, &local, |c| c.vendor = "Local vendor".into()).await;
+    // A change in Shopify too, so the plan has something to approve.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let other = sim.with_shop(|s| s.products().nth(1).unwrap().id);
+    sim.with_shop(|s| s.edit_product(other, |p| p.title = "Renamed in Shopify".into()));
+    let rails = GuardRails {
+        require_approval: true,
+        ..GuardRails::default()
+    };
+    let held = run_bidirectional(&store, &client, &merchant(), &rails)
+        .await
+        .unwrap();
+    assert_eq!(held.status, OperationStatus::AwaitingApproval);
+    assert_ne!(
+        sim.with_shop(|s| s.product(id).unwrap().vendor.clone()),
+        "Local vendor",
+        "nothing pushed while it waits"
+    );
+    let worker = shopsync_engine::jobs::Worker {
+        store: store.clone(),
+        client: client.clone(),
+        actor: merchant(),
+        rails,
+        continuation: None,
+    };
+    let message = shopsync_engine::jobs::JobMessage::new(
+        shopsync_engine::jobs::Job::ApplyOperation {
+            operation: held.operation_uuid,
+        },
+        chrono::Utc::now(),
+    );
+    let shopsync_engine::jobs::JobOutcome::Ran(Some(done)) = worker.handle(&message).await.unwrap()
+    else {
+        panic!("the approval runs");
+    };
+    assert_eq!(done.status, OperationStatus::Completed);
+    assert_eq!(
+        done.statistics.updated, 2,
+        "the Shopify rename applied and the local edit pushed: {:?}",
+        done.statistics
+    );
+    assert_eq!(
+        sim.with_shop(|s| s.product(id).unwrap().vendor.clone()),
+        "Local vendor"
+    );
+    assert!(!store.product(local.id).await.unwrap().unwrap().needs_push());
+}
