@@ -1,6 +1,10 @@
 //! `shopsync`: the local host and operator CLI.
 
 mod bench;
+mod progress;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 mod config;
 mod serve;
 
@@ -195,14 +199,25 @@ enum BenchCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHOPSYNC_LOG")
                 .unwrap_or_else(|_| "warn".into()),
+        );
+    // `sync` draws a progress line from the engine's progress events.
+    let progress = matches!(cli.command, Command::Sync { .. }).then(|| {
+        progress::ProgressLine::default().with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("shopsync::progress", tracing::Level::INFO),
         )
-        .with_writer(std::io::stderr)
+    });
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(progress)
         .init();
-    match run(Cli::parse()).await {
+    match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -307,6 +322,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await?
                 }
             };
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!();
+            }
             let s = &operation.statistics;
             let seconds = started.elapsed().as_secs_f64();
             println!(

@@ -33,6 +33,10 @@ fn sync_reports_its_operation_and_approval_refuses_what_is_not_waiting() {
     );
     assert!(ok, "{out}{err}");
     assert!(out.contains("completed: processed 4, created 4"), "{out}");
+    assert!(
+        err.lines().any(|l| l == "planned: 4 products"),
+        "a progress line: {err}"
+    );
     assert!(out.contains("bottleneck:"), "{out}");
     let id = out
         .split_whitespace()

@@ -574,7 +574,7 @@ impl Stepper<'_> {
                     mut last_failure,
                 } => {
                     let next = self
-                        .push_page(after, &mut last_failure, times, stats)
+                        .push_page(operation, after, &mut last_failure, times, stats)
                         .await?;
                     checkpoint.phase = match next {
                         Some(after) => Phase::Push {
@@ -683,6 +683,8 @@ impl Stepper<'_> {
                 done += items.len() as u64;
                 self.plan(operation, items, checkpoint, times, stats)
                     .await?;
+                // (Shopify's object count includes variant and level lines: no total here.)
+                progress(operation, "planned", done, None);
                 if !finished && deadline.is_some_and(|d| Instant::now() >= d) {
                     return Ok(Some(done));
                 }
@@ -782,6 +784,7 @@ impl Stepper<'_> {
     /// behind the cursor, so a long up-sync never loops over them.
     async fn push_page(
         &self,
+        operation: &SyncOperation,
         after: Option<shopsync_store::PageToken>,
         last_failure: &mut Option<String>,
         times: &mut StageTimes,
@@ -806,6 +809,7 @@ impl Stepper<'_> {
         {
             *last_failure = Some(failure);
         }
+        progress(operation, "pushed", stats.processed, None);
         Ok(page.next)
     }
 
@@ -850,6 +854,12 @@ impl Stepper<'_> {
             times.add(Stage::Fetch, fetching);
             self.plan(operation, items, checkpoint, times, stats)
                 .await?;
+            progress(
+                operation,
+                "planned",
+                checkpoint.summary.changes + stats.processed,
+                None,
+            );
             match page.next {
                 Some(next) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -894,4 +904,16 @@ fn rebase(now: ClientCounters, totals: ApiTotals) -> ClientCounters {
         retries: now.retries.saturating_sub(spent.retries),
         throttle_wait: now.throttle_wait.saturating_sub(spent.throttle_wait),
     }
+}
+
+/// Reports progress as a `shopsync::progress` event (the CLI draws it; logs may keep it).
+fn progress(operation: &SyncOperation, phase: &'static str, done: u64, total: Option<u64>) {
+    tracing::info!(
+        target: "shopsync::progress",
+        operation = %operation.operation_uuid,
+        phase,
+        done,
+        total = total.unwrap_or(0),
+        "progress"
+    );
 }
