@@ -208,7 +208,7 @@ async fn main() -> ExitCode {
         );
     // `sync` draws a progress line from the engine's progress events.
     let progress = matches!(cli.command, Command::Sync { .. }).then(|| {
-        progress::ProgressLine::default().with_filter(
+        progress::ProgressLine.with_filter(
             tracing_subscriber::filter::Targets::new()
                 .with_target("shopsync::progress", tracing::Level::INFO),
         )
