@@ -16,8 +16,8 @@ use shopsync_domain::{
     ShopifyVariantId, SyncOperation,
 };
 use shopsync_shopify::ops::{
-    OptionSetInput, OptionValueName, ProductSetInput, ProductSetRequest, VariantOptionValue,
-    VariantSetInput,
+    InventoryItemInput, OptionSetInput, OptionValueName, ProductSetInput, ProductSetRequest,
+    ProductSetResult, ProductUpdateInput, VariantOptionValue, VariantSetInput, VariantUpdateInput,
 };
 use shopsync_shopify::{AdminClient, ShopifyError};
 use shopsync_store::item::Query;
@@ -142,6 +142,99 @@ pub fn product_set_input(content: &ProductContent, existing: bool) -> ProductSet
     }
 }
 
+/// The mutation a push needs.
+enum Mutation {
+    /// productSet: the product whole (new products, and any change to options, the variant
+    /// list, or both product and variant fields at once).
+    Set,
+    /// productUpdate: product-level fields only (the variants are not sent, so none can be
+    /// touched).
+    Update(ShopifyProductId, ProductUpdateInput),
+    /// productVariantsBulkUpdate: fields of existing variants only.
+    Variants(ShopifyProductId, Vec<VariantUpdateInput>),
+}
+
+/// The narrowest mutation that carries the change from `base` (what Shopify has) to
+/// `current`: productUpdate when only product fields changed, productVariantsBulkUpdate
+/// when only fields of existing variants did, productSet otherwise.
+fn choose_mutation(
+    id: ShopifyProductId,
+    base: &ProductContent,
+    current: &ProductContent,
+) -> Mutation {
+    let same_variants = base.variants.len() == current.variants.len()
+        && base.variants.iter().zip(&current.variants).all(|(b, c)| {
+            b.key == c.key
+                && c.shopify_id.is_some()
+                && b.shopify_id == c.shopify_id
+                && b.option_values == c.option_values
+                && b.position == c.position
+                && b.title == c.title
+                && b.inventory == c.inventory
+        });
+    // A SKU or cost cleared locally: the narrow mutations cannot say "none".
+    let clears = base.variants.iter().zip(&current.variants).any(|(b, c)| {
+        (b.sku.is_some() && c.sku.is_none()) || (b.cost.is_some() && c.cost.is_none())
+    });
+    if !same_variants || clears || base.options != current.options {
+        return Mutation::Set;
+    }
+    let product_changed = base.title != current.title
+        || base.body_html != current.body_html
+        || base.vendor != current.vendor
+        || base.product_type != current.product_type
+        || base.handle != current.handle
+        || base.status != current.status
+        || base.tags != current.tags;
+    let changed: Vec<VariantUpdateInput> = base
+        .variants
+        .iter()
+        .zip(&current.variants)
+        .filter(|(b, c)| {
+            b.price != c.price
+                || b.compare_at_price != c.compare_at_price
+                || b.barcode != c.barcode
+                || b.sku != c.sku
+                || b.cost != c.cost
+        })
+        .filter_map(|(b, c)| {
+            let id = c.shopify_id?;
+            let sku = (b.sku != c.sku).then(|| c.sku.as_ref().map(|s| s.as_str().to_owned()));
+            let cost = (b.cost != c.cost).then(|| c.cost.map(money));
+            Some(VariantUpdateInput {
+                id: id.gid(),
+                price: (b.price != c.price).then(|| money(c.price)),
+                compare_at_price: (b.compare_at_price != c.compare_at_price)
+                    .then(|| c.compare_at_price.map(money)),
+                barcode: (b.barcode != c.barcode).then(|| c.barcode.clone().unwrap_or_default()),
+                inventory_item: (sku.is_some() || cost.is_some()).then(|| InventoryItemInput {
+                    sku: sku.flatten(),
+                    cost: cost.flatten(),
+                }),
+            })
+        })
+        .collect();
+    match (product_changed, changed.is_empty()) {
+        (true, true) => Mutation::Update(
+            id,
+            ProductUpdateInput {
+                id: id.gid(),
+                title: Some(current.title.clone()),
+                description_html: Some(current.body_html.clone()),
+                vendor: Some(current.vendor.clone()),
+                product_type: Some(current.product_type.clone()),
+                handle: Some(current.handle.clone()).filter(|h| !h.is_empty()),
+                status: Some(status(current.status).to_owned()),
+                tags: Some(current.tags.iter().cloned().collect()),
+            },
+        ),
+        (false, false) => Mutation::Variants(id, changed),
+        // Both at once (one call, atomic), or nothing to say (whatever differs, the whole
+        // product carries it).
+        _ => Mutation::Set,
+    }
+}
+
 /// Pushes one product that needs it.
 pub async fn push_product(
     store: &Store,
@@ -157,26 +250,32 @@ pub async fn push_product(
     // Variants deliberately dropped locally since the last sync: in the base, not current.
     let mut delete_variants = BTreeSet::new();
     let diffing = Instant::now();
-    if product.last_sync_version > 0 {
-        if let Some(base) = store
+    let base = if product.last_sync_version > 0 && product.shopify_id.is_some() {
+        store
             .product_version(product.id, product.last_sync_version)
             .await?
-        {
-            let current: BTreeSet<ShopifyVariantId> = product
-                .content
-                .variants
-                .iter()
-                .filter_map(|v| v.shopify_id)
-                .collect();
-            delete_variants = base
-                .product_data
-                .variants
-                .iter()
-                .filter_map(|v| v.shopify_id)
-                .filter(|id| !current.contains(id))
-                .collect();
-        }
+            .map(|v| v.product_data)
+    } else {
+        None
+    };
+    if let Some(base) = &base {
+        let current: BTreeSet<ShopifyVariantId> = product
+            .content
+            .variants
+            .iter()
+            .filter_map(|v| v.shopify_id)
+            .collect();
+        delete_variants = base
+            .variants
+            .iter()
+            .filter_map(|v| v.shopify_id)
+            .filter(|id| !current.contains(id))
+            .collect();
     }
+    let mutation = match (product.shopify_id, &base) {
+        (Some(id), Some(base)) => choose_mutation(id, base, &product.content),
+        _ => Mutation::Set,
+    };
     if let Some(id) = product.shopify_id {
         store
             .remember(
@@ -185,14 +284,41 @@ pub async fn push_product(
             )
             .await?;
     }
-    let request = ProductSetRequest {
-        product: product.shopify_id,
-        input: product_set_input(&product.content, product.shopify_id.is_some()),
-        delete_variants,
-    };
     times.add(Stage::Diff, diffing);
     let pushing = Instant::now();
-    let pushed = client.product_set(&request).await;
+    let pushed = match mutation {
+        Mutation::Set => {
+            let request = ProductSetRequest {
+                product: product.shopify_id,
+                input: product_set_input(&product.content, product.shopify_id.is_some()),
+                delete_variants,
+            };
+            client.product_set(&request).await
+        }
+        Mutation::Update(id, input) => {
+            client
+                .product_update(&input)
+                .await
+                .map(|updated_at| ProductSetResult {
+                    product_id: id,
+                    updated_at,
+                    variants: Vec::new(),
+                    asynchronous: false,
+                })
+        }
+        Mutation::Variants(id, inputs) => {
+            client
+                .variants_bulk_update(id, &inputs)
+                .await
+                .map(|updated| ProductSetResult {
+                    product_id: id,
+                    // The product's own updatedAt moves with its variants' at least this far.
+                    updated_at: updated.iter().filter_map(|v| v.updated_at).max(),
+                    variants: Vec::new(),
+                    asynchronous: false,
+                })
+        }
+    };
     times.add(Stage::Push, pushing);
     let result = match pushed {
         Ok(result) => result,

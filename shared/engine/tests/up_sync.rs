@@ -166,7 +166,12 @@ async fn only_deliberately_dropped_variants_are_deleted_in_shopify() {
         .await
         .unwrap()
         .unwrap();
-    let b = edit(&store, &b, |c| c.title = "Local title".into()).await;
+    // A product-and-variant edit needs productSet, which would drop that variant: refused.
+    let b = edit(&store, &b, |c| {
+        c.title = "Local title".into();
+        c.variants[0].price = "1.50".parse::<Money>().unwrap();
+    })
+    .await;
     let pushed = push_product(
         &store,
         &client,
@@ -188,6 +193,36 @@ async fn only_deliberately_dropped_variants_are_deleted_in_shopify() {
         store.product(b.id).await.unwrap().unwrap().needs_push(),
         "still pending"
     );
+    // With the price put back, only the title differs from what Shopify had: productUpdate,
+    // which sends no variants, pushes it, and Shopify's new variant stays.
+    let c = store
+        .product(local_id_for(ShopifyProductId::new(sids[1]).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    let base_price = store
+        .product_version(c.id, c.last_sync_version)
+        .await
+        .unwrap()
+        .unwrap()
+        .product_data
+        .variants[0]
+        .price;
+    let c = edit(&store, &c, |content| content.variants[0].price = base_price).await;
+    let pushed = push_product(
+        &store,
+        &client,
+        &c,
+        &merchant(),
+        chrono::Utc::now(),
+        &mut Default::default(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(pushed, Pushed::Pushed(..)), "{pushed:?}");
+    let remote = sim.with_shop(|s| s.product(sids[1]).unwrap().clone());
+    assert_eq!(remote.title, "Local title");
+    assert_eq!(remote.variants.len(), 4, "nothing deleted");
 }
 
 #[tokio::test]
@@ -218,4 +253,67 @@ async fn a_product_created_locally_is_created_in_shopify_and_gets_its_ids() {
         .unwrap();
     assert_eq!(remote.title, product.content.title);
     assert_eq!(remote.variants.len(), 2);
+}
+
+#[tokio::test]
+async fn each_push_uses_the_narrowest_mutation() {
+    let (sim, client, store, _dir) = setup().await;
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+    let local = |i: usize| {
+        let store = store.clone();
+        let id = ids[i];
+        async move {
+            store
+                .product(local_id_for(ShopifyProductId::new(id).unwrap()))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let calls = |client: &AdminClient| client.counters().api_calls;
+    // Title only: productUpdate, one call, no variant sent.
+    edit(&store, &local(0).await, |c| {
+        c.title = "Only the title".into()
+    })
+    .await;
+    let before = calls(&client);
+    let op = run_up(&store, &client, &merchant()).await.unwrap();
+    assert_eq!(op.statistics.updated, 1);
+    assert_eq!(calls(&client) - before, 1, "productUpdate alone");
+    assert_eq!(
+        sim.with_shop(|s| s.product(ids[0]).unwrap().title.clone()),
+        "Only the title"
+    );
+    // A price only: productVariantsBulkUpdate, one call.
+    edit(&store, &local(1).await, |c| {
+        c.variants[2].price = "12.34".parse::<Money>().unwrap()
+    })
+    .await;
+    let before = calls(&client);
+    run_up(&store, &client, &merchant()).await.unwrap();
+    assert_eq!(
+        calls(&client) - before,
+        1,
+        "productVariantsBulkUpdate alone"
+    );
+    let remote = sim.with_shop(|s| s.product(ids[1]).unwrap().clone());
+    assert_eq!(remote.variants[2].price, "12.34");
+    assert_eq!(remote.variants.len(), 3);
+    // Both: productSet (its variant ids read first), in one write.
+    edit(&store, &local(2).await, |c| {
+        c.vendor = "Both at once".into();
+        c.variants[0].price = "5".parse::<Money>().unwrap();
+    })
+    .await;
+    let before = calls(&client);
+    run_up(&store, &client, &merchant()).await.unwrap();
+    assert_eq!(calls(&client) - before, 2, "variant ids, then productSet");
+    let remote = sim.with_shop(|s| s.product(ids[2]).unwrap().clone());
+    assert_eq!(
+        (remote.vendor.as_str(), remote.variants[0].price.as_str()),
+        ("Both at once", "5")
+    );
+    for i in 0..3 {
+        assert!(!local(i).await.needs_push(), "every base advanced");
+    }
 }
