@@ -322,6 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await?
                 }
             };
+            repo.flush().await.context("making the sync durable")?;
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 eprintln!();
             }
@@ -423,6 +424,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await?
                 }
             };
+            repo.flush().await.context("making the decision durable")?;
             let s = &operation.statistics;
             println!(
                 "operation {} {}: created {}, updated {}, failed {}",
@@ -480,6 +482,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(MigrateError::Store(e)) => return Err(e).context("migrating"),
             };
+            backend
+                .flush()
+                .await
+                .context("making the migration durable")?;
             if !report.drift.is_empty() {
                 eprintln!(
                     "error: existing tables differ from their definitions; nothing was changed:"

@@ -96,6 +96,8 @@ impl WebhookIntake {
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            // Durable before Shopify hears 200 (it will not send this delivery again).
+            self.store.flush().await.map_err(|e| e.to_string())?;
             Ok::<_, String>(handled)
         }
         .await;

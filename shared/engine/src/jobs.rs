@@ -323,6 +323,10 @@ impl Worker {
             Err(e) => return Err(JobError::Engine(e.into())),
         }
         let result = self.run(&message.job, deadline).await;
+        if result.is_ok() {
+            // What the job wrote is durable before its message counts as done.
+            self.store.flush().await.map_err(EngineError::from)?;
+        }
         match &result {
             Ok(op) => {
                 let summary = serde_json::json!({

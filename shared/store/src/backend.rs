@@ -154,6 +154,13 @@ pub trait ItemStore: Send + Sync {
         start: Option<&PageToken>,
     ) -> Result<Page, StoreError>;
 
+    /// Makes every write answered so far durable. Callers flush before they acknowledge
+    /// anything to someone outside (a webhook's 200, a command's exit). A no-op where every
+    /// write is durable when it is answered (DynamoDB).
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The state of a table, or `None` if it does not exist.
     async fn describe_table(&self, def: &TableDef) -> Result<Option<TableState>, StoreError>;
 

@@ -320,6 +320,12 @@ impl Store {
         }
     }
 
+    /// Makes every write answered so far durable (see [`crate::ItemStore::flush`]): call it
+    /// before acknowledging anything to someone outside.
+    pub async fn flush(&self) -> Result<(), RepoError> {
+        Ok(self.backend.flush().await?)
+    }
+
     /// Reads a record by key.
     pub async fn get<R: Record>(&self, key: &Key) -> Result<Option<R>, RepoError> {
         self.backend
