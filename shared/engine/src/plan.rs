@@ -448,6 +448,18 @@ fn not_waiting(operation: &SyncOperation) -> EngineError {
     )))
 }
 
+/// An operation that waits for approval (anything else is refused with its status).
+async fn load_waiting(
+    store: &Store,
+    id: shopsync_domain::OperationId,
+) -> Result<SyncOperation, EngineError> {
+    let operation = load(store, id).await?;
+    if operation.status != OperationStatus::AwaitingApproval {
+        return Err(not_waiting(&operation));
+    }
+    Ok(operation)
+}
+
 async fn load(
     store: &Store,
     id: shopsync_domain::OperationId,
@@ -469,10 +481,7 @@ pub async fn approve_operation(
     id: shopsync_domain::OperationId,
     actor: &Actor,
 ) -> Result<SyncOperation, EngineError> {
-    let mut operation = load(store, id).await?;
-    if operation.status != OperationStatus::AwaitingApproval {
-        return Err(not_waiting(&operation));
-    }
+    let mut operation = load_waiting(store, id).await?;
     let waiting = operation.clone();
     operation.move_to(
         OperationStatus::InProgress,
@@ -502,10 +511,7 @@ pub async fn reject_operation(
     actor: &Actor,
     reason: &str,
 ) -> Result<SyncOperation, EngineError> {
-    let mut operation = load(store, id).await?;
-    if operation.status != OperationStatus::AwaitingApproval {
-        return Err(not_waiting(&operation));
-    }
+    let mut operation = load_waiting(store, id).await?;
     let now = Utc::now();
     let rows = operation_rows(store, id).await?;
     reject_pending(
@@ -727,10 +733,7 @@ pub async fn approve_rows(
     rows: &[shopsync_domain::StagingId],
     actor: &Actor,
 ) -> Result<SyncOperation, EngineError> {
-    let operation = load(store, id).await?;
-    if operation.status != OperationStatus::AwaitingApproval {
-        return Err(not_waiting(&operation));
-    }
+    let operation = load_waiting(store, id).await?;
     let rows = named_rows(store, id, rows).await?;
     let stats = apply_rows(store, &operation, rows, actor, &mut StageTimes::default()).await?;
     let mut counted = operation.clone();
@@ -752,10 +755,7 @@ pub async fn reject_rows(
     actor: &Actor,
     reason: &str,
 ) -> Result<SyncOperation, EngineError> {
-    let operation = load(store, id).await?;
-    if operation.status != OperationStatus::AwaitingApproval {
-        return Err(not_waiting(&operation));
-    }
+    let operation = load_waiting(store, id).await?;
     let rows = named_rows(store, id, rows).await?;
     let why = format!("rejected by {actor}: {reason}");
     reject_pending(store, rows, actor, &why, Utc::now()).await?;
