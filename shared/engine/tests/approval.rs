@@ -40,6 +40,18 @@ async fn mass_edit(sim: &SimHandle) {
     });
 }
 
+/// Syncs the catalog down, mass-edits it in Shopify, and syncs again under `rails`.
+async fn held_after_mass_edit(
+    sim: &SimHandle,
+    client: &AdminClient,
+    store: &Store,
+    rails: &GuardRails,
+) -> shopsync_domain::SyncOperation {
+    run_full_down(store, client, &actor(), rails).await.unwrap();
+    mass_edit(sim).await;
+    run_full_down(store, client, &actor(), rails).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_mass_change_waits_for_approval_and_approval_applies_it_once() {
     let (sim, client, store, _dir) = setup(30).await;
@@ -110,13 +122,7 @@ async fn a_rejected_operation_applies_nothing() {
         max_zero_stock: 5,
         ..GuardRails::default()
     };
-    run_full_down(&store, &client, &actor(), &rails)
-        .await
-        .unwrap();
-    mass_edit(&sim).await;
-    let held = run_full_down(&store, &client, &actor(), &rails)
-        .await
-        .unwrap();
+    let held = held_after_mass_edit(&sim, &client, &store, &rails).await;
     assert_eq!(held.status, OperationStatus::AwaitingApproval);
     assert!(held
         .status_reason
@@ -158,13 +164,7 @@ async fn rows_are_approved_and_rejected_one_by_one_and_the_operation_completes_w
         min_changes: 5,
         ..GuardRails::default()
     };
-    run_full_down(&store, &client, &actor(), &rails)
-        .await
-        .unwrap();
-    mass_edit(&sim).await;
-    let held = run_full_down(&store, &client, &actor(), &rails)
-        .await
-        .unwrap();
+    let held = held_after_mass_edit(&sim, &client, &store, &rails).await;
     assert_eq!(held.status, OperationStatus::AwaitingApproval);
     let id = held.operation_uuid;
     let rows = operation_rows(&store, id).await.unwrap();
@@ -234,13 +234,7 @@ async fn a_cancelled_operation_applies_nothing_more_and_a_failed_one_resumes_fro
         min_changes: 3,
         ..GuardRails::default()
     };
-    run_full_down(&store, &client, &actor(), &rails)
-        .await
-        .unwrap();
-    mass_edit(&sim).await;
-    let held = run_full_down(&store, &client, &actor(), &rails)
-        .await
-        .unwrap();
+    let held = held_after_mass_edit(&sim, &client, &store, &rails).await;
     let cancelled = cancel_operation(&store, held.operation_uuid, &actor(), "wrong day")
         .await
         .unwrap();

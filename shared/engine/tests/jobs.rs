@@ -7,6 +7,17 @@ use shopsync_engine::jobs::{
     Delivered, Job, JobError, JobMessage, JobOutcome, JobQueue, LocalQueue, ScheduleInput, Worker,
 };
 
+/// A worker that runs every step in-process.
+fn worker(store: &shopsync_store::Store, client: shopsync_shopify::AdminClient) -> Worker {
+    Worker {
+        store: store.clone(),
+        client,
+        actor: Actor::new("system:worker").unwrap(),
+        rails: GuardRails::default(),
+        continuation: None,
+    }
+}
+
 #[test]
 fn messages_round_trip_and_anything_else_is_poison() {
     let message = JobMessage::new(
@@ -42,13 +53,7 @@ async fn the_local_queue_delivers_in_order() {
 #[tokio::test]
 async fn a_message_delivered_twice_runs_once() {
     let (_sim, client, store, _dir) = common::setup(5, 1).await;
-    let worker = Worker {
-        store: store.clone(),
-        client,
-        actor: Actor::new("system:worker").unwrap(),
-        rails: GuardRails::default(),
-        continuation: None,
-    };
+    let worker = worker(&store, client);
     let message = JobMessage::new(Job::FullDown, chrono::Utc::now());
     let JobOutcome::Ran(Some(first)) = worker.handle(&message).await.unwrap() else {
         panic!("the first delivery runs the sync");
@@ -84,13 +89,7 @@ async fn a_message_delivered_twice_runs_once() {
 #[tokio::test]
 async fn the_redactions_job_carries_out_due_shop_redactions() {
     let (_sim, client, store, _dir) = common::setup(3, 1).await;
-    let worker = Worker {
-        store: store.clone(),
-        client,
-        actor: Actor::new("system:worker").unwrap(),
-        rails: GuardRails::default(),
-        continuation: None,
-    };
+    let worker = worker(&store, client);
     worker
         .handle(&JobMessage::new(Job::FullDown, chrono::Utc::now()))
         .await
@@ -164,13 +163,7 @@ fn schedule_inputs_choose_the_job_and_bad_ones_say_why() {
 #[tokio::test]
 async fn a_batch_names_only_the_failed_messages_and_poison_fails_its_operation() {
     let (_sim, client, store, _dir) = common::setup(2, 1).await;
-    let worker = Worker {
-        store: store.clone(),
-        client,
-        actor: Actor::new("system:worker").unwrap(),
-        rails: GuardRails::default(),
-        continuation: None,
-    };
+    let worker = worker(&store, client);
     let realtime = shopsync_engine::realtime::realtime_operation(&store, chrono::Utc::now())
         .await
         .unwrap();
