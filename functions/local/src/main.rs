@@ -1,5 +1,8 @@
 //! `shopsync`: the local host and operator CLI.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod progress;
 use tracing_subscriber::layer::SubscriberExt;

@@ -1,5 +1,8 @@
 //! Lambda entry point of `scheduled-sync`.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 

@@ -1,5 +1,8 @@
 //! Lambda entry point of `shopify-webhook`.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]

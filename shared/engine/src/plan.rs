@@ -17,6 +17,9 @@ use shopsync_store::item::{Condition, Key, Query, Scalar};
 use shopsync_store::{ProductCommit, RepoError, Store, Table};
 use std::time::Instant;
 
+/// Rows applied per store commit (the embedded store writes them in one disk commit).
+const APPLY_BATCH: usize = 256;
+
 /// What planning one product did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Planned {
@@ -36,10 +39,15 @@ pub struct Planner<'a> {
     pub actor: &'a Actor,
     /// The rails whose facts are summed.
     pub rails: &'a GuardRails,
+    /// Apply creates as they are planned (product + version + applied row in one
+    /// transaction) instead of staging them pending: for an import into an empty catalog,
+    /// where no rail can hold a create (see `Checkpoint::import`).
+    pub apply_creates: bool,
 }
 
 impl Planner<'_> {
-    /// Plans a batch: decides each product and stores pending rows for the changes.
+    /// Plans a batch: decides each product and stores pending rows for the changes (creates
+    /// are applied at once when `apply_creates`).
     pub async fn plan_batch(
         &self,
         items: Vec<(Shopify, ProductContent)>,
@@ -47,17 +55,54 @@ impl Planner<'_> {
         summary: &mut PlanSummary,
         times: &mut StageTimes,
     ) -> Result<Vec<Planned>, EngineError> {
+        let (mut planned, created_meanwhile) = self
+            .plan_items(&items, self.apply_creates, now, summary, times)
+            .await?;
+        if !created_meanwhile.is_empty() {
+            // Another writer created these products while this batch was planned: decided
+            // again against them, as pending rows.
+            let again: Vec<_> = created_meanwhile
+                .into_iter()
+                .filter_map(|i| items.get(i).cloned())
+                .collect();
+            let (more, _) = self.plan_items(&again, false, now, summary, times).await?;
+            planned.extend(more);
+        }
+        Ok(planned)
+    }
+
+    /// Plans `items`; returns what was planned and the indexes of creates that found their
+    /// product created meanwhile (only when `apply_creates`).
+    async fn plan_items(
+        &self,
+        items: &[(Shopify, ProductContent)],
+        apply_creates: bool,
+        now: DateTime<Utc>,
+        summary: &mut PlanSummary,
+        times: &mut StageTimes,
+    ) -> Result<(Vec<Planned>, Vec<usize>), EngineError> {
         let Planner {
             store,
             operation,
             actor,
             rails,
+            ..
         } = *self;
+        let apply_creates = apply_creates && !operation.dry_run;
         let mut planned = Vec::with_capacity(items.len());
         let mut rows = Vec::new();
         let mut settled_conflicts = Vec::new();
-        for (source, content) in &items {
+        let mut creates = Vec::new();
+        let mut created = Vec::new();
+        for (index, (source, content)) in items.iter().enumerate() {
             match decide(store, operation, *source, content, actor, now, times).await? {
+                // A step cut short after its creates landed is run again: what it created is
+                // counted as created, not as unchanged.
+                Decision::Done(Ingested::Stale(id))
+                    if apply_creates && created_by(store, operation, id).await? =>
+                {
+                    planned.push(Planned::Settled(Ingested::Created(id)))
+                }
                 Decision::Done(outcome) => planned.push(Planned::Settled(outcome)),
                 Decision::Conflict(staged, id, conflicts) => {
                     let conflicts = if operation.dry_run {
@@ -67,6 +112,10 @@ impl Planner<'_> {
                     };
                     stage_conflict(store, &staged, &conflicts, times).await?;
                     planned.push(Planned::Settled(Ingested::Conflict(id)));
+                }
+                Decision::Commit(commit, _, None, _) if apply_creates => {
+                    created.push((index, commit.product.id));
+                    creates.push(*commit);
                 }
                 Decision::Commit(commit, _, old, conflicts) => {
                     if !operation.dry_run {
@@ -87,6 +136,19 @@ impl Planner<'_> {
                 }
             }
         }
+        let mut created_meanwhile = Vec::new();
+        if !creates.is_empty() {
+            let applying = Instant::now();
+            let answers = store.commit_products(creates).await;
+            times.add(Stage::Apply, applying);
+            for ((index, id), answer) in created.into_iter().zip(answers?) {
+                match answer {
+                    Ok(()) => planned.push(Planned::Settled(Ingested::Created(id))),
+                    Err(RepoError::AlreadyExists { .. }) => created_meanwhile.push(index),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         let staging = Instant::now();
         let inserted = match store.insert_all(&rows).await {
             Ok(()) => store.insert_all(&settled_conflicts).await,
@@ -94,8 +156,29 @@ impl Planner<'_> {
         };
         times.add(Stage::Stage, staging);
         inserted?;
-        Ok(planned)
+        Ok((planned, created_meanwhile))
     }
+}
+
+/// Whether `operation` created `product` (its newest staged rows hold that applied create).
+async fn created_by(
+    store: &Store,
+    operation: &SyncOperation,
+    product: shopsync_domain::ProductId,
+) -> Result<bool, EngineError> {
+    let mut query = Query::new(
+        Table::ProductsStaging,
+        Some("by_product"),
+        product.to_string(),
+    );
+    query.ascending = false;
+    query.limit = 10;
+    let rows = store.query::<ProductsStaging>(query).await?.items;
+    Ok(rows.iter().any(|row| {
+        row.sync_operation_id == operation.operation_uuid
+            && row.change_type == ChangeType::Create
+            && row.status == StagingStatus::Applied
+    }))
 }
 
 /// Every row of an operation, in staging order.
@@ -174,7 +257,7 @@ pub async fn apply_rows(
     // three rounds), so concurrent workers never turn a good change into a failure.
     for round in 0..3 {
         let mut retry = Vec::new();
-        for chunk in todo.chunks(64) {
+        for chunk in todo.chunks(APPLY_BATCH) {
             retry.extend(apply_chunk(store, operation, chunk, actor, times, &mut stats).await?);
             // Other tasks get their turn between batches (the embedded store never yields).
             tokio::task::yield_now().await;
@@ -542,6 +625,9 @@ pub(crate) struct Conclusion<'a> {
     pub started: SyncOperation,
     pub started_at: Instant,
     pub counters_before: shopsync_shopify::ClientCounters,
+    /// The plan staged no pending row (an import applied every create as it went): there
+    /// is nothing to read back and apply.
+    pub nothing_pending: bool,
 }
 
 impl Conclusion<'_> {
@@ -582,9 +668,11 @@ impl Conclusion<'_> {
                 )?;
             }
             shopsync_domain::Verdict::Proceed => {
-                let applied =
-                    apply_operation(self.store, &operation, self.actor, &mut times).await?;
-                operation.statistics.absorb(&applied);
+                if !self.nothing_pending {
+                    let applied =
+                        apply_operation(self.store, &operation, self.actor, &mut times).await?;
+                    operation.statistics.absorb(&applied);
+                }
                 let reason = finish_both_ways(
                     self.store,
                     self.client,

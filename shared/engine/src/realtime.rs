@@ -292,6 +292,7 @@ async fn stage(
         operation,
         actor,
         rails: &GuardRails::default(),
+        apply_creates: false,
     };
     let planned = planner
         .plan_batch(

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopsync_domain::{
     Actor, GuardRails, OperationId, OperationStatistics, OperationStatus, OperationType,
-    PlanSummary, Stage, SyncDirection, SyncOperation,
+    PlanSummary, Product, Stage, SyncDirection, SyncOperation,
 };
 use shopsync_shopify::cost::ProductPageShape;
 use shopsync_shopify::ops::ProductsPageRequest;
@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Products planned and stored together.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 
 /// Where an operation's next step starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +139,16 @@ pub struct Checkpoint {
     /// An up-sync's last product not pushed, and why (for the operation's reason).
     #[serde(default)]
     pub push_failure: Option<String>,
+    /// The local catalog was empty when the operation opened, and it neither needs approval
+    /// nor is a dry run: no rail can hold a create (creates never count toward the changed
+    /// share, and the stock and price rails judge updates), so creates are applied as they
+    /// are planned, each with its applied staging row, instead of being staged pending and
+    /// written a second time at the end.
+    #[serde(default)]
+    pub import: bool,
+    /// Rows staged pending so far (counted when `import`: none means nothing to apply).
+    #[serde(default)]
+    pub pending: u64,
 }
 
 impl Checkpoint {
@@ -151,6 +161,8 @@ impl Checkpoint {
             elapsed_ms: 0,
             api: ApiTotals::default(),
             push_failure: None,
+            import: false,
+            pending: 0,
         }
     }
 
@@ -337,6 +349,12 @@ impl Stepper<'_> {
                 if dry_run { " (dry run)" } else { "" }
             )
         };
+        let mut checkpoint = checkpoint;
+        checkpoint.import = matches!(checkpoint.phase, Phase::Export { .. })
+            && direction == SyncDirection::Down
+            && !dry_run
+            && !self.rails.require_approval
+            && self.store.scan::<Product>(1, None).await?.items.is_empty();
         let mut operation =
             SyncOperation::new(&name, operation_type, direction, self.actor.clone(), now);
         operation.dry_run = dry_run;
@@ -470,6 +488,7 @@ impl Stepper<'_> {
         let mut summary = checkpoint.summary;
         summary.catalog_size = summary.catalog_size.max(summary.changes);
         let finished = Conclusion {
+            nothing_pending: checkpoint.import && checkpoint.pending == 0,
             store: self.store,
             client: self.client,
             actor: self.actor,
@@ -622,13 +641,15 @@ impl Stepper<'_> {
             operation,
             actor: self.actor,
             rails: self.rails,
+            apply_creates: checkpoint.import,
         };
         for planned in planner
             .plan_batch(items, Utc::now(), &mut checkpoint.summary, times)
             .await?
         {
-            if let Planned::Settled(ingested) = planned {
-                ingested.count(stats);
+            match planned {
+                Planned::Settled(ingested) => ingested.count(stats),
+                Planned::Staged(_) => checkpoint.pending += 1,
             }
         }
         // The embedded store answers without awaiting anything: give other tasks (webhooks

@@ -275,3 +275,90 @@ async fn a_locked_product_is_skipped_and_reported() {
     assert_ne!(kept.content.title, "Renamed in Shopify");
     assert_eq!(kept.version, 1);
 }
+
+#[tokio::test]
+async fn an_import_into_an_empty_catalog_applies_creates_as_it_plans_them() {
+    use shopsync_engine::steps::{Checkpoint, Phase, StepOutcome, Stepper, SyncKind};
+    use std::time::Instant;
+    let (sim, client, store, _dir) = common::setup(600, 1).await;
+    let rails = shopsync_domain::GuardRails::default();
+    let actor = actor();
+    let stepper = Stepper {
+        store: &store,
+        client: &client,
+        actor: &actor,
+        rails: &rails,
+    };
+    let full = SyncKind::Full {
+        direction: shopsync_domain::SyncDirection::Down,
+        dry_run: false,
+    };
+    let op = stepper.open(full).await.unwrap();
+    assert!(Checkpoint::of(&op).unwrap().import, "the catalog is empty");
+    // Step until one batch is read: its products exist while the operation still runs.
+    let mut step = 1;
+    loop {
+        match stepper
+            .step(op.operation_uuid, step, Some(Instant::now()))
+            .await
+            .unwrap()
+        {
+            StepOutcome::Continue(next) => step = next,
+            other => panic!("the operation ends only after every batch: {other:?}"),
+        }
+        let now = shopsync_engine::steps::load_operation(&store, op.operation_uuid)
+            .await
+            .unwrap();
+        if matches!(Checkpoint::of(&now).unwrap().phase, Phase::Read { done, .. } if done > 0) {
+            assert_eq!(now.status, OperationStatus::InProgress);
+            break;
+        }
+    }
+    let applied_early = count(&store, Table::Products).await;
+    assert!(applied_early > 0 && applied_early < 600, "{applied_early}");
+    let done = stepper.resume_to_end(op.operation_uuid).await.unwrap();
+    assert_eq!(done.status, OperationStatus::Completed);
+    assert_eq!(
+        (done.statistics.created, done.statistics.processed),
+        (600, 600)
+    );
+    assert_eq!(count(&store, Table::ProductVersions).await, 600);
+    let rows: Vec<shopsync_domain::ProductsStaging> =
+        shopsync_engine::plan::operation_rows(&store, op.operation_uuid)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 600, "every create has its staging row");
+    assert!(rows.iter().all(
+        |r| r.status == shopsync_domain::staging::StagingStatus::Applied && r.applied_at.is_some()
+    ));
+
+    // The catalog is no longer empty: the next full sync stages first and judges the plan.
+    let new_id = sim.with_shop(|s| s.products().next().unwrap().id);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sim.with_shop(|s| s.edit_product(new_id, |p| p.title = "Renamed".into()));
+    let next = stepper.open(full).await.unwrap();
+    assert!(!Checkpoint::of(&next).unwrap().import);
+    let next = stepper.resume_to_end(next.operation_uuid).await.unwrap();
+    assert_eq!(next.statistics.updated, 1, "{:?}", next.statistics);
+}
+
+#[tokio::test]
+async fn an_import_that_must_be_approved_applies_nothing_until_it_is() {
+    let (_sim, client, store, _dir) = setup(30).await;
+    let rails = shopsync_domain::GuardRails {
+        require_approval: true,
+        ..shopsync_domain::GuardRails::default()
+    };
+    let held = run_full_down(&store, &client, &actor(), &rails)
+        .await
+        .unwrap();
+    assert_eq!(held.status, OperationStatus::AwaitingApproval);
+    assert_eq!(count(&store, Table::Products).await, 0, "nothing applied");
+    let rows = shopsync_engine::plan::operation_rows(&store, held.operation_uuid)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 30);
+    assert!(rows
+        .iter()
+        .all(|r| r.status == shopsync_domain::staging::StagingStatus::Pending));
+}

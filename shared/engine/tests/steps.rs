@@ -17,7 +17,7 @@ fn actor() -> Actor {
 
 #[tokio::test]
 async fn a_step_cut_short_is_redelivered_and_a_repeated_step_does_nothing() {
-    let (_sim, client, store, _dir) = common::setup(300, 2).await;
+    let (_sim, client, store, _dir) = common::setup(800, 2).await;
     let rails = GuardRails::default();
     let actor = actor();
     let stepper = Stepper {
@@ -42,7 +42,7 @@ async fn a_step_cut_short_is_redelivered_and_a_repeated_step_does_nothing() {
         steps += 1;
         assert!(steps < 100, "the operation ends");
         let phase = Checkpoint::of(&stepper_op(&store, id).await).map(|c| c.phase);
-        if !cut && matches!(phase, Some(Phase::Read { done, .. }) if done >= 64) {
+        if !cut && matches!(phase, Some(Phase::Read { done, .. }) if done >= 256) {
             // A Lambda timeout in the middle of a step: the step's future is dropped as soon
             // as it has written rows, before it could save its checkpoint.
             cut = true;
@@ -75,18 +75,18 @@ async fn a_step_cut_short_is_redelivered_and_a_repeated_step_does_nothing() {
         }
     };
     assert!(cut, "a step was cut short on the way");
-    assert!(steps > 5, "{steps} steps");
+    assert!(steps > 3, "{steps} steps");
     assert_eq!(finished.status, OperationStatus::Completed);
     assert_eq!(
-        finished.statistics.created, 300,
+        finished.statistics.created, 800,
         "{:?}",
         finished.statistics
     );
     assert!(finished.checkpoint.is_none());
-    assert_eq!(common::count(&store, Table::Products).await, 300);
+    assert_eq!(common::count(&store, Table::Products).await, 800);
     assert_eq!(
         common::count(&store, Table::ProductVersions).await,
-        300,
+        800,
         "one version per product: nothing applied twice"
     );
     let log = shopsync_engine::sync::performance_of(&store, id)
@@ -107,7 +107,7 @@ async fn stepper_op(
 
 #[tokio::test]
 async fn the_worker_chains_steps_through_the_queue_until_the_operation_ends() {
-    let (_sim, client, store, _dir) = common::setup(200, 1).await;
+    let (_sim, client, store, _dir) = common::setup(800, 1).await;
     let queue = Arc::new(LocalQueue::default());
     let worker = Worker {
         store: store.clone(),
@@ -156,8 +156,8 @@ async fn the_worker_chains_steps_through_the_queue_until_the_operation_ends() {
         );
     };
     assert!(chained >= 3, "{chained} chained steps");
-    assert_eq!(finished.statistics.created, 200);
-    assert_eq!(common::count(&store, Table::Products).await, 200);
+    assert_eq!(finished.statistics.created, 800);
+    assert_eq!(common::count(&store, Table::Products).await, 800);
 }
 
 #[tokio::test]

@@ -111,6 +111,16 @@ pub struct TableState {
     pub ttl_attr: Option<String>,
 }
 
+/// One group's answer within [`ItemStore::transact_each`]: refusals are answers, a failing
+/// store is the whole call's error.
+pub fn answer_of(result: Result<(), StoreError>) -> Result<Result<(), StoreError>, StoreError> {
+    match result {
+        Ok(()) => Ok(Ok(())),
+        Err(e @ (StoreError::TransactionCanceled { .. } | StoreError::Invalid(_))) => Ok(Err(e)),
+        Err(e) => Err(e),
+    }
+}
+
 /// A storage backend with DynamoDB's semantics: conditional single-item writes that return the
 /// current item on failure, atomic multi-item writes, and paginated queries on keys and indexes.
 #[async_trait]
@@ -142,6 +152,51 @@ pub trait ItemStore: Send + Sync {
 
     /// Applies all writes or none (at most [`MAX_TRANSACTION_ITEMS`], each item at most once).
     async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError>;
+
+    /// Applies several independent transactions, each all-or-nothing on its own, and answers
+    /// each. The embedded store commits them together (one disk commit for the lot). Here,
+    /// consecutive groups share a transaction up to [`MAX_TRANSACTION_ITEMS`]; when a shared
+    /// one is refused, its groups are tried alone so each gets its own answer. An `Err` of
+    /// the whole call answers none of them: any may or may not have landed, as when the
+    /// answer to `transact` is lost.
+    async fn transact_each(
+        &self,
+        groups: Vec<Vec<WriteOp>>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut answers = Vec::with_capacity(groups.len());
+        let mut pending: Vec<Vec<WriteOp>> = Vec::new();
+        let mut groups = groups.into_iter().peekable();
+        while let Some(group) = groups.next() {
+            pending.push(group);
+            let size: usize = pending.iter().map(Vec::len).sum();
+            let next_fits = groups
+                .peek()
+                .is_some_and(|next| size + next.len() <= MAX_TRANSACTION_ITEMS);
+            if next_fits {
+                continue;
+            }
+            let batch = std::mem::take(&mut pending);
+            if batch.len() == 1 || size > MAX_TRANSACTION_ITEMS {
+                for writes in batch {
+                    answers.push(answer_of(self.transact(writes).await)?);
+                }
+                continue;
+            }
+            let count = batch.len();
+            match self.transact(batch.concat()).await {
+                Ok(()) => answers.extend((0..count).map(|_| Ok(()))),
+                // Refused as a whole (a failed condition, or two groups touching one item):
+                // each group alone says whether it is the one.
+                Err(StoreError::TransactionCanceled { .. } | StoreError::Invalid(_)) => {
+                    for writes in batch {
+                        answers.push(answer_of(self.transact(writes).await)?);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(answers)
+    }
 
     /// One page of a query.
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;

@@ -269,18 +269,26 @@ impl Store {
     /// Stores new records, as many per transaction as allowed; refuses (per transaction) to
     /// replace existing ones.
     pub async fn insert_all<R: Record>(&self, records: &[R]) -> Result<(), RepoError> {
-        for chunk in records.chunks(crate::backend::MAX_TRANSACTION_ITEMS) {
-            let writes = chunk
-                .iter()
-                .map(|r| {
-                    Ok(WriteOp::Put {
-                        table: R::TABLE,
-                        item: encode(r)?,
-                        condition: Some(Condition::ItemAbsent),
+        if records.is_empty() {
+            return Ok(());
+        }
+        let groups = records
+            .chunks(crate::backend::MAX_TRANSACTION_ITEMS)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|r| {
+                        Ok(WriteOp::Put {
+                            table: R::TABLE,
+                            item: encode(r)?,
+                            condition: Some(Condition::ItemAbsent),
+                        })
                     })
-                })
-                .collect::<Result<Vec<_>, RepoError>>()?;
-            match self.backend.transact(writes).await {
+                    .collect::<Result<Vec<_>, RepoError>>()
+            })
+            .collect::<Result<Vec<_>, RepoError>>()?;
+        for answer in self.backend.transact_each(groups).await? {
+            match answer {
                 Ok(()) => {}
                 Err(StoreError::TransactionCanceled { .. }) => {
                     return Err(RepoError::AlreadyExists {
@@ -478,56 +486,38 @@ impl Store {
         }
     }
 
-    /// Commits several products, as many per transaction as the transaction limit allows
-    /// (each commit stays all-or-nothing). When a transaction is refused, its commits are
-    /// retried one by one so each gets its own answer. Answers come in the order given.
+    /// Commits several products, each all-or-nothing on its own, in as few store commits as
+    /// the backend allows (see [`ItemStore::transact_each`]). Answers come in the order given.
     pub async fn commit_products(
         &self,
         commits: Vec<ProductCommit>,
     ) -> Result<Vec<Result<(), RepoError>>, RepoError> {
-        let mut answers: Vec<Result<(), RepoError>> = Vec::with_capacity(commits.len());
-        let mut batch: Vec<ProductCommit> = Vec::new();
-        let mut writes: Vec<WriteOp> = Vec::new();
-        for commit in commits {
-            let own = product_commit_writes(&commit)?;
-            if !writes.is_empty()
-                && writes.len() + own.len() > crate::backend::MAX_TRANSACTION_ITEMS
-            {
-                self.flush_commits(
-                    std::mem::take(&mut batch),
-                    std::mem::take(&mut writes),
-                    &mut answers,
-                )
-                .await?;
-            }
-            writes.extend(own);
-            batch.push(commit);
-        }
-        if !batch.is_empty() {
-            self.flush_commits(batch, writes, &mut answers).await?;
+        let groups = commits
+            .iter()
+            .map(product_commit_writes)
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = self.backend.transact_each(groups).await?;
+        let mut answers = Vec::with_capacity(commits.len());
+        for (commit, result) in commits.into_iter().zip(results) {
+            answers.push(match result {
+                Ok(()) => Ok(()),
+                Err(StoreError::TransactionCanceled { reasons }) => Err(self
+                    .explain_product_cancel(
+                        &commit.product,
+                        commit.expected_version,
+                        &commit.actor,
+                        commit.now,
+                        reasons,
+                        commit
+                            .staging
+                            .as_ref()
+                            .map(|(row, expected)| (row.id.to_string(), *expected)),
+                    )
+                    .await),
+                Err(e) => Err(e.into()),
+            });
         }
         Ok(answers)
-    }
-
-    async fn flush_commits(
-        &self,
-        batch: Vec<ProductCommit>,
-        writes: Vec<WriteOp>,
-        answers: &mut Vec<Result<(), RepoError>>,
-    ) -> Result<(), RepoError> {
-        match self.backend.transact(writes).await {
-            Ok(()) => {
-                answers.extend(batch.iter().map(|_| Ok(())));
-                Ok(())
-            }
-            Err(StoreError::TransactionCanceled { .. }) => {
-                for commit in batch {
-                    answers.push(self.commit_product(commit).await);
-                }
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     async fn explain_product_cancel(

@@ -160,6 +160,11 @@ impl SqliteStore {
         // stay in memory instead of being re-read page by page on every write.
         conn.pragma_update(None, "cache_size", -262_144)
             .map_err(map_err)?;
+        // Statement journals (a multi-row statement's undo) stay in memory.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(map_err)?;
+        // Room for every table's get, put, delete and condition statements and the queries.
+        conn.set_prepared_statement_cache_capacity(256);
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, definition TEXT NOT NULL)"
         ))
@@ -230,40 +235,69 @@ impl SqliteStore {
 }
 
 fn current(tx: &Connection, name: &str, key: &Key) -> Result<Option<Item>, StoreError> {
-    tx.query_row(
-        &format!(
+    let mut stmt = tx
+        .prepare_cached(&format!(
             "SELECT attrs, doc FROM {} WHERE pk = ?1 AND sk = ?2",
             quote(name)
-        ),
-        [to_sql(&key.pk), sk_sql(key)],
-        |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?)),
-    )
+        ))
+        .map_err(map_err)?;
+    stmt.query_row([to_sql(&key.pk), sk_sql(key)], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
+    })
     .optional()
     .map_err(map_err)?
     .map(|(a, d)| read_item(a, d))
     .transpose()
 }
 
+/// The scalar attributes of an item, without its document: what a condition looks at (the
+/// document can span overflow pages that a condition check has no use for).
+fn current_attrs(tx: &Connection, name: &str, key: &Key) -> Result<Option<Attrs>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT attrs FROM {} WHERE pk = ?1 AND sk = ?2",
+            quote(name)
+        ))
+        .map_err(map_err)?;
+    stmt.query_row([to_sql(&key.pk), sk_sql(key)], |row| {
+        row.get::<_, String>(0)
+    })
+    .optional()
+    .map_err(map_err)?
+    .map(|a| serde_json::from_str(&a).map_err(|e| StoreError::Corrupt(e.to_string())))
+    .transpose()
+}
+
 fn write_put(tx: &Connection, name: &str, key: &Key, item: &Item) -> Result<(), StoreError> {
     let attrs =
         serde_json::to_string(&item.attrs).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    tx.execute(
-        &format!(
-            "INSERT OR REPLACE INTO {} (pk, sk, attrs, doc) VALUES (?1, ?2, ?3, ?4)",
+    // An upsert rewrites the row in place (a REPLACE would delete it and insert it again).
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO {} (pk, sk, attrs, doc) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (pk, sk) DO UPDATE SET attrs = excluded.attrs, doc = excluded.doc",
             quote(name)
-        ),
-        rusqlite::params![to_sql(&key.pk), sk_sql(key), attrs, item.doc],
-    )
+        ))
+        .map_err(map_err)?;
+    stmt.execute(rusqlite::params![
+        to_sql(&key.pk),
+        sk_sql(key),
+        attrs,
+        item.doc
+    ])
     .map_err(map_err)?;
     Ok(())
 }
 
 fn write_delete(tx: &Connection, name: &str, key: &Key) -> Result<(), StoreError> {
-    tx.execute(
-        &format!("DELETE FROM {} WHERE pk = ?1 AND sk = ?2", quote(name)),
-        [to_sql(&key.pk), sk_sql(key)],
-    )
-    .map_err(map_err)?;
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "DELETE FROM {} WHERE pk = ?1 AND sk = ?2",
+            quote(name)
+        ))
+        .map_err(map_err)?;
+    stmt.execute([to_sql(&key.pk), sk_sql(key)])
+        .map_err(map_err)?;
     Ok(())
 }
 
@@ -403,6 +437,91 @@ fn run_page(
     Ok(Page { items, next })
 }
 
+/// Checks every write's condition, then (all holding) makes the writes; a failed condition
+/// writes nothing and answers `TransactionCanceled` with a reason per write.
+fn apply_writes(tx: &Connection, prefix: &str, writes: &[WriteOp]) -> Result<(), StoreError> {
+    let plan = check_writes(tx, prefix, writes)?;
+    make_writes(tx, writes, &plan)
+}
+
+/// Checks a transaction's writes (shape, each item once, conditions) without writing; gives
+/// each write's physical table and key.
+fn check_writes(
+    tx: &Connection,
+    prefix: &str,
+    writes: &[WriteOp],
+) -> Result<Vec<(String, Key)>, StoreError> {
+    let mut seen = HashSet::new();
+    let mut plan = Vec::with_capacity(writes.len());
+    let mut reasons = Vec::with_capacity(writes.len());
+    let mut failed = false;
+    for write in writes {
+        let (table, key, condition) = match write {
+            WriteOp::Put {
+                table,
+                item,
+                condition,
+            } => (
+                *table,
+                validate_item(table.def(), item)?,
+                condition.as_ref(),
+            ),
+            WriteOp::Delete {
+                table,
+                key,
+                condition,
+            } => (*table, key.clone(), condition.as_ref()),
+            WriteOp::Check {
+                table,
+                key,
+                condition,
+            } => (*table, key.clone(), Some(condition)),
+        };
+        let name = prefixed(prefix, table);
+        if !seen.insert((name.clone(), key.clone())) {
+            return Err(StoreError::Invalid(
+                "a transaction touches the same item twice".into(),
+            ));
+        }
+        // Only a condition needs the current item, and only its attributes; the whole item
+        // is read when the condition fails, for the caller's explanation.
+        let ok = match condition {
+            None => true,
+            Some(cond) => {
+                let attrs = current_attrs(tx, &name, &key)?;
+                cond.holds(attrs.as_ref(), table.def().key.pk.name)
+            }
+        };
+        reasons.push(if ok {
+            CancelReason::None
+        } else {
+            CancelReason::ConditionFailed(current(tx, &name, &key)?)
+        });
+        failed |= !ok;
+        plan.push((name, key));
+    }
+    if failed {
+        return Err(StoreError::TransactionCanceled { reasons });
+    }
+    Ok(plan)
+}
+
+/// Makes checked writes.
+fn make_writes(
+    tx: &Connection,
+    writes: &[WriteOp],
+    plan: &[(String, Key)],
+) -> Result<(), StoreError> {
+    for (write, (name, key)) in writes.iter().zip(plan) {
+        match write {
+            WriteOp::Put { item, .. } => write_put(tx, name, key, item)?,
+            WriteOp::Delete { .. } => write_delete(tx, name, key)?,
+            WriteOp::Check { .. } => {}
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ItemStore for SqliteStore {
     fn kind(&self) -> &'static str {
@@ -457,63 +576,47 @@ impl ItemStore for SqliteStore {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(map_err)?;
-            let mut seen = HashSet::new();
-            let mut plan = Vec::with_capacity(writes.len());
-            let mut reasons = Vec::with_capacity(writes.len());
-            let mut failed = false;
-            for write in &writes {
-                let (table, key, condition) = match write {
-                    WriteOp::Put {
-                        table,
-                        item,
-                        condition,
-                    } => (
-                        *table,
-                        validate_item(table.def(), item)?,
-                        condition.as_ref(),
-                    ),
-                    WriteOp::Delete {
-                        table,
-                        key,
-                        condition,
-                    } => (*table, key.clone(), condition.as_ref()),
-                    WriteOp::Check {
-                        table,
-                        key,
-                        condition,
-                    } => (*table, key.clone(), Some(condition)),
-                };
-                let name = prefixed(&prefix, table);
-                if !seen.insert((name.clone(), key.clone())) {
-                    return Err(StoreError::Invalid(
-                        "a transaction touches the same item twice".into(),
-                    ));
+            apply_writes(&tx, &prefix, &writes)?;
+            tx.commit().map_err(map_err)?;
+            commits.fetch_add(1, std::sync::atomic::Ordering::Release);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn transact_each(
+        &self,
+        groups: Vec<Vec<WriteOp>>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let prefix = self.prefix.clone();
+        let commits = Arc::clone(&self.commits);
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(map_err)?;
+            let mut answers = Vec::with_capacity(groups.len());
+            for writes in &groups {
+                if let Err(e) = check_transaction_size(writes.len()) {
+                    answers.push(Err(e));
+                    continue;
                 }
-                let cur = current(&tx, &name, &key)?;
-                let ok = condition.is_none_or(|cond| {
-                    cond.holds(cur.as_ref().map(|i| &i.attrs), table.def().key.pk.name)
-                });
-                reasons.push(if ok {
-                    CancelReason::None
-                } else {
-                    CancelReason::ConditionFailed(cur)
-                });
-                failed |= !ok;
-                plan.push((name, key));
-            }
-            if failed {
-                return Err(StoreError::TransactionCanceled { reasons });
-            }
-            for (write, (name, key)) in writes.iter().zip(&plan) {
-                match write {
-                    WriteOp::Put { item, .. } => write_put(&tx, name, key, item)?,
-                    WriteOp::Delete { .. } => write_delete(&tx, name, key)?,
-                    WriteOp::Check { .. } => {}
+                // Conditions are checked before anything of a group is written, so a refused
+                // group leaves nothing; a write that fails after its checks passed is the
+                // store failing, and nothing of the call is committed.
+                match check_writes(&tx, &prefix, writes) {
+                    Ok(plan) => {
+                        make_writes(&tx, writes, &plan)?;
+                        answers.push(Ok(()));
+                    }
+                    Err(e @ (StoreError::TransactionCanceled { .. } | StoreError::Invalid(_))) => {
+                        answers.push(Err(e))
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             tx.commit().map_err(map_err)?;
             commits.fetch_add(1, std::sync::atomic::Ordering::Release);
-            Ok(())
+            Ok(answers)
         })
         .await
     }
@@ -672,7 +775,10 @@ impl ItemStore for SqliteStore {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
             tx.execute_batch(&format!(
-                "CREATE TABLE {} (pk NOT NULL, sk NOT NULL, attrs TEXT NOT NULL, doc BLOB, PRIMARY KEY (pk, sk)) WITHOUT ROWID",
+                // A rowid table: documents (often one to a few KiB) fill table pages whole
+                // and stay out of the key index. (Stores made before kept WITHOUT ROWID
+                // tables; every statement here works on both.)
+                "CREATE TABLE {} (pk NOT NULL, sk NOT NULL, attrs TEXT NOT NULL, doc BLOB, PRIMARY KEY (pk, sk))",
                 quote(&physical)
             ))
             .map_err(map_err)?;

@@ -369,6 +369,72 @@ pub async fn a_multi_item_write_is_all_or_nothing(h: Harness) {
         .is_none());
 }
 
+pub async fn independent_groups_are_each_all_or_nothing(h: Harness) {
+    let put = |id: &str| WriteOp::Put {
+        table: Table::Categories,
+        item: raw_item(id, &[]),
+        condition: Some(Condition::ItemAbsent),
+    };
+    let groups = vec![
+        vec![put("g1"), put("g2")],
+        // Refused: the check names a product that does not exist.
+        vec![
+            put("g3"),
+            WriteOp::Check {
+                table: Table::Products,
+                key: Key::pk("no-such-product"),
+                condition: Condition::ItemPresent,
+            },
+        ],
+        vec![put("g4")],
+        // Invalid: the same item twice.
+        vec![put("g5"), put("g5")],
+        vec![put("g6")],
+    ];
+    let answers = h.raw.transact_each(groups).await.expect("store answers");
+    assert_eq!(answers.len(), 5);
+    assert!(answers[0].is_ok(), "{:?}", answers[0]);
+    assert!(
+        matches!(&answers[1], Err(StoreError::TransactionCanceled { reasons }) if reasons.len() == 2 && reasons[0] == CancelReason::None),
+        "{:?}",
+        answers[1]
+    );
+    assert!(answers[2].is_ok(), "{:?}", answers[2]);
+    assert!(
+        matches!(&answers[3], Err(StoreError::Invalid(_))),
+        "{:?}",
+        answers[3]
+    );
+    assert!(answers[4].is_ok(), "{:?}", answers[4]);
+    for (id, present) in [
+        ("g1", true),
+        ("g2", true),
+        ("g3", false),
+        ("g4", true),
+        ("g5", false),
+        ("g6", true),
+    ] {
+        let found = h
+            .raw
+            .get(Table::Categories, &Key::pk(id))
+            .await
+            .expect("get")
+            .is_some();
+        assert_eq!(found, present, "{id}");
+    }
+    // A group that writes what an earlier one in the same call wrote sees it.
+    let answers = h
+        .raw
+        .transact_each(vec![vec![put("g7")], vec![put("g7")]])
+        .await
+        .expect("store answers");
+    assert!(answers[0].is_ok());
+    assert!(matches!(
+        &answers[1],
+        Err(StoreError::TransactionCanceled { .. })
+    ));
+}
+
 pub async fn a_multi_item_write_rejects_duplicates_and_oversize(h: Harness) {
     let twice = vec![
         WriteOp::Put {
