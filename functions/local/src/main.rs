@@ -72,7 +72,7 @@ enum Command {
         /// conflicts for review; nothing is deleted). Down only.
         #[arg(long, conflicts_with = "incremental")]
         reconcile: bool,
-        /// Plan and stage only; apply nothing.
+        /// Plan and stage only; apply nothing (up: stage what would be pushed, send nothing).
         #[arg(long)]
         dry_run: bool,
     },
@@ -94,6 +94,9 @@ enum OperationAction {
     Approve {
         #[command(flatten)]
         store: StoreArgs,
+        /// Where an approved bidirectional operation pushes its merged local changes.
+        #[command(flatten)]
+        shopify: ShopifyArgs,
         /// Operation id.
         id: String,
         /// Only these staged rows (comma-separated ids); the operation completes once no row
@@ -250,13 +253,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
-            if direction == Direction::Up && dry_run {
-                eprintln!(
-                    "error: --dry-run previews down and bidirectional syncs; an up-sync preview is not built yet \
-                     (GET /api/v1/products/{{id}} shows what a product would push)"
-                );
-                return Ok(ExitCode::from(EXIT_USAGE));
-            }
             if direction == Direction::Bidirectional && incremental {
                 eprintln!(
                     "error: a bidirectional sync reads the whole catalog; drop --incremental"
@@ -283,9 +279,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let actor = shopsync_domain::Actor::new("system:cli").context("actor")?;
             let started = std::time::Instant::now();
             let operation = match direction {
+                Direction::Up if dry_run => {
+                    let rails = rails_from_env()?;
+                    shopsync_engine::steps::Stepper {
+                        store: &repo,
+                        client: &target.client,
+                        actor: &actor,
+                        rails: &rails,
+                    }
+                    .run_to_end(shopsync_engine::steps::SyncKind::UpPreview)
+                    .await?
+                }
                 Direction::Up => shopsync_engine::up::run_up(&repo, &target.client, &actor).await?,
                 _ if reconcile => {
-                    let rails = shopsync_domain::GuardRails::default();
+                    let rails = rails_from_env()?;
                     shopsync_engine::steps::Stepper {
                         store: &repo,
                         client: &target.client,
@@ -300,7 +307,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         &repo,
                         &target.client,
                         &actor,
-                        &shopsync_domain::GuardRails::default(),
+                        &rails_from_env()?,
                         shopsync_engine::incremental::default_overlap(),
                         dry_run,
                     )
@@ -319,7 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         &repo,
                         &target.client,
                         &actor,
-                        &shopsync_domain::GuardRails::default(),
+                        &rails_from_env()?,
                         options,
                     )
                     .await?
@@ -398,11 +405,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             use shopsync_engine::plan;
             let operation = match &action {
-                OperationAction::Approve { rows, .. } if rows.is_empty() => {
-                    plan::approve_operation(&repo, id, &actor).await?
-                }
-                OperationAction::Approve { rows, .. } => {
-                    plan::approve_rows(&repo, id, &row_ids(rows)?, &actor).await?
+                OperationAction::Approve { rows, shopify, .. } => {
+                    let approved = if rows.is_empty() {
+                        plan::approve_operation(&repo, id, &actor).await?
+                    } else {
+                        plan::approve_rows(&repo, id, &row_ids(rows)?, &actor).await?
+                    };
+                    // Both ways, approval ends as an unheld run would: with the pushes.
+                    if approved.sync_direction == shopsync_domain::SyncDirection::Bidirectional
+                        && approved.status == shopsync_domain::OperationStatus::Completed
+                    {
+                        let target = shopify.connect(None).await?;
+                        println!("pushing merged local changes to {}", target.description);
+                        plan::push_after_approval(&repo, &target.client, &actor, approved).await?
+                    } else {
+                        approved
+                    }
                 }
                 OperationAction::Reject { rows, reason, .. } if rows.is_empty() => {
                     plan::reject_operation(&repo, id, &actor, reason).await?
@@ -416,7 +434,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 OperationAction::Resume { shopify, .. } => {
                     plan::resume_operation(&repo, id, &actor).await?;
                     let target = shopify.connect(None).await?;
-                    let rails = shopsync_domain::GuardRails::default();
+                    let rails = rails_from_env()?;
                     shopsync_engine::steps::Stepper {
                         store: &repo,
                         client: &target.client,
@@ -439,11 +457,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             if let Some(reason) = &operation.status_reason {
                 println!("  {reason}");
-            }
-            if matches!(action, OperationAction::Approve { .. })
-                && operation.sync_direction == shopsync_domain::SyncDirection::Bidirectional
-            {
-                println!("  local changes it merged are pushed by the next up-sync (`shopsync sync --direction up`)");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -517,4 +530,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The guard rails from the environment (`SHOPSYNC_REQUIRE_APPROVAL`, `SHOPSYNC_RAIL_*`):
+/// the defaults where a setting is absent; a bad value stops the command with its name.
+pub(crate) fn rails_from_env() -> anyhow::Result<shopsync_domain::GuardRails> {
+    shopsync_domain::GuardRails::from_settings(|name| {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    })
+    .map_err(|e| anyhow::anyhow!("guard rails: {e}"))
 }

@@ -130,13 +130,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     println!("  routes: POST /webhooks/shopify, GET /health, GET /api/v1/operations[/{{id}}], GET /api/v1/products/{{id}}[/versions]");
     let actor = Actor::new("system:serve").context("actor")?;
+    let rails = crate::rails_from_env()?;
+    println!(
+        "  guard rails: {}hold past {:.0}% of the catalog changing (at least {}), {} deletes, {} stock levels zeroed, {} price moves over {}%",
+        if rails.require_approval { "every operation waits for approval; " } else { "" },
+        rails.max_changed_share * 100.0,
+        rails.min_changes,
+        rails.max_deletes,
+        rails.max_zero_stock,
+        rails.max_large_price_moves,
+        rails.max_price_move_pct
+    );
     // The in-process queue, its worker, and the scheduler.
     let queue = Arc::new(LocalQueue::default());
     let worker = Arc::new(Worker {
         store: store.clone(),
         client: target.client.clone(),
         actor: actor.clone(),
-        rails: shopsync_domain::GuardRails::default(),
+        rails: rails.clone(),
         continuation: None,
     });
     let app = Arc::new(App {

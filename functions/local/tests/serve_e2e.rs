@@ -219,3 +219,71 @@ async fn webhook_deliveries(store: &shopsync_store::Store) -> usize {
         }
     }
 }
+
+#[tokio::test]
+async fn a_guard_rail_holds_an_operation_for_approval_through_serve() {
+    // Configured to hold every operation: serve's first full down-sync waits.
+    let server = start_with(
+        5,
+        &[
+            ("SHOPSYNC_SYNC_INTERVAL_SECS", "0"),
+            ("SHOPSYNC_REQUIRE_APPROVAL", "true"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let (_, body) = get(&server, "/api/v1/operations", Some("t0ken")).await;
+        if let Some(op) = body["operations"]
+            .as_array()
+            .and_then(|ops| ops.iter().find(|o| o["status"] == "awaiting_approval"))
+        {
+            break op.clone();
+        }
+        assert!(Instant::now() < deadline, "nothing held: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(held["operation_type"], "full_sync");
+    assert!(
+        held["status_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("configured to wait for approval")),
+        "{held}"
+    );
+    let id = held["operation_uuid"].as_str().unwrap().to_owned();
+    let (_, detail) = get(&server, &format!("/api/v1/operations/{id}"), Some("t0ken")).await;
+    let rows = detail["staging"].as_array().unwrap();
+    assert_eq!(rows.len(), 5, "{detail}");
+    assert!(rows.iter().all(|r| r["status"] == "pending"), "{detail}");
+    let shopify_id = rows[0]["shopify"]["product_id"].clone();
+    let (status, _) = get(
+        &server,
+        &format!("/api/v1/products/{shopify_id}"),
+        Some("t0ken"),
+    )
+    .await;
+    assert_eq!(status, 404, "nothing is applied while it waits");
+
+    // An operator approves it from the command line, against the store serve is using.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopsync"))
+        .args(["operation", "approve", &id, "--by", "alice", "--data"])
+        .arg(server.dir.path())
+        .env_remove("SHOPIFY_ACCESS_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, detail) = get(&server, &format!("/api/v1/operations/{id}"), Some("t0ken")).await;
+    assert_eq!(detail["operation"]["status"], "completed", "{detail}");
+    assert_eq!(detail["operation"]["statistics"]["created"], 5, "{detail}");
+    let (status, product) = get(
+        &server,
+        &format!("/api/v1/products/{shopify_id}"),
+        Some("t0ken"),
+    )
+    .await;
+    assert_eq!(status, 200, "{product}");
+}

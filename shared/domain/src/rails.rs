@@ -120,7 +120,86 @@ pub enum Verdict {
     Hold(Vec<String>),
 }
 
+/// The settings that configure the rails, by name, each overriding one default.
+pub const RAIL_SETTINGS: [&str; 7] = [
+    "SHOPSYNC_REQUIRE_APPROVAL",
+    "SHOPSYNC_RAIL_MAX_CHANGED_PCT",
+    "SHOPSYNC_RAIL_MIN_CHANGES",
+    "SHOPSYNC_RAIL_MAX_DELETES",
+    "SHOPSYNC_RAIL_MAX_ZERO_STOCK",
+    "SHOPSYNC_RAIL_MAX_PRICE_MOVE_PCT",
+    "SHOPSYNC_RAIL_MAX_LARGE_PRICE_MOVES",
+];
+
 impl GuardRails {
+    /// The rails from settings (`lookup` gives a setting's value, if set): the defaults,
+    /// each overridden by its setting in [`RAIL_SETTINGS`]. `SHOPSYNC_REQUIRE_APPROVAL` is
+    /// `true` or `false`; percentages are numbers from 0 (`SHOPSYNC_RAIL_MAX_CHANGED_PCT`
+    /// at most 100); the rest are whole numbers. A bad value is an error naming the setting.
+    pub fn from_settings(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut rails = Self::default();
+        let bad = |name: &str, value: &str, want: &str| format!("{name}=`{value}`: {want}");
+        let count = |name: &str, into: &mut u64| -> Result<(), String> {
+            if let Some(v) = lookup(name) {
+                *into = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(name, &v, "expected a whole number"))?;
+            }
+            Ok(())
+        };
+        if let Some(v) = lookup("SHOPSYNC_REQUIRE_APPROVAL") {
+            rails.require_approval = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(bad(
+                        "SHOPSYNC_REQUIRE_APPROVAL",
+                        &v,
+                        "expected true or false",
+                    ))
+                }
+            };
+        }
+        if let Some(v) = lookup("SHOPSYNC_RAIL_MAX_CHANGED_PCT") {
+            let pct: f64 = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|p: &f64| (0.0..=100.0).contains(p))
+                .ok_or_else(|| {
+                    bad(
+                        "SHOPSYNC_RAIL_MAX_CHANGED_PCT",
+                        &v,
+                        "expected a percentage from 0 to 100",
+                    )
+                })?;
+            rails.max_changed_share = pct / 100.0;
+        }
+        count("SHOPSYNC_RAIL_MIN_CHANGES", &mut rails.min_changes)?;
+        count("SHOPSYNC_RAIL_MAX_DELETES", &mut rails.max_deletes)?;
+        count("SHOPSYNC_RAIL_MAX_ZERO_STOCK", &mut rails.max_zero_stock)?;
+        count(
+            "SHOPSYNC_RAIL_MAX_LARGE_PRICE_MOVES",
+            &mut rails.max_large_price_moves,
+        )?;
+        if let Some(v) = lookup("SHOPSYNC_RAIL_MAX_PRICE_MOVE_PCT") {
+            rails.max_price_move_pct = v
+                .trim()
+                .parse::<Decimal>()
+                .ok()
+                .filter(|p| !p.is_sign_negative())
+                .ok_or_else(|| {
+                    bad(
+                        "SHOPSYNC_RAIL_MAX_PRICE_MOVE_PCT",
+                        &v,
+                        "expected a percentage of 0 or more",
+                    )
+                })?;
+        }
+        Ok(rails)
+    }
+
     /// Judges a whole operation.
     pub fn judge(&self, plan: &PlanSummary) -> Verdict {
         let mut reasons = Vec::new();
@@ -174,6 +253,59 @@ impl GuardRails {
 mod tests {
     use super::*;
     use crate::testing::sample_content;
+
+    #[test]
+    fn rails_come_from_settings_and_a_bad_value_names_its_setting() {
+        let none = GuardRails::from_settings(|_| None).unwrap();
+        assert_eq!(none, GuardRails::default());
+        let set = |pairs: &'static [(&'static str, &'static str)]| {
+            GuardRails::from_settings(move |name| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+        };
+        let rails = set(&[
+            ("SHOPSYNC_REQUIRE_APPROVAL", "true"),
+            ("SHOPSYNC_RAIL_MAX_CHANGED_PCT", "20"),
+            ("SHOPSYNC_RAIL_MIN_CHANGES", "5"),
+            ("SHOPSYNC_RAIL_MAX_DELETES", "0"),
+            ("SHOPSYNC_RAIL_MAX_ZERO_STOCK", "3"),
+            ("SHOPSYNC_RAIL_MAX_PRICE_MOVE_PCT", "12.5"),
+            ("SHOPSYNC_RAIL_MAX_LARGE_PRICE_MOVES", "2"),
+        ])
+        .unwrap();
+        assert!(rails.require_approval);
+        assert!((rails.max_changed_share - 0.2).abs() < 1e-9);
+        assert_eq!(
+            (
+                rails.min_changes,
+                rails.max_deletes,
+                rails.max_zero_stock,
+                rails.max_large_price_moves
+            ),
+            (5, 0, 3, 2)
+        );
+        assert_eq!(rails.max_price_move_pct.to_string(), "12.5");
+        // One delete now trips the delete rail.
+        let plan = PlanSummary {
+            catalog_size: 100,
+            deletes: 1,
+            ..Default::default()
+        };
+        assert!(matches!(rails.judge(&plan), Verdict::Hold(_)));
+        for (name, value) in [
+            ("SHOPSYNC_REQUIRE_APPROVAL", "maybe"),
+            ("SHOPSYNC_RAIL_MAX_CHANGED_PCT", "150"),
+            ("SHOPSYNC_RAIL_MIN_CHANGES", "-1"),
+            ("SHOPSYNC_RAIL_MAX_PRICE_MOVE_PCT", "-5"),
+        ] {
+            let err =
+                GuardRails::from_settings(|n| (n == name).then(|| value.to_owned())).unwrap_err();
+            assert!(err.contains(name) && err.contains(value), "{err}");
+        }
+    }
 
     #[test]
     fn a_small_change_on_a_small_catalog_is_never_held() {

@@ -163,20 +163,29 @@ pub(crate) enum Decision {
     Conflict(Box<ProductsStaging>, ProductId, Vec<SyncConflict>),
 }
 
-/// Reads the local product and decides, writing nothing.
-pub(crate) async fn decide(
+/// The local product mirroring `source` (timed as diffing).
+pub(crate) async fn local_of(
     store: &Store,
-    operation: &SyncOperation,
     source: Shopify,
-    content: &shopsync_domain::product::ProductContent,
-    actor: &Actor,
-    now: DateTime<Utc>,
     times: &mut StageTimes,
-) -> Result<Decision, EngineError> {
+) -> Result<Option<Product>, EngineError> {
     let diffing = Instant::now();
     let found = store.product_by_shopify_id(source.id).await;
     times.add(Stage::Diff, diffing);
-    let Some(local) = found? else {
+    Ok(found?)
+}
+
+/// Decides what Shopify's content means for the local product `found` (as just read),
+/// writing nothing.
+pub(crate) async fn decide(
+    store: &Store,
+    operation: &SyncOperation,
+    (source, found): (Shopify, Option<Product>),
+    content: &shopsync_domain::product::ProductContent,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Decision, EngineError> {
+    let Some(local) = found else {
         let mut product = Product::new(local_id_for(source.id), content.clone(), now);
         product.shopify_id = Some(source.id);
         product.shopify_updated_at = Some(source.updated_at);
@@ -446,7 +455,8 @@ pub async fn ingest_content(
 ) -> Result<Ingested, EngineError> {
     // At most two rounds: a lost race (a create, or a write in between) is decided again.
     for _ in 0..2 {
-        match decide(store, operation, source, &content, actor, now, times).await? {
+        let found = local_of(store, source, times).await?;
+        match decide(store, operation, (source, found), &content, actor, now).await? {
             Decision::Done(outcome) => return Ok(outcome),
             Decision::Conflict(staged, id, conflicts) => {
                 stage_conflict(store, &staged, &conflicts, times).await?;

@@ -96,8 +96,6 @@ impl WebhookIntake {
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            // Durable before Shopify hears 200 (it will not send this delivery again).
-            self.store.flush().await.map_err(|e| e.to_string())?;
             Ok::<_, String>(handled)
         }
         .await;
@@ -107,6 +105,15 @@ impl WebhookIntake {
                     // Handled and enqueued: a redelivery would be staged again and come out
                     // stale or superseded, so this is logged, not failed.
                     tracing::error!(error = %e, "could not mark the delivery handled");
+                }
+                // Durable before Shopify hears 200 (it will not send this delivery again);
+                // one flush covers the staged change and the ledger's mark.
+                if let Err(e) = self.store.flush().await {
+                    tracing::error!(topic, webhook_id = %delivery.webhook_id, error = %e, "webhook not durable; Shopify will retry");
+                    return IntakeReply::new(
+                        500,
+                        json!({"error": "handling_failed", "message": "the delivery could not be stored durably; retry later"}),
+                    );
                 }
                 tracing::info!(topic, webhook_id = %delivery.webhook_id, outcome = handled.name(), "webhook handled");
                 IntakeReply::new(

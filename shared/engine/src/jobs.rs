@@ -448,7 +448,8 @@ impl Worker {
             Job::ApplyOperation { operation } => {
                 let approved =
                     crate::plan::approve_operation(&self.store, *operation, &self.actor).await?;
-                self.push_after_approval(approved).await
+                crate::plan::push_after_approval(&self.store, &self.client, &self.actor, approved)
+                    .await
             }
             Job::Redactions => {
                 self.redact_due().await?;
@@ -460,31 +461,6 @@ impl Worker {
             }
         };
         op.map(Some)
-    }
-
-    /// An approved bidirectional operation finishes as it would have unheld: its pushes.
-    async fn push_after_approval(
-        &self,
-        approved: SyncOperation,
-    ) -> Result<SyncOperation, EngineError> {
-        let mut done = approved.clone();
-        let reason = crate::plan::finish_both_ways(
-            &self.store,
-            &self.client,
-            &self.actor,
-            &mut done,
-            &mut crate::perf::StageTimes::default(),
-        )
-        .await?;
-        if done == approved {
-            return Ok(approved);
-        }
-        if reason.is_some() {
-            done.status_reason = reason;
-        }
-        done.updated_at = Utc::now();
-        crate::sync::save(&self.store, &done, &approved).await?;
-        Ok(done)
     }
 
     /// Runs a batch of deliveries one by one and names the messages to redeliver: those that

@@ -3,7 +3,7 @@
 //! transaction, batched) or wait for approval. Applying a row twice changes nothing: its
 //! status is part of the write's condition.
 
-use crate::down::{decide, stage_conflict, Decision, Ingested, Shopify};
+use crate::down::{decide, local_of, stage_conflict, Decision, Ingested, Shopify};
 use crate::error::EngineError;
 use crate::perf::StageTimes;
 use chrono::{DateTime, Utc};
@@ -43,6 +43,9 @@ pub struct Planner<'a> {
     /// transaction) instead of staging them pending: for an import into an empty catalog,
     /// where no rail can hold a create (see `Checkpoint::import`).
     pub apply_creates: bool,
+    /// The local product of a one-item batch, when the caller has just read it (a webhook
+    /// checked it for staleness): not read again.
+    pub known_local: Option<&'a Option<Product>>,
 }
 
 impl Planner<'_> {
@@ -56,7 +59,13 @@ impl Planner<'_> {
         times: &mut StageTimes,
     ) -> Result<Vec<Planned>, EngineError> {
         let (mut planned, created_meanwhile) = self
-            .plan_items(&items, self.apply_creates, now, summary, times)
+            .plan_items(
+                &items,
+                (self.apply_creates, self.known_local),
+                now,
+                summary,
+                times,
+            )
             .await?;
         if !created_meanwhile.is_empty() {
             // Another writer created these products while this batch was planned: decided
@@ -65,18 +74,21 @@ impl Planner<'_> {
                 .into_iter()
                 .filter_map(|i| items.get(i).cloned())
                 .collect();
-            let (more, _) = self.plan_items(&again, false, now, summary, times).await?;
+            let (more, _) = self
+                .plan_items(&again, (false, None), now, summary, times)
+                .await?;
             planned.extend(more);
         }
         Ok(planned)
     }
 
-    /// Plans `items`; returns what was planned and the indexes of creates that found their
-    /// product created meanwhile (only when `apply_creates`).
+    /// Plans `items` (`known`: the local product of a one-item batch, already read); returns
+    /// what was planned and the indexes of creates that found their product created
+    /// meanwhile (only when `apply_creates`).
     async fn plan_items(
         &self,
         items: &[(Shopify, ProductContent)],
-        apply_creates: bool,
+        (apply_creates, known): (bool, Option<&Option<Product>>),
         now: DateTime<Utc>,
         summary: &mut PlanSummary,
         times: &mut StageTimes,
@@ -95,7 +107,11 @@ impl Planner<'_> {
         let mut creates = Vec::new();
         let mut created = Vec::new();
         for (index, (source, content)) in items.iter().enumerate() {
-            match decide(store, operation, *source, content, actor, now, times).await? {
+            let found = match known.filter(|_| index == 0 && items.len() == 1) {
+                Some(known) => known.clone(),
+                None => local_of(store, *source, times).await?,
+            };
+            match decide(store, operation, (*source, found), content, actor, now).await? {
                 // A step cut short after its creates landed is run again: what it created is
                 // counted as created, not as unchanged.
                 Decision::Done(Ingested::Stale(id))
@@ -732,6 +748,32 @@ pub(crate) async fn finish_both_ways(
     operation.statistics.skipped += pushed.skipped;
     operation.statistics.failed += pushed.failed;
     Ok(last.map(|last| format!("{} product(s) not pushed; last: {last}", pushed.failed)))
+}
+
+/// An approved operation finishes as it would have unheld: a bidirectional one pushes the
+/// local changes it merged (others have nothing to push). The operation is stored with what
+/// the push did.
+pub async fn push_after_approval(
+    store: &Store,
+    client: &shopsync_shopify::AdminClient,
+    actor: &Actor,
+    approved: SyncOperation,
+) -> Result<SyncOperation, EngineError> {
+    if approved.status != OperationStatus::Completed {
+        return Ok(approved);
+    }
+    let mut done = approved.clone();
+    let reason =
+        finish_both_ways(store, client, actor, &mut done, &mut StageTimes::default()).await?;
+    if done == approved {
+        return Ok(approved);
+    }
+    if reason.is_some() {
+        done.status_reason = reason;
+    }
+    done.updated_at = Utc::now();
+    crate::sync::save(store, &done, &approved).await?;
+    Ok(done)
 }
 
 /// Sets the operation's conflict counts from its recorded conflicts: open ones wait for a

@@ -249,7 +249,7 @@ pub async fn handle_delivery(
                     id: remote.id,
                     updated_at: remote.updated_at,
                 };
-                return stage(store, &operation, source, content, actor, now).await;
+                return stage(store, &operation, (source, &local), content, actor, now).await;
             }
             let content = content_from_payload(p, local.as_ref())?;
             if store.remembered(&echo_key(p.id, &content), now).await? {
@@ -259,7 +259,7 @@ pub async fn handle_delivery(
                 id: p.id,
                 updated_at,
             };
-            stage(store, &operation, source, content, actor, now).await
+            stage(store, &operation, (source, &local), content, actor, now).await
         }
         Payload::ProductDelete(d) => {
             let Some(local) = store.product_by_shopify_id(d.id).await? else {
@@ -282,7 +282,7 @@ pub async fn handle_delivery(
 async fn stage(
     store: &Store,
     operation: &SyncOperation,
-    source: Shopify,
+    (source, local): (Shopify, &Option<Product>),
     content: ProductContent,
     actor: &Actor,
     now: DateTime<Utc>,
@@ -293,6 +293,7 @@ async fn stage(
         actor,
         rails: &GuardRails::default(),
         apply_creates: false,
+        known_local: Some(local),
     };
     let planned = planner
         .plan_batch(

@@ -191,6 +191,9 @@ pub enum SyncKind {
     },
     /// Push every product with local changes to Shopify.
     Up,
+    /// What an up-sync would push, staged as rows of a dry-run operation; nothing is sent
+    /// to Shopify and no product changes.
+    UpPreview,
     /// A full down read that also looks for local products Shopify no longer has.
     Reconcile {
         /// Stage only.
@@ -288,10 +291,10 @@ impl Stepper<'_> {
                 dry_run,
                 Checkpoint::new(Phase::Export { bulk: None }, PlanSummary::default()),
             ),
-            SyncKind::Up => (
+            SyncKind::Up | SyncKind::UpPreview => (
                 OperationType::IncrementalSync,
                 SyncDirection::Up,
-                false,
+                kind == SyncKind::UpPreview,
                 Checkpoint::new(
                     Phase::Push {
                         after: None,
@@ -462,12 +465,20 @@ impl Stepper<'_> {
         operation.checkpoint = None;
         if operation.sync_direction == SyncDirection::Up {
             // Nothing staged to judge: an up-sync ends with what it pushed.
-            let reason = checkpoint.push_failure.as_ref().map(|last| {
-                format!(
-                    "{} product(s) not pushed; last: {last}",
-                    operation.statistics.failed
-                )
-            });
+            let reason = if operation.dry_run {
+                let s = &operation.statistics;
+                Some(format!(
+                    "dry run: {} product(s) would be pushed, staged for review; {} held back (open conflicts or locked); nothing sent to Shopify",
+                    s.updated, s.skipped
+                ))
+            } else {
+                checkpoint.push_failure.as_ref().map(|last| {
+                    format!(
+                        "{} product(s) not pushed; last: {last}",
+                        operation.statistics.failed
+                    )
+                })
+            };
             operation.move_to(OperationStatus::Completed, reason, Utc::now())?;
             save(self.store, &operation, &started).await?;
             crate::sync::record_performance(
@@ -642,6 +653,7 @@ impl Stepper<'_> {
             actor: self.actor,
             rails: self.rails,
             apply_creates: checkpoint.import,
+            known_local: None,
         };
         for planned in planner
             .plan_batch(items, Utc::now(), &mut checkpoint.summary, times)
@@ -818,6 +830,12 @@ impl Stepper<'_> {
         let fetching = Instant::now();
         let page = self.store.query::<shopsync_domain::Product>(query).await?;
         times.add(Stage::Fetch, fetching);
+        if operation.dry_run {
+            crate::up::preview_products(self.store, operation, self.actor, &page.items, stats)
+                .await?;
+            progress(operation, "previewed", stats.processed, None);
+            return Ok(page.next);
+        }
         if let Some(failure) = crate::up::push_products(
             self.store,
             self.client,

@@ -454,6 +454,66 @@ pub(crate) async fn push_pending(
     push_products(store, client, actor, &pending, times, stats).await
 }
 
+/// Stages what pushing these products would send, as pending rows of the dry-run
+/// `operation` (change data: the fields changed since Shopify last confirmed the product),
+/// counting each as updated; products with open conflicts or held by someone else's lock are
+/// counted as skipped. Nothing is sent and no product changes.
+pub(crate) async fn preview_products(
+    store: &Store,
+    operation: &shopsync_domain::SyncOperation,
+    actor: &Actor,
+    products: &[Product],
+    stats: &mut shopsync_domain::OperationStatistics,
+) -> Result<(), EngineError> {
+    let now = Utc::now();
+    let mut rows = Vec::with_capacity(products.len());
+    for product in products {
+        stats.processed += 1;
+        if product.writable_by(actor, now).is_err() || has_open_conflicts(store, product.id).await?
+        {
+            stats.skipped += 1;
+            continue;
+        }
+        let base = match (product.shopify_id, product.last_sync_version) {
+            (Some(_), since) if since > 0 => store
+                .product_version(product.id, since)
+                .await?
+                .map(|v| v.product_data.to_fields()),
+            _ => None,
+        };
+        let change_data =
+            shopsync_domain::fields::diff(&base.unwrap_or_default(), &product.content.to_fields());
+        rows.push(shopsync_domain::ProductsStaging {
+            id: shopsync_domain::StagingId::random(),
+            source_product_id: product.id,
+            sku: product.content.variants.iter().find_map(|v| v.sku.clone()),
+            name: product.content.title.clone(),
+            change_type: if product.shopify_id.is_some() {
+                shopsync_domain::staging::ChangeType::Update
+            } else {
+                shopsync_domain::staging::ChangeType::Create
+            },
+            change_data,
+            base_version: product.version,
+            proposed: Some(product.content.clone()),
+            has_conflicts: false,
+            sync_operation_id: operation.operation_uuid,
+            status: shopsync_domain::staging::StagingStatus::Pending,
+            staged_by: actor.clone(),
+            staged_at: now,
+            reviewed_by: None,
+            reviewed_at: None,
+            applied_at: None,
+            error: None,
+            shopify: None,
+            merged: false,
+        });
+        stats.updated += 1;
+    }
+    store.insert_all(&rows).await?;
+    Ok(())
+}
+
 /// Pushes these products (those with open conflicts are held back, counted as skipped).
 /// Returns the last failure, if any.
 pub(crate) async fn push_products(

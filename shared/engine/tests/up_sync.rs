@@ -317,3 +317,81 @@ async fn each_push_uses_the_narrowest_mutation() {
         assert!(!local(i).await.needs_push(), "every base advanced");
     }
 }
+
+#[tokio::test]
+async fn an_up_sync_preview_stages_what_would_be_pushed_and_sends_nothing() {
+    use shopsync_engine::steps::{Stepper, SyncKind};
+    let (sim, client, store, _dir) = setup().await;
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+    let local = |sid: u64| local_id_for(ShopifyProductId::new(sid).unwrap());
+    let first = store.product(local(ids[0])).await.unwrap().unwrap();
+    edit(&store, &first, |c| c.title = "Previewed title".into()).await;
+    let second = store.product(local(ids[1])).await.unwrap().unwrap();
+    edit(&store, &second, |c| c.vendor = "Held vendor".into()).await;
+    // Someone else holds the second product: its push would be skipped.
+    store
+        .lock_product(
+            second.id,
+            &Actor::new("someone-else").unwrap(),
+            chrono::Utc::now(),
+            chrono::Duration::minutes(10),
+        )
+        .await
+        .unwrap();
+    let calls_before = client.counters();
+    let rails = shopsync_domain::GuardRails::default();
+    let actor = merchant();
+    let preview = Stepper {
+        store: &store,
+        client: &client,
+        actor: &actor,
+        rails: &rails,
+    }
+    .run_to_end(SyncKind::UpPreview)
+    .await
+    .unwrap();
+    assert!(preview.dry_run);
+    assert_eq!(preview.status, shopsync_domain::OperationStatus::Completed);
+    assert_eq!(
+        (
+            preview.statistics.processed,
+            preview.statistics.updated,
+            preview.statistics.skipped
+        ),
+        (2, 1, 1)
+    );
+    assert!(
+        preview
+            .status_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("1 product(s) would be pushed")),
+        "{:?}",
+        preview.status_reason
+    );
+    assert_eq!(
+        client.counters().api_calls,
+        calls_before.api_calls,
+        "nothing sent to Shopify"
+    );
+    let rows = shopsync_engine::plan::operation_rows(&store, preview.operation_uuid)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].source_product_id, first.id);
+    let changed: Vec<String> = rows[0].change_data.keys().map(|k| k.to_string()).collect();
+    assert_eq!(
+        changed,
+        vec!["title".to_owned()],
+        "only what changed since Shopify confirmed"
+    );
+    let remote = sim.with_shop(|s| s.product(ids[0]).unwrap().title.clone());
+    assert_ne!(remote, "Previewed title");
+    assert!(store.product(first.id).await.unwrap().unwrap().needs_push());
+    // The real up-sync then pushes it.
+    let op = run_up(&store, &client, &merchant()).await.unwrap();
+    assert_eq!(op.statistics.updated, 1);
+    assert_eq!(
+        sim.with_shop(|s| s.product(ids[0]).unwrap().title.clone()),
+        "Previewed title"
+    );
+}

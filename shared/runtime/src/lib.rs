@@ -195,7 +195,12 @@ pub async fn worker(env: &dyn Env) -> Result<(Worker, u32), SettingsError> {
             store: settings.store().await,
             client,
             actor: actor("system:worker")?,
-            rails: GuardRails::default(),
+            rails: GuardRails::from_settings(|name| env.var(name)).map_err(|reason| {
+                SettingsError::Invalid {
+                    name: "SHOPSYNC_RAIL_*",
+                    reason,
+                }
+            })?,
             continuation: Some(queue(env).await?),
         },
         max_receives,
