@@ -279,27 +279,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let actor = shopsync_domain::Actor::new("system:cli").context("actor")?;
             let started = std::time::Instant::now();
             let operation = match direction {
-                Direction::Up if dry_run => {
-                    let rails = rails_from_env()?;
-                    shopsync_engine::steps::Stepper {
-                        store: &repo,
-                        client: &target.client,
-                        actor: &actor,
-                        rails: &rails,
-                    }
-                    .run_to_end(shopsync_engine::steps::SyncKind::UpPreview)
-                    .await?
+                Direction::Up if !dry_run => {
+                    shopsync_engine::up::run_up(&repo, &target.client, &actor).await?
                 }
-                Direction::Up => shopsync_engine::up::run_up(&repo, &target.client, &actor).await?,
-                _ if reconcile => {
+                _ if reconcile || direction == Direction::Up => {
                     let rails = rails_from_env()?;
+                    let kind = if reconcile {
+                        shopsync_engine::steps::SyncKind::Reconcile { dry_run }
+                    } else {
+                        shopsync_engine::steps::SyncKind::UpPreview
+                    };
                     shopsync_engine::steps::Stepper {
                         store: &repo,
                         client: &target.client,
                         actor: &actor,
                         rails: &rails,
                     }
-                    .run_to_end(shopsync_engine::steps::SyncKind::Reconcile { dry_run })
+                    .run_to_end(kind)
                     .await?
                 }
                 _ if incremental => {

@@ -467,7 +467,17 @@ impl Store {
     /// Writes a product, its version snapshot and its staged row all at once or not at all.
     pub async fn commit_product(&self, commit: ProductCommit) -> Result<(), RepoError> {
         let writes = product_commit_writes(&commit)?;
-        match self.backend.transact(writes).await {
+        let result = self.backend.transact(writes).await;
+        self.answer_commit(&commit, result).await
+    }
+
+    /// What a product commit's transaction result means, a refusal explained.
+    async fn answer_commit(
+        &self,
+        commit: &ProductCommit,
+        result: Result<(), StoreError>,
+    ) -> Result<(), RepoError> {
+        match result {
             Ok(()) => Ok(()),
             Err(StoreError::TransactionCanceled { reasons }) => Err(self
                 .explain_product_cancel(
@@ -498,24 +508,8 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         let results = self.backend.transact_each(groups).await?;
         let mut answers = Vec::with_capacity(commits.len());
-        for (commit, result) in commits.into_iter().zip(results) {
-            answers.push(match result {
-                Ok(()) => Ok(()),
-                Err(StoreError::TransactionCanceled { reasons }) => Err(self
-                    .explain_product_cancel(
-                        &commit.product,
-                        commit.expected_version,
-                        &commit.actor,
-                        commit.now,
-                        reasons,
-                        commit
-                            .staging
-                            .as_ref()
-                            .map(|(row, expected)| (row.id.to_string(), *expected)),
-                    )
-                    .await),
-                Err(e) => Err(e.into()),
-            });
+        for (commit, result) in commits.iter().zip(results) {
+            answers.push(self.answer_commit(commit, result).await);
         }
         Ok(answers)
     }
