@@ -77,17 +77,27 @@ macro_rules! shopify_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                #[derive(Deserialize)]
-                #[serde(untagged)]
-                enum Raw {
-                    Number(u64),
-                    Text(String),
+                // A number or a string (a GID or digits), visited directly: an untagged enum
+                // would build and drop an error message for every GID it tried as a number.
+                struct IdVisitor;
+                impl serde::de::Visitor<'_> for IdVisitor {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "a {} id (a number or a GID)", $kind)
+                    }
+                    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<$name, E> {
+                        $name::new(n).map_err(E::custom)
+                    }
+                    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<$name, E> {
+                        u64::try_from(n)
+                            .map_err(|_| E::custom(format!("{n} is not a {} id", $kind)))
+                            .and_then(|n| $name::new(n).map_err(E::custom))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<$name, E> {
+                        text.parse().map_err(E::custom)
+                    }
                 }
-                let id = match Raw::deserialize(d)? {
-                    Raw::Number(n) => Self::new(n),
-                    Raw::Text(t) => t.parse(),
-                };
-                id.map_err(serde::de::Error::custom)
+                d.deserialize_any(IdVisitor)
             }
         }
     };
@@ -287,6 +297,15 @@ mod tests {
             .parse::<ShopifyProductId>()
             .is_err());
         assert!(serde_json::from_str::<ShopifyProductId>("-1").is_err());
+        // From JSON: a GID string, a digit string, a number; not another kind, a float or
+        // a boolean.
+        let gid: ShopifyProductId = serde_json::from_str("\"gid://shopify/Product/7\"").unwrap();
+        let digits: ShopifyProductId = serde_json::from_str("\"7\"").unwrap();
+        assert_eq!((gid.get(), digits.get()), (7, 7));
+        for junk in ["\"gid://shopify/Location/7\"", "7.5", "true", "null", "0"] {
+            let err = serde_json::from_str::<ShopifyProductId>(junk).unwrap_err();
+            assert!(!err.to_string().is_empty(), "{junk}");
+        }
         assert!(VariantKey::parse("a/b").is_err());
         assert!(Actor::new("  ").is_err());
     }

@@ -20,6 +20,11 @@ impl StageTimes {
         *self.spent.entry(stage).or_default() += started.elapsed();
     }
 
+    /// Adds `spent` to `stage` (time measured elsewhere, e.g. by a task reading ahead).
+    pub fn add_spent(&mut self, stage: Stage, spent: Duration) {
+        *self.spent.entry(stage).or_default() += spent;
+    }
+
     /// Adds another set of timings.
     pub fn absorb(&mut self, other: &StageTimes) {
         for (stage, spent) in &other.spent {

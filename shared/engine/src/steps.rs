@@ -226,6 +226,73 @@ pub enum StepOutcome {
     Skipped(String),
 }
 
+/// A batch read ahead from an export: the products, mapped, and the time reading them took.
+type ReadAhead = Result<
+    (
+        Vec<(Shopify, shopsync_domain::product::ProductContent)>,
+        Duration,
+    ),
+    EngineError,
+>;
+
+/// Reads `export` past its first `skip` products (planned by an earlier step), then sends the
+/// rest in mapped batches, at most two ahead of the reader. A failure is sent as the last
+/// item; the end of the file closes the channel. Dropping the receiver stops the reading.
+fn read_ahead(
+    mut export: shopsync_shopify::bulk::BulkProducts,
+    skip: u64,
+) -> tokio::sync::mpsc::Receiver<ReadAhead> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let read = async {
+            let started = Instant::now();
+            let mut skipped = 0;
+            while skipped < skip {
+                if export.next_product().await?.is_none() {
+                    break;
+                }
+                skipped += 1;
+            }
+            let mut spent = started.elapsed();
+            loop {
+                let reading = Instant::now();
+                let mut batch = Vec::with_capacity(BATCH);
+                let mut finished = false;
+                while batch.len() < BATCH {
+                    let Some(remote) = export.next_product().await? else {
+                        finished = true;
+                        break;
+                    };
+                    let content = content_from_remote(&remote)?;
+                    let source = Shopify {
+                        id: remote.id,
+                        updated_at: remote.updated_at,
+                    };
+                    batch.push((source, content));
+                }
+                spent += reading.elapsed();
+                if !batch.is_empty()
+                    && sender
+                        .send(Ok((batch, std::mem::take(&mut spent))))
+                        .await
+                        .is_err()
+                {
+                    // The planner stopped (deadline or failure): nothing more is wanted.
+                    return Ok(());
+                }
+                if finished {
+                    return Ok(());
+                }
+            }
+        };
+        let result: Result<(), EngineError> = read.await;
+        if let Err(e) = result {
+            let _ = sender.send(Err(e)).await;
+        }
+    });
+    receiver
+}
+
 /// Runs operations step by step.
 pub struct Stepper<'a> {
     /// The store.
@@ -684,48 +751,25 @@ impl Stepper<'_> {
         deadline: Option<Instant>,
     ) -> Result<Option<u64>, EngineError> {
         let fetching = Instant::now();
-        let mut export = self.client.open_bulk_result(bulk, url, objects).await?;
-        // Products an earlier step planned: read past them.
-        let mut skipped = 0;
-        while skipped < done {
-            if export.next_product().await?.is_none() {
-                break;
-            }
-            skipped += 1;
-        }
+        let export = self.client.open_bulk_result(bulk, url, objects).await?;
         times.add(Stage::Fetch, fetching);
-        let mut batch = Vec::with_capacity(BATCH);
-        loop {
-            let fetching = Instant::now();
-            let next = export.next_product().await?;
-            times.add(Stage::Fetch, fetching);
-            let finished = next.is_none();
-            if let Some(remote) = next {
-                checkpoint.summary.catalog_size += 1;
-                let content = content_from_remote(&remote)?;
-                batch.push((
-                    Shopify {
-                        id: remote.id,
-                        updated_at: remote.updated_at,
-                    },
-                    content,
-                ));
-            }
-            if batch.len() >= BATCH || (finished && !batch.is_empty()) {
-                let items = std::mem::take(&mut batch);
-                done += items.len() as u64;
-                self.plan(operation, items, checkpoint, times, stats)
-                    .await?;
-                // (Shopify's object count includes variant and level lines: no total here.)
-                progress(operation, "planned", done, None);
-                if !finished && deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(Some(done));
-                }
-            }
-            if finished {
-                return Ok(None);
+        // Reading and mapping run ahead on another task (the other core) while this one
+        // plans and writes the previous batch.
+        let mut batches = read_ahead(export, done);
+        while let Some(next) = batches.recv().await {
+            let (items, reading) = next?;
+            times.add_spent(Stage::Fetch, reading);
+            checkpoint.summary.catalog_size += items.len() as u64;
+            done += items.len() as u64;
+            self.plan(operation, items, checkpoint, times, stats)
+                .await?;
+            // (Shopify's object count includes variant and level lines: no total here.)
+            progress(operation, "planned", done, None);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Some(done));
             }
         }
+        Ok(None)
     }
 
     /// Reads which products the export holds and records every local product mirrored from

@@ -8,13 +8,42 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A scalar attribute value.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(untagged)]
 pub enum Scalar {
     /// A number (integer).
     N(i64),
     /// A string.
     S(String),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Visited directly (an untagged enum would buffer each value and build an error for
+        // every string it first tried as a number).
+        struct ScalarVisitor;
+        impl serde::de::Visitor<'_> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an integer")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Scalar, E> {
+                Ok(Scalar::N(n))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Scalar, E> {
+                i64::try_from(n)
+                    .map(Scalar::N)
+                    .map_err(|_| E::custom(format!("{n} is out of range")))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Scalar, E> {
+                Ok(Scalar::S(s.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Scalar, E> {
+                Ok(Scalar::S(s))
+            }
+        }
+        d.deserialize_any(ScalarVisitor)
+    }
 }
 
 impl Scalar {

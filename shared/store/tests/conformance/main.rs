@@ -73,3 +73,27 @@ conformance!(
     sort_key_conditions_select_ranges,
     replace_if_returns_the_current_record_when_it_changed,
 );
+
+/// Scalars round-trip through JSON as DynamoDB's S and N: strings stay strings (even when
+/// they look like numbers), integers stay integers, anything else is refused.
+#[test]
+fn scalars_read_strings_and_integers_only() {
+    use shopsync_store::item::Scalar;
+    let parsed: Vec<Scalar> = serde_json::from_str(r#"["a", "12", 12, -3]"#).unwrap();
+    assert_eq!(
+        parsed,
+        vec![
+            Scalar::S("a".into()),
+            Scalar::S("12".into()),
+            Scalar::N(12),
+            Scalar::N(-3)
+        ]
+    );
+    assert_eq!(
+        serde_json::to_string(&parsed).unwrap(),
+        r#"["a","12",12,-3]"#
+    );
+    for bad in ["1.5", "true", "null", "18446744073709551615", "[1]"] {
+        assert!(serde_json::from_str::<Scalar>(bad).is_err(), "{bad}");
+    }
+}
