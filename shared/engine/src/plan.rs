@@ -218,6 +218,24 @@ pub async fn apply_operation(
     actor: &Actor,
     times: &mut StageTimes,
 ) -> Result<OperationStatistics, EngineError> {
+    apply_operation_as(store, operation, actor, times, Review::Unattended).await
+}
+
+/// Who applies rows: the engine on its own, or a person who approved them (only then are
+/// deletes applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Review {
+    Unattended,
+    Approved,
+}
+
+async fn apply_operation_as(
+    store: &Store,
+    operation: &SyncOperation,
+    actor: &Actor,
+    times: &mut StageTimes,
+    review: Review,
+) -> Result<OperationStatistics, EngineError> {
     // Page by page: a large operation's rows never sit in memory all at once.
     let mut query = Query::new(
         Table::ProductsStaging,
@@ -230,7 +248,7 @@ pub async fn apply_operation(
         let reading = Instant::now();
         let page = store.query::<ProductsStaging>(query.clone()).await?;
         times.add(Stage::Apply, reading);
-        let applied = apply_rows(store, operation, page.items, actor, times).await?;
+        let applied = apply_rows_as(store, operation, page.items, actor, times, review).await?;
         stats.absorb(&applied);
         match page.next {
             Some(next) => query.start = Some(next),
@@ -260,14 +278,34 @@ pub async fn apply_rows(
     actor: &Actor,
     times: &mut StageTimes,
 ) -> Result<OperationStatistics, EngineError> {
+    apply_rows_as(store, operation, rows, actor, times, Review::Unattended).await
+}
+
+async fn apply_rows_as(
+    store: &Store,
+    operation: &SyncOperation,
+    rows: Vec<ProductsStaging>,
+    actor: &Actor,
+    times: &mut StageTimes,
+    review: Review,
+) -> Result<OperationStatistics, EngineError> {
     let mut stats = OperationStatistics::default();
     if operation.dry_run {
         // A dry run's rows are a preview; they are never applied.
         return Ok(stats);
     }
+    let approved_delete = |r: &ProductsStaging| {
+        review == Review::Approved
+            && r.status == StagingStatus::Pending
+            && !r.has_conflicts
+            && r.change_type == ChangeType::Delete
+    };
     let mut todo: Vec<ProductsStaging> = rows
         .into_iter()
-        .filter(|r| r.sync_operation_id == operation.operation_uuid && applies_unattended(r))
+        .filter(|r| {
+            r.sync_operation_id == operation.operation_uuid
+                && (applies_unattended(r) || approved_delete(r))
+        })
         .collect();
     // A row that lost a race with another writer of its product is decided again (at most
     // three rounds), so concurrent workers never turn a good change into a failure.
@@ -308,7 +346,15 @@ async fn apply_chunk(
         let now = Utc::now();
         let mut commits = Vec::with_capacity(chunk.len());
         let mut kinds: Vec<(ChangeType, &ProductsStaging)> = Vec::with_capacity(chunk.len());
+        let mut deletes: Vec<(ProductCommit, &ProductsStaging)> = Vec::new();
         for row in chunk {
+            if row.change_type == ChangeType::Delete {
+                // Only rows a person approved get here.
+                if let Some(commit) = removal(store, operation, row, actor, now, stats).await? {
+                    deletes.push((commit, row));
+                }
+                continue;
+            }
             let Some(proposed) = row.proposed.clone() else {
                 continue;
             };
@@ -431,6 +477,25 @@ async fn apply_chunk(
         }
         let applying = Instant::now();
         let answers = store.commit_products(commits).await?;
+        for (commit, row) in deletes {
+            match store.remove_product(commit).await {
+                Ok(()) => {
+                    stats.processed += 1;
+                    stats.deleted += 1;
+                }
+                // Changed meanwhile: decided again (and kept, since its version moved).
+                Err(RepoError::VersionConflict { .. }) => retry.push(row.clone()),
+                Err(RepoError::StagingStatusConflict { .. }) => {
+                    stats.processed += 1;
+                    stats.unchanged += 1;
+                }
+                Err(RepoError::Locked(_)) => {
+                    stats.processed += 1;
+                    stats.skipped += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         times.add(Stage::Apply, applying);
         for ((kind, row), answer) in kinds.into_iter().zip(answers) {
             if matches!(
@@ -457,6 +522,75 @@ async fn apply_chunk(
         }
     }
     Ok(retry)
+}
+
+/// The removal an approved delete row asks for, or `None` when there is nothing to remove
+/// (the row is then settled: the product is gone already, or it changed since the delete
+/// was staged and is kept).
+async fn removal(
+    store: &Store,
+    operation: &SyncOperation,
+    row: &ProductsStaging,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    stats: &mut OperationStatistics,
+) -> Result<Option<ProductCommit>, EngineError> {
+    let Some(current) = store.product(row.source_product_id).await? else {
+        settle_row(
+            store,
+            row,
+            StagingStatus::Superseded,
+            "the product was gone already",
+            now,
+        )
+        .await?;
+        stats.processed += 1;
+        stats.unchanged += 1;
+        return Ok(None);
+    };
+    if current.version != row.base_version {
+        settle_row(
+            store,
+            row,
+            StagingStatus::Failed,
+            "the product changed after this delete was staged; it was kept",
+            now,
+        )
+        .await?;
+        stats.failed += 1;
+        return Ok(None);
+    }
+    // The last content stays in the history as the product's final version.
+    let mut gone = current.clone();
+    gone.version += 1;
+    gone.updated_at = now;
+    let source = if row.shopify.is_some() {
+        ChangeSource::Shopify
+    } else {
+        ChangeSource::Local
+    };
+    let mut applied = row.clone();
+    applied.status = StagingStatus::Applied;
+    applied.applied_at = Some(now);
+    applied.reviewed_by = Some(actor.clone());
+    applied.reviewed_at = Some(now);
+    Ok(Some(ProductCommit {
+        version: Some(ProductVersion::snapshot(
+            &gone,
+            vec![shopsync_domain::fields::FieldPath::new_unchecked(
+                "deleted".to_owned(),
+            )],
+            source,
+            actor.clone(),
+            Some(operation.operation_uuid),
+            now,
+        )),
+        product: gone,
+        expected_version: Some(current.version),
+        staging: Some((applied, Some(StagingStatus::Pending))),
+        actor: actor.clone(),
+        now,
+    }))
 }
 
 /// Loads rows by id (missing ones are skipped: a row is never deleted, so a missing id was
@@ -589,9 +723,17 @@ pub async fn approve_operation(
     )?;
     crate::sync::save(store, &operation, &waiting).await?;
     let applying = operation.clone();
-    let stats = apply_operation(store, &operation, actor, &mut StageTimes::default()).await?;
+    let stats = apply_operation_as(
+        store,
+        &operation,
+        actor,
+        &mut StageTimes::default(),
+        Review::Approved,
+    )
+    .await?;
     operation.statistics.created += stats.created;
     operation.statistics.updated += stats.updated;
+    operation.statistics.deleted += stats.deleted;
     operation.statistics.failed += stats.failed;
     operation.statistics.skipped += stats.skipped;
     operation.move_to(
@@ -835,10 +977,16 @@ async fn complete_if_decided(
     mut operation: SyncOperation,
     actor: &Actor,
 ) -> Result<SyncOperation, EngineError> {
+    // A held operation's deletes wait for a person like its other rows.
     let waiting = operation_rows(store, operation.operation_uuid)
         .await?
         .iter()
-        .filter(|r| applies_unattended(r))
+        .filter(|r| {
+            applies_unattended(r)
+                || (r.change_type == ChangeType::Delete
+                    && r.status == StagingStatus::Pending
+                    && !r.has_conflicts)
+        })
         .count();
     if waiting > 0 {
         return Ok(operation);
@@ -865,10 +1013,19 @@ pub async fn approve_rows(
 ) -> Result<SyncOperation, EngineError> {
     let operation = load_waiting(store, id).await?;
     let rows = named_rows(store, id, rows).await?;
-    let stats = apply_rows(store, &operation, rows, actor, &mut StageTimes::default()).await?;
+    let stats = apply_rows_as(
+        store,
+        &operation,
+        rows,
+        actor,
+        &mut StageTimes::default(),
+        Review::Approved,
+    )
+    .await?;
     let mut counted = operation.clone();
     counted.statistics.created += stats.created;
     counted.statistics.updated += stats.updated;
+    counted.statistics.deleted += stats.deleted;
     counted.statistics.failed += stats.failed;
     counted.statistics.skipped += stats.skipped;
     counted.updated_at = Utc::now();

@@ -328,3 +328,128 @@ async fn a_cancelled_operation_applies_nothing_more_and_a_failed_one_resumes_fro
     );
     assert_eq!(done.statistics.updated, 8);
 }
+
+#[tokio::test]
+async fn approving_a_held_operation_applies_its_deletes_and_keeps_the_last_content_as_a_version() {
+    let (sim, client, store, _dir) = setup(30).await;
+    let rails = GuardRails {
+        min_changes: 10,
+        ..GuardRails::default()
+    };
+    let held = held_after_mass_edit(&sim, &client, &store, &rails).await;
+    assert_eq!(held.status, OperationStatus::AwaitingApproval);
+    // Two local-only products, each with a delete waiting in the held operation; the second
+    // is edited after its delete was staged.
+    let template = store
+        .product(local_id_for(
+            ShopifyProductId::new(sim.with_shop(|s| s.products().next().unwrap().id)).unwrap(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let now = chrono::Utc::now();
+    let mut doomed = Vec::new();
+    for title in ["Discontinued", "Edited after"] {
+        let mut content = template.content.clone();
+        content.title = title.into();
+        let product =
+            shopsync_domain::Product::new(shopsync_domain::ProductId::random(), content, now);
+        store
+            .create_product(
+                &product,
+                shopsync_domain::ChangeSource::Local,
+                &actor(),
+                None,
+            )
+            .await
+            .unwrap();
+        let row = shopsync_engine::realtime::delete_row(&held, &product, None, &actor(), now);
+        store.insert(&row).await.unwrap();
+        doomed.push((product, row));
+    }
+    common::edit(&store, &doomed[1].0, |c| {
+        c.vendor = "Changed meanwhile".into()
+    })
+    .await;
+
+    let approved = approve_operation(&store, held.operation_uuid, &actor())
+        .await
+        .unwrap();
+    assert_eq!(approved.status, OperationStatus::Completed);
+    assert_eq!(approved.statistics.deleted, 1, "{:?}", approved.statistics);
+    assert_eq!(approved.statistics.failed, 1, "{:?}", approved.statistics);
+    let (gone, kept) = (&doomed[0].0, &doomed[1].0);
+    assert!(store.product(gone.id).await.unwrap().is_none(), "removed");
+    let last = store
+        .product_version(gone.id, 2)
+        .await
+        .unwrap()
+        .expect("a final version");
+    assert_eq!(
+        last.product_data.title, "Discontinued",
+        "its last content is kept"
+    );
+    assert_eq!(
+        last.changed_fields
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>(),
+        vec!["deleted"]
+    );
+    assert_eq!(last.sync_operation_id, Some(held.operation_uuid));
+    assert!(
+        store.product(kept.id).await.unwrap().is_some(),
+        "changed since: kept"
+    );
+    let rows = operation_rows(&store, held.operation_uuid).await.unwrap();
+    let status_of = |id| rows.iter().find(|r| r.id == id).map(|r| r.status);
+    assert_eq!(status_of(doomed[0].1.id), Some(StagingStatus::Applied));
+    assert_eq!(status_of(doomed[1].1.id), Some(StagingStatus::Failed));
+    let reason = rows
+        .iter()
+        .find(|r| r.id == doomed[1].1.id)
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(reason.contains("kept"), "{reason}");
+
+    // Applying again changes nothing: the delete is not counted twice.
+    let again = apply_operation(&store, &approved, &actor(), &mut Default::default())
+        .await
+        .unwrap();
+    assert_eq!(again.deleted, 0);
+}
+
+#[tokio::test]
+async fn an_unattended_apply_never_deletes() {
+    let (sim, client, store, _dir) = setup(3).await;
+    run_full_down(&store, &client, &actor(), &GuardRails::default())
+        .await
+        .unwrap();
+    let id = local_id_for(
+        ShopifyProductId::new(sim.with_shop(|s| s.products().next().unwrap().id)).unwrap(),
+    );
+    let product = store.product(id).await.unwrap().unwrap();
+    let op = shopsync_engine::realtime::realtime_operation(&store, chrono::Utc::now())
+        .await
+        .unwrap();
+    let row =
+        shopsync_engine::realtime::delete_row(&op, &product, None, &actor(), chrono::Utc::now());
+    store.insert(&row).await.unwrap();
+    let stats = shopsync_engine::plan::apply_rows(
+        &store,
+        &op,
+        vec![row.clone()],
+        &actor(),
+        &mut Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.deleted, 0);
+    assert!(store.product(id).await.unwrap().is_some());
+    let rows = operation_rows(&store, op.operation_uuid).await.unwrap();
+    assert_eq!(
+        rows.iter().find(|r| r.id == row.id).map(|r| r.status),
+        Some(StagingStatus::Pending),
+        "waits for a person"
+    );
+}

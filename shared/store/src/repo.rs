@@ -471,6 +471,27 @@ impl Store {
         self.answer_commit(&commit, result).await
     }
 
+    /// Removes a product from the catalog, as a person approved: the product row goes, and
+    /// in the same transaction its last content is kept as a final version snapshot (the
+    /// commit's `product` at its next version) and the staged row's status changes. The same
+    /// conditions as any product write hold (version as expected, no one else's lock).
+    pub async fn remove_product(&self, commit: ProductCommit) -> Result<(), RepoError> {
+        let mut writes = product_commit_writes(&commit)?;
+        let condition = match writes.first() {
+            Some(WriteOp::Put { condition, .. }) => condition.clone(),
+            _ => None,
+        };
+        if let Some(first) = writes.first_mut() {
+            *first = WriteOp::Delete {
+                table: Table::Products,
+                key: Key::pk(commit.product.id.to_string()),
+                condition,
+            };
+        }
+        let result = self.backend.transact(writes).await;
+        self.answer_commit(&commit, result).await
+    }
+
     /// What a product commit's transaction result means, a refusal explained.
     async fn answer_commit(
         &self,
