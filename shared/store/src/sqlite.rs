@@ -234,18 +234,29 @@ impl SqliteStore {
     }
 }
 
-fn current(tx: &Connection, name: &str, key: &Key) -> Result<Option<Item>, StoreError> {
+/// One row's `columns` by primary key, read by `read`.
+fn by_key<T>(
+    tx: &Connection,
+    name: &str,
+    columns: &str,
+    key: &Key,
+    read: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>, StoreError> {
     let mut stmt = tx
         .prepare_cached(&format!(
-            "SELECT attrs, doc FROM {} WHERE pk = ?1 AND sk = ?2",
+            "SELECT {columns} FROM {} WHERE pk = ?1 AND sk = ?2",
             quote(name)
         ))
         .map_err(map_err)?;
-    stmt.query_row([to_sql(&key.pk), sk_sql(key)], |row| {
+    stmt.query_row([to_sql(&key.pk), sk_sql(key)], read)
+        .optional()
+        .map_err(map_err)
+}
+
+fn current(tx: &Connection, name: &str, key: &Key) -> Result<Option<Item>, StoreError> {
+    by_key(tx, name, "attrs, doc", key, |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
-    })
-    .optional()
-    .map_err(map_err)?
+    })?
     .map(|(a, d)| read_item(a, d))
     .transpose()
 }
@@ -253,19 +264,9 @@ fn current(tx: &Connection, name: &str, key: &Key) -> Result<Option<Item>, Store
 /// The scalar attributes of an item, without its document: what a condition looks at (the
 /// document can span overflow pages that a condition check has no use for).
 fn current_attrs(tx: &Connection, name: &str, key: &Key) -> Result<Option<Attrs>, StoreError> {
-    let mut stmt = tx
-        .prepare_cached(&format!(
-            "SELECT attrs FROM {} WHERE pk = ?1 AND sk = ?2",
-            quote(name)
-        ))
-        .map_err(map_err)?;
-    stmt.query_row([to_sql(&key.pk), sk_sql(key)], |row| {
-        row.get::<_, String>(0)
-    })
-    .optional()
-    .map_err(map_err)?
-    .map(|a| serde_json::from_str(&a).map_err(|e| StoreError::Corrupt(e.to_string())))
-    .transpose()
+    by_key(tx, name, "attrs", key, |row| row.get::<_, String>(0))?
+        .map(|a| serde_json::from_str(&a).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
 }
 
 fn write_put(tx: &Connection, name: &str, key: &Key, item: &Item) -> Result<(), StoreError> {
