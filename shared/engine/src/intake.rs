@@ -1,14 +1,28 @@
 //! The webhook intake, shared by `shopsync serve` and the `shopify-webhook` function:
-//! verify → dedupe (claim) → drop stale and echoes → stage → enqueue the apply step →
-//! answer. A failure releases the claim and answers 500, so Shopify's retry is handled.
+//! verify → dedupe → drop stale and echoes → stage → enqueue the apply step → answer.
+//!
+//! Product deliveries (the bulk of the traffic) take one store commit: the ledger is read,
+//! the change is prepared without writing, and its rows commit in one transaction with the
+//! ledger's marks, whose conditions make a racing duplicate write nothing. Other topics are
+//! claimed first, handled, then marked; a failure releases the claim. Either way a failure
+//! answers 500, so Shopify's retry is handled.
 
 use crate::jobs::{Job, JobMessage, JobQueue};
-use crate::realtime::{handle_delivery, Handled};
+use crate::plan::rows_by_id;
+use crate::realtime::{deferrable, handle_delivery, prepare_delivery, Handled};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use shopsync_domain::staging::StagingStatus;
 use shopsync_domain::Actor;
-use shopsync_shopify::webhook::{receive, DeliveryLedger, HeaderSource, Received, WebhookConfig};
+use shopsync_domain::{OperationId, StagingId};
+use shopsync_shopify::webhook::{
+    ledger_rejection, verify_and_parse, Delivery, DeliveryLedger, HeaderSource, LedgerError,
+    Rejection, Seen, WebhookConfig,
+};
 use shopsync_shopify::AdminClient;
+use shopsync_store::backend::MAX_TRANSACTION_ITEMS;
+use shopsync_store::item::WriteOp;
+use shopsync_store::CancelReason;
 use shopsync_store::Store;
 use std::sync::Arc;
 
@@ -52,30 +66,27 @@ impl WebhookIntake {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> IntakeReply {
-        let received = match receive(&self.config, self.ledger.as_ref(), headers, body, now).await {
-            Ok(r) => r,
-            Err(rejection) => {
-                tracing::warn!(
-                    code = rejection.code,
-                    status = rejection.status,
-                    "webhook rejected"
-                );
-                return IntakeReply::new(
-                    rejection.status,
-                    json!({"error": rejection.code, "message": rejection.message}),
-                );
-            }
+        let delivery = match verify_and_parse(&self.config, headers, body) {
+            Ok(d) => d,
+            Err(rejection) => return rejected(&rejection),
         };
-        let (delivery, claim) = match received {
-            Received::Duplicate(d) => {
-                return IntakeReply::new(
-                    200,
-                    json!({"status": "duplicate", "topic": d.topic.as_str()}),
-                )
+        let keys = delivery.dedupe_keys();
+        if deferrable(&delivery) {
+            // Only a ledger in the store can commit its marks with the handling's writes.
+            if self
+                .ledger
+                .handled_writes(&keys, &Value::Null, now)
+                .is_some()
+            {
+                return self.receive_in_one_commit(&delivery, &keys, now).await;
             }
-            Received::Fresh(d, claim) => (d, claim),
+        }
+        let claim = match self.ledger.claim(&keys, now).await {
+            Ok(Some(claim)) => claim,
+            Ok(None) => return duplicate(&delivery),
+            Err(e) => return rejected(&ledger_rejection(e)),
         };
-        let topic = delivery.topic.as_str().to_owned();
+        let topic = delivery.topic.as_str();
         let outcome = async {
             let handled = handle_delivery(
                 &self.store,
@@ -87,48 +98,226 @@ impl WebhookIntake {
             .await
             .map_err(|e| e.to_string())?;
             if let Handled::Staged { operation, row } = &handled {
-                let job = Job::ApplyRows {
-                    operation: *operation,
-                    rows: vec![*row],
-                };
-                self.queue
-                    .send(vec![JobMessage::new(job, now)])
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.enqueue_apply(*operation, *row, now).await?;
             }
             Ok::<_, String>(handled)
         }
         .await;
-        match outcome {
-            Ok(handled) => {
-                if let Err(e) = self.ledger.complete(claim, now).await {
-                    // Handled and enqueued: a redelivery would be staged again and come out
-                    // stale or superseded, so this is logged, not failed.
-                    tracing::error!(error = %e, "could not mark the delivery handled");
-                }
-                // Durable before Shopify hears 200 (it will not send this delivery again);
-                // one flush covers the staged change and the ledger's mark.
-                if let Err(e) = self.store.flush().await {
-                    tracing::error!(topic, webhook_id = %delivery.webhook_id, error = %e, "webhook not durable; Shopify will retry");
-                    return IntakeReply::new(
-                        500,
-                        json!({"error": "handling_failed", "message": "the delivery could not be stored durably; retry later"}),
-                    );
-                }
-                tracing::info!(topic, webhook_id = %delivery.webhook_id, outcome = handled.name(), "webhook handled");
-                IntakeReply::new(
-                    200,
-                    json!({"status": "handled", "topic": topic, "outcome": handled.name()}),
-                )
-            }
+        let handled = match outcome {
+            Ok(handled) => handled,
             Err(e) => {
                 let _ = self.ledger.release(claim).await;
-                tracing::error!(topic, webhook_id = %delivery.webhook_id, error = %e, "webhook failed; Shopify will retry");
-                IntakeReply::new(
-                    500,
-                    json!({"error": "handling_failed", "message": "the delivery could not be handled; retry later"}),
-                )
+                return failed(&delivery, &e);
+            }
+        };
+        if let Err(e) = self.ledger.complete(claim, now).await {
+            // Handled and enqueued: a redelivery would be handled again and come out stale or
+            // superseded, so this is logged, not failed.
+            tracing::error!(error = %e, "could not mark the delivery handled");
+        }
+        // Durable before Shopify hears 200 (it will not send this delivery again); one flush
+        // covers the handling's writes and the ledger's mark.
+        if let Some(reply) = self.flushed(&delivery).await {
+            return reply;
+        }
+        tracing::info!(topic, webhook_id = %delivery.webhook_id, outcome = handled.name(), "webhook handled");
+        IntakeReply::new(
+            200,
+            json!({"status": "handled", "topic": topic, "outcome": handled.name()}),
+        )
+    }
+
+    /// A product delivery, with the ledger in the store: handled up to its writes, which
+    /// commit in one transaction with the dedupe marks (one commit per delivery, no claim).
+    /// Two attempts racing both prepare, but only the first to commit writes anything; the
+    /// other's marks are refused and it answers as a duplicate.
+    async fn receive_in_one_commit(
+        &self,
+        delivery: &Delivery,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> IntakeReply {
+        match self.ledger.seen(keys, now).await {
+            Ok(Seen::New) => {}
+            Ok(Seen::Handled(result)) => return self.redelivered(delivery, &result, now).await,
+            Ok(Seen::InProgress) => return rejected(&ledger_rejection(LedgerError::InProgress)),
+            Err(e) => return rejected(&ledger_rejection(e)),
+        }
+        let topic = delivery.topic.as_str();
+        let prepared = prepare_delivery(
+            &self.store,
+            self.client.as_ref(),
+            delivery,
+            &self.actor,
+            now,
+        )
+        .await;
+        let (handled, writes) = match prepared {
+            Ok(p) => p,
+            Err(e) => return failed(delivery, &e.to_string()),
+        };
+        let result = recorded_result(&handled);
+        let marks = match self.ledger.handled_writes(keys, &result, now) {
+            Some(Ok(marks)) => marks,
+            Some(Err(e)) => return rejected(&ledger_rejection(e)),
+            None => return failed(delivery, "the ledger stopped offering its writes"),
+        };
+        match self.commit(writes, marks).await {
+            Ok(true) => {}
+            // Another attempt recorded this delivery first, with its own writes.
+            Ok(false) => return duplicate(delivery),
+            Err(e) => return failed(delivery, &e),
+        }
+        if let Handled::Staged { operation, row } = &handled {
+            if let Err(e) = self.enqueue_apply(*operation, *row, now).await {
+                // Staged and recorded: Shopify's retry finds the row pending and queues it.
+                return failed(delivery, &e);
             }
         }
+        if let Some(reply) = self.flushed(delivery).await {
+            return reply;
+        }
+        tracing::info!(topic, webhook_id = %delivery.webhook_id, outcome = handled.name(), "webhook handled");
+        IntakeReply::new(
+            200,
+            json!({"status": "handled", "topic": topic, "outcome": handled.name()}),
+        )
     }
+
+    /// Commits a delivery's `writes` with its dedupe `marks`: `Ok(false)` when a mark was
+    /// refused (recorded by another attempt; nothing written). A handling with more writes
+    /// than one transaction holds commits them first, in parts, then the marks.
+    async fn commit(&self, mut writes: Vec<WriteOp>, marks: Vec<WriteOp>) -> Result<bool, String> {
+        if writes.len() + marks.len() > MAX_TRANSACTION_ITEMS {
+            let parts: Vec<Vec<WriteOp>> = writes
+                .chunks(MAX_TRANSACTION_ITEMS)
+                .map(<[WriteOp]>::to_vec)
+                .collect();
+            for answer in self
+                .store
+                .backend()
+                .transact_each(parts)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                answer.map_err(|e| e.to_string())?;
+            }
+            writes.clear();
+        }
+        let own = writes.len();
+        let mut all = writes;
+        all.extend(marks);
+        match self.store.commit_writes(all).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(reasons)) => {
+                let mark_refused = reasons
+                    .iter()
+                    .skip(own)
+                    .any(|r| matches!(r, CancelReason::ConditionFailed(_)));
+                if mark_refused {
+                    Ok(false)
+                } else {
+                    Err(format!("the staged writes were refused: {reasons:?}"))
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// A delivery handled before. If it staged a row that is still pending (its apply step
+    /// could not be queued the first time), the step is queued now.
+    async fn redelivered(
+        &self,
+        delivery: &Delivery,
+        result: &Value,
+        now: DateTime<Utc>,
+    ) -> IntakeReply {
+        let ids = (
+            result["operation"]
+                .as_str()
+                .and_then(|s| s.parse::<OperationId>().ok()),
+            result["row"]
+                .as_str()
+                .and_then(|s| s.parse::<StagingId>().ok()),
+        );
+        if let (Some(operation), Some(row)) = ids {
+            let pending = match rows_by_id(&self.store, &[row]).await {
+                Ok(rows) => rows.iter().any(|r| r.status == StagingStatus::Pending),
+                Err(e) => return failed(delivery, &e.to_string()),
+            };
+            if pending {
+                if let Err(e) = self.enqueue_apply(operation, row, now).await {
+                    return failed(delivery, &e);
+                }
+                tracing::info!(webhook_id = %delivery.webhook_id, "redelivery queued the apply step of its pending row");
+            }
+        }
+        duplicate(delivery)
+    }
+
+    async fn enqueue_apply(
+        &self,
+        operation: OperationId,
+        row: StagingId,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let job = Job::ApplyRows {
+            operation,
+            rows: vec![row],
+        };
+        self.queue
+            .send(vec![JobMessage::new(job, now)])
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Makes everything written so far durable; the 500 to answer when that failed.
+    async fn flushed(&self, delivery: &Delivery) -> Option<IntakeReply> {
+        let e = self.store.flush().await.err()?;
+        tracing::error!(topic = delivery.topic.as_str(), webhook_id = %delivery.webhook_id, error = %e, "webhook not durable; Shopify will retry");
+        Some(IntakeReply::new(
+            500,
+            json!({"error": "handling_failed", "message": "the delivery could not be stored durably; retry later"}),
+        ))
+    }
+}
+
+/// What the ledger records of a handled delivery: its outcome and, for a staged change, the
+/// operation and row (so a redelivery can queue the row's apply step again).
+fn recorded_result(handled: &Handled) -> Value {
+    match handled {
+        Handled::Staged { operation, row } => json!({
+            "outcome": handled.name(),
+            "operation": operation.to_string(),
+            "row": row.to_string(),
+        }),
+        other => json!({"outcome": other.name()}),
+    }
+}
+
+fn rejected(rejection: &Rejection) -> IntakeReply {
+    tracing::warn!(
+        code = rejection.code,
+        status = rejection.status,
+        "webhook rejected"
+    );
+    IntakeReply::new(
+        rejection.status,
+        json!({"error": rejection.code, "message": rejection.message}),
+    )
+}
+
+fn duplicate(delivery: &Delivery) -> IntakeReply {
+    IntakeReply::new(
+        200,
+        json!({"status": "duplicate", "topic": delivery.topic.as_str()}),
+    )
+}
+
+fn failed(delivery: &Delivery, error: &str) -> IntakeReply {
+    tracing::error!(topic = delivery.topic.as_str(), webhook_id = %delivery.webhook_id, error, "webhook failed; Shopify will retry");
+    IntakeReply::new(
+        500,
+        json!({"error": "handling_failed", "message": "the delivery could not be handled; retry later"}),
+    )
 }

@@ -13,7 +13,7 @@ use shopsync_domain::{
     Actor, ChangeFacts, ChangeSource, GuardRails, OperationStatistics, OperationStatus,
     PlanSummary, Product, ProductVersion, Stage, SyncOperation,
 };
-use shopsync_store::item::{Condition, Key, Query, Scalar};
+use shopsync_store::item::{Condition, Key, Query, Scalar, WriteOp};
 use shopsync_store::{ProductCommit, RepoError, Store, Table};
 use std::time::Instant;
 
@@ -62,7 +62,7 @@ impl Planner<'_> {
             .plan_items(
                 &items,
                 (self.apply_creates, self.known_local),
-                now,
+                (now, None),
                 summary,
                 times,
             )
@@ -75,21 +75,45 @@ impl Planner<'_> {
                 .filter_map(|i| items.get(i).cloned())
                 .collect();
             let (more, _) = self
-                .plan_items(&again, (false, None), now, summary, times)
+                .plan_items(&again, (false, None), (now, None), summary, times)
                 .await?;
             planned.extend(more);
         }
         Ok(planned)
     }
 
+    /// Plans a batch without writing: returns what was planned and the writes that store it
+    /// (pending rows, conflict rows and conflicts), for the caller to commit in one
+    /// transaction with its own (a webhook's dedupe marks). Creates are staged, never applied.
+    pub async fn plan_deferred(
+        &self,
+        items: Vec<(Shopify, ProductContent)>,
+        now: DateTime<Utc>,
+        summary: &mut PlanSummary,
+        times: &mut StageTimes,
+    ) -> Result<(Vec<Planned>, Vec<WriteOp>), EngineError> {
+        let mut writes = Vec::new();
+        let (planned, _) = self
+            .plan_items(
+                &items,
+                (false, self.known_local),
+                (now, Some(&mut writes)),
+                summary,
+                times,
+            )
+            .await?;
+        Ok((planned, writes))
+    }
+
     /// Plans `items` (`known`: the local product of a one-item batch, already read); returns
     /// what was planned and the indexes of creates that found their product created
-    /// meanwhile (only when `apply_creates`).
+    /// meanwhile (only when `apply_creates`). With `deferred`, the rows and conflicts are
+    /// not written but added there as writes.
     async fn plan_items(
         &self,
         items: &[(Shopify, ProductContent)],
         (apply_creates, known): (bool, Option<&Option<Product>>),
-        now: DateTime<Utc>,
+        (now, mut deferred): (DateTime<Utc>, Option<&mut Vec<WriteOp>>),
         summary: &mut PlanSummary,
         times: &mut StageTimes,
     ) -> Result<(Vec<Planned>, Vec<usize>), EngineError> {
@@ -126,7 +150,15 @@ impl Planner<'_> {
                     } else {
                         conflicts
                     };
-                    stage_conflict(store, &staged, &conflicts, times).await?;
+                    match deferred.as_deref_mut() {
+                        Some(writes) => {
+                            writes.push(Store::insert_write(staged.as_ref())?);
+                            for conflict in &conflicts {
+                                writes.push(Store::insert_write(conflict)?);
+                            }
+                        }
+                        None => stage_conflict(store, &staged, &conflicts, times).await?,
+                    }
                     planned.push(Planned::Settled(Ingested::Conflict(id)));
                 }
                 Decision::Commit(commit, _, None, _) if apply_creates => {
@@ -164,6 +196,15 @@ impl Planner<'_> {
                     Err(e) => return Err(e.into()),
                 }
             }
+        }
+        if let Some(writes) = deferred {
+            for row in &rows {
+                writes.push(Store::insert_write(row)?);
+            }
+            for conflict in &settled_conflicts {
+                writes.push(Store::insert_write(conflict)?);
+            }
+            return Ok((planned, created_meanwhile));
         }
         let staging = Instant::now();
         let inserted = match store.insert_all(&rows).await {

@@ -21,7 +21,7 @@ use shopsync_shopify::model::RemoteVariant;
 use shopsync_shopify::webhook::payloads::ProductPayload;
 use shopsync_shopify::webhook::{compliance_request, Delivery, Payload};
 use shopsync_shopify::AdminClient;
-use shopsync_store::item::Key;
+use shopsync_store::item::{Key, WriteOp};
 use shopsync_store::{RepoError, Store};
 use std::ops::Not;
 
@@ -204,6 +204,15 @@ pub fn content_from_payload(
     })
 }
 
+/// Whether a delivery's handling is prepared without writing ([`prepare_delivery`]): its
+/// writes then commit in one transaction with the delivery's dedupe marks.
+pub fn deferrable(delivery: &Delivery) -> bool {
+    matches!(
+        delivery.payload,
+        Payload::ProductCreate(_) | Payload::ProductUpdate(_) | Payload::ProductDelete(_)
+    )
+}
+
 /// Handles one verified, first-time delivery. `client` re-fetches products whose payload
 /// does not carry every variant.
 pub async fn handle_delivery(
@@ -213,10 +222,39 @@ pub async fn handle_delivery(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Handled, EngineError> {
+    if deferrable(delivery) {
+        let (handled, writes) = prepare_delivery(store, client, delivery, actor, now).await?;
+        if !writes.is_empty() {
+            if let Err(reasons) = store.commit_writes(writes).await? {
+                return Err(EngineError::Store(RepoError::Store(
+                    shopsync_store::StoreError::TransactionCanceled { reasons },
+                )));
+            }
+        }
+        return Ok(handled);
+    }
     if let Some(request) = compliance_request(delivery, now) {
         store.record_compliance(&request).await?;
         return Ok(Handled::ComplianceRecorded);
     }
+    match &delivery.payload {
+        Payload::InventoryLevel(level) => {
+            take_inventory_level(store, client, level, actor, now).await
+        }
+        _ => Ok(Handled::Ignored(delivery.topic.as_str().to_owned())),
+    }
+}
+
+/// Handles a product delivery ([`deferrable`]) up to its writes: what it did, and the writes
+/// (a pending row, a delete row, conflicts) that store it, to commit in one transaction.
+/// Nothing else is written but the day's realtime operation on its first use.
+pub async fn prepare_delivery(
+    store: &Store,
+    client: Option<&AdminClient>,
+    delivery: &Delivery,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(Handled, Vec<WriteOp>), EngineError> {
     match &delivery.payload {
         Payload::ProductCreate(p) | Payload::ProductUpdate(p) => {
             let local = store.product_by_shopify_id(p.id).await?;
@@ -226,7 +264,7 @@ pub async fn handle_delivery(
                 .and_then(|l| l.shopify_updated_at)
                 .is_some_and(|seen| updated_at <= seen)
             {
-                return Ok(Handled::Stale);
+                return Ok((Handled::Stale, Vec::new()));
             }
             let operation = realtime_operation(store, now).await?;
             // A payload without every variant (past 100, or none at all) is never trusted to
@@ -239,11 +277,11 @@ pub async fn handle_delivery(
                     });
                 };
                 let Some(remote) = client.product(p.id, ProductPageShape::default()).await? else {
-                    return Ok(Handled::Stale);
+                    return Ok((Handled::Stale, Vec::new()));
                 };
                 let content = crate::mapping::content_from_remote(&remote)?;
                 if store.remembered(&echo_key(p.id, &content), now).await? {
-                    return Ok(Handled::Echo);
+                    return Ok((Handled::Echo, Vec::new()));
                 }
                 let source = Shopify {
                     id: remote.id,
@@ -253,7 +291,7 @@ pub async fn handle_delivery(
             }
             let content = content_from_payload(p, local.as_ref())?;
             if store.remembered(&echo_key(p.id, &content), now).await? {
-                return Ok(Handled::Echo);
+                return Ok((Handled::Echo, Vec::new()));
             }
             let source = Shopify {
                 id: p.id,
@@ -263,22 +301,21 @@ pub async fn handle_delivery(
         }
         Payload::ProductDelete(d) => {
             let Some(local) = store.product_by_shopify_id(d.id).await? else {
-                return Ok(Handled::UnknownDeleted);
+                return Ok((Handled::UnknownDeleted, Vec::new()));
             };
             let operation = realtime_operation(store, now).await?;
             let row = delete_row(&operation, &local, Some(d.id), actor, now);
-            store.insert(&row).await?;
-            Ok(Handled::DeleteStaged)
+            Ok((Handled::DeleteStaged, vec![Store::insert_write(&row)?]))
         }
-        Payload::InventoryLevel(level) => {
-            take_inventory_level(store, client, level, actor, now).await
-        }
-        _ => Ok(Handled::Ignored(delivery.topic.as_str().to_owned())),
+        _ => Err(EngineError::Mapping {
+            product: "-".into(),
+            reason: format!("{} is not a product delivery", delivery.topic.as_str()),
+        }),
     }
 }
 
 /// Plans one product's change in the realtime operation (one change never trips the rails'
-/// minimums, so nothing is held).
+/// minimums, so nothing is held); returns the writes that stage it.
 async fn stage(
     store: &Store,
     operation: &SyncOperation,
@@ -286,7 +323,7 @@ async fn stage(
     content: ProductContent,
     actor: &Actor,
     now: DateTime<Utc>,
-) -> Result<Handled, EngineError> {
+) -> Result<(Handled, Vec<WriteOp>), EngineError> {
     let planner = Planner {
         store,
         operation,
@@ -295,22 +332,23 @@ async fn stage(
         apply_creates: false,
         known_local: Some(local),
     };
-    let planned = planner
-        .plan_batch(
+    let (planned, writes) = planner
+        .plan_deferred(
             vec![(source, content)],
             now,
             &mut PlanSummary::default(),
             &mut StageTimes::default(),
         )
         .await?;
-    Ok(match planned.into_iter().next() {
+    let handled = match planned.into_iter().next() {
         Some(Planned::Staged(row)) => Handled::Staged {
             operation: operation.operation_uuid,
             row,
         },
         Some(Planned::Settled(outcome)) => Handled::Product(outcome),
         None => Handled::Stale,
-    })
+    };
+    Ok((handled, writes))
 }
 
 /// The apply step of the realtime path: applies the given pending rows of an operation

@@ -19,6 +19,8 @@ pub use item::{
     Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp,
 };
 pub use records::Record;
-pub use repo::{IdempotencyStart, Paged, ProductCommit, ReplaceError, RepoError, Store};
+pub use repo::{
+    IdempotencyStart, IdempotencyState, Paged, ProductCommit, ReplaceError, RepoError, Store,
+};
 pub use schema::{Table, TableDef};
 pub use sqlite::SqliteStore;

@@ -107,6 +107,22 @@ pub enum IdempotencyStart {
     Replay(serde_json::Value),
 }
 
+/// What an idempotency key currently records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyState {
+    /// Nothing: never taken, expired, or a claim whose lease lapsed.
+    Absent,
+    /// Work under the key is in progress (its lease has not passed).
+    InProgress,
+    /// Completed: the payload hash it was completed for, and the stored result.
+    Completed {
+        /// The hash given when the work completed.
+        payload_hash: String,
+        /// The stored result.
+        result: serde_json::Value,
+    },
+}
+
 /// The stored body of an idempotency record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct IdempotencyDoc {
@@ -733,17 +749,9 @@ impl Store {
             .into(),
             doc: serde_json::to_vec(&IdempotencyDoc { result: None }).ok(),
         };
-        let takeable = Condition::Or(vec![
-            Condition::ItemAbsent,
-            Condition::Lt(IDEM_EXPIRES, Scalar::N(now.timestamp())),
-            Condition::And(vec![
-                Condition::Eq(IDEM_STATUS, Scalar::from(IDEM_IN_PROGRESS)),
-                Condition::Lt(IDEM_IN_PROGRESS_EXPIRES, Scalar::N(millis(now))),
-            ]),
-        ]);
         match self
             .backend
-            .put(Table::IdempotencyRecords, item, Some(takeable))
+            .put(Table::IdempotencyRecords, item, Some(takeable(now)))
             .await
         {
             Ok(()) => Ok(IdempotencyStart::Started),
@@ -772,6 +780,108 @@ impl Store {
                 Err(RepoError::IdempotencyInProgress {
                     key: key.to_owned(),
                 })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// What `key` records at `now` (an expired record or a lapsed claim reads as absent).
+    pub async fn idempotency_state(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IdempotencyState, RepoError> {
+        let Some(item) = self
+            .backend
+            .get(Table::IdempotencyRecords, &Key::pk(key))
+            .await?
+        else {
+            return Ok(IdempotencyState::Absent);
+        };
+        let number = |name: &str| item.attrs.get(name).and_then(Scalar::as_i64);
+        if number(IDEM_EXPIRES).is_some_and(|at| at < now.timestamp()) {
+            return Ok(IdempotencyState::Absent);
+        }
+        if item.attrs.get(IDEM_STATUS).and_then(Scalar::as_str) == Some(IDEM_COMPLETED) {
+            let doc: IdempotencyDoc = serde_json::from_slice(item.doc.as_deref().unwrap_or(b"{}"))
+                .map_err(|e| RepoError::Decode {
+                    table: Table::IdempotencyRecords,
+                    reason: e.to_string(),
+                })?;
+            return Ok(IdempotencyState::Completed {
+                payload_hash: item
+                    .attrs
+                    .get(IDEM_HASH)
+                    .and_then(Scalar::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                result: doc.result.unwrap_or(serde_json::Value::Null),
+            });
+        }
+        if number(IDEM_IN_PROGRESS_EXPIRES).is_some_and(|until| until < millis(now)) {
+            return Ok(IdempotencyState::Absent);
+        }
+        Ok(IdempotencyState::InProgress)
+    }
+
+    /// The write that records work under `key` as completed with `result` without a claim
+    /// first, to commit in one transaction with the work's own writes. Its condition refuses
+    /// (and so cancels the whole transaction) when the key was completed meanwhile or is
+    /// claimed by a live attempt, so two attempts racing never both write their work.
+    pub fn completion_write(
+        key: &str,
+        payload_hash: &str,
+        result: serde_json::Value,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<WriteOp, RepoError> {
+        let doc = serde_json::to_vec(&IdempotencyDoc {
+            result: Some(result),
+        })
+        .map_err(|e| RepoError::Decode {
+            table: Table::IdempotencyRecords,
+            reason: e.to_string(),
+        })?;
+        Ok(WriteOp::Put {
+            table: Table::IdempotencyRecords,
+            item: Item {
+                attrs: [
+                    ("key".to_owned(), Scalar::from(key)),
+                    (IDEM_STATUS.to_owned(), Scalar::from(IDEM_COMPLETED)),
+                    (IDEM_HASH.to_owned(), Scalar::from(payload_hash)),
+                    (IDEM_EXPIRES.to_owned(), Scalar::N(expires_at.timestamp())),
+                ]
+                .into(),
+                doc: Some(doc),
+            },
+            condition: Some(takeable(now)),
+        })
+    }
+
+    /// The write that stores a new `record` (refused if one exists), to commit in one
+    /// transaction with others.
+    pub fn insert_write<R: Record>(record: &R) -> Result<WriteOp, RepoError> {
+        Ok(WriteOp::Put {
+            table: R::TABLE,
+            item: encode(record)?,
+            condition: Some(Condition::ItemAbsent),
+        })
+    }
+
+    /// Commits `writes` in one transaction, all or nothing (the backend's limit of items
+    /// applies). A refused condition is an answer: `Err(reasons)`, per write, nothing written.
+    pub async fn commit_writes(
+        &self,
+        writes: Vec<WriteOp>,
+    ) -> Result<Result<(), Vec<crate::backend::CancelReason>>, RepoError> {
+        match self.backend.transact(writes).await {
+            Ok(()) => Ok(Ok(())),
+            Err(StoreError::TransactionCanceled { reasons })
+                if !reasons
+                    .iter()
+                    .any(|r| matches!(r, crate::backend::CancelReason::TransactionConflict)) =>
+            {
+                Ok(Err(reasons))
             }
             Err(e) => Err(e.into()),
         }
@@ -829,6 +939,19 @@ impl Store {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The condition under which an idempotency key may be taken at `now`: absent, expired, or
+/// held by a claim whose lease lapsed.
+fn takeable(now: DateTime<Utc>) -> Condition {
+    Condition::Or(vec![
+        Condition::ItemAbsent,
+        Condition::Lt(IDEM_EXPIRES, Scalar::N(now.timestamp())),
+        Condition::And(vec![
+            Condition::Eq(IDEM_STATUS, Scalar::from(IDEM_IN_PROGRESS)),
+            Condition::Lt(IDEM_IN_PROGRESS_EXPIRES, Scalar::N(millis(now))),
+        ]),
+    ])
 }
 
 /// The result of a conditional replace.

@@ -16,7 +16,7 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehav
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The file name of the embedded store inside its data directory.
 pub const DB_FILE: &str = "shopsync.sqlite3";
@@ -25,14 +25,57 @@ const META_TABLE: &str = "_shopsync_tables";
 /// The embedded store.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<tokio::sync::Mutex<Connection>>,
     prefix: String,
     dir: PathBuf,
     durability: Durability,
     /// Write transactions committed so far.
     commits: Arc<std::sync::atomic::AtomicU64>,
     /// The commit count the last fsync of the write-ahead log covered (held while syncing).
-    synced: Arc<Mutex<u64>>,
+    synced: Arc<tokio::sync::Mutex<u64>>,
+    /// Copies the write-ahead log into the database in the background.
+    checkpointer: Arc<Checkpointer>,
+}
+
+/// Writes accumulated before a background checkpoint starts (about 3–4 log pages each).
+const CHECKPOINT_AFTER_WRITES: usize = 256;
+/// SQLite's own checkpoint, run inside a commit, only if the background one falls behind
+/// (pages of log; about 64 MiB).
+const INLINE_CHECKPOINT_PAGES: i64 = 16_384;
+
+/// Checkpoints on a connection of their own, on a blocking thread, so copying the log into
+/// the database (and its fsync) happens beside the writes instead of inside one of them.
+struct Checkpointer {
+    conn: std::sync::Mutex<Connection>,
+    running: std::sync::atomic::AtomicBool,
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+impl Checkpointer {
+    /// Counts `writes` just committed; starts a checkpoint when enough accumulated and none
+    /// is running. A passive checkpoint never blocks a writer; what it cannot copy now is
+    /// copied by the next one.
+    fn committed(self: &Arc<Self>, writes: usize) {
+        use std::sync::atomic::Ordering;
+        let total = self.writes.fetch_add(writes, Ordering::AcqRel) + writes;
+        if total < CHECKPOINT_AFTER_WRITES || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.writes.store(0, Ordering::Release);
+        let this = Arc::clone(self);
+        let run = move || {
+            let conn = this.conn.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "background checkpoint failed; the next one retries");
+            }
+            drop(conn);
+            this.running.store(false, Ordering::Release);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(run)),
+            Err(_) => run(),
+        }
+    }
 }
 
 /// When the embedded store's writes reach the disk (`SHOPSYNC_EMBEDDED_SYNC`).
@@ -156,12 +199,15 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", synchronous)
             .map_err(map_err)?;
-        // A page cache of up to 256 MiB (SQLite's default is 2 MiB): a large catalog's indexes
-        // stay in memory instead of being re-read page by page on every write.
-        conn.pragma_update(None, "cache_size", -262_144)
+        // A page cache of 16 MiB (SQLite's default is 2 MiB). Measured: 256 MiB was slower on
+        // both the webhook path and a 100k down-sync, since every commit's end walks the
+        // cache's hash table; the OS page cache holds the rest of the file anyway.
+        conn.pragma_update(None, "cache_size", -16_384)
             .map_err(map_err)?;
         // Statement journals (a multi-row statement's undo) stay in memory.
         conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(map_err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", INLINE_CHECKPOINT_PAGES)
             .map_err(map_err)?;
         // Room for every table's get, put, delete and condition statements and the queries.
         conn.set_prepared_statement_cache_capacity(256);
@@ -169,41 +215,54 @@ impl SqliteStore {
             "CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, definition TEXT NOT NULL)"
         ))
         .map_err(map_err)?;
+        let checkpoint_conn = Connection::open(dir.join(DB_FILE)).map_err(map_err)?;
+        checkpoint_conn
+            .pragma_update(None, "synchronous", synchronous)
+            .map_err(map_err)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            checkpointer: Arc::new(Checkpointer {
+                conn: std::sync::Mutex::new(checkpoint_conn),
+                running: std::sync::atomic::AtomicBool::new(false),
+                writes: std::sync::atomic::AtomicUsize::new(0),
+            }),
+            conn: Arc::new(tokio::sync::Mutex::new(conn)),
             prefix: prefix.to_owned(),
             dir: dir.to_owned(),
             durability,
             commits: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-            synced: Arc::new(Mutex::new(0)),
+            synced: Arc::new(tokio::sync::Mutex::new(0)),
         })
     }
 
     /// fsyncs the write-ahead log once for every commit not yet covered. A caller that finds
-    /// another one syncing waits for it, then finds its own commit covered.
-    fn sync_log(&self) -> Result<(), StoreError> {
+    /// another one syncing waits for it (without holding its thread), then finds its own
+    /// commit covered: concurrent flushes share one fsync (group commit).
+    async fn sync_log(&self) -> Result<(), StoreError> {
         if self.durability != Durability::OnFlush {
             return Ok(());
         }
         let wanted = self.commits.load(std::sync::atomic::Ordering::Acquire);
-        let mut synced = self
-            .synced
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut synced = self.synced.lock().await;
         if *synced >= wanted {
             return Ok(());
         }
         // Everything committed up to here (later commits may ride along).
         let covering = self.commits.load(std::sync::atomic::Ordering::Acquire);
         let wal = self.dir.join(format!("{DB_FILE}-wal"));
-        match std::fs::File::open(&wal) {
+        let sync = move || match std::fs::File::open(&wal) {
             Ok(file) => file
                 .sync_data()
-                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", wal.display())))?,
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", wal.display()))),
             // No log: everything was checkpointed into the database, which a checkpoint syncs.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::Unavailable(format!("{}: {e}", wal.display()))),
-        }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Unavailable(format!("{}: {e}", wal.display()))),
+        };
+        // On a blocking thread: the runtime's threads go on with other deliveries meanwhile,
+        // whose commits the next fsync covers. Measured with 8 concurrent webhook senders:
+        // 5,100/s, against 3,800/s with the fsync inline (one sender: 2,400/s against 2,700/s).
+        tokio::task::spawn_blocking(sync)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("log sync: {e}")))??;
         *synced = covering;
         Ok(())
     }
@@ -219,11 +278,9 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         // Inline on the calling task: one statement or one small transaction takes tens of
         // microseconds to a few milliseconds, while a hop to the blocking pool and back (a
-        // thread wake-up each way) cost more than most of the calls it carried.
-        let mut guard = self
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // thread wake-up each way) cost more than most of the calls it carried. Waiting for
+        // the connection yields the thread to other tasks instead of parking it.
+        let mut guard = self.conn.lock().await;
         f(&mut guard)
     }
 
@@ -580,15 +637,17 @@ impl ItemStore for SqliteStore {
             apply_writes(&tx, &prefix, &writes)?;
             tx.commit().map_err(map_err)?;
             commits.fetch_add(1, std::sync::atomic::Ordering::Release);
-            Ok(())
+            Ok(writes.len())
         })
         .await
+        .map(|written| self.checkpointer.committed(written))
     }
 
     async fn transact_each(
         &self,
         groups: Vec<Vec<WriteOp>>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let written = groups.iter().map(Vec::len).sum();
         let prefix = self.prefix.clone();
         let commits = Arc::clone(&self.commits);
         self.with_conn(move |c| {
@@ -620,12 +679,11 @@ impl ItemStore for SqliteStore {
             Ok(answers)
         })
         .await
+        .inspect(|_| self.checkpointer.committed(written))
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        // Inline: measured faster than handing the fsync to the blocking pool (the path is
-        // CPU-bound on the writes, not waiting on the disk).
-        self.sync_log()
+        self.sync_log().await
     }
 
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
@@ -770,16 +828,22 @@ impl ItemStore for SqliteStore {
     }
 
     async fn create_table(&self, def: &TableDef) -> Result<(), StoreError> {
-        let physical = prefixed(&self.prefix, table_of(def)?);
+        let table = table_of(def)?;
+        let physical = prefixed(&self.prefix, table);
+        // A rowid table: documents (often one to a few KiB) fill table pages whole and stay
+        // out of the key index. A table of small records read only by key is clustered on
+        // its key instead (WITHOUT ROWID): one b-tree to write, not two. (Stores made before
+        // kept WITHOUT ROWID tables throughout; every statement here works on both.)
+        let layout = match table {
+            Table::IdempotencyRecords => " WITHOUT ROWID",
+            _ => "",
+        };
         let def = *def;
         let ddl_commits = Arc::clone(&self.commits);
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
             tx.execute_batch(&format!(
-                // A rowid table: documents (often one to a few KiB) fill table pages whole
-                // and stay out of the key index. (Stores made before kept WITHOUT ROWID
-                // tables; every statement here works on both.)
-                "CREATE TABLE {} (pk NOT NULL, sk NOT NULL, attrs TEXT NOT NULL, doc BLOB, PRIMARY KEY (pk, sk))",
+                "CREATE TABLE {} (pk NOT NULL, sk NOT NULL, attrs TEXT NOT NULL, doc BLOB, PRIMARY KEY (pk, sk)){layout}",
                 quote(&physical)
             ))
             .map_err(map_err)?;

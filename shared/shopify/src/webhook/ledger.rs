@@ -4,7 +4,8 @@
 use super::DEDUPE_TTL;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use shopsync_store::repo::{IdempotencyStart, RepoError, Store};
+use shopsync_store::item::WriteOp;
+use shopsync_store::repo::{IdempotencyStart, IdempotencyState, RepoError, Store};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -36,9 +37,34 @@ pub enum LedgerError {
     Unavailable(String),
 }
 
+/// What the ledger knows of a delivery, read without claiming it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    /// Neither handled nor being handled.
+    New,
+    /// Handled before: the result recorded with it.
+    Handled(serde_json::Value),
+    /// Another attempt holds a live claim on it.
+    InProgress,
+}
+
 /// Where handled deliveries are remembered.
 #[async_trait]
 pub trait DeliveryLedger: Send + Sync {
+    /// What the ledger knows of `keys` at `now` (no claim is taken).
+    async fn seen(&self, keys: &[String], now: DateTime<Utc>) -> Result<Seen, LedgerError>;
+    /// The writes that record `keys` handled with `result`, to commit in one transaction
+    /// with the handling's own writes (no claim first): each is refused when its key was
+    /// recorded, or claimed by a live attempt, meanwhile. `None`: this ledger does not live
+    /// in the store, so a delivery is claimed, handled and completed instead.
+    fn handled_writes(
+        &self,
+        _keys: &[String],
+        _result: &serde_json::Value,
+        _now: DateTime<Utc>,
+    ) -> Option<Result<Vec<WriteOp>, LedgerError>> {
+        None
+    }
     /// Claims every key: `Some(claim)` if none was handled before, `None` if one was.
     async fn claim(
         &self,
@@ -74,6 +100,39 @@ fn unavailable(e: RepoError) -> LedgerError {
 
 #[async_trait]
 impl DeliveryLedger for StoreLedger {
+    async fn seen(&self, keys: &[String], now: DateTime<Utc>) -> Result<Seen, LedgerError> {
+        let mut seen = Seen::New;
+        for key in keys {
+            match self
+                .store
+                .idempotency_state(key, now)
+                .await
+                .map_err(unavailable)?
+            {
+                IdempotencyState::Completed { result, .. } => return Ok(Seen::Handled(result)),
+                IdempotencyState::InProgress => seen = Seen::InProgress,
+                IdempotencyState::Absent => {}
+            }
+        }
+        Ok(seen)
+    }
+
+    fn handled_writes(
+        &self,
+        keys: &[String],
+        result: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Option<Result<Vec<WriteOp>, LedgerError>> {
+        Some(
+            keys.iter()
+                .map(|key| {
+                    Store::completion_write(key, CLAIM_MARK, result.clone(), now, now + ttl())
+                        .map_err(unavailable)
+                })
+                .collect(),
+        )
+    }
+
     async fn claim(
         &self,
         keys: &[String],
@@ -141,6 +200,21 @@ impl MemoryLedger {
 
 #[async_trait]
 impl DeliveryLedger for MemoryLedger {
+    async fn seen(&self, keys: &[String], now: DateTime<Utc>) -> Result<Seen, LedgerError> {
+        let marks = self.lock();
+        let mut seen = Seen::New;
+        for key in keys {
+            match marks.get(key) {
+                Some(Mark::Done(until)) if *until > now => {
+                    return Ok(Seen::Handled(serde_json::Value::Null))
+                }
+                Some(Mark::InProgress(until)) if *until > now => seen = Seen::InProgress,
+                _ => {}
+            }
+        }
+        Ok(seen)
+    }
+
     async fn claim(
         &self,
         keys: &[String],

@@ -12,7 +12,7 @@
 mod ledger;
 pub mod payloads;
 
-pub use ledger::{DeliveryClaim, DeliveryLedger, LedgerError, MemoryLedger, StoreLedger};
+pub use ledger::{DeliveryClaim, DeliveryLedger, LedgerError, MemoryLedger, Seen, StoreLedger};
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -410,14 +410,22 @@ pub async fn receive<H: HeaderSource + ?Sized>(
     match ledger.claim(&keys, now).await {
         Ok(Some(claim)) => Ok(Received::Fresh(Box::new(delivery), claim)),
         Ok(None) => Ok(Received::Duplicate(Box::new(delivery))),
-        Err(LedgerError::InProgress) => Err(Rejection::new(
+        Err(e) => Err(ledger_rejection(e)),
+    }
+}
+
+/// The answer to a delivery the ledger could not take: 409 while another attempt holds it
+/// (Shopify retries), 503 when the ledger is unavailable.
+pub fn ledger_rejection(error: LedgerError) -> Rejection {
+    match error {
+        LedgerError::InProgress => Rejection::new(
             409,
             "in_progress",
             "this delivery is being handled; retry later",
-        )),
-        Err(LedgerError::Unavailable(reason)) => {
+        ),
+        LedgerError::Unavailable(reason) => {
             tracing::error!(%reason, "delivery ledger unavailable");
-            Err(Rejection::new(503, "ledger_unavailable", "try again later"))
+            Rejection::new(503, "ledger_unavailable", "try again later")
         }
     }
 }

@@ -882,6 +882,135 @@ pub async fn idempotency_abandon_lets_a_retry_run(h: Harness) {
     assert_eq!(retry, IdempotencyStart::Started);
 }
 
+pub async fn a_completion_commits_with_its_work_once_without_a_claim(h: Harness) {
+    use shopsync_store::{IdempotencyState, Store};
+    let keys = ["webhook:id:w-1", "webhook:event:products/update:e-1"];
+    assert_eq!(
+        h.store
+            .idempotency_state(keys[0], at(0))
+            .await
+            .expect("read"),
+        IdempotencyState::Absent
+    );
+    let result = serde_json::json!({"outcome": "staged", "row": "r-1"});
+    let attempt = |row: &ProductsStaging, now: i64| {
+        let mut writes = vec![Store::insert_write(row).expect("row write")];
+        for key in keys {
+            writes.push(
+                Store::completion_write(key, HASH_A, result.clone(), at(now), at(86_400))
+                    .expect("mark"),
+            );
+        }
+        writes
+    };
+    // Two attempts prepared the same delivery; the first to commit wins.
+    let first = staged(
+        OperationId::random(),
+        ProductId::random(),
+        StagingStatus::Pending,
+        1,
+    );
+    let second = staged(
+        first.sync_operation_id,
+        first.source_product_id,
+        StagingStatus::Pending,
+        2,
+    );
+    h.store
+        .commit_writes(attempt(&first, 1))
+        .await
+        .expect("store")
+        .expect("first attempt commits");
+    let refused = h
+        .store
+        .commit_writes(attempt(&second, 2))
+        .await
+        .expect("store")
+        .expect_err("the second attempt's marks are refused");
+    assert_eq!(refused.len(), 3);
+    assert_eq!(refused[0], CancelReason::None, "the row itself was fine");
+    assert!(refused[1..]
+        .iter()
+        .all(|r| matches!(r, CancelReason::ConditionFailed(_))));
+    assert!(h
+        .store
+        .get::<ProductsStaging>(&first.key())
+        .await
+        .expect("read")
+        .is_some());
+    assert!(
+        h.store
+            .get::<ProductsStaging>(&second.key())
+            .await
+            .expect("read")
+            .is_none(),
+        "nothing of the refused attempt is written"
+    );
+    for key in keys {
+        assert_eq!(
+            h.store.idempotency_state(key, at(3)).await.expect("read"),
+            IdempotencyState::Completed {
+                payload_hash: HASH_A.into(),
+                result: result.clone(),
+            }
+        );
+    }
+    // A live claim also refuses a completion; a lapsed one, or an expired record, does not.
+    h.store
+        .begin_idempotent("webhook:id:w-2", HASH_A, at(0), at(30), at(86_400))
+        .await
+        .expect("claim");
+    assert_eq!(
+        h.store
+            .idempotency_state("webhook:id:w-2", at(10))
+            .await
+            .expect("read"),
+        IdempotencyState::InProgress
+    );
+    let mark = |now: i64, expires: i64| {
+        Store::completion_write(
+            "webhook:id:w-2",
+            HASH_A,
+            serde_json::json!(1),
+            at(now),
+            at(expires),
+        )
+        .expect("mark")
+    };
+    assert!(h
+        .store
+        .commit_writes(vec![mark(10, 86_400)])
+        .await
+        .expect("store")
+        .is_err());
+    assert_eq!(
+        h.store
+            .idempotency_state("webhook:id:w-2", at(31))
+            .await
+            .expect("read"),
+        IdempotencyState::Absent,
+        "a lapsed claim reads as absent"
+    );
+    h.store
+        .commit_writes(vec![mark(31, 100)])
+        .await
+        .expect("store")
+        .expect("a lapsed claim is taken over");
+    assert_eq!(
+        h.store
+            .idempotency_state("webhook:id:w-2", at(101))
+            .await
+            .expect("read"),
+        IdempotencyState::Absent,
+        "an expired record reads as absent"
+    );
+    h.store
+        .commit_writes(vec![mark(101, 86_500)])
+        .await
+        .expect("store")
+        .expect("an expired record is replaced");
+}
+
 pub async fn products_are_found_by_shopify_and_xorosoft_id(h: Harness) {
     let mut p = product(1);
     p.shopify_id = Some(ShopifyProductId::new(9_007_199_254_740_993).expect("id"));

@@ -53,6 +53,7 @@ conformance!(
     idempotency_lets_an_expired_in_progress_record_be_retaken,
     idempotency_treats_an_expired_record_as_absent,
     idempotency_abandon_lets_a_retry_run,
+    a_completion_commits_with_its_work_once_without_a_claim,
     products_are_found_by_shopify_and_xorosoft_id,
     pending_push_index_is_sparse_and_ordered,
     locks_are_listed_by_owner,

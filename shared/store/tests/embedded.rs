@@ -1,0 +1,53 @@
+//! Behaviour of the embedded store that the conformance suite does not cover.
+
+use chrono::{Duration, Utc};
+use shopsync_store::repo::IdempotencyState;
+use shopsync_store::sqlite::DB_FILE;
+use shopsync_store::{SqliteStore, Store};
+use std::sync::Arc;
+
+/// Commits stay in the write-ahead log until a checkpoint copies them into the database
+/// file. SQLite's own checkpoint would run inside a commit only past 16,384 log pages; the
+/// store's background checkpoint copies them long before, beside the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_copied_into_the_database_in_the_background() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = SqliteStore::open(dir.path(), "t_").expect("open");
+    shopsync_store::migrate::migrate(&backend, Default::default())
+        .await
+        .expect("migrate");
+    let store = Store::new(Arc::new(backend));
+    let database = dir.path().join(DB_FILE);
+    let size = || std::fs::metadata(&database).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    let now = Utc::now();
+    for i in 0..1_000 {
+        store
+            .begin_idempotent(
+                &format!("key-{i}"),
+                "hash",
+                now,
+                now + Duration::seconds(60),
+                now + Duration::hours(48),
+            )
+            .await
+            .expect("write");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() <= before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        size() > before,
+        "the database file grew from {before} bytes: the log was checkpointed"
+    );
+    for i in [0, 499, 999] {
+        assert_eq!(
+            store
+                .idempotency_state(&format!("key-{i}"), now)
+                .await
+                .expect("read"),
+            IdempotencyState::InProgress
+        );
+    }
+}
