@@ -247,16 +247,18 @@ impl<'d, R: Resolve> Exec<'d, R> {
     }
 
     /// Runs `set` on `root` in bulk mode: every connection's nodes become JSONL lines, child
-    /// lines carrying `__parentId`, each parent before its children.
-    pub fn bulk(&mut self, root: &R::Node, set: &'d SelectionSet, out: &mut Vec<u8>) -> u64 {
+    /// lines carrying `__parentId`, each parent before its children. Returns the lines
+    /// written and how many of them are top-level objects.
+    pub fn bulk(&mut self, root: &R::Node, set: &'d SelectionSet, out: &mut Vec<u8>) -> (u64, u64) {
         self.deferred = Some(Vec::new());
         let _ = self.object(root, set);
         let pending = self.deferred.take().unwrap_or_default();
-        let mut lines = 0;
+        let (mut lines, mut roots) = (0, 0);
         for d in pending {
+            roots += d.nodes.len() as u64;
             lines += self.emit(d, None, out);
         }
-        lines
+        (lines, roots)
     }
 
     fn emit(

@@ -591,6 +591,20 @@ async fn bulk_export_streams_every_product_with_variants_and_levels() {
     // 80 products + 240 variants + 480 levels.
     assert_eq!(export.lines_read(), 80 + 240 + 480);
     assert_eq!(export.object_count, 800);
+    // Only the products are top-level objects.
+    let (status, body) = raw(
+        &sim,
+        "{ currentBulkOperation { status objectCount rootObjectCount } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let op = &body["data"]["currentBulkOperation"];
+    assert_eq!(
+        (op["objectCount"].as_str(), op["rootObjectCount"].as_str()),
+        (Some("800"), Some("80")),
+        "{body}"
+    );
     let expected = sim.with_shop(|s| s.products().cloned().collect::<Vec<_>>());
     assert_eq!(products.len(), expected.len());
     for (got, want) in products.iter().zip(&expected) {
