@@ -1,9 +1,9 @@
 //! The webhook intake, shared by `shopsync serve` and the `shopify-webhook` function:
 //! verify → dedupe → drop stale and echoes → stage → enqueue the apply step → answer.
 //!
-//! Product deliveries (the bulk of the traffic) take one store commit: the ledger is read,
-//! the change is prepared without writing, and its rows commit in one transaction with the
-//! ledger's marks, whose conditions make a racing duplicate write nothing. Other topics are
+//! Product deliveries (the bulk of the traffic) take one store commit: the change is
+//! prepared without writing, and its rows commit in one transaction with the ledger's marks,
+//! whose conditions make a duplicate (a retry, or a racing attempt) write nothing. Other topics are
 //! claimed first, handled, then marked; a failure releases the claim. Either way a failure
 //! answers 500, so Shopify's retry is handled.
 
@@ -128,21 +128,16 @@ impl WebhookIntake {
     }
 
     /// A product delivery, with the ledger in the store: handled up to its writes, which
-    /// commit in one transaction with the dedupe marks (one commit per delivery, no claim).
-    /// Two attempts racing both prepare, but only the first to commit writes anything; the
-    /// other's marks are refused and it answers as a duplicate.
+    /// commit in one transaction with the dedupe marks (one commit per delivery, no claim,
+    /// no ledger read first). The marks' conditions are the dedupe: a delivery recorded
+    /// before, or by a racing attempt, has its marks refused and writes nothing; only then is
+    /// the ledger read, to answer it as a duplicate.
     async fn receive_in_one_commit(
         &self,
         delivery: &Delivery,
         keys: &[String],
         now: DateTime<Utc>,
     ) -> IntakeReply {
-        match self.ledger.seen(keys, now).await {
-            Ok(Seen::New) => {}
-            Ok(Seen::Handled(result)) => return self.redelivered(delivery, &result, now).await,
-            Ok(Seen::InProgress) => return rejected(&ledger_rejection(LedgerError::InProgress)),
-            Err(e) => return rejected(&ledger_rejection(e)),
-        }
         let topic = delivery.topic.as_str();
         let prepared = prepare_delivery(
             &self.store,
@@ -154,7 +149,12 @@ impl WebhookIntake {
         .await;
         let (handled, writes) = match prepared {
             Ok(p) => p,
-            Err(e) => return failed(delivery, &e.to_string()),
+            Err(e) => {
+                // A redelivery of a handled delivery is acknowledged even when it cannot be
+                // prepared again (Shopify unreachable for a re-read, say).
+                let failure = failed(delivery, &e.to_string());
+                return self.if_recorded(delivery, keys, now, failure).await;
+            }
         };
         let result = recorded_result(&handled);
         let marks = match self.ledger.handled_writes(keys, &result, now) {
@@ -164,8 +164,11 @@ impl WebhookIntake {
         };
         match self.commit(writes, marks).await {
             Ok(true) => {}
-            // Another attempt recorded this delivery first, with its own writes.
-            Ok(false) => return duplicate(delivery),
+            // Recorded before, or by a racing attempt with its own writes.
+            Ok(false) => {
+                let unknown = failed(delivery, "the delivery's marks were refused but not found");
+                return self.if_recorded(delivery, keys, now, unknown).await;
+            }
             Err(e) => return failed(delivery, &e),
         }
         if let Handled::Staged { operation, row } = &handled {
@@ -221,6 +224,23 @@ impl WebhookIntake {
                 }
             }
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The answer to a delivery the ledger already records (a duplicate, or 409 while a
+    /// claim on it is live); `otherwise` when it records nothing.
+    async fn if_recorded(
+        &self,
+        delivery: &Delivery,
+        keys: &[String],
+        now: DateTime<Utc>,
+        otherwise: IntakeReply,
+    ) -> IntakeReply {
+        match self.ledger.seen(keys, now).await {
+            Ok(Seen::Handled(result)) => self.redelivered(delivery, &result, now).await,
+            Ok(Seen::InProgress) => rejected(&ledger_rejection(LedgerError::InProgress)),
+            Ok(Seen::New) => otherwise,
+            Err(e) => rejected(&ledger_rejection(e)),
         }
     }
 
