@@ -35,6 +35,22 @@ pub struct SqliteStore {
     synced: Arc<tokio::sync::Mutex<u64>>,
     /// Copies the write-ahead log into the database in the background.
     checkpointer: Arc<Checkpointer>,
+    /// Transactions waiting for the next commit (see `transact`).
+    queued: Arc<std::sync::Mutex<Vec<QueuedTransaction>>>,
+}
+
+/// A transaction waiting for the next commit, and where its answer goes.
+type QueuedTransaction = (
+    Vec<WriteOp>,
+    tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+);
+
+fn lock_queue(
+    queued: &std::sync::Mutex<Vec<QueuedTransaction>>,
+) -> std::sync::MutexGuard<'_, Vec<QueuedTransaction>> {
+    queued
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Writes accumulated before a background checkpoint starts (about 3–4 log pages each).
@@ -226,6 +242,7 @@ impl SqliteStore {
                 writes: std::sync::atomic::AtomicUsize::new(0),
             }),
             conn: Arc::new(tokio::sync::Mutex::new(conn)),
+            queued: Arc::default(),
             prefix: prefix.to_owned(),
             dir: dir.to_owned(),
             durability,
@@ -282,6 +299,42 @@ impl SqliteStore {
         // the connection yields the thread to other tasks instead of parking it.
         let mut guard = self.conn.lock().await;
         f(&mut guard)
+    }
+
+    /// Writes independent transactions in one SQLite transaction: each is all or nothing with
+    /// its own answer. `Err`: the store failed and nothing of any of them was committed.
+    fn write_groups(
+        &self,
+        conn: &mut Connection,
+        groups: &[Vec<WriteOp>],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let mut answers = Vec::with_capacity(groups.len());
+        for writes in groups {
+            if let Err(e) = check_transaction_size(writes.len()) {
+                answers.push(Err(e));
+                continue;
+            }
+            // Conditions are checked before anything of a group is written, so a refused group
+            // leaves nothing; a write that fails after its checks passed is the store failing,
+            // and nothing of the call is committed.
+            match check_writes(&tx, &self.prefix, writes) {
+                Ok(plan) => {
+                    make_writes(&tx, writes, &plan)?;
+                    answers.push(Ok(()));
+                }
+                Err(e @ (StoreError::TransactionCanceled { .. } | StoreError::Invalid(_))) => {
+                    answers.push(Err(e))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().map_err(map_err)?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        Ok(answers)
     }
 
     /// Writes a raw row, bypassing conditions: for tests that need data shaped as an older
@@ -497,11 +550,6 @@ fn run_page(
 
 /// Checks every write's condition, then (all holding) makes the writes; a failed condition
 /// writes nothing and answers `TransactionCanceled` with a reason per write.
-fn apply_writes(tx: &Connection, prefix: &str, writes: &[WriteOp]) -> Result<(), StoreError> {
-    let plan = check_writes(tx, prefix, writes)?;
-    make_writes(tx, writes, &plan)
-}
-
 /// Checks a transaction's writes (shape, each item once, conditions) without writing; gives
 /// each write's physical table and key.
 fn check_writes(
@@ -628,19 +676,43 @@ impl ItemStore for SqliteStore {
 
     async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError> {
         check_transaction_size(writes.len())?;
-        let prefix = self.prefix.clone();
-        let commits = Arc::clone(&self.commits);
-        self.with_conn(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(map_err)?;
-            apply_writes(&tx, &prefix, &writes)?;
-            tx.commit().map_err(map_err)?;
-            commits.fetch_add(1, std::sync::atomic::Ordering::Release);
-            Ok(writes.len())
+        // Group commit: the transaction joins the queue; whoever holds the connection next
+        // commits every queued transaction in one SQLite transaction (each still checked and
+        // answered on its own), so concurrent writers share one commit and its log pages.
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
+        lock_queue(&self.queued).push((writes, answer));
+        let mut conn = self.conn.lock().await;
+        if let Ok(result) = answered.try_recv() {
+            // Committed (or refused) by the holder before us.
+            return result;
+        }
+        let batch = std::mem::take(&mut *lock_queue(&self.queued));
+        // A caller that gave up waiting (its future dropped) has its transaction dropped too,
+        // never committed later behind its back.
+        let (groups, answers): (Vec<Vec<WriteOp>>, Vec<_>) = batch
+            .into_iter()
+            .filter(|(_, answer)| !answer.is_closed())
+            .unzip();
+        let written = groups.iter().map(Vec::len).sum();
+        match self.write_groups(&mut conn, &groups) {
+            Ok(results) => {
+                for (answer, result) in answers.into_iter().zip(results) {
+                    let _ = answer.send(result);
+                }
+                self.checkpointer.committed(written);
+            }
+            Err(e) => {
+                for answer in answers {
+                    let _ = answer.send(Err(e.clone()));
+                }
+            }
+        }
+        drop(conn);
+        answered.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the transaction's commit was abandoned".into(),
+            ))
         })
-        .await
-        .map(|written| self.checkpointer.committed(written))
     }
 
     async fn transact_each(
@@ -648,38 +720,11 @@ impl ItemStore for SqliteStore {
         groups: Vec<Vec<WriteOp>>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let written = groups.iter().map(Vec::len).sum();
-        let prefix = self.prefix.clone();
-        let commits = Arc::clone(&self.commits);
-        self.with_conn(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(map_err)?;
-            let mut answers = Vec::with_capacity(groups.len());
-            for writes in &groups {
-                if let Err(e) = check_transaction_size(writes.len()) {
-                    answers.push(Err(e));
-                    continue;
-                }
-                // Conditions are checked before anything of a group is written, so a refused
-                // group leaves nothing; a write that fails after its checks passed is the
-                // store failing, and nothing of the call is committed.
-                match check_writes(&tx, &prefix, writes) {
-                    Ok(plan) => {
-                        make_writes(&tx, writes, &plan)?;
-                        answers.push(Ok(()));
-                    }
-                    Err(e @ (StoreError::TransactionCanceled { .. } | StoreError::Invalid(_))) => {
-                        answers.push(Err(e))
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            tx.commit().map_err(map_err)?;
-            commits.fetch_add(1, std::sync::atomic::Ordering::Release);
-            Ok(answers)
-        })
-        .await
-        .inspect(|_| self.checkpointer.committed(written))
+        let mut conn = self.conn.lock().await;
+        let answers = self.write_groups(&mut conn, &groups)?;
+        drop(conn);
+        self.checkpointer.committed(written);
+        Ok(answers)
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

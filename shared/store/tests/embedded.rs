@@ -51,3 +51,49 @@ async fn the_log_is_copied_into_the_database_in_the_background() {
         );
     }
 }
+
+/// Concurrent transactions share commits (group commit), yet each is checked and answered on
+/// its own and stays all or nothing: of many racing to claim one key, each with a second
+/// write of its own, exactly one lands whole and the others leave nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transactions_sharing_a_commit_are_each_all_or_nothing() {
+    use shopsync_store::item::{Condition, Item, Key, Scalar, WriteOp};
+    use shopsync_store::{ItemStore, StoreError, Table};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = SqliteStore::open(dir.path(), "t_").expect("open");
+    shopsync_store::migrate::migrate(&backend, Default::default())
+        .await
+        .expect("migrate");
+    let backend = Arc::new(backend);
+    let put = |key: &str| WriteOp::Put {
+        table: Table::IdempotencyRecords,
+        item: Item {
+            attrs: [("key".to_owned(), Scalar::from(key))].into(),
+            doc: Some(b"{}".to_vec()),
+        },
+        condition: Some(Condition::ItemAbsent),
+    };
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let backend = backend.clone();
+            let writes = vec![put(&format!("own-{i}")), put("contested")];
+            tokio::spawn(async move { backend.transact(writes).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.expect("task") {
+            Ok(()) => won.push(i),
+            Err(StoreError::TransactionCanceled { .. }) => {}
+            Err(e) => panic!("transaction {i} failed: {e}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one claims the contested key");
+    for i in 0..64 {
+        let own = backend
+            .get(Table::IdempotencyRecords, &Key::pk(format!("own-{i}")))
+            .await
+            .expect("read");
+        assert_eq!(own.is_some(), won.contains(&i), "own-{i}");
+    }
+}
