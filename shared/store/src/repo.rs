@@ -293,13 +293,7 @@ impl Store {
             .map(|chunk| {
                 chunk
                     .iter()
-                    .map(|r| {
-                        Ok(WriteOp::Put {
-                            table: R::TABLE,
-                            item: encode(r)?,
-                            condition: Some(Condition::ItemAbsent),
-                        })
-                    })
+                    .map(Self::insert_write)
                     .collect::<Result<Vec<_>, RepoError>>()
             })
             .collect::<Result<Vec<_>, RepoError>>()?;
@@ -835,25 +829,9 @@ impl Store {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<WriteOp, RepoError> {
-        let doc = serde_json::to_vec(&IdempotencyDoc {
-            result: Some(result),
-        })
-        .map_err(|e| RepoError::Decode {
-            table: Table::IdempotencyRecords,
-            reason: e.to_string(),
-        })?;
         Ok(WriteOp::Put {
             table: Table::IdempotencyRecords,
-            item: Item {
-                attrs: [
-                    ("key".to_owned(), Scalar::from(key)),
-                    (IDEM_STATUS.to_owned(), Scalar::from(IDEM_COMPLETED)),
-                    (IDEM_HASH.to_owned(), Scalar::from(payload_hash)),
-                    (IDEM_EXPIRES.to_owned(), Scalar::N(expires_at.timestamp())),
-                ]
-                .into(),
-                doc: Some(doc),
-            },
+            item: completed_item(key, payload_hash, result, expires_at)?,
             condition: Some(takeable(now)),
         })
     }
@@ -895,19 +873,7 @@ impl Store {
         result: serde_json::Value,
         expires_at: DateTime<Utc>,
     ) -> Result<(), RepoError> {
-        let item = Item {
-            attrs: [
-                ("key".to_owned(), Scalar::from(key)),
-                (IDEM_STATUS.to_owned(), Scalar::from(IDEM_COMPLETED)),
-                (IDEM_HASH.to_owned(), Scalar::from(payload_hash)),
-                (IDEM_EXPIRES.to_owned(), Scalar::N(expires_at.timestamp())),
-            ]
-            .into(),
-            doc: serde_json::to_vec(&IdempotencyDoc {
-                result: Some(result),
-            })
-            .ok(),
-        };
+        let item = completed_item(key, payload_hash, result, expires_at)?;
         let ours = Condition::And(vec![
             Condition::Eq(IDEM_STATUS, Scalar::from(IDEM_IN_PROGRESS)),
             Condition::Eq(IDEM_HASH, Scalar::from(payload_hash)),
@@ -939,6 +905,32 @@ impl Store {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The record of work under `key` completed with `result`.
+fn completed_item(
+    key: &str,
+    payload_hash: &str,
+    result: serde_json::Value,
+    expires_at: DateTime<Utc>,
+) -> Result<Item, RepoError> {
+    let doc = serde_json::to_vec(&IdempotencyDoc {
+        result: Some(result),
+    })
+    .map_err(|e| RepoError::Decode {
+        table: Table::IdempotencyRecords,
+        reason: e.to_string(),
+    })?;
+    Ok(Item {
+        attrs: [
+            ("key".to_owned(), Scalar::from(key)),
+            (IDEM_STATUS.to_owned(), Scalar::from(IDEM_COMPLETED)),
+            (IDEM_HASH.to_owned(), Scalar::from(payload_hash)),
+            (IDEM_EXPIRES.to_owned(), Scalar::N(expires_at.timestamp())),
+        ]
+        .into(),
+        doc: Some(doc),
+    })
 }
 
 /// The condition under which an idempotency key may be taken at `now`: absent, expired, or
