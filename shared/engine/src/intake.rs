@@ -152,7 +152,7 @@ impl WebhookIntake {
             Err(e) => {
                 // A redelivery of a handled delivery is acknowledged even when it cannot be
                 // prepared again (Shopify unreachable for a re-read, say).
-                let failure = failed(delivery, &e.to_string());
+                let failure = || failed(delivery, &e.to_string());
                 return self.if_recorded(delivery, keys, now, failure).await;
             }
         };
@@ -166,7 +166,8 @@ impl WebhookIntake {
             Ok(true) => {}
             // Recorded before, or by a racing attempt with its own writes.
             Ok(false) => {
-                let unknown = failed(delivery, "the delivery's marks were refused but not found");
+                let unknown =
+                    || failed(delivery, "the delivery's marks were refused but not found");
                 return self.if_recorded(delivery, keys, now, unknown).await;
             }
             Err(e) => return failed(delivery, &e),
@@ -228,18 +229,18 @@ impl WebhookIntake {
     }
 
     /// The answer to a delivery the ledger already records (a duplicate, or 409 while a
-    /// claim on it is live); `otherwise` when it records nothing.
+    /// claim on it is live); `otherwise()` when it records nothing.
     async fn if_recorded(
         &self,
         delivery: &Delivery,
         keys: &[String],
         now: DateTime<Utc>,
-        otherwise: IntakeReply,
+        otherwise: impl FnOnce() -> IntakeReply,
     ) -> IntakeReply {
         match self.ledger.seen(keys, now).await {
             Ok(Seen::Handled(result)) => self.redelivered(delivery, &result, now).await,
             Ok(Seen::InProgress) => rejected(&ledger_rejection(LedgerError::InProgress)),
-            Ok(Seen::New) => otherwise,
+            Ok(Seen::New) => otherwise(),
             Err(e) => rejected(&ledger_rejection(e)),
         }
     }
