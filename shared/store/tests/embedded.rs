@@ -6,17 +6,23 @@ use shopsync_store::sqlite::DB_FILE;
 use shopsync_store::{SqliteStore, Store};
 use std::sync::Arc;
 
-/// Commits stay in the write-ahead log until a checkpoint copies them into the database
-/// file. SQLite's own checkpoint would run inside a commit only past 16,384 log pages; the
-/// store's background checkpoint copies them long before, beside the writes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_log_is_copied_into_the_database_in_the_background() {
+/// A migrated embedded store in a fresh directory (kept alive by the returned guard).
+async fn migrated() -> (Arc<SqliteStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = SqliteStore::open(dir.path(), "t_").expect("open");
     shopsync_store::migrate::migrate(&backend, Default::default())
         .await
         .expect("migrate");
-    let store = Store::new(Arc::new(backend));
+    (Arc::new(backend), dir)
+}
+
+/// Commits stay in the write-ahead log until a checkpoint copies them into the database
+/// file. SQLite's own checkpoint would run inside a commit only past 16,384 log pages; the
+/// store's background checkpoint copies them long before, beside the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_copied_into_the_database_in_the_background() {
+    let (backend, dir) = migrated().await;
+    let store = Store::new(backend);
     let database = dir.path().join(DB_FILE);
     let size = || std::fs::metadata(&database).map(|m| m.len()).unwrap_or(0);
     let before = size();
@@ -59,12 +65,7 @@ async fn the_log_is_copied_into_the_database_in_the_background() {
 async fn transactions_sharing_a_commit_are_each_all_or_nothing() {
     use shopsync_store::item::{Condition, Item, Key, Scalar, WriteOp};
     use shopsync_store::{ItemStore, StoreError, Table};
-    let dir = tempfile::tempdir().expect("temp dir");
-    let backend = SqliteStore::open(dir.path(), "t_").expect("open");
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .expect("migrate");
-    let backend = Arc::new(backend);
+    let (backend, _dir) = migrated().await;
     let put = |key: &str| WriteOp::Put {
         table: Table::IdempotencyRecords,
         item: Item {
