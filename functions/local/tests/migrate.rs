@@ -48,7 +48,7 @@ const PRODUCTS_WITHOUT_INDEXES: TableDef = TableDef {
 
 /// A product stored before versioning: no `version` attribute, no sync fields in the body.
 fn legacy_product() -> (ProductId, Item) {
-    let product = Product::new(ProductId::random(), sample_content(2), chrono::Utc::now());
+    let product = Product::new(ProductId::generate(), sample_content(2), chrono::Utc::now());
     let mut doc = serde_json::to_value(&product).expect("json");
     if let Some(object) = doc.as_object_mut() {
         for field in ["version", "last_sync_version", "sync_locked"] {
@@ -180,7 +180,7 @@ fn unique_prefix() -> String {
 }
 
 fn uuid_like() -> String {
-    ProductId::random().to_string().replace('-', "")[..12].to_owned()
+    ProductId::generate().to_string().replace('-', "")[..12].to_owned()
 }
 
 #[test]

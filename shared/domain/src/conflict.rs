@@ -118,7 +118,7 @@ impl SyncConflict {
             _ => ConflictType::FieldMismatch,
         };
         Self {
-            conflict_uuid: ConflictId::random(),
+            conflict_uuid: ConflictId::generate(),
             sync_operation_id: operation,
             product_id: product,
             conflict_type,
@@ -177,8 +177,8 @@ mod tests {
         let decision = OwnershipPolicy::default().decide(&path, &values, None, None);
         let now = Utc::now();
         let mut c = SyncConflict::field(
-            OperationId::random(),
-            ProductId::random(),
+            OperationId::generate(),
+            ProductId::generate(),
             path,
             values,
             &decision,

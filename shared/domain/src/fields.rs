@@ -138,6 +138,23 @@ pub fn diff(from: &Fields, to: &Fields) -> ChangeData {
     changes
 }
 
+/// The change that creates `fields`: every field new. Takes the values instead of copying
+/// them (a create's change holds the whole content).
+pub fn created(fields: Fields) -> ChangeData {
+    fields
+        .into_iter()
+        .map(|(path, new)| {
+            (
+                path,
+                FieldChange {
+                    old: None,
+                    new: Some(new),
+                },
+            )
+        })
+        .collect()
+}
+
 /// The spec's `changed_fields`: the paths a change touches, in order.
 pub fn changed_fields(changes: &ChangeData) -> Vec<FieldPath> {
     changes.keys().cloned().collect()
@@ -211,6 +228,14 @@ mod tests {
         assert_eq!(apply(&a, &changes).unwrap(), b);
         assert_eq!(apply(&c, &changes), Err(FieldsError::Stale("title".into())));
         assert_eq!(apply(&b, &invert(&changes)).unwrap(), a);
+    }
+
+    #[test]
+    fn a_create_is_the_diff_from_nothing() {
+        let content = fields(&[("title", json!("A")), ("tags", json!(["x", null]))]);
+        let changes = created(content.clone());
+        assert_eq!(changes, diff(&Fields::new(), &content));
+        assert_eq!(apply(&Fields::new(), &changes).unwrap(), content);
     }
 
     #[test]

@@ -153,9 +153,12 @@ macro_rules! uuid_id {
         pub struct $name(Uuid);
 
         impl $name {
-            /// A new random id.
-            pub fn random() -> Self {
-                Self(Uuid::new_v4())
+            /// A new id, time-ordered (UUIDv7: a millisecond timestamp, then 74 random
+            /// bits). Ids made one after another sort together, so the embedded store's key
+            /// indexes append to their last page instead of dirtying a random page per insert
+            /// (measured: the largest share of a bulk import's writes to disk).
+            pub fn generate() -> Self {
+                Self(Uuid::now_v7())
             }
             /// Wraps an existing UUID.
             pub fn from_uuid(id: Uuid) -> Self {

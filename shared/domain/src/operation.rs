@@ -172,7 +172,7 @@ impl SyncOperation {
         now: DateTime<Utc>,
     ) -> Self {
         Self {
-            operation_uuid: OperationId::random(),
+            operation_uuid: OperationId::generate(),
             name: name.to_owned(),
             operation_type,
             sync_direction,

@@ -70,7 +70,7 @@ impl SyncPerformanceLog {
             items_processed as f64 * 1000.0 / total_duration_ms as f64
         };
         Self {
-            id: PerformanceLogId::random(),
+            id: PerformanceLogId::generate(),
             sync_operation_id,
             stage_durations_ms,
             total_duration_ms,
@@ -93,7 +93,7 @@ mod tests {
     fn the_bottleneck_is_the_slowest_stage() {
         let stages = BTreeMap::from([(Stage::Fetch, 700), (Stage::Push, 900), (Stage::Diff, 50)]);
         let log = SyncPerformanceLog::from_measurements(
-            OperationId::random(),
+            OperationId::generate(),
             stages,
             2000,
             500,
@@ -102,7 +102,7 @@ mod tests {
         assert_eq!(log.bottleneck_stage, Some(Stage::Push));
         assert_eq!(log.items_per_second, 250.0);
         let empty = SyncPerformanceLog::from_measurements(
-            OperationId::random(),
+            OperationId::generate(),
             BTreeMap::new(),
             0,
             0,

@@ -481,7 +481,7 @@ mod tests {
     #[test]
     fn changing_content_bumps_version_only_when_something_changed() {
         let now = Utc::now();
-        let mut product = Product::new(ProductId::random(), sample_content(1), now);
+        let mut product = Product::new(ProductId::generate(), sample_content(1), now);
         assert!(product.change_content(sample_content(1), now).is_empty());
         assert_eq!(product.version, 1);
         let mut edited = sample_content(1);
@@ -497,7 +497,7 @@ mod tests {
         let now = Utc::now();
         let alice = Actor::new("alice").unwrap();
         let bob = Actor::new("bob").unwrap();
-        let mut product = Product::new(ProductId::random(), sample_content(1), now);
+        let mut product = Product::new(ProductId::generate(), sample_content(1), now);
         product.lock(&alice, now, Duration::seconds(30)).unwrap();
         assert!(matches!(
             product.lock(&bob, now, Duration::seconds(30)),

@@ -102,6 +102,16 @@ pub struct PlanSummary {
 }
 
 impl PlanSummary {
+    /// Adds the sums of a part of the operation planned apart (a batch on its own task).
+    pub fn absorb(&mut self, part: &PlanSummary) {
+        self.catalog_size += part.catalog_size;
+        self.changes += part.changes;
+        self.updates += part.updates;
+        self.deletes += part.deletes;
+        self.zero_stock += part.zero_stock;
+        self.large_price_moves += part.large_price_moves;
+    }
+
     /// Adds one change (`update`: the product existed locally).
     pub fn add(&mut self, facts: ChangeFacts, update: bool) {
         self.changes += 1;

@@ -34,7 +34,9 @@ pub struct ProductVersion {
     pub version_number: u64,
     /// The complete content at this version (the spec's `product_data`).
     pub product_data: ProductContent,
-    /// Fields that changed from the previous version.
+    /// Fields that changed from the previous version. Version 1 changes every field of
+    /// `product_data`; it is made with this left empty (implied) and stored so, and
+    /// [`ProductVersion::spell_out`] lists them when it is read back.
     pub changed_fields: Vec<FieldPath>,
     /// Where the change came from.
     pub change_source: ChangeSource,
@@ -47,6 +49,18 @@ pub struct ProductVersion {
 }
 
 impl ProductVersion {
+    /// Whether `changed_fields` is left implied (version 1: every field).
+    pub fn changes_implied(&self) -> bool {
+        self.version_number == 1 && self.changed_fields.is_empty()
+    }
+
+    /// Lists implied `changed_fields` (see the field); other versions stay as they are.
+    pub fn spell_out(&mut self) {
+        if self.changes_implied() {
+            self.changed_fields = self.product_data.to_fields().into_keys().collect();
+        }
+    }
+
     /// The snapshot of `product` at its current version.
     pub fn snapshot(
         product: &Product,
@@ -68,17 +82,17 @@ impl ProductVersion {
         }
     }
 
-    /// The first snapshot of a product: every field counts as changed.
+    /// The first snapshot of a product: every field counts as changed, left implied (a bulk
+    /// import makes one per product; see `changed_fields`).
     pub fn first(
         product: &Product,
         change_source: ChangeSource,
         changed_by: Actor,
         sync_operation_id: Option<OperationId>,
     ) -> Self {
-        let fields = product.content.to_fields().into_keys().collect();
         Self::snapshot(
             product,
-            fields,
+            Vec::new(),
             change_source,
             changed_by,
             sync_operation_id,
@@ -106,4 +120,29 @@ pub struct CategoryVersion {
     pub sync_operation_id: Option<OperationId>,
     /// When.
     pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::sample_content;
+
+    #[test]
+    fn the_first_version_implies_every_field_and_spells_them_out() {
+        let product = Product::new(ProductId::generate(), sample_content(2), Utc::now());
+        let mut first =
+            ProductVersion::first(&product, ChangeSource::Shopify, Actor::system("test"), None);
+        assert!(first.changes_implied());
+        first.spell_out();
+        let every: Vec<FieldPath> = product.content.to_fields().into_keys().collect();
+        assert_eq!(first.changed_fields, every);
+        let mut second = first.clone();
+        second.version_number = 2;
+        second.changed_fields.clear();
+        second.spell_out();
+        assert!(
+            second.changed_fields.is_empty(),
+            "a later version lists its own changes"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use crate::error::EngineError;
 use crate::mapping::content_from_remote;
 use crate::perf::StageTimes;
 use chrono::{DateTime, Utc};
-use shopsync_domain::fields::{changed_fields, diff, Fields};
+use shopsync_domain::fields::changed_fields;
 use shopsync_domain::merge::{three_way, Side};
 use shopsync_domain::policy::OwnershipPolicy;
 use shopsync_domain::product::ProductContent;
@@ -88,7 +88,7 @@ fn row(
     now: DateTime<Utc>,
 ) -> ProductsStaging {
     ProductsStaging {
-        id: StagingId::random(),
+        id: StagingId::generate(),
         source_product_id: change.product,
         sku: proposed.variants.iter().find_map(|v| v.sku.clone()),
         name: proposed.title.clone(),
@@ -191,13 +191,20 @@ pub(crate) async fn decide(
         product.shopify_updated_at = Some(source.updated_at);
         // Taken from Shopify: nothing to push back.
         product.last_sync_version = product.version;
-        let changes = diff(&Fields::new(), &content.to_fields());
+        // Every field is new: the row's changes and the first version's changed fields are
+        // left implied (listed when read back), not built and stored per field.
+        let version = ProductVersion::first(
+            &product,
+            ChangeSource::Shopify,
+            actor.clone(),
+            Some(operation.operation_uuid),
+        );
         let staged = row(
             operation,
             Change {
                 product: product.id,
                 change_type: ChangeType::Create,
-                change_data: changes,
+                change_data: shopsync_domain::ChangeData::new(),
                 base_version: 0,
                 status: StagingStatus::Applied,
                 source,
@@ -208,12 +215,7 @@ pub(crate) async fn decide(
         );
         let id = product.id;
         let commit = ProductCommit {
-            version: Some(ProductVersion::first(
-                &product,
-                ChangeSource::Shopify,
-                actor.clone(),
-                Some(operation.operation_uuid),
-            )),
+            version: Some(version),
             product,
             expected_version: None,
             staging: Some((staged, None)),

@@ -26,6 +26,9 @@ pub enum EngineError {
     /// The queue refused the next step (the step's own message is redelivered).
     #[error("queue: {0}")]
     Queue(String),
+    /// A task the step ran its work on stopped without an answer (it panicked: a bug).
+    #[error("a planning task stopped: {0}")]
+    Task(String),
 }
 
 impl EngineError {
@@ -35,7 +38,9 @@ impl EngineError {
             EngineError::Store(e) => e.is_retryable(),
             EngineError::Shopify(e) => e.is_retryable(),
             EngineError::Queue(_) => true,
-            EngineError::Mapping { .. } | EngineError::Transition(_) => false,
+            EngineError::Mapping { .. } | EngineError::Transition(_) | EngineError::Task(_) => {
+                false
+            }
         }
     }
 }

@@ -382,7 +382,7 @@ pub fn delete_row(
     now: DateTime<Utc>,
 ) -> ProductsStaging {
     ProductsStaging {
-        id: StagingId::random(),
+        id: StagingId::generate(),
         source_product_id: product.id,
         sku: product.content.variants.iter().find_map(|v| v.sku.clone()),
         name: product.content.title.clone(),
@@ -487,7 +487,7 @@ async fn take_inventory_level(
             updated.last_sync_version = updated.version;
         }
         let staged = ProductsStaging {
-            id: StagingId::random(),
+            id: StagingId::generate(),
             source_product_id: local.id,
             sku: content.variants.iter().find_map(|v| v.sku.clone()),
             name: content.title.clone(),

@@ -32,6 +32,21 @@ use std::time::{Duration, Instant};
 /// Products planned and stored together.
 const BATCH: usize = 256;
 
+/// Export batches planned at once, each on a task of its own: while one batch writes, the
+/// next is decided and encoded on the other core. Every product is decided against the store
+/// as it stands, so batches never depend on each other; a create that loses a race (the same
+/// product twice in one file) is decided again against the winner, as with any writer.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// A batch planned on its own task: what became of its products, and its sums.
+struct PlannedBatch {
+    planned: Vec<Planned>,
+    summary: PlanSummary,
+    times: StageTimes,
+}
+
+type PlanTask = tokio::task::JoinHandle<Result<PlannedBatch, EngineError>>;
+
 /// Where an operation's next step starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
@@ -291,6 +306,20 @@ fn read_ahead(
         }
     });
     receiver
+}
+
+/// Counts what a batch's planning settled (into `stats`) and staged (pending rows).
+fn count_planned(
+    planned: Vec<Planned>,
+    checkpoint: &mut Checkpoint,
+    stats: &mut OperationStatistics,
+) {
+    for planned in planned {
+        match planned {
+            Planned::Settled(ingested) => ingested.count(stats),
+            Planned::Staged(_) => checkpoint.pending += 1,
+        }
+    }
 }
 
 /// Runs operations step by step.
@@ -722,18 +751,60 @@ impl Stepper<'_> {
             apply_creates: checkpoint.import,
             known_local: None,
         };
-        for planned in planner
+        let planned = planner
             .plan_batch(items, Utc::now(), &mut checkpoint.summary, times)
-            .await?
-        {
-            match planned {
-                Planned::Settled(ingested) => ingested.count(stats),
-                Planned::Staged(_) => checkpoint.pending += 1,
-            }
-        }
+            .await?;
+        count_planned(planned, checkpoint, stats);
         // The embedded store answers without awaiting anything: give other tasks (webhooks
         // on the same host) their turn between batches.
         tokio::task::yield_now().await;
+        Ok(())
+    }
+
+    /// Plans a batch on a task of its own (see [`BATCHES_IN_FLIGHT`]).
+    fn spawn_plan(
+        &self,
+        operation: &SyncOperation,
+        items: Vec<(Shopify, shopsync_domain::product::ProductContent)>,
+        import: bool,
+    ) -> PlanTask {
+        let store = self.store.clone();
+        let operation = operation.clone();
+        let actor = self.actor.clone();
+        let rails = self.rails.clone();
+        tokio::spawn(async move {
+            let planner = Planner {
+                store: &store,
+                operation: &operation,
+                actor: &actor,
+                rails: &rails,
+                apply_creates: import,
+                known_local: None,
+            };
+            let mut summary = PlanSummary::default();
+            let mut times = StageTimes::default();
+            let planned = planner
+                .plan_batch(items, Utc::now(), &mut summary, &mut times)
+                .await?;
+            Ok(PlannedBatch {
+                planned,
+                summary,
+                times,
+            })
+        })
+    }
+
+    /// Waits for a batch planned on its own task and counts what became of it.
+    async fn settle(
+        task: PlanTask,
+        checkpoint: &mut Checkpoint,
+        times: &mut StageTimes,
+        stats: &mut OperationStatistics,
+    ) -> Result<(), EngineError> {
+        let batch = task.await.map_err(|e| EngineError::Task(e.to_string()))??;
+        checkpoint.summary.absorb(&batch.summary);
+        times.absorb(&batch.times);
+        count_planned(batch.planned, checkpoint, stats);
         Ok(())
     }
 
@@ -753,23 +824,43 @@ impl Stepper<'_> {
         let fetching = Instant::now();
         let export = self.client.open_bulk_result(bulk, url, objects).await?;
         times.add(Stage::Fetch, fetching);
-        // Reading and mapping run ahead on another task (the other core) while this one
-        // plans and writes the previous batch.
+        // Reading and mapping run ahead on another task, and batches are planned on tasks of
+        // their own, so reading, deciding and writing share both cores.
         let mut batches = read_ahead(export, done);
-        while let Some(next) = batches.recv().await {
-            let (items, reading) = next?;
-            times.add_spent(Stage::Fetch, reading);
-            checkpoint.summary.catalog_size += items.len() as u64;
-            done += items.len() as u64;
-            self.plan(operation, items, checkpoint, times, stats)
-                .await?;
-            // (Shopify's object count includes variant and level lines: no total here.)
-            progress(operation, "planned", done, None);
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(Some(done));
+        let mut in_flight = std::collections::VecDeque::with_capacity(BATCHES_IN_FLIGHT);
+        let read = async {
+            while let Some(next) = batches.recv().await {
+                let (items, reading) = next?;
+                times.add_spent(Stage::Fetch, reading);
+                checkpoint.summary.catalog_size += items.len() as u64;
+                done += items.len() as u64;
+                in_flight.push_back(self.spawn_plan(operation, items, checkpoint.import));
+                if in_flight.len() >= BATCHES_IN_FLIGHT {
+                    if let Some(oldest) = in_flight.pop_front() {
+                        Self::settle(oldest, checkpoint, times, stats).await?;
+                    }
+                }
+                // (Shopify's object count includes variant and level lines: no total here.)
+                progress(operation, "planned", done, None);
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(Some(done));
+                }
+            }
+            Ok(None)
+        };
+        let mut result: Result<Option<u64>, EngineError> = read.await;
+        // Every batch handed out is finished before the step saves where it stopped (or
+        // fails): nothing planned is left running behind the checkpoint.
+        for task in in_flight {
+            if let Err(e) = Self::settle(task, checkpoint, times, stats).await {
+                if result.is_ok() {
+                    result = Err(e);
+                } else {
+                    tracing::warn!(error = %e, "a batch planned beside a failed one failed too");
+                }
             }
         }
-        Ok(None)
+        result
     }
 
     /// Reads which products the export holds and records every local product mirrored from

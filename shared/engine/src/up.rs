@@ -484,7 +484,7 @@ pub(crate) async fn preview_products(
         let change_data =
             shopsync_domain::fields::diff(&base.unwrap_or_default(), &product.content.to_fields());
         rows.push(shopsync_domain::ProductsStaging {
-            id: shopsync_domain::StagingId::random(),
+            id: shopsync_domain::StagingId::generate(),
             source_product_id: product.id,
             sku: product.content.variants.iter().find_map(|v| v.sku.clone()),
             name: product.content.title.clone(),

@@ -195,7 +195,7 @@ async fn rows_are_approved_and_rejected_one_by_one_and_the_operation_completes_w
         assert!(!product.content.title.ends_with("(bulk rename)"));
     }
     // A row id from elsewhere is refused by name, and nothing is applied.
-    let stranger = shopsync_domain::StagingId::random();
+    let stranger = shopsync_domain::StagingId::generate();
     let err = approve_rows(&store, id, &[last[0].id, stranger], &actor())
         .await
         .unwrap_err();
@@ -353,7 +353,7 @@ async fn approving_a_held_operation_applies_its_deletes_and_keeps_the_last_conte
         let mut content = template.content.clone();
         content.title = title.into();
         let product =
-            shopsync_domain::Product::new(shopsync_domain::ProductId::random(), content, now);
+            shopsync_domain::Product::new(shopsync_domain::ProductId::generate(), content, now);
         store
             .create_product(
                 &product,

@@ -22,7 +22,7 @@ fn worker(store: &shopsync_store::Store, client: shopsync_shopify::AdminClient) 
 fn messages_round_trip_and_anything_else_is_poison() {
     let message = JobMessage::new(
         Job::ApplyOperation {
-            operation: shopsync_domain::OperationId::random(),
+            operation: shopsync_domain::OperationId::generate(),
         },
         chrono::Utc::now(),
     );
@@ -222,7 +222,7 @@ async fn a_batch_names_only_the_failed_messages_and_poison_fails_its_operation()
     // failed, and its operation marked failed with the reason.
     let waiting = JobMessage::new(
         Job::ApplyOperation {
-            operation: shopsync_domain::OperationId::random(),
+            operation: shopsync_domain::OperationId::generate(),
         },
         chrono::Utc::now(),
     );

@@ -230,7 +230,7 @@ async fn a_product_created_locally_is_created_in_shopify_and_gets_its_ids() {
     let (sim, client, store, _dir) = setup().await;
     let content = shopsync_domain::testing::sample_content(2);
     let product = Product::new(
-        shopsync_domain::ProductId::random(),
+        shopsync_domain::ProductId::generate(),
         content,
         chrono::Utc::now(),
     );

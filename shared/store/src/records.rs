@@ -21,6 +21,8 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync + std::fmt::Debug {
     fn key(&self) -> Key;
     /// Every scalar attribute: the keys, index keys and condition fields.
     fn attrs(&self) -> Attrs;
+    /// Completes a record just read: lists what its stored form leaves implied.
+    fn loaded(&mut self) {}
 }
 
 /// Epoch milliseconds, the form of every time in a sort key.
@@ -110,6 +112,9 @@ impl Record for ProductsStaging {
             ("staged_at", Some(n(millis(self.staged_at)))),
         ])
     }
+    fn loaded(&mut self) {
+        self.spell_out();
+    }
 }
 
 impl Record for SyncOperation {
@@ -171,6 +176,9 @@ impl Record for ProductVersion {
             ("sync_operation_id", self.sync_operation_id.map(s)),
             ("created_at", Some(n(millis(self.created_at)))),
         ])
+    }
+    fn loaded(&mut self) {
+        self.spell_out();
     }
 }
 

@@ -176,10 +176,12 @@ pub(crate) fn decode<R: Record>(item: &Item) -> Result<R, RepoError> {
         table: R::TABLE,
         reason: "item has no document".into(),
     })?;
-    serde_json::from_slice(doc).map_err(|e| RepoError::Decode {
+    let mut record: R = serde_json::from_slice(doc).map_err(|e| RepoError::Decode {
         table: R::TABLE,
         reason: e.to_string(),
-    })
+    })?;
+    record.loaded();
+    Ok(record)
 }
 
 fn key_text(key: &Key) -> String {

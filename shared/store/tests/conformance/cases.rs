@@ -26,7 +26,7 @@ fn actor(name: &str) -> Actor {
 }
 
 fn product(variants: usize) -> Product {
-    Product::new(ProductId::random(), sample_content(variants), t0())
+    Product::new(ProductId::generate(), sample_content(variants), t0())
 }
 
 fn raw_item(id: &str, extra: &[(&str, Scalar)]) -> Item {
@@ -57,7 +57,7 @@ fn staged(
     staged: i64,
 ) -> ProductsStaging {
     ProductsStaging {
-        id: StagingId::random(),
+        id: StagingId::generate(),
         source_product_id: product,
         sku: Sku::parse("MCS-0001"),
         name: "Merino Crew Sweater".into(),
@@ -102,7 +102,7 @@ fn version_of(p: &Product, n: u64, op: Option<OperationId>, created: i64) -> Pro
         product_id: p.id,
         version_number: n,
         product_data: p.content.clone(),
-        changed_fields: vec![],
+        changed_fields: vec![FieldPath::new_unchecked("title".into())],
         change_source: ChangeSource::Shopify,
         changed_by: actor("alice"),
         sync_operation_id: op,
@@ -187,7 +187,7 @@ pub async fn reading_an_absent_item_gives_none(h: Harness) {
         None
     );
     assert_eq!(
-        h.store.product(ProductId::random()).await.expect("get"),
+        h.store.product(ProductId::generate()).await.expect("get"),
         None
     );
     assert_eq!(
@@ -296,7 +296,7 @@ pub async fn a_multi_item_write_is_all_or_nothing(h: Harness) {
         .create_product(&p, ChangeSource::Local, &actor("alice"), None)
         .await
         .expect("create");
-    let op = OperationId::random();
+    let op = OperationId::generate();
     let row = staged(op, p.id, StagingStatus::Applied, 1);
     h.store.insert(&row).await.expect("staging row");
     // Product at the right version, a new snapshot, but the staged row is not pending any more.
@@ -500,7 +500,7 @@ pub async fn an_optimistic_update_advances_version_and_snapshot(h: Harness) {
         .expect("create");
     let mut content = p.content.clone();
     content.variants[0].price = "64.00".parse().expect("price");
-    let op = OperationId::random();
+    let op = OperationId::generate();
     let updated = h
         .store
         .update_product_content(
@@ -699,7 +699,7 @@ pub async fn only_the_holder_releases_a_lock(h: Harness) {
     let missing = h
         .store
         .lock_product(
-            ProductId::random(),
+            ProductId::generate(),
             &actor("bob"),
             at(3),
             Duration::seconds(5),
@@ -905,8 +905,8 @@ pub async fn a_completion_commits_with_its_work_once_without_a_claim(h: Harness)
     };
     // Two attempts prepared the same delivery; the first to commit wins.
     let first = staged(
-        OperationId::random(),
-        ProductId::random(),
+        OperationId::generate(),
+        ProductId::generate(),
         StagingStatus::Pending,
         1,
     );
@@ -1042,7 +1042,7 @@ pub async fn products_are_found_by_shopify_and_xorosoft_id(h: Harness) {
 pub async fn pending_push_index_is_sparse_and_ordered(h: Harness) {
     let mut expected = Vec::new();
     for i in 0..7 {
-        let mut p = Product::new(ProductId::random(), sample_content(1), at(i));
+        let mut p = Product::new(ProductId::generate(), sample_content(1), at(i));
         if i % 3 == 0 {
             p.last_sync_version = p.version; // in step: not pending
         } else {
@@ -1083,7 +1083,7 @@ pub async fn categories_and_their_versions_are_stored(h: Harness) {
         sort_order: "MANUAL".into(),
     };
     let c = Category {
-        id: CategoryId::random(),
+        id: CategoryId::generate(),
         shopify_id: Some(ShopifyCollectionId::new(841_564_295).expect("id")),
         content: content.clone(),
         version: 1,
@@ -1098,7 +1098,7 @@ pub async fn categories_and_their_versions_are_stored(h: Harness) {
         std::slice::from_ref(&c),
     )
     .await;
-    let op = OperationId::random();
+    let op = OperationId::generate();
     let versions: Vec<CategoryVersion> = (1..=4)
         .map(|n| CategoryVersion {
             category_id: c.id,
@@ -1129,17 +1129,17 @@ pub async fn categories_and_their_versions_are_stored(h: Harness) {
 }
 
 pub async fn staging_rows_page_by_operation(h: Harness) {
-    let op = OperationId::random();
+    let op = OperationId::generate();
     let rows: Vec<_> = (0..8)
-        .map(|i| staged(op, ProductId::random(), StagingStatus::Pending, i))
+        .map(|i| staged(op, ProductId::generate(), StagingStatus::Pending, i))
         .collect();
     for r in rows.iter().rev() {
         h.store.insert(r).await.expect("insert");
     }
     h.store
         .insert(&staged(
-            OperationId::random(),
-            ProductId::random(),
+            OperationId::generate(),
+            ProductId::generate(),
             StagingStatus::Pending,
             3,
         ))
@@ -1158,7 +1158,7 @@ pub async fn staging_rows_page_by_operation(h: Harness) {
 }
 
 pub async fn staging_rows_page_by_product_and_status(h: Harness) {
-    let product_id = ProductId::random();
+    let product_id = ProductId::generate();
     let mut for_product = Vec::new();
     let mut approved = Vec::new();
     for i in 0..7 {
@@ -1167,7 +1167,7 @@ pub async fn staging_rows_page_by_product_and_status(h: Harness) {
         } else {
             StagingStatus::Rejected
         };
-        let r = staged(OperationId::random(), product_id, status, i);
+        let r = staged(OperationId::generate(), product_id, status, i);
         h.store.insert(&r).await.expect("insert");
         if status == StagingStatus::Approved {
             approved.push(r.clone());
@@ -1194,7 +1194,7 @@ pub async fn applying_a_staged_row_twice_changes_nothing(h: Harness) {
         .create_product(&p, ChangeSource::Local, &actor("alice"), None)
         .await
         .expect("create");
-    let op = OperationId::random();
+    let op = OperationId::generate();
     let row = staged(op, p.id, StagingStatus::Pending, 1);
     h.store.insert(&row).await.expect("stage");
     let apply = |read: Product| {
@@ -1237,6 +1237,71 @@ pub async fn applying_a_staged_row_twice_changes_nothing(h: Harness) {
     assert_eq!(h.store.product_version(p.id, 3).await.expect("get"), None);
 }
 
+pub async fn a_create_is_stored_without_listing_its_fields_and_read_back_whole(h: Harness) {
+    let p = product(3);
+    let op = OperationId::generate();
+    let mut row = staged(op, p.id, StagingStatus::Applied, 1);
+    row.change_type = ChangeType::Create;
+    row.base_version = 0;
+    row.proposed = Some(p.content.clone());
+    let first = ProductVersion::first(&p, ChangeSource::Shopify, actor("system:sync"), Some(op));
+    let version_key = first.key();
+    h.store
+        .commit_product(ProductCommit {
+            version: Some(first),
+            product: p.clone(),
+            expected_version: None,
+            staging: Some((row.clone(), None)),
+            actor: actor("system:sync"),
+            now: at(1),
+        })
+        .await
+        .expect("create");
+    let stored = |item: Option<Item>| -> serde_json::Value {
+        let item = item.expect("present");
+        serde_json::from_slice(item.doc.as_deref().expect("doc")).expect("json")
+    };
+    // Stored once: the content, without a per-field listing of it.
+    let raw_row = stored(
+        h.raw
+            .get(Table::ProductsStaging, &row.key())
+            .await
+            .expect("get"),
+    );
+    assert_eq!(raw_row["change_data"], serde_json::json!({}));
+    assert_eq!(
+        raw_row["proposed"]["title"],
+        serde_json::json!(p.content.title)
+    );
+    let raw_version = stored(
+        h.raw
+            .get(Table::ProductVersions, &version_key)
+            .await
+            .expect("get"),
+    );
+    assert_eq!(raw_version["changed_fields"], serde_json::json!([]));
+    // Read back whole: every field of the content is new.
+    let every = p.content.to_fields();
+    let read = h
+        .store
+        .get::<ProductsStaging>(&row.key())
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(
+        read.change_data,
+        fields::diff(&fields::Fields::new(), &every)
+    );
+    assert!(read.change_data.contains_key("variants/v0003/price"));
+    let v1 = h
+        .store
+        .product_version(p.id, 1)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(v1.changed_fields, every.into_keys().collect::<Vec<_>>());
+}
+
 pub async fn operations_page_by_status_and_newest_first(h: Harness) {
     let mut all = Vec::new();
     for i in 0..7 {
@@ -1267,8 +1332,8 @@ pub async fn operations_page_by_status_and_newest_first(h: Harness) {
 }
 
 pub async fn conflicts_page_by_status_product_and_operation(h: Harness) {
-    let op = OperationId::random();
-    let product_id = ProductId::random();
+    let op = OperationId::generate();
+    let product_id = ProductId::generate();
     let mut all = Vec::new();
     for i in 0..7 {
         let status = if i < 4 {
@@ -1282,8 +1347,8 @@ pub async fn conflicts_page_by_status_product_and_operation(h: Harness) {
     }
     h.store
         .insert(&conflict(
-            OperationId::random(),
-            ProductId::random(),
+            OperationId::generate(),
+            ProductId::generate(),
             ConflictStatus::Open,
             100,
         ))
@@ -1314,13 +1379,13 @@ pub async fn conflicts_page_by_status_product_and_operation(h: Harness) {
 }
 
 pub async fn rollbacks_page_by_original_operation(h: Harness) {
-    let op = OperationId::random();
+    let op = OperationId::generate();
     let rollbacks: Vec<_> = (0..4)
         .map(|i| SyncRollback {
-            id: RollbackId::random(),
+            id: RollbackId::generate(),
             original_operation_id: op,
             rollback_type: RollbackType::Selective,
-            selected_products: vec![ProductId::random()],
+            selected_products: vec![ProductId::generate()],
             backup_data: BackupData {
                 products: vec![product(1)],
                 created: vec![],
@@ -1389,7 +1454,7 @@ pub async fn versions_page_by_product_in_both_directions(h: Harness) {
 }
 
 pub async fn versions_page_by_operation(h: Harness) {
-    let op = OperationId::random();
+    let op = OperationId::generate();
     let mut expected = Vec::new();
     for i in 0..5 {
         let p = product(1);
@@ -1410,7 +1475,7 @@ pub async fn versions_page_by_operation(h: Harness) {
 }
 
 pub async fn xorosoft_products_page_by_sku_and_product(h: Harness) {
-    let product_id = ProductId::random();
+    let product_id = ProductId::generate();
     let rows: Vec<_> = ["WH1", "WH2", "WH3", "WH4"]
         .iter()
         .map(|wh| XorosoftProduct {
@@ -1448,7 +1513,7 @@ pub async fn xorosoft_products_page_by_sku_and_product(h: Harness) {
 pub async fn xorosoft_logs_page_by_type_and_file(h: Harness) {
     let logs: Vec<_> = (0..5)
         .map(|i| XorosoftSyncLog {
-            id: XorosoftLogId::random(),
+            id: XorosoftLogId::generate(),
             sync_type: XorosoftSyncType::StockUpdate,
             status: XorosoftSyncStatus::Completed,
             statistics: XorosoftStatistics {
@@ -1487,7 +1552,7 @@ pub async fn xorosoft_logs_page_by_type_and_file(h: Harness) {
 }
 
 pub async fn performance_logs_page_by_operation_and_bottleneck(h: Harness) {
-    let op = OperationId::random();
+    let op = OperationId::generate();
     let logs: Vec<_> = (0..5)
         .map(|i| {
             let stages = BTreeMap::from([(Stage::Fetch, 100), (Stage::Push, 400 + i as u64)]);
