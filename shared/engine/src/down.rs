@@ -175,6 +175,19 @@ pub(crate) async fn local_of(
     Ok(found?)
 }
 
+/// The local product mirroring each of `sources`, in order, read together (timed as diffing).
+pub(crate) async fn locals_of(
+    store: &Store,
+    sources: &[Shopify],
+    times: &mut StageTimes,
+) -> Result<Vec<Option<Product>>, EngineError> {
+    let diffing = Instant::now();
+    let ids: Vec<ShopifyProductId> = sources.iter().map(|s| s.id).collect();
+    let found = store.products_by_shopify_ids(&ids).await;
+    times.add(Stage::Diff, diffing);
+    Ok(found?)
+}
+
 /// Decides what Shopify's content means for the local product `found` (as just read),
 /// writing nothing.
 pub(crate) async fn decide(

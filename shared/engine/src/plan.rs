@@ -3,7 +3,7 @@
 //! transaction, batched) or wait for approval. Applying a row twice changes nothing: its
 //! status is part of the write's condition.
 
-use crate::down::{decide, local_of, stage_conflict, Decision, Ingested, Shopify};
+use crate::down::{decide, locals_of, stage_conflict, Decision, Ingested, Shopify};
 use crate::error::EngineError;
 use crate::perf::StageTimes;
 use chrono::{DateTime, Utc};
@@ -130,11 +130,15 @@ impl Planner<'_> {
         let mut settled_conflicts = Vec::new();
         let mut creates = Vec::new();
         let mut created = Vec::new();
+        let mut locals = match known.filter(|_| items.len() == 1) {
+            Some(known) => vec![known.clone()],
+            None => {
+                let sources: Vec<Shopify> = items.iter().map(|(source, _)| *source).collect();
+                locals_of(store, &sources, times).await?
+            }
+        };
         for (index, (source, content)) in items.iter().enumerate() {
-            let found = match known.filter(|_| index == 0 && items.len() == 1) {
-                Some(known) => known.clone(),
-                None => local_of(store, *source, times).await?,
-            };
+            let found = locals.get_mut(index).and_then(Option::take);
             match decide(store, operation, (*source, found), content, actor, now).await? {
                 // A step cut short after its creates landed is run again: what it created is
                 // counted as created, not as unchanged.

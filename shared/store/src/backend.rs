@@ -201,6 +201,17 @@ pub trait ItemStore: Send + Sync {
     /// One page of a query.
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;
 
+    /// The first page of each query, in order. The default asks them one after another; the
+    /// embedded store answers them all within one read transaction (a lookup per product of
+    /// a batch cost a lock round of system calls each).
+    async fn query_each(&self, queries: &[Query]) -> Result<Vec<Page>, StoreError> {
+        let mut pages = Vec::with_capacity(queries.len());
+        for query in queries {
+            pages.push(self.query(query).await?);
+        }
+        Ok(pages)
+    }
+
     /// One page of a full scan of a table.
     async fn scan(
         &self,

@@ -420,6 +420,31 @@ impl Store {
         Ok(page.items.into_iter().next())
     }
 
+    /// The local product of each Shopify product, in order (`None`: not mirrored yet), read
+    /// together (see [`ItemStore::query_each`]).
+    pub async fn products_by_shopify_ids(
+        &self,
+        shopify_ids: &[shopsync_domain::ShopifyProductId],
+    ) -> Result<Vec<Option<Product>>, RepoError> {
+        let queries: Vec<Query> = shopify_ids
+            .iter()
+            .map(|id| Query::new(Table::Products, Some("by_shopify_id"), id.to_string()))
+            .collect();
+        let pages = self.backend.query_each(&queries).await?;
+        if pages.len() != queries.len() {
+            return Err(StoreError::Invalid(format!(
+                "{} lookups answered with {} pages",
+                queries.len(),
+                pages.len()
+            ))
+            .into());
+        }
+        pages
+            .into_iter()
+            .map(|page| page.items.first().map(decode::<Product>).transpose())
+            .collect()
+    }
+
     /// Stores a new product with its version-1 snapshot, atomically.
     pub async fn create_product(
         &self,

@@ -337,10 +337,116 @@ impl SqliteStore {
         Ok(answers)
     }
 
+    /// The statement and parameters of one page of `query`.
+    fn page_sql(&self, query: &Query) -> Result<PageSql, StoreError> {
+        let def = query.table.def();
+        let index =
+            match query.index {
+                Some(name) => Some(def.index(name).ok_or_else(|| {
+                    StoreError::Invalid(format!("{} has no index {name}", def.name))
+                })?),
+                None => None,
+            };
+        check_page_size(query.limit)?;
+        let (pk_expr, sk_attr) = match index {
+            Some(ix) => (
+                attr_expr(ix.key.pk.name),
+                ix.key.sk.map(|s| attr_expr(s.name)),
+            ),
+            None => ("pk".to_owned(), def.key.sk.map(|_| "sk".to_owned())),
+        };
+        let mut sql = format!(
+            "SELECT attrs, doc FROM {} WHERE {pk_expr} = ?",
+            quote(&self.physical_name(query.table))
+        );
+        let mut params = vec![to_sql(&query.pk)];
+        if let Some(sk) = &sk_attr {
+            if index.is_some() {
+                sql.push_str(&format!(" AND {sk} IS NOT NULL"));
+            }
+            if let Some(cond) = &query.sk {
+                let (clause, values): (String, Vec<&Scalar>) = match cond {
+                    SortCondition::Eq(v) => (format!("{sk} = ?"), vec![v]),
+                    SortCondition::Lt(v) => (format!("{sk} < ?"), vec![v]),
+                    SortCondition::Le(v) => (format!("{sk} <= ?"), vec![v]),
+                    SortCondition::Gt(v) => (format!("{sk} > ?"), vec![v]),
+                    SortCondition::Ge(v) => (format!("{sk} >= ?"), vec![v]),
+                    SortCondition::Between(lo, hi) => {
+                        (format!("{sk} BETWEEN ? AND ?"), vec![lo, hi])
+                    }
+                    SortCondition::BeginsWith(p) => {
+                        sql.push_str(&format!(" AND substr({sk}, 1, {}) = ?", p.chars().count()));
+                        params.push(SqlValue::Text(p.clone()));
+                        (String::new(), vec![])
+                    }
+                };
+                if !clause.is_empty() {
+                    sql.push_str(&format!(" AND {clause}"));
+                    params.extend(values.into_iter().map(to_sql));
+                }
+            }
+        } else if query.sk.is_some() {
+            return Err(StoreError::Invalid(
+                "sort key condition on a key without a sort key".into(),
+            ));
+        }
+        let cols = order_columns(def, index);
+        let dir = if query.ascending { "ASC" } else { "DESC" };
+        if let Some(token) = &query.start {
+            let tuple: Vec<&str> = cols.iter().map(|(c, _)| c.as_str()).collect();
+            let marks = vec!["?"; cols.len()].join(", ");
+            let op = if query.ascending { ">" } else { "<" };
+            let values = token_values(token, &cols)?;
+            // The same bound on the first column alone lets SQLite start the index range at
+            // the token (a row-value comparison alone is a filter: every page would walk the
+            // partition from its start).
+            let first_op = if query.ascending { ">=" } else { "<=" };
+            sql.push_str(&format!(" AND {} {first_op} ?", tuple[0]));
+            params.push(values[0].clone());
+            sql.push_str(&format!(" AND ({}) {op} ({marks})", tuple.join(", ")));
+            params.extend(values);
+        }
+        let order: Vec<String> = cols.iter().map(|(c, _)| format!("{c} {dir}")).collect();
+        sql.push_str(&format!(
+            " ORDER BY {} LIMIT {}",
+            order.join(", "),
+            query.limit + 1
+        ));
+        Ok(PageSql {
+            sql,
+            params,
+            limit: query.limit,
+            def,
+            index,
+        })
+    }
+
     /// Writes a raw row, bypassing conditions: for tests that need data shaped as an older
     /// version of shopsync left it.
     pub async fn put_raw(&self, table: Table, item: Item) -> Result<(), StoreError> {
         self.put(table, item, None).await
+    }
+}
+
+/// One page of a query, ready to run.
+struct PageSql {
+    sql: String,
+    params: Vec<SqlValue>,
+    limit: u32,
+    def: &'static TableDef,
+    index: Option<&'static IndexDef>,
+}
+
+impl PageSql {
+    fn run(&self, conn: &Connection) -> Result<Page, StoreError> {
+        run_page(
+            conn,
+            &self.sql,
+            self.params.clone(),
+            self.limit,
+            self.def,
+            self.index,
+        )
     }
 }
 
@@ -732,82 +838,26 @@ impl ItemStore for SqliteStore {
     }
 
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
-        let def = query.table.def();
-        let index =
-            match query.index {
-                Some(name) => Some(def.index(name).ok_or_else(|| {
-                    StoreError::Invalid(format!("{} has no index {name}", def.name))
-                })?),
-                None => None,
-            };
-        check_page_size(query.limit)?;
-        let (pk_expr, sk_attr) = match index {
-            Some(ix) => (
-                attr_expr(ix.key.pk.name),
-                ix.key.sk.map(|s| attr_expr(s.name)),
-            ),
-            None => ("pk".to_owned(), def.key.sk.map(|_| "sk".to_owned())),
-        };
-        let mut sql = format!(
-            "SELECT attrs, doc FROM {} WHERE {pk_expr} = ?",
-            quote(&self.physical_name(query.table))
-        );
-        let mut params = vec![to_sql(&query.pk)];
-        if let Some(sk) = &sk_attr {
-            if index.is_some() {
-                sql.push_str(&format!(" AND {sk} IS NOT NULL"));
-            }
-            if let Some(cond) = &query.sk {
-                let (clause, values): (String, Vec<&Scalar>) = match cond {
-                    SortCondition::Eq(v) => (format!("{sk} = ?"), vec![v]),
-                    SortCondition::Lt(v) => (format!("{sk} < ?"), vec![v]),
-                    SortCondition::Le(v) => (format!("{sk} <= ?"), vec![v]),
-                    SortCondition::Gt(v) => (format!("{sk} > ?"), vec![v]),
-                    SortCondition::Ge(v) => (format!("{sk} >= ?"), vec![v]),
-                    SortCondition::Between(lo, hi) => {
-                        (format!("{sk} BETWEEN ? AND ?"), vec![lo, hi])
-                    }
-                    SortCondition::BeginsWith(p) => {
-                        sql.push_str(&format!(" AND substr({sk}, 1, {}) = ?", p.chars().count()));
-                        params.push(SqlValue::Text(p.clone()));
-                        (String::new(), vec![])
-                    }
-                };
-                if !clause.is_empty() {
-                    sql.push_str(&format!(" AND {clause}"));
-                    params.extend(values.into_iter().map(to_sql));
-                }
-            }
-        } else if query.sk.is_some() {
-            return Err(StoreError::Invalid(
-                "sort key condition on a key without a sort key".into(),
-            ));
-        }
-        let cols = order_columns(def, index);
-        let dir = if query.ascending { "ASC" } else { "DESC" };
-        if let Some(token) = &query.start {
-            let tuple: Vec<&str> = cols.iter().map(|(c, _)| c.as_str()).collect();
-            let marks = vec!["?"; cols.len()].join(", ");
-            let op = if query.ascending { ">" } else { "<" };
-            let values = token_values(token, &cols)?;
-            // The same bound on the first column alone lets SQLite start the index range at
-            // the token (a row-value comparison alone is a filter: every page would walk the
-            // partition from its start).
-            let first_op = if query.ascending { ">=" } else { "<=" };
-            sql.push_str(&format!(" AND {} {first_op} ?", tuple[0]));
-            params.push(values[0].clone());
-            sql.push_str(&format!(" AND ({}) {op} ({marks})", tuple.join(", ")));
-            params.extend(values);
-        }
-        let order: Vec<String> = cols.iter().map(|(c, _)| format!("{c} {dir}")).collect();
-        sql.push_str(&format!(
-            " ORDER BY {} LIMIT {}",
-            order.join(", "),
-            query.limit + 1
-        ));
-        let limit = query.limit;
-        self.with_conn(move |c| run_page(c, &sql, params, limit, def, index))
-            .await
+        let page = self.page_sql(query)?;
+        self.with_conn(move |c| page.run(c)).await
+    }
+
+    async fn query_each(&self, queries: &[Query]) -> Result<Vec<Page>, StoreError> {
+        let pages = queries
+            .iter()
+            .map(|q| self.page_sql(q))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.with_conn(move |c| {
+            // One read transaction: the shared locks are taken once for every query.
+            let tx = c.transaction().map_err(map_err)?;
+            let answers = pages
+                .iter()
+                .map(|page| page.run(&tx))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit().map_err(map_err)?;
+            Ok(answers)
+        })
+        .await
     }
 
     async fn scan(

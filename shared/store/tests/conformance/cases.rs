@@ -1039,6 +1039,62 @@ pub async fn products_are_found_by_shopify_and_xorosoft_id(h: Harness) {
     assert_pages(&h, q(Table::Products, "by_xorosoft_id", "XS-100"), &[p]).await;
 }
 
+pub async fn lookups_asked_together_are_answered_each_in_order(h: Harness) {
+    let shopify = |n: u64| ShopifyProductId::new(9_007_199_254_740_000 + n).expect("id");
+    let mut mirrored = Vec::new();
+    for n in [3, 1, 2] {
+        let mut p = product(1);
+        p.shopify_id = Some(shopify(n));
+        h.store
+            .create_product(&p, ChangeSource::Shopify, &actor("alice"), None)
+            .await
+            .expect("create");
+        mirrored.push(p);
+    }
+    let found = h
+        .store
+        .products_by_shopify_ids(&[shopify(2), shopify(9), shopify(3), shopify(2)])
+        .await
+        .expect("lookups");
+    assert_eq!(
+        found,
+        vec![
+            Some(mirrored[2].clone()),
+            None,
+            Some(mirrored[0].clone()),
+            Some(mirrored[2].clone()),
+        ]
+    );
+    assert_eq!(
+        h.store.products_by_shopify_ids(&[]).await.expect("none"),
+        vec![]
+    );
+    // Queries of different tables and shapes, each answered with its own first page.
+    let mut by_version = Query::new(Table::ProductVersions, None, mirrored[1].id.to_string());
+    by_version.limit = 1;
+    let pages = h
+        .raw
+        .query_each(&[
+            by_version,
+            q(Table::Products, "by_shopify_id", shopify(1).to_string()),
+        ])
+        .await
+        .expect("queries");
+    assert_eq!(pages.len(), 2);
+    assert_eq!(pages[0].items.len(), 1);
+    let version: ProductVersion =
+        serde_json::from_slice(pages[0].items[0].doc.as_deref().expect("doc")).expect("json");
+    assert_eq!(
+        (version.product_id, version.version_number),
+        (mirrored[1].id, 1)
+    );
+    assert_eq!(pages[1].items.len(), 1);
+    assert_eq!(
+        pages[1].items[0].attrs.get("id"),
+        Some(&Scalar::from(mirrored[1].id.to_string()))
+    );
+}
+
 pub async fn pending_push_index_is_sparse_and_ordered(h: Harness) {
     let mut expected = Vec::new();
     for i in 0..7 {
