@@ -250,11 +250,29 @@ impl<'d, R: Resolve> Exec<'d, R> {
     /// lines carrying `__parentId`, each parent before its children. Returns the lines
     /// written and how many of them are top-level objects.
     pub fn bulk(&mut self, root: &R::Node, set: &'d SelectionSet, out: &mut Vec<u8>) -> (u64, u64) {
+        self.bulk_part(root, set, out, (0, 1))
+    }
+
+    /// The part of [`Exec::bulk`]'s lines that the `share`-th of `shares` equal runs of
+    /// top-level objects make (executors on several threads each write one part; the parts
+    /// in order are the whole export).
+    pub fn bulk_part(
+        &mut self,
+        root: &R::Node,
+        set: &'d SelectionSet,
+        out: &mut Vec<u8>,
+        (share, shares): (usize, usize),
+    ) -> (u64, u64) {
         self.deferred = Some(Vec::new());
         let _ = self.object(root, set);
         let pending = self.deferred.take().unwrap_or_default();
+        let shares = shares.max(1);
         let (mut lines, mut roots) = (0, 0);
-        for d in pending {
+        for mut d in pending {
+            let count = d.nodes.len();
+            let (from, to) = (count * share / shares, count * (share + 1) / shares);
+            d.nodes.truncate(to);
+            d.nodes.drain(..from.min(to));
             roots += d.nodes.len() as u64;
             lines += self.emit(d, None, out);
         }

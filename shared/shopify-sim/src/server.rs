@@ -657,7 +657,8 @@ async fn bulk_file(State(state): State<Arc<SimState>>, Path(file): Path<String>)
         Some(data) => (
             StatusCode::OK,
             [("content-type", "application/jsonl")],
-            Bytes::from(data.as_ref().clone()),
+            // Shared with the operation, not copied (an export can be hundreds of MB).
+            data,
         )
             .into_response(),
         None => answer(StatusCode::NOT_FOUND, json!({"errors": "Not Found"})),
