@@ -179,8 +179,11 @@ fn unique_prefix() -> String {
     format!("m{}_", &uuid_like())
 }
 
+/// 12 random hex digits: the tail of a new id (its head is a timestamp, shared by ids made
+/// in the same millisecond).
 fn uuid_like() -> String {
-    ProductId::generate().to_string().replace('-', "")[..12].to_owned()
+    let id = ProductId::generate().to_string().replace('-', "");
+    id[id.len() - 12..].to_owned()
 }
 
 #[test]
