@@ -139,31 +139,20 @@ pub struct ShopifySource {
 mod tests {
     use super::*;
     use crate::fields::{diff, Fields};
-    use crate::testing::sample_content;
+    use crate::testing::{sample_content, sample_row};
 
     fn create_row(change_data: ChangeData) -> ProductsStaging {
-        let proposed = sample_content(2);
-        ProductsStaging {
-            id: StagingId::generate(),
-            source_product_id: ProductId::generate(),
-            sku: None,
-            name: proposed.title.clone(),
-            change_type: ChangeType::Create,
-            change_data,
-            base_version: 0,
-            proposed: Some(proposed),
-            has_conflicts: false,
-            sync_operation_id: OperationId::generate(),
-            status: StagingStatus::Applied,
-            staged_by: Actor::system("test"),
-            staged_at: Utc::now(),
-            reviewed_by: None,
-            reviewed_at: None,
-            applied_at: None,
-            error: None,
-            shopify: None,
-            merged: false,
-        }
+        let mut row = sample_row(
+            OperationId::generate(),
+            ProductId::generate(),
+            Actor::system("test"),
+            Utc::now(),
+        );
+        row.change_type = ChangeType::Create;
+        row.change_data = change_data;
+        row.base_version = 0;
+        row.proposed = Some(sample_content(2));
+        row
     }
 
     #[test]

@@ -1,8 +1,14 @@
 //! Builders of realistic sample data, for tests and benchmarks of every crate.
 
-use crate::ids::{InventoryItemId, LocationId, ShopifyVariantId, VariantKey};
+use crate::fields::ChangeData;
+use crate::ids::{
+    Actor, InventoryItemId, LocationId, OperationId, ProductId, ShopifyVariantId, StagingId,
+    VariantKey,
+};
 use crate::money::{Money, Quantity};
 use crate::product::{ProductContent, ProductOption, ProductStatus, Sku, Variant};
+use crate::staging::{ChangeType, ProductsStaging, StagingStatus};
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// A product with `variants` sizes, prices, SKUs, barcodes and stock at two locations.
@@ -45,5 +51,36 @@ fn sample_variant(i: usize, size: &str) -> Variant {
             (location(61_000_000_001), Quantity(10 + n as i64)),
             (location(61_000_000_002), Quantity(3)),
         ]),
+    }
+}
+
+/// A pending update of `product` in `operation` (base version 1, nothing proposed, no field
+/// listed), staged by `staged_by` at `staged_at`: tests set what they need on top.
+pub fn sample_row(
+    operation: OperationId,
+    product: ProductId,
+    staged_by: Actor,
+    staged_at: DateTime<Utc>,
+) -> ProductsStaging {
+    ProductsStaging {
+        id: StagingId::generate(),
+        source_product_id: product,
+        sku: Sku::parse("MCS-0001"),
+        name: "Merino Crew Sweater".into(),
+        change_type: ChangeType::Update,
+        change_data: ChangeData::new(),
+        base_version: 1,
+        proposed: None,
+        has_conflicts: false,
+        sync_operation_id: operation,
+        status: StagingStatus::Pending,
+        staged_by,
+        staged_at,
+        reviewed_by: None,
+        reviewed_at: None,
+        applied_at: None,
+        error: None,
+        shopify: None,
+        merged: false,
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::harness::Harness;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use shopsync_domain::testing::sample_content;
+use shopsync_domain::testing::{sample_content, sample_row};
 use shopsync_domain::*;
 use shopsync_store::item::{Condition, Item, Key, Query, Scalar, SortCondition, WriteOp};
 use shopsync_store::{
@@ -56,27 +56,9 @@ fn staged(
     status: StagingStatus,
     staged: i64,
 ) -> ProductsStaging {
-    ProductsStaging {
-        id: StagingId::generate(),
-        source_product_id: product,
-        sku: Sku::parse("MCS-0001"),
-        name: "Merino Crew Sweater".into(),
-        change_type: ChangeType::Update,
-        change_data: Default::default(),
-        base_version: 1,
-        proposed: None,
-        has_conflicts: false,
-        sync_operation_id: op,
-        status,
-        staged_by: actor("alice"),
-        staged_at: at(staged),
-        reviewed_by: None,
-        reviewed_at: None,
-        applied_at: None,
-        error: None,
-        shopify: None,
-        merged: false,
-    }
+    let mut row = sample_row(op, product, actor("alice"), at(staged));
+    row.status = status;
+    row
 }
 
 fn conflict(
