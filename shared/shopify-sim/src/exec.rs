@@ -230,15 +230,8 @@ impl<'d, R: Resolve> Exec<'d, R> {
                     .collect(),
             )),
             Out::Node(node) => {
-                if self.deferred.is_some() {
-                    if let Some(nodes) = self.resolver.connection_nodes(&node) {
-                        let selection =
-                            node_selection(&field.selection_set).unwrap_or(&field.selection_set);
-                        if let Some(deferred) = self.deferred.as_mut() {
-                            deferred.push(Deferred { nodes, selection });
-                        }
-                        return None;
-                    }
+                if self.defer(&node, field) {
+                    return None;
                 }
                 self.cost += self.resolver.weight(&node);
                 Some(self.object(&node, &field.selection_set))
@@ -288,21 +281,119 @@ impl<'d, R: Resolve> Exec<'d, R> {
         let mut lines = 0;
         for node in deferred.nodes {
             let saved = self.deferred.replace(Vec::new());
-            let mut object = self.object(&node, deferred.selection);
+            self.write_object(&node, deferred.selection, parent, out);
+            out.push(b'\n');
+            lines += 1;
             let children = std::mem::replace(&mut self.deferred, saved).unwrap_or_default();
-            if let (Some(parent), Value::Object(map)) = (parent, &mut object) {
-                map.insert("__parentId".into(), Value::String(parent.to_owned()));
-            }
-            if serde_json::to_writer(&mut *out, &object).is_ok() {
-                out.push(b'\n');
-                lines += 1;
-            }
             let id = self.resolver.gid(&node);
             for child in children {
                 lines += self.emit(child, id.as_deref(), out);
             }
         }
         lines
+    }
+
+    /// Writes `node` projected through `set` as one JSON object straight to `out`, its fields
+    /// in selection order as GraphQL orders a response (Shopify's export lines start with
+    /// `id` when it is selected first). Connections met on the way are deferred (bulk mode);
+    /// `parent`, when given, is written last as `__parentId`, as Shopify writes it. A
+    /// response key selected twice is written once.
+    fn write_object(
+        &mut self,
+        node: &R::Node,
+        set: &'d SelectionSet,
+        parent: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        let typename = self.resolver.typename(node);
+        let mut fields = Vec::new();
+        self.collect(set, typename, &mut fields);
+        let mut written: Vec<&str> = Vec::with_capacity(fields.len());
+        out.push(b'{');
+        for field in fields {
+            let key = field.response_key().as_str();
+            if written.contains(&key) {
+                continue;
+            }
+            if field.name == "__typename" {
+                write_key(out, key, written.is_empty());
+                write_json(out, typename);
+                written.push(key);
+                continue;
+            }
+            let args = Args {
+                field,
+                vars: self.vars,
+            };
+            self.path.push(key.to_owned());
+            match self.resolver.field(node, field.name.as_str(), &args) {
+                Ok(Out::Node(child)) if self.defer(&child, field) => {}
+                Ok(value) => {
+                    write_key(out, key, written.is_empty());
+                    written.push(key);
+                    self.write_out(value, field, out);
+                }
+                Err(message) => {
+                    self.errors.push(FieldError {
+                        message,
+                        path: self.path.clone(),
+                    });
+                    write_key(out, key, written.is_empty());
+                    written.push(key);
+                    out.extend_from_slice(b"null");
+                }
+            }
+            self.path.pop();
+        }
+        if let Some(parent) = parent {
+            write_key(out, "__parentId", written.is_empty());
+            write_json(out, parent);
+        }
+        out.push(b'}');
+    }
+
+    /// Writes one resolved value of `field` to `out` (see [`Exec::write_object`]).
+    fn write_out(&mut self, value: Out<R::Node>, field: &'d Node<Field>, out: &mut Vec<u8>) {
+        match value {
+            Out::Json(v) => write_json(out, &v),
+            Out::List(items) => {
+                out.push(b'[');
+                let mut first = true;
+                for item in items {
+                    if let Out::Node(node) = &item {
+                        if self.defer(node, field) {
+                            continue;
+                        }
+                    }
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    self.write_out(item, field, out);
+                }
+                out.push(b']');
+            }
+            Out::Node(node) => {
+                self.cost += self.resolver.weight(&node);
+                self.write_object(&node, &field.selection_set, None, out);
+            }
+        }
+    }
+
+    /// In bulk mode, takes a connection's nodes to be written as lines of their own (and
+    /// answers `true`); anything else is written in place.
+    fn defer(&mut self, node: &R::Node, field: &'d Node<Field>) -> bool {
+        if self.deferred.is_none() {
+            return false;
+        }
+        let Some(nodes) = self.resolver.connection_nodes(node) else {
+            return false;
+        };
+        let selection = node_selection(&field.selection_set).unwrap_or(&field.selection_set);
+        if let Some(deferred) = self.deferred.as_mut() {
+            deferred.push(Deferred { nodes, selection });
+        }
+        true
     }
 
     /// Shopify's requested cost of `set`: objects 1, connections 2 + first × (1 + node
@@ -394,4 +485,21 @@ fn node_selection(set: &SelectionSet) -> Option<&SelectionSet> {
         }
         _ => None,
     })
+}
+
+/// Writes `"key":`, after a comma unless it is the object's first.
+fn write_key(out: &mut Vec<u8>, key: &str, first: bool) {
+    if !first {
+        out.push(b',');
+    }
+    write_json(out, key);
+    out.push(b':');
+}
+
+/// Writes a JSON value (strings and `Value`s always serialize; `null` stands in if one ever
+/// could not).
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(b"null");
+    }
 }

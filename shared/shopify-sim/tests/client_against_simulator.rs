@@ -594,7 +594,7 @@ async fn bulk_export_streams_every_product_with_variants_and_levels() {
     // Only the products are top-level objects.
     let (status, body) = raw(
         &sim,
-        "{ currentBulkOperation { status objectCount rootObjectCount } }",
+        "{ currentBulkOperation { id status objectCount rootObjectCount } }",
         json!({}),
     )
     .await;
@@ -604,6 +604,46 @@ async fn bulk_export_streams_every_product_with_variants_and_levels() {
         (op["objectCount"].as_str(), op["rootObjectCount"].as_str()),
         (Some("800"), Some("80")),
         "{body}"
+    );
+    // Lines as Shopify writes them: fields in the query's order (so `id` first, as the
+    // client's one-pass reader expects), `__parentId` last on child lines.
+    let op_id: u64 = op["id"]
+        .as_str()
+        .and_then(|gid| gid.rsplit('/').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let data = sim.with_shop(|s| s.bulk_data(op_id)).unwrap();
+    let text = std::str::from_utf8(&data).unwrap();
+    let mut kinds = BTreeMap::new();
+    for line in text.lines() {
+        let value: Value = serde_json::from_str(line).unwrap();
+        let id = value["id"].as_str().unwrap();
+        let kind = id.split('/').nth(3).unwrap();
+        *kinds.entry(kind.to_owned()).or_insert(0) += 1;
+        assert!(line.starts_with(&format!(r#"{{"id":"{id}""#)), "{line}");
+        match kind {
+            "Product" => {
+                assert!(!line.contains("__parentId"), "{line}");
+                let title = line.find(r#""title":"#).unwrap();
+                let updated = line.find(r#""updatedAt":"#).unwrap();
+                assert!(title < updated, "fields in query order: {line}");
+            }
+            _ => {
+                let parent = value["__parentId"].as_str().unwrap();
+                assert!(
+                    line.ends_with(&format!(r#","__parentId":"{parent}"}}"#)),
+                    "{line}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        kinds,
+        BTreeMap::from([
+            ("Product".to_owned(), 80),
+            ("ProductVariant".to_owned(), 240),
+            ("InventoryLevel".to_owned(), 480),
+        ])
     );
     let expected = sim.with_shop(|s| s.products().cloned().collect::<Vec<_>>());
     assert_eq!(products.len(), expected.len());
