@@ -78,7 +78,9 @@ pub struct ProductsStaging {
     pub change_data: ChangeData,
     /// The product version the change was computed against (0 for a create).
     pub base_version: u64,
-    /// The full content after the change (absent for a delete).
+    /// The full content after the change (absent for a delete). An applied create stores
+    /// none: it is its product's first version's snapshot (see
+    /// [`ProductsStaging::content_implied`]), read back in its place.
     pub proposed: Option<ProductContent>,
     /// Whether any field conflicts.
     pub has_conflicts: bool,
@@ -113,6 +115,18 @@ impl ProductsStaging {
         self.change_type == ChangeType::Create
             && self.change_data.is_empty()
             && self.proposed.is_some()
+    }
+
+    /// The version a create makes: the one whose snapshot an applied create's `proposed`
+    /// equals.
+    pub const CREATED_VERSION: u64 = 1;
+
+    /// Whether `proposed` is left implied: a create stored with its product's first version
+    /// holds no copy of the content, which is that version's snapshot (a bulk import stores
+    /// each product's content in the product and its first version; a third copy here was a
+    /// fifth of the import's writes). The store reads the snapshot back in its place.
+    pub fn content_implied(&self) -> bool {
+        self.change_type == ChangeType::Create && self.proposed.is_none()
     }
 
     /// Lists implied `change_data` (see the field); other rows stay as they are.

@@ -8,9 +8,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shopsync_domain::status::status_name;
 use shopsync_domain::{
-    Category, CategoryVersion, ComplianceRequest, Product, ProductVersion, ProductsStaging,
-    SyncConflict, SyncOperation, SyncPerformanceLog, SyncRollback, XorosoftProduct,
-    XorosoftSyncLog,
+    Category, CategoryVersion, ComplianceRequest, Product, ProductContent, ProductId,
+    ProductVersion, ProductsStaging, SyncConflict, SyncOperation, SyncPerformanceLog, SyncRollback,
+    XorosoftProduct, XorosoftSyncLog,
 };
 
 /// An entity stored as one item.
@@ -23,6 +23,14 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync + std::fmt::Debug {
     fn attrs(&self) -> Attrs;
     /// Completes a record just read: lists what its stored form leaves implied.
     fn loaded(&mut self) {}
+    /// The product version whose snapshot is this record's content, when its stored form
+    /// leaves the content implied (an applied create's staged row); the repository reads
+    /// that snapshot back and hands it to [`Record::fill_content`] before [`Record::loaded`].
+    fn implied_content(&self) -> Option<(ProductId, u64)> {
+        None
+    }
+    /// Takes the content [`Record::implied_content`] named.
+    fn fill_content(&mut self, _snapshot: ProductContent) {}
 }
 
 /// Epoch milliseconds, the form of every time in a sort key.
@@ -114,6 +122,13 @@ impl Record for ProductsStaging {
     }
     fn loaded(&mut self) {
         self.spell_out();
+    }
+    fn implied_content(&self) -> Option<(ProductId, u64)> {
+        self.content_implied()
+            .then_some((self.source_product_id, ProductsStaging::CREATED_VERSION))
+    }
+    fn fill_content(&mut self, snapshot: ProductContent) {
+        self.proposed = Some(snapshot);
     }
 }
 

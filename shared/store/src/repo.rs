@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use shopsync_domain::fields::changed_fields;
 use shopsync_domain::status::status_name;
 use shopsync_domain::{
-    Actor, ChangeSource, LockError, LockState, OperationId, Product, ProductContent, ProductId,
-    ProductVersion, ProductsStaging, StagingStatus,
+    Actor, ChangeSource, ChangeType, LockError, LockState, OperationId, Product, ProductContent,
+    ProductId, ProductVersion, ProductsStaging, StagingStatus,
 };
 use std::sync::Arc;
 
@@ -171,15 +171,22 @@ fn encode<R: Record>(record: &R) -> Result<Item, RepoError> {
     })
 }
 
-pub(crate) fn decode<R: Record>(item: &Item) -> Result<R, RepoError> {
+/// A record as stored: what its stored form leaves implied is not filled in yet.
+fn decode_stored<R: Record>(item: &Item) -> Result<R, RepoError> {
     let doc = item.doc.as_deref().ok_or_else(|| RepoError::Decode {
         table: R::TABLE,
         reason: "item has no document".into(),
     })?;
-    let mut record: R = serde_json::from_slice(doc).map_err(|e| RepoError::Decode {
+    serde_json::from_slice(doc).map_err(|e| RepoError::Decode {
         table: R::TABLE,
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// A record whose stored form leaves nothing to read elsewhere (every record but a staged
+/// row; [`Store::decode_all`] completes those).
+pub(crate) fn decode<R: Record>(item: &Item) -> Result<R, RepoError> {
+    let mut record: R = decode_stored(item)?;
     record.loaded();
     Ok(record)
 }
@@ -216,7 +223,11 @@ fn product_write_condition(
 
 /// The writes of one product commit: the product (conditioned on its version and lock), its
 /// version snapshot (new), and its staged row (in the status the commit expects).
-fn product_commit_writes(commit: &ProductCommit) -> Result<Vec<WriteOp>, RepoError> {
+///
+/// A create's staged row applied with its product's first version is stored without its
+/// content, which is that version's snapshot (see [`ProductsStaging::content_implied`]); the
+/// row's content is taken out only while it is encoded.
+fn product_commit_writes(commit: &mut ProductCommit) -> Result<Vec<WriteOp>, RepoError> {
     let ProductCommit {
         product,
         expected_version,
@@ -249,9 +260,21 @@ fn product_commit_writes(commit: &ProductCommit) -> Result<Vec<WriteOp>, RepoErr
             None => Condition::ItemAbsent,
             Some(status) => Condition::Eq("status", Scalar::S(status_name(*status))),
         };
+        let first_version = version.as_ref().filter(|v| {
+            v.version_number == ProductsStaging::CREATED_VERSION
+                && v.product_id == row.source_product_id
+        });
+        let implied = row.change_type == ChangeType::Create
+            && row.status == StagingStatus::Applied
+            && first_version.is_some_and(|v| row.proposed.as_ref() == Some(&v.product_data));
+        let content = if implied { row.proposed.take() } else { None };
+        let item = encode(row);
+        if content.is_some() {
+            row.proposed = content;
+        }
         writes.push(WriteOp::Put {
             table: Table::ProductsStaging,
-            item: encode(row)?,
+            item: item?,
             condition: Some(condition),
         });
     }
@@ -330,7 +353,14 @@ impl Store {
             Ok(()) => Ok(()),
             Err(StoreError::ConditionFailed {
                 current: Some(item),
-            }) => Err(ReplaceError::Changed(Box::new(decode(&item)?))),
+            }) => match self.decode_all(std::slice::from_ref(&item)).await?.pop() {
+                Some(current) => Err(ReplaceError::Changed(Box::new(current))),
+                None => Err(RepoError::NotFound {
+                    table: R::TABLE,
+                    key: key_text(&record.key()),
+                }
+                .into()),
+            },
             Err(StoreError::ConditionFailed { current: None }) => Err(RepoError::NotFound {
                 table: R::TABLE,
                 key: key_text(&record.key()),
@@ -346,14 +376,67 @@ impl Store {
         Ok(self.backend.flush().await?)
     }
 
+    /// Records read from `items`, whole: content a stored form leaves implied (see
+    /// [`Record::implied_content`]) is read from its version, all such reads asked together.
+    async fn decode_all<R: Record>(&self, items: &[Item]) -> Result<Vec<R>, RepoError> {
+        let mut records = items
+            .iter()
+            .map(decode_stored::<R>)
+            .collect::<Result<Vec<_>, _>>()?;
+        let implied: Vec<(usize, ProductId, u64)> = records
+            .iter()
+            .enumerate()
+            .filter_map(|(at, r)| r.implied_content().map(|(id, v)| (at, id, v)))
+            .collect();
+        if !implied.is_empty() {
+            let queries: Vec<Query> = implied
+                .iter()
+                .map(|(_, id, version)| {
+                    let mut q = Query::new(Table::ProductVersions, None, id.to_string());
+                    q.sk = Some(SortCondition::Eq(Scalar::N(*version as i64)));
+                    q.limit = 1;
+                    q
+                })
+                .collect();
+            let pages = self.backend.query_each(&queries).await?;
+            if pages.len() != queries.len() {
+                return Err(StoreError::Invalid(format!(
+                    "{} lookups answered with {} pages",
+                    queries.len(),
+                    pages.len()
+                ))
+                .into());
+            }
+            for ((at, id, version), page) in implied.into_iter().zip(pages) {
+                let snapshot = page
+                    .items
+                    .first()
+                    .map(decode::<ProductVersion>)
+                    .transpose()?
+                    .ok_or_else(|| RepoError::Decode {
+                        table: R::TABLE,
+                        reason: format!(
+                            "its content is version {version} of product {id}, which is missing"
+                        ),
+                    })?
+                    .product_data;
+                if let Some(record) = records.get_mut(at) {
+                    record.fill_content(snapshot);
+                }
+            }
+        }
+        for record in &mut records {
+            record.loaded();
+        }
+        Ok(records)
+    }
+
     /// Reads a record by key.
     pub async fn get<R: Record>(&self, key: &Key) -> Result<Option<R>, RepoError> {
-        self.backend
-            .get(R::TABLE, key)
-            .await?
-            .as_ref()
-            .map(decode)
-            .transpose()
+        match self.backend.get(R::TABLE, key).await? {
+            Some(item) => Ok(self.decode_all(std::slice::from_ref(&item)).await?.pop()),
+            None => Ok(None),
+        }
     }
 
     /// One page of records by partition key on the table or an index.
@@ -361,7 +444,7 @@ impl Store {
         debug_assert_eq!(query.table, R::TABLE);
         let page = self.backend.query(&query).await?;
         Ok(Paged {
-            items: page.items.iter().map(decode).collect::<Result<_, _>>()?,
+            items: self.decode_all(&page.items).await?,
             next: page.next,
         })
     }
@@ -374,7 +457,7 @@ impl Store {
     ) -> Result<Paged<R>, RepoError> {
         let page = self.backend.scan(R::TABLE, limit, start).await?;
         Ok(Paged {
-            items: page.items.iter().map(decode).collect::<Result<_, _>>()?,
+            items: self.decode_all(&page.items).await?,
             next: page.next,
         })
     }
@@ -503,7 +586,8 @@ impl Store {
 
     /// Writes a product, its version snapshot and its staged row all at once or not at all.
     pub async fn commit_product(&self, commit: ProductCommit) -> Result<(), RepoError> {
-        let writes = product_commit_writes(&commit)?;
+        let mut commit = commit;
+        let writes = product_commit_writes(&mut commit)?;
         let result = self.backend.transact(writes).await;
         self.answer_commit(&commit, result).await
     }
@@ -513,7 +597,8 @@ impl Store {
     /// commit's `product` at its next version) and the staged row's status changes. The same
     /// conditions as any product write hold (version as expected, no one else's lock).
     pub async fn remove_product(&self, commit: ProductCommit) -> Result<(), RepoError> {
-        let mut writes = product_commit_writes(&commit)?;
+        let mut commit = commit;
+        let mut writes = product_commit_writes(&mut commit)?;
         let condition = match writes.first() {
             Some(WriteOp::Put { condition, .. }) => condition.clone(),
             _ => None,
@@ -558,10 +643,10 @@ impl Store {
     /// the backend allows (see [`ItemStore::transact_each`]). Answers come in the order given.
     pub async fn commit_products(
         &self,
-        commits: Vec<ProductCommit>,
+        mut commits: Vec<ProductCommit>,
     ) -> Result<Vec<Result<(), RepoError>>, RepoError> {
         let groups = commits
-            .iter()
+            .iter_mut()
             .map(product_commit_writes)
             .collect::<Result<Vec<_>, _>>()?;
         let results = self.backend.transact_each(groups).await?;

@@ -1299,7 +1299,7 @@ pub async fn a_create_is_stored_without_listing_its_fields_and_read_back_whole(h
         let item = item.expect("present");
         serde_json::from_slice(item.doc.as_deref().expect("doc")).expect("json")
     };
-    // Stored once: the content, without a per-field listing of it.
+    // Stored once: no per-field listing, and the row's content is version 1's snapshot.
     let raw_row = stored(
         h.raw
             .get(Table::ProductsStaging, &row.key())
@@ -1307,10 +1307,7 @@ pub async fn a_create_is_stored_without_listing_its_fields_and_read_back_whole(h
             .expect("get"),
     );
     assert_eq!(raw_row["change_data"], serde_json::json!({}));
-    assert_eq!(
-        raw_row["proposed"]["title"],
-        serde_json::json!(p.content.title)
-    );
+    assert_eq!(raw_row["proposed"], serde_json::Value::Null);
     let raw_version = stored(
         h.raw
             .get(Table::ProductVersions, &version_key)
@@ -1331,6 +1328,32 @@ pub async fn a_create_is_stored_without_listing_its_fields_and_read_back_whole(h
         fields::diff(&fields::Fields::new(), &every)
     );
     assert!(read.change_data.contains_key("variants/v0003/price"));
+    assert_eq!(read.proposed.as_ref(), Some(&p.content));
+    // Every way of reading the row reads it whole.
+    let by_operation = h
+        .store
+        .query_all::<ProductsStaging>(Query::new(
+            Table::ProductsStaging,
+            Some("by_operation"),
+            op.to_string(),
+        ))
+        .await
+        .expect("query");
+    assert_eq!(by_operation, vec![read.clone()]);
+    let mut status_now = read.clone();
+    status_now.status = StagingStatus::Superseded;
+    let changed = h
+        .store
+        .replace_if(
+            &status_now,
+            Condition::Eq("status", Scalar::S("pending".into())),
+        )
+        .await
+        .expect_err("the row is applied, not pending");
+    match changed {
+        ReplaceError::Changed(current) => assert_eq!(*current, read),
+        other => panic!("{other:?}"),
+    }
     let v1 = h
         .store
         .product_version(p.id, 1)
@@ -1338,6 +1361,89 @@ pub async fn a_create_is_stored_without_listing_its_fields_and_read_back_whole(h
         .expect("get")
         .expect("present");
     assert_eq!(v1.changed_fields, every.into_keys().collect::<Vec<_>>());
+}
+
+pub async fn a_create_keeps_its_content_unless_it_is_its_first_versions(h: Harness) {
+    let op = OperationId::generate();
+    let create = |p: &Product, status: StagingStatus| {
+        let mut row = staged(op, p.id, status, 1);
+        row.change_type = ChangeType::Create;
+        row.base_version = 0;
+        row.proposed = Some(p.content.clone());
+        row
+    };
+    let commit = |p: &Product, version: ProductVersion, row: &ProductsStaging| ProductCommit {
+        version: Some(version),
+        product: p.clone(),
+        expected_version: None,
+        staging: Some((row.clone(), None)),
+        actor: actor("system:sync"),
+        now: at(1),
+    };
+    let first = |p: &Product| {
+        ProductVersion::first(p, ChangeSource::Shopify, actor("system:sync"), Some(op))
+    };
+    // Staged, not applied: the row is what an approval will apply, so it keeps its content.
+    let pending_product = product(4);
+    let pending = create(&pending_product, StagingStatus::Pending);
+    // Applied with a first version of other content: the row's own content is kept.
+    let other_product = product(5);
+    let other = create(&other_product, StagingStatus::Applied);
+    let mut other_first = first(&other_product);
+    other_first.product_data.title = "Something else".into();
+    h.store
+        .commit_product(commit(&pending_product, first(&pending_product), &pending))
+        .await
+        .expect("pending");
+    h.store
+        .commit_product(commit(&other_product, other_first, &other))
+        .await
+        .expect("other");
+    for row in [&pending, &other] {
+        let raw = h
+            .raw
+            .get(Table::ProductsStaging, &row.key())
+            .await
+            .expect("get")
+            .expect("present");
+        let doc: serde_json::Value =
+            serde_json::from_slice(raw.doc.as_deref().expect("doc")).expect("json");
+        assert_eq!(
+            doc["proposed"]["title"],
+            serde_json::json!(row.proposed.as_ref().map(|c| c.title.clone()))
+        );
+        let read = h
+            .store
+            .get::<ProductsStaging>(&row.key())
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!(read.proposed, row.proposed);
+    }
+    // An applied create whose first version went missing is reported, not read as empty.
+    let lost_product = product(6);
+    let lost = create(&lost_product, StagingStatus::Applied);
+    h.store
+        .commit_product(commit(&lost_product, first(&lost_product), &lost))
+        .await
+        .expect("lost");
+    h.raw
+        .delete(
+            Table::ProductVersions,
+            &Key::pk_sk(lost_product.id.to_string(), 1),
+            None,
+        )
+        .await
+        .expect("delete");
+    let err = h
+        .store
+        .get::<ProductsStaging>(&lost.key())
+        .await
+        .expect_err("content missing");
+    assert!(
+        matches!(&err, RepoError::Decode { reason, .. } if reason.contains("version 1")),
+        "{err:?}"
+    );
 }
 
 pub async fn operations_page_by_status_and_newest_first(h: Harness) {

@@ -63,6 +63,7 @@ conformance!(
     staging_rows_page_by_product_and_status,
     applying_a_staged_row_twice_changes_nothing,
     a_create_is_stored_without_listing_its_fields_and_read_back_whole,
+    a_create_keeps_its_content_unless_it_is_its_first_versions,
     operations_page_by_status_and_newest_first,
     conflicts_page_by_status_product_and_operation,
     rollbacks_page_by_original_operation,
