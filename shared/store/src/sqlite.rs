@@ -37,6 +37,66 @@ pub struct SqliteStore {
     checkpointer: Arc<Checkpointer>,
     /// Transactions waiting for the next commit (see `transact`).
     queued: Arc<std::sync::Mutex<Vec<QueuedTransaction>>>,
+    /// Connections for reads (see `Readers`).
+    readers: Arc<Readers>,
+}
+
+/// Reading connections beside the one that writes, for batches of lookups
+/// (`ItemStore::query_each`: a sync batch's local products, a page of staged rows' contents).
+/// In WAL mode a read sees every commit made before it began and never waits for a writer, so
+/// a batch is read while the writer commits the previous one (a 100k import: 4.3 s -> 3.7 s
+/// of its own time). A single lookup stays on the writing connection: a reading connection
+/// drops its page cache whenever the log moved since its last read, which on the webhook path
+/// is every time (measured: 5,600/s on the writer's warm cache, 4,400/s on a reader's). A read
+/// issued after a write returned sees it.
+struct Readers {
+    idle: std::sync::Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
+}
+
+/// How many reads run at once (the writer runs beside them).
+const READERS: usize = 2;
+
+impl Readers {
+    fn open(path: &Path) -> Result<Self, StoreError> {
+        let idle = (0..READERS)
+            .map(|_| {
+                let conn = Connection::open(path).map_err(map_err)?;
+                conn.busy_timeout(std::time::Duration::from_secs(10))
+                    .map_err(map_err)?;
+                conn.pragma_update(None, "query_only", "ON")
+                    .map_err(map_err)?;
+                conn.pragma_update(None, "cache_size", -16_384)
+                    .map_err(map_err)?;
+                conn.set_prepared_statement_cache_capacity(256);
+                Ok(conn)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Self {
+            idle: std::sync::Mutex::new(idle),
+            permits: tokio::sync::Semaphore::new(READERS),
+        })
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A reading connection on loan; back to the pool when dropped (also on a panic).
+struct Loan<'a> {
+    readers: &'a Readers,
+    conn: Option<Connection>,
+}
+
+impl Drop for Loan<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.readers.idle().push(conn);
+        }
+    }
 }
 
 /// A transaction waiting for the next commit, and where its answer goes.
@@ -310,6 +370,7 @@ impl SqliteStore {
             "CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, definition TEXT NOT NULL)"
         ))
         .map_err(map_err)?;
+        let readers = Readers::open(&dir.join(DB_FILE))?;
         let checkpoint_conn = Connection::open(dir.join(DB_FILE)).map_err(map_err)?;
         checkpoint_conn
             .pragma_update(None, "synchronous", synchronous)
@@ -322,6 +383,7 @@ impl SqliteStore {
             }),
             conn: Arc::new(tokio::sync::Mutex::new(conn)),
             queued: Arc::default(),
+            readers: Arc::new(readers),
             prefix: prefix.to_owned(),
             dir: dir.to_owned(),
             durability,
@@ -378,6 +440,29 @@ impl SqliteStore {
         // the connection yields the thread to other tasks instead of parking it.
         let mut guard = self.conn.lock().await;
         f(&mut guard)
+    }
+
+    /// Runs a read on a reading connection (see `Readers`), inline like `with_conn`.
+    async fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        let mut loan = Loan {
+            readers: &self.readers,
+            conn: self.readers.idle().pop(),
+        };
+        match loan.conn.as_mut() {
+            Some(conn) => f(conn),
+            None => Err(StoreError::Unavailable(
+                "no reading connection is free".into(),
+            )),
+        }
     }
 
     /// Writes independent transactions in one SQLite transaction: each is all or nothing with
@@ -945,7 +1030,7 @@ impl ItemStore for SqliteStore {
             .iter()
             .map(|q| self.page_sql(q))
             .collect::<Result<Vec<_>, _>>()?;
-        self.with_conn(move |c| {
+        self.with_reader(move |c| {
             // One read transaction: the shared locks are taken once for every query.
             let tx = c.transaction().map_err(map_err)?;
             let answers = pages

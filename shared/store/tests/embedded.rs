@@ -99,6 +99,60 @@ async fn transactions_sharing_a_commit_are_each_all_or_nothing() {
     }
 }
 
+/// Batches of lookups run on reading connections beside the writer: many at once, while
+/// writes commit, each sees every write that returned before it was asked, and the
+/// connections go back to their pool (more batches than connections all get answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_lookups_read_beside_the_writer_and_see_every_returned_write() {
+    use shopsync_store::item::{Item, Query, Scalar, WriteOp};
+    use shopsync_store::{ItemStore, Table};
+    let (backend, _dir) = migrated().await;
+    let tasks: Vec<_> = (0..16)
+        .map(|writer| {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                for round in 0..20 {
+                    let key = format!("w{writer}-r{round}");
+                    backend
+                        .transact(vec![WriteOp::Put {
+                            table: Table::IdempotencyRecords,
+                            item: Item {
+                                attrs: [("key".to_owned(), Scalar::from(key.as_str()))].into(),
+                                doc: Some(format!("{{\"round\":{round}}}").into_bytes()),
+                            },
+                            condition: None,
+                        }])
+                        .await
+                        .expect("write");
+                    // This writer's keys so far, and one not written yet.
+                    let queries: Vec<Query> = (0..=round + 1)
+                        .map(|r| {
+                            Query::new(Table::IdempotencyRecords, None, format!("w{writer}-r{r}"))
+                        })
+                        .collect();
+                    let pages = backend.query_each(&queries).await.expect("lookups");
+                    assert_eq!(pages.len(), queries.len());
+                    for (r, page) in pages.iter().enumerate() {
+                        let doc = page.items.first().and_then(|i| i.doc.clone());
+                        if r <= round {
+                            assert_eq!(
+                                doc,
+                                Some(format!("{{\"round\":{r}}}").into_bytes()),
+                                "writer {writer} round {round} reads its write {r}"
+                            );
+                        } else {
+                            assert_eq!(doc, None, "not written yet");
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+}
+
 /// Documents of a few hundred bytes and more are stored LZ4-compressed behind a marker byte,
 /// smaller docs as they are; both read back unchanged, and so do documents written before
 /// compression and binary documents that start with the marker byte.
