@@ -376,6 +376,20 @@ impl Store {
         Ok(self.backend.flush().await?)
     }
 
+    /// One page per query, asked together (see [`ItemStore::query_each`]), in order.
+    async fn lookups(&self, queries: &[Query]) -> Result<Vec<crate::item::Page>, RepoError> {
+        let pages = self.backend.query_each(queries).await?;
+        if pages.len() != queries.len() {
+            return Err(StoreError::Invalid(format!(
+                "{} lookups answered with {} pages",
+                queries.len(),
+                pages.len()
+            ))
+            .into());
+        }
+        Ok(pages)
+    }
+
     /// Records read from `items`, whole: content a stored form leaves implied (see
     /// [`Record::implied_content`]) is read from its version, all such reads asked together.
     async fn decode_all<R: Record>(&self, items: &[Item]) -> Result<Vec<R>, RepoError> {
@@ -398,15 +412,7 @@ impl Store {
                     q
                 })
                 .collect();
-            let pages = self.backend.query_each(&queries).await?;
-            if pages.len() != queries.len() {
-                return Err(StoreError::Invalid(format!(
-                    "{} lookups answered with {} pages",
-                    queries.len(),
-                    pages.len()
-                ))
-                .into());
-            }
+            let pages = self.lookups(&queries).await?;
             for ((at, id, version), page) in implied.into_iter().zip(pages) {
                 let snapshot = page
                     .items
@@ -513,15 +519,7 @@ impl Store {
             .iter()
             .map(|id| Query::new(Table::Products, Some("by_shopify_id"), id.to_string()))
             .collect();
-        let pages = self.backend.query_each(&queries).await?;
-        if pages.len() != queries.len() {
-            return Err(StoreError::Invalid(format!(
-                "{} lookups answered with {} pages",
-                queries.len(),
-                pages.len()
-            ))
-            .into());
-        }
+        let pages = self.lookups(&queries).await?;
         pages
             .into_iter()
             .map(|page| page.items.first().map(decode::<Product>).transpose())
