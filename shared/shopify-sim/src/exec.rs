@@ -5,6 +5,7 @@
 use apollo_compiler::executable::{Field, Selection, SelectionSet};
 use apollo_compiler::schema::ExtendedType;
 use apollo_compiler::{ast, ExecutableDocument, Node, Schema};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 /// What a resolver answers for one field.
@@ -15,6 +16,121 @@ pub enum Out<N> {
     Node(N),
     /// A list of outputs.
     List(Vec<Out<N>>),
+}
+
+/// A leaf value a resolver gives without building a JSON value: written straight into a
+/// bulk export line (where a 100k-product export writes millions of them), or turned into a
+/// [`Value`] for an ordinary response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Leaf<'a> {
+    /// `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A borrowed string.
+    Str(&'a str),
+    /// A string built for the answer.
+    Text(String),
+    /// A list of strings.
+    Strs(&'a [String]),
+    /// `gid://shopify/{kind}/{id}`.
+    Gid(&'static str, u64),
+    /// `gid://shopify/{kind}/{id}?{param}={value}`.
+    GidWith(&'static str, u64, &'static str, u64),
+    /// A time, RFC 3339 to the second in UTC (`2026-11-24T10:00:00Z`).
+    Time(DateTime<Utc>),
+}
+
+impl Leaf<'_> {
+    /// The leaf as a JSON value.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Leaf::Null => Value::Null,
+            Leaf::Bool(b) => Value::Bool(*b),
+            Leaf::Int(n) => Value::from(*n),
+            Leaf::Str(s) => Value::from(*s),
+            Leaf::Text(s) => Value::from(s.as_str()),
+            Leaf::Strs(items) => Value::from(items.to_vec()),
+            Leaf::Gid(..) | Leaf::GidWith(..) | Leaf::Time(_) => {
+                let mut text = Vec::new();
+                self.write_text(&mut text);
+                Value::String(String::from_utf8_lossy(&text).into_owned())
+            }
+        }
+    }
+
+    /// Writes the leaf as JSON.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Leaf::Null => out.extend_from_slice(b"null"),
+            Leaf::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Leaf::Int(n) => write_json(out, n),
+            Leaf::Str(s) => write_json(out, *s),
+            Leaf::Text(s) => write_json(out, s.as_str()),
+            Leaf::Strs(items) => write_json(out, items),
+            // Their text never needs escaping.
+            Leaf::Gid(..) | Leaf::GidWith(..) | Leaf::Time(_) => {
+                out.push(b'"');
+                self.write_text(out);
+                out.push(b'"');
+            }
+        }
+    }
+
+    /// The text of an id or a time, unquoted.
+    fn write_text(&self, out: &mut Vec<u8>) {
+        match self {
+            Leaf::Gid(kind, id) => {
+                out.extend_from_slice(b"gid://shopify/");
+                out.extend_from_slice(kind.as_bytes());
+                out.push(b'/');
+                write_json(out, id);
+            }
+            Leaf::GidWith(kind, id, param, value) => {
+                Leaf::Gid(kind, *id).write_text(out);
+                out.push(b'?');
+                out.extend_from_slice(param.as_bytes());
+                out.push(b'=');
+                write_json(out, value);
+            }
+            Leaf::Time(at) => write_time(out, *at),
+            _ => {}
+        }
+    }
+}
+
+/// `at` as `YYYY-MM-DDTHH:MM:SSZ` (what `to_rfc3339_opts(Secs, true)` gives for years
+/// 0–9999), without a formatter.
+fn write_time(out: &mut Vec<u8>, at: DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let year = at.year();
+    if !(0..=9999).contains(&year) {
+        out.extend_from_slice(
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                .as_bytes(),
+        );
+        return;
+    }
+    let two = |out: &mut Vec<u8>, n: u32| {
+        out.push(b'0' + (n / 10) as u8);
+        out.push(b'0' + (n % 10) as u8);
+    };
+    let year = year as u32;
+    two(out, year / 100);
+    two(out, year % 100);
+    out.push(b'-');
+    two(out, at.month());
+    out.push(b'-');
+    two(out, at.day());
+    out.push(b'T');
+    two(out, at.hour());
+    out.push(b':');
+    two(out, at.minute());
+    out.push(b':');
+    two(out, at.second());
+    out.push(b'Z');
 }
 
 /// Resolves fields of the objects one executor walks.
@@ -29,6 +145,11 @@ pub trait Resolve {
     fn weight(&self, node: &Self::Node) -> f64;
     /// The nodes of a connection object, for bulk output.
     fn connection_nodes(&self, node: &Self::Node) -> Option<Vec<Self::Node>>;
+    /// A field of `node` that takes no arguments and selects nothing, when the resolver
+    /// answers it as a [`Leaf`]; `None`: it is resolved with [`Resolve::field`].
+    fn leaf<'s>(&'s self, _node: &'s Self::Node, _name: &str) -> Option<Leaf<'s>> {
+        None
+    }
     /// One field of `node`.
     fn field(
         &self,
@@ -126,7 +247,7 @@ pub struct Exec<'d, R: Resolve> {
     schema: &'d Schema,
     vars: &'d Map<String, Value>,
     resolver: R,
-    path: Vec<String>,
+    path: Vec<&'d str>,
     /// Field errors so far.
     pub errors: Vec<FieldError>,
     /// Actual cost so far.
@@ -190,34 +311,52 @@ impl<'d, R: Resolve> Exec<'d, R> {
         self.collect(set, typename, &mut fields);
         let mut out = Map::new();
         for field in fields {
-            let key = field.response_key().to_string();
+            let key = field.response_key().as_str();
             if field.name == "__typename" {
-                out.insert(key, Value::String(typename.to_owned()));
+                out.insert(key.to_owned(), Value::String(typename.to_owned()));
+                continue;
+            }
+            if let Some(leaf) = self.leaf(node, field) {
+                out.insert(key.to_owned(), leaf.to_value());
                 continue;
             }
             let args = Args {
                 field,
                 vars: self.vars,
             };
-            self.path.push(key.clone());
+            self.path.push(key);
             let resolved = self.resolver.field(node, field.name.as_str(), &args);
             match resolved {
                 Ok(value) => {
                     if let Some(v) = self.complete(value, field) {
-                        out.insert(key, v);
+                        out.insert(key.to_owned(), v);
                     }
                 }
                 Err(message) => {
-                    self.errors.push(FieldError {
-                        message,
-                        path: self.path.clone(),
-                    });
-                    out.insert(key, Value::Null);
+                    self.error(message);
+                    out.insert(key.to_owned(), Value::Null);
                 }
             }
             self.path.pop();
         }
         Value::Object(out)
+    }
+
+    /// `field` of `node` as a leaf, when it takes no arguments, selects nothing and the
+    /// resolver answers it so.
+    fn leaf<'s>(&'s self, node: &'s R::Node, field: &Field) -> Option<Leaf<'s>> {
+        if !field.arguments.is_empty() || !field.selection_set.selections.is_empty() {
+            return None;
+        }
+        self.resolver.leaf(node, field.name.as_str())
+    }
+
+    /// Records a field error at the current path.
+    fn error(&mut self, message: String) {
+        self.errors.push(FieldError {
+            message,
+            path: self.path.iter().map(|p| (*p).to_owned()).collect(),
+        });
     }
 
     fn complete(&mut self, out: Out<R::Node>, field: &'d Node<Field>) -> Option<Value> {
@@ -321,11 +460,17 @@ impl<'d, R: Resolve> Exec<'d, R> {
                 written.push(key);
                 continue;
             }
+            if let Some(leaf) = self.leaf(node, field) {
+                write_key(out, key, written.is_empty());
+                written.push(key);
+                leaf.write(out);
+                continue;
+            }
             let args = Args {
                 field,
                 vars: self.vars,
             };
-            self.path.push(key.to_owned());
+            self.path.push(key);
             match self.resolver.field(node, field.name.as_str(), &args) {
                 Ok(Out::Node(child)) if self.defer(&child, field) => {}
                 Ok(value) => {
@@ -334,10 +479,7 @@ impl<'d, R: Resolve> Exec<'d, R> {
                     self.write_out(value, field, out);
                 }
                 Err(message) => {
-                    self.errors.push(FieldError {
-                        message,
-                        path: self.path.clone(),
-                    });
+                    self.error(message);
                     write_key(out, key, written.is_empty());
                     written.push(key);
                     out.extend_from_slice(b"null");
@@ -501,5 +643,61 @@ fn write_key(out: &mut Vec<u8>, key: &str, first: bool) {
 fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     if serde_json::to_writer(&mut *out, value).is_err() {
         out.extend_from_slice(b"null");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn times_are_written_as_rfc3339_seconds() {
+        for at in [
+            Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).single(),
+            Utc.with_ymd_and_hms(1999, 1, 2, 3, 4, 5).single(),
+            Utc.with_ymd_and_hms(9, 12, 31, 23, 59, 59).single(),
+            Utc.with_ymd_and_hms(12026, 6, 1, 0, 0, 0).single(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let mut out = Vec::new();
+            Leaf::Time(at).write(&mut out);
+            let expected = format!(
+                "\"{}\"",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            assert_eq!(String::from_utf8_lossy(&out), expected);
+            assert_eq!(
+                Leaf::Time(at).to_value(),
+                Value::String(expected.trim_matches('"').into())
+            );
+        }
+    }
+
+    #[test]
+    fn leaves_write_the_json_their_values_serialize_to() {
+        let tags = vec!["a \"quoted\" tag".to_owned(), "ünïcode".to_owned()];
+        let leaves = [
+            Leaf::Null,
+            Leaf::Bool(false),
+            Leaf::Int(-42),
+            Leaf::Str("line\nbreak"),
+            Leaf::Text("built".into()),
+            Leaf::Strs(&tags),
+            Leaf::Gid("Product", 9_007_199_254_740_993),
+            Leaf::GidWith("InventoryLevel", 5, "inventory_item_id", 111),
+        ];
+        for leaf in leaves {
+            let mut out = Vec::new();
+            leaf.write(&mut out);
+            let parsed: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+            assert_eq!(parsed, leaf.to_value(), "{leaf:?}");
+        }
+        assert_eq!(
+            Leaf::GidWith("InventoryLevel", 5, "inventory_item_id", 111).to_value(),
+            Value::from("gid://shopify/InventoryLevel/5?inventory_item_id=111")
+        );
     }
 }

@@ -15,6 +15,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 use shopsync_shopify::ApiVersion;
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -653,14 +654,21 @@ async fn bulk_file(State(state): State<Arc<SimState>>, Path(file): Path<String>)
     let id = file
         .strip_suffix(".jsonl")
         .and_then(|i| i.parse::<u64>().ok());
-    match id.and_then(|i| lock(&state.shop).bulk_data(i)) {
-        Some(data) => (
-            StatusCode::OK,
-            [("content-type", "application/jsonl")],
+    match id.and_then(|i| lock(&state.shop).bulk_parts(i)) {
+        Some(parts) => {
+            let length = parts.iter().map(Bytes::len).sum::<usize>();
             // Shared with the operation, not copied (an export can be hundreds of MB).
-            data,
-        )
-            .into_response(),
+            let chunks = futures::stream::iter(parts.into_iter().map(Ok::<_, Infallible>));
+            (
+                StatusCode::OK,
+                [
+                    ("content-type", "application/jsonl".to_owned()),
+                    ("content-length", length.to_string()),
+                ],
+                axum::body::Body::from_stream(chunks),
+            )
+                .into_response()
+        }
         None => answer(StatusCode::NOT_FOUND, json!({"errors": "Not Found"})),
     }
 }

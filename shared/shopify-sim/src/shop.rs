@@ -3,7 +3,7 @@
 //! they bite (productSet list replacement, 250-item inputs, changeFromQuantity compare-and-set,
 //! idempotency keys, bulk JSONL).
 
-use crate::exec::{Args, Exec, Out, Resolve};
+use crate::exec::{Args, Exec, Leaf, Out, Resolve};
 use crate::schema::SchemaHost;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
@@ -106,10 +106,17 @@ pub struct BulkOp {
     roots: u64,
     polls: u32,
     created_at: DateTime<Utc>,
-    /// The JSONL result.
-    pub data: bytes::Bytes,
+    /// The JSONL result, in the parts it was built in.
+    pub data: Vec<bytes::Bytes>,
     /// How long building the result took (Shopify's side of a bulk export).
     pub built_in: std::time::Duration,
+}
+
+impl BulkOp {
+    /// The result's size in bytes.
+    pub fn size(&self) -> usize {
+        self.data.iter().map(bytes::Bytes::len).sum()
+    }
 }
 
 /// An asynchronous productSet.
@@ -466,6 +473,8 @@ pub fn rest_product(p: &SimProduct) -> Value {
 #[derive(Clone, Debug, Default)]
 pub struct PageInfo {
     has_next: bool,
+    /// The first and last cursors, encoded only when asked for (a bulk export builds a
+    /// connection per product and per variant and never asks).
     start: Option<String>,
     end: Option<String>,
 }
@@ -496,6 +505,12 @@ pub enum N<'a> {
     Level(&'a SimProduct, &'a SimVariant, u64, i64),
     /// A location.
     Location(&'a SimLocation),
+    /// A product's option (its index).
+    ProductOption(&'a SimProduct, usize),
+    /// A variant's selected option: name and value.
+    SelectedOption(&'a (String, String)),
+    /// An amount in the shop's currency.
+    Money(&'a str),
     /// A collection.
     Collection(&'a SimCollection),
     /// A bulk operation.
@@ -592,8 +607,8 @@ fn connection<'a>(mut items: Vec<(String, N<'a>)>, first: usize) -> Out<N<'a>> {
     items.truncate(first);
     let info = PageInfo {
         has_next,
-        start: items.first().map(|(c, _)| encode_cursor(c)),
-        end: items.last().map(|(c, _)| encode_cursor(c)),
+        start: items.first().map(|(c, _)| c.clone()),
+        end: items.last().map(|(c, _)| c.clone()),
     };
     Out::Node(N::Conn(Rc::new(items), info))
 }
@@ -780,6 +795,9 @@ impl<'a> Resolve for View<'a> {
             N::Item(..) => "InventoryItem",
             N::Level(..) => "InventoryLevel",
             N::Location(_) => "Location",
+            N::ProductOption(..) => "ProductOption",
+            N::SelectedOption(_) => "SelectedOption",
+            N::Money(_) => "MoneyV2",
             N::Collection(_) => "Collection",
             N::Bulk(_) => "BulkOperation",
             N::ProductOp(_) => "ProductSetOperation",
@@ -819,6 +837,82 @@ impl<'a> Resolve for View<'a> {
             N::Conn(items, _) => Some(items.iter().map(|(_, n)| n.clone()).collect()),
             _ => None,
         }
+    }
+
+    fn leaf<'s>(&'s self, node: &'s N<'a>, name: &str) -> Option<Leaf<'s>> {
+        let text = |s: &'s Option<String>| s.as_deref().map_or(Leaf::Null, Leaf::Str);
+        Some(match node {
+            N::Product(p) => match name {
+                "id" => Leaf::Gid("Product", p.id),
+                "legacyResourceId" => Leaf::Text(p.id.to_string()),
+                "title" => Leaf::Str(&p.title),
+                "handle" => Leaf::Str(&p.handle),
+                "descriptionHtml" => Leaf::Str(&p.description_html),
+                "vendor" => Leaf::Str(&p.vendor),
+                "productType" => Leaf::Str(&p.product_type),
+                "status" => Leaf::Str(&p.status),
+                "tags" => Leaf::Strs(&p.tags),
+                "createdAt" => Leaf::Time(p.created_at),
+                "updatedAt" => Leaf::Time(p.updated_at),
+                "totalInventory" => {
+                    Leaf::Int(p.variants.iter().flat_map(|v| v.levels.values()).sum())
+                }
+                _ => return None,
+            },
+            N::ProductOption(p, i) => {
+                let (option, values) = p.options.get(*i)?;
+                match name {
+                    "id" => Leaf::Text(format!("gid://shopify/ProductOption/{}{}", p.id, i)),
+                    "name" => Leaf::Str(option),
+                    "position" => Leaf::Int(*i as i64 + 1),
+                    "values" => Leaf::Strs(values),
+                    _ => return None,
+                }
+            }
+            N::Variant(p, v) => match name {
+                "id" => Leaf::Gid("ProductVariant", v.id),
+                "legacyResourceId" => Leaf::Text(v.id.to_string()),
+                "title" => Leaf::Str(&v.title),
+                "displayName" => Leaf::Text(format!("{} - {}", p.title, v.title)),
+                "sku" => text(&v.sku),
+                "barcode" => text(&v.barcode),
+                "price" => Leaf::Str(&v.price),
+                "compareAtPrice" => text(&v.compare_at_price),
+                "position" => Leaf::Int(v.position),
+                "updatedAt" => Leaf::Time(v.updated_at),
+                "inventoryQuantity" => Leaf::Int(v.levels.values().sum()),
+                _ => return None,
+            },
+            N::SelectedOption((option, value)) => match name {
+                "name" => Leaf::Str(option),
+                "value" => Leaf::Str(value),
+                _ => return None,
+            },
+            N::Item(_, v) => match name {
+                "id" => Leaf::Gid("InventoryItem", v.item_id),
+                "legacyResourceId" => Leaf::Text(v.item_id.to_string()),
+                "sku" => text(&v.sku),
+                "tracked" => Leaf::Bool(true),
+                _ => return None,
+            },
+            N::Money(amount) => match name {
+                "amount" => Leaf::Str(amount),
+                "currencyCode" => Leaf::Str("USD"),
+                _ => return None,
+            },
+            N::Level(_, v, loc, _) => match name {
+                "id" => Leaf::GidWith("InventoryLevel", *loc, "inventory_item_id", v.item_id),
+                _ => return None,
+            },
+            N::Location(l) => match name {
+                "id" => Leaf::Gid("Location", l.id),
+                "name" => Leaf::Str(&l.name),
+                "isActive" => Leaf::Bool(l.active),
+                "legacyResourceId" => Leaf::Text(l.id.to_string()),
+                _ => return None,
+            },
+            _ => return None,
+        })
     }
 
     fn field(&self, node: &N<'a>, name: &str, args: &Args<'_>) -> Result<Out<N<'a>>, String> {
@@ -903,42 +997,9 @@ impl<'a> Resolve for View<'a> {
                 }
             }
             N::Product(p) => match name {
-                "id" => json(gid("Product", p.id).into()),
-                "legacyResourceId" => json(p.id.to_string().into()),
-                "title" => json(p.title.clone().into()),
-                "handle" => json(p.handle.clone().into()),
-                "descriptionHtml" => json(p.description_html.clone().into()),
-                "vendor" => json(p.vendor.clone().into()),
-                "productType" => json(p.product_type.clone().into()),
-                "status" => json(p.status.clone().into()),
-                "tags" => json(json!(p.tags)),
-                "createdAt" => json(ts(p.created_at).into()),
-                "updatedAt" => json(ts(p.updated_at).into()),
-                "totalInventory" => json(
-                    p.variants
-                        .iter()
-                        .flat_map(|v| v.levels.values())
-                        .sum::<i64>()
-                        .into(),
-                ),
                 "options" => Ok(Out::List(
-                    p.options
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (name, values))| {
-                            Out::Node(obj(
-                                "ProductOption",
-                                vec![
-                                    (
-                                        "id",
-                                        j(format!("gid://shopify/ProductOption/{}{}", p.id, i)),
-                                    ),
-                                    ("name", j(name.clone())),
-                                    ("position", j(i as i64 + 1)),
-                                    ("values", j(json!(values))),
-                                ],
-                            ))
-                        })
+                    (0..p.options.len())
+                        .map(|i| Out::Node(N::ProductOption(p, i)))
                         .collect(),
                 )),
                 "variantsCount" => Ok(Out::Node(obj(
@@ -958,31 +1019,10 @@ impl<'a> Resolve for View<'a> {
                 other => Err(unsupported("Product", other)),
             },
             N::Variant(p, v) => match name {
-                "id" => json(gid("ProductVariant", v.id).into()),
-                "legacyResourceId" => json(v.id.to_string().into()),
-                "title" => json(v.title.clone().into()),
-                "displayName" => json(format!("{} - {}", p.title, v.title).into()),
-                "sku" => json(v.sku.clone().map(Value::from).unwrap_or(Value::Null)),
-                "barcode" => json(v.barcode.clone().map(Value::from).unwrap_or(Value::Null)),
-                "price" => json(v.price.clone().into()),
-                "compareAtPrice" => json(
-                    v.compare_at_price
-                        .clone()
-                        .map(Value::from)
-                        .unwrap_or(Value::Null),
-                ),
-                "position" => json(v.position.into()),
-                "updatedAt" => json(ts(v.updated_at).into()),
-                "inventoryQuantity" => json(v.levels.values().sum::<i64>().into()),
                 "selectedOptions" => Ok(Out::List(
                     v.options
                         .iter()
-                        .map(|(n, val)| {
-                            Out::Node(obj(
-                                "SelectedOption",
-                                vec![("name", j(n.clone())), ("value", j(val.clone()))],
-                            ))
-                        })
+                        .map(|option| Out::Node(N::SelectedOption(option)))
                         .collect(),
                 )),
                 "inventoryItem" => Ok(Out::Node(N::Item(p, v))),
@@ -990,15 +1030,8 @@ impl<'a> Resolve for View<'a> {
                 other => Err(unsupported("ProductVariant", other)),
             },
             N::Item(p, v) => match name {
-                "id" => json(gid("InventoryItem", v.item_id).into()),
-                "legacyResourceId" => json(v.item_id.to_string().into()),
-                "sku" => json(v.sku.clone().map(Value::from).unwrap_or(Value::Null)),
-                "tracked" => json(true.into()),
                 "unitCost" => Ok(match &v.unit_cost {
-                    Some(c) => Out::Node(obj(
-                        "MoneyV2",
-                        vec![("amount", j(c.clone())), ("currencyCode", j("USD"))],
-                    )),
+                    Some(c) => Out::Node(N::Money(c)),
                     None => Out::Json(Value::Null),
                 }),
                 "variant" => Ok(Out::Node(N::Variant(p, v))),
@@ -1021,13 +1054,6 @@ impl<'a> Resolve for View<'a> {
                 other => Err(unsupported("InventoryItem", other)),
             },
             N::Level(p, v, loc, q) => match name {
-                "id" => json(
-                    format!(
-                        "gid://shopify/InventoryLevel/{loc}?inventory_item_id={}",
-                        v.item_id
-                    )
-                    .into(),
-                ),
                 "location" => Ok(shop
                     .locations
                     .iter()
@@ -1055,13 +1081,9 @@ impl<'a> Resolve for View<'a> {
                 }
                 other => Err(unsupported("InventoryLevel", other)),
             },
-            N::Location(l) => match name {
-                "id" => json(gid("Location", l.id).into()),
-                "name" => json(l.name.clone().into()),
-                "isActive" => json(l.active.into()),
-                "legacyResourceId" => json(l.id.to_string().into()),
-                other => Err(unsupported("Location", other)),
-            },
+            N::Location(_) | N::ProductOption(..) | N::SelectedOption(_) | N::Money(_) => {
+                Err(unsupported(self.typename(node), name))
+            }
             N::Collection(c) => match name {
                 "id" => json(gid("Collection", c.id).into()),
                 "title" => json(c.title.clone().into()),
@@ -1075,7 +1097,7 @@ impl<'a> Resolve for View<'a> {
                 "errorCode" => json(Value::Null),
                 "objectCount" => json(b.objects.to_string().into()),
                 "rootObjectCount" => json(b.roots.to_string().into()),
-                "fileSize" => json(b.data.len().to_string().into()),
+                "fileSize" => json(b.size().to_string().into()),
                 "query" => json(b.query.clone().into()),
                 "type" => json("QUERY".into()),
                 "createdAt" => json(ts(b.created_at).into()),
@@ -1084,7 +1106,7 @@ impl<'a> Resolve for View<'a> {
                 } else {
                     Value::Null
                 }),
-                "url" => json(if b.status == "COMPLETED" && !b.data.is_empty() {
+                "url" => json(if b.status == "COMPLETED" && b.size() > 0 {
                     format!("{}/bulk/{}.jsonl", shop.base_url, b.id).into()
                 } else {
                     Value::Null
@@ -1132,8 +1154,16 @@ impl<'a> Resolve for View<'a> {
             N::PageInfo(info) => match name {
                 "hasNextPage" => json(info.has_next.into()),
                 "hasPreviousPage" => json(false.into()),
-                "startCursor" => json(info.start.clone().map(Value::from).unwrap_or(Value::Null)),
-                "endCursor" => json(info.end.clone().map(Value::from).unwrap_or(Value::Null)),
+                "startCursor" => json(
+                    info.start
+                        .as_deref()
+                        .map_or(Value::Null, |c| encode_cursor(c).into()),
+                ),
+                "endCursor" => json(
+                    info.end
+                        .as_deref()
+                        .map_or(Value::Null, |c| encode_cursor(c).into()),
+                ),
                 other => Err(unsupported("PageInfo", other)),
             },
             N::Obj(typename, fields) => fields
@@ -2013,14 +2043,13 @@ impl Shop {
             }
             lines = parts.iter().map(|part| part.1).sum();
             roots = parts.iter().map(|part| part.2).sum();
-            let rest: usize = parts.iter().skip(1).map(|part| part.0.len()).sum();
-            let mut parts = parts.into_iter().map(|part| part.0);
-            let mut out = parts.next().unwrap_or_default();
-            out.reserve_exact(rest);
-            for part in parts {
-                out.extend_from_slice(&part);
-            }
-            data = out;
+            // The parts in order are the file: served one after another, never joined (a
+            // copy of hundreds of MB).
+            data = parts
+                .into_iter()
+                .map(|part| bytes::Bytes::from(part.0))
+                .filter(|part| !part.is_empty())
+                .collect();
         }
         let id = self.new_id();
         self.bulk_ops.insert(
@@ -2033,7 +2062,7 @@ impl Shop {
                 roots,
                 polls: 0,
                 created_at: Utc::now(),
-                data: bytes::Bytes::from(data),
+                data,
                 built_in: building.elapsed(),
             },
         );
@@ -2114,6 +2143,12 @@ impl Shop {
 
     /// A bulk operation's JSONL, once completed.
     pub fn bulk_data(&self, id: u64) -> Option<bytes::Bytes> {
+        self.bulk_parts(id).map(|parts| parts.concat().into())
+    }
+
+    /// A completed bulk operation's file as the parts it was built in (in order; shared with
+    /// the operation, not copied).
+    pub fn bulk_parts(&self, id: u64) -> Option<Vec<bytes::Bytes>> {
         self.bulk_ops
             .get(&id)
             .filter(|b| b.status == "COMPLETED")
