@@ -425,6 +425,14 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
+    fn every_table_is_listed_in_declaration_order() {
+        // The embedded store finds a table's statements by its number.
+        for (number, table) in Table::ALL.iter().enumerate() {
+            assert_eq!(*table as usize, number, "{}", table.name());
+        }
+    }
+
+    #[test]
     fn every_table_has_a_unique_name_and_consistent_key_types() {
         let names: HashSet<_> = Table::ALL.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), Table::ALL.len());
