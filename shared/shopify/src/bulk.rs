@@ -12,7 +12,7 @@ use crate::error::{ShopifyError, UserError};
 use crate::model::{RemoteProduct, WireLevel, WireProduct, WireVariant};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashMap;
+use shopsync_domain::ids::{ShopifyProductId, ShopifyVariantId};
 use std::time::Duration;
 
 /// Why a JSONL line could not be stitched.
@@ -42,7 +42,6 @@ pub enum StitchError {
 #[derive(Debug, Default)]
 pub struct Stitcher {
     current: Option<RemoteProduct>,
-    variant_index: HashMap<String, usize>,
     line: u64,
     /// Lines read so far.
     pub lines: u64,
@@ -94,13 +93,15 @@ impl Stitcher {
             line: line_no,
             reason,
         };
+        // Checked once for the whole line, so the parser need not check each string again.
+        let line = std::str::from_utf8(line).map_err(|e| bad(format!("not UTF-8: {e}")))?;
         // Shopify writes each object's `id` first: a line that starts with a known GID type is
         // read in one pass, straight into its shape (`__parentId` included). Any other line
         // is read twice: its id and parent first, then its shape.
-        let kind = match kind_by_prefix(line) {
+        let kind = match kind_by_prefix(line.as_bytes()) {
             Some(kind) => kind,
             None => {
-                let head: Parent = serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
+                let head: Parent = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
                 match (
                     head.parent.is_some(),
                     head.id.as_deref().unwrap_or_default(),
@@ -115,13 +116,12 @@ impl Stitcher {
         match kind {
             LineKind::Product => {
                 let product: WireProduct =
-                    serde_json::from_slice(line).map_err(|e| bad(format!("product: {e}")))?;
-                self.variant_index.clear();
+                    serde_json::from_str(line).map_err(|e| bad(format!("product: {e}")))?;
                 Ok(self.current.replace(product.into_model()))
             }
             LineKind::Variant => {
                 let mut variant: WireVariant =
-                    serde_json::from_slice(line).map_err(|e| bad(format!("variant: {e}")))?;
+                    serde_json::from_str(line).map_err(|e| bad(format!("variant: {e}")))?;
                 let parent = variant
                     .parent
                     .take()
@@ -131,23 +131,26 @@ impl Stitcher {
                     parent: parent.clone(),
                 };
                 let product = self.current.as_mut().ok_or_else(orphan)?;
-                if parent != product.id.gid() {
+                if parent.parse::<ShopifyProductId>().ok() != Some(product.id) {
                     return Err(orphan());
                 }
-                self.variant_index
-                    .insert(variant.id.gid(), product.variants.len());
                 product.variants.push(variant.into_model());
                 Ok(None)
             }
             LineKind::Level => {
                 let mut level: WireLevel =
-                    serde_json::from_slice(line).map_err(|e| bad(format!("level: {e}")))?;
+                    serde_json::from_str(line).map_err(|e| bad(format!("level: {e}")))?;
                 let parent = level
                     .parent
                     .take()
                     .ok_or_else(|| bad("level: no __parentId".into()))?;
-                let index = match (&self.current, self.variant_index.get(&parent)) {
-                    (Some(_), Some(&index)) => index,
+                // A level follows its variant: the newest variant is looked at first.
+                let variant = parent.parse::<ShopifyVariantId>().ok();
+                let index = self.current.as_ref().and_then(|product| {
+                    product.variants.iter().rposition(|v| Some(v.id) == variant)
+                });
+                let index = match index {
+                    Some(index) => index,
                     _ => {
                         return Err(StitchError::OrphanChild {
                             line: line_no,
@@ -169,7 +172,6 @@ impl Stitcher {
 
     /// The last product, once the input has ended.
     pub fn finish(&mut self) -> Option<RemoteProduct> {
-        self.variant_index.clear();
         self.current.take()
     }
 }
@@ -491,11 +493,28 @@ mod tests {
             stitch(unknown_variant),
             Err(StitchError::OrphanChild { line: 2, .. })
         ));
+        let level_of_another_product = r#"{"id":"gid://shopify/Product/1","title":"A","updatedAt":"2026-01-01T00:00:00Z"}
+{"id":"gid://shopify/ProductVariant/11","__parentId":"gid://shopify/Product/1"}
+{"id":"gid://shopify/InventoryLevel/5","location":{"id":"gid://shopify/Location/5"},"__parentId":"gid://shopify/Product/11"}"#;
+        assert!(matches!(
+            stitch(level_of_another_product),
+            Err(StitchError::OrphanChild { line: 3, .. })
+        ));
         let media = r#"{"id":"gid://shopify/Product/1","title":"A","updatedAt":"2026-01-01T00:00:00Z"}
 {"id":"gid://shopify/MediaImage/7","__parentId":"gid://shopify/Product/1"}"#;
         assert!(matches!(
             stitch(media),
             Err(StitchError::BadLine { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_a_bad_line() {
+        let mut stitcher = Stitcher::default();
+        let line = b"{\"id\":\"gid://shopify/Product/1\",\"title\":\"\xff\",\"updatedAt\":\"2026-01-01T00:00:00Z\"}";
+        assert!(matches!(
+            stitcher.push_line(line),
+            Err(StitchError::BadLine { line: 1, ref reason }) if reason.contains("UTF-8")
         ));
     }
 
