@@ -11,7 +11,7 @@
 
 use crate::down::Shopify;
 use crate::error::EngineError;
-use crate::mapping::content_from_remote;
+use crate::mapping::into_content;
 use crate::perf::StageTimes;
 use crate::plan::{Conclusion, Planned, Planner};
 use crate::sync::save;
@@ -285,12 +285,11 @@ fn read_ahead(
                         finished = true;
                         break;
                     };
-                    let content = content_from_remote(&remote)?;
                     let source = Shopify {
                         id: remote.id,
                         updated_at: remote.updated_at,
                     };
-                    batch.push((source, content));
+                    batch.push((source, into_content(remote)?));
                 }
                 spent += reading.elapsed();
                 if !batch.is_empty()
@@ -1028,14 +1027,11 @@ impl Stepper<'_> {
                         .complete_variants(&mut remote, shape.levels_first)
                         .await?;
                 }
-                let content = content_from_remote(&remote)?;
-                items.push((
-                    Shopify {
-                        id: remote.id,
-                        updated_at: remote.updated_at,
-                    },
-                    content,
-                ));
+                let source = Shopify {
+                    id: remote.id,
+                    updated_at: remote.updated_at,
+                };
+                items.push((source, into_content(remote)?));
             }
             times.add(Stage::Fetch, fetching);
             self.plan(operation, items, checkpoint, times, stats)
