@@ -147,6 +147,93 @@ async fn embedded_missing_indexes_are_created_after_a_backup() {
     assert!(text(&again).contains("no changes"), "{}", text(&again));
 }
 
+/// The products table's index definitions as SQLite holds them.
+fn product_index_sql(dir: &std::path::Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(dir.join(shopsync_store::sqlite::DB_FILE)).expect("db");
+    let mut stmt = conn
+        .prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'shopsync_products' AND sql IS NOT NULL ORDER BY name")
+        .expect("sql");
+    let rows = stmt.query_map([], |r| r.get(0)).expect("rows");
+    rows.collect::<Result<_, _>>().expect("rows")
+}
+
+/// Stores made before an index kept its rows in query order (the item key after the index
+/// keys) answer correctly but sort every page; `migrate` rebuilds those indexes once, after a
+/// backup, and every product is still found through them.
+#[tokio::test]
+async fn embedded_indexes_of_an_older_form_are_rebuilt_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().to_str().expect("utf-8").to_owned();
+    assert!(shopsync(&["migrate", "--data", &data]).status.success());
+    let store = Store::new(Arc::new(
+        SqliteStore::open(dir.path(), "shopsync_").expect("open"),
+    ));
+    let actor = shopsync_domain::Actor::new("test").expect("actor");
+    let mut mirrored = Vec::new();
+    for n in 1..=3u64 {
+        let shopify_id = shopsync_domain::ShopifyProductId::new(1_000 + n).expect("id");
+        let mut product =
+            Product::new(ProductId::generate(), sample_content(1), chrono::Utc::now());
+        product.shopify_id = Some(shopify_id);
+        store
+            .create_product(
+                &product,
+                shopsync_domain::ChangeSource::Shopify,
+                &actor,
+                None,
+            )
+            .await
+            .expect("create");
+        mirrored.push((shopify_id, product.id));
+    }
+    // The older form: the same index keys, nothing after them.
+    let current = product_index_sql(dir.path());
+    assert_eq!(current.len(), PRODUCTS.indexes.len());
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(shopsync_store::sqlite::DB_FILE))
+            .expect("db");
+        for index in PRODUCTS.indexes {
+            let name = format!("shopsync_products__{}", index.name);
+            let sql: String = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = ?1",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .expect("index sql");
+            conn.execute_batch(&format!(
+                "DROP INDEX \"{name}\"; {}",
+                sql.replace(", pk, sk)", ")")
+            ))
+            .expect("older index");
+        }
+    }
+    assert!(product_index_sql(dir.path())
+        .iter()
+        .all(|sql| !sql.contains(", pk, sk)")));
+
+    let out = shopsync(&["migrate", "--data", &data]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        text(&out).matches("rebuild index").count(),
+        PRODUCTS.indexes.len(),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("backed up"), "{}", text(&out));
+    assert_eq!(product_index_sql(dir.path()), current);
+    for (shopify_id, id) in mirrored {
+        let found = store
+            .product_by_shopify_id(shopify_id)
+            .await
+            .expect("lookup")
+            .map(|p| p.id);
+        assert_eq!(found, Some(id));
+    }
+    let again = shopsync(&["migrate", "--data", &data]);
+    assert!(text(&again).contains("no changes"), "{}", text(&again));
+}
+
 #[tokio::test]
 async fn embedded_backfills_versions_on_legacy_products_once() {
     let dir = tempfile::tempdir().expect("dir");

@@ -107,6 +107,9 @@ pub struct TableState {
     pub attr_types: Vec<(String, crate::schema::KeyType)>,
     /// Indexes: name, partition key, sort key.
     pub indexes: Vec<(String, String, Option<String>)>,
+    /// Indexes on the right keys whose stored form is older than the backend builds now
+    /// (still correct; the migration rebuilds them).
+    pub outdated_indexes: Vec<String>,
     /// TTL attribute, if enabled.
     pub ttl_attr: Option<String>,
 }
@@ -233,7 +236,8 @@ pub trait ItemStore: Send + Sync {
     /// Creates a table with its indexes and TTL.
     async fn create_table(&self, def: &TableDef) -> Result<(), StoreError>;
 
-    /// Adds a missing index to an existing table.
+    /// Adds a missing index to an existing table (the embedded store also rebuilds an
+    /// outdated one of the same name with it).
     async fn create_index(&self, def: &TableDef, index: &IndexDef) -> Result<(), StoreError>;
 
     /// Enables TTL on an existing table.

@@ -722,6 +722,7 @@ impl ItemStore for DynamoStore {
             key: keys(table.key_schema()),
             attr_types,
             indexes,
+            outdated_indexes: Vec::new(),
             ttl_attr,
         }))
     }

@@ -27,6 +27,9 @@ pub enum Change {
     CreateTable(String),
     /// An index added to an existing table.
     CreateIndex(String, &'static str),
+    /// An index of the embedded store rebuilt in its current form (same keys, rows kept in
+    /// query order).
+    RebuildIndex(String, &'static str),
     /// TTL enabled on an existing table.
     EnableTtl(String, &'static str),
     /// Products given `version = 1`, `last_sync_version = 0` and a first snapshot.
@@ -40,6 +43,9 @@ impl fmt::Display for Change {
         match self {
             Change::CreateTable(t) => write!(f, "create table {t}"),
             Change::CreateIndex(t, i) => write!(f, "create index {i} on {t}"),
+            Change::RebuildIndex(t, i) => {
+                write!(f, "rebuild index {i} on {t} (rows kept in query order)")
+            }
             Change::EnableTtl(t, a) => write!(f, "enable TTL on {t}.{a}"),
             Change::BackfillVersions(t, n) => write!(
                 f,
@@ -172,6 +178,8 @@ pub async fn migrate(
                 for ix in def.indexes {
                     if !state.indexes.iter().any(|(n, _, _)| n == ix.name) {
                         plan.push((table, Change::CreateIndex(name.clone(), ix.name)));
+                    } else if state.outdated_indexes.iter().any(|n| n == ix.name) {
+                        plan.push((table, Change::RebuildIndex(name.clone(), ix.name)));
                     }
                 }
                 if let (None, Some(attr)) = (&state.ttl_attr, def.ttl_attr) {
@@ -230,7 +238,7 @@ pub async fn migrate(
         let def = table.def();
         match &change {
             Change::CreateTable(_) => store.create_table(def).await?,
-            Change::CreateIndex(_, ix) => {
+            Change::CreateIndex(_, ix) | Change::RebuildIndex(_, ix) => {
                 if let Some(index) = def.index(ix) {
                     store.create_index(def, index).await?;
                 }
