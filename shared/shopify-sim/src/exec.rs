@@ -140,7 +140,7 @@ pub trait Resolve {
     /// The GraphQL type name of `node`.
     fn typename(&self, node: &Self::Node) -> &'static str;
     /// The GID of `node`, if it has one (bulk `__parentId`).
-    fn gid(&self, node: &Self::Node) -> Option<String>;
+    fn gid(&self, node: &Self::Node) -> Option<Leaf<'static>>;
     /// The cost `node` adds when returned: 1 for objects, 2 for connections, 0 for wrappers.
     fn weight(&self, node: &Self::Node) -> f64;
     /// The nodes of a connection object, for bulk output.
@@ -414,7 +414,7 @@ impl<'d, R: Resolve> Exec<'d, R> {
     fn emit(
         &mut self,
         deferred: Deferred<'d, R::Node>,
-        parent: Option<&str>,
+        parent: Option<&Leaf<'static>>,
         out: &mut Vec<u8>,
     ) -> u64 {
         let mut lines = 0;
@@ -424,9 +424,12 @@ impl<'d, R: Resolve> Exec<'d, R> {
             out.push(b'\n');
             lines += 1;
             let children = std::mem::replace(&mut self.deferred, saved).unwrap_or_default();
+            if children.is_empty() {
+                continue;
+            }
             let id = self.resolver.gid(&node);
             for child in children {
-                lines += self.emit(child, id.as_deref(), out);
+                lines += self.emit(child, id.as_ref(), out);
             }
         }
         lines
@@ -441,7 +444,7 @@ impl<'d, R: Resolve> Exec<'d, R> {
         &mut self,
         node: &R::Node,
         set: &'d SelectionSet,
-        parent: Option<&str>,
+        parent: Option<&Leaf<'static>>,
         out: &mut Vec<u8>,
     ) {
         let typename = self.resolver.typename(node);
@@ -489,7 +492,7 @@ impl<'d, R: Resolve> Exec<'d, R> {
         }
         if let Some(parent) = parent {
             write_key(out, "__parentId", written.is_empty());
-            write_json(out, parent);
+            parent.write(out);
         }
         out.push(b'}');
     }

@@ -809,17 +809,16 @@ impl<'a> Resolve for View<'a> {
         }
     }
 
-    fn gid(&self, node: &N<'a>) -> Option<String> {
+    fn gid(&self, node: &N<'a>) -> Option<Leaf<'static>> {
         Some(match node {
-            N::Product(p) => gid("Product", p.id),
-            N::Variant(_, v) => gid("ProductVariant", v.id),
-            N::Item(_, v) => gid("InventoryItem", v.item_id),
-            N::Level(_, v, loc, _) => format!(
-                "gid://shopify/InventoryLevel/{loc}?inventory_item_id={}",
-                v.item_id
-            ),
-            N::Location(l) => gid("Location", l.id),
-            N::Collection(c) => gid("Collection", c.id),
+            N::Product(p) => Leaf::Gid("Product", p.id),
+            N::Variant(_, v) => Leaf::Gid("ProductVariant", v.id),
+            N::Item(_, v) => Leaf::Gid("InventoryItem", v.item_id),
+            N::Level(_, v, loc, _) => {
+                Leaf::GidWith("InventoryLevel", *loc, "inventory_item_id", v.item_id)
+            }
+            N::Location(l) => Leaf::Gid("Location", l.id),
+            N::Collection(c) => Leaf::Gid("Collection", c.id),
             _ => return None,
         })
     }
