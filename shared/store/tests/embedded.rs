@@ -172,7 +172,21 @@ async fn documents_are_stored_compressed_and_read_back_unchanged() {
     let small = br#"{"id":"small"}"#.to_vec();
     let mut binary = vec![0x04, 0xff, 0x00];
     binary.extend(std::iter::repeat_n(7u8, 500));
-    for (id, doc) in [("large", &large), ("small", &small), ("binary", &binary)] {
+    // Past the size a thread's compression buffer is kept for, then a smaller one after it
+    // (the buffer reused holds the larger one's bytes).
+    let huge = serde_json::to_vec(&serde_json::json!({
+        "notes": (0..120_000).map(|i| format!("note {i}")).collect::<Vec<_>>()
+    }))
+    .expect("json");
+    assert!(huge.len() > 1_100_000, "{}", huge.len());
+    let after = serde_json::to_vec(&serde_json::json!({"title": "y".repeat(300)})).expect("json");
+    for (id, doc) in [
+        ("large", &large),
+        ("small", &small),
+        ("binary", &binary),
+        ("huge", &huge),
+        ("after", &after),
+    ] {
         backend
             .put(Table::Categories, item(id, doc.clone()), None)
             .await
@@ -206,10 +220,14 @@ async fn documents_are_stored_compressed_and_read_back_unchanged() {
         [&legacy],
     )
     .expect("legacy row");
+    assert_eq!(stored("huge")[0], 0x04);
+    assert_eq!(stored("after")[0], 0x04);
     for (id, doc) in [
         ("large", &large),
         ("small", &small),
         ("binary", &binary),
+        ("huge", &huge),
+        ("after", &after),
         ("legacy", &legacy),
     ] {
         let read = backend
