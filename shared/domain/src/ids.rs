@@ -230,6 +230,25 @@ impl VariantKey {
         }
         Ok(Self(text.to_owned()))
     }
+    /// The key of the local variant that mirrors a Shopify variant: `s{id}` (built without
+    /// the formatter: a bulk import makes one per variant).
+    pub fn of_shopify(id: ShopifyVariantId) -> Self {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        let mut rest = id.get();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        let mut key = String::with_capacity(1 + digits.len() - start);
+        key.push('s');
+        key.extend(digits[start..].iter().map(|d| char::from(*d)));
+        Self(key)
+    }
     /// The key's text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -310,6 +329,11 @@ mod tests {
             assert!(!err.to_string().is_empty(), "{junk}");
         }
         assert!(VariantKey::parse("a/b").is_err());
+        for id in [1, 9, 10, 4_070_261_129_263, u64::MAX] {
+            let key = VariantKey::of_shopify(ShopifyVariantId::new(id).expect("id"));
+            assert_eq!(key.as_str(), format!("s{id}"));
+            assert_eq!(VariantKey::parse(key.as_str()).ok(), Some(key));
+        }
         assert!(Actor::new("  ").is_err());
     }
 }

@@ -10,11 +10,8 @@ use shopsync_shopify::model::{RemoteProduct, RemoteVariant};
 use std::collections::BTreeMap;
 
 /// The key of the local variant that mirrors a Shopify variant.
-pub fn variant_key(variant: &RemoteVariant) -> Result<VariantKey, EngineError> {
-    VariantKey::parse(&format!("s{}", variant.id)).map_err(|e| EngineError::Mapping {
-        product: variant.id.to_string(),
-        reason: e.to_string(),
-    })
+pub fn variant_key(variant: &RemoteVariant) -> VariantKey {
+    VariantKey::of_shopify(variant.id)
 }
 
 fn status(text: Option<&str>) -> ProductStatus {
@@ -72,7 +69,7 @@ pub fn into_content(remote: RemoteProduct) -> Result<ProductContent, EngineError
             .filter_map(|l| l.available.map(|q| (l.location_id, Quantity(q))))
             .collect();
         variants.push(Variant {
-            key: variant_key(&v)?,
+            key: variant_key(&v),
             shopify_id: Some(v.id),
             inventory_item_id: v.inventory_item_id,
             sku: v.sku.as_deref().and_then(Sku::parse),

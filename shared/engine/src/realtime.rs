@@ -4,7 +4,7 @@
 
 use crate::down::{Ingested, Shopify};
 use crate::error::EngineError;
-use crate::mapping::variant_key;
+
 use crate::perf::StageTimes;
 use crate::plan::{apply_rows, rows_by_id, Planned, Planner};
 use crate::up::echo_key;
@@ -17,7 +17,7 @@ use shopsync_domain::{
     PlanSummary, Product, ShopifyProductId, StagingId, SyncDirection, SyncOperation,
 };
 use shopsync_shopify::cost::ProductPageShape;
-use shopsync_shopify::model::RemoteVariant;
+
 use shopsync_shopify::webhook::payloads::ProductPayload;
 use shopsync_shopify::webhook::{compliance_request, Delivery, Payload};
 use shopsync_shopify::AdminClient;
@@ -128,20 +128,7 @@ pub fn content_from_payload(
     let base = local.map(|p| &p.content);
     let mut variants = Vec::with_capacity(payload.variants.len());
     for (index, v) in payload.variants.iter().enumerate() {
-        let key = variant_key(&RemoteVariant {
-            id: v.id,
-            title: None,
-            sku: None,
-            barcode: None,
-            price: None,
-            compare_at_price: None,
-            position: None,
-            updated_at: None,
-            selected_options: Vec::new(),
-            inventory_item_id: None,
-            unit_cost: None,
-            levels: Vec::new(),
-        })?;
+        let key = shopsync_domain::VariantKey::of_shopify(v.id);
         let existing = base.and_then(|c| c.variants.iter().find(|x| x.shopify_id == Some(v.id)));
         variants.push(Variant {
             key,

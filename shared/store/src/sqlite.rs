@@ -107,6 +107,8 @@ impl Drop for Loan<'_> {
 struct TableSql {
     table: Table,
     name: String,
+    /// The name quoted for SQL.
+    quoted: String,
     get_attrs: String,
     get_item: String,
     put: String,
@@ -129,6 +131,7 @@ impl TableSql {
             delete: format!("DELETE FROM {quoted} WHERE pk = ?1 AND sk = ?2"),
             table,
             name,
+            quoted,
         }
     }
 
@@ -583,9 +586,10 @@ impl SqliteStore {
             ),
             None => ("pk".to_owned(), def.key.sk.map(|_| "sk".to_owned())),
         };
+        let table = sql_of(&self.statements, query.table)?;
         let mut sql = format!(
             "SELECT attrs, doc FROM {} WHERE {pk_expr} = ?",
-            quote(&self.physical_name(query.table))
+            table.quoted
         );
         let mut params = vec![to_sql(&query.pk)];
         if let Some(sk) = &sk_attr {
