@@ -307,35 +307,18 @@ fn pack_doc(doc: Vec<u8>) -> Result<Vec<u8>, StoreError> {
             bytes: doc.len(),
             limit: MAX_UNPACKED_BYTES,
         })?;
-    let needed = 5 + lz4_flex::block::get_maximum_output_size(doc.len());
-    let pack_into = |buffer: &mut [u8]| -> Result<Option<Vec<u8>>, StoreError> {
-        buffer[0] = PACKED_DOC;
-        buffer[1..5].copy_from_slice(&length.to_le_bytes());
-        let written = lz4_flex::block::compress_into(&doc, &mut buffer[5..needed])
-            .map_err(|e| StoreError::Invalid(format!("compressing a document: {e}")))?;
-        Ok((5 + written < doc.len() || must).then(|| buffer[..5 + written].to_vec()))
-    };
-    // Documents up to a megabyte are compressed into a buffer of this thread's, zeroed once
-    // and reused: a fresh zeroed buffer per document cost a third as much as compressing it.
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let packed = if needed <= SCRATCH_BYTES {
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            if scratch.len() < needed {
-                scratch.resize(needed, 0);
-            }
-            pack_into(&mut scratch)
-        })?
+    let mut packed = vec![0; 5 + lz4_flex::block::get_maximum_output_size(doc.len())];
+    packed[0] = PACKED_DOC;
+    packed[1..5].copy_from_slice(&length.to_le_bytes());
+    let written = lz4_flex::block::compress_into(&doc, &mut packed[5..])
+        .map_err(|e| StoreError::Invalid(format!("compressing a document: {e}")))?;
+    packed.truncate(5 + written);
+    Ok(if packed.len() < doc.len() || must {
+        packed
     } else {
-        pack_into(&mut vec![0; needed])?
-    };
-    Ok(packed.unwrap_or(doc))
+        doc
+    })
 }
-
-/// The largest compression buffer a thread keeps (see `pack_doc`).
-const SCRATCH_BYTES: usize = 1024 * 1024;
 
 /// The document a stored form holds (see `pack_doc`).
 fn unpack_doc(stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
