@@ -172,8 +172,7 @@ async fn documents_are_stored_compressed_and_read_back_unchanged() {
     let small = br#"{"id":"small"}"#.to_vec();
     let mut binary = vec![0x04, 0xff, 0x00];
     binary.extend(std::iter::repeat_n(7u8, 500));
-    // Past the size a thread's compression buffer is kept for, then a smaller one after it
-    // (the buffer reused holds the larger one's bytes).
+    // A document of more than a megabyte, and a smaller one written after it.
     let huge = serde_json::to_vec(&serde_json::json!({
         "notes": (0..120_000).map(|i| format!("note {i}")).collect::<Vec<_>>()
     }))
