@@ -147,9 +147,14 @@ async fn embedded_missing_indexes_are_created_after_a_backup() {
     assert!(text(&again).contains("no changes"), "{}", text(&again));
 }
 
+/// A direct connection to the embedded store's database in `dir`.
+fn database(dir: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join(shopsync_store::sqlite::DB_FILE)).expect("db")
+}
+
 /// The products table's index definitions as SQLite holds them.
 fn product_index_sql(dir: &std::path::Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open(dir.join(shopsync_store::sqlite::DB_FILE)).expect("db");
+    let conn = database(dir);
     let mut stmt = conn
         .prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'shopsync_products' AND sql IS NOT NULL ORDER BY name")
         .expect("sql");
@@ -190,8 +195,7 @@ async fn embedded_indexes_of_an_older_form_are_rebuilt_once() {
     let current = product_index_sql(dir.path());
     assert_eq!(current.len(), PRODUCTS.indexes.len());
     {
-        let conn = rusqlite::Connection::open(dir.path().join(shopsync_store::sqlite::DB_FILE))
-            .expect("db");
+        let conn = database(dir.path());
         for index in PRODUCTS.indexes {
             let name = format!("shopsync_products__{}", index.name);
             let sql: String = conn

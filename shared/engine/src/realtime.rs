@@ -4,7 +4,6 @@
 
 use crate::down::{Ingested, Shopify};
 use crate::error::EngineError;
-
 use crate::perf::StageTimes;
 use crate::plan::{apply_rows, rows_by_id, Planned, Planner};
 use crate::up::echo_key;
@@ -17,7 +16,6 @@ use shopsync_domain::{
     PlanSummary, Product, ShopifyProductId, StagingId, SyncDirection, SyncOperation,
 };
 use shopsync_shopify::cost::ProductPageShape;
-
 use shopsync_shopify::webhook::payloads::ProductPayload;
 use shopsync_shopify::webhook::{compliance_request, Delivery, Payload};
 use shopsync_shopify::AdminClient;

@@ -727,6 +727,11 @@ fn keeps_query_order(sql: &str) -> bool {
     sql.trim_end().ends_with(INDEX_ORDER_SUFFIX)
 }
 
+/// An index's physical name: its table's, then `__`, then its own.
+fn index_name(physical: &str, index: &IndexDef) -> String {
+    format!("{physical}__{}", index.name)
+}
+
 fn index_ddl(physical: &str, index: &IndexDef) -> String {
     let mut cols = vec![attr_expr(index.key.pk.name)];
     if let Some(sk) = index.key.sk {
@@ -736,7 +741,7 @@ fn index_ddl(physical: &str, index: &IndexDef) -> String {
     cols.push("sk".into());
     format!(
         "CREATE INDEX {} ON {} ({})",
-        quote(&format!("{physical}__{}", index.name)),
+        quote(&index_name(physical, index)),
         quote(physical),
         cols.join(", ")
     )
@@ -1205,7 +1210,7 @@ impl ItemStore for SqliteStore {
             // transaction (its rows are derived from the table's; nothing else changes).
             tx.execute_batch(&format!(
                 "DROP INDEX IF EXISTS {}",
-                quote(&format!("{physical}__{}", index.name))
+                quote(&index_name(&physical, &index))
             ))
             .map_err(map_err)?;
             tx.execute_batch(&index_ddl(&physical, &index))
