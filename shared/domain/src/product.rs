@@ -119,6 +119,33 @@ pub struct ProductContent {
     pub variants: Vec<Variant>,
 }
 
+impl Variant {
+    /// This variant's fields, under `variants/{key}/` (see [`crate::fields`]).
+    fn to_fields(&self) -> Fields {
+        let mut fields = Fields::new();
+        let mut put = |name: &str, value: Value| {
+            fields.insert(
+                FieldPath::new_unchecked(format!("variants/{}/{name}", self.key)),
+                value,
+            );
+        };
+        put("shopify_id", json!(self.shopify_id));
+        put("inventory_item_id", json!(self.inventory_item_id));
+        put("title", json!(self.title));
+        put("sku", json!(self.sku));
+        put("barcode", json!(self.barcode));
+        put("price", json!(self.price));
+        put("compare_at_price", json!(self.compare_at_price));
+        put("cost", json!(self.cost));
+        put("option_values", json!(self.option_values));
+        put("position", json!(self.position));
+        for (location, quantity) in &self.inventory {
+            put(&format!("inventory/{location}"), json!(quantity));
+        }
+        fields
+    }
+}
+
 impl ProductContent {
     /// Parses Shopify's comma-separated tag string into a set of trimmed, non-empty tags.
     pub fn parse_tags(text: &str) -> BTreeSet<String> {
@@ -144,22 +171,73 @@ impl ProductContent {
         put("tags".into(), json!(self.tags));
         put("options".into(), json!(self.options));
         for v in &self.variants {
-            let p = |name: &str| format!("variants/{}/{name}", v.key);
-            put(p("shopify_id"), json!(v.shopify_id));
-            put(p("inventory_item_id"), json!(v.inventory_item_id));
-            put(p("title"), json!(v.title));
-            put(p("sku"), json!(v.sku));
-            put(p("barcode"), json!(v.barcode));
-            put(p("price"), json!(v.price));
-            put(p("compare_at_price"), json!(v.compare_at_price));
-            put(p("cost"), json!(v.cost));
-            put(p("option_values"), json!(v.option_values));
-            put(p("position"), json!(v.position));
-            for (location, quantity) in &v.inventory {
-                put(p(&format!("inventory/{location}")), json!(quantity));
-            }
+            fields.extend(v.to_fields());
         }
         fields
+    }
+
+    /// The field changes from `self` to `to`: exactly `diff(&self.to_fields(), &to.to_fields())`,
+    /// without flattening what is equal. Equal values serialize alike (money is normalized), so
+    /// a field, or a whole variant, equal on both sides is skipped; one that differs is
+    /// flattened and compared as JSON.
+    pub fn diff_to(&self, to: &ProductContent) -> crate::fields::ChangeData {
+        let mut changes = crate::fields::ChangeData::new();
+        if self == to {
+            return changes;
+        }
+        fn field<T: Serialize + PartialEq>(
+            changes: &mut crate::fields::ChangeData,
+            path: &str,
+            old: &T,
+            new: &T,
+        ) {
+            if old == new {
+                return;
+            }
+            let (old, new) = (json!(old), json!(new));
+            if old != new {
+                changes.insert(
+                    FieldPath::new_unchecked(path.to_owned()),
+                    crate::fields::FieldChange {
+                        old: Some(old),
+                        new: Some(new),
+                    },
+                );
+            }
+        }
+        field(&mut changes, "title", &self.title, &to.title);
+        field(&mut changes, "body_html", &self.body_html, &to.body_html);
+        field(&mut changes, "vendor", &self.vendor, &to.vendor);
+        field(
+            &mut changes,
+            "product_type",
+            &self.product_type,
+            &to.product_type,
+        );
+        field(&mut changes, "handle", &self.handle, &to.handle);
+        field(&mut changes, "status", &self.status, &to.status);
+        field(&mut changes, "tags", &self.tags, &to.tags);
+        field(&mut changes, "options", &self.options, &to.options);
+        // By key, the last variant of a key winning, as in the flat map.
+        fn by_key(variants: &[Variant]) -> BTreeMap<&VariantKey, &Variant> {
+            variants.iter().map(|v| (&v.key, v)).collect()
+        }
+        let (old, new) = (by_key(&self.variants), by_key(&to.variants));
+        for (key, before) in &old {
+            match new.get(key) {
+                Some(after) if before == after => {}
+                after => changes.extend(crate::fields::diff(
+                    &before.to_fields(),
+                    &after.map(|a| a.to_fields()).unwrap_or_default(),
+                )),
+            }
+        }
+        for (key, after) in &new {
+            if !old.contains_key(key) {
+                changes.extend(crate::fields::created(after.to_fields()));
+            }
+        }
+        changes
     }
 
     /// Rebuilds content from a flat field map; every required field must be present.
@@ -317,7 +395,9 @@ pub enum LockError {
 }
 
 /// A product of the merchant's catalog with the spec's sync fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Stored as one JSON object, the content's fields beside the sync fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Product {
     /// Local id.
     pub id: ProductId,
@@ -346,6 +426,64 @@ pub struct Product {
     pub created_at: DateTime<Utc>,
     /// Last content change.
     pub updated_at: DateTime<Utc>,
+}
+
+/// A product's stored form, read field by field. `#[serde(flatten)]` would read the object
+/// into an intermediate buffer first, which cost most of a product's decoding.
+#[derive(Deserialize)]
+struct StoredProduct {
+    id: ProductId,
+    shopify_id: Option<ShopifyProductId>,
+    title: String,
+    body_html: String,
+    vendor: String,
+    product_type: String,
+    handle: String,
+    status: ProductStatus,
+    tags: BTreeSet<String>,
+    options: Vec<ProductOption>,
+    variants: Vec<Variant>,
+    version: u64,
+    last_sync_version: u64,
+    sync_locked: bool,
+    sync_locked_by: Option<Actor>,
+    sync_lock_expires_at: Option<DateTime<Utc>>,
+    xorosoft_id: Option<String>,
+    stock_synced_at: Option<DateTime<Utc>>,
+    shopify_updated_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl<'de> Deserialize<'de> for Product {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let stored = StoredProduct::deserialize(deserializer)?;
+        Ok(Product {
+            id: stored.id,
+            shopify_id: stored.shopify_id,
+            content: ProductContent {
+                title: stored.title,
+                body_html: stored.body_html,
+                vendor: stored.vendor,
+                product_type: stored.product_type,
+                handle: stored.handle,
+                status: stored.status,
+                tags: stored.tags,
+                options: stored.options,
+                variants: stored.variants,
+            },
+            version: stored.version,
+            last_sync_version: stored.last_sync_version,
+            sync_locked: stored.sync_locked,
+            sync_locked_by: stored.sync_locked_by,
+            sync_lock_expires_at: stored.sync_lock_expires_at,
+            xorosoft_id: stored.xorosoft_id,
+            stock_synced_at: stored.stock_synced_at,
+            shopify_updated_at: stored.shopify_updated_at,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+        })
+    }
 }
 
 impl Product {
@@ -380,7 +518,7 @@ impl Product {
         content: ProductContent,
         now: DateTime<Utc>,
     ) -> crate::fields::ChangeData {
-        let changes = crate::fields::diff(&self.content.to_fields(), &content.to_fields());
+        let changes = self.content.diff_to(&content);
         if !changes.is_empty() {
             self.content = content;
             self.version += 1;
@@ -490,6 +628,156 @@ mod tests {
         assert_eq!(changes.len(), 1);
         assert_eq!(product.version, 2);
         assert!(product.needs_push());
+    }
+
+    /// Edits that touch every kind of field, alone and in pairs on both sides.
+    type Edit = (&'static str, fn(&mut ProductContent));
+
+    fn edits() -> Vec<Edit> {
+        vec![
+            ("none", |_| {}),
+            ("title", |c| c.title = "Other".into()),
+            ("status", |c| c.status = ProductStatus::Draft),
+            ("tags", |c| {
+                c.tags.insert("sale".into());
+            }),
+            ("options", |c| c.options[0].values.push("XL".into())),
+            ("price", |c| c.variants[0].price = Money::from_cents(1)),
+            ("same price, other scale", |c| {
+                c.variants[0].price = "60.000".parse().unwrap_or(Money::ZERO)
+            }),
+            ("sku removed", |c| c.variants[1].sku = None),
+            ("stock", |c| {
+                c.variants[0].inventory.values_mut().for_each(|q| q.0 += 1)
+            }),
+            ("new location", |c| {
+                c.variants[2]
+                    .inventory
+                    .insert(LocationId::new(9).unwrap(), Quantity(0));
+            }),
+            ("variant removed", |c| {
+                c.variants.remove(1);
+            }),
+            ("variant added", |c| {
+                let mut extra = c.variants[0].clone();
+                extra.key = VariantKey::parse("v9999").unwrap();
+                extra.position = 9;
+                c.variants.push(extra);
+            }),
+            ("variants reordered", |c| c.variants.reverse()),
+            ("a key twice", |c| {
+                let mut twin = c.variants[0].clone();
+                twin.title = "Twin".into();
+                c.variants.push(twin);
+            }),
+        ]
+    }
+
+    #[test]
+    fn the_structural_diff_is_the_flat_maps_diff() {
+        let edits = edits();
+        for (from_name, from_edit) in &edits {
+            for (to_name, to_edit) in &edits {
+                let (mut from, mut to) = (sample_content(3), sample_content(3));
+                from_edit(&mut from);
+                to_edit(&mut to);
+                assert_eq!(
+                    from.diff_to(&to),
+                    crate::fields::diff(&from.to_fields(), &to.to_fields()),
+                    "from `{from_name}` to `{to_name}`"
+                );
+            }
+        }
+        // The same amount at another scale is the same field; a real change is seen.
+        let mut rescaled = sample_content(3);
+        rescaled.variants[0].price = "60.000".parse().unwrap();
+        assert!(sample_content(3).diff_to(&rescaled).is_empty());
+        let mut edited = sample_content(3);
+        edited.variants[0].inventory.clear();
+        assert_eq!(sample_content(3).diff_to(&edited).len(), 2);
+    }
+
+    /// What `#[derive(Deserialize)]` with a flattened content read (the reference).
+    #[derive(Deserialize)]
+    struct FlattenedProduct {
+        id: ProductId,
+        shopify_id: Option<ShopifyProductId>,
+        #[serde(flatten)]
+        content: ProductContent,
+        version: u64,
+        last_sync_version: u64,
+        sync_locked: bool,
+        sync_locked_by: Option<Actor>,
+        sync_lock_expires_at: Option<DateTime<Utc>>,
+        xorosoft_id: Option<String>,
+        stock_synced_at: Option<DateTime<Utc>>,
+        shopify_updated_at: Option<DateTime<Utc>>,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    }
+
+    impl From<FlattenedProduct> for Product {
+        fn from(p: FlattenedProduct) -> Self {
+            Product {
+                id: p.id,
+                shopify_id: p.shopify_id,
+                content: p.content,
+                version: p.version,
+                last_sync_version: p.last_sync_version,
+                sync_locked: p.sync_locked,
+                sync_locked_by: p.sync_locked_by,
+                sync_lock_expires_at: p.sync_lock_expires_at,
+                xorosoft_id: p.xorosoft_id,
+                stock_synced_at: p.stock_synced_at,
+                shopify_updated_at: p.shopify_updated_at,
+                created_at: p.created_at,
+                updated_at: p.updated_at,
+            }
+        }
+    }
+
+    #[test]
+    fn products_read_back_as_the_flattened_form_read_them() {
+        let now = Utc::now();
+        let mut product = Product::new(ProductId::generate(), sample_content(3), now);
+        product.shopify_id = ShopifyProductId::new(7_001).ok();
+        product.xorosoft_id = Some("XS-1".into());
+        product
+            .lock(&Actor::new("alice").unwrap(), now, Duration::seconds(30))
+            .unwrap();
+        let stored = serde_json::to_value(&product).unwrap();
+        assert_eq!(
+            stored["title"],
+            json!("Merino Crew Sweater"),
+            "content is flattened"
+        );
+        let back: Product = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(back, product);
+
+        // Optional fields absent, and a field this release does not know: read as before.
+        let mut sparse = stored;
+        let object = sparse.as_object_mut().unwrap();
+        for optional in [
+            "shopify_id",
+            "sync_locked_by",
+            "sync_lock_expires_at",
+            "xorosoft_id",
+        ] {
+            object.remove(optional);
+        }
+        object.insert("from_a_later_release".into(), json!({"any": [1, 2]}));
+        let text = sparse.to_string();
+        let read: Product = serde_json::from_str(&text).unwrap();
+        let reference: FlattenedProduct = serde_json::from_str(&text).unwrap();
+        assert_eq!(read.shopify_id, None);
+        assert_eq!(read, Product::from(reference));
+
+        // A required field missing is an error naming it, in both.
+        let mut broken = serde_json::to_value(&product).unwrap();
+        broken.as_object_mut().unwrap().remove("handle");
+        let error = serde_json::from_value::<Product>(broken.clone()).unwrap_err();
+        assert!(error.to_string().contains("handle"), "{error}");
+        assert!(serde_json::from_value::<FlattenedProduct>(broken).is_err());
     }
 
     #[test]

@@ -54,40 +54,66 @@ fn status(s: ProductStatus) -> &'static str {
 }
 
 /// The fingerprint of the fields a push sets, computed the same way on what shopsync pushes
-/// and on what a webhook reports, so an echo of shopsync's own write is recognised.
+/// and on what a webhook reports, so an echo of shopsync's own write is recognised: the
+/// SHA-256, in hex, of the JSON array `[title, body_html, vendor, product_type, handle,
+/// status, tags, options, variants]` (fingerprints stored before an upgrade still match).
 pub fn fingerprint(content: &ProductContent) -> String {
     let variants: Vec<_> = content
         .variants
         .iter()
         .map(|v| {
             (
-                v.sku.as_ref().map(|s| s.as_str().to_owned()),
-                v.barcode.clone(),
+                v.sku.as_ref().map(|s| s.as_str()),
+                &v.barcode,
                 money(v.price),
                 v.compare_at_price.map(money),
-                v.option_values.clone(),
+                &v.option_values,
             )
         })
         .collect();
-    let tags: Vec<&String> = content.tags.iter().collect();
     let options: Vec<(&String, &Vec<String>)> = content
         .options
         .iter()
         .map(|o| (&o.name, &o.values))
         .collect();
-    let value = serde_json::json!([
-        content.title,
-        content.body_html,
-        content.vendor,
-        content.product_type,
-        content.handle,
+    let fields = (
+        &content.title,
+        &content.body_html,
+        &content.vendor,
+        &content.product_type,
+        &content.handle,
         status(content.status),
-        tags,
+        &content.tags,
         options,
         variants,
-    ]);
-    let digest = Sha256::digest(value.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    );
+    // Serialized straight into the digest (a tuple is a JSON array, a set a sorted list).
+    // Neither can fail: a digest accepts every write, and strings, lists and options always
+    // serialize.
+    let mut digest = DigestWriter(Sha256::new());
+    if let Err(e) = serde_json::to_writer(&mut digest, &fields) {
+        tracing::error!(error = %e, "a fingerprint could not be serialized");
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(64);
+    for byte in digest.0.finalize() {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    text
+}
+
+/// Feeds what is written to it into a SHA-256.
+struct DigestWriter(Sha256);
+
+impl std::io::Write for DigestWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The mark key of an echo of `content` for `product`.
@@ -549,4 +575,67 @@ pub(crate) async fn push_products(
         }
     }
     Ok(last_failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shopsync_domain::testing::sample_content;
+
+    /// The fingerprint as first written (through a JSON value): what marks stored by earlier
+    /// releases hold.
+    fn fingerprint_through_a_value(content: &ProductContent) -> String {
+        let variants: Vec<_> = content
+            .variants
+            .iter()
+            .map(|v| {
+                (
+                    v.sku.as_ref().map(|s| s.as_str().to_owned()),
+                    v.barcode.clone(),
+                    money(v.price),
+                    v.compare_at_price.map(money),
+                    v.option_values.clone(),
+                )
+            })
+            .collect();
+        let tags: Vec<&String> = content.tags.iter().collect();
+        let options: Vec<(&String, &Vec<String>)> = content
+            .options
+            .iter()
+            .map(|o| (&o.name, &o.values))
+            .collect();
+        let value = serde_json::json!([
+            content.title,
+            content.body_html,
+            content.vendor,
+            content.product_type,
+            content.handle,
+            status(content.status),
+            tags,
+            options,
+            variants,
+        ]);
+        let digest = Sha256::digest(value.to_string().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn fingerprints_match_those_stored_by_earlier_releases() {
+        let mut contents = vec![sample_content(0), sample_content(1), sample_content(3)];
+        let mut unusual = sample_content(2);
+        unusual.title = "Quote \" backslash \\ tab \t é 雪 \u{1F600}".into();
+        unusual.body_html = "<p>\u{0}\u{1f}</p>".into();
+        unusual.tags.clear();
+        unusual.variants[0].sku = None;
+        unusual.variants[0].barcode = None;
+        unusual.variants[1].compare_at_price = Some(Money::from_cents(12_345));
+        unusual.status = ProductStatus::Archived;
+        contents.push(unusual);
+        for content in &contents {
+            let fingerprint = fingerprint(content);
+            assert_eq!(fingerprint, fingerprint_through_a_value(content));
+            assert_eq!(fingerprint.len(), 64);
+        }
+        assert_ne!(fingerprint(&contents[1]), fingerprint(&contents[2]));
+    }
 }

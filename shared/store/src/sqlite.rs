@@ -389,9 +389,6 @@ impl SqliteStore {
         let conn = Connection::open(dir.join(DB_FILE)).map_err(map_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(map_err)?;
-        if let Ok(ps) = std::env::var("PAGESZ") {
-            conn.pragma_update(None, "page_size", ps).map_err(map_err)?;
-        }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(map_err)?;
         // See `Durability`: a write acknowledged to a merchant survives a power cut either by
