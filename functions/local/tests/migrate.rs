@@ -163,8 +163,9 @@ fn product_index_sql(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Stores made before an index kept its rows in query order (the item key after the index
-/// keys) answer correctly but sort every page; `migrate` rebuilds those indexes once, after a
-/// backup, and every product is still found through them.
+/// keys) answer correctly but sort every page, and those made before indexes were sparse
+/// index every row; `migrate` rebuilds such indexes once, after a backup, and every product
+/// is still found through them.
 #[tokio::test]
 async fn embedded_indexes_of_an_older_form_are_rebuilt_once() {
     let dir = tempfile::tempdir().expect("dir");
@@ -191,48 +192,54 @@ async fn embedded_indexes_of_an_older_form_are_rebuilt_once() {
             .expect("create");
         mirrored.push((shopify_id, product.id));
     }
-    // The older form: the same index keys, nothing after them.
     let current = product_index_sql(dir.path());
     assert_eq!(current.len(), PRODUCTS.indexes.len());
-    {
-        let conn = database(dir.path());
-        for index in PRODUCTS.indexes {
-            let name = format!("shopsync_products__{}", index.name);
-            let sql: String = conn
-                .query_row(
-                    "SELECT sql FROM sqlite_master WHERE name = ?1",
-                    [&name],
-                    |r| r.get(0),
-                )
-                .expect("index sql");
-            conn.execute_batch(&format!(
-                "DROP INDEX \"{name}\"; {}",
-                sql.replace(", pk, sk)", ")")
-            ))
-            .expect("older index");
-        }
+    // The older forms: every row indexed (before indexes were sparse), and before that also
+    // nothing after the index keys.
+    fn dense(sql: &str) -> String {
+        sql.split(" WHERE ").next().unwrap_or(sql).to_owned()
     }
-    assert!(product_index_sql(dir.path())
-        .iter()
-        .all(|sql| !sql.contains(", pk, sk)")));
+    fn unordered(sql: &str) -> String {
+        dense(sql).replace(", pk, sk)", ")")
+    }
+    for older in [dense as fn(&str) -> String, unordered] {
+        {
+            let conn = database(dir.path());
+            for index in PRODUCTS.indexes {
+                let name = format!("shopsync_products__{}", index.name);
+                let sql: String = conn
+                    .query_row(
+                        "SELECT sql FROM sqlite_master WHERE name = ?1",
+                        [&name],
+                        |r| r.get(0),
+                    )
+                    .expect("index sql");
+                conn.execute_batch(&format!("DROP INDEX \"{name}\"; {}", older(&sql)))
+                    .expect("older index");
+            }
+        }
+        assert!(product_index_sql(dir.path())
+            .iter()
+            .all(|sql| !current.contains(sql)));
 
-    let out = shopsync(&["migrate", "--data", &data]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        text(&out).matches("rebuild index").count(),
-        PRODUCTS.indexes.len(),
-        "{}",
-        text(&out)
-    );
-    assert!(text(&out).contains("backed up"), "{}", text(&out));
-    assert_eq!(product_index_sql(dir.path()), current);
-    for (shopify_id, id) in mirrored {
-        let found = store
-            .product_by_shopify_id(shopify_id)
-            .await
-            .expect("lookup")
-            .map(|p| p.id);
-        assert_eq!(found, Some(id));
+        let out = shopsync(&["migrate", "--data", &data]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(
+            text(&out).matches("rebuild index").count(),
+            PRODUCTS.indexes.len(),
+            "{}",
+            text(&out)
+        );
+        assert!(text(&out).contains("backed up"), "{}", text(&out));
+        assert_eq!(product_index_sql(dir.path()), current);
+        for (shopify_id, id) in &mirrored {
+            let found = store
+                .product_by_shopify_id(*shopify_id)
+                .await
+                .expect("lookup")
+                .map(|p| p.id);
+            assert_eq!(found, Some(*id));
+        }
     }
     let again = shopsync(&["migrate", "--data", &data]);
     assert!(text(&again).contains("no changes"), "{}", text(&again));

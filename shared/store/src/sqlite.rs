@@ -112,6 +112,8 @@ struct TableSql {
     get_attrs: String,
     get_item: String,
     put: String,
+    /// A put of a new item: adds the row, or changes nothing when the key is taken.
+    insert: String,
     delete: String,
 }
 
@@ -127,6 +129,10 @@ impl TableSql {
             put: format!(
                 "INSERT INTO {quoted} (pk, sk, attrs, doc) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (pk, sk) DO UPDATE SET attrs = excluded.attrs, doc = excluded.doc"
+            ),
+            insert: format!(
+                "INSERT INTO {quoted} (pk, sk, attrs, doc) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (pk, sk) DO NOTHING"
             ),
             delete: format!("DELETE FROM {quoted} WHERE pk = ?1 AND sk = ?2"),
             table,
@@ -528,18 +534,13 @@ impl SqliteStore {
                 answers.push(Err(e));
                 continue;
             }
-            // Conditions are checked before anything of a group is written, so a refused group
-            // leaves nothing; a write that fails after its checks passed is the store failing,
-            // and nothing of the call is committed.
-            match check_writes(&tx, &self.statements, writes) {
-                Ok(plan) => {
-                    make_writes(&tx, &self.statements, writes, &plan)?;
-                    answers.push(Ok(()));
-                }
+            // A refused group leaves nothing; a write that fails otherwise is the store
+            // failing, and nothing of the call is committed.
+            match write_group(&tx, &self.statements, writes) {
                 Err(e @ (StoreError::TransactionCanceled { .. } | StoreError::Invalid(_))) => {
                     answers.push(Err(e))
                 }
-                Err(e) => return Err(e),
+                other => answers.push(Ok(other?)),
             }
         }
         tx.commit().map_err(map_err)?;
@@ -705,6 +706,27 @@ fn write_put(tx: &Connection, sql: &TableSql, key: &Key, item: &Item) -> Result<
     Ok(())
 }
 
+/// Adds a new item's row; `false` (and nothing written) when its key is taken.
+fn write_insert(
+    tx: &Connection,
+    sql: &TableSql,
+    key: &Key,
+    item: &Item,
+) -> Result<bool, StoreError> {
+    let attrs =
+        serde_json::to_string(&item.attrs).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let mut stmt = tx.prepare_cached(&sql.insert).map_err(map_err)?;
+    let added = stmt
+        .execute(rusqlite::params![
+            to_sql(&key.pk),
+            sk_sql(key),
+            attrs,
+            item.doc
+        ])
+        .map_err(map_err)?;
+    Ok(added == 1)
+}
+
 fn write_delete(tx: &Connection, sql: &TableSql, key: &Key) -> Result<(), StoreError> {
     let mut stmt = tx.prepare_cached(&sql.delete).map_err(map_err)?;
     stmt.execute([to_sql(&key.pk), sk_sql(key)])
@@ -719,29 +741,35 @@ fn write_delete(tx: &Connection, sql: &TableSql, key: &Key) -> Result<(), StoreE
 /// building the sorter.
 const INDEX_ORDER_SUFFIX: &str = ", pk, sk)";
 
-/// Whether an index's SQL is of the current form (see `INDEX_ORDER_SUFFIX`).
-fn keeps_query_order(sql: &str) -> bool {
-    sql.trim_end().ends_with(INDEX_ORDER_SUFFIX)
-}
-
 /// An index's physical name: its table's, then `__`, then its own.
 fn index_name(physical: &str, index: &IndexDef) -> String {
     format!("{physical}__{}", index.name)
 }
 
+/// An index's statement in the current form: its keys, then the item's key (see
+/// `INDEX_ORDER_SUFFIX`), over the rows that have every key attribute. Like a DynamoDB
+/// secondary index, an index is sparse: an item without the attribute is not in it, so
+/// writing one costs no index entry. (A query always names the index's partition key and
+/// asks for its sort key to be present, which is how SQLite knows the index answers it.)
 fn index_ddl(physical: &str, index: &IndexDef) -> String {
-    let mut cols = vec![attr_expr(index.key.pk.name)];
+    let mut keys = vec![attr_expr(index.key.pk.name)];
     if let Some(sk) = index.key.sk {
-        cols.push(attr_expr(sk.name));
+        keys.push(attr_expr(sk.name));
     }
-    cols.push("pk".into());
-    cols.push("sk".into());
+    let present: Vec<String> = keys.iter().map(|k| format!("{k} IS NOT NULL")).collect();
     format!(
-        "CREATE INDEX {} ON {} ({})",
+        "CREATE INDEX {} ON {} ({}{INDEX_ORDER_SUFFIX} WHERE {}",
         quote(&index_name(physical, index)),
         quote(physical),
-        cols.join(", ")
+        keys.join(", "),
+        present.join(" AND ")
     )
+}
+
+/// Whether an index's stored statement is of the current form: one made by an earlier
+/// release (without the item's key, or covering every row) is rebuilt by the migration.
+fn is_current_index(sql: &str, physical: &str, index: &IndexDef) -> bool {
+    sql.trim() == index_ddl(physical, index)
 }
 
 fn meta_of(def: &TableDef) -> TableMeta {
@@ -785,9 +813,12 @@ fn load_meta(conn: &Connection, physical: &str) -> Result<Option<TableMeta>, Sto
     .transpose()
 }
 
-/// The json paths an index's SQL covers, in order (e.g. `["status", "created_at"]`).
+/// The json paths an index's SQL covers, in order (e.g. `["status", "created_at"]`); its
+/// `WHERE` clause (which names them again) is not read.
 fn index_attrs(sql: &str) -> Vec<String> {
-    sql.split("'$.")
+    let columns = sql.split(" WHERE ").next().unwrap_or(sql);
+    columns
+        .split("'$.")
         .skip(1)
         .filter_map(|rest| rest.split('\'').next().map(str::to_owned))
         .collect()
@@ -867,20 +898,93 @@ fn run_page(
     Ok(Page { items, next })
 }
 
-/// Checks every write's condition, then (all holding) makes the writes; a failed condition
-/// writes nothing and answers `TransactionCanceled` with a reason per write.
-/// Checks a transaction's writes (shape, each item once, conditions) without writing; gives
-/// each write's table and key.
+/// Writes one transaction's writes, all or nothing: every condition is checked, then (all
+/// holding) the writes are made. A put of a new item (`ItemAbsent`) is not read first: its
+/// insert is its check (the key's own index answers it), and it is made before any other
+/// write of the group, so when its key turns out to be taken, undoing the group is deleting
+/// the rows it had just added. A refused group answers `TransactionCanceled` with a reason per
+/// write, as though every condition had been read.
+fn write_group(
+    tx: &Connection,
+    statements: &[TableSql],
+    writes: &[WriteOp],
+) -> Result<(), StoreError> {
+    let plan = match check_writes(tx, statements, writes, Reads::AllButInserts) {
+        Ok(plan) => plan,
+        // Explained with every condition read (the inserts' too).
+        Err(StoreError::TransactionCanceled { .. }) => {
+            return match check_writes(tx, statements, writes, Reads::All) {
+                Err(e) => Err(e),
+                Ok(_) => Err(StoreError::Unavailable(
+                    "a transaction refused on its conditions passed them when read again".into(),
+                )),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let inserts_first = plan
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.insert)
+        .chain(plan.iter().enumerate().filter(|(_, p)| !p.insert));
+    let mut inserted: Vec<&Planned> = Vec::new();
+    for (index, planned) in inserts_first {
+        let sql = sql_of(statements, planned.table)?;
+        match &writes[index] {
+            WriteOp::Put { item, .. } if planned.insert => {
+                if write_insert(tx, sql, &planned.key, item)? {
+                    inserted.push(planned);
+                } else {
+                    for done in inserted {
+                        write_delete(tx, sql_of(statements, done.table)?, &done.key)?;
+                    }
+                    return match check_writes(tx, statements, writes, Reads::All) {
+                        Err(e) => Err(e),
+                        Ok(_) => Err(StoreError::Unavailable(format!(
+                            "an insert into {} found its key taken that a read then found free",
+                            sql.name
+                        ))),
+                    };
+                }
+            }
+            WriteOp::Put { item, .. } => write_put(tx, sql, &planned.key, item)?,
+            WriteOp::Delete { .. } => write_delete(tx, sql, &planned.key)?,
+            WriteOp::Check { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Which conditions `check_writes` reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// Every one.
+    All,
+    /// All but those of puts of new items (`ItemAbsent`), which their inserts check.
+    AllButInserts,
+}
+
+/// One checked write: its table and key, and whether it is a put of a new item whose
+/// condition its insert checks.
+struct Planned {
+    table: Table,
+    key: Key,
+    insert: bool,
+}
+
+/// Checks a transaction's writes (shape, each item once, conditions) without writing; a
+/// failed condition answers `TransactionCanceled` with a reason per write.
 fn check_writes(
     tx: &Connection,
     statements: &[TableSql],
     writes: &[WriteOp],
-) -> Result<Vec<(Table, Key)>, StoreError> {
-    let mut plan: Vec<(Table, Key)> = Vec::with_capacity(writes.len());
+    reads: Reads,
+) -> Result<Vec<Planned>, StoreError> {
+    let mut plan: Vec<Planned> = Vec::with_capacity(writes.len());
     let mut reasons = Vec::with_capacity(writes.len());
     let mut failed = false;
     for write in writes {
-        let (table, key, condition) = match write {
+        let (table, key, condition, put) = match write {
             WriteOp::Put {
                 table,
                 item,
@@ -889,29 +993,34 @@ fn check_writes(
                 *table,
                 validate_item(table.def(), item)?,
                 condition.as_ref(),
+                true,
             ),
             WriteOp::Delete {
                 table,
                 key,
                 condition,
-            } => (*table, key.clone(), condition.as_ref()),
+            } => (*table, key.clone(), condition.as_ref(), false),
             WriteOp::Check {
                 table,
                 key,
                 condition,
-            } => (*table, key.clone(), Some(condition)),
+            } => (*table, key.clone(), Some(condition), false),
         };
         let sql = sql_of(statements, table)?;
         // A transaction holds at most 100 writes: a scan costs less than hashing each key.
-        if plan.iter().any(|(t, k)| *t == table && *k == key) {
+        if plan.iter().any(|p| p.table == table && p.key == key) {
             return Err(StoreError::Invalid(
                 "a transaction touches the same item twice".into(),
             ));
         }
+        let insert = put
+            && reads == Reads::AllButInserts
+            && matches!(condition, Some(Condition::ItemAbsent));
         // Only a condition needs the current item, and only its attributes; the whole item
         // is read when the condition fails, for the caller's explanation.
         let ok = match condition {
             None => true,
+            Some(_) if insert => true,
             Some(cond) => {
                 let attrs = current_attrs(tx, sql, &key)?;
                 cond.holds(attrs.as_ref(), table.def().key.pk.name)
@@ -923,30 +1032,12 @@ fn check_writes(
             CancelReason::ConditionFailed(current(tx, sql, &key)?)
         });
         failed |= !ok;
-        plan.push((table, key));
+        plan.push(Planned { table, key, insert });
     }
     if failed {
         return Err(StoreError::TransactionCanceled { reasons });
     }
     Ok(plan)
-}
-
-/// Makes checked writes.
-fn make_writes(
-    tx: &Connection,
-    statements: &[TableSql],
-    writes: &[WriteOp],
-    plan: &[(Table, Key)],
-) -> Result<(), StoreError> {
-    for (write, (table, key)) in writes.iter().zip(plan) {
-        let sql = sql_of(statements, *table)?;
-        match write {
-            WriteOp::Put { item, .. } => write_put(tx, sql, key, item)?,
-            WriteOp::Delete { .. } => write_delete(tx, sql, key)?,
-            WriteOp::Check { .. } => {}
-        }
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -1125,6 +1216,7 @@ impl ItemStore for SqliteStore {
 
     async fn describe_table(&self, def: &TableDef) -> Result<Option<TableState>, StoreError> {
         let physical = prefixed(&self.prefix, table_of(def)?);
+        let def = *def;
         self.with_conn(move |c| {
             let exists: Option<String> = c
                 .query_row("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1", [&physical], |r| r.get(0))
@@ -1146,7 +1238,8 @@ impl ItemStore for SqliteStore {
                 let (name, sql) = row.map_err(map_err)?;
                 let attrs = index_attrs(&sql);
                 let short = name.strip_prefix(&index_prefix).unwrap_or(&name).to_owned();
-                if name.starts_with(&index_prefix) && !keeps_query_order(&sql) {
+                let defined = def.indexes.iter().find(|ix| ix.name == short);
+                if defined.is_some_and(|ix| !is_current_index(&sql, &physical, ix)) {
                     outdated_indexes.push(short.clone());
                 }
                 let pk = attrs.first().cloned().unwrap_or_default();
@@ -1353,14 +1446,26 @@ mod tests {
     }
 
     #[test]
-    fn an_index_without_the_item_key_is_outdated() {
-        let def = Table::Products.def();
-        for index in def.indexes {
-            let current = index_ddl("t_products", index);
-            assert!(keeps_query_order(&current), "{current}");
-            let old = current.replace(INDEX_ORDER_SUFFIX, ")");
-            assert!(!keeps_query_order(&old), "{old}");
-            assert_eq!(index_attrs(&old), index_attrs(&current));
+    fn an_index_of_an_earlier_form_is_outdated() {
+        for table in Table::ALL {
+            let def = table.def();
+            for index in def.indexes {
+                let current = index_ddl("t_x", index);
+                assert!(is_current_index(&current, "t_x", index), "{current}");
+                let expected: Vec<String> = std::iter::once(index.key.pk.name)
+                    .chain(index.key.sk.map(|sk| sk.name))
+                    .map(str::to_owned)
+                    .collect();
+                assert_eq!(index_attrs(&current), expected, "{current}");
+                // Every row indexed (before indexes were sparse), and before that without
+                // the item's key.
+                let dense = current[..current.find(" WHERE ").expect("sparse")].to_owned();
+                let unordered = dense.replace(INDEX_ORDER_SUFFIX, ")");
+                for old in [dense, unordered] {
+                    assert!(!is_current_index(&old, "t_x", index), "{old}");
+                    assert_eq!(index_attrs(&old), expected, "{old}");
+                }
+            }
         }
     }
 }

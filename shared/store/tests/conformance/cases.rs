@@ -351,6 +351,76 @@ pub async fn a_multi_item_write_is_all_or_nothing(h: Harness) {
         .is_none());
 }
 
+/// A transaction whose put of a new item finds the key taken leaves nothing behind: not the
+/// other new items it holds, not its replacement of an existing one, not its delete; every
+/// write's reason is reported, whichever position the refused one has.
+pub async fn a_taken_key_refuses_the_whole_transaction_in_any_position(h: Harness) {
+    let put_new = |id: &str| WriteOp::Put {
+        table: Table::Categories,
+        item: raw_item(id, &[]),
+        condition: Some(Condition::ItemAbsent),
+    };
+    let existing = raw_item("taken", &[("n", Scalar::N(1))]);
+    let kept = raw_item("kept", &[("n", Scalar::N(1))]);
+    for item in [&existing, &kept] {
+        h.raw
+            .put(Table::Categories, item.clone(), None)
+            .await
+            .expect("seed");
+    }
+    let replace_kept = WriteOp::Put {
+        table: Table::Categories,
+        item: raw_item("kept", &[("n", Scalar::N(2))]),
+        condition: Some(Condition::Eq("n", Scalar::N(1))),
+    };
+    let delete_kept = WriteOp::Delete {
+        table: Table::Categories,
+        key: Key::pk("kept"),
+        condition: None,
+    };
+    for (round, (other, refused_at)) in [(replace_kept, 0), (delete_kept, 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let fresh = [format!("new-a{round}"), format!("new-b{round}")];
+        let mut writes = vec![other, put_new(&fresh[0]), put_new(&fresh[1])];
+        writes.insert(refused_at, put_new("taken"));
+        let single = h.raw.transact(writes.clone()).await;
+        let grouped = h
+            .raw
+            .transact_each(vec![vec![put_new(&format!("alone{round}"))], writes])
+            .await
+            .expect("store answers");
+        assert!(grouped[0].is_ok(), "{:?}", grouped[0]);
+        for answer in [single, grouped[1].clone()] {
+            match answer {
+                Err(StoreError::TransactionCanceled { reasons }) => {
+                    assert_eq!(reasons.len(), 4, "{reasons:?}");
+                    for (i, reason) in reasons.iter().enumerate() {
+                        if i == refused_at {
+                            assert!(
+                                matches!(reason, CancelReason::ConditionFailed(Some(item)) if *item == existing),
+                                "{reason:?}"
+                            );
+                        } else {
+                            assert_eq!(*reason, CancelReason::None, "write {i}");
+                        }
+                    }
+                }
+                other => panic!("expected cancellation, got {other:?}"),
+            }
+        }
+        for id in &fresh {
+            let found = h.raw.get(Table::Categories, &Key::pk(id.as_str())).await;
+            assert!(found.expect("get").is_none(), "{id} left behind");
+        }
+        for (id, item) in [("taken", &existing), ("kept", &kept)] {
+            let found = h.raw.get(Table::Categories, &Key::pk(id)).await;
+            assert_eq!(found.expect("get").as_ref(), Some(item), "{id} changed");
+        }
+    }
+}
+
 pub async fn independent_groups_are_each_all_or_nothing(h: Harness) {
     let put = |id: &str| WriteOp::Put {
         table: Table::Categories,

@@ -39,6 +39,7 @@ conformance!(
     conditional_delete_removes_only_when_the_condition_holds,
     a_multi_item_write_is_all_or_nothing,
     independent_groups_are_each_all_or_nothing,
+    a_taken_key_refuses_the_whole_transaction_in_any_position,
     a_multi_item_write_rejects_duplicates_and_oversize,
     creating_a_product_writes_its_first_version,
     an_optimistic_update_advances_version_and_snapshot,
