@@ -174,6 +174,133 @@ fn encode<R: Record>(record: &R) -> Result<Item, RepoError> {
     })
 }
 
+/// A product and its version snapshot of the same content, encoded with that content
+/// serialized once: the product's document holds the content's fields beside its own, the
+/// snapshot's holds them as `product_data`. Each document reads back exactly as
+/// [`encode`]'s does (only the order of the product's fields differs); `None` when the
+/// snapshot's content is not the product's.
+fn encode_with_snapshot(
+    product: &Product,
+    version: &ProductVersion,
+) -> Result<Option<(Item, Item)>, RepoError> {
+    if version.product_data != product.content {
+        return Ok(None);
+    }
+    let failed = |table: Table| {
+        move |e: serde_json::Error| RepoError::Decode {
+            table,
+            reason: e.to_string(),
+        }
+    };
+    let content = serde_json::to_vec(&product.content).map_err(failed(Table::ProductVersions))?;
+    // Destructured whole: a field added to either record fails to compile here until it is
+    // written here too.
+    let Product {
+        id,
+        shopify_id,
+        content: _,
+        version: product_version,
+        last_sync_version,
+        sync_locked,
+        sync_locked_by,
+        sync_lock_expires_at,
+        xorosoft_id,
+        stock_synced_at,
+        shopify_updated_at,
+        created_at,
+        updated_at,
+    } = product;
+    let product_head = ProductHead {
+        id,
+        shopify_id,
+        version: *product_version,
+        last_sync_version: *last_sync_version,
+        sync_locked: *sync_locked,
+        sync_locked_by,
+        sync_lock_expires_at,
+        xorosoft_id,
+        stock_synced_at,
+        shopify_updated_at,
+        created_at,
+        updated_at,
+    };
+    let ProductVersion {
+        product_id,
+        version_number,
+        product_data: _,
+        changed_fields,
+        change_source,
+        changed_by,
+        sync_operation_id,
+        created_at: version_created_at,
+    } = version;
+    let version_head = VersionHead {
+        product_id,
+        version_number: *version_number,
+        changed_fields,
+        change_source,
+        changed_by,
+        sync_operation_id,
+        created_at: version_created_at,
+    };
+    // `{head}` + `{content}` → `{head,content}`; `{head}` → `{head,"product_data":{content}}`.
+    let mut product_doc = Vec::with_capacity(content.len() + 512);
+    serde_json::to_writer(&mut product_doc, &product_head).map_err(failed(Table::Products))?;
+    let mut version_doc = Vec::with_capacity(content.len() + 512);
+    serde_json::to_writer(&mut version_doc, &version_head)
+        .map_err(failed(Table::ProductVersions))?;
+    let (Some(b'}'), Some(b'}'), Some(b'{')) =
+        (product_doc.pop(), version_doc.pop(), content.first())
+    else {
+        return Ok(None);
+    };
+    product_doc.push(b',');
+    product_doc.extend_from_slice(&content[1..]);
+    version_doc.extend_from_slice(b",\"product_data\":");
+    version_doc.extend_from_slice(&content);
+    version_doc.push(b'}');
+    Ok(Some((
+        Item {
+            attrs: product.attrs(),
+            doc: Some(product_doc),
+        },
+        Item {
+            attrs: version.attrs(),
+            doc: Some(version_doc),
+        },
+    )))
+}
+
+/// A product's own fields, serialized as `Product` serializes them (see
+/// [`encode_with_snapshot`]).
+#[derive(Serialize)]
+struct ProductHead<'a> {
+    id: &'a ProductId,
+    shopify_id: &'a Option<shopsync_domain::ShopifyProductId>,
+    version: u64,
+    last_sync_version: u64,
+    sync_locked: bool,
+    sync_locked_by: &'a Option<Actor>,
+    sync_lock_expires_at: &'a Option<DateTime<Utc>>,
+    xorosoft_id: &'a Option<String>,
+    stock_synced_at: &'a Option<DateTime<Utc>>,
+    shopify_updated_at: &'a Option<DateTime<Utc>>,
+    created_at: &'a DateTime<Utc>,
+    updated_at: &'a DateTime<Utc>,
+}
+
+/// A version's fields but its content, serialized as `ProductVersion` serializes them.
+#[derive(Serialize)]
+struct VersionHead<'a> {
+    product_id: &'a ProductId,
+    version_number: u64,
+    changed_fields: &'a Vec<shopsync_domain::fields::FieldPath>,
+    change_source: &'a ChangeSource,
+    changed_by: &'a Actor,
+    sync_operation_id: &'a Option<OperationId>,
+    created_at: &'a DateTime<Utc>,
+}
+
 /// A record as stored: what its stored form leaves implied is not filled in yet.
 fn decode_stored<R: Record>(item: &Item) -> Result<R, RepoError> {
     let doc = item.doc.as_deref().ok_or_else(|| RepoError::Decode {
@@ -246,15 +373,22 @@ fn product_commit_writes(commit: &mut ProductCommit) -> Result<Vec<WriteOp>, Rep
             );
         }
     }
+    let (product_item, version_item) = match version {
+        Some(v) => match encode_with_snapshot(product, v)? {
+            Some((p, v)) => (p, Some(v)),
+            None => (encode(product)?, Some(encode(v)?)),
+        },
+        None => (encode(product)?, None),
+    };
     let mut writes = vec![WriteOp::Put {
         table: Table::Products,
-        item: encode(product)?,
+        item: product_item,
         condition: Some(product_write_condition(*expected_version, actor, *now)),
     }];
-    if let Some(v) = version {
+    if let Some(item) = version_item {
         writes.push(WriteOp::Put {
             table: Table::ProductVersions,
-            item: encode(v)?,
+            item,
             condition: Some(Condition::ItemAbsent),
         });
     }
@@ -1073,4 +1207,95 @@ pub enum ReplaceError<R: std::fmt::Debug> {
 /// A query on the sort key range `[from, to]` of epoch-millisecond times.
 pub fn between_times(from: DateTime<Utc>, to: DateTime<Utc>) -> SortCondition {
     SortCondition::Between(Scalar::N(millis(from)), Scalar::N(millis(to)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shopsync_domain::testing::sample_content;
+
+    fn products() -> Vec<Product> {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T09:15:02.125Z")
+            .map(|t| t.with_timezone(&Utc))
+            .expect("time");
+        let bare = Product::new(ProductId::generate(), sample_content(0), now);
+        let mut full = Product::new(ProductId::generate(), sample_content(3), now);
+        full.shopify_id = shopsync_domain::ShopifyProductId::new(9_007_199_254_740_993).ok();
+        full.content.title = "Quote \" backslash \\ café ☕ \u{1}".into();
+        full.version = 7;
+        full.last_sync_version = 5;
+        full.sync_locked = true;
+        full.sync_locked_by = Actor::new("user:alice").ok();
+        full.sync_lock_expires_at = Some(now + Duration::seconds(90));
+        full.xorosoft_id = Some("XR-1".into());
+        full.stock_synced_at = Some(now - Duration::days(1));
+        full.shopify_updated_at = Some(now - Duration::milliseconds(1));
+        full.updated_at = now + Duration::nanoseconds(123_456_789);
+        vec![bare, full]
+    }
+
+    fn versions(product: &Product) -> Vec<ProductVersion> {
+        let actor = Actor::new("system:sync").expect("actor");
+        let operation = Some(OperationId::generate());
+        vec![
+            ProductVersion::snapshot(
+                product,
+                Vec::new(),
+                ChangeSource::Shopify,
+                actor.clone(),
+                None,
+                product.created_at,
+            ),
+            ProductVersion::snapshot(
+                product,
+                product.content.to_fields().into_keys().take(3).collect(),
+                ChangeSource::Local,
+                actor,
+                operation,
+                product.updated_at,
+            ),
+        ]
+    }
+
+    fn value(item: &Item) -> serde_json::Value {
+        serde_json::from_slice(item.doc.as_deref().expect("doc")).expect("json")
+    }
+
+    /// The documents made with the content serialized once hold what `encode` writes, and
+    /// read back as the records they came from.
+    #[test]
+    fn a_product_and_its_snapshot_encode_as_each_alone() {
+        let mut checked = 0;
+        for product in products() {
+            for version in versions(&product) {
+                let (p, v) = encode_with_snapshot(&product, &version)
+                    .expect("encode")
+                    .expect("same content");
+                let (p_alone, v_alone) = (
+                    encode(&product).expect("product"),
+                    encode(&version).expect("version"),
+                );
+                assert_eq!(value(&p), value(&p_alone));
+                assert_eq!(value(&v), value(&v_alone));
+                assert_eq!(p.attrs, p_alone.attrs);
+                assert_eq!(v.attrs, v_alone.attrs);
+                assert_eq!(decode::<Product>(&p).expect("read"), product);
+                let mut expected = version.clone();
+                expected.spell_out();
+                assert_eq!(decode::<ProductVersion>(&v).expect("read"), expected);
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 4);
+    }
+
+    #[test]
+    fn a_snapshot_of_other_content_is_encoded_alone() {
+        let product = products().remove(1);
+        let mut version = versions(&product).remove(0);
+        version.product_data.title.push('!');
+        assert!(encode_with_snapshot(&product, &version)
+            .expect("encode")
+            .is_none());
+    }
 }
