@@ -87,6 +87,20 @@ fn row(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> ProductsStaging {
+    let mut row = summary_row(operation, change, proposed, actor, now);
+    row.proposed = Some(proposed.clone());
+    row
+}
+
+/// A row as [`row`] makes it, but without its copy of the content: an applied create's, which
+/// its product's first version holds (see `ProductsStaging::content_implied`).
+fn summary_row(
+    operation: &SyncOperation,
+    change: Change,
+    proposed: &shopsync_domain::product::ProductContent,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> ProductsStaging {
     ProductsStaging {
         id: StagingId::generate(),
         source_product_id: change.product,
@@ -95,7 +109,7 @@ fn row(
         change_type: change.change_type,
         change_data: change.change_data,
         base_version: change.base_version,
-        proposed: Some(proposed.clone()),
+        proposed: None,
         has_conflicts: change.status == StagingStatus::Pending,
         sync_operation_id: operation.operation_uuid,
         status: change.status,
@@ -212,7 +226,8 @@ pub(crate) async fn decide(
             actor.clone(),
             Some(operation.operation_uuid),
         );
-        let staged = row(
+        // Stored without its content, which the first version holds: not copied to be dropped.
+        let staged = summary_row(
             operation,
             Change {
                 product: product.id,

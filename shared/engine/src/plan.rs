@@ -173,9 +173,15 @@ impl Planner<'_> {
                     if !operation.dry_run {
                         settled_conflicts.extend(conflicts);
                     }
+                    let commit = *commit;
                     let Some((mut row, _)) = commit.staging else {
                         continue;
                     };
+                    // A create's row leaves its content to the product's first version; staged
+                    // on its own, it carries the content itself.
+                    if row.proposed.is_none() && row.change_type == ChangeType::Create {
+                        row.proposed = Some(commit.product.content);
+                    }
                     summary.add(
                         ChangeFacts::of(old.as_deref(), content, rails),
                         old.is_some(),
