@@ -41,6 +41,12 @@ pub struct IndexDef {
     pub key: KeySchema,
     /// The access pattern it serves.
     pub serves: &'static str,
+    /// Whether many items lack its keys (an optional attribute). Every index is sparse in
+    /// what it answers, as DynamoDB's are: an item without the keys is never found through it.
+    /// The embedded store also leaves such items out of a sparse index's rows (a partial
+    /// index), which spares their writes an index entry at the cost of checking the keys'
+    /// presence on every write, a cost not worth paying where every item has them.
+    pub sparse: bool,
 }
 
 /// The logical tables: the spec's, plus idempotency records.
@@ -174,6 +180,19 @@ const fn index(
         name,
         key: key(pk, sk),
         serves,
+        sparse: false,
+    }
+}
+/// An index on an optional attribute (see [`IndexDef::sparse`]).
+const fn sparse_index(
+    name: &'static str,
+    pk: KeyAttr,
+    sk: Option<KeyAttr>,
+    serves: &'static str,
+) -> IndexDef {
+    IndexDef {
+        sparse: true,
+        ..index(name, pk, sk, serves)
     }
 }
 
@@ -182,25 +201,25 @@ pub const PRODUCTS: TableDef = TableDef {
     name: "products",
     key: key(s("id"), None),
     indexes: &[
-        index(
+        sparse_index(
             "by_shopify_id",
             s("shopify_product_id"),
             None,
             "find the local product of a webhook or a pulled Shopify product",
         ),
-        index(
+        sparse_index(
             "by_xorosoft_id",
             s("xorosoft_id"),
             None,
             "find the product of a Xorosoft item",
         ),
-        index(
+        sparse_index(
             "by_pending_push",
             s("pending_push"),
             Some(n("updated_at")),
             "products whose version is past last_sync_version (sparse), oldest first, for up-syncs",
         ),
-        index(
+        sparse_index(
             "by_lock_owner",
             s("lock_owner"),
             Some(n("lock_expires_at")),
@@ -214,7 +233,7 @@ pub const PRODUCTS: TableDef = TableDef {
 pub const CATEGORIES: TableDef = TableDef {
     name: "categories",
     key: key(s("id"), None),
-    indexes: &[index(
+    indexes: &[sparse_index(
         "by_shopify_id",
         s("shopify_collection_id"),
         None,
@@ -315,7 +334,7 @@ pub const SYNC_ROLLBACKS: TableDef = TableDef {
 pub const PRODUCT_VERSIONS: TableDef = TableDef {
     name: "product_versions",
     key: key(s("product_id"), Some(n("version_number"))),
-    indexes: &[index(
+    indexes: &[sparse_index(
         "by_operation",
         s("sync_operation_id"),
         Some(n("created_at")),
@@ -328,7 +347,7 @@ pub const PRODUCT_VERSIONS: TableDef = TableDef {
 pub const CATEGORY_VERSIONS: TableDef = TableDef {
     name: "category_versions",
     key: key(s("category_id"), Some(n("version_number"))),
-    indexes: &[index(
+    indexes: &[sparse_index(
         "by_operation",
         s("sync_operation_id"),
         Some(n("created_at")),
@@ -348,7 +367,7 @@ pub const XOROSOFT_PRODUCTS: TableDef = TableDef {
             Some(s("warehouse_code")),
             "match an import row or a variant by SKU",
         ),
-        index(
+        sparse_index(
             "by_product",
             s("product_id"),
             Some(s("warehouse_code")),
@@ -369,7 +388,7 @@ pub const XOROSOFT_SYNC_LOGS: TableDef = TableDef {
             Some(n("started_at")),
             "recent imports of a type, newest first",
         ),
-        index(
+        sparse_index(
             "by_import_file",
             s("import_file"),
             None,

@@ -747,27 +747,32 @@ fn index_name(physical: &str, index: &IndexDef) -> String {
 }
 
 /// An index's statement in the current form: its keys, then the item's key (see
-/// `INDEX_ORDER_SUFFIX`), over the rows that have every key attribute. Like a DynamoDB
-/// secondary index, an index is sparse: an item without the attribute is not in it, so
-/// writing one costs no index entry. (A query always names the index's partition key and
-/// asks for its sort key to be present, which is how SQLite knows the index answers it.)
+/// `INDEX_ORDER_SUFFIX`); a sparse index (see `IndexDef::sparse`) covers only the rows that
+/// have its keys, so writing an item without them costs no index entry. (A query always names
+/// the index's partition key and asks for its sort key to be present, which is how SQLite
+/// knows a partial index answers it, and what keeps a dense index's answers sparse.)
 fn index_ddl(physical: &str, index: &IndexDef) -> String {
     let mut keys = vec![attr_expr(index.key.pk.name)];
     if let Some(sk) = index.key.sk {
         keys.push(attr_expr(sk.name));
     }
-    let present: Vec<String> = keys.iter().map(|k| format!("{k} IS NOT NULL")).collect();
+    let rows = if index.sparse {
+        let present: Vec<String> = keys.iter().map(|k| format!("{k} IS NOT NULL")).collect();
+        format!(" WHERE {}", present.join(" AND "))
+    } else {
+        String::new()
+    };
     format!(
-        "CREATE INDEX {} ON {} ({}{INDEX_ORDER_SUFFIX} WHERE {}",
+        "CREATE INDEX {} ON {} ({}{INDEX_ORDER_SUFFIX}{rows}",
         quote(&index_name(physical, index)),
         quote(physical),
         keys.join(", "),
-        present.join(" AND ")
     )
 }
 
 /// Whether an index's stored statement is of the current form: one made by an earlier
-/// release (without the item's key, or covering every row) is rebuilt by the migration.
+/// release (without the item's key, or a sparse index covering every row) is rebuilt by the
+/// migration.
 fn is_current_index(sql: &str, physical: &str, index: &IndexDef) -> bool {
     sql.trim() == index_ddl(physical, index)
 }
@@ -1447,25 +1452,38 @@ mod tests {
 
     #[test]
     fn an_index_of_an_earlier_form_is_outdated() {
+        let mut sparse = 0;
         for table in Table::ALL {
             let def = table.def();
             for index in def.indexes {
                 let current = index_ddl("t_x", index);
                 assert!(is_current_index(&current, "t_x", index), "{current}");
+                assert_eq!(current.contains(" WHERE "), index.sparse, "{current}");
+                sparse += usize::from(index.sparse);
                 let expected: Vec<String> = std::iter::once(index.key.pk.name)
                     .chain(index.key.sk.map(|sk| sk.name))
                     .map(str::to_owned)
                     .collect();
                 assert_eq!(index_attrs(&current), expected, "{current}");
-                // Every row indexed (before indexes were sparse), and before that without
-                // the item's key.
-                let dense = current[..current.find(" WHERE ").expect("sparse")].to_owned();
+                // Before sparse indexes left rows out, every row was indexed; before that,
+                // the item's key did not follow the index keys.
+                let dense = current
+                    .split(" WHERE ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
                 let unordered = dense.replace(INDEX_ORDER_SUFFIX, ")");
-                for old in [dense, unordered] {
+                let older = if index.sparse {
+                    vec![dense, unordered]
+                } else {
+                    vec![unordered]
+                };
+                for old in older {
                     assert!(!is_current_index(&old, "t_x", index), "{old}");
                     assert_eq!(index_attrs(&old), expected, "{old}");
                 }
             }
         }
+        assert!(sparse >= 4, "{sparse} sparse indexes");
     }
 }
