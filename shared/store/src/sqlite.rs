@@ -693,17 +693,7 @@ fn current_attrs(tx: &Connection, sql: &TableSql, key: &Key) -> Result<Option<At
 }
 
 fn write_put(tx: &Connection, sql: &TableSql, key: &Key, item: &Item) -> Result<(), StoreError> {
-    let attrs =
-        serde_json::to_string(&item.attrs).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let mut stmt = tx.prepare_cached(&sql.put).map_err(map_err)?;
-    stmt.execute(rusqlite::params![
-        to_sql(&key.pk),
-        sk_sql(key),
-        attrs,
-        item.doc
-    ])
-    .map_err(map_err)?;
-    Ok(())
+    write_row(tx, &sql.put, key, item).map(|_| ())
 }
 
 /// Adds a new item's row; `false` (and nothing written) when its key is taken.
@@ -713,18 +703,26 @@ fn write_insert(
     key: &Key,
     item: &Item,
 ) -> Result<bool, StoreError> {
+    Ok(write_row(tx, &sql.insert, key, item)? == 1)
+}
+
+/// Runs a row-writing `statement` (`put` or `insert`) for `item`; answers the rows changed.
+fn write_row(
+    tx: &Connection,
+    statement: &str,
+    key: &Key,
+    item: &Item,
+) -> Result<usize, StoreError> {
     let attrs =
         serde_json::to_string(&item.attrs).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let mut stmt = tx.prepare_cached(&sql.insert).map_err(map_err)?;
-    let added = stmt
-        .execute(rusqlite::params![
-            to_sql(&key.pk),
-            sk_sql(key),
-            attrs,
-            item.doc
-        ])
-        .map_err(map_err)?;
-    Ok(added == 1)
+    let mut stmt = tx.prepare_cached(statement).map_err(map_err)?;
+    stmt.execute(rusqlite::params![
+        to_sql(&key.pk),
+        sk_sql(key),
+        attrs,
+        item.doc
+    ])
+    .map_err(map_err)
 }
 
 fn write_delete(tx: &Connection, sql: &TableSql, key: &Key) -> Result<(), StoreError> {
@@ -916,14 +914,13 @@ fn write_group(
 ) -> Result<(), StoreError> {
     let plan = match check_writes(tx, statements, writes, Reads::AllButInserts) {
         Ok(plan) => plan,
-        // Explained with every condition read (the inserts' too).
         Err(StoreError::TransactionCanceled { .. }) => {
-            return match check_writes(tx, statements, writes, Reads::All) {
-                Err(e) => Err(e),
-                Ok(_) => Err(StoreError::Unavailable(
-                    "a transaction refused on its conditions passed them when read again".into(),
-                )),
-            };
+            return Err(explain_refusal(
+                tx,
+                statements,
+                writes,
+                "a transaction refused on its conditions passed them when read again",
+            ));
         }
         Err(e) => return Err(e),
     };
@@ -943,13 +940,15 @@ fn write_group(
                     for done in inserted {
                         write_delete(tx, sql_of(statements, done.table)?, &done.key)?;
                     }
-                    return match check_writes(tx, statements, writes, Reads::All) {
-                        Err(e) => Err(e),
-                        Ok(_) => Err(StoreError::Unavailable(format!(
+                    return Err(explain_refusal(
+                        tx,
+                        statements,
+                        writes,
+                        &format!(
                             "an insert into {} found its key taken that a read then found free",
                             sql.name
-                        ))),
-                    };
+                        ),
+                    ));
                 }
             }
             WriteOp::Put { item, .. } => write_put(tx, sql, &planned.key, item)?,
@@ -958,6 +957,20 @@ fn write_group(
         }
     }
     Ok(())
+}
+
+/// The answer to a refused group, with every condition read (the inserts' too), as the
+/// caller's explanation needs; `inconsistent` says what happened should they all hold now.
+fn explain_refusal(
+    tx: &Connection,
+    statements: &[TableSql],
+    writes: &[WriteOp],
+    inconsistent: &str,
+) -> StoreError {
+    match check_writes(tx, statements, writes, Reads::All) {
+        Err(e) => e,
+        Ok(_) => StoreError::Unavailable(inconsistent.to_owned()),
+    }
 }
 
 /// Which conditions `check_writes` reads.
