@@ -6,6 +6,7 @@ pub mod backend;
 pub mod compliance;
 pub mod dynamo;
 pub mod item;
+mod logsync;
 pub mod marks;
 pub mod migrate;
 pub mod records;
