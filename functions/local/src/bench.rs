@@ -367,6 +367,7 @@ pub async fn webhook_path(count: usize, products: usize, concurrency: usize) -> 
         queue: queue.clone(),
         client: None,
         actor,
+        realtime: Default::default(),
     });
     // Every delivery a new title a second later than the last one for its product, signed
     // here as Shopify signs on its side (the signing is not shopsync's work, so not timed).

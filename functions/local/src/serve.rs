@@ -165,6 +165,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }),
             client: Some(target.client.clone()),
             actor,
+            realtime: Default::default(),
         },
         store,
         tokens,

@@ -33,6 +33,7 @@ async fn intake() -> (WebhookIntake, Arc<LocalQueue>, tempfile::TempDir) {
         queue: queue.clone(),
         client: None,
         actor: Actor::new("system:webhooks").unwrap(),
+        realtime: Default::default(),
     };
     (intake, queue, dir)
 }

@@ -9,7 +9,7 @@
 
 use crate::jobs::{Job, JobMessage, JobQueue};
 use crate::plan::rows_by_id;
-use crate::realtime::{deferrable, handle_delivery, prepare_delivery, Handled};
+use crate::realtime::{deferrable, handle_delivery, prepare_delivery, Handled, RealtimeOperations};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use shopsync_domain::staging::StagingStatus;
@@ -41,6 +41,8 @@ pub struct WebhookIntake {
     pub client: Option<AdminClient>,
     /// Who stages.
     pub actor: Actor,
+    /// The day's realtime operation, once known.
+    pub realtime: RealtimeOperations,
 }
 
 /// The HTTP answer to a delivery.
@@ -141,6 +143,7 @@ impl WebhookIntake {
         let topic = delivery.topic.as_str();
         let prepared = prepare_delivery(
             &self.store,
+            &self.realtime,
             self.client.as_ref(),
             delivery,
             &self.actor,

@@ -52,10 +52,20 @@ fn intake(store: &Store, queue: Arc<FlakyQueue>) -> WebhookIntake {
         queue,
         client: None,
         actor: Actor::new("system:webhooks").expect("actor"),
+        realtime: Default::default(),
     }
 }
 
 async fn deliver(intake: &WebhookIntake, webhook_id: &str, event_id: &str) -> IntakeReply {
+    deliver_at(intake, webhook_id, event_id, chrono::Utc::now()).await
+}
+
+async fn deliver_at(
+    intake: &WebhookIntake,
+    webhook_id: &str,
+    event_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> IntakeReply {
     let hmac = sign(SECRET, PAYLOAD.as_bytes());
     let headers: Vec<(&str, &str)> = vec![
         ("X-Shopify-Topic", "products/update"),
@@ -65,7 +75,7 @@ async fn deliver(intake: &WebhookIntake, webhook_id: &str, event_id: &str) -> In
         ("X-Shopify-Event-Id", event_id),
     ];
     intake
-        .receive(headers.as_slice(), PAYLOAD.as_bytes(), chrono::Utc::now())
+        .receive(headers.as_slice(), PAYLOAD.as_bytes(), now)
         .await
 }
 
@@ -173,4 +183,34 @@ async fn a_delivery_whose_apply_step_was_not_queued_is_queued_by_the_retry() {
     let nothing =
         tokio::time::timeout(std::time::Duration::from_millis(50), queue.inner.receive()).await;
     assert!(nothing.is_err(), "no second apply step");
+}
+
+#[tokio::test]
+async fn each_day_stages_into_its_own_realtime_operation() {
+    let (_sim, _client, store, _dir) = common::setup(0, 1).await;
+    let intake = intake(&store, Arc::new(FlakyQueue::default()));
+    let today = chrono::Utc::now();
+    let tomorrow = today + chrono::Duration::days(1);
+    for (i, now) in [today, today, tomorrow].into_iter().enumerate() {
+        let reply = deliver_at(&intake, &format!("w-{i}"), &format!("e-{i}"), now).await;
+        assert_eq!(reply.body["outcome"], "staged", "{}", reply.body);
+    }
+    let mut operations: Vec<_> = staged_rows(&store)
+        .await
+        .iter()
+        .map(|row| row.sync_operation_id)
+        .collect();
+    operations.sort();
+    operations.dedup();
+    let mut expected = Vec::new();
+    for day in [today, tomorrow] {
+        let op = shopsync_engine::realtime::realtime_operation(&store, day)
+            .await
+            .expect("the day's operation");
+        assert_eq!(op.operation_type, shopsync_domain::OperationType::Realtime);
+        expected.push(op.operation_uuid);
+    }
+    expected.sort();
+    // The intake remembers the day's operation, and moves on to the next day's.
+    assert_eq!(operations, expected);
 }

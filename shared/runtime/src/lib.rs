@@ -174,6 +174,7 @@ pub async fn webhook_intake(env: &dyn Env) -> Result<WebhookIntake, SettingsErro
         queue: queue(env).await?,
         client: settings.client()?,
         actor: actor("system:webhooks")?,
+        realtime: Default::default(),
     })
 }
 
