@@ -437,11 +437,13 @@ pub async fn webhook_path(count: usize, products: usize, concurrency: usize) -> 
             .unwrap_or(0.0)
     };
     println!(
-        "webhook path (verify + dedupe + stage + enqueue + durable flush), {concurrency} sender(s), {products} products: {count} deliveries in {seconds:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; staged {staged}; peak RSS {:.0} MB",
+        "webhook path (verify + dedupe + stage + enqueue + durable flush), {concurrency} sender(s), {products} products: {count} deliveries in {seconds:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms (p90 {:.2} ms); staged {staged}; peak RSS {:.0} MB",
         count as f64 / seconds,
         pct(0.50),
         pct(0.99),
+        pct(0.999),
         pct(1.0),
+        pct(0.90),
         peak_rss_mb().unwrap_or(0.0)
     );
     drop(queue);
