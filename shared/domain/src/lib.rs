@@ -19,6 +19,7 @@ pub mod rollback;
 pub mod staging;
 pub mod status;
 pub mod testing;
+pub mod time;
 pub mod version;
 pub mod xorosoft;
 

@@ -447,11 +447,16 @@ struct StoredProduct {
     last_sync_version: u64,
     sync_locked: bool,
     sync_locked_by: Option<Actor>,
+    #[serde(default, deserialize_with = "crate::time::utc_opt")]
     sync_lock_expires_at: Option<DateTime<Utc>>,
     xorosoft_id: Option<String>,
+    #[serde(default, deserialize_with = "crate::time::utc_opt")]
     stock_synced_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "crate::time::utc_opt")]
     shopify_updated_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "crate::time::utc")]
     created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::time::utc")]
     updated_at: DateTime<Utc>,
 }
 

@@ -34,9 +34,10 @@ pub struct RemoteProduct {
     #[serde(default)]
     pub tags: Vec<String>,
     /// Created at.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shopsync_domain::time::utc_opt")]
     pub created_at: Option<DateTime<Utc>>,
     /// Last update in Shopify (the incremental cursor).
+    #[serde(deserialize_with = "shopsync_domain::time::utc")]
     pub updated_at: DateTime<Utc>,
     /// Options with their values.
     #[serde(default)]
@@ -94,7 +95,7 @@ pub struct RemoteVariant {
     #[serde(default)]
     pub position: Option<i64>,
     /// Last update.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shopsync_domain::time::utc_opt")]
     pub updated_at: Option<DateTime<Utc>>,
     /// Option name/value pairs.
     #[serde(default)]
@@ -151,6 +152,7 @@ pub struct RemoteCollection {
     /// Handle.
     pub handle: String,
     /// Last update.
+    #[serde(deserialize_with = "shopsync_domain::time::utc")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -268,7 +270,7 @@ pub(crate) struct WireVariant {
     pub compare_at_price: Option<String>,
     #[serde(default)]
     pub position: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shopsync_domain::time::utc_opt")]
     pub updated_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub selected_options: Vec<SelectedOption>,
@@ -322,8 +324,9 @@ pub(crate) struct WireProduct {
     pub status: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shopsync_domain::time::utc_opt")]
     pub created_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "shopsync_domain::time::utc")]
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
     pub options: Vec<RemoteOption>,
