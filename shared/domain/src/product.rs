@@ -415,16 +415,21 @@ pub struct Product {
     /// Who holds the sync lock.
     pub sync_locked_by: Option<Actor>,
     /// When the lock's lease ends; an expired lock may be taken over.
+    #[serde(serialize_with = "crate::time::write_utc_opt")]
     pub sync_lock_expires_at: Option<DateTime<Utc>>,
     /// Link to the Xorosoft item.
     pub xorosoft_id: Option<String>,
     /// Last time stock was updated from Xorosoft.
+    #[serde(serialize_with = "crate::time::write_utc_opt")]
     pub stock_synced_at: Option<DateTime<Utc>>,
     /// Shopify's `updated_at` of the last remote state applied (orders webhooks).
+    #[serde(serialize_with = "crate::time::write_utc_opt")]
     pub shopify_updated_at: Option<DateTime<Utc>>,
     /// Created.
+    #[serde(serialize_with = "crate::time::write_utc")]
     pub created_at: DateTime<Utc>,
     /// Last content change.
+    #[serde(serialize_with = "crate::time::write_utc")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -91,12 +91,15 @@ pub struct ProductsStaging {
     /// Who staged it.
     pub staged_by: Actor,
     /// When.
+    #[serde(serialize_with = "crate::time::write_utc")]
     pub staged_at: DateTime<Utc>,
     /// Who approved or rejected it.
     pub reviewed_by: Option<Actor>,
     /// When.
+    #[serde(serialize_with = "crate::time::write_utc_opt")]
     pub reviewed_at: Option<DateTime<Utc>>,
     /// When it was applied.
+    #[serde(serialize_with = "crate::time::write_utc_opt")]
     pub applied_at: Option<DateTime<Utc>>,
     /// Why applying failed.
     pub error: Option<String>,

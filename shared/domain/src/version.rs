@@ -45,6 +45,7 @@ pub struct ProductVersion {
     /// The operation that made it, if any.
     pub sync_operation_id: Option<OperationId>,
     /// When.
+    #[serde(serialize_with = "crate::time::write_utc")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -119,6 +120,7 @@ pub struct CategoryVersion {
     /// The operation that made it, if any.
     pub sync_operation_id: Option<OperationId>,
     /// When.
+    #[serde(serialize_with = "crate::time::write_utc")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -281,11 +281,16 @@ struct ProductHead<'a> {
     last_sync_version: u64,
     sync_locked: bool,
     sync_locked_by: &'a Option<Actor>,
+    #[serde(serialize_with = "shopsync_domain::time::write_utc_opt")]
     sync_lock_expires_at: &'a Option<DateTime<Utc>>,
     xorosoft_id: &'a Option<String>,
+    #[serde(serialize_with = "shopsync_domain::time::write_utc_opt")]
     stock_synced_at: &'a Option<DateTime<Utc>>,
+    #[serde(serialize_with = "shopsync_domain::time::write_utc_opt")]
     shopify_updated_at: &'a Option<DateTime<Utc>>,
+    #[serde(serialize_with = "shopsync_domain::time::write_utc")]
     created_at: &'a DateTime<Utc>,
+    #[serde(serialize_with = "shopsync_domain::time::write_utc")]
     updated_at: &'a DateTime<Utc>,
 }
 
@@ -298,6 +303,7 @@ struct VersionHead<'a> {
     change_source: &'a ChangeSource,
     changed_by: &'a Actor,
     sync_operation_id: &'a Option<OperationId>,
+    #[serde(serialize_with = "shopsync_domain::time::write_utc")]
     created_at: &'a DateTime<Utc>,
 }
 
