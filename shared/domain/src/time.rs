@@ -259,42 +259,49 @@ mod tests {
         }
     }
 
+    /// `YYYY-MM-DDTHH:MM:SS[.fraction]offset` from its parts, in range or not.
+    fn stamp(
+        (year, month, day): (u32, u32, u32),
+        (hour, minute, second): (u32, u32, u32),
+        fraction: Option<String>,
+        offset: &str,
+    ) -> String {
+        format!(
+            "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{}{offset}",
+            fraction.map(|f| format!(".{f}")).unwrap_or_default()
+        )
+    }
+
+    /// `Z` or `±HH:MM` with hours below `hours` and minutes below `minutes`.
+    fn offset_text(hours: u32, minutes: u32) -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("Z".to_owned()),
+            (0..hours, 0..minutes, any::<bool>()).prop_map(|(h, m, minus)| {
+                format!("{}{h:02}:{m:02}", if minus { '-' } else { '+' })
+            }),
+        ]
+    }
+
     proptest! {
         #[test]
         fn any_canonical_timestamp_reads_as_chrono_reads_it(
-            year in 0u32..10_000, month in 0u32..14, day in 0u32..33,
-            hour in 0u32..25, minute in 0u32..61, second in 0u32..61,
+            date in (0u32..10_000, 0u32..14, 0u32..33),
+            time in (0u32..25, 0u32..61, 0u32..61),
             fraction in proptest::option::of("[0-9]{1,10}"),
-            offset in prop_oneof![
-                Just("Z".to_owned()),
-                (0u32..25, 0u32..61, any::<bool>()).prop_map(|(h, m, minus)| {
-                    format!("{}{h:02}:{m:02}", if minus { '-' } else { '+' })
-                }),
-            ],
+            offset in offset_text(25, 61),
         ) {
-            let text = format!(
-                "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{}{offset}",
-                fraction.map(|f| format!(".{f}")).unwrap_or_default()
-            );
+            let text = stamp(date, time, fraction, &offset);
             prop_assert_eq!(fast_reads(&text), chrono_reads(&text), "{}", text);
         }
 
         #[test]
         fn a_valid_canonical_timestamp_takes_the_fast_path(
-            year in 0u32..10_000, month in 1u32..13, day in 1u32..29,
-            hour in 0u32..24, minute in 0u32..60, second in 0u32..60,
+            date in (0u32..10_000, 1u32..13, 1u32..29),
+            time in (0u32..24, 0u32..60, 0u32..60),
             fraction in proptest::option::of("[0-9]{1,9}"),
-            offset in prop_oneof![
-                Just("Z".to_owned()),
-                (0u32..24, 0u32..60, any::<bool>()).prop_map(|(h, m, minus)| {
-                    format!("{}{h:02}:{m:02}", if minus { '-' } else { '+' })
-                }),
-            ],
+            offset in offset_text(24, 60),
         ) {
-            let text = format!(
-                "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{}{offset}",
-                fraction.map(|f| format!(".{f}")).unwrap_or_default()
-            );
+            let text = stamp(date, time, fraction, &offset);
             prop_assert_eq!(canonical(&text).map(Ok), Some(chrono_reads(&text)), "{}", text);
         }
 

@@ -116,6 +116,17 @@ mod tests {
         }
     }
 
+    /// A task waiting for durability whose fsync (if it runs one) takes `pause`.
+    fn waiting(
+        log: &Arc<LogSync>,
+        fsyncs: &Arc<AtomicUsize>,
+        pause: Duration,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let log = Arc::clone(log);
+        let sync = counting(fsyncs, pause);
+        tokio::spawn(async move { log.wait_durable(sync).await })
+    }
+
     #[tokio::test]
     async fn nothing_committed_needs_no_fsync() {
         let log = LogSync::new();
@@ -153,11 +164,7 @@ mod tests {
         let log = LogSync::new();
         let fsyncs = Arc::new(AtomicUsize::new(0));
         log.committed();
-        let first = {
-            let log = Arc::clone(&log);
-            let sync = counting(&fsyncs, Duration::from_millis(50));
-            tokio::spawn(async move { log.wait_durable(sync).await })
-        };
+        let first = waiting(&log, &fsyncs, Duration::from_millis(50));
         tokio::time::sleep(Duration::from_millis(10)).await;
         // The first fsync is running and covers only the first commit.
         log.committed();
@@ -194,11 +201,7 @@ mod tests {
         let log = LogSync::new();
         let fsyncs = Arc::new(AtomicUsize::new(0));
         log.committed();
-        let leader = {
-            let log = Arc::clone(&log);
-            let sync = counting(&fsyncs, Duration::from_millis(30));
-            tokio::spawn(async move { log.wait_durable(sync).await })
-        };
+        let leader = waiting(&log, &fsyncs, Duration::from_millis(30));
         tokio::time::sleep(Duration::from_millis(5)).await;
         leader.abort();
         tokio::time::timeout(
