@@ -9,7 +9,10 @@
 
 use crate::jobs::{Job, JobMessage, JobQueue};
 use crate::plan::rows_by_id;
-use crate::realtime::{deferrable, handle_delivery, prepare_delivery, Handled, RealtimeOperations};
+use crate::realtime::{
+    deferrable, handle_delivery, prepare_delivery, refused_as_echo, Handled, PreparedDelivery,
+    RealtimeOperations,
+};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use shopsync_domain::staging::StagingStatus;
@@ -150,7 +153,11 @@ impl WebhookIntake {
             now,
         )
         .await;
-        let (handled, writes) = match prepared {
+        let PreparedDelivery {
+            mut handled,
+            writes,
+            echo_checked,
+        } = match prepared {
             Ok(p) => p,
             Err(e) => {
                 // A redelivery of a handled delivery is acknowledged even when it cannot be
@@ -159,21 +166,30 @@ impl WebhookIntake {
                 return self.if_recorded(delivery, keys, now, failure).await;
             }
         };
-        let result = recorded_result(&handled);
-        let marks = match self.ledger.handled_writes(keys, &result, now) {
-            Some(Ok(marks)) => marks,
-            Some(Err(e)) => return rejected(&ledger_rejection(e)),
-            None => return failed(delivery, "the ledger stopped offering its writes"),
-        };
-        match self.commit(writes, marks).await {
-            Ok(true) => {}
-            // Recorded before, or by a racing attempt with its own writes.
-            Ok(false) => {
-                let unknown =
-                    || failed(delivery, "the delivery's marks were refused but not found");
-                return self.if_recorded(delivery, keys, now, unknown).await;
+        let mut writes = Some(writes);
+        loop {
+            let result = recorded_result(&handled);
+            let marks = match self.ledger.handled_writes(keys, &result, now) {
+                Some(Ok(marks)) => marks,
+                Some(Err(e)) => return rejected(&ledger_rejection(e)),
+                None => return failed(delivery, "the ledger stopped offering its writes"),
+            };
+            let own = writes.take().unwrap_or_default();
+            match self.commit(own, echo_checked, marks).await {
+                Ok(Committed::Done) => break,
+                // The echo of shopsync's own push: nothing of it is written but its marks.
+                Ok(Committed::Echo) if handled != Handled::Echo => handled = Handled::Echo,
+                Ok(Committed::Echo) => {
+                    return failed(delivery, "the echo check refused a commit that held none")
+                }
+                // Recorded before, or by a racing attempt with its own writes.
+                Ok(Committed::Recorded) => {
+                    let unknown =
+                        || failed(delivery, "the delivery's marks were refused but not found");
+                    return self.if_recorded(delivery, keys, now, unknown).await;
+                }
+                Err(e) => return failed(delivery, &e),
             }
-            Err(e) => return failed(delivery, &e),
         }
         if let Handled::Staged { operation, row } = &handled {
             if let Err(e) = self.enqueue_apply(*operation, *row, now).await {
@@ -191,11 +207,20 @@ impl WebhookIntake {
         )
     }
 
-    /// Commits a delivery's `writes` with its dedupe `marks`: `Ok(false)` when a mark was
-    /// refused (recorded by another attempt; nothing written). A handling with more writes
-    /// than one transaction holds commits them first, in parts, then the marks.
-    async fn commit(&self, mut writes: Vec<WriteOp>, marks: Vec<WriteOp>) -> Result<bool, String> {
+    /// Commits a delivery's `writes` (beginning with its echo check when `echo_checked`, see
+    /// [`PreparedDelivery`]) with its dedupe `marks`; when refused, nothing is written. A
+    /// handling with more writes than one transaction holds (never one with the echo check)
+    /// commits them first, in parts, then the marks.
+    async fn commit(
+        &self,
+        mut writes: Vec<WriteOp>,
+        echo_checked: bool,
+        marks: Vec<WriteOp>,
+    ) -> Result<Committed, String> {
         if writes.len() + marks.len() > MAX_TRANSACTION_ITEMS {
+            if echo_checked {
+                return Err("the writes are too many to carry the echo check".into());
+            }
             let parts: Vec<Vec<WriteOp>> = writes
                 .chunks(MAX_TRANSACTION_ITEMS)
                 .map(<[WriteOp]>::to_vec)
@@ -215,14 +240,17 @@ impl WebhookIntake {
         let mut all = writes;
         all.extend(marks);
         match self.store.commit_writes(all).await {
-            Ok(Ok(())) => Ok(true),
+            Ok(Ok(())) => Ok(Committed::Done),
             Ok(Err(reasons)) => {
                 let mark_refused = reasons
                     .iter()
                     .skip(own)
                     .any(|r| matches!(r, CancelReason::ConditionFailed(_)));
+                let echo_refused = refused_as_echo(echo_checked, reasons.get(..own).unwrap_or(&[]));
                 if mark_refused {
-                    Ok(false)
+                    Ok(Committed::Recorded)
+                } else if echo_refused {
+                    Ok(Committed::Echo)
                 } else {
                     Err(format!("the staged writes were refused: {reasons:?}"))
                 }
@@ -304,6 +332,17 @@ impl WebhookIntake {
             json!({"error": "handling_failed", "message": "the delivery could not be stored durably; retry later"}),
         ))
     }
+}
+
+/// How a delivery's commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Committed {
+    /// Its writes and marks are written.
+    Done,
+    /// A mark was refused: another attempt recorded the delivery. Nothing written.
+    Recorded,
+    /// Only the echo check was refused: the payload is shopsync's own push. Nothing written.
+    Echo,
 }
 
 /// What the ledger records of a handled delivery: its outcome and, for a staged change, the

@@ -249,16 +249,19 @@ pub async fn handle_delivery(
 ) -> Result<Handled, EngineError> {
     if deferrable(delivery) {
         let realtime = RealtimeOperations::default();
-        let (handled, writes) =
-            prepare_delivery(store, &realtime, client, delivery, actor, now).await?;
+        let mut prepared = prepare_delivery(store, &realtime, client, delivery, actor, now).await?;
+        let writes = std::mem::take(&mut prepared.writes);
         if !writes.is_empty() {
             if let Err(reasons) = store.commit_writes(writes).await? {
+                if refused_as_echo(prepared.echo_checked, &reasons) {
+                    return Ok(Handled::Echo);
+                }
                 return Err(EngineError::Store(RepoError::Store(
                     shopsync_store::StoreError::TransactionCanceled { reasons },
                 )));
             }
         }
-        return Ok(handled);
+        return Ok(prepared.handled);
     }
     if let Some(request) = compliance_request(delivery, now) {
         store.record_compliance(&request).await?;
@@ -272,9 +275,47 @@ pub async fn handle_delivery(
     }
 }
 
-/// Handles a product delivery ([`deferrable`]) up to its writes: what it did, and the writes
-/// (a pending row, a delete row, conflicts) that store it, to commit in one transaction.
-/// Nothing else is written but the day's realtime operation on its first use.
+/// A product delivery handled up to its writes (see [`prepare_delivery`]).
+#[derive(Debug)]
+pub struct PreparedDelivery {
+    /// What handling it does once its writes commit.
+    pub handled: Handled,
+    /// The writes that store it (a pending row, a delete row, conflicts), to commit in one
+    /// transaction.
+    pub writes: Vec<WriteOp>,
+    /// Whether `writes` begins with the check that the payload is not the echo of
+    /// shopsync's own push (see [`Store::not_remembered`]): when that check alone is
+    /// refused, the delivery is an echo ([`Handled::Echo`]) and nothing of it is written.
+    pub echo_checked: bool,
+}
+
+impl PreparedDelivery {
+    fn without_writes(handled: Handled) -> Self {
+        Self {
+            handled,
+            writes: Vec::new(),
+            echo_checked: false,
+        }
+    }
+}
+
+/// Whether a refusal of a [`PreparedDelivery`]'s writes (`reasons`: one per write, in order)
+/// is its echo check's alone, i.e. the delivery is an echo.
+pub fn refused_as_echo(echo_checked: bool, reasons: &[shopsync_store::CancelReason]) -> bool {
+    use shopsync_store::CancelReason;
+    let refused = |r: &CancelReason| matches!(r, CancelReason::ConditionFailed(_));
+    echo_checked && reasons.first().is_some_and(refused) && !reasons.iter().skip(1).any(refused)
+}
+
+/// Writes past which the echo check is a read of its own instead of riding along (the
+/// writes, their check and the delivery's marks must fit one transaction).
+const ECHO_CHECK_ROOM: usize = shopsync_store::backend::MAX_TRANSACTION_ITEMS - 8;
+
+/// Handles a product delivery ([`deferrable`]) up to its writes, to commit in one transaction.
+/// Nothing else is written but the day's realtime operation on its first use. Whether the
+/// payload is the echo of shopsync's own push is checked by the commit itself (the mark is
+/// looked up inside the transaction, no read first), unless its writes are too many to
+/// carry the check.
 pub async fn prepare_delivery(
     store: &Store,
     realtime: &RealtimeOperations,
@@ -282,7 +323,7 @@ pub async fn prepare_delivery(
     delivery: &Delivery,
     actor: &Actor,
     now: DateTime<Utc>,
-) -> Result<(Handled, Vec<WriteOp>), EngineError> {
+) -> Result<PreparedDelivery, EngineError> {
     match &delivery.payload {
         Payload::ProductCreate(p) | Payload::ProductUpdate(p) => {
             let local = store.product_by_shopify_id(p.id).await?;
@@ -292,12 +333,12 @@ pub async fn prepare_delivery(
                 .and_then(|l| l.shopify_updated_at)
                 .is_some_and(|seen| updated_at <= seen)
             {
-                return Ok((Handled::Stale, Vec::new()));
+                return Ok(PreparedDelivery::without_writes(Handled::Stale));
             }
             let operation = realtime.of_day(store, now).await?;
             // A payload without every variant (past 100, or none at all) is never trusted to
             // say which variants exist: the product is read in full instead.
-            if p.needs_full_refetch() || p.variants.is_empty() {
+            let (source, content) = if p.needs_full_refetch() || p.variants.is_empty() {
                 let Some(client) = client else {
                     return Err(EngineError::Mapping {
                         product: p.id.to_string(),
@@ -305,35 +346,57 @@ pub async fn prepare_delivery(
                     });
                 };
                 let Some(remote) = client.product(p.id, ProductPageShape::default()).await? else {
-                    return Ok((Handled::Stale, Vec::new()));
+                    return Ok(PreparedDelivery::without_writes(Handled::Stale));
                 };
                 let content = crate::mapping::content_from_remote(&remote)?;
-                if store.remembered(&echo_key(p.id, &content), now).await? {
-                    return Ok((Handled::Echo, Vec::new()));
-                }
                 let source = Shopify {
                     id: remote.id,
                     updated_at: remote.updated_at,
                 };
-                return stage(store, &operation, (source, &local), content, actor, now).await;
-            }
-            let content = content_from_payload(p, local.as_ref())?;
-            if store.remembered(&echo_key(p.id, &content), now).await? {
-                return Ok((Handled::Echo, Vec::new()));
-            }
-            let source = Shopify {
-                id: p.id,
-                updated_at,
+                (source, content)
+            } else {
+                let content = content_from_payload(p, local.as_ref())?;
+                let source = Shopify {
+                    id: p.id,
+                    updated_at,
+                };
+                (source, content)
             };
-            stage(store, &operation, (source, &local), content, actor, now).await
+            let echo = echo_key(p.id, &content);
+            let (handled, mut writes) =
+                stage(store, &operation, (source, &local), content, actor, now).await?;
+            if writes.is_empty() {
+                // Nothing to write: an echo of content already held changes nothing either.
+                return Ok(PreparedDelivery::without_writes(handled));
+            }
+            if writes.len() > ECHO_CHECK_ROOM {
+                if store.remembered(&echo, now).await? {
+                    return Ok(PreparedDelivery::without_writes(Handled::Echo));
+                }
+                return Ok(PreparedDelivery {
+                    handled,
+                    writes,
+                    echo_checked: false,
+                });
+            }
+            writes.insert(0, Store::not_remembered(&echo, now));
+            Ok(PreparedDelivery {
+                handled,
+                writes,
+                echo_checked: true,
+            })
         }
         Payload::ProductDelete(d) => {
             let Some(local) = store.product_by_shopify_id(d.id).await? else {
-                return Ok((Handled::UnknownDeleted, Vec::new()));
+                return Ok(PreparedDelivery::without_writes(Handled::UnknownDeleted));
             };
             let operation = realtime.of_day(store, now).await?;
             let row = delete_row(&operation, &local, Some(d.id), actor, now);
-            Ok((Handled::DeleteStaged, vec![Store::insert_write(&row)?]))
+            Ok(PreparedDelivery {
+                handled: Handled::DeleteStaged,
+                writes: vec![Store::insert_write(&row)?],
+                echo_checked: false,
+            })
         }
         _ => Err(EngineError::Mapping {
             product: "-".into(),

@@ -214,3 +214,44 @@ async fn each_day_stages_into_its_own_realtime_operation() {
     // The intake remembers the day's operation, and moves on to the next day's.
     assert_eq!(operations, expected);
 }
+
+#[tokio::test]
+async fn the_echo_of_our_own_push_is_checked_by_its_commit_and_stages_nothing() {
+    let (_sim, _client, store, _dir) = common::setup(0, 1).await;
+    let queue = Arc::new(FlakyQueue::default());
+    let intake = intake(&store, queue.clone());
+    let payload: shopsync_shopify::webhook::payloads::ProductPayload =
+        serde_json::from_str(PAYLOAD).expect("payload");
+    let content = shopsync_engine::realtime::content_from_payload(&payload, None).expect("content");
+    // What shopsync remembers before pushing this content to Shopify.
+    let now = chrono::Utc::now();
+    let echo = shopsync_engine::up::echo_key(payload.id, &content);
+    store
+        .remember(&echo, now + chrono::Duration::minutes(10))
+        .await
+        .expect("remember");
+
+    let reply = deliver_at(&intake, "w-echo", "e-echo", now).await;
+    assert_eq!(
+        (reply.status, reply.body["outcome"].as_str()),
+        (200, Some("echo")),
+        "{}",
+        reply.body
+    );
+    assert!(
+        staged_rows(&store).await.is_empty(),
+        "the echo staged nothing"
+    );
+    let queued =
+        tokio::time::timeout(std::time::Duration::from_millis(20), queue.inner.receive()).await;
+    assert!(queued.is_err(), "no apply step for an echo: {queued:?}");
+    // Its marks were written: the retry is a duplicate.
+    let retried = deliver_at(&intake, "w-echo", "e-echo", now).await;
+    assert_eq!(retried.body["status"], "duplicate", "{}", retried.body);
+
+    // Once the mark has expired, the same content is a change from Shopify like any other.
+    let later = now + chrono::Duration::minutes(11);
+    let after = deliver_at(&intake, "w-later", "e-later", later).await;
+    assert_eq!(after.body["outcome"], "staged", "{}", after.body);
+    assert_eq!(staged_rows(&store).await.len(), 1);
+}

@@ -2,7 +2,7 @@
 //! e.g. the fingerprint of content shopsync just pushed, so its webhook echo is recognised.
 
 use crate::backend::StoreError;
-use crate::item::{Condition, Item, Key, Scalar};
+use crate::item::{Condition, Item, Key, Scalar, WriteOp};
 use crate::repo::{RepoError, Store};
 use crate::schema::Table;
 use chrono::{DateTime, Utc};
@@ -36,6 +36,21 @@ impl Store {
         Ok(item
             .and_then(|i| i.attrs.get(EXPIRES).and_then(Scalar::as_i64))
             .is_some_and(|expires| expires > now.timestamp()))
+    }
+
+    /// The check, for a transaction, that `key` is not remembered at `now` (never remembered,
+    /// or expired): refused, exactly when [`Store::remembered`] would answer `true`. Carried
+    /// by the writes it guards, it costs no read of its own.
+    pub fn not_remembered(key: &str, now: DateTime<Utc>) -> WriteOp {
+        WriteOp::Check {
+            table: Table::IdempotencyRecords,
+            key: Key::pk(key),
+            condition: Condition::Or(vec![
+                Condition::ItemAbsent,
+                Condition::NotExists(EXPIRES),
+                Condition::Le(EXPIRES, Scalar::N(now.timestamp())),
+            ]),
+        }
     }
 
     /// Moves the mark `key` to `at` (epoch ms) unless it already stands later: `true` if it
