@@ -166,30 +166,26 @@ impl WebhookIntake {
                 return self.if_recorded(delivery, keys, now, failure).await;
             }
         };
-        let mut writes = Some(writes);
-        loop {
-            let result = recorded_result(&handled);
-            let marks = match self.ledger.handled_writes(keys, &result, now) {
-                Some(Ok(marks)) => marks,
-                Some(Err(e)) => return rejected(&ledger_rejection(e)),
-                None => return failed(delivery, "the ledger stopped offering its writes"),
-            };
-            let own = writes.take().unwrap_or_default();
-            match self.commit(own, echo_checked, marks).await {
-                Ok(Committed::Done) => break,
-                // The echo of shopsync's own push: nothing of it is written but its marks.
-                Ok(Committed::Echo) if handled != Handled::Echo => handled = Handled::Echo,
-                Ok(Committed::Echo) => {
-                    return failed(delivery, "the echo check refused a commit that held none")
-                }
-                // Recorded before, or by a racing attempt with its own writes.
-                Ok(Committed::Recorded) => {
-                    let unknown =
-                        || failed(delivery, "the delivery's marks were refused but not found");
-                    return self.if_recorded(delivery, keys, now, unknown).await;
-                }
-                Err(e) => return failed(delivery, &e),
+        let mut committed = self
+            .commit_recorded(delivery, &handled, keys, (writes, echo_checked), now)
+            .await;
+        if let Ok(Committed::Echo) = committed {
+            // The echo of shopsync's own push: nothing of it is written but its marks.
+            handled = Handled::Echo;
+            committed = self
+                .commit_recorded(delivery, &handled, keys, (Vec::new(), false), now)
+                .await;
+        }
+        match committed {
+            // Recorded before, or by a racing attempt with its own writes.
+            Ok(Committed::Recorded) => {
+                let unknown =
+                    || failed(delivery, "the delivery's marks were refused but not found");
+                return self.if_recorded(delivery, keys, now, unknown).await;
             }
+            // (A commit without the echo check never answers `Echo`.)
+            Ok(Committed::Done | Committed::Echo) => {}
+            Err(reply) => return reply,
         }
         if let Handled::Staged { operation, row } = &handled {
             if let Err(e) = self.enqueue_apply(*operation, *row, now).await {
@@ -205,6 +201,29 @@ impl WebhookIntake {
             200,
             json!({"status": "handled", "topic": topic, "outcome": handled.name()}),
         )
+    }
+
+    /// Commits a delivery's `writes` with the ledger's marks recording it as `handled`; the
+    /// answer to give when that failed.
+    async fn commit_recorded(
+        &self,
+        delivery: &Delivery,
+        handled: &Handled,
+        keys: &[String],
+        (writes, echo_checked): (Vec<WriteOp>, bool),
+        now: DateTime<Utc>,
+    ) -> Result<Committed, IntakeReply> {
+        let marks = match self
+            .ledger
+            .handled_writes(keys, &recorded_result(handled), now)
+        {
+            Some(Ok(marks)) => marks,
+            Some(Err(e)) => return Err(rejected(&ledger_rejection(e))),
+            None => return Err(failed(delivery, "the ledger stopped offering its writes")),
+        };
+        self.commit(writes, echo_checked, marks)
+            .await
+            .map_err(|e| failed(delivery, &e))
     }
 
     /// Commits a delivery's `writes` (beginning with its echo check when `echo_checked`, see
