@@ -1,7 +1,7 @@
 //! `shopsync`: the local host and operator CLI.
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: shopsync_alloc::MiMalloc = shopsync_alloc::MiMalloc;
 
 mod bench;
 mod progress;

@@ -1,7 +1,7 @@
 //! Lambda entry point of `scheduled-sync`.
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: shopsync_alloc::MiMalloc = shopsync_alloc::MiMalloc;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;

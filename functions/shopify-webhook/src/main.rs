@@ -1,7 +1,7 @@
 //! Lambda entry point of `shopify-webhook`.
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: shopsync_alloc::MiMalloc = shopsync_alloc::MiMalloc;
 
 use lambda_http::{service_fn, Error, Request};
 

@@ -1,7 +1,7 @@
 //! Lambda entry point of `sync-worker`.
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: shopsync_alloc::MiMalloc = shopsync_alloc::MiMalloc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
