@@ -243,6 +243,80 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// CPU spent in a timed window: this process's (user + system) and the share of the host's
+/// CPU time the hypervisor gave to other machines meanwhile (`steal`; Linux `/proc`). On a
+/// shared virtual machine the same binary runs slower when much is stolen; the two figures
+/// tell a slower build from a busier host.
+struct CpuWindow {
+    process_ticks: Option<u64>,
+    host: Option<(u64, u64)>,
+}
+
+/// Clock ticks per second of `/proc`'s counters (`USER_HZ`, 100 on every Linux platform
+/// shopsync builds for).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl CpuWindow {
+    fn start() -> Self {
+        Self {
+            process_ticks: process_cpu_ticks(),
+            host: host_steal_ticks(),
+        }
+    }
+
+    /// `; CPU x cpu-s, host steal y%` over the window, or nothing where `/proc` is missing.
+    fn summary(&self) -> String {
+        let mut out = String::new();
+        if let (Some(before), Some(after)) = (self.process_ticks, process_cpu_ticks()) {
+            let cpu = after.saturating_sub(before) as f64 / TICKS_PER_SECOND;
+            out.push_str(&format!("; CPU {cpu:.2} cpu-s"));
+        }
+        if let (Some((steal0, total0)), Some((steal1, total1))) = (self.host, host_steal_ticks()) {
+            let total = total1.saturating_sub(total0).max(1);
+            let steal = steal1.saturating_sub(steal0);
+            out.push_str(&format!(
+                ", host steal {:.0}%",
+                100.0 * steal as f64 / total as f64
+            ));
+        }
+        out
+    }
+}
+
+/// This process's user + system time so far, in clock ticks (`/proc/self/stat`).
+fn process_cpu_ticks() -> Option<u64> {
+    process_ticks_of(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// User + system ticks of a `/proc/<pid>/stat` line.
+fn process_ticks_of(stat: &str) -> Option<u64> {
+    // Counted after the command name, which may hold spaces and parentheses: state is the
+    // first field after its last `)`, utime the 12th and stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The host's stolen and total CPU time so far, in clock ticks (`/proc/stat`).
+fn host_steal_ticks() -> Option<(u64, u64)> {
+    host_ticks_of(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// Stolen and total ticks of `/proc/stat`'s `cpu` line: user nice system idle iowait irq
+/// softirq steal (guest time is counted in user already, so the rest is left out).
+fn host_ticks_of(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|t| t.parse::<u64>().ok())
+        .collect::<Option<Vec<u64>>>()?;
+    Some((*ticks.get(7)?, ticks.iter().sum()))
+}
+
 async fn fresh_store(dir: &std::path::Path) -> anyhow::Result<shopsync_store::Store> {
     let backend = shopsync_store::SqliteStore::open(dir, "bench_")?;
     shopsync_store::migrate::migrate(&backend, Default::default()).await?;
@@ -276,7 +350,9 @@ pub async fn down_sync(products: usize, variants: usize) -> anyhow::Result<()> {
     for run in ["first (all new)", "second (nothing changed)"] {
         let built_before = sim.with_shop(|shop| shop.bulk_build_time());
         let started = Instant::now();
+        let cpu = CpuWindow::start();
         let op = shopsync_engine::sync::run_full_down(&store, &client, &actor, &rails).await?;
+        let cpu = cpu.summary();
         let seconds = started.elapsed().as_secs_f64();
         // Shopify builds a bulk export on its own servers; here the simulator builds it in
         // this process, on the same cores, while the sync waits for it.
@@ -309,7 +385,7 @@ pub async fn down_sync(products: usize, variants: usize) -> anyhow::Result<()> {
             peak_rss_mb().unwrap_or(0.0)
         );
         println!(
-            "  of which the simulator built the export (Shopify's side) in {export_build:.1} s; shopsync's own time {:.1} s = {:.0} products/s",
+            "  of which the simulator built the export (Shopify's side) in {export_build:.1} s; shopsync's own time {:.1} s = {:.0} products/s{cpu}",
             seconds - export_build,
             s.processed as f64 / (seconds - export_build).max(f64::EPSILON)
         );
@@ -387,6 +463,7 @@ pub async fn webhook_path(count: usize, products: usize, concurrency: usize) -> 
     let deliveries = Arc::new(deliveries);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
+    let cpu = CpuWindow::start();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let intake = intake.clone();
@@ -429,6 +506,7 @@ pub async fn webhook_path(count: usize, products: usize, concurrency: usize) -> 
         staged += s;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu.summary();
     latencies.sort();
     let pct = |p: f64| {
         latencies
@@ -437,7 +515,7 @@ pub async fn webhook_path(count: usize, products: usize, concurrency: usize) -> 
             .unwrap_or(0.0)
     };
     println!(
-        "webhook path (verify + dedupe + stage + enqueue + durable flush), {concurrency} sender(s), {products} products: {count} deliveries in {seconds:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms (p90 {:.2} ms); staged {staged}; peak RSS {:.0} MB",
+        "webhook path (verify + dedupe + stage + enqueue + durable flush), {concurrency} sender(s), {products} products: {count} deliveries in {seconds:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms (p90 {:.2} ms); staged {staged}; peak RSS {:.0} MB{cpu}",
         count as f64 / seconds,
         pct(0.50),
         pct(0.99),
@@ -448,4 +526,55 @@ pub async fn webhook_path(count: usize, products: usize, concurrency: usize) -> 
     );
     drop(queue);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_ticks_are_read_after_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (shop (sync) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    731 259 0 0 20 0 4 0 1234 5000000 2000 18446744073709551615";
+        assert_eq!(process_ticks_of(stat), Some(731 + 259));
+        assert_eq!(process_ticks_of("4242 (cut short) S 1 2"), None);
+    }
+
+    #[test]
+    fn host_steal_is_the_eighth_counter_of_the_cpu_line_and_guest_time_is_not_counted_twice() {
+        let stat = "cpu  100 5 40 800 20 0 3 32 7 0\ncpu0 50 2 20 400 10 0 1 16 3 0\n";
+        assert_eq!(
+            host_ticks_of(stat),
+            Some((32, 100 + 5 + 40 + 800 + 20 + 3 + 32))
+        );
+        assert_eq!(host_ticks_of("cpu  1 2 three 4 5 6 7 8\n"), None);
+        assert_eq!(host_ticks_of("intr 5\n"), None);
+    }
+
+    #[test]
+    fn this_process_burning_cpu_shows_in_its_window() {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let window = CpuWindow::start();
+        let before = window.process_ticks.expect("Linux has /proc/self/stat");
+        // Burn until the process has spent 0.2 cpu-s (however busy the machine is).
+        let started = Instant::now();
+        let mut x = 0u64;
+        while process_cpu_ticks().unwrap_or(before) < before + 20
+            && started.elapsed() < std::time::Duration::from_secs(30)
+        {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        let summary = window.summary();
+        let cpu: f64 = summary
+            .strip_prefix("; CPU ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no CPU figure in {summary:?}"));
+        assert!(cpu >= 0.2, "{summary}");
+        assert!(summary.contains(", host steal "), "{summary}");
+    }
 }
