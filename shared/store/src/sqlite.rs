@@ -34,6 +34,8 @@ pub struct SqliteStore {
     durability: Durability,
     /// Commits counted, and the group fsync of the write-ahead log (see `Durability`).
     log: Arc<LogSync>,
+    /// The write-ahead log, opened by the first fsync that finds it (see `sync_log`).
+    wal: Arc<std::sync::Mutex<Option<std::fs::File>>>,
     /// Copies the write-ahead log into the database in the background.
     checkpointer: Arc<Checkpointer>,
     /// Transactions waiting for the next commit (see `transact`).
@@ -442,6 +444,7 @@ impl SqliteStore {
             dir: dir.to_owned(),
             durability,
             log: LogSync::new(),
+            wal: Arc::default(),
         })
     }
 
@@ -453,18 +456,32 @@ impl SqliteStore {
         if self.durability != Durability::OnFlush {
             return Ok(());
         }
-        let wal = self.dir.join(format!("{DB_FILE}-wal"));
+        let path = self.dir.join(format!("{DB_FILE}-wal"));
+        let wal = Arc::clone(&self.wal);
         // On a blocking thread: the runtime's threads go on with other deliveries meanwhile,
         // whose commits the next fsync covers.
         self.log
-            .wait_durable(move || match std::fs::File::open(&wal) {
-                Ok(file) => file
-                    .sync_data()
-                    .map_err(|e| StoreError::Unavailable(format!("{}: {e}", wal.display()))),
-                // No log: everything was checkpointed into the database, which a checkpoint
-                // syncs.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(StoreError::Unavailable(format!("{}: {e}", wal.display()))),
+            .wait_durable(move || {
+                let unavailable =
+                    |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", path.display()));
+                let mut wal = wal.lock().unwrap_or_else(|p| p.into_inner());
+                // Kept open once found: SQLite removes the log only when the last connection
+                // to the database closes, and this store holds its connections until it is
+                // dropped, so the file found first is the log for the store's whole life.
+                // (Opening it for every fsync cost an open and a close each time.)
+                if wal.is_none() {
+                    match std::fs::File::open(&path) {
+                        Ok(file) => *wal = Some(file),
+                        // No log: nothing was committed through one, or it was checkpointed
+                        // away (and the checkpoint synced the database).
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                        Err(e) => return Err(unavailable(e)),
+                    }
+                }
+                match wal.as_ref() {
+                    Some(file) => file.sync_data().map_err(unavailable),
+                    None => Ok(()),
+                }
             })
             .await
     }
