@@ -198,7 +198,9 @@ impl BulkProducts {
         };
         loop {
             let unread = &self.buffer[self.consumed..];
-            if let Some(newline) = unread.iter().position(|b| *b == b'\n') {
+            // memchr scans a word or a vector at a time (a byte-at-a-time search was 2% of a
+            // 100k import's CPU).
+            if let Some(newline) = memchr::memchr(b'\n', unread) {
                 let done = self
                     .stitcher
                     .push_line(&unread[..newline])
