@@ -34,8 +34,8 @@ pub struct SqliteStore {
     durability: Durability,
     /// Commits counted, and the group fsync of the write-ahead log (see `Durability`).
     log: Arc<LogSync>,
-    /// The write-ahead log, opened by the first fsync that finds it (see `sync_log`).
-    wal: Arc<std::sync::Mutex<Option<std::fs::File>>>,
+    /// The write-ahead log the group fsync syncs.
+    wal: Arc<WalFile>,
     /// Copies the write-ahead log into the database in the background.
     checkpointer: Arc<Checkpointer>,
     /// Transactions waiting for the next commit (see `transact`).
@@ -207,6 +207,35 @@ impl Checkpointer {
             Ok(runtime) => drop(runtime.spawn_blocking(run)),
             Err(_) => run(),
         }
+    }
+}
+
+/// The write-ahead log's file, opened by the first fsync that finds it and kept open: SQLite
+/// removes the log only when the last connection to the database closes, and the store holds
+/// its connections until it is dropped, so the file found first is the log for the store's
+/// whole life. (Opening it for every fsync cost an open and a close each time.)
+struct WalFile {
+    path: PathBuf,
+    file: std::sync::Mutex<Option<std::fs::File>>,
+}
+
+impl WalFile {
+    /// fsyncs the log's data (its size included), opening it first if it was not yet.
+    fn sync(&self) -> Result<(), StoreError> {
+        let unavailable =
+            |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", self.path.display()));
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if file.is_none() {
+            match std::fs::File::open(&self.path) {
+                Ok(opened) => *file = Some(opened),
+                // No log: nothing was committed through one, or it was checkpointed away
+                // (and the checkpoint synced the database).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        file.as_ref()
+            .map_or(Ok(()), |file| file.sync_data().map_err(unavailable))
     }
 }
 
@@ -444,7 +473,10 @@ impl SqliteStore {
             dir: dir.to_owned(),
             durability,
             log: LogSync::new(),
-            wal: Arc::default(),
+            wal: Arc::new(WalFile {
+                path: dir.join(format!("{DB_FILE}-wal")),
+                file: std::sync::Mutex::default(),
+            }),
         })
     }
 
@@ -456,34 +488,10 @@ impl SqliteStore {
         if self.durability != Durability::OnFlush {
             return Ok(());
         }
-        let path = self.dir.join(format!("{DB_FILE}-wal"));
         let wal = Arc::clone(&self.wal);
         // On a blocking thread: the runtime's threads go on with other deliveries meanwhile,
         // whose commits the next fsync covers.
-        self.log
-            .wait_durable(move || {
-                let unavailable =
-                    |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", path.display()));
-                let mut wal = wal.lock().unwrap_or_else(|p| p.into_inner());
-                // Kept open once found: SQLite removes the log only when the last connection
-                // to the database closes, and this store holds its connections until it is
-                // dropped, so the file found first is the log for the store's whole life.
-                // (Opening it for every fsync cost an open and a close each time.)
-                if wal.is_none() {
-                    match std::fs::File::open(&path) {
-                        Ok(file) => *wal = Some(file),
-                        // No log: nothing was committed through one, or it was checkpointed
-                        // away (and the checkpoint synced the database).
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                        Err(e) => return Err(unavailable(e)),
-                    }
-                }
-                match wal.as_ref() {
-                    Some(file) => file.sync_data().map_err(unavailable),
-                    None => Ok(()),
-                }
-            })
-            .await
+        self.log.wait_durable(move || wal.sync()).await
     }
 
     /// The data directory.
