@@ -9,6 +9,7 @@ pub mod item;
 mod logsync;
 pub mod marks;
 pub mod migrate;
+mod pcache;
 pub mod records;
 pub mod repo;
 pub mod schema;

@@ -424,6 +424,9 @@ impl SqliteStore {
     pub fn open(dir: &Path, prefix: &str) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        if !crate::pcache::install() {
+            tracing::debug!("SQLite started before the store: its page cache is used unwrapped");
+        }
         let conn = Connection::open(dir.join(DB_FILE)).map_err(map_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(map_err)?;
