@@ -14,6 +14,7 @@ pub mod records;
 pub mod repo;
 pub mod schema;
 pub mod sqlite;
+mod vfs;
 
 pub use backend::{CancelReason, ItemStore, StoreError, TableState};
 pub use dynamo::DynamoStore;

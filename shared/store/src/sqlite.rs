@@ -424,8 +424,12 @@ impl SqliteStore {
     pub fn open(dir: &Path, prefix: &str) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        // Both before the first connection: the page cache can only be set before SQLite starts.
         if !crate::pcache::install() {
             tracing::debug!("SQLite started before the store: its page cache is used unwrapped");
+        }
+        if !crate::vfs::install() {
+            tracing::debug!("the log-gathering VFS is not installed: SQLite's own is used");
         }
         let conn = Connection::open(dir.join(DB_FILE)).map_err(map_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -1416,6 +1420,24 @@ mod tests {
             KeyType::S => Scalar::S("x".into()),
             KeyType::N => Scalar::N(7),
         }
+    }
+
+    /// The store's connections write their log through the gathering VFS and keep pages in
+    /// the wrapped page cache (see `vfs` and `pcache`).
+    #[tokio::test]
+    async fn the_store_writes_its_log_through_the_gathering_vfs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path(), "t_").expect("open");
+        crate::migrate::migrate(&store, Default::default())
+            .await
+            .expect("migrate");
+        assert!(crate::pcache::install());
+        let conn = store.conn.lock().await;
+        let (received, issued) = crate::vfs::log_writes(&conn).expect("the log is gathered");
+        assert!(
+            issued > 0 && issued < received,
+            "{issued} writes for {received}"
+        );
     }
 
     /// Every page an index answers (either direction, with a sort-key condition, resumed
