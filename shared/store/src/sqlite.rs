@@ -419,18 +419,24 @@ fn validate_item(def: &TableDef, item: &Item) -> Result<Key, StoreError> {
         .ok_or_else(|| StoreError::Invalid(format!("item lacks the key of {}", def.name)))
 }
 
+/// Puts the page-cache wrapper and the log-gathering VFS in place (once per process), in the
+/// order SQLite needs: the page cache only before SQLite starts, which finding its VFS does.
+/// Every connection opened after uses both.
+pub(crate) fn prepare_sqlite() {
+    if !crate::pcache::install() {
+        tracing::debug!("SQLite started before the store: its page cache is used unwrapped");
+    }
+    if !crate::vfs::install() {
+        tracing::debug!("the log-gathering VFS is not installed: SQLite's own is used");
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir`, with physical table names under `prefix`.
     pub fn open(dir: &Path, prefix: &str) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
-        // Both before the first connection: the page cache can only be set before SQLite starts.
-        if !crate::pcache::install() {
-            tracing::debug!("SQLite started before the store: its page cache is used unwrapped");
-        }
-        if !crate::vfs::install() {
-            tracing::debug!("the log-gathering VFS is not installed: SQLite's own is used");
-        }
+        prepare_sqlite();
         let conn = Connection::open(dir.join(DB_FILE)).map_err(map_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(map_err)?;

@@ -167,6 +167,11 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
         return ffi::SQLITE_IOERR_WRITE;
     };
     state.issued += 1;
+    #[cfg(test)]
+    if tests::FAIL_NEXT_FLUSH.with(|fail| fail.replace(false)) {
+        state.gathered.clear();
+        return ffi::SQLITE_IOERR_WRITE;
+    }
     // SAFETY: the inner file is open; the buffer is `len` readable bytes.
     let rc = unsafe {
         match inner_methods(file).and_then(|m| m.xWrite) {
@@ -560,6 +565,46 @@ mod tests {
     use super::*;
     use rusqlite::Connection;
 
+    thread_local! {
+        /// Makes this thread's next write of gathered frames fail (an I/O error).
+        pub(super) static FAIL_NEXT_FLUSH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn a_commit_whose_frames_fail_to_reach_the_log_fails_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.sqlite3");
+        let writer = open(&path);
+        writer
+            .execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+            .expect("schema");
+        let insert = |conn: &Connection, from: i64| -> rusqlite::Result<()> {
+            let tx = conn.unchecked_transaction()?;
+            for k in from..from + 10 {
+                tx.execute("INSERT INTO t VALUES (?1, 'x')", [k])?;
+            }
+            tx.commit()
+        };
+        insert(&writer, 0).expect("first commit");
+        FAIL_NEXT_FLUSH.with(|fail| fail.set(true));
+        let failed = insert(&writer, 100);
+        assert!(
+            matches!(&failed, Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::SystemIoFailure),
+            "{failed:?}"
+        );
+        drop(writer);
+        let reader = open(&path);
+        let rows: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 10, "only the first commit");
+        insert(&reader, 200).expect("later commits go on");
+        let check: String = reader
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("check");
+        assert_eq!(check, "ok");
+    }
+
     fn wal_counts(conn: &Connection) -> (u64, u64) {
         log_writes(conn).expect("the log is ours")
     }
@@ -580,6 +625,7 @@ mod tests {
     }
 
     fn open(path: &std::path::Path) -> Connection {
+        crate::sqlite::prepare_sqlite();
         assert!(install(), "SQLite had started without the VFS");
         let conn = Connection::open(path).expect("open");
         conn.pragma_update(None, "journal_mode", "WAL")
