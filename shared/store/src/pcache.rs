@@ -24,14 +24,14 @@ use std::sync::OnceLock;
 const PENDING_BYTE: u64 = 0x4000_0000;
 
 /// SQLite's default page-cache methods, as they were before the wrapper was installed.
-struct Default(ffi::sqlite3_pcache_methods2);
+struct DefaultMethods(ffi::sqlite3_pcache_methods2);
 
 // SAFETY: the methods are plain function pointers and SQLite's own argument, set once before
 // SQLite starts and only read afterwards.
-unsafe impl Send for Default {}
-unsafe impl Sync for Default {}
+unsafe impl Send for DefaultMethods {}
+unsafe impl Sync for DefaultMethods {}
 
-static DEFAULT: OnceLock<Option<Default>> = OnceLock::new();
+static DEFAULT: OnceLock<Option<DefaultMethods>> = OnceLock::new();
 
 /// One cache: the default cache's handle and what the wrapper knows of its keys.
 struct Wrapped {
@@ -88,7 +88,7 @@ pub(crate) fn install() -> bool {
                 if ffi::sqlite3_config(ffi::SQLITE_CONFIG_PCACHE2, wrapper) != ffi::SQLITE_OK {
                     return None;
                 }
-                Some(Default(default))
+                Some(DefaultMethods(default))
             }
         })
         .is_some()
@@ -97,7 +97,7 @@ pub(crate) fn install() -> bool {
 /// The default methods (SQLite calls the wrapper only after `install` stored them).
 fn methods() -> Option<&'static ffi::sqlite3_pcache_methods2> {
     match DEFAULT.get() {
-        Some(Some(Default(m))) => Some(m),
+        Some(Some(DefaultMethods(m))) => Some(m),
         _ => None,
     }
 }

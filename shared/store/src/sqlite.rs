@@ -1428,15 +1428,22 @@ mod tests {
         }
     }
 
-    /// The store's connections write their log through the gathering VFS and keep pages in
-    /// the wrapped page cache (see `vfs` and `pcache`).
-    #[tokio::test]
-    async fn the_store_writes_its_log_through_the_gathering_vfs() {
+    /// A store in a fresh directory with every table made (the directory lives as long as
+    /// the returned guard).
+    async fn migrated_store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(dir.path(), "t_").expect("open");
         crate::migrate::migrate(&store, Default::default())
             .await
             .expect("migrate");
+        (dir, store)
+    }
+
+    /// The store's connections write their log through the gathering VFS and keep pages in
+    /// the wrapped page cache (see `vfs` and `pcache`).
+    #[tokio::test]
+    async fn the_store_writes_its_log_through_the_gathering_vfs() {
+        let (_dir, store) = migrated_store().await;
         assert!(crate::pcache::install());
         let conn = store.conn.lock().await;
         let (received, issued) = crate::vfs::log_writes(&conn).expect("the log is gathered");
@@ -1451,11 +1458,7 @@ mod tests {
     /// temporary b-tree, which cost most of a lookup's time.
     #[tokio::test]
     async fn index_queries_read_rows_in_index_order_without_sorting() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(dir.path(), "t_").expect("open");
-        crate::migrate::migrate(&store, Default::default())
-            .await
-            .expect("migrate");
+        let (_dir, store) = migrated_store().await;
         let conn = store.conn.lock().await;
         let mut checked = 0;
         for table in Table::ALL {
