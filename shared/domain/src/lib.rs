@@ -42,7 +42,7 @@ pub use rails::{ChangeFacts, GuardRails, PlanSummary, Verdict};
 pub use rollback::{BackupData, RollbackStatus, RollbackType, SyncRollback};
 pub use staging::{ChangeType, ProductsStaging, ShopifySource, StagingStatus};
 pub use status::{IllegalTransition, StatusMachine};
-pub use version::{CategoryVersion, ChangeSource, ProductVersion};
+pub use version::{CategoryVersion, ChangeSource, ProductVersion, VersionStamp};
 pub use xorosoft::{
     XorosoftProduct, XorosoftStatistics, XorosoftSyncLog, XorosoftSyncStatus, XorosoftSyncType,
 };

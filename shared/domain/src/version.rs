@@ -49,7 +49,81 @@ pub struct ProductVersion {
     pub created_at: DateTime<Utc>,
 }
 
+/// What a new version records beside its content: a commit writes it with the product it
+/// versions, whose content is the snapshot's (so the content is never copied to be stored
+/// twice, nor compared to find it the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionStamp {
+    /// Fields that changed from the previous version (empty for version 1: implied).
+    pub changed_fields: Vec<FieldPath>,
+    /// Where the change came from.
+    pub change_source: ChangeSource,
+    /// Who made it.
+    pub changed_by: Actor,
+    /// The operation that made it, if any.
+    pub sync_operation_id: Option<OperationId>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+impl VersionStamp {
+    /// The stamp of a version changing `changed_fields`.
+    pub fn new(
+        changed_fields: Vec<FieldPath>,
+        change_source: ChangeSource,
+        changed_by: Actor,
+        sync_operation_id: Option<OperationId>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            changed_fields,
+            change_source,
+            changed_by,
+            sync_operation_id,
+            created_at,
+        }
+    }
+
+    /// The stamp of `product`'s first version: every field counts as changed, left implied
+    /// (see [`ProductVersion::changed_fields`]); made when the product was.
+    pub fn first(
+        product: &Product,
+        change_source: ChangeSource,
+        changed_by: Actor,
+        sync_operation_id: Option<OperationId>,
+    ) -> Self {
+        Self::new(
+            Vec::new(),
+            change_source,
+            changed_by,
+            sync_operation_id,
+            product.created_at,
+        )
+    }
+}
+
 impl ProductVersion {
+    /// The snapshot of `product` at its current version, as `stamp` records it.
+    pub fn of(product: &Product, stamp: VersionStamp) -> Self {
+        let VersionStamp {
+            changed_fields,
+            change_source,
+            changed_by,
+            sync_operation_id,
+            created_at,
+        } = stamp;
+        Self {
+            product_id: product.id,
+            version_number: product.version,
+            product_data: product.content.clone(),
+            changed_fields,
+            change_source,
+            changed_by,
+            sync_operation_id,
+            created_at,
+        }
+    }
+
     /// Whether `changed_fields` is left implied (version 1: every field).
     pub fn changes_implied(&self) -> bool {
         self.version_number == 1 && self.changed_fields.is_empty()
@@ -71,16 +145,16 @@ impl ProductVersion {
         sync_operation_id: Option<OperationId>,
         created_at: DateTime<Utc>,
     ) -> Self {
-        Self {
-            product_id: product.id,
-            version_number: product.version,
-            product_data: product.content.clone(),
-            changed_fields,
-            change_source,
-            changed_by,
-            sync_operation_id,
-            created_at,
-        }
+        Self::of(
+            product,
+            VersionStamp::new(
+                changed_fields,
+                change_source,
+                changed_by,
+                sync_operation_id,
+                created_at,
+            ),
+        )
     }
 
     /// The first snapshot of a product: every field counts as changed, left implied (a bulk
@@ -91,13 +165,9 @@ impl ProductVersion {
         changed_by: Actor,
         sync_operation_id: Option<OperationId>,
     ) -> Self {
-        Self::snapshot(
+        Self::of(
             product,
-            Vec::new(),
-            change_source,
-            changed_by,
-            sync_operation_id,
-            product.created_at,
+            VersionStamp::first(product, change_source, changed_by, sync_operation_id),
         )
     }
 }

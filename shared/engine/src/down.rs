@@ -14,8 +14,8 @@ use shopsync_domain::product::ProductContent;
 use shopsync_domain::staging::{ChangeType, ProductsStaging, ShopifySource, StagingStatus};
 use shopsync_domain::Stage;
 use shopsync_domain::{
-    Actor, ChangeSource, OperationStatistics, Product, ProductId, ProductVersion, ShopifyProductId,
-    StagingId, SyncConflict, SyncOperation,
+    Actor, ChangeSource, OperationStatistics, Product, ProductId, ShopifyProductId, StagingId,
+    SyncConflict, SyncOperation, VersionStamp,
 };
 use shopsync_shopify::model::RemoteProduct;
 use shopsync_store::{ProductCommit, RepoError, Store};
@@ -202,6 +202,55 @@ pub(crate) async fn locals_of(
     Ok(found?)
 }
 
+/// A product new locally: created from Shopify's `content`, with its first version and an
+/// applied row, all in one commit.
+pub(crate) fn create_decision(
+    operation: &SyncOperation,
+    source: Shopify,
+    content: ProductContent,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Decision {
+    // Stored without its content, which the first version holds: not copied to be dropped.
+    let staged = summary_row(
+        operation,
+        Change {
+            product: local_id_for(source.id),
+            change_type: ChangeType::Create,
+            change_data: shopsync_domain::ChangeData::new(),
+            base_version: 0,
+            status: StagingStatus::Applied,
+            source,
+        },
+        &content,
+        actor,
+        now,
+    );
+    let mut product = Product::new(local_id_for(source.id), content, now);
+    product.shopify_id = Some(source.id);
+    product.shopify_updated_at = Some(source.updated_at);
+    // Taken from Shopify: nothing to push back.
+    product.last_sync_version = product.version;
+    // Every field is new: the row's changes and the first version's changed fields are left
+    // implied (listed when read back), not built and stored per field.
+    let version = VersionStamp::first(
+        &product,
+        ChangeSource::Shopify,
+        actor.clone(),
+        Some(operation.operation_uuid),
+    );
+    let id = product.id;
+    let commit = ProductCommit {
+        version: Some(version),
+        product,
+        expected_version: None,
+        staging: Some((staged, None)),
+        actor: actor.clone(),
+        now,
+    };
+    Decision::Commit(Box::new(commit), Ingested::Created(id), None, Vec::new())
+}
+
 /// Decides what Shopify's content means for the local product `found` (as just read),
 /// writing nothing.
 pub(crate) async fn decide(
@@ -213,48 +262,12 @@ pub(crate) async fn decide(
     now: DateTime<Utc>,
 ) -> Result<Decision, EngineError> {
     let Some(local) = found else {
-        let mut product = Product::new(local_id_for(source.id), content.clone(), now);
-        product.shopify_id = Some(source.id);
-        product.shopify_updated_at = Some(source.updated_at);
-        // Taken from Shopify: nothing to push back.
-        product.last_sync_version = product.version;
-        // Every field is new: the row's changes and the first version's changed fields are
-        // left implied (listed when read back), not built and stored per field.
-        let version = ProductVersion::first(
-            &product,
-            ChangeSource::Shopify,
-            actor.clone(),
-            Some(operation.operation_uuid),
-        );
-        // Stored without its content, which the first version holds: not copied to be dropped.
-        let staged = summary_row(
+        return Ok(create_decision(
             operation,
-            Change {
-                product: product.id,
-                change_type: ChangeType::Create,
-                change_data: shopsync_domain::ChangeData::new(),
-                base_version: 0,
-                status: StagingStatus::Applied,
-                source,
-            },
-            content,
+            source,
+            content.clone(),
             actor,
             now,
-        );
-        let id = product.id;
-        let commit = ProductCommit {
-            version: Some(version),
-            product,
-            expected_version: None,
-            staging: Some((staged, None)),
-            actor: actor.clone(),
-            now,
-        };
-        return Ok(Decision::Commit(
-            Box::new(commit),
-            Ingested::Created(id),
-            None,
-            Vec::new(),
         ));
     };
     if local
@@ -265,6 +278,10 @@ pub(crate) async fn decide(
     }
     if local.writable_by(actor, now).is_err() {
         return Ok(Decision::Done(Ingested::Locked(local.id)));
+    }
+    // The same content: unchanged, found without copying the product to diff it.
+    if local.content == *content {
+        return Ok(Decision::Done(Ingested::Unchanged(local.id)));
     }
     let mut updated = local.clone();
     let changes = updated.change_content(content.clone(), now);
@@ -293,8 +310,7 @@ pub(crate) async fn decide(
         now,
     );
     let commit = ProductCommit {
-        version: Some(ProductVersion::snapshot(
-            &updated,
+        version: Some(VersionStamp::new(
             fields,
             ChangeSource::Shopify,
             actor.clone(),
@@ -416,8 +432,7 @@ async fn merge_decision(
         ChangeSource::ConflictResolution
     };
     let version = (!changes.is_empty()).then(|| {
-        ProductVersion::snapshot(
-            &updated,
+        VersionStamp::new(
             fields,
             change_source,
             actor.clone(),

@@ -3,7 +3,9 @@
 //! transaction, batched) or wait for approval. Applying a row twice changes nothing: its
 //! status is part of the write's condition.
 
-use crate::down::{decide, locals_of, stage_conflict, Decision, Ingested, Shopify};
+use crate::down::{
+    create_decision, decide, locals_of, stage_conflict, Decision, Ingested, Shopify,
+};
 use crate::error::EngineError;
 use crate::perf::StageTimes;
 use chrono::{DateTime, Utc};
@@ -11,7 +13,7 @@ use shopsync_domain::product::ProductContent;
 use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
 use shopsync_domain::{
     Actor, ChangeFacts, ChangeSource, GuardRails, OperationStatistics, OperationStatus,
-    PlanSummary, Product, ProductVersion, Stage, SyncOperation,
+    PlanSummary, Product, Stage, SyncOperation, VersionStamp,
 };
 use shopsync_store::item::{Condition, Key, Query, Scalar, WriteOp};
 use shopsync_store::{ProductCommit, RepoError, Store, Table};
@@ -60,7 +62,7 @@ impl Planner<'_> {
     ) -> Result<Vec<Planned>, EngineError> {
         let (mut planned, created_meanwhile) = self
             .plan_items(
-                &items,
+                items,
                 (self.apply_creates, self.known_local),
                 (now, None),
                 summary,
@@ -70,12 +72,14 @@ impl Planner<'_> {
         if !created_meanwhile.is_empty() {
             // Another writer created these products while this batch was planned: decided
             // again against them, as pending rows.
-            let again: Vec<_> = created_meanwhile
-                .into_iter()
-                .filter_map(|i| items.get(i).cloned())
-                .collect();
             let (more, _) = self
-                .plan_items(&again, (false, None), (now, None), summary, times)
+                .plan_items(
+                    created_meanwhile,
+                    (false, None),
+                    (now, None),
+                    summary,
+                    times,
+                )
                 .await?;
             planned.extend(more);
         }
@@ -95,7 +99,7 @@ impl Planner<'_> {
         let mut writes = Vec::new();
         let (planned, _) = self
             .plan_items(
-                &items,
+                items,
                 (false, self.known_local),
                 (now, Some(&mut writes)),
                 summary,
@@ -106,17 +110,17 @@ impl Planner<'_> {
     }
 
     /// Plans `items` (`known`: the local product of a one-item batch, already read); returns
-    /// what was planned and the indexes of creates that found their product created
-    /// meanwhile (only when `apply_creates`). With `deferred`, the rows and conflicts are
-    /// not written but added there as writes.
+    /// what was planned and the creates that found their product created meanwhile (only
+    /// when `apply_creates`), to be planned again. With `deferred`, the rows and conflicts
+    /// are not written but added there as writes.
     async fn plan_items(
         &self,
-        items: &[(Shopify, ProductContent)],
+        items: Vec<(Shopify, ProductContent)>,
         (apply_creates, known): (bool, Option<&Option<Product>>),
         (now, mut deferred): (DateTime<Utc>, Option<&mut Vec<WriteOp>>),
         summary: &mut PlanSummary,
         times: &mut StageTimes,
-    ) -> Result<(Vec<Planned>, Vec<usize>), EngineError> {
+    ) -> Result<(Vec<Planned>, Vec<(Shopify, ProductContent)>), EngineError> {
         let Planner {
             store,
             operation,
@@ -137,9 +141,21 @@ impl Planner<'_> {
                 locals_of(store, &sources, times).await?
             }
         };
-        for (index, (source, content)) in items.iter().enumerate() {
+        for (index, (source, content)) in items.into_iter().enumerate() {
             let found = locals.get_mut(index).and_then(Option::take);
-            match decide(store, operation, (*source, found), content, actor, now).await? {
+            // A create takes the content itself (nothing else needs it); any other decision
+            // reads it, and it stays here for the rails' facts.
+            let (decision, content) = match found {
+                None => (
+                    create_decision(operation, source, content, actor, now),
+                    None,
+                ),
+                found => (
+                    decide(store, operation, (source, found), &content, actor, now).await?,
+                    Some(content),
+                ),
+            };
+            match decision {
                 // A step cut short after its creates landed is run again: what it created is
                 // counted as created, not as unchanged.
                 Decision::Done(Ingested::Stale(id))
@@ -166,7 +182,7 @@ impl Planner<'_> {
                     planned.push(Planned::Settled(Ingested::Conflict(id)));
                 }
                 Decision::Commit(commit, _, None, _) if apply_creates => {
-                    created.push((index, commit.product.id));
+                    created.push((source, commit.product.id));
                     creates.push(*commit);
                 }
                 Decision::Commit(commit, _, old, conflicts) => {
@@ -177,15 +193,17 @@ impl Planner<'_> {
                     let Some((mut row, _)) = commit.staging else {
                         continue;
                     };
+                    // Shopify's content (a create's is its product's).
+                    let remote = content.as_ref().unwrap_or(&commit.product.content);
+                    summary.add(
+                        ChangeFacts::of(old.as_deref(), remote, rails),
+                        old.is_some(),
+                    );
                     // A create's row leaves its content to the product's first version; staged
                     // on its own, it carries the content itself.
                     if row.proposed.is_none() && row.change_type == ChangeType::Create {
                         row.proposed = Some(commit.product.content);
                     }
-                    summary.add(
-                        ChangeFacts::of(old.as_deref(), content, rails),
-                        old.is_some(),
-                    );
                     row.status = StagingStatus::Pending;
                     row.applied_at = None;
                     row.has_conflicts = false;
@@ -197,12 +215,14 @@ impl Planner<'_> {
         let mut created_meanwhile = Vec::new();
         if !creates.is_empty() {
             let applying = Instant::now();
-            let answers = store.commit_products(creates).await;
+            let answers = store.commit_products(&mut creates).await;
             times.add(Stage::Apply, applying);
-            for ((index, id), answer) in created.into_iter().zip(answers?) {
+            for (((source, id), answer), commit) in created.into_iter().zip(answers?).zip(creates) {
                 match answer {
                     Ok(()) => planned.push(Planned::Settled(Ingested::Created(id))),
-                    Err(RepoError::AlreadyExists { .. }) => created_meanwhile.push(index),
+                    Err(RepoError::AlreadyExists { .. }) => {
+                        created_meanwhile.push((source, commit.product.content))
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -418,7 +438,7 @@ async fn apply_chunk(
                 product.shopify_updated_at = row.shopify.map(|s| s.updated_at);
                 product.last_sync_version = product.version;
                 commits.push(ProductCommit {
-                    version: Some(ProductVersion::first(
+                    version: Some(VersionStamp::first(
                         &product,
                         ChangeSource::Shopify,
                         actor.clone(),
@@ -509,8 +529,7 @@ async fn apply_chunk(
             };
             commits.push(ProductCommit {
                 version: (!changes.is_empty()).then(|| {
-                    ProductVersion::snapshot(
-                        &updated,
+                    VersionStamp::new(
                         shopsync_domain::fields::changed_fields(&changes),
                         source,
                         actor.clone(),
@@ -527,7 +546,7 @@ async fn apply_chunk(
             kinds.push((ChangeType::Update, row));
         }
         let applying = Instant::now();
-        let answers = store.commit_products(commits).await?;
+        let answers = store.commit_products(&mut commits).await?;
         for (commit, row) in deletes {
             match store.remove_product(commit).await {
                 Ok(()) => {
@@ -626,8 +645,7 @@ async fn removal(
     applied.reviewed_by = Some(actor.clone());
     applied.reviewed_at = Some(now);
     Ok(Some(ProductCommit {
-        version: Some(ProductVersion::snapshot(
-            &gone,
+        version: Some(VersionStamp::new(
             vec![shopsync_domain::fields::FieldPath::new_unchecked(
                 "deleted".to_owned(),
             )],

@@ -608,8 +608,7 @@ async fn take_inventory_level(
             return Ok(Handled::Stale);
         }
         let commit = shopsync_store::ProductCommit {
-            version: Some(shopsync_domain::ProductVersion::snapshot(
-                &updated,
+            version: Some(shopsync_domain::VersionStamp::new(
                 shopsync_domain::fields::changed_fields(&changes),
                 shopsync_domain::ChangeSource::Shopify,
                 actor.clone(),

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use shopsync_domain::product::{ProductContent, ProductStatus};
 use shopsync_domain::Stage;
 use shopsync_domain::{
-    Actor, ChangeSource, Money, Product, ProductId, ProductVersion, ShopifyProductId,
-    ShopifyVariantId, SyncOperation,
+    Actor, ChangeSource, Money, Product, ProductId, ShopifyProductId, ShopifyVariantId,
+    SyncOperation, VersionStamp,
 };
 use shopsync_shopify::ops::{
     InventoryItemInput, OptionSetInput, OptionValueName, ProductSetInput, ProductSetRequest,
@@ -389,8 +389,7 @@ pub async fn push_product(
         }
         let changes = updated.change_content(content, now);
         let version = (!changes.is_empty()).then(|| {
-            ProductVersion::snapshot(
-                &updated,
+            VersionStamp::new(
                 shopsync_domain::fields::changed_fields(&changes),
                 ChangeSource::Shopify,
                 actor.clone(),

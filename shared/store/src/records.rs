@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shopsync_domain::status::status_name;
 use shopsync_domain::{
-    Category, CategoryVersion, ComplianceRequest, Product, ProductContent, ProductId,
+    Category, CategoryVersion, ComplianceRequest, OperationId, Product, ProductContent, ProductId,
     ProductVersion, ProductsStaging, SyncConflict, SyncOperation, SyncPerformanceLog, SyncRollback,
     XorosoftProduct, XorosoftSyncLog,
 };
@@ -185,16 +185,31 @@ impl Record for ProductVersion {
         Key::pk_sk(self.product_id.to_string(), n(self.version_number))
     }
     fn attrs(&self) -> Attrs {
-        attrs([
-            ("product_id", Some(s(self.product_id))),
-            ("version_number", Some(n(self.version_number))),
-            ("sync_operation_id", self.sync_operation_id.map(s)),
-            ("created_at", Some(n(millis(self.created_at)))),
-        ])
+        version_attrs(
+            self.product_id,
+            self.version_number,
+            self.sync_operation_id,
+            self.created_at,
+        )
     }
     fn loaded(&mut self) {
         self.spell_out();
     }
+}
+
+/// The attributes of a product's version (see [`ProductVersion`]'s `Record`), from its parts.
+pub(crate) fn version_attrs(
+    product_id: ProductId,
+    version_number: u64,
+    sync_operation_id: Option<OperationId>,
+    created_at: DateTime<Utc>,
+) -> Attrs {
+    attrs([
+        ("product_id", Some(s(product_id))),
+        ("version_number", Some(n(version_number))),
+        ("sync_operation_id", sync_operation_id.map(s)),
+        ("created_at", Some(n(millis(created_at)))),
+    ])
 }
 
 impl Record for CategoryVersion {

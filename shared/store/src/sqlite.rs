@@ -1439,6 +1439,60 @@ mod tests {
         (dir, store)
     }
 
+    /// Every document reads back as it was written, whichever way it was stored: small ones
+    /// and ones compression does not shrink as they are, others compressed, one starting
+    /// with the marker byte always compressed.
+    #[test]
+    fn documents_read_back_as_written_however_they_are_stored() {
+        let mut noise = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    noise ^= noise << 13;
+                    noise ^= noise >> 7;
+                    noise ^= noise << 17;
+                    noise as u8
+                })
+                .collect()
+        };
+        let json = |n: usize| -> Vec<u8> {
+            let mut doc = b"{\"variants\":[".to_vec();
+            let mut i = 0;
+            while doc.len() < n {
+                doc.extend_from_slice(
+                    format!("{{\"sku\":\"SKU-{i}\",\"price\":\"1{i}.00\"}},").as_bytes(),
+                );
+                i += 1;
+            }
+            doc.extend_from_slice(b"{}]}");
+            doc
+        };
+        let mut marked = random(1000);
+        marked[0] = PACKED_DOC;
+        let cases: Vec<(Vec<u8>, bool)> = vec![
+            (json(100), false),
+            (json(4000), true),
+            (json(512 * 1024), true),
+            (json(3000), true),
+            (random(2000), false),
+            (marked, true),
+            (Vec::new(), false),
+        ];
+        for (doc, packed) in cases {
+            let stored = pack_doc(doc.clone()).expect("pack");
+            assert_eq!(
+                stored.first() == Some(&PACKED_DOC),
+                packed,
+                "{} bytes",
+                doc.len()
+            );
+            if packed && doc.first() != Some(&PACKED_DOC) {
+                assert!(stored.len() < doc.len());
+            }
+            assert_eq!(unpack_doc(stored).expect("unpack"), doc);
+        }
+    }
+
     /// The store's connections write their log through the gathering VFS and keep pages in
     /// the wrapped page cache (see `vfs` and `pcache`).
     #[tokio::test]

@@ -92,6 +92,17 @@ fn version_of(p: &Product, n: u64, op: Option<OperationId>, created: i64) -> Pro
     }
 }
 
+/// The stamp of a product's new version made at `created` (its snapshot is the product's).
+fn stamp_of(op: Option<OperationId>, created: i64) -> VersionStamp {
+    VersionStamp::new(
+        vec![FieldPath::new_unchecked("title".into())],
+        ChangeSource::Shopify,
+        actor("alice"),
+        op,
+        at(created),
+    )
+}
+
 /// Follows every page with page size 3 and checks the records come back exactly in order.
 async fn assert_pages<R: Record + PartialEq>(h: &Harness, mut query: Query, expected: &[R]) {
     query.limit = 3;
@@ -289,7 +300,7 @@ pub async fn a_multi_item_write_is_all_or_nothing(h: Harness) {
     let commit = ProductCommit {
         product: p.clone(),
         expected_version: Some(read.version),
-        version: Some(version_of(&p, 2, Some(op), 5)),
+        version: Some(stamp_of(Some(op), 5)),
         staging: Some((
             staged(op, p.id, StagingStatus::Applied, 1),
             Some(StagingStatus::Pending),
@@ -1314,7 +1325,7 @@ pub async fn applying_a_staged_row_twice_changes_nothing(h: Harness) {
         applied.status = StagingStatus::Applied;
         applied.applied_at = Some(at(2));
         ProductCommit {
-            version: Some(version_of(&product, product.version, Some(op), 2)),
+            version: Some(stamp_of(Some(op), 2)),
             product,
             expected_version: Some(read.version),
             staging: Some((applied, Some(StagingStatus::Pending))),
@@ -1352,8 +1363,8 @@ pub async fn a_create_is_stored_without_listing_its_fields_and_read_back_whole(h
     row.change_type = ChangeType::Create;
     row.base_version = 0;
     row.proposed = Some(p.content.clone());
-    let first = ProductVersion::first(&p, ChangeSource::Shopify, actor("system:sync"), Some(op));
-    let version_key = first.key();
+    let first = VersionStamp::first(&p, ChangeSource::Shopify, actor("system:sync"), Some(op));
+    let version_key = ProductVersion::of(&p, first.clone()).key();
     h.store
         .commit_product(ProductCommit {
             version: Some(first),
@@ -1442,7 +1453,7 @@ pub async fn a_create_keeps_its_content_unless_it_is_its_first_versions(h: Harne
         row.proposed = Some(p.content.clone());
         row
     };
-    let commit = |p: &Product, version: ProductVersion, row: &ProductsStaging| ProductCommit {
+    let commit = |p: &Product, version: VersionStamp, row: &ProductsStaging| ProductCommit {
         version: Some(version),
         product: p.clone(),
         expected_version: None,
@@ -1450,17 +1461,18 @@ pub async fn a_create_keeps_its_content_unless_it_is_its_first_versions(h: Harne
         actor: actor("system:sync"),
         now: at(1),
     };
-    let first = |p: &Product| {
-        ProductVersion::first(p, ChangeSource::Shopify, actor("system:sync"), Some(op))
-    };
+    let first =
+        |p: &Product| VersionStamp::first(p, ChangeSource::Shopify, actor("system:sync"), Some(op));
     // Staged, not applied: the row is what an approval will apply, so it keeps its content.
     let pending_product = product(4);
     let pending = create(&pending_product, StagingStatus::Pending);
-    // Applied with a first version of other content: the row's own content is kept.
+    // Applied with content other than its product's first version: the row's own is kept.
     let other_product = product(5);
-    let other = create(&other_product, StagingStatus::Applied);
-    let mut other_first = first(&other_product);
-    other_first.product_data.title = "Something else".into();
+    let mut other = create(&other_product, StagingStatus::Applied);
+    if let Some(proposed) = other.proposed.as_mut() {
+        proposed.title = "Something else".into();
+    }
+    let other_first = first(&other_product);
     h.store
         .commit_product(commit(&pending_product, first(&pending_product), &pending))
         .await
@@ -1998,12 +2010,12 @@ pub async fn compliance_requests_are_recorded_once_and_shop_redaction_removes_sh
 pub async fn batched_product_commits_answer_each_commit(h: Harness) {
     let alice = actor("alice");
     let new: Vec<Product> = (0..40).map(|_| product(1)).collect();
-    let commits: Vec<ProductCommit> = new
+    let mut commits: Vec<ProductCommit> = new
         .iter()
         .map(|p| ProductCommit {
             product: p.clone(),
             expected_version: None,
-            version: Some(ProductVersion::first(
+            version: Some(VersionStamp::first(
                 p,
                 ChangeSource::Shopify,
                 alice.clone(),
@@ -2014,7 +2026,7 @@ pub async fn batched_product_commits_answer_each_commit(h: Harness) {
             now: t0(),
         })
         .collect();
-    let answers = h.store.commit_products(commits).await.expect("batch");
+    let answers = h.store.commit_products(&mut commits).await.expect("batch");
     assert_eq!(answers.len(), 40);
     assert!(answers.iter().all(Result::is_ok));
     for p in &new {
@@ -2038,8 +2050,7 @@ pub async fn batched_product_commits_answer_each_commit(h: Harness) {
         let changes = next.change_content(content, at(1));
         let expected = if i == 2 { 7 } else { 1 };
         commits.push(ProductCommit {
-            version: Some(ProductVersion::snapshot(
-                &next,
+            version: Some(VersionStamp::new(
                 shopsync_domain::fields::changed_fields(&changes),
                 ChangeSource::Shopify,
                 alice.clone(),
@@ -2053,7 +2064,7 @@ pub async fn batched_product_commits_answer_each_commit(h: Harness) {
             now: at(1),
         });
     }
-    let answers = h.store.commit_products(commits).await.expect("batch");
+    let answers = h.store.commit_products(&mut commits).await.expect("batch");
     for (i, answer) in answers.iter().enumerate() {
         if i == 2 {
             assert!(
