@@ -135,41 +135,6 @@ impl ProductVersion {
             self.changed_fields = self.product_data.to_fields().into_keys().collect();
         }
     }
-
-    /// The snapshot of `product` at its current version.
-    pub fn snapshot(
-        product: &Product,
-        changed_fields: Vec<FieldPath>,
-        change_source: ChangeSource,
-        changed_by: Actor,
-        sync_operation_id: Option<OperationId>,
-        created_at: DateTime<Utc>,
-    ) -> Self {
-        Self::of(
-            product,
-            VersionStamp::new(
-                changed_fields,
-                change_source,
-                changed_by,
-                sync_operation_id,
-                created_at,
-            ),
-        )
-    }
-
-    /// The first snapshot of a product: every field counts as changed, left implied (a bulk
-    /// import makes one per product; see `changed_fields`).
-    pub fn first(
-        product: &Product,
-        change_source: ChangeSource,
-        changed_by: Actor,
-        sync_operation_id: Option<OperationId>,
-    ) -> Self {
-        Self::of(
-            product,
-            VersionStamp::first(product, change_source, changed_by, sync_operation_id),
-        )
-    }
 }
 
 /// One version of a category.
@@ -202,8 +167,9 @@ mod tests {
     #[test]
     fn the_first_version_implies_every_field_and_spells_them_out() {
         let product = Product::new(ProductId::generate(), sample_content(2), Utc::now());
-        let mut first =
-            ProductVersion::first(&product, ChangeSource::Shopify, Actor::system("test"), None);
+        let stamp =
+            VersionStamp::first(&product, ChangeSource::Shopify, Actor::system("test"), None);
+        let mut first = ProductVersion::of(&product, stamp);
         assert!(first.changes_implied());
         first.spell_out();
         let every: Vec<FieldPath> = product.content.to_fields().into_keys().collect();

@@ -211,11 +211,12 @@ pub(crate) fn create_decision(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Decision {
+    let id = local_id_for(source.id);
     // Stored without its content, which the first version holds: not copied to be dropped.
     let staged = summary_row(
         operation,
         Change {
-            product: local_id_for(source.id),
+            product: id,
             change_type: ChangeType::Create,
             change_data: shopsync_domain::ChangeData::new(),
             base_version: 0,
@@ -226,7 +227,7 @@ pub(crate) fn create_decision(
         actor,
         now,
     );
-    let mut product = Product::new(local_id_for(source.id), content, now);
+    let mut product = Product::new(id, content, now);
     product.shopify_id = Some(source.id);
     product.shopify_updated_at = Some(source.updated_at);
     // Taken from Shopify: nothing to push back.
@@ -239,7 +240,6 @@ pub(crate) fn create_decision(
         actor.clone(),
         Some(operation.operation_uuid),
     );
-    let id = product.id;
     let commit = ProductCommit {
         version: Some(version),
         product,

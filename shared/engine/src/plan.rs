@@ -182,7 +182,7 @@ impl Planner<'_> {
                     planned.push(Planned::Settled(Ingested::Conflict(id)));
                 }
                 Decision::Commit(commit, _, None, _) if apply_creates => {
-                    created.push((source, commit.product.id));
+                    created.push(source);
                     creates.push(*commit);
                 }
                 Decision::Commit(commit, _, old, conflicts) => {
@@ -217,9 +217,9 @@ impl Planner<'_> {
             let applying = Instant::now();
             let answers = store.commit_products(&mut creates).await;
             times.add(Stage::Apply, applying);
-            for (((source, id), answer), commit) in created.into_iter().zip(answers?).zip(creates) {
+            for ((source, answer), commit) in created.into_iter().zip(answers?).zip(creates) {
                 match answer {
-                    Ok(()) => planned.push(Planned::Settled(Ingested::Created(id))),
+                    Ok(()) => planned.push(Planned::Settled(Ingested::Created(commit.product.id))),
                     Err(RepoError::AlreadyExists { .. }) => {
                         created_meanwhile.push((source, commit.product.content))
                     }

@@ -6,7 +6,7 @@ use crate::backend::{ItemStore, StoreError, TableState};
 use crate::item::{Condition, Item, WriteOp};
 use crate::records::Record;
 use crate::schema::{Table, TableDef};
-use shopsync_domain::{Actor, ChangeSource, Product, ProductVersion};
+use shopsync_domain::{Actor, ChangeSource, Product, ProductVersion, VersionStamp};
 use std::fmt;
 
 /// How careful to be with existing tables.
@@ -272,13 +272,15 @@ async fn backfill(
             }
         };
         let fields = product.content.to_fields().into_keys().collect();
-        let version = ProductVersion::snapshot(
+        let version = ProductVersion::of(
             &product,
-            fields,
-            ChangeSource::Migration,
-            actor.clone(),
-            None,
-            product.updated_at,
+            VersionStamp::new(
+                fields,
+                ChangeSource::Migration,
+                actor.clone(),
+                None,
+                product.updated_at,
+            ),
         );
         let writes = vec![
             WriteOp::Put {
