@@ -2,10 +2,12 @@
 
 use anyhow::Context;
 use shopsync_domain::ids::{InventoryItemId, LocationId};
+use shopsync_engine::intake::WebhookIntake;
 use shopsync_shopify::ops::{InventoryPlan, NoCheckpoint, QuantityChange};
 use shopsync_shopify::webhook::{sign, verify_and_parse, WebhookConfig};
 use shopsync_shopify::AdminClient;
 use shopsync_shopify_sim::{Plan, SimConfig, Simulator};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Push throughput against the simulator on the Standard plan: cost points spent per second
@@ -396,18 +398,64 @@ pub async fn down_sync(products: usize, variants: usize) -> anyhow::Result<()> {
 /// The webhook path on the embedded store: each delivery is verified, looked up in the
 /// dedupe ledger, checked against the local product, staged as a pending row in one commit
 /// with its dedupe marks, its apply step enqueued, and the store flushed (fsync) before the
-/// answer. Latency per delivery, one or more senders.
-pub async fn webhook_path(count: usize, products: usize, concurrency: usize) -> anyhow::Result<()> {
-    use shopsync_engine::intake::WebhookIntake;
-    use shopsync_engine::jobs::LocalQueue;
-    use std::sync::Arc;
+/// answer. Latency per delivery, from senders sending back to back or (`rate`) from
+/// deliveries arriving at a fixed rate.
+pub async fn webhook_path(
+    count: usize,
+    products: usize,
+    concurrency: usize,
+    rate: Option<f64>,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let store = fresh_store(dir.path()).await?;
+    let (intake, deliveries) = webhook_bench_setup(dir.path(), count, products).await?;
+    let started = Instant::now();
+    let cpu = CpuWindow::start();
+    let (mut latencies, staged) = match rate {
+        Some(rate) => open_loop(&intake, &deliveries, rate).await?,
+        None => closed_loop(&intake, &deliveries, concurrency).await?,
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu.summary();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    let load = match rate {
+        Some(rate) => {
+            format!("offered {rate:.0}/s (open loop, latency from each delivery's due time)")
+        }
+        None => format!("{concurrency} sender(s) back to back"),
+    };
+    println!(
+        "webhook path (verify + dedupe + stage + enqueue + durable flush), {load}, {products} products: {count} deliveries in {seconds:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms (p90 {:.2} ms); staged {staged}; peak RSS {:.0} MB{cpu}",
+        count as f64 / seconds,
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+        pct(1.0),
+        pct(0.90),
+        peak_rss_mb().unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+/// The intake on a fresh store in `dir` holding `products` products mirrored from Shopify,
+/// and `count` signed deliveries: each a new title, a second later than the last one for
+/// its product.
+async fn webhook_bench_setup(
+    dir: &std::path::Path,
+    count: usize,
+    products: usize,
+) -> anyhow::Result<(Arc<WebhookIntake>, Deliveries)> {
+    let store = fresh_store(dir).await?;
     let actor = shopsync_domain::Actor::new("system:bench")?;
     // The local catalog: products mirrored from Shopify, as a full sync leaves them.
     let now = chrono::Utc::now();
     let mut ids = Vec::with_capacity(products);
-    for i in 0..products {
+    for i in 0..products.max(1) {
         let shopify_id = 9_007_199_254_740_993u64 + (i as u64) * 1_000;
         let id = shopsync_domain::ShopifyProductId::new(shopify_id)?;
         let body: serde_json::Value =
@@ -435,35 +483,63 @@ pub async fn webhook_path(count: usize, products: usize, concurrency: usize) -> 
         secret: "bench-secret".into(),
         previous_secret: None,
     };
-    let queue = Arc::new(LocalQueue::default());
-    let intake = Arc::new(WebhookIntake {
-        ledger: Arc::new(shopsync_shopify::webhook::StoreLedger::new(store.clone())),
-        store: store.clone(),
-        config: config.clone(),
-        queue: queue.clone(),
-        client: None,
-        actor,
-        realtime: Default::default(),
-    });
-    // Every delivery a new title a second later than the last one for its product, signed
-    // here as Shopify signs on its side (the signing is not shopsync's work, so not timed).
-    let deliveries: Vec<(Vec<u8>, String, String)> = (0..count)
+    // Signed here as Shopify signs on its side (not shopsync's work, so not timed).
+    let deliveries = (0..count)
         .map(|i| {
             let shopify_id = ids[i % ids.len()];
             let round = i / ids.len();
             let at = (now + chrono::Duration::seconds(round as i64 + 1)).to_rfc3339();
             let mut body: serde_json::Value =
-                serde_json::from_slice(&product_body_for(shopify_id, 3, &at)).unwrap_or_default();
+                serde_json::from_slice(&product_body_for(shopify_id, 3, &at))?;
             body["title"] = format!("Title {i}").into();
-            let body = serde_json::to_vec(&body).unwrap_or_default();
+            let body = serde_json::to_vec(&body)?;
             let hmac = sign(&config.secret, &body);
-            (body, format!("wh-{i}"), hmac)
+            Ok((body, format!("wh-{i}"), hmac))
         })
-        .collect();
-    let deliveries = Arc::new(deliveries);
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let intake = Arc::new(WebhookIntake {
+        ledger: Arc::new(shopsync_shopify::webhook::StoreLedger::new(store.clone())),
+        store,
+        config,
+        queue: Arc::new(shopsync_engine::jobs::LocalQueue::default()),
+        client: None,
+        actor,
+        realtime: Default::default(),
+    });
+    Ok((intake, Arc::new(deliveries)))
+}
+
+/// Bench deliveries: body, webhook id, signature.
+type Deliveries = Arc<Vec<(Vec<u8>, String, String)>>;
+
+/// Hands delivery `i` to the intake as Shopify sends it (a webhook id and an event id, two
+/// dedupe keys); whether it was staged.
+async fn deliver(intake: &WebhookIntake, deliveries: &Deliveries, i: usize) -> bool {
+    let Some((body, id, hmac)) = deliveries.get(i) else {
+        return false;
+    };
+    let event = format!("event-{i}");
+    let headers: Vec<(&str, &str)> = vec![
+        ("X-Shopify-Topic", "products/update"),
+        ("X-Shopify-Hmac-Sha256", hmac),
+        ("X-Shopify-Shop-Domain", "bench.myshopify.com"),
+        ("X-Shopify-Webhook-Id", id),
+        ("X-Shopify-Event-Id", &event),
+    ];
+    let reply = intake
+        .receive(headers.as_slice(), body, chrono::Utc::now())
+        .await;
+    reply.body["outcome"] == "staged"
+}
+
+/// `concurrency` senders, each sending its next delivery when the last one is answered;
+/// latency per delivery, and how many were staged.
+async fn closed_loop(
+    intake: &Arc<WebhookIntake>,
+    deliveries: &Deliveries,
+    concurrency: usize,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let cpu = CpuWindow::start();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let intake = intake.clone();
@@ -474,63 +550,92 @@ pub async fn webhook_path(count: usize, products: usize, concurrency: usize) -> 
             let mut staged = 0usize;
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((body, id, hmac)) = deliveries.get(i) else {
+                if i >= deliveries.len() {
                     break;
-                };
-                // As Shopify sends them: a webhook id and an event id, two dedupe keys.
-                let event = format!("event-{i}");
-                let headers: Vec<(&str, &str)> = vec![
-                    ("X-Shopify-Topic", "products/update"),
-                    ("X-Shopify-Hmac-Sha256", hmac),
-                    ("X-Shopify-Shop-Domain", "bench.myshopify.com"),
-                    ("X-Shopify-Webhook-Id", id),
-                    ("X-Shopify-Event-Id", &event),
-                ];
-                let t = Instant::now();
-                let reply = intake
-                    .receive(headers.as_slice(), body, chrono::Utc::now())
-                    .await;
-                latencies.push(t.elapsed());
-                if reply.body["outcome"] == "staged" {
-                    staged += 1;
                 }
+                let t = Instant::now();
+                staged += usize::from(deliver(&intake, &deliveries, i).await);
+                latencies.push(t.elapsed());
             }
             (latencies, staged)
         }));
     }
-    let mut latencies = Vec::with_capacity(count);
+    let mut latencies = Vec::with_capacity(deliveries.len());
     let mut staged = 0;
     for task in tasks {
         let (l, s) = task.await?;
         latencies.extend(l);
         staged += s;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu.summary();
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(0.0)
-    };
-    println!(
-        "webhook path (verify + dedupe + stage + enqueue + durable flush), {concurrency} sender(s), {products} products: {count} deliveries in {seconds:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms (p90 {:.2} ms); staged {staged}; peak RSS {:.0} MB{cpu}",
-        count as f64 / seconds,
-        pct(0.50),
-        pct(0.99),
-        pct(0.999),
-        pct(1.0),
-        pct(0.90),
-        peak_rss_mb().unwrap_or(0.0)
-    );
-    drop(queue);
-    Ok(())
+    Ok((latencies, staged))
+}
+
+/// Deliveries arriving at `rate` per second whether or not earlier ones were answered, as
+/// Shopify sends them; each delivery's latency runs from when it was due, so a stall delays
+/// (and counts against) every delivery due during it instead of hiding them (coordinated
+/// omission). A thread of its own paces the arrivals: the runtime's timer rounds to the
+/// millisecond.
+async fn open_loop(
+    intake: &Arc<WebhookIntake>,
+    deliveries: &Deliveries,
+    rate: f64,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let runtime = tokio::runtime::Handle::current();
+    let intake = intake.clone();
+    let all = deliveries.clone();
+    // Answers come back through a channel so each finished delivery's task is freed at once
+    // (held join handles would keep every task's memory to the end, and inflate peak RSS).
+    let (answered, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let pacer = std::thread::spawn(move || {
+        let start = Instant::now();
+        for i in 0..all.len() {
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let (intake, all, answered) = (intake.clone(), all.clone(), answered.clone());
+            drop(runtime.spawn(async move {
+                let staged = deliver(&intake, &all, i).await;
+                // The receiver outlives every sender.
+                let _ = answered.send((due.elapsed(), staged));
+            }));
+        }
+    });
+    let mut latencies = Vec::with_capacity(deliveries.len());
+    let mut staged = 0;
+    while let Some((latency, was_staged)) = answers.recv().await {
+        latencies.push(latency);
+        staged += usize::from(was_staged);
+    }
+    tokio::task::spawn_blocking(move || pacer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the pacing thread panicked"))?;
+    Ok((latencies, staged))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deliveries_arriving_at_a_rate_are_paced_and_all_answered_and_staged() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (intake, deliveries) = webhook_bench_setup(dir.path(), 30, 10)
+            .await
+            .expect("setup");
+        let started = Instant::now();
+        let (latencies, staged) = open_loop(&intake, &deliveries, 500.0).await.expect("run");
+        // Delivery i is due at i/500 s: the last one no sooner than 29/500 s after the start.
+        assert!(started.elapsed() >= Duration::from_secs_f64(29.0 / 500.0));
+        assert_eq!(latencies.len(), 30);
+        assert_eq!(
+            staged, 30,
+            "every delivery is a newer update of a known product"
+        );
+        // The same deliveries again are duplicates: answered, nothing staged.
+        let (latencies, staged) = closed_loop(&intake, &deliveries, 3).await.expect("rerun");
+        assert_eq!((latencies.len(), staged), (30, 0));
+    }
 
     #[test]
     fn process_ticks_are_read_after_a_command_name_with_spaces_and_parentheses() {

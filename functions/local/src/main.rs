@@ -187,9 +187,13 @@ enum BenchCommand {
         /// Products in the local catalog the deliveries touch.
         #[arg(long, default_value_t = 1_000)]
         products: usize,
-        /// Concurrent senders.
+        /// Concurrent senders, each sending when its last delivery is answered.
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
+        /// Instead of senders: deliveries arriving at this many per second whether or not
+        /// earlier ones were answered (open loop; latency from each delivery's due time).
+        #[arg(long, conflicts_with = "concurrency")]
+        rate: Option<f64>,
     },
     /// A full down-sync from the unthrottled simulator into a fresh embedded store, then the
     /// same again with nothing changed.
@@ -466,7 +470,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     count,
                     products,
                     concurrency,
-                } => bench::webhook_path(count.max(1), products.max(1), concurrency.max(1)).await?,
+                    rate,
+                } => {
+                    if let Some(rate) = rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+                        anyhow::bail!(
+                            "--rate must be a positive number of deliveries per second, not {rate}"
+                        );
+                    }
+                    bench::webhook_path(count.max(1), products.max(1), concurrency.max(1), rate)
+                        .await?
+                }
                 BenchCommand::DownSync { products, variants } => {
                     bench::down_sync(products.max(1), variants.max(1)).await?
                 }
