@@ -325,9 +325,27 @@ async fn fresh_store(dir: &std::path::Path) -> anyhow::Result<shopsync_store::St
     Ok(shopsync_store::Store::new(std::sync::Arc::new(backend)))
 }
 
+/// A fresh directory for a benchmark's store inside `parent` (the system's temporary
+/// directory when `None`), removed when dropped.
+pub fn store_dir(parent: Option<&std::path::Path>) -> anyhow::Result<tempfile::TempDir> {
+    match parent {
+        None => Ok(tempfile::tempdir()?),
+        Some(parent) => tempfile::tempdir_in(parent).map_err(|e| {
+            anyhow::anyhow!(
+                "--data {}: cannot make the benchmark's store directory there: {e}",
+                parent.display()
+            )
+        }),
+    }
+}
+
 /// A full down-sync of `products` × `variants` from the unthrottled simulator into a fresh
-/// embedded store, then a second one with nothing changed.
-pub async fn down_sync(products: usize, variants: usize) -> anyhow::Result<()> {
+/// embedded store in `dir`, then a second one with nothing changed.
+pub async fn down_sync(
+    dir: &std::path::Path,
+    products: usize,
+    variants: usize,
+) -> anyhow::Result<()> {
     let seeding = Instant::now();
     let sim = Simulator::start(
         SimConfig {
@@ -340,13 +358,13 @@ pub async fn down_sync(products: usize, variants: usize) -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "down-sync: simulator seeded with {products} products × {variants} variants in {:.1} s (RSS so far {:.0} MB)",
+        "down-sync: simulator seeded with {products} products × {variants} variants in {:.1} s (RSS so far {:.0} MB); store in {}",
         seeding.elapsed().as_secs_f64(),
-        peak_rss_mb().unwrap_or(0.0)
+        peak_rss_mb().unwrap_or(0.0),
+        dir.display()
     );
     let client = AdminClient::new(sim.client_config())?;
-    let dir = tempfile::tempdir()?;
-    let store = fresh_store(dir.path()).await?;
+    let store = fresh_store(dir).await?;
     let actor = shopsync_domain::Actor::new("system:bench")?;
     let rails = shopsync_domain::GuardRails::default();
     for run in ["first (all new)", "second (nothing changed)"] {
@@ -399,15 +417,15 @@ pub async fn down_sync(products: usize, variants: usize) -> anyhow::Result<()> {
 /// dedupe ledger, checked against the local product, staged as a pending row in one commit
 /// with its dedupe marks, its apply step enqueued, and the store flushed (fsync) before the
 /// answer. Latency per delivery, from senders sending back to back or (`rate`) from
-/// deliveries arriving at a fixed rate.
+/// deliveries arriving at a fixed rate. The store is made fresh in `dir`.
 pub async fn webhook_path(
+    dir: &std::path::Path,
     count: usize,
     products: usize,
     concurrency: usize,
     rate: Option<f64>,
 ) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (intake, deliveries) = webhook_bench_setup(dir.path(), count, products).await?;
+    let (intake, deliveries) = webhook_bench_setup(dir, count, products).await?;
     let started = Instant::now();
     let cpu = CpuWindow::start();
     let (mut latencies, staged) = match rate {
@@ -429,8 +447,14 @@ pub async fn webhook_path(
         }
         None => format!("{concurrency} sender(s) back to back"),
     };
+    let flush = match shopsync_store::Durability::from_env() {
+        shopsync_store::Durability::OnFlush => "durable flush",
+        shopsync_store::Durability::EveryCommit => "every commit fsynced",
+        shopsync_store::Durability::Relaxed => "no fsync before the answer",
+    };
+    let shown = dir.display();
     println!(
-        "webhook path (verify + dedupe + stage + enqueue + durable flush), {load}, {products} products: {count} deliveries in {seconds:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms (p90 {:.2} ms); staged {staged}; peak RSS {:.0} MB{cpu}",
+        "webhook path (verify + dedupe + stage + enqueue + {flush}) in {shown}, {load}, {products} products: {count} deliveries in {seconds:.1} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms (p90 {:.2} ms); staged {staged}; peak RSS {:.0} MB{cpu}",
         count as f64 / seconds,
         pct(0.50),
         pct(0.99),

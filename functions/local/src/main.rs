@@ -194,6 +194,11 @@ enum BenchCommand {
         /// earlier ones were answered (open loop; latency from each delivery's due time).
         #[arg(long, conflicts_with = "concurrency")]
         rate: Option<f64>,
+        /// Where the benchmark's store goes: a fresh directory inside this one, removed
+        /// afterwards (default: the system's temporary directory). Name the disk a deployment
+        /// would write to, or a RAM disk such as /dev/shm to leave the disk's flushes out.
+        #[arg(long, value_name = "DIR")]
+        data: Option<std::path::PathBuf>,
     },
     /// A full down-sync from the unthrottled simulator into a fresh embedded store, then the
     /// same again with nothing changed.
@@ -204,6 +209,11 @@ enum BenchCommand {
         /// Variants per product.
         #[arg(long, default_value_t = 3)]
         variants: usize,
+        /// Where the benchmark's store goes: a fresh directory inside this one, removed
+        /// afterwards (default: the system's temporary directory). Name the disk a deployment
+        /// would write to, or a RAM disk such as /dev/shm to leave the disk's flushes out.
+        #[arg(long, value_name = "DIR")]
+        data: Option<std::path::PathBuf>,
     },
 }
 
@@ -471,17 +481,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     products,
                     concurrency,
                     rate,
+                    data,
                 } => {
                     if let Some(rate) = rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
                         anyhow::bail!(
                             "--rate must be a positive number of deliveries per second, not {rate}"
                         );
                     }
-                    bench::webhook_path(count.max(1), products.max(1), concurrency.max(1), rate)
-                        .await?
+                    let dir = bench::store_dir(data.as_deref())?;
+                    bench::webhook_path(
+                        dir.path(),
+                        count.max(1),
+                        products.max(1),
+                        concurrency.max(1),
+                        rate,
+                    )
+                    .await?
                 }
-                BenchCommand::DownSync { products, variants } => {
-                    bench::down_sync(products.max(1), variants.max(1)).await?
+                BenchCommand::DownSync {
+                    products,
+                    variants,
+                    data,
+                } => {
+                    let dir = bench::store_dir(data.as_deref())?;
+                    bench::down_sync(dir.path(), products.max(1), variants.max(1)).await?
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -26,4 +26,4 @@ pub use repo::{
     IdempotencyStart, IdempotencyState, Paged, ProductCommit, ReplaceError, RepoError, Store,
 };
 pub use schema::{Table, TableDef};
-pub use sqlite::SqliteStore;
+pub use sqlite::{Durability, SqliteStore};

@@ -270,7 +270,8 @@ pub enum Durability {
 }
 
 impl Durability {
-    fn from_env() -> Self {
+    /// What `SHOPSYNC_EMBEDDED_SYNC` asks for (`flush` when unset or unknown).
+    pub fn from_env() -> Self {
         match std::env::var("SHOPSYNC_EMBEDDED_SYNC").as_deref() {
             Ok("full") => Durability::EveryCommit,
             Ok("normal") => Durability::Relaxed,
