@@ -376,8 +376,9 @@ pub async fn down_sync(
         let seconds = started.elapsed().as_secs_f64();
         // Shopify builds a bulk export on its own servers; here the simulator builds it in
         // this process, on the same cores, while the sync waits for it.
-        let export_build =
-            (sim.with_shop(|shop| shop.bulk_build_time()) - built_before).as_secs_f64();
+        let (built_after, exports_held) =
+            sim.with_shop(|shop| (shop.bulk_build_time(), shop.bulk_bytes_held()));
+        let export_build = (built_after - built_before).as_secs_f64();
         let log = shopsync_engine::sync::performance_of(&store, op.operation_uuid).await?;
         let stages = log
             .map(|l| {
@@ -405,9 +406,10 @@ pub async fn down_sync(
             peak_rss_mb().unwrap_or(0.0)
         );
         println!(
-            "  of which the simulator built the export (Shopify's side) in {export_build:.1} s; shopsync's own time {:.1} s = {:.0} products/s{cpu}",
+            "  of which the simulator built the export (Shopify's side) in {export_build:.1} s; shopsync's own time {:.1} s = {:.0} products/s{cpu}; the simulator holds {:.0} MB of exports in this process (in the RSS)",
             seconds - export_build,
-            s.processed as f64 / (seconds - export_build).max(f64::EPSILON)
+            s.processed as f64 / (seconds - export_build).max(f64::EPSILON),
+            exports_held as f64 / 1e6
         );
     }
     Ok(())

@@ -2140,6 +2140,16 @@ impl Shop {
         self.bulk_ops.values().map(|b| b.built_in).sum()
     }
 
+    /// Bytes of bulk results the shop holds (it keeps every result, as Shopify keeps them for
+    /// a week).
+    pub fn bulk_bytes_held(&self) -> usize {
+        self.bulk_ops
+            .values()
+            .flat_map(|b| b.data.iter())
+            .map(|part| part.len())
+            .sum()
+    }
+
     /// A bulk operation's JSONL, once completed.
     pub fn bulk_data(&self, id: u64) -> Option<bytes::Bytes> {
         self.bulk_parts(id).map(|parts| parts.concat().into())

@@ -613,6 +613,11 @@ async fn bulk_export_streams_every_product_with_variants_and_levels() {
         .and_then(|n| n.parse().ok())
         .unwrap();
     let data = sim.with_shop(|s| s.bulk_data(op_id)).unwrap();
+    assert_eq!(
+        sim.with_shop(|s| s.bulk_bytes_held()),
+        data.len(),
+        "the only result held is this one"
+    );
     let text = std::str::from_utf8(&data).unwrap();
     let mut kinds = BTreeMap::new();
     for line in text.lines() {
