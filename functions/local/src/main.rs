@@ -12,7 +12,7 @@ mod config;
 mod serve;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use config::{ShopifyArgs, StoreArgs};
 use shopsync_store::migrate::{migrate, MigrateError, MigrateOptions};
 use std::process::ExitCode;
@@ -161,6 +161,16 @@ enum Direction {
     Bidirectional,
 }
 
+/// `--data`, shared by the benchmarks that make a store.
+#[derive(Debug, Args)]
+struct BenchStore {
+    /// Where the benchmark's store goes: a fresh directory inside this one, removed
+    /// afterwards (default: the system's temporary directory). Name the disk a deployment
+    /// would write to, or a RAM disk such as /dev/shm to leave the disk's flushes out.
+    #[arg(long, value_name = "DIR")]
+    data: Option<std::path::PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Push throughput against the simulator on the Standard plan (cost points/s vs restore rate).
@@ -194,11 +204,8 @@ enum BenchCommand {
         /// earlier ones were answered (open loop; latency from each delivery's due time).
         #[arg(long, conflicts_with = "concurrency")]
         rate: Option<f64>,
-        /// Where the benchmark's store goes: a fresh directory inside this one, removed
-        /// afterwards (default: the system's temporary directory). Name the disk a deployment
-        /// would write to, or a RAM disk such as /dev/shm to leave the disk's flushes out.
-        #[arg(long, value_name = "DIR")]
-        data: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        store: BenchStore,
     },
     /// A full down-sync from the unthrottled simulator into a fresh embedded store, then the
     /// same again with nothing changed.
@@ -209,11 +216,8 @@ enum BenchCommand {
         /// Variants per product.
         #[arg(long, default_value_t = 3)]
         variants: usize,
-        /// Where the benchmark's store goes: a fresh directory inside this one, removed
-        /// afterwards (default: the system's temporary directory). Name the disk a deployment
-        /// would write to, or a RAM disk such as /dev/shm to leave the disk's flushes out.
-        #[arg(long, value_name = "DIR")]
-        data: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        store: BenchStore,
     },
 }
 
@@ -481,14 +485,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     products,
                     concurrency,
                     rate,
-                    data,
+                    store,
                 } => {
                     if let Some(rate) = rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
                         anyhow::bail!(
                             "--rate must be a positive number of deliveries per second, not {rate}"
                         );
                     }
-                    let dir = bench::store_dir(data.as_deref())?;
+                    let dir = bench::store_dir(store.data.as_deref())?;
                     bench::webhook_path(
                         dir.path(),
                         count.max(1),
@@ -501,9 +505,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 BenchCommand::DownSync {
                     products,
                     variants,
-                    data,
+                    store,
                 } => {
-                    let dir = bench::store_dir(data.as_deref())?;
+                    let dir = bench::store_dir(store.data.as_deref())?;
                     bench::down_sync(dir.path(), products.max(1), variants.max(1)).await?
                 }
             }
