@@ -100,7 +100,8 @@ enum OperationAction {
         /// Operation id.
         id: String,
         /// Only these staged rows (comma-separated ids); the operation completes once no row
-        /// waits.
+        /// waits. The day's realtime operation (webhooks) takes its rows this way while its
+        /// day is open.
         #[arg(long, value_delimiter = ',')]
         rows: Vec<String>,
         /// Who approves.

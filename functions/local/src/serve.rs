@@ -195,7 +195,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let jobs = vec![
                     JobMessage::new(Job::IncrementalDown, now),
                     JobMessage::new(Job::Up, now),
-                    JobMessage::new(Job::Redactions, now),
+                    JobMessage::new(Job::Maintenance, now),
                 ];
                 if let Err(e) = queue.send(jobs).await {
                     tracing::error!(error = %e, "scheduler stopped");
@@ -208,7 +208,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "  scheduler: {}",
         if args.sync_interval_secs > 0 {
             format!(
-                "incremental down + up + due shop redactions every {} s (SHOPSYNC_SYNC_INTERVAL_SECS)",
+                "incremental down + up + maintenance (due shop redactions; realtime operations counted, past days concluded) every {} s (SHOPSYNC_SYNC_INTERVAL_SECS)",
                 args.sync_interval_secs
             )
         } else {
@@ -391,13 +391,24 @@ async fn operation(
         .await;
     let performance = shopsync_engine::sync::performance_of(&app.store, op_id).await;
     match (staging, conflicts, performance) {
-        (Ok(staging), Ok(conflicts), Ok(performance)) => Json(json!({
-            "operation": op,
-            "staging": staging,
-            "conflicts": conflicts,
-            "performance": performance,
-        }))
-        .into_response(),
+        (Ok(staging), Ok(conflicts), Ok(performance)) => {
+            let mut op = op;
+            if op.operation_type == shopsync_domain::OperationType::Realtime
+                && op.status == shopsync_domain::OperationStatus::InProgress
+            {
+                // The day's counts as of now (the stored ones are brought up to date by the
+                // scheduler's maintenance).
+                op.statistics =
+                    shopsync_engine::realtime::realtime_statistics(&staging, &conflicts);
+            }
+            Json(json!({
+                "operation": op,
+                "staging": staging,
+                "conflicts": conflicts,
+                "performance": performance,
+            }))
+            .into_response()
+        }
         (Err(e), _, _) | (_, _, Err(e)) => internal(e).into_response(),
         (_, Err(e), _) => internal(e).into_response(),
     }

@@ -137,6 +137,31 @@ async fn a_webhook_delivered_three_times_and_out_of_order_is_one_change() {
     assert_eq!(history[0]["product_data"]["title"], "Newest title");
     let (_, now) = get(&server, &format!("/api/v1/products/{id}"), Some("t0ken")).await;
     assert_eq!(now["product"]["title"], "Newest title", "{now}");
+
+    // The day's realtime operation counts that one change, as of now.
+    let (_, list) = get(&server, "/api/v1/operations", Some("t0ken")).await;
+    let realtime = list["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|op| op["operation_type"] == "realtime")
+        .unwrap_or_else(|| panic!("a realtime operation: {list}"));
+    let (_, detail) = get(
+        &server,
+        &format!(
+            "/api/v1/operations/{}",
+            realtime["operation_uuid"].as_str().unwrap()
+        ),
+        Some("t0ken"),
+    )
+    .await;
+    let stats = &detail["operation"]["statistics"];
+    assert_eq!(
+        (&stats["processed"], &stats["updated"], &stats["created"]),
+        (&json!(1), &json!(1), &json!(0)),
+        "{detail}"
+    );
+    assert_eq!(detail["operation"]["status"], "in_progress");
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ async fn the_schedule_input_chooses_the_job_and_the_request_id_names_the_message
             json!({"type": "incremental_sync", "direction": "up"}),
             Job::Up,
         ),
-        (json!({"type": "maintenance"}), Job::Redactions),
+        (json!({"type": "maintenance"}), Job::Maintenance),
     ] {
         let done = scheduled_sync::handle(&queue, &event, "req-7", now)
             .await

@@ -34,8 +34,11 @@ pub enum Job {
         /// The operation.
         operation: OperationId,
     },
-    /// Carry out shop redactions that are due (Shopify's shop/redact).
-    Redactions,
+    /// Maintenance: carry out shop redactions that are due (Shopify's shop/redact), and bring
+    /// the realtime operations up to date (statistics counted from their rows; a day that is
+    /// over concluded). Messages of older builds name it `redactions`.
+    #[serde(alias = "redactions")]
+    Maintenance,
     /// The next step of a long operation (see [`crate::steps`]).
     Step {
         /// The operation.
@@ -66,7 +69,7 @@ impl Job {
 
 /// What an EventBridge schedule asks for (the rule's input): `{"type": "incremental_sync",
 /// "direction": "down"}`. Types: `full_sync`, `incremental_sync`, `reconcile`, `maintenance` (due shop
-/// redactions); directions: `down`, `up`, `bidirectional`.
+/// redactions; realtime operations brought up to date); directions: `down`, `up`, `bidirectional`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleInput {
@@ -87,7 +90,7 @@ impl ScheduleInput {
             ("incremental_sync", "down") => Ok(Job::IncrementalDown),
             ("full_sync" | "incremental_sync", "up") => Ok(Job::Up),
             ("full_sync" | "incremental_sync", "bidirectional") => Ok(Job::Bidirectional),
-            ("maintenance", _) => Ok(Job::Redactions),
+            ("maintenance", _) => Ok(Job::Maintenance),
             ("reconcile", "down") => Ok(Job::Reconcile),
             (t @ ("full_sync" | "incremental_sync"), d) => Err(JobError::Poison(format!(
                 "schedule input: {t} cannot run in direction `{d}` (use down, up or bidirectional)"
@@ -285,9 +288,9 @@ impl Worker {
         message: &JobMessage,
         deadline: Option<std::time::Instant>,
     ) -> Result<JobOutcome, JobError> {
-        if message.job == Job::Redactions {
+        if message.job == Job::Maintenance {
             // Idempotent on its own, and it clears the idempotency table a claim would be in.
-            self.redact_due().await?;
+            self.maintain().await?;
             return Ok(JobOutcome::Ran(None));
         }
         let now = Utc::now();
@@ -451,8 +454,8 @@ impl Worker {
                 crate::plan::push_after_approval(&self.store, &self.client, &self.actor, approved)
                     .await
             }
-            Job::Redactions => {
-                self.redact_due().await?;
+            Job::Maintenance => {
+                self.maintain().await?;
                 return Ok(None);
             }
             Job::ApplyRows { operation, rows } => {
@@ -546,6 +549,20 @@ impl Worker {
 
     /// Carries out every shop redaction that is due; each is idempotent on its own (a
     /// finished one is no longer due).
+    /// Maintenance: due shop redactions, then the realtime operations brought up to date.
+    async fn maintain(&self) -> Result<(), EngineError> {
+        self.redact_due().await?;
+        for op in crate::realtime::refresh_realtime_operations(&self.store, Utc::now()).await? {
+            tracing::info!(
+                operation = %op.operation_uuid,
+                status = %shopsync_domain::status::status_name(op.status),
+                processed = op.statistics.processed,
+                "realtime operation brought up to date"
+            );
+        }
+        Ok(())
+    }
+
     async fn redact_due(&self) -> Result<(), EngineError> {
         let now = Utc::now();
         for request in self.store.due_redactions(now).await? {

@@ -741,13 +741,48 @@ async fn reject_pending(
 
 /// Why an operation could not be approved or rejected.
 fn not_waiting(operation: &SyncOperation) -> EngineError {
-    EngineError::Store(RepoError::Store(shopsync_store::StoreError::Invalid(
-        format!(
-            "operation {} is {}, not awaiting approval",
-            operation.operation_uuid,
-            shopsync_domain::status::status_name(operation.status)
-        ),
-    )))
+    let hint = if operation.operation_type == shopsync_domain::OperationType::Realtime
+        && operation.status == OperationStatus::InProgress
+    {
+        " (its day is still open: decide its rows one by one with --rows)"
+    } else {
+        ""
+    };
+    invalid(format!(
+        "operation {} is {}, not awaiting approval{hint}",
+        operation.operation_uuid,
+        shopsync_domain::status::status_name(operation.status)
+    ))
+}
+
+/// An operation whose rows can be decided one by one: one waiting for approval, or the
+/// realtime operation of a day still open (its webhook deletes and conflicts wait for review
+/// while the day's deliveries keep coming).
+async fn load_deciding(
+    store: &Store,
+    id: shopsync_domain::OperationId,
+) -> Result<SyncOperation, EngineError> {
+    let operation = load(store, id).await?;
+    let open_realtime = operation.operation_type == shopsync_domain::OperationType::Realtime
+        && operation.status == OperationStatus::InProgress;
+    if operation.status != OperationStatus::AwaitingApproval && !open_realtime {
+        return Err(not_waiting(&operation));
+    }
+    Ok(operation)
+}
+
+/// After rows of an open realtime operation were decided: its counts recounted from its rows
+/// (it stays in progress until its day is over).
+async fn recount_realtime(
+    store: &Store,
+    id: shopsync_domain::OperationId,
+) -> Result<SyncOperation, EngineError> {
+    let current = load(store, id).await?;
+    Ok(
+        crate::realtime::refresh_realtime(store, &current, Utc::now())
+            .await?
+            .unwrap_or(current),
+    )
 }
 
 /// An operation that waits for approval (anything else is refused with its status).
@@ -1072,16 +1107,29 @@ async fn complete_if_decided(
     Ok(operation)
 }
 
-/// Approves some rows of an operation waiting for approval: they are applied; the operation
-/// completes once no row waits.
+/// Approves some rows of an operation waiting for approval, or of the open realtime operation
+/// of the day: they are applied (deletes included); a held operation completes once no row
+/// waits, a realtime one is recounted and stays open until its day is over.
 pub async fn approve_rows(
     store: &Store,
     id: shopsync_domain::OperationId,
     rows: &[shopsync_domain::StagingId],
     actor: &Actor,
 ) -> Result<SyncOperation, EngineError> {
-    let operation = load_waiting(store, id).await?;
+    let operation = load_deciding(store, id).await?;
     let rows = named_rows(store, id, rows).await?;
+    if operation.status == OperationStatus::InProgress {
+        apply_rows_as(
+            store,
+            &operation,
+            rows,
+            actor,
+            &mut StageTimes::default(),
+            Review::Approved,
+        )
+        .await?;
+        return recount_realtime(store, id).await;
+    }
     let stats = apply_rows_as(
         store,
         &operation,
@@ -1102,8 +1150,8 @@ pub async fn approve_rows(
     complete_if_decided(store, counted, actor).await
 }
 
-/// Rejects some rows of an operation waiting for approval (nothing of them is applied); the
-/// operation completes once no row waits.
+/// Rejects some rows of an operation waiting for approval, or of the open realtime operation
+/// of the day (nothing of them is applied); a held operation completes once no row waits.
 pub async fn reject_rows(
     store: &Store,
     id: shopsync_domain::OperationId,
@@ -1111,10 +1159,13 @@ pub async fn reject_rows(
     actor: &Actor,
     reason: &str,
 ) -> Result<SyncOperation, EngineError> {
-    let operation = load_waiting(store, id).await?;
+    let operation = load_deciding(store, id).await?;
     let rows = named_rows(store, id, rows).await?;
     let why = format!("rejected by {actor}: {reason}");
     reject_pending(store, rows, actor, &why, Utc::now()).await?;
+    if operation.status == OperationStatus::InProgress {
+        return recount_realtime(store, id).await;
+    }
     complete_if_decided(store, operation, actor).await
 }
 
@@ -1127,6 +1178,11 @@ pub async fn cancel_operation(
     reason: &str,
 ) -> Result<SyncOperation, EngineError> {
     let mut operation = load(store, id).await?;
+    if operation.operation_type == shopsync_domain::OperationType::Realtime {
+        return Err(invalid(format!(
+            "operation {id} is a realtime operation: it records the day's webhooks, which keep coming; reject its waiting rows instead (--rows)"
+        )));
+    }
     let before = operation.clone();
     operation
         .move_to(

@@ -634,3 +634,162 @@ async fn take_inventory_level(
         )),
     )))
 }
+
+/// How long after its UTC day ends a realtime operation stays open, for apply steps still on
+/// the queue (redeliveries), before it is concluded.
+pub const REALTIME_CLOSE_GRACE_MINUTES: i64 = 60;
+
+/// The statistics of a realtime operation, counted from what it holds. Its deliveries are
+/// staged by many instances at once, so none of them keeps the operation's counts (a counter
+/// on the one item would also be a hot key on DynamoDB); the rows are the record. Every row
+/// is processed; applied rows count as created, updated or deleted by their change type;
+/// failed rows as failed; rejected and superseded rows as skipped; conflicts as in every
+/// operation (open ones, and those the policy settled). Deliveries that needed no row
+/// (unchanged, stale, echoes, duplicates) are not counted.
+pub fn realtime_statistics(
+    rows: &[ProductsStaging],
+    conflicts: &[shopsync_domain::SyncConflict],
+) -> OperationStatistics {
+    let mut stats = OperationStatistics {
+        processed: rows.len() as u64,
+        ..OperationStatistics::default()
+    };
+    for row in rows {
+        match (row.status, row.change_type) {
+            (StagingStatus::Applied, ChangeType::Create) => stats.created += 1,
+            (StagingStatus::Applied, ChangeType::Update) => stats.updated += 1,
+            (StagingStatus::Applied, ChangeType::Delete) => stats.deleted += 1,
+            (StagingStatus::Failed, _) => stats.failed += 1,
+            (StagingStatus::Rejected | StagingStatus::Superseded, _) => stats.skipped += 1,
+            (StagingStatus::Pending | StagingStatus::Approved, _) => {}
+        }
+    }
+    stats.conflicts = conflicts
+        .iter()
+        .filter(|c| c.status == shopsync_domain::ConflictStatus::Open)
+        .count() as u64;
+    stats.auto_resolved = conflicts
+        .iter()
+        .filter(|c| c.status == shopsync_domain::ConflictStatus::Resolved)
+        .count() as u64;
+    stats
+}
+
+/// Whether `operation` is a realtime operation whose day (and grace) ended before `now`.
+pub fn realtime_day_over(operation: &SyncOperation, now: DateTime<Utc>) -> bool {
+    operation.operation_type == OperationType::Realtime
+        && realtime_operation_id(now) != operation.operation_uuid
+        && day_end(operation.created_at) + chrono::Duration::minutes(REALTIME_CLOSE_GRACE_MINUTES)
+            <= now
+}
+
+/// The midnight (UTC) that ends the day of `at`.
+fn day_end(at: DateTime<Utc>) -> DateTime<Utc> {
+    let day = at.timestamp().div_euclid(86_400);
+    DateTime::from_timestamp((day + 1) * 86_400, 0).unwrap_or(at)
+}
+
+/// The rows and conflicts of an operation.
+async fn holdings(
+    store: &Store,
+    operation: OperationId,
+) -> Result<(Vec<ProductsStaging>, Vec<shopsync_domain::SyncConflict>), EngineError> {
+    let rows = crate::plan::operation_rows(store, operation).await?;
+    let conflicts = store
+        .query_all(shopsync_store::item::Query::new(
+            shopsync_store::Table::SyncConflicts,
+            Some("by_operation"),
+            operation.to_string(),
+        ))
+        .await?;
+    Ok((rows, conflicts))
+}
+
+/// Brings one realtime operation in progress up to date: its statistics recounted from its
+/// rows ([`realtime_statistics`]) and, once its day is over, concluded: completed when no
+/// row waits, otherwise awaiting approval with what waits named (deletes and conflicts
+/// staged from webhooks are decided by a person). The write is conditional on the operation
+/// as read; when someone else wrote it meanwhile, theirs stands and `None` is returned, as
+/// when nothing changed.
+pub async fn refresh_realtime(
+    store: &Store,
+    operation: &SyncOperation,
+    now: DateTime<Utc>,
+) -> Result<Option<SyncOperation>, EngineError> {
+    if operation.operation_type != OperationType::Realtime
+        || operation.status != OperationStatus::InProgress
+    {
+        return Ok(None);
+    }
+    let (rows, conflicts) = holdings(store, operation.operation_uuid).await?;
+    let mut updated = operation.clone();
+    updated.statistics = realtime_statistics(&rows, &conflicts);
+    if realtime_day_over(operation, now) {
+        let waiting = rows
+            .iter()
+            .filter(|r| matches!(r.status, StagingStatus::Pending | StagingStatus::Approved))
+            .count();
+        if waiting == 0 {
+            updated.move_to(
+                OperationStatus::Completed,
+                Some("the day's webhooks are all applied".into()),
+                now,
+            )?;
+        } else {
+            updated.move_to(
+                OperationStatus::AwaitingApproval,
+                Some(format!(
+                    "the day is over; {waiting} staged change(s) wait for review (deletes and conflicts from webhooks)"
+                )),
+                now,
+            )?;
+        }
+    } else if updated.statistics == operation.statistics {
+        return Ok(None);
+    } else {
+        updated.updated_at = now;
+    }
+    let expected = shopsync_store::item::Condition::And(vec![
+        shopsync_store::item::Condition::Eq("status", "in_progress".into()),
+        shopsync_store::item::Condition::Eq(
+            "updated_at",
+            operation.updated_at.timestamp_millis().into(),
+        ),
+    ]);
+    match store.replace_if(&updated, expected).await {
+        Ok(()) => Ok(Some(updated)),
+        Err(shopsync_store::ReplaceError::Changed(current)) => {
+            tracing::debug!(
+                operation = %current.operation_uuid,
+                "realtime operation written meanwhile; its writer's counts stand"
+            );
+            Ok(None)
+        }
+        Err(shopsync_store::ReplaceError::Repo(e)) => Err(e.into()),
+    }
+}
+
+/// [`refresh_realtime`] for every realtime operation in progress (maintenance: the
+/// scheduler runs it with due redactions). Returns the operations written.
+pub async fn refresh_realtime_operations(
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<SyncOperation>, EngineError> {
+    let mut query = shopsync_store::item::Query::new(
+        shopsync_store::Table::SyncOperations,
+        Some("by_status"),
+        "in_progress",
+    );
+    query.limit = 100;
+    let open: Vec<SyncOperation> = store.query_all(query).await?;
+    let mut written = Vec::new();
+    for operation in open
+        .iter()
+        .filter(|op| op.operation_type == OperationType::Realtime)
+    {
+        if let Some(op) = refresh_realtime(store, operation, now).await? {
+            written.push(op);
+        }
+    }
+    Ok(written)
+}

@@ -104,7 +104,7 @@ async fn the_redactions_job_carries_out_due_shop_redactions() {
     store.record_compliance(&request).await.unwrap();
     assert_eq!(
         worker
-            .handle(&JobMessage::new(Job::Redactions, chrono::Utc::now()))
+            .handle(&JobMessage::new(Job::Maintenance, chrono::Utc::now()))
             .await
             .unwrap(),
         JobOutcome::Ran(None)
@@ -149,7 +149,7 @@ fn schedule_inputs_choose_the_job_and_bad_ones_say_why() {
     );
     assert_eq!(
         input(r#"{"type":"maintenance"}"#).job().unwrap(),
-        Job::Redactions
+        Job::Maintenance
     );
     let err = input(r#"{"type":"full_sync","direction":"sideways"}"#)
         .job()

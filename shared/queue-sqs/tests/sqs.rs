@@ -132,7 +132,7 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_and_fails_its_operation(
         .await
         .unwrap();
     queue
-        .send(vec![JobMessage::new(Job::Redactions, chrono::Utc::now())])
+        .send(vec![JobMessage::new(Job::Maintenance, chrono::Utc::now())])
         .await
         .unwrap();
 
