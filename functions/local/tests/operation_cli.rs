@@ -124,7 +124,7 @@ fn a_dry_run_stages_the_changes_and_applies_nothing() {
     );
     assert!(ok, "{out}{err}");
     assert!(
-        out.contains("dry run: 3 change(s) staged, nothing applied; would apply"),
+        out.contains("dry run: 3 change(s) staged, nothing applied (3 new, 0 updated, 0 to delete); would apply (no guard rail trips)"),
         "{out}"
     );
     // Nothing was applied: a real run afterwards creates all three.

@@ -910,13 +910,18 @@ impl Conclusion<'_> {
                     shopsync_domain::Verdict::Hold(reasons) => {
                         format!("would wait for approval: {}", reasons.join("; "))
                     }
-                    shopsync_domain::Verdict::Proceed => "would apply".to_owned(),
+                    shopsync_domain::Verdict::Proceed => {
+                        "would apply (no guard rail trips)".to_owned()
+                    }
                 };
                 operation.move_to(
                     OperationStatus::Completed,
                     Some(format!(
-                        "dry run: {} change(s) staged, nothing applied; {would}",
-                        summary.changes
+                        "dry run: {} change(s) staged, nothing applied ({} new, {} updated, {} to delete); {would}",
+                        summary.changes + summary.deletes,
+                        summary.changes.saturating_sub(summary.updates),
+                        summary.updates,
+                        summary.deletes,
                     )),
                     Utc::now(),
                 )?;

@@ -694,7 +694,10 @@ impl Stepper<'_> {
                     }
                 }
                 Phase::Missing { bulk, url, objects } => {
-                    self.find_missing(operation, (&bulk, url.as_deref(), objects), times)
+                    // The deletes it proposes are judged with the rest of the plan (the
+                    // delete rail), counted again in full when the phase is redelivered.
+                    checkpoint.summary.deletes += self
+                        .find_missing(operation, (&bulk, url.as_deref(), objects), times)
                         .await?;
                     checkpoint.phase = Phase::Conclude;
                     if past(deadline) {
@@ -875,8 +878,10 @@ impl Stepper<'_> {
     }
 
     /// Reads which products the export holds and records every local product mirrored from
-    /// Shopify that it lacks: an open `missing_remotely` conflict (unless one is open already)
-    /// and a delete row waiting for review. Nothing is deleted.
+    /// Shopify that it lacks: an open `missing_remotely` conflict and a delete row waiting
+    /// for review, in one transaction. Nothing is deleted. A product with another open
+    /// conflict is left to that one. Returns how many deletes this operation proposes,
+    /// those it recorded before a redelivery included (recorded once).
     async fn find_missing(
         &self,
         operation: &SyncOperation,
@@ -913,20 +918,27 @@ impl Stepper<'_> {
         let now = Utc::now();
         let mut recorded = 0;
         for product in missing {
-            if crate::up::has_open_conflicts(self.store, product.id).await? {
+            let (row_id, conflict_id) = missing_record_ids(operation.operation_uuid, product.id);
+            let open = crate::up::open_conflicts(self.store, product.id).await?;
+            if open.iter().any(|c| c.conflict_uuid == conflict_id) {
+                // Recorded by this operation before the step was redelivered.
+                recorded += 1;
                 continue;
             }
-            let row = crate::realtime::delete_row(
+            if !open.is_empty() {
+                continue;
+            }
+            let mut row = crate::realtime::delete_row(
                 operation,
                 &product,
                 product.shopify_id,
                 self.actor,
                 now,
             );
-            let mut row = row;
+            row.id = row_id;
             row.has_conflicts = true;
             row.error = Some("no longer in Shopify; nobody deleted it here: review".into());
-            self.store.insert(&row).await?;
+            let mut writes = vec![Store::insert_write(&row)?];
             if !operation.dry_run {
                 let mut conflict = shopsync_domain::SyncConflict::field(
                     operation.operation_uuid,
@@ -949,10 +961,31 @@ impl Stepper<'_> {
                     },
                     now,
                 );
+                conflict.conflict_uuid = conflict_id;
                 conflict.conflict_type = shopsync_domain::ConflictType::MissingRemotely;
-                self.store.insert(&conflict).await?;
+                writes.push(Store::insert_write(&conflict)?);
             }
-            recorded += 1;
+            match self.store.commit_writes(writes).await? {
+                Ok(()) => recorded += 1,
+                // The row exists: this operation recorded it before the step was redelivered
+                // (a dry run's, which records no conflict to find above).
+                Err(reasons)
+                    if matches!(
+                        reasons.first(),
+                        Some(shopsync_store::CancelReason::ConditionFailed(_))
+                    ) =>
+                {
+                    recorded += 1
+                }
+                Err(reasons) => {
+                    return Err(EngineError::Store(RepoError::Store(
+                        shopsync_store::StoreError::Invalid(format!(
+                            "recording product {} as missing from Shopify was refused: {reasons:?}",
+                            product.id
+                        )),
+                    )))
+                }
+            }
         }
         times.add(Stage::Stage, staging);
         Ok(recorded)
@@ -1098,4 +1131,28 @@ fn progress(operation: &SyncOperation, phase: &'static str, done: u64, total: Op
         total = total.unwrap_or(0),
         "progress"
     );
+}
+
+/// The ids of the delete row and the conflict a reconcile records for a product missing from
+/// Shopify: derived from the operation and the product, so a redelivered step finds what it
+/// recorded (an insert refused as present) instead of recording it twice.
+fn missing_record_ids(
+    operation: OperationId,
+    product: shopsync_domain::ProductId,
+) -> (shopsync_domain::StagingId, shopsync_domain::ConflictId) {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"shopsync/reconcile/missing\0")
+        .chain_update(operation.uuid().as_bytes())
+        .chain_update(product.uuid().as_bytes())
+        .finalize();
+    let half = |from: usize| {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[from..from + 16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    };
+    (
+        shopsync_domain::StagingId::from_uuid(half(0)),
+        shopsync_domain::ConflictId::from_uuid(half(16)),
+    )
 }

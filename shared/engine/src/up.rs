@@ -450,6 +450,14 @@ pub async fn has_open_conflicts(
     store: &Store,
     product: shopsync_domain::ProductId,
 ) -> Result<bool, EngineError> {
+    Ok(!open_conflicts(store, product).await?.is_empty())
+}
+
+/// The open conflicts of `product`.
+pub async fn open_conflicts(
+    store: &Store,
+    product: shopsync_domain::ProductId,
+) -> Result<Vec<shopsync_domain::SyncConflict>, EngineError> {
     let conflicts: Vec<shopsync_domain::SyncConflict> = store
         .query_all(Query::new(
             Table::SyncConflicts,
@@ -458,8 +466,9 @@ pub async fn has_open_conflicts(
         ))
         .await?;
     Ok(conflicts
-        .iter()
-        .any(|c| c.status == shopsync_domain::ConflictStatus::Open))
+        .into_iter()
+        .filter(|c| c.status == shopsync_domain::ConflictStatus::Open)
+        .collect())
 }
 
 /// Pushes every product with local changes Shopify lacks, except those with open conflicts

@@ -99,3 +99,190 @@ async fn reconcile_reports_products_gone_from_shopify_and_takes_missed_changes()
         .unwrap();
     assert_eq!(all.len(), 1);
 }
+
+#[tokio::test]
+async fn many_products_gone_from_shopify_hold_the_reconcile_for_approval() {
+    let (sim, client, store, _dir) = common::setup(6, 1).await;
+    let actor = Actor::new("system:reconcile").unwrap();
+    let rails = GuardRails {
+        max_deletes: 2,
+        ..GuardRails::default()
+    };
+    run_full_down(&store, &client, &actor, &rails)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+    sim.with_shop(|s| {
+        for id in &ids[..3] {
+            s.delete_product(*id);
+        }
+    });
+    let stepper = Stepper {
+        store: &store,
+        client: &client,
+        actor: &actor,
+        rails: &rails,
+    };
+    let held = stepper
+        .run_to_end(SyncKind::Reconcile { dry_run: false })
+        .await
+        .unwrap();
+    assert_eq!(
+        held.status,
+        shopsync_domain::OperationStatus::AwaitingApproval
+    );
+    let reason = held.status_reason.clone().unwrap_or_default();
+    assert!(reason.contains("3 products would be deleted"), "{reason}");
+
+    // Approving the operation deletes nothing: each missing product waits for its conflict.
+    let approved = shopsync_engine::plan::approve_operation(&store, held.operation_uuid, &actor)
+        .await
+        .unwrap();
+    assert_eq!(approved.status, shopsync_domain::OperationStatus::Completed);
+    for id in &ids[..3] {
+        let local = local_id_for(ShopifyProductId::new(*id).unwrap());
+        assert!(store.product(local).await.unwrap().is_some());
+    }
+
+    // The next reconcile proposes nothing new (the conflicts are open already): not held.
+    let next = stepper
+        .run_to_end(SyncKind::Reconcile { dry_run: false })
+        .await
+        .unwrap();
+    assert_eq!(next.status, shopsync_domain::OperationStatus::Completed);
+}
+
+/// Runs a reconcile of a catalog missing three products from Shopify step by step; the step
+/// that records them loses its checkpoint (a Lambda timeout after its writes), so the queue
+/// redelivers it. Returns the finished operation and the missing products' local ids.
+async fn reconcile_cut_while_recording_missing(
+    dry_run: bool,
+    rails: GuardRails,
+) -> (
+    shopsync_domain::SyncOperation,
+    shopsync_store::Store,
+    Vec<shopsync_domain::ProductId>,
+    tempfile::TempDir,
+) {
+    use shopsync_engine::steps::{Checkpoint, Phase, StepOutcome};
+    use std::time::Instant;
+    let (sim, client, store, dir) = common::setup(6, 1).await;
+    let actor = Actor::new("system:reconcile").unwrap();
+    run_full_down(&store, &client, &actor, &rails)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+    sim.with_shop(|s| {
+        for id in &ids[..3] {
+            s.delete_product(*id);
+        }
+    });
+    let stepper = Stepper {
+        store: &store,
+        client: &client,
+        actor: &actor,
+        rails: &rails,
+    };
+    let id = stepper
+        .open(SyncKind::Reconcile { dry_run })
+        .await
+        .unwrap()
+        .operation_uuid;
+    let (mut step, mut cut) = (1, false);
+    let finished = loop {
+        assert!(step < 1000, "the operation ends");
+        let operation = shopsync_engine::steps::load_operation(&store, id)
+            .await
+            .unwrap();
+        let phase = Checkpoint::of(&operation).map(|c| c.phase);
+        if !cut && matches!(phase, Some(Phase::Missing { .. })) {
+            // The step records every missing product, then its sandbox dies before the
+            // checkpoint is saved: the operation is as it was before the step.
+            cut = true;
+            let before = common::count(&store, Table::ProductsStaging).await;
+            let outcome = stepper.step(id, step, Some(Instant::now())).await.unwrap();
+            assert!(matches!(outcome, StepOutcome::Continue(_)), "{outcome:?}");
+            assert_eq!(
+                common::count(&store, Table::ProductsStaging).await,
+                before + 3
+            );
+            store
+                .replace_if(&operation, shopsync_store::item::Condition::ItemPresent)
+                .await
+                .unwrap();
+        }
+        match stepper.step(id, step, Some(Instant::now())).await.unwrap() {
+            StepOutcome::Continue(next) => step = next,
+            StepOutcome::Finished(op) => break op,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(cut, "the missing products' step was cut short on the way");
+    let gone = ids[..3]
+        .iter()
+        .map(|id| local_id_for(ShopifyProductId::new(*id).unwrap()))
+        .collect();
+    (*finished, store, gone, dir)
+}
+
+#[tokio::test]
+async fn a_redelivered_reconcile_step_records_each_missing_product_once() {
+    let rails = GuardRails {
+        max_deletes: 2,
+        ..GuardRails::default()
+    };
+    let (op, store, gone, _dir) = reconcile_cut_while_recording_missing(false, rails).await;
+    // Counted once each, all three: past the delete rail.
+    assert_eq!(
+        op.status,
+        shopsync_domain::OperationStatus::AwaitingApproval
+    );
+    let reason = op.status_reason.clone().unwrap_or_default();
+    assert!(reason.contains("3 products would be deleted"), "{reason}");
+    let rows = shopsync_engine::plan::operation_rows(&store, op.operation_uuid)
+        .await
+        .unwrap();
+    for product in &gone {
+        let deletes = rows
+            .iter()
+            .filter(|r| r.source_product_id == *product)
+            .count();
+        assert_eq!(deletes, 1, "one delete row for {product}");
+        let conflicts: Vec<SyncConflict> = store
+            .query_all(Query::new(
+                Table::SyncConflicts,
+                Some("by_product"),
+                product.to_string(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(conflicts.len(), 1, "one conflict for {product}");
+        assert!(store.product(*product).await.unwrap().is_some());
+    }
+    assert_eq!(rows.len(), 3, "nothing else changed");
+}
+
+#[tokio::test]
+async fn a_redelivered_dry_run_reconcile_counts_each_missing_product_once() {
+    let (op, store, gone, _dir) =
+        reconcile_cut_while_recording_missing(true, GuardRails::default()).await;
+    assert_eq!(op.status, shopsync_domain::OperationStatus::Completed);
+    let reason = op.status_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("3 change(s) staged, nothing applied (0 new, 0 updated, 3 to delete)"),
+        "{reason}"
+    );
+    let rows = shopsync_engine::plan::operation_rows(&store, op.operation_uuid)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for product in &gone {
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.source_product_id == *product)
+                .count(),
+            1
+        );
+    }
+    assert_eq!(common::count(&store, Table::SyncConflicts).await, 0);
+}
