@@ -12,12 +12,13 @@ use shopsync_domain::merge::{three_way, Side};
 use shopsync_domain::policy::OwnershipPolicy;
 use shopsync_domain::product::ProductContent;
 use shopsync_domain::staging::{ChangeType, ProductsStaging, ShopifySource, StagingStatus};
-use shopsync_domain::Stage;
 use shopsync_domain::{
     Actor, ChangeSource, OperationStatistics, Product, ProductId, ShopifyProductId, StagingId,
     SyncConflict, SyncOperation, VersionStamp,
 };
+use shopsync_domain::{ConflictStatus, Stage, StatusMachine};
 use shopsync_shopify::model::RemoteProduct;
+use shopsync_store::item::Query;
 use shopsync_store::{ProductCommit, RepoError, Store};
 use std::time::Instant;
 
@@ -36,6 +37,9 @@ pub enum Ingested {
     Locked(ProductId),
     /// The local product has unpushed changes: the row waits as a conflict.
     Conflict(ProductId),
+    /// The same merge already waits for a person (its row pending, its conflicts open):
+    /// nothing new was recorded.
+    Held(ProductId),
     /// Both sides changed the product and every conflicting field was settled by the policy:
     /// the merge was taken locally and waits for the next push.
     Merged(ProductId),
@@ -49,7 +53,7 @@ impl Ingested {
             Ingested::Created(_) => stats.created += 1,
             Ingested::Updated(_) | Ingested::Merged(_) => stats.updated += 1,
             Ingested::Unchanged(_) | Ingested::Stale(_) => stats.unchanged += 1,
-            Ingested::Locked(_) => stats.skipped += 1,
+            Ingested::Locked(_) | Ingested::Held(_) => stats.skipped += 1,
             Ingested::Conflict(_) => stats.conflicts += 1,
         }
     }
@@ -173,8 +177,67 @@ pub(crate) enum Decision {
     ),
     /// Nothing to write.
     Done(Ingested),
-    /// Store this waiting row and these conflicts (some are open: a person decides).
-    Conflict(Box<ProductsStaging>, ProductId, Vec<SyncConflict>),
+    /// Store this waiting row and these conflicts (some are open: a person decides), and
+    /// mark what they replace superseded.
+    Conflict(Box<ProductsStaging>, ProductId, Vec<SyncConflict>, Replaced),
+}
+
+/// What a new waiting merge replaces, already marked superseded: the product's older merges
+/// waiting for a person, and its open conflicts on fields that now conflict with other
+/// values. Each is written only while it is still pending or open.
+#[derive(Debug, Default)]
+pub(crate) struct Replaced {
+    rows: Vec<ProductsStaging>,
+    conflicts: Vec<SyncConflict>,
+}
+
+impl Replaced {
+    /// The conditional writes that mark them superseded.
+    pub(crate) fn writes(&self) -> Result<Vec<shopsync_store::WriteOp>, EngineError> {
+        let mut writes = Vec::with_capacity(self.rows.len() + self.conflicts.len());
+        for row in &self.rows {
+            writes.push(Store::replace_write(row, still(StagingStatus::Pending))?);
+        }
+        for conflict in &self.conflicts {
+            writes.push(Store::replace_write(conflict, still(ConflictStatus::Open))?);
+        }
+        Ok(writes)
+    }
+
+    /// Marks them superseded, one by one; one decided meanwhile is left as it is.
+    async fn write(&self, store: &Store) -> Result<(), EngineError> {
+        for row in &self.rows {
+            ignore_changed(store.replace_if(row, still(StagingStatus::Pending)).await)?;
+        }
+        for conflict in &self.conflicts {
+            ignore_changed(
+                store
+                    .replace_if(conflict, still(ConflictStatus::Open))
+                    .await,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The condition that a record's status is still `status`.
+pub(crate) fn still<S: serde::Serialize + std::fmt::Debug>(
+    status: S,
+) -> shopsync_store::item::Condition {
+    shopsync_store::item::Condition::Eq(
+        "status",
+        shopsync_store::item::Scalar::from(shopsync_domain::status::status_name(status).as_str()),
+    )
+}
+
+/// A replacement refused because the record was decided meanwhile is not an error.
+pub(crate) fn ignore_changed<R: std::fmt::Debug>(
+    answer: Result<(), shopsync_store::ReplaceError<R>>,
+) -> Result<(), EngineError> {
+    match answer {
+        Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => Ok(()),
+        Err(shopsync_store::ReplaceError::Repo(e)) => Err(e.into()),
+    }
 }
 
 /// The local product mirroring `source` (timed as diffing).
@@ -394,6 +457,14 @@ async fn merge_decision(
         product: source.id.to_string(),
         reason: format!("the merged product is not valid: {e}"),
     })?;
+    let replaced = if open.is_empty() {
+        Replaced::default()
+    } else {
+        match against_waiting(store, &local, &merged, &mut conflicts, now).await? {
+            Some(replaced) => replaced,
+            None => return Ok(Decision::Done(Ingested::Held(local.id))),
+        }
+    };
     let mut updated = local.clone();
     let changes = updated.change_content(merged.clone(), now);
     if !open.is_empty() {
@@ -420,7 +491,12 @@ async fn merge_decision(
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        return Ok(Decision::Conflict(Box::new(staged), local.id, conflicts));
+        return Ok(Decision::Conflict(
+            Box::new(staged),
+            local.id,
+            conflicts,
+            replaced,
+        ));
     }
     // Everything settled: take the merge locally; it still holds local changes, so the
     // product stays queued for the push (last_sync_version does not move).
@@ -471,21 +547,98 @@ async fn merge_decision(
     ))
 }
 
+/// Weighs a merge that leaves conflicts open against what already waits for a person on the
+/// product. `None`: the same merge waits already (a pending row staged against the current
+/// version proposes the same content, and every conflict left open here is open already with
+/// the same values), so nothing new is recorded; each sync that saw the product again (a
+/// full or bidirectional sync, a reconcile, another webhook) would otherwise record it all
+/// once more. Otherwise the conflicts already open with the same values are dropped from
+/// `conflicts` (the open ones stand), and what the new merge replaces is returned: the
+/// product's older waiting merges, and the open conflicts on its fields with other values.
+async fn against_waiting(
+    store: &Store,
+    local: &Product,
+    merged: &ProductContent,
+    conflicts: &mut Vec<SyncConflict>,
+    now: DateTime<Utc>,
+) -> Result<Option<Replaced>, EngineError> {
+    let mut query = Query::new(
+        shopsync_store::Table::ProductsStaging,
+        Some("by_product"),
+        local.id.to_string(),
+    );
+    query.ascending = false;
+    query.limit = 50;
+    let waiting: Vec<ProductsStaging> = store
+        .query::<ProductsStaging>(query)
+        .await?
+        .items
+        .into_iter()
+        .filter(|r| r.status == StagingStatus::Pending && r.has_conflicts && r.merged)
+        .collect();
+    let open = crate::up::open_conflicts(store, local.id).await?;
+    let same_values = |new: &SyncConflict, old: &SyncConflict| {
+        old.field_name == new.field_name
+            && old.local_value == new.local_value
+            && old.remote_value == new.remote_value
+    };
+    let repeated = |new: &SyncConflict| {
+        new.status == ConflictStatus::Open && open.iter().any(|old| same_values(new, old))
+    };
+    let all_repeated = conflicts
+        .iter()
+        .filter(|c| c.status == ConflictStatus::Open)
+        .all(repeated);
+    let same_merge_waits = waiting
+        .iter()
+        .any(|r| r.base_version == local.version && r.proposed.as_ref() == Some(merged));
+    if all_repeated && same_merge_waits {
+        return Ok(None);
+    }
+    conflicts.retain(|c| !repeated(c));
+    let reason = "a newer merge of the product replaced it";
+    let rows = waiting
+        .into_iter()
+        .map(|mut row| {
+            row.status = StagingStatus::Superseded;
+            row.error = Some(reason.to_owned());
+            row.reviewed_at = Some(now);
+            row
+        })
+        .collect();
+    let conflicts = open
+        .into_iter()
+        .filter(|old| {
+            conflicts.iter().any(|new| {
+                new.status == ConflictStatus::Open
+                    && new.field_name == old.field_name
+                    && !same_values(new, old)
+            })
+        })
+        .filter_map(|mut old| {
+            old.status
+                .transition(ConflictStatus::Superseded)
+                .ok()
+                .map(|()| old)
+        })
+        .collect();
+    Ok(Some(Replaced { rows, conflicts }))
+}
+
 /// Stores a waiting row and the conflicts found with it.
 pub(crate) async fn stage_conflict(
     store: &Store,
     staged: &ProductsStaging,
     conflicts: &[SyncConflict],
+    replaced: &Replaced,
     times: &mut StageTimes,
 ) -> Result<(), EngineError> {
     let staging = Instant::now();
-    let inserted = store.insert(staged).await;
-    let recorded = match inserted {
-        Ok(()) => store.insert_all(conflicts).await,
-        Err(e) => Err(e),
-    };
+    store.insert(staged).await?;
+    store.insert_all(conflicts).await?;
+    replaced.write(store).await?;
     times.add(Stage::Stage, staging);
-    Ok(recorded?)
+    Ok(())
 }
 
 /// Stages (and, when safe, applies) Shopify's `content` of one product within `operation`.
@@ -503,8 +656,8 @@ pub async fn ingest_content(
         let found = local_of(store, source, times).await?;
         match decide(store, operation, (source, found), &content, actor, now).await? {
             Decision::Done(outcome) => return Ok(outcome),
-            Decision::Conflict(staged, id, conflicts) => {
-                stage_conflict(store, &staged, &conflicts, times).await?;
+            Decision::Conflict(staged, id, conflicts, replaced) => {
+                stage_conflict(store, &staged, &conflicts, &replaced, times).await?;
                 return Ok(Ingested::Conflict(id));
             }
             Decision::Commit(commit, outcome, _, conflicts) => {

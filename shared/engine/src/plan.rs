@@ -15,7 +15,7 @@ use shopsync_domain::{
     Actor, ChangeFacts, ChangeSource, GuardRails, OperationStatistics, OperationStatus,
     PlanSummary, Product, Stage, SyncOperation, VersionStamp,
 };
-use shopsync_store::item::{Condition, Key, Query, Scalar, WriteOp};
+use shopsync_store::item::{Condition, Key, Query, WriteOp};
 use shopsync_store::{ProductCommit, RepoError, Store, Table};
 use std::time::Instant;
 
@@ -164,11 +164,12 @@ impl Planner<'_> {
                     planned.push(Planned::Settled(Ingested::Created(id)))
                 }
                 Decision::Done(outcome) => planned.push(Planned::Settled(outcome)),
-                Decision::Conflict(staged, id, conflicts) => {
-                    let conflicts = if operation.dry_run {
-                        Vec::new()
+                Decision::Conflict(staged, id, conflicts, replaced) => {
+                    // A preview records no conflict and replaces nothing.
+                    let (conflicts, replaced) = if operation.dry_run {
+                        (Vec::new(), Default::default())
                     } else {
-                        conflicts
+                        (conflicts, replaced)
                     };
                     match deferred.as_deref_mut() {
                         Some(writes) => {
@@ -176,8 +177,11 @@ impl Planner<'_> {
                             for conflict in &conflicts {
                                 writes.push(Store::insert_write(conflict)?);
                             }
+                            writes.extend(replaced.writes()?);
                         }
-                        None => stage_conflict(store, &staged, &conflicts, times).await?,
+                        None => {
+                            stage_conflict(store, &staged, &conflicts, &replaced, times).await?
+                        }
                     }
                     planned.push(Planned::Settled(Ingested::Conflict(id)));
                 }
@@ -684,10 +688,7 @@ async fn flag_conflict(store: &Store, row: &ProductsStaging) -> Result<(), Engin
     let mut waiting = row.clone();
     waiting.has_conflicts = true;
     waiting.error = Some("local changes are waiting to be pushed; review or merge".into());
-    match store.replace_if(&waiting, pending_condition()).await {
-        Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => Ok(()),
-        Err(shopsync_store::ReplaceError::Repo(e)) => Err(e.into()),
-    }
+    crate::down::ignore_changed(store.replace_if(&waiting, pending_condition()).await)
 }
 
 async fn settle_row(
@@ -701,17 +702,11 @@ async fn settle_row(
     failed.status = status;
     failed.error = Some(reason.to_owned());
     failed.reviewed_at = Some(now);
-    match store.replace_if(&failed, pending_condition()).await {
-        Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => Ok(()),
-        Err(shopsync_store::ReplaceError::Repo(e)) => Err(e.into()),
-    }
+    crate::down::ignore_changed(store.replace_if(&failed, pending_condition()).await)
 }
 
 fn pending_condition() -> Condition {
-    Condition::Eq(
-        "status",
-        Scalar::from(shopsync_domain::status::status_name(StagingStatus::Pending).as_str()),
-    )
+    crate::down::still(StagingStatus::Pending)
 }
 
 /// Rejects the rows that are still pending (a row decided meanwhile is left as it is).
@@ -731,10 +726,7 @@ async fn reject_pending(
         rejected.reviewed_by = Some(actor.clone());
         rejected.reviewed_at = Some(now);
         rejected.error = Some(why.to_owned());
-        match store.replace_if(&rejected, pending_condition()).await {
-            Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => {}
-            Err(shopsync_store::ReplaceError::Repo(e)) => return Err(e.into()),
-        }
+        crate::down::ignore_changed(store.replace_if(&rejected, pending_condition()).await)?;
     }
     Ok(())
 }

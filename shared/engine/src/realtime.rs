@@ -61,6 +61,7 @@ impl Handled {
             Handled::Product(Ingested::Stale(_)) | Handled::Stale => "stale",
             Handled::Product(Ingested::Locked(_)) => "locked",
             Handled::Product(Ingested::Conflict(_)) => "conflict",
+            Handled::Product(Ingested::Held(_)) => "held_by_conflict",
             Handled::Product(Ingested::Merged(_)) => "merged",
             Handled::Echo => "echo",
             Handled::DeleteStaged => "delete_staged",

@@ -238,3 +238,123 @@ async fn a_held_bidirectional_sync_pushes_once_it_is_approved() {
     );
     assert!(!store.product(local.id).await.unwrap().unwrap().needs_push());
 }
+
+/// The product's open conflicts and its rows waiting for a person.
+async fn waiting_on(
+    store: &Store,
+    product: shopsync_domain::ProductId,
+) -> (Vec<SyncConflict>, usize) {
+    let conflicts: Vec<SyncConflict> = store
+        .query_all(Query::new(
+            Table::SyncConflicts,
+            Some("by_product"),
+            product.to_string(),
+        ))
+        .await
+        .unwrap();
+    let rows: Vec<shopsync_domain::ProductsStaging> = store
+        .query_all(Query::new(
+            Table::ProductsStaging,
+            Some("by_product"),
+            product.to_string(),
+        ))
+        .await
+        .unwrap();
+    (
+        conflicts
+            .into_iter()
+            .filter(|c| c.status == ConflictStatus::Open)
+            .collect(),
+        rows.iter()
+            .filter(|r| r.status == shopsync_domain::StagingStatus::Pending && r.has_conflicts)
+            .count(),
+    )
+}
+
+#[tokio::test]
+async fn a_conflict_still_open_is_recorded_once_and_replaced_when_a_side_moves_on() {
+    let (sim, client, store, _dir) = common::setup(1, 1).await;
+    let rails = GuardRails::default();
+    run_full_down(&store, &client, &merchant(), &rails)
+        .await
+        .unwrap();
+    let id = sim.with_shop(|s| s.products().map(|p| p.id).next().unwrap());
+    let local = store
+        .product(local_id_for(ShopifyProductId::new(id).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    edit(&store, &local, |c| {
+        c.variants[0].sku = shopsync_domain::product::Sku::parse("LOCAL-SKU");
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sim.with_shop(|s| s.edit_product(id, |p| p.variants[0].sku = Some("REMOTE-SKU".into())));
+
+    let first = run_bidirectional(&store, &client, &merchant(), &rails)
+        .await
+        .unwrap();
+    assert_eq!(first.statistics.conflicts, 1);
+    let (open, rows) = waiting_on(&store, local.id).await;
+    assert_eq!((open.len(), rows), (1, 1));
+    let recorded = open[0].conflict_uuid;
+
+    // Seen again, nothing new: the same merge waits already; nothing is recorded twice.
+    for round in 0..2 {
+        let again = run_bidirectional(&store, &client, &merchant(), &rails)
+            .await
+            .unwrap();
+        assert_eq!(again.status, OperationStatus::Completed);
+        // Skipped twice: held on the way down, and held back from the push.
+        assert_eq!(
+            (again.statistics.conflicts, again.statistics.skipped),
+            (0, 2),
+            "round {round}: {:?}",
+            again.statistics
+        );
+        let (open, rows) = waiting_on(&store, local.id).await;
+        assert_eq!((open.len(), rows), (1, 1), "round {round}");
+        assert_eq!(open[0].conflict_uuid, recorded);
+    }
+
+    // Shopify edits another field: a new merge replaces the waiting one; the SKU conflict,
+    // with the same values, stands as it was recorded.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sim.with_shop(|s| s.edit_product(id, |p| p.vendor = "Remote vendor".into()));
+    run_bidirectional(&store, &client, &merchant(), &rails)
+        .await
+        .unwrap();
+    let (open, rows) = waiting_on(&store, local.id).await;
+    assert_eq!((open.len(), rows), (1, 1));
+    assert_eq!(open[0].conflict_uuid, recorded);
+
+    // Shopify changes the SKU again: the conflict is replaced by one with the new value.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sim.with_shop(|s| s.edit_product(id, |p| p.variants[0].sku = Some("REMOTE-SKU-2".into())));
+    let moved = run_bidirectional(&store, &client, &merchant(), &rails)
+        .await
+        .unwrap();
+    assert_eq!(moved.statistics.conflicts, 1);
+    let (open, rows) = waiting_on(&store, local.id).await;
+    assert_eq!((open.len(), rows), (1, 1));
+    assert_eq!(
+        open[0].remote_value,
+        Some(serde_json::json!("REMOTE-SKU-2"))
+    );
+    assert_eq!(open[0].local_value, Some(serde_json::json!("LOCAL-SKU")));
+    let old: SyncConflict = store
+        .get(&shopsync_store::Key::pk(recorded.to_string()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.status, ConflictStatus::Superseded);
+
+    // Neither side was overwritten meanwhile.
+    let held = store.product(local.id).await.unwrap().unwrap();
+    assert_eq!(
+        held.content.variants[0].sku.as_ref().map(|s| s.as_str()),
+        Some("LOCAL-SKU")
+    );
+    let remote = sim.with_shop(|s| s.product(id).unwrap().clone());
+    assert_eq!(remote.variants[0].sku.as_deref(), Some("REMOTE-SKU-2"));
+}

@@ -327,3 +327,91 @@ async fn inventory_level_webhooks_are_taken_at_once_and_older_ones_are_dropped()
         "ignored"
     );
 }
+
+#[tokio::test]
+async fn webhooks_seen_while_a_conflict_waits_record_it_once_and_replace_it_when_shopify_moves_on()
+{
+    let (sim, client, store, _dir) = common::setup(1, 1).await;
+    let actor = Actor::new("system:webhooks").unwrap();
+    run_full_down(
+        &store,
+        &client,
+        &actor,
+        &shopsync_domain::GuardRails::default(),
+    )
+    .await
+    .unwrap();
+    let id = sim.with_shop(|s| s.products().map(|p| p.id).next().unwrap());
+    let local_id = local_id_for(ShopifyProductId::new(id).unwrap());
+    let local = store.product(local_id).await.unwrap().unwrap();
+    common::edit(&store, &local, |c| {
+        c.variants[0].sku = shopsync_domain::product::Sku::parse("LOCAL-SKU");
+    })
+    .await;
+    let open_conflicts = || async {
+        let all: Vec<shopsync_domain::SyncConflict> = store
+            .query_all(shopsync_store::Query::new(
+                shopsync_store::Table::SyncConflicts,
+                Some("by_product"),
+                local_id.to_string(),
+            ))
+            .await
+            .unwrap();
+        all.into_iter()
+            .filter(|c| c.status == shopsync_domain::ConflictStatus::Open)
+            .collect::<Vec<_>>()
+    };
+    let remote_edit = |sku: &'static str| {
+        sim.with_shop(|s| {
+            s.edit_product(id, |p| p.variants[0].sku = Some(sku.into()));
+            rest_product(s.product(id).unwrap())
+        })
+    };
+    let now = chrono::Utc::now;
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let first = delivery("products/update", &remote_edit("REMOTE-SKU"), "c1");
+    let handled = handle_delivery(&store, Some(&client), &first, &actor, now())
+        .await
+        .unwrap();
+    assert_eq!(handled.name(), "conflict");
+    let recorded = open_conflicts().await;
+    assert_eq!(recorded.len(), 1);
+
+    // Another delivery of the same state (Shopify sends one per save): nothing new.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let same = delivery("products/update", &remote_edit("REMOTE-SKU"), "c2");
+    let handled = handle_delivery(&store, Some(&client), &same, &actor, now())
+        .await
+        .unwrap();
+    assert_eq!(handled.name(), "held_by_conflict");
+    assert_eq!(open_conflicts().await, recorded);
+
+    // Shopify's SKU moves on: the new conflict replaces the old one in the same commit.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let moved = delivery("products/update", &remote_edit("REMOTE-SKU-2"), "c3");
+    let handled = handle_delivery(&store, Some(&client), &moved, &actor, now())
+        .await
+        .unwrap();
+    assert_eq!(handled.name(), "conflict");
+    let open = open_conflicts().await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        open[0].remote_value,
+        Some(serde_json::json!("REMOTE-SKU-2"))
+    );
+    let old: shopsync_domain::SyncConflict = store
+        .get(&shopsync_store::Key::pk(
+            recorded[0].conflict_uuid.to_string(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.status, shopsync_domain::ConflictStatus::Superseded);
+    let local = store.product(local_id).await.unwrap().unwrap();
+    assert_eq!(
+        local.content.variants[0].sku.as_ref().map(|s| s.as_str()),
+        Some("LOCAL-SKU"),
+        "never overwritten"
+    );
+}

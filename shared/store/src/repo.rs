@@ -1100,6 +1100,16 @@ impl Store {
         })
     }
 
+    /// A write that replaces `record` only while the stored one is present and still has the
+    /// attribute values `expected` (as [`Store::replace_if`], inside a transaction).
+    pub fn replace_write<R: Record>(record: &R, expected: Condition) -> Result<WriteOp, RepoError> {
+        Ok(WriteOp::Put {
+            table: R::TABLE,
+            item: encode(record)?,
+            condition: Some(Condition::And(vec![Condition::ItemPresent, expected])),
+        })
+    }
+
     /// Commits `writes` in one transaction, all or nothing (the backend's limit of items
     /// applies). A refused condition is an answer: `Err(reasons)`, per write, nothing written.
     pub async fn commit_writes(
