@@ -4,8 +4,10 @@
 use crate::config::{ShopifyArgs, StoreArgs};
 use anyhow::Context;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,7 +18,7 @@ use shopsync_engine::jobs::{
     Job, JobMessage, JobOutcome, JobQueue, LocalQueue, QueueError, Worker,
 };
 use shopsync_shopify::webhook::{StoreLedger, WebhookConfig};
-use shopsync_store::item::{Key, Query};
+use shopsync_store::item::{Key, PageToken, Query};
 use shopsync_store::{Store, Table};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -220,8 +222,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .route("/webhooks/shopify", post(webhook))
         .route("/api/v1/operations", get(operations))
         .route("/api/v1/operations/{id}", get(operation))
-        .route("/api/v1/products/{id}", get(product))
-        .route("/api/v1/products/{id}/versions", get(versions))
+        // `{id}` and `{id}/versions`, where a GID may come with its slashes unencoded.
+        .route("/api/v1/products/{*path}", get(product_route))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(app);
     let _keep_target = target;
     axum::serve(listener, router)
@@ -313,6 +317,74 @@ async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
     (status, Json(reply.body)).into_response()
 }
 
+async fn no_route(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {method} {}", uri.path()),
+    )
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
+}
+
+/// The largest page a listing route answers.
+const MAX_PAGE: u32 = 1000;
+/// The page a listing route answers when no `limit` is given.
+const DEFAULT_PAGE: u32 = 100;
+
+/// `?limit=N&after=TOKEN` of a listing route: at most `limit` items (1..=1000, default
+/// 100) after the page that answered `next: TOKEN`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct PageParams {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+/// The page a listing route is asked for; a bad parameter is a 400 naming it.
+fn requested_page(
+    params: Result<UrlQuery<PageParams>, QueryRejection>,
+) -> Result<(u32, Option<PageToken>), ApiError> {
+    let UrlQuery(params) = params.map_err(|e| {
+        api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!(
+                "{} (expected ?limit=1..{MAX_PAGE}&after=TOKEN)",
+                e.body_text()
+            ),
+        )
+    })?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            format!("limit must be 1 to {MAX_PAGE}, not {limit}"),
+        ));
+    }
+    let after = match params.after {
+        None => None,
+        Some(text) => {
+            let token = PageToken::from_string(text);
+            if token.decode().is_none() {
+                return Err(api_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_cursor",
+                    "after must be a `next` token this route answered",
+                ));
+            }
+            Some(token)
+        }
+    };
+    Ok((limit, after))
+}
+
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(String, String), ApiError> {
     let token = headers
         .get("authorization")
@@ -338,14 +410,24 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-async fn operations(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+async fn operations(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    params: Result<UrlQuery<PageParams>, QueryRejection>,
+) -> Response {
     if let Err(r) = authorize(&app, &headers) {
         return r.into_response();
     }
+    let (limit, after) = match requested_page(params) {
+        Ok(page) => page,
+        Err(r) => return r.into_response(),
+    };
     let mut query = Query::new(Table::SyncOperations, Some("by_created"), "operation");
     query.ascending = false;
+    query.limit = limit;
+    query.start = after;
     match app.store.query::<SyncOperation>(query).await {
-        Ok(page) => Json(json!({ "operations": page.items })).into_response(),
+        Ok(page) => Json(json!({ "operations": page.items, "next": page.next })).into_response(),
         Err(e) => internal(e).into_response(),
     }
 }
@@ -432,15 +514,24 @@ async fn find_product(app: &App, id: &str) -> Result<Option<Product>, ApiError> 
     }
 }
 
-async fn product(
+/// `GET /api/v1/products/{id}` and `GET /api/v1/products/{id}/versions`.
+async fn product_route(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(path): Path<String>,
+    params: Result<UrlQuery<PageParams>, QueryRejection>,
 ) -> Response {
     if let Err(r) = authorize(&app, &headers) {
         return r.into_response();
     }
-    match find_product(&app, &id).await {
+    match path.strip_suffix("/versions") {
+        Some(id) => versions(&app, id, params).await,
+        None => product(&app, &path).await,
+    }
+}
+
+async fn product(app: &App, id: &str) -> Response {
+    match find_product(app, id).await {
         Ok(Some(p)) => Json(json!({ "product": p, "needs_push": p.needs_push() })).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
@@ -452,14 +543,15 @@ async fn product(
 }
 
 async fn versions(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    app: &App,
+    id: &str,
+    params: Result<UrlQuery<PageParams>, QueryRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&app, &headers) {
-        return r.into_response();
-    }
-    let product = match find_product(&app, &id).await {
+    let (limit, after) = match requested_page(params) {
+        Ok(page) => page,
+        Err(r) => return r.into_response(),
+    };
+    let product = match find_product(app, id).await {
         Ok(Some(p)) => p,
         Ok(None) => {
             return error(
@@ -472,12 +564,15 @@ async fn versions(
     };
     match app
         .store
-        .product_versions(product.id, true, 100, None)
+        .product_versions(product.id, true, limit, after)
         .await
     {
-        Ok(page) => {
-            Json(json!({ "product_id": product.id, "versions": page.items })).into_response()
-        }
+        Ok(page) => Json(json!({
+            "product_id": product.id,
+            "versions": page.items,
+            "next": page.next,
+        }))
+        .into_response(),
         Err(e) => internal(e).into_response(),
     }
 }

@@ -133,4 +133,57 @@ async fn serve_mirrors_the_simulator_takes_signed_webhooks_once_and_guards_its_a
             .0,
         400
     );
+
+    // A GID as Shopify writes it, slashes and all.
+    let gid = format!("gid://shopify/Product/{shopify_id}");
+    let (status, by_gid) = get(&server, &format!("/api/v1/products/{gid}"), Some("t0ken")).await;
+    assert_eq!(status, 200, "{by_gid}");
+    assert_eq!(by_gid["product"]["id"], local_id.as_str());
+
+    // Listings come in pages: `limit`, then `after` the `next` token.
+    let versions_page = |query: String| {
+        let path = format!("/api/v1/products/{gid}/versions?{query}");
+        let server = &server;
+        async move { get(server, &path, Some("t0ken")).await }
+    };
+    let (status, first) = versions_page("limit=1".into()).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["versions"][0]["version_number"], 2, "{first}");
+    let next = first["next"].as_str().expect("a next token").to_owned();
+    let (_, second) = versions_page(format!("limit=1&after={next}")).await;
+    assert_eq!(second["versions"][0]["version_number"], 1, "{second}");
+    let (status, page) = get(&server, "/api/v1/operations?limit=1", Some("t0ken")).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["operations"].as_array().unwrap().len(), 1);
+    let next = page["next"].as_str().expect("more operations").to_owned();
+    let (_, older) = get(
+        &server,
+        &format!("/api/v1/operations?limit=1&after={next}"),
+        Some("t0ken"),
+    )
+    .await;
+    assert_ne!(
+        older["operations"][0]["operation_uuid"],
+        page["operations"][0]["operation_uuid"]
+    );
+    for (query, code) in [
+        ("limit=0", "bad_limit"),
+        ("limit=1001", "bad_limit"),
+        ("limit=many", "bad_query"),
+        ("after=not-a-token", "bad_cursor"),
+    ] {
+        let (status, body) = get(
+            &server,
+            &format!("/api/v1/operations?{query}"),
+            Some("t0ken"),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some(code)),
+            "{query}"
+        );
+    }
+    let (status, body) = get(&server, "/api/v1/nowhere", Some("t0ken")).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
 }
