@@ -244,14 +244,7 @@ async fn waiting_on(
     store: &Store,
     product: shopsync_domain::ProductId,
 ) -> (Vec<SyncConflict>, usize) {
-    let conflicts: Vec<SyncConflict> = store
-        .query_all(Query::new(
-            Table::SyncConflicts,
-            Some("by_product"),
-            product.to_string(),
-        ))
-        .await
-        .unwrap();
+    let conflicts: Vec<SyncConflict> = common::conflicts_on(store, product).await;
     let rows: Vec<shopsync_domain::ProductsStaging> = store
         .query_all(Query::new(
             Table::ProductsStaging,

@@ -349,14 +349,7 @@ async fn webhooks_seen_while_a_conflict_waits_record_it_once_and_replace_it_when
     })
     .await;
     let open_conflicts = || async {
-        let all: Vec<shopsync_domain::SyncConflict> = store
-            .query_all(shopsync_store::Query::new(
-                shopsync_store::Table::SyncConflicts,
-                Some("by_product"),
-                local_id.to_string(),
-            ))
-            .await
-            .unwrap();
+        let all: Vec<shopsync_domain::SyncConflict> = common::conflicts_on(&store, local_id).await;
         all.into_iter()
             .filter(|c| c.status == shopsync_domain::ConflictStatus::Open)
             .collect::<Vec<_>>()

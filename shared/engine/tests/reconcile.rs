@@ -10,7 +10,6 @@ use shopsync_domain::{
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::steps::{Stepper, SyncKind};
 use shopsync_engine::sync::run_full_down;
-use shopsync_store::item::Query;
 use shopsync_store::Table;
 
 #[tokio::test]
@@ -53,14 +52,7 @@ async fn reconcile_reports_products_gone_from_shopify_and_takes_missed_changes()
         .unwrap()
         .unwrap();
     assert_eq!(edited.content.title, "Edited while webhooks were down");
-    let conflicts: Vec<SyncConflict> = store
-        .query_all(Query::new(
-            Table::SyncConflicts,
-            Some("by_product"),
-            gone.to_string(),
-        ))
-        .await
-        .unwrap();
+    let conflicts: Vec<SyncConflict> = common::conflicts_on(&store, gone).await;
     assert_eq!(conflicts.len(), 1);
     let c = &conflicts[0];
     assert_eq!(
@@ -89,40 +81,69 @@ async fn reconcile_reports_products_gone_from_shopify_and_takes_missed_changes()
         .await
         .unwrap();
     assert_eq!(again.statistics.conflicts, 0);
-    let all: Vec<SyncConflict> = store
-        .query_all(Query::new(
-            Table::SyncConflicts,
-            Some("by_product"),
-            gone.to_string(),
-        ))
-        .await
-        .unwrap();
+    let all: Vec<SyncConflict> = common::conflicts_on(&store, gone).await;
     assert_eq!(all.len(), 1);
+}
+
+/// A catalog of six products taken down from Shopify, three of which Shopify has since lost
+/// (nobody told shopsync).
+struct ThreeGone {
+    _sim: shopsync_shopify_sim::SimHandle,
+    client: shopsync_shopify::AdminClient,
+    store: shopsync_store::Store,
+    _dir: tempfile::TempDir,
+    actor: Actor,
+    rails: GuardRails,
+    /// The local ids of the three.
+    gone: Vec<shopsync_domain::ProductId>,
+}
+
+impl ThreeGone {
+    async fn new(rails: GuardRails) -> Self {
+        let (sim, client, store, dir) = common::setup(6, 1).await;
+        let actor = Actor::new("system:reconcile").unwrap();
+        run_full_down(&store, &client, &actor, &rails)
+            .await
+            .unwrap();
+        let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+        sim.with_shop(|s| {
+            for id in &ids[..3] {
+                s.delete_product(*id);
+            }
+        });
+        let gone = ids[..3]
+            .iter()
+            .map(|id| local_id_for(ShopifyProductId::new(*id).unwrap()))
+            .collect();
+        Self {
+            _sim: sim,
+            client,
+            store,
+            _dir: dir,
+            actor,
+            rails,
+            gone,
+        }
+    }
+
+    fn stepper(&self) -> Stepper<'_> {
+        Stepper {
+            store: &self.store,
+            client: &self.client,
+            actor: &self.actor,
+            rails: &self.rails,
+        }
+    }
 }
 
 #[tokio::test]
 async fn many_products_gone_from_shopify_hold_the_reconcile_for_approval() {
-    let (sim, client, store, _dir) = common::setup(6, 1).await;
-    let actor = Actor::new("system:reconcile").unwrap();
-    let rails = GuardRails {
+    let catalog = ThreeGone::new(GuardRails {
         max_deletes: 2,
         ..GuardRails::default()
-    };
-    run_full_down(&store, &client, &actor, &rails)
-        .await
-        .unwrap();
-    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
-    sim.with_shop(|s| {
-        for id in &ids[..3] {
-            s.delete_product(*id);
-        }
-    });
-    let stepper = Stepper {
-        store: &store,
-        client: &client,
-        actor: &actor,
-        rails: &rails,
-    };
+    })
+    .await;
+    let (store, actor, stepper) = (&catalog.store, &catalog.actor, catalog.stepper());
     let held = stepper
         .run_to_end(SyncKind::Reconcile { dry_run: false })
         .await
@@ -135,13 +156,12 @@ async fn many_products_gone_from_shopify_hold_the_reconcile_for_approval() {
     assert!(reason.contains("3 products would be deleted"), "{reason}");
 
     // Approving the operation deletes nothing: each missing product waits for its conflict.
-    let approved = shopsync_engine::plan::approve_operation(&store, held.operation_uuid, &actor)
+    let approved = shopsync_engine::plan::approve_operation(store, held.operation_uuid, actor)
         .await
         .unwrap();
     assert_eq!(approved.status, shopsync_domain::OperationStatus::Completed);
-    for id in &ids[..3] {
-        let local = local_id_for(ShopifyProductId::new(*id).unwrap());
-        assert!(store.product(local).await.unwrap().is_some());
+    for product in &catalog.gone {
+        assert!(store.product(*product).await.unwrap().is_some());
     }
 
     // The next reconcile proposes nothing new (the conflicts are open already): not held.
@@ -154,35 +174,15 @@ async fn many_products_gone_from_shopify_hold_the_reconcile_for_approval() {
 
 /// Runs a reconcile of a catalog missing three products from Shopify step by step; the step
 /// that records them loses its checkpoint (a Lambda timeout after its writes), so the queue
-/// redelivers it. Returns the finished operation and the missing products' local ids.
+/// redelivers it. Returns the finished operation and the catalog.
 async fn reconcile_cut_while_recording_missing(
     dry_run: bool,
     rails: GuardRails,
-) -> (
-    shopsync_domain::SyncOperation,
-    shopsync_store::Store,
-    Vec<shopsync_domain::ProductId>,
-    tempfile::TempDir,
-) {
+) -> (shopsync_domain::SyncOperation, ThreeGone) {
     use shopsync_engine::steps::{Checkpoint, Phase, StepOutcome};
     use std::time::Instant;
-    let (sim, client, store, dir) = common::setup(6, 1).await;
-    let actor = Actor::new("system:reconcile").unwrap();
-    run_full_down(&store, &client, &actor, &rails)
-        .await
-        .unwrap();
-    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
-    sim.with_shop(|s| {
-        for id in &ids[..3] {
-            s.delete_product(*id);
-        }
-    });
-    let stepper = Stepper {
-        store: &store,
-        client: &client,
-        actor: &actor,
-        rails: &rails,
-    };
+    let catalog = ThreeGone::new(rails).await;
+    let (store, stepper) = (&catalog.store, catalog.stepper());
     let id = stepper
         .open(SyncKind::Reconcile { dry_run })
         .await
@@ -191,7 +191,7 @@ async fn reconcile_cut_while_recording_missing(
     let (mut step, mut cut) = (1, false);
     let finished = loop {
         assert!(step < 1000, "the operation ends");
-        let operation = shopsync_engine::steps::load_operation(&store, id)
+        let operation = shopsync_engine::steps::load_operation(store, id)
             .await
             .unwrap();
         let phase = Checkpoint::of(&operation).map(|c| c.phase);
@@ -199,11 +199,11 @@ async fn reconcile_cut_while_recording_missing(
             // The step records every missing product, then its sandbox dies before the
             // checkpoint is saved: the operation is as it was before the step.
             cut = true;
-            let before = common::count(&store, Table::ProductsStaging).await;
+            let before = common::count(store, Table::ProductsStaging).await;
             let outcome = stepper.step(id, step, Some(Instant::now())).await.unwrap();
             assert!(matches!(outcome, StepOutcome::Continue(_)), "{outcome:?}");
             assert_eq!(
-                common::count(&store, Table::ProductsStaging).await,
+                common::count(store, Table::ProductsStaging).await,
                 before + 3
             );
             store
@@ -218,11 +218,7 @@ async fn reconcile_cut_while_recording_missing(
         }
     };
     assert!(cut, "the missing products' step was cut short on the way");
-    let gone = ids[..3]
-        .iter()
-        .map(|id| local_id_for(ShopifyProductId::new(*id).unwrap()))
-        .collect();
-    (*finished, store, gone, dir)
+    (*finished, catalog)
 }
 
 #[tokio::test]
@@ -231,7 +227,8 @@ async fn a_redelivered_reconcile_step_records_each_missing_product_once() {
         max_deletes: 2,
         ..GuardRails::default()
     };
-    let (op, store, gone, _dir) = reconcile_cut_while_recording_missing(false, rails).await;
+    let (op, catalog) = reconcile_cut_while_recording_missing(false, rails).await;
+    let (store, gone) = (&catalog.store, &catalog.gone);
     // Counted once each, all three: past the delete rail.
     assert_eq!(
         op.status,
@@ -239,23 +236,16 @@ async fn a_redelivered_reconcile_step_records_each_missing_product_once() {
     );
     let reason = op.status_reason.clone().unwrap_or_default();
     assert!(reason.contains("3 products would be deleted"), "{reason}");
-    let rows = shopsync_engine::plan::operation_rows(&store, op.operation_uuid)
+    let rows = shopsync_engine::plan::operation_rows(store, op.operation_uuid)
         .await
         .unwrap();
-    for product in &gone {
+    for product in gone {
         let deletes = rows
             .iter()
             .filter(|r| r.source_product_id == *product)
             .count();
         assert_eq!(deletes, 1, "one delete row for {product}");
-        let conflicts: Vec<SyncConflict> = store
-            .query_all(Query::new(
-                Table::SyncConflicts,
-                Some("by_product"),
-                product.to_string(),
-            ))
-            .await
-            .unwrap();
+        let conflicts: Vec<SyncConflict> = common::conflicts_on(store, *product).await;
         assert_eq!(conflicts.len(), 1, "one conflict for {product}");
         assert!(store.product(*product).await.unwrap().is_some());
     }
@@ -264,19 +254,19 @@ async fn a_redelivered_reconcile_step_records_each_missing_product_once() {
 
 #[tokio::test]
 async fn a_redelivered_dry_run_reconcile_counts_each_missing_product_once() {
-    let (op, store, gone, _dir) =
-        reconcile_cut_while_recording_missing(true, GuardRails::default()).await;
+    let (op, catalog) = reconcile_cut_while_recording_missing(true, GuardRails::default()).await;
+    let (store, gone) = (&catalog.store, &catalog.gone);
     assert_eq!(op.status, shopsync_domain::OperationStatus::Completed);
     let reason = op.status_reason.clone().unwrap_or_default();
     assert!(
         reason.contains("3 change(s) staged, nothing applied (0 new, 0 updated, 3 to delete)"),
         "{reason}"
     );
-    let rows = shopsync_engine::plan::operation_rows(&store, op.operation_uuid)
+    let rows = shopsync_engine::plan::operation_rows(store, op.operation_uuid)
         .await
         .unwrap();
     assert_eq!(rows.len(), 3);
-    for product in &gone {
+    for product in gone {
         assert_eq!(
             rows.iter()
                 .filter(|r| r.source_product_id == *product)
@@ -284,5 +274,5 @@ async fn a_redelivered_dry_run_reconcile_counts_each_missing_product_once() {
             1
         );
     }
-    assert_eq!(common::count(&store, Table::SyncConflicts).await, 0);
+    assert_eq!(common::count(store, Table::SyncConflicts).await, 0);
 }

@@ -71,3 +71,18 @@ pub async fn edit(
         .await
         .expect("local edit")
 }
+
+/// Every conflict recorded on `product`.
+pub async fn conflicts_on(
+    store: &Store,
+    product: shopsync_domain::ProductId,
+) -> Vec<shopsync_domain::SyncConflict> {
+    store
+        .query_all(shopsync_store::item::Query::new(
+            shopsync_store::Table::SyncConflicts,
+            Some("by_product"),
+            product.to_string(),
+        ))
+        .await
+        .expect("conflicts of a product")
+}
