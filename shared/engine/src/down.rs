@@ -548,7 +548,7 @@ async fn merge_decision(
 }
 
 /// Weighs a merge that leaves conflicts open against what already waits for a person on the
-/// product. `None`: the same merge waits already (a pending row staged against the current
+/// product (dry runs' rows aside). `None`: the same merge waits already (a pending row staged against the current
 /// version proposes the same content, and every conflict left open here is open already with
 /// the same values), so nothing new is recorded; each sync that saw the product again (a
 /// full or bidirectional sync, a reconcile, another webhook) would otherwise record it all
@@ -569,13 +569,30 @@ async fn against_waiting(
     );
     query.ascending = false;
     query.limit = 50;
-    let waiting: Vec<ProductsStaging> = store
-        .query::<ProductsStaging>(query)
-        .await?
-        .items
-        .into_iter()
-        .filter(|r| r.status == StagingStatus::Pending && r.has_conflicts && r.merged)
-        .collect();
+    let mut waiting = Vec::new();
+    // A dry run's rows are a preview: nothing waits on them, and they are left as they are.
+    let mut previews = std::collections::HashMap::new();
+    for row in store.query::<ProductsStaging>(query).await?.items {
+        if row.status != StagingStatus::Pending || !row.has_conflicts || !row.merged {
+            continue;
+        }
+        let preview = match previews.get(&row.sync_operation_id) {
+            Some(preview) => *preview,
+            None => {
+                let operation = store
+                    .get::<SyncOperation>(&shopsync_store::Key::pk(
+                        row.sync_operation_id.to_string(),
+                    ))
+                    .await?;
+                let preview = operation.is_some_and(|o| o.dry_run);
+                previews.insert(row.sync_operation_id, preview);
+                preview
+            }
+        };
+        if !preview {
+            waiting.push(row);
+        }
+    }
     let open = crate::up::open_conflicts(store, local.id).await?;
     let same_values = |new: &SyncConflict, old: &SyncConflict| {
         old.field_name == new.field_name

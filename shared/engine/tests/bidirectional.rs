@@ -284,12 +284,44 @@ async fn a_conflict_still_open_is_recorded_once_and_replaced_when_a_side_moves_o
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     sim.with_shop(|s| s.edit_product(id, |p| p.variants[0].sku = Some("REMOTE-SKU".into())));
 
+    // A preview first: its row is no merge waiting for a person.
+    let actor = merchant();
+    let stepper = shopsync_engine::steps::Stepper {
+        store: &store,
+        client: &client,
+        actor: &actor,
+        rails: &rails,
+    };
+    let preview = stepper
+        .run_to_end(shopsync_engine::steps::SyncKind::Full {
+            direction: SyncDirection::Bidirectional,
+            dry_run: true,
+        })
+        .await
+        .unwrap();
+    let preview_rows = shopsync_engine::plan::operation_rows(&store, preview.operation_uuid)
+        .await
+        .unwrap();
+    assert_eq!(preview_rows.len(), 1);
+
     let first = run_bidirectional(&store, &client, &merchant(), &rails)
         .await
         .unwrap();
     assert_eq!(first.statistics.conflicts, 1);
     let (open, rows) = waiting_on(&store, local.id).await;
-    assert_eq!((open.len(), rows), (1, 1));
+    assert_eq!(
+        (open.len(), rows),
+        (1, 2),
+        "the preview's row and the real one"
+    );
+    let preview_rows = shopsync_engine::plan::operation_rows(&store, preview.operation_uuid)
+        .await
+        .unwrap();
+    assert_eq!(
+        preview_rows[0].status,
+        shopsync_domain::StagingStatus::Pending,
+        "a preview is left as it is"
+    );
     let recorded = open[0].conflict_uuid;
 
     // Seen again, nothing new: the same merge waits already; nothing is recorded twice.
@@ -306,7 +338,7 @@ async fn a_conflict_still_open_is_recorded_once_and_replaced_when_a_side_moves_o
             again.statistics
         );
         let (open, rows) = waiting_on(&store, local.id).await;
-        assert_eq!((open.len(), rows), (1, 1), "round {round}");
+        assert_eq!((open.len(), rows), (1, 2), "round {round}");
         assert_eq!(open[0].conflict_uuid, recorded);
     }
 
@@ -318,7 +350,7 @@ async fn a_conflict_still_open_is_recorded_once_and_replaced_when_a_side_moves_o
         .await
         .unwrap();
     let (open, rows) = waiting_on(&store, local.id).await;
-    assert_eq!((open.len(), rows), (1, 1));
+    assert_eq!((open.len(), rows), (1, 2));
     assert_eq!(open[0].conflict_uuid, recorded);
 
     // Shopify changes the SKU again: the conflict is replaced by one with the new value.
@@ -329,7 +361,7 @@ async fn a_conflict_still_open_is_recorded_once_and_replaced_when_a_side_moves_o
         .unwrap();
     assert_eq!(moved.statistics.conflicts, 1);
     let (open, rows) = waiting_on(&store, local.id).await;
-    assert_eq!((open.len(), rows), (1, 1));
+    assert_eq!((open.len(), rows), (1, 2));
     assert_eq!(
         open[0].remote_value,
         Some(serde_json::json!("REMOTE-SKU-2"))
