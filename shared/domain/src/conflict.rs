@@ -136,6 +136,41 @@ impl SyncConflict {
         }
     }
 
+    /// A product Shopify no longer has, as a whole-product conflict for a person (recreate it
+    /// in Shopify, or remove it here): `MissingRemotely` when nobody here deleted it,
+    /// `DeletedRemotely` when it changed here since. Critical, never settled by policy; its
+    /// local value names the product as it stands here.
+    pub fn gone_remotely(
+        operation: OperationId,
+        product: &crate::product::Product,
+        conflict_type: ConflictType,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut conflict = Self::field(
+            operation,
+            product.id,
+            FieldPath::new_unchecked("product".into()),
+            ConflictValues {
+                base: None,
+                local: Some(serde_json::json!({
+                    "title": product.content.title,
+                    "shopify_id": product.shopify_id,
+                    "version": product.version,
+                })),
+                remote: None,
+            },
+            &Decision {
+                strategy: Strategy::Manual,
+                auto_resolvable: false,
+                winner: None,
+                severity: Severity::Critical,
+            },
+            now,
+        );
+        conflict.conflict_type = conflict_type;
+        conflict
+    }
+
     /// Settles it by keeping one side's value.
     pub fn resolve(
         &mut self,

@@ -986,11 +986,22 @@ pub(crate) async fn finish_both_ways(
         return Ok(None);
     }
     let mut pushed = OperationStatistics::default();
-    let last = crate::up::push_pending(store, client, actor, times, &mut pushed).await?;
+    let last = crate::up::push_pending(
+        store,
+        client,
+        actor,
+        operation.operation_uuid,
+        times,
+        &mut pushed,
+    )
+    .await?;
     operation.statistics.updated += pushed.updated;
     operation.statistics.skipped += pushed.skipped;
     operation.statistics.failed += pushed.failed;
-    Ok(last.map(|last| format!("{} product(s) not pushed; last: {last}", pushed.failed)))
+    // A product found gone from Shopify is counted with the operation's conflicts, when it
+    // concludes.
+    let not_pushed = pushed.failed + pushed.conflicts;
+    Ok(last.map(|last| format!("{not_pushed} product(s) not pushed; last: {last}")))
 }
 
 /// An approved operation finishes as it would have unheld: a bidirectional one pushes the

@@ -577,7 +577,7 @@ impl Stepper<'_> {
                 checkpoint.push_failure.as_ref().map(|last| {
                     format!(
                         "{} product(s) not pushed; last: {last}",
-                        operation.statistics.failed
+                        operation.statistics.failed + operation.statistics.conflicts
                     )
                 })
             };
@@ -940,29 +940,13 @@ impl Stepper<'_> {
             row.error = Some("no longer in Shopify; nobody deleted it here: review".into());
             let mut writes = vec![Store::insert_write(&row)?];
             if !operation.dry_run {
-                let mut conflict = shopsync_domain::SyncConflict::field(
+                let mut conflict = shopsync_domain::SyncConflict::gone_remotely(
                     operation.operation_uuid,
-                    product.id,
-                    shopsync_domain::FieldPath::new_unchecked("product".into()),
-                    shopsync_domain::ConflictValues {
-                        base: None,
-                        local: Some(serde_json::json!({
-                            "title": product.content.title,
-                            "shopify_id": product.shopify_id,
-                            "version": product.version,
-                        })),
-                        remote: None,
-                    },
-                    &shopsync_domain::Decision {
-                        strategy: shopsync_domain::Strategy::Manual,
-                        auto_resolvable: false,
-                        winner: None,
-                        severity: shopsync_domain::Severity::Critical,
-                    },
+                    &product,
+                    shopsync_domain::ConflictType::MissingRemotely,
                     now,
                 );
                 conflict.conflict_uuid = conflict_id;
-                conflict.conflict_type = shopsync_domain::ConflictType::MissingRemotely;
                 writes.push(Store::insert_write(&conflict)?);
             }
             match self.store.commit_writes(writes).await? {
@@ -1019,6 +1003,7 @@ impl Stepper<'_> {
             self.store,
             self.client,
             self.actor,
+            operation.operation_uuid,
             &page.items,
             times,
             stats,

@@ -477,6 +477,7 @@ pub(crate) async fn push_pending(
     store: &Store,
     client: &AdminClient,
     actor: &Actor,
+    operation: shopsync_domain::OperationId,
     times: &mut StageTimes,
     stats: &mut shopsync_domain::OperationStatistics,
 ) -> Result<Option<String>, EngineError> {
@@ -485,7 +486,21 @@ pub(crate) async fn push_pending(
         .query_all(Query::new(Table::Products, Some("by_pending_push"), "1"))
         .await?;
     times.add(Stage::Fetch, fetching);
-    push_products(store, client, actor, &pending, times, stats).await
+    push_products(store, client, actor, operation, &pending, times, stats).await
+}
+
+/// Whether Shopify no longer has the product it mirrors (asked after a refused push; a read
+/// that fails answers no, and the refusal stands as it is).
+async fn gone_from_shopify(client: &AdminClient, product: &Product) -> bool {
+    let Some(id) = product.shopify_id else {
+        return false;
+    };
+    matches!(
+        client
+            .product(id, shopsync_shopify::cost::ProductPageShape::default())
+            .await,
+        Ok(None)
+    )
 }
 
 /// Stages what pushing these products would send, as pending rows of the dry-run
@@ -548,12 +563,15 @@ pub(crate) async fn preview_products(
     Ok(())
 }
 
-/// Pushes these products (those with open conflicts are held back, counted as skipped).
-/// Returns the last failure, if any.
+/// Pushes these products within `operation` (those with open conflicts are held back,
+/// counted as skipped). A product Shopify refused because it no longer has it becomes a
+/// `deleted_remotely` conflict for a person, which holds it back from later pushes instead
+/// of failing every up-sync again. Returns the last failure, if any.
 pub(crate) async fn push_products(
     store: &Store,
     client: &AdminClient,
     actor: &Actor,
+    operation: shopsync_domain::OperationId,
     products: &[Product],
     times: &mut StageTimes,
     stats: &mut shopsync_domain::OperationStatistics,
@@ -570,6 +588,22 @@ pub(crate) async fn push_products(
             Ok(Pushed::Pushed(..)) => stats.updated += 1,
             Ok(Pushed::Locked(_)) => stats.skipped += 1,
             Ok(Pushed::Refused(id, reason)) => {
+                if gone_from_shopify(client, product).await {
+                    let conflict = shopsync_domain::SyncConflict::gone_remotely(
+                        operation,
+                        product,
+                        shopsync_domain::ConflictType::DeletedRemotely,
+                        Utc::now(),
+                    );
+                    store.insert(&conflict).await?;
+                    tracing::warn!(product = %id, "not pushed: no longer in Shopify; a conflict waits for review");
+                    last_failure = Some(format!(
+                        "product {id} is no longer in Shopify: recreate it there or remove it here (conflict {})",
+                        conflict.conflict_uuid
+                    ));
+                    stats.conflicts += 1;
+                    continue;
+                }
                 tracing::warn!(product = %id, %reason, "push refused");
                 last_failure = Some(format!("product {id}: {reason}"));
                 stats.failed += 1;

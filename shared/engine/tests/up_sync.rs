@@ -395,3 +395,60 @@ async fn an_up_sync_preview_stages_what_would_be_pushed_and_sends_nothing() {
         "Previewed title"
     );
 }
+
+#[tokio::test]
+async fn a_local_edit_of_a_product_gone_from_shopify_becomes_a_conflict_not_a_failure_each_time() {
+    let (sim, client, store, _dir) = setup().await;
+    let id = sim.with_shop(|s| s.products().map(|p| p.id).next().unwrap());
+    let local = store
+        .product(local_id_for(ShopifyProductId::new(id).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    edit(&store, &local, |c| c.title = "Edited locally".into()).await;
+    sim.with_shop(|s| s.delete_product(id));
+    let in_shopify = sim.with_shop(|s| s.products().count());
+
+    let op = run_up(&store, &client, &merchant()).await.unwrap();
+    assert_eq!(
+        (op.statistics.conflicts, op.statistics.failed),
+        (1, 0),
+        "{:?}",
+        op.statistics
+    );
+    let reason = op.status_reason.clone().unwrap_or_default();
+    assert!(reason.contains("1 product(s) not pushed"), "{reason}");
+    assert!(reason.contains("no longer in Shopify"), "{reason}");
+    let conflicts = common::conflicts_on(&store, local.id).await;
+    assert_eq!(conflicts.len(), 1);
+    let conflict = &conflicts[0];
+    assert_eq!(
+        (conflict.conflict_type, conflict.status, conflict.severity),
+        (
+            shopsync_domain::ConflictType::DeletedRemotely,
+            shopsync_domain::ConflictStatus::Open,
+            shopsync_domain::Severity::Critical
+        )
+    );
+    assert_eq!(conflict.sync_operation_id, op.operation_uuid);
+    assert_eq!(
+        conflict.local_value.as_ref().unwrap()["title"],
+        "Edited locally"
+    );
+
+    // The next up-sync holds it back: nothing sent, nothing recreated, nothing lost.
+    let next = run_up(&store, &client, &merchant()).await.unwrap();
+    assert_eq!(
+        (
+            next.statistics.skipped,
+            next.statistics.failed,
+            next.statistics.conflicts
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!(common::conflicts_on(&store, local.id).await.len(), 1);
+    assert_eq!(sim.with_shop(|s| s.products().count()), in_shopify);
+    let kept = store.product(local.id).await.unwrap().unwrap();
+    assert_eq!(kept.content.title, "Edited locally");
+    assert!(kept.needs_push());
+}
