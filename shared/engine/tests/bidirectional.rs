@@ -271,12 +271,7 @@ async fn a_conflict_still_open_is_recorded_once_and_replaced_when_a_side_moves_o
     run_full_down(&store, &client, &merchant(), &rails)
         .await
         .unwrap();
-    let id = sim.with_shop(|s| s.products().map(|p| p.id).next().unwrap());
-    let local = store
-        .product(local_id_for(ShopifyProductId::new(id).unwrap()))
-        .await
-        .unwrap()
-        .unwrap();
+    let (id, local) = common::first_product(&sim, &store).await;
     edit(&store, &local, |c| {
         c.variants[0].sku = shopsync_domain::product::Sku::parse("LOCAL-SKU");
     })

@@ -341,9 +341,8 @@ async fn webhooks_seen_while_a_conflict_waits_record_it_once_and_replace_it_when
     )
     .await
     .unwrap();
-    let id = sim.with_shop(|s| s.products().map(|p| p.id).next().unwrap());
-    let local_id = local_id_for(ShopifyProductId::new(id).unwrap());
-    let local = store.product(local_id).await.unwrap().unwrap();
+    let (id, local) = common::first_product(&sim, &store).await;
+    let local_id = local.id;
     common::edit(&store, &local, |c| {
         c.variants[0].sku = shopsync_domain::product::Sku::parse("LOCAL-SKU");
     })

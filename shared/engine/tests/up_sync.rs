@@ -399,12 +399,7 @@ async fn an_up_sync_preview_stages_what_would_be_pushed_and_sends_nothing() {
 #[tokio::test]
 async fn a_local_edit_of_a_product_gone_from_shopify_becomes_a_conflict_not_a_failure_each_time() {
     let (sim, client, store, _dir) = setup().await;
-    let id = sim.with_shop(|s| s.products().map(|p| p.id).next().unwrap());
-    let local = store
-        .product(local_id_for(ShopifyProductId::new(id).unwrap()))
-        .await
-        .unwrap()
-        .unwrap();
+    let (id, local) = common::first_product(&sim, &store).await;
     edit(&store, &local, |c| c.title = "Edited locally".into()).await;
     sim.with_shop(|s| s.delete_product(id));
     let in_shopify = sim.with_shop(|s| s.products().count());

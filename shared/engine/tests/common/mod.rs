@@ -86,3 +86,15 @@ pub async fn conflicts_on(
         .await
         .expect("conflicts of a product")
 }
+
+/// The simulator's first product: its Shopify id and its local mirror (after a down-sync).
+pub async fn first_product(sim: &SimHandle, store: &Store) -> (u64, shopsync_domain::Product) {
+    let id = sim.with_shop(|s| s.products().map(|p| p.id).next().expect("a product"));
+    let shopify = shopsync_domain::ShopifyProductId::new(id).expect("a Shopify id");
+    let local = store
+        .product(shopsync_engine::down::local_id_for(shopify))
+        .await
+        .expect("read")
+        .expect("mirrored locally");
+    (id, local)
+}
