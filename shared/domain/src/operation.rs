@@ -160,6 +160,11 @@ pub struct SyncOperation {
     /// read, the plan so far); absent once it has nothing left to resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<serde_json::Value>,
+    /// Products in the catalog as a down-sync left it (a full read counts Shopify's; an
+    /// incremental one carries the last count forward with what it created): what the next
+    /// incremental sync's guard rails judge its share of changes against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_size: Option<u64>,
 }
 
 impl SyncOperation {
@@ -187,6 +192,7 @@ impl SyncOperation {
             completed_at: None,
             updated_at: now,
             checkpoint: None,
+            catalog_size: None,
         }
     }
 

@@ -894,6 +894,14 @@ impl Conclusion<'_> {
         mut times: StageTimes,
     ) -> Result<SyncOperation, EngineError> {
         let verdict = self.rails.judge(summary);
+        // A full read saw the whole catalog; an incremental one adds what it creates to the
+        // size it started from.
+        operation.catalog_size = Some(match operation.operation_type {
+            shopsync_domain::OperationType::IncrementalSync => {
+                summary.catalog_size + summary.changes.saturating_sub(summary.updates)
+            }
+            _ => summary.catalog_size,
+        });
         match verdict {
             verdict if operation.dry_run => {
                 // A preview: the rows show what would change; nothing is applied.

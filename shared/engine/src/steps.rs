@@ -340,8 +340,9 @@ pub struct Stepper<'a> {
     pub rails: &'a GuardRails,
 }
 
-/// The last completed down-sync: when it started, and how many products the last full one
-/// saw (the catalog size for the rails).
+/// The last completed down-sync: when it started, and the catalog's size as the newest one
+/// that counted it left it (the size the rails judge a share of changes against); records
+/// from before sizes were kept fall back to what the last full read saw.
 async fn last_down(store: &Store) -> Result<(Option<DateTime<Utc>>, u64), EngineError> {
     let mut query =
         shopsync_store::item::Query::new(Table::SyncOperations, Some("by_created"), "operation");
@@ -358,11 +359,15 @@ async fn last_down(store: &Store) -> Result<(Option<DateTime<Utc>>, u64), Engine
             )
     };
     let since = recent.iter().find(down).and_then(|op| op.started_at);
-    let catalog = recent
-        .iter()
-        .filter(down)
-        .find(|op| op.operation_type == OperationType::FullSync)
-        .map(|op| op.statistics.processed)
+    let counted = recent.iter().filter(down).find_map(|op| op.catalog_size);
+    let catalog = counted
+        .or_else(|| {
+            recent
+                .iter()
+                .filter(down)
+                .find(|op| op.operation_type == OperationType::FullSync)
+                .map(|op| op.statistics.processed)
+        })
         .unwrap_or(0);
     Ok((since, catalog))
 }

@@ -453,3 +453,68 @@ async fn an_unattended_apply_never_deletes() {
         "waits for a person"
     );
 }
+
+#[tokio::test]
+async fn an_incremental_sync_judges_its_share_of_the_whole_catalog_however_long_ago_it_was_read() {
+    let (sim, client, store, _dir) = setup(200).await;
+    let rails = GuardRails::default();
+    run_full_down(&store, &client, &actor(), &rails)
+        .await
+        .unwrap();
+    // Hours of scheduled work since the full read: incremental down-syncs that found nothing,
+    // each followed by an up-sync, until the full read is older than the last 200 operations.
+    let stepper = Stepper {
+        store: &store,
+        client: &client,
+        actor: &actor(),
+        rails: &rails,
+    };
+    for _ in 0..105 {
+        let quiet = stepper
+            .run_to_end(SyncKind::Incremental {
+                overlap: chrono::Duration::zero(),
+                dry_run: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            quiet.operation_type,
+            shopsync_domain::OperationType::IncrementalSync
+        );
+        let now = chrono::Utc::now();
+        let mut up = shopsync_domain::SyncOperation::new(
+            "up-sync",
+            shopsync_domain::OperationType::IncrementalSync,
+            shopsync_domain::SyncDirection::Up,
+            actor(),
+            now,
+        );
+        up.move_to(OperationStatus::InProgress, None, now).unwrap();
+        up.move_to(OperationStatus::Completed, None, now).unwrap();
+        store.insert(&up).await.unwrap();
+    }
+    let overlap = chrono::Duration::minutes(5);
+
+    // 60 of 200 products renamed in Shopify: 30%, under the 50% rail.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).take(60).collect());
+    sim.with_shop(|s| {
+        for id in &ids {
+            s.edit_product(*id, |p| p.title = format!("{} (renamed)", p.title));
+        }
+    });
+    let second = stepper
+        .run_to_end(SyncKind::Incremental {
+            overlap,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        second.status,
+        OperationStatus::Completed,
+        "{:?}",
+        second.status_reason
+    );
+    assert_eq!(second.statistics.updated, 60);
+}
