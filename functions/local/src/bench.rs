@@ -320,7 +320,7 @@ fn host_ticks_of(stat: &str) -> Option<(u64, u64)> {
 }
 
 async fn fresh_store(dir: &std::path::Path) -> anyhow::Result<shopsync_store::Store> {
-    let backend = shopsync_store::SqliteStore::open(dir, "bench_")?;
+    let backend = shopsync_store_sqlite::SqliteStore::open(dir, "bench_")?;
     shopsync_store::migrate::migrate(&backend, Default::default()).await?;
     Ok(shopsync_store::Store::new(std::sync::Arc::new(backend)))
 }
@@ -449,10 +449,10 @@ pub async fn webhook_path(
         }
         None => format!("{concurrency} sender(s) back to back"),
     };
-    let flush = match shopsync_store::Durability::from_env() {
-        shopsync_store::Durability::OnFlush => "durable flush",
-        shopsync_store::Durability::EveryCommit => "every commit fsynced",
-        shopsync_store::Durability::Relaxed => "no fsync before the answer",
+    let flush = match shopsync_store_sqlite::Durability::from_env() {
+        shopsync_store_sqlite::Durability::OnFlush => "durable flush",
+        shopsync_store_sqlite::Durability::EveryCommit => "every commit fsynced",
+        shopsync_store_sqlite::Durability::Relaxed => "no fsync before the answer",
     };
     let shown = dir.display();
     println!(
@@ -524,7 +524,7 @@ async fn webhook_bench_setup(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let intake = Arc::new(WebhookIntake {
-        ledger: Arc::new(shopsync_shopify::webhook::StoreLedger::new(store.clone())),
+        ledger: Arc::new(shopsync_engine::ledger::StoreLedger::new(store.clone())),
         store,
         config,
         queue: Arc::new(shopsync_engine::jobs::LocalQueue::default()),

@@ -1,7 +1,9 @@
 //! Where the store is: the embedded default, or DynamoDB.
 
 use clap::{Args, ValueEnum};
-use shopsync_store::{DynamoStore, ItemStore, SqliteStore};
+use shopsync_store::ItemStore;
+use shopsync_store_dynamo::DynamoStore;
+use shopsync_store_sqlite::SqliteStore;
 use std::path::PathBuf;
 use std::sync::Arc;
 

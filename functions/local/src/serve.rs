@@ -17,7 +17,8 @@ use shopsync_engine::intake::WebhookIntake;
 use shopsync_engine::jobs::{
     Job, JobMessage, JobOutcome, JobQueue, LocalQueue, QueueError, Worker,
 };
-use shopsync_shopify::webhook::{StoreLedger, WebhookConfig};
+use shopsync_engine::ledger::StoreLedger;
+use shopsync_shopify::webhook::WebhookConfig;
 use shopsync_store::item::{Key, PageToken, Query};
 use shopsync_store::{Store, Table};
 use std::collections::HashMap;
@@ -63,11 +64,13 @@ struct App {
     tokens: HashMap<String, (String, String)>,
 }
 
+/// A secret as it may be printed: its first two characters (whole characters, whatever their
+/// width in bytes) when it is long enough that they give little away.
 fn mask(secret: &str) -> String {
-    match secret.len() {
+    match secret.chars().count() {
         0 => "(empty)".into(),
         n if n <= 4 => "***".into(),
-        _ => format!("{}***", &secret[..2]),
+        _ => format!("{}***", secret.chars().take(2).collect::<String>()),
     }
 }
 
@@ -574,5 +577,28 @@ async fn versions(
         }))
         .into_response(),
         Err(e) => internal(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    #[test]
+    fn masking_keeps_whole_characters_of_any_secret() {
+        assert_eq!(mask(""), "(empty)");
+        assert_eq!(mask("€€€"), "***");
+        assert_eq!(mask("€€€€€"), "€€***");
+        assert_eq!(mask("a€b€c"), "a€***");
+        assert_eq!(mask("🔑🔑🔑🔑🔑🔑"), "🔑🔑***");
+        assert_eq!(mask("shpss_secret"), "sh***");
+        for secret in [
+            "é",
+            "éé",
+            "ééééé",
+            "\u{10FFFF}\u{10FFFF}\u{10FFFF}\u{10FFFF}x",
+        ] {
+            assert!(mask(secret).ends_with("***") || mask(secret) == "(empty)");
+        }
     }
 }

@@ -6,7 +6,9 @@ use shopsync_domain::testing::sample_content;
 use shopsync_domain::{Product, ProductId};
 use shopsync_store::item::{Item, Scalar};
 use shopsync_store::schema::{KeyAttr, KeySchema, KeyType, TableDef, PRODUCTS};
-use shopsync_store::{DynamoStore, ItemStore, SqliteStore, Store, Table};
+use shopsync_store::{ItemStore, Store, Table};
+use shopsync_store_dynamo::DynamoStore;
+use shopsync_store_sqlite::SqliteStore;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
@@ -149,7 +151,7 @@ async fn embedded_missing_indexes_are_created_after_a_backup() {
 
 /// A direct connection to the embedded store's database in `dir`.
 fn database(dir: &std::path::Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(dir.join(shopsync_store::sqlite::DB_FILE)).expect("db")
+    rusqlite::Connection::open(dir.join(shopsync_store_sqlite::DB_FILE)).expect("db")
 }
 
 /// The products table's index definitions as SQLite holds them.

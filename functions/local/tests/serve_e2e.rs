@@ -172,7 +172,7 @@ async fn a_local_edit_is_pushed_by_the_scheduler_and_its_echo_is_not_staged_agai
     let id: shopsync_domain::ProductId = product["id"].as_str().unwrap().parse().unwrap();
 
     // The merchant edits the product in the local catalog (the same store serve uses).
-    let backend = shopsync_store::SqliteStore::open(server.dir.path(), "shopsync_").unwrap();
+    let backend = shopsync_store_sqlite::SqliteStore::open(server.dir.path(), "shopsync_").unwrap();
     let store = shopsync_store::Store::new(std::sync::Arc::new(backend));
     let local = store.product(id).await.unwrap().unwrap();
     let mut content = local.content.clone();

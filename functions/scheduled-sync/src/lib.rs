@@ -11,8 +11,8 @@ use shopsync_engine::jobs::{JobError, JobMessage, JobQueue, ScheduleInput};
 /// What a scheduled invocation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scheduled {
-    /// The enqueued message.
-    pub message: JobMessage,
+    /// The enqueued messages, in the order they were sent (one, or a round's three).
+    pub messages: Vec<JobMessage>,
 }
 
 /// Why a schedule enqueued nothing.
@@ -47,9 +47,9 @@ fn input_of(event: &Value) -> Result<ScheduleInput, ScheduleError> {
     }
 }
 
-/// Enqueues the job the schedule asks for. The message id comes from the invocation's
-/// request id (Lambda keeps it across its own retries of an asynchronous invocation), so a
-/// retried invocation enqueues a message the worker recognises as already run.
+/// Enqueues the jobs the schedule asks for, in their order, in one send. The message ids come
+/// from the invocation's request id (Lambda keeps it across its own retries of an asynchronous
+/// invocation), so a retried invocation enqueues messages the worker recognises as already run.
 pub async fn handle(
     queue: &dyn JobQueue,
     event: &Value,
@@ -57,13 +57,27 @@ pub async fn handle(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Scheduled, ScheduleError> {
     let input = input_of(event)?;
-    let job = input.job().map_err(|e| match e {
+    let jobs = input.jobs().map_err(|e| match e {
         JobError::Poison(reason) => ScheduleError::Input(reason),
         other => ScheduleError::Input(other.to_string()),
     })?;
-    let mut message = JobMessage::new(job, now);
-    message.id = format!("schedule:{request_id}");
-    queue.send(vec![message.clone()]).await?;
-    tracing::info!(job = ?message.job, message = %message.id, "scheduled job enqueued");
-    Ok(Scheduled { message })
+    let several = jobs.len() > 1;
+    let messages: Vec<JobMessage> = jobs
+        .into_iter()
+        .enumerate()
+        .map(|(index, job)| {
+            let mut message = JobMessage::new(job, now);
+            message.id = if several {
+                format!("schedule:{request_id}:{index}")
+            } else {
+                format!("schedule:{request_id}")
+            };
+            message
+        })
+        .collect();
+    queue.send(messages.clone()).await?;
+    for message in &messages {
+        tracing::info!(job = ?message.job, message = %message.id, "scheduled job enqueued");
+    }
+    Ok(Scheduled { messages })
 }

@@ -19,7 +19,12 @@ async fn main() -> Result<(), Error> {
             chrono::Utc::now(),
         )
         .await?;
-        Ok::<_, Error>(serde_json::json!({ "queued": done.message.id, "job": done.message.job }))
+        let queued: Vec<_> = done
+            .messages
+            .iter()
+            .map(|m| serde_json::json!({ "id": m.id, "job": m.job }))
+            .collect();
+        Ok::<_, Error>(serde_json::json!({ "queued": queued }))
     }))
     .await
 }

@@ -30,11 +30,40 @@ async fn the_schedule_input_chooses_the_job_and_the_request_id_names_the_message
         let done = scheduled_sync::handle(&queue, &event, "req-7", now)
             .await
             .unwrap();
-        assert_eq!(done.message.job, job, "{event}");
-        assert_eq!(done.message.id, "schedule:req-7");
+        assert_eq!(done.messages.len(), 1, "{event}");
+        assert_eq!(done.messages[0].job, job, "{event}");
+        assert_eq!(done.messages[0].id, "schedule:req-7");
         let sent = queue.receive().await.unwrap();
-        assert_eq!(sent, done.message);
+        assert_eq!(sent, done.messages[0]);
     }
+}
+
+#[tokio::test]
+async fn a_round_enqueues_down_then_up_then_maintenance_as_serve_does() {
+    let queue = LocalQueue::default();
+    let done = scheduled_sync::handle(
+        &queue,
+        &json!({"type": "round"}),
+        "req-9",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let jobs: Vec<Job> = done.messages.iter().map(|m| m.job.clone()).collect();
+    assert_eq!(jobs, [Job::IncrementalDown, Job::Up, Job::Maintenance]);
+    for (index, expected) in done.messages.iter().enumerate() {
+        assert_eq!(expected.id, format!("schedule:req-9:{index}"));
+        assert_eq!(&queue.receive().await.unwrap(), expected, "sent in order");
+    }
+    let err = scheduled_sync::handle(
+        &queue,
+        &json!({"type": "round", "direction": "up"}),
+        "req-10",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("takes no direction"), "{err}");
 }
 
 #[tokio::test]

@@ -8,10 +8,10 @@ use lambda_http::{service_fn, Error, Request};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shopsync_runtime::init_logs();
-    let intake = shopsync_runtime::webhook_intake(&shopsync_runtime::ProcessEnv).await?;
-    let intake = &intake;
+    let host = shopsync_runtime::WebhookHost::from_env(&shopsync_runtime::ProcessEnv).await?;
+    let host = &host;
     lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, std::convert::Infallible>(shopify_webhook::handle(intake, request).await)
+        Ok::<_, std::convert::Infallible>(shopify_webhook::handle_with(host, request).await)
     }))
     .await
 }

@@ -6,7 +6,8 @@ use serde_json::Value;
 use shopsync_domain::Actor;
 use shopsync_engine::intake::WebhookIntake;
 use shopsync_engine::jobs::{Job, LocalQueue};
-use shopsync_shopify::webhook::{sign, StoreLedger, WebhookConfig};
+use shopsync_engine::ledger::StoreLedger;
+use shopsync_shopify::webhook::{sign, WebhookConfig};
 use shopsync_store::Store;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ const PAYLOAD: &str = include_str!("../../../tests/fixtures/shopify/webhooks/pro
 
 async fn intake() -> (WebhookIntake, Arc<LocalQueue>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
+    let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "t_").unwrap();
     shopsync_store::migrate::migrate(&backend, Default::default())
         .await
         .unwrap();

@@ -9,13 +9,20 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shopsync_runtime::init_logs();
-    let (worker, max_receives) = shopsync_runtime::worker(&shopsync_runtime::ProcessEnv).await?;
-    let worker = &worker;
+    let host = shopsync_runtime::WorkerHost::from_env(&shopsync_runtime::ProcessEnv).await?;
+    let reserve = sync_worker::reserve_from_env(&shopsync_runtime::ProcessEnv)?;
+    let host = &host;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline =
-            sync_worker::step_deadline(event.context.deadline, std::time::SystemTime::now());
+        // Without the token nothing can run: the invocation fails and every message of the
+        // batch comes back after its visibility timeout.
+        let worker = host.worker().await?;
+        let deadline = sync_worker::step_deadline_with(
+            event.context.deadline,
+            std::time::SystemTime::now(),
+            reserve,
+        );
         Ok::<_, Error>(
-            sync_worker::handle(worker, &event.payload, max_receives, Some(deadline)).await,
+            sync_worker::handle(&worker, &event.payload, host.max_receives, Some(deadline)).await,
         )
     }))
     .await

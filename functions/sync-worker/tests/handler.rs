@@ -40,7 +40,7 @@ async fn a_batch_answers_with_only_the_failed_message_ids() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
+    let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "t_").unwrap();
     shopsync_store::migrate::migrate(&backend, Default::default())
         .await
         .unwrap();

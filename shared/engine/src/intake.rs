@@ -8,6 +8,7 @@
 //! answers 500, so Shopify's retry is handled.
 
 use crate::jobs::{Job, JobMessage, JobQueue};
+use crate::ledger::{ledger_rejection, DeliveryLedger, LedgerError, Seen};
 use crate::plan::rows_by_id;
 use crate::realtime::{
     deferrable, handle_delivery, prepare_delivery, refused_as_echo, Handled, PreparedDelivery,
@@ -19,8 +20,7 @@ use shopsync_domain::staging::StagingStatus;
 use shopsync_domain::Actor;
 use shopsync_domain::{OperationId, StagingId};
 use shopsync_shopify::webhook::{
-    ledger_rejection, verify_and_parse, Delivery, DeliveryLedger, HeaderSource, LedgerError,
-    Rejection, Seen, WebhookConfig,
+    verify_and_parse, Delivery, HeaderSource, Rejection, WebhookConfig,
 };
 use shopsync_shopify::AdminClient;
 use shopsync_store::backend::MAX_TRANSACTION_ITEMS;

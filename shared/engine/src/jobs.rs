@@ -69,7 +69,9 @@ impl Job {
 
 /// What an EventBridge schedule asks for (the rule's input): `{"type": "incremental_sync",
 /// "direction": "down"}`. Types: `full_sync`, `incremental_sync`, `reconcile`, `maintenance` (due shop
-/// redactions; realtime operations brought up to date); directions: `down`, `up`, `bidirectional`.
+/// redactions; realtime operations brought up to date), and `round`: what `shopsync serve`'s
+/// scheduler starts each interval, an incremental down-sync, then an up-sync, then
+/// maintenance; directions: `down`, `up`, `bidirectional`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleInput {
@@ -84,6 +86,11 @@ pub struct ScheduleInput {
 impl ScheduleInput {
     /// The job this schedule starts, or why it cannot start one.
     pub fn job(&self) -> Result<Job, JobError> {
+        if self.operation_type == "round" {
+            return Err(JobError::Poison(
+                "schedule input: a round is several jobs (see ScheduleInput::jobs)".into(),
+            ));
+        }
         let direction = self.direction.as_deref().unwrap_or("down");
         match (self.operation_type.as_str(), direction) {
             ("full_sync", "down") => Ok(Job::FullDown),
@@ -99,7 +106,21 @@ impl ScheduleInput {
                 "schedule input: {t} runs in direction down, not `{d}`"
             ))),
             (t, _) => Err(JobError::Poison(format!(
-                "schedule input: unknown type `{t}` (use full_sync, incremental_sync, reconcile or maintenance)"
+                "schedule input: unknown type `{t}` (use full_sync, incremental_sync, reconcile, maintenance or round)"
+            ))),
+        }
+    }
+
+    /// The jobs the input asks for, in the order they are to run: one, or for a `round` the
+    /// incremental down-sync, the up-sync and maintenance (a round takes no direction).
+    pub fn jobs(&self) -> Result<Vec<Job>, JobError> {
+        if self.operation_type != "round" {
+            return self.job().map(|job| vec![job]);
+        }
+        match self.direction.as_deref() {
+            None => Ok(vec![Job::IncrementalDown, Job::Up, Job::Maintenance]),
+            Some(d) => Err(JobError::Poison(format!(
+                "schedule input: a round runs down, then up, then maintenance; it takes no direction (`{d}`)"
             ))),
         }
     }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod incremental;
 pub mod intake;
 pub mod jobs;
+pub mod ledger;
 pub mod mapping;
 pub mod perf;
 pub mod plan;

@@ -3,14 +3,17 @@
 //! step could not be queued is queued by Shopify's retry.
 
 mod common;
+#[path = "intake/ledger.rs"]
+mod ledger;
 
 use async_trait::async_trait;
 use shopsync_domain::staging::{ProductsStaging, StagingStatus};
 use shopsync_domain::Actor;
 use shopsync_engine::intake::{IntakeReply, WebhookIntake};
 use shopsync_engine::jobs::{Job, JobMessage, JobQueue, LocalQueue, QueueError};
+use shopsync_engine::ledger::StoreLedger;
 use shopsync_engine::realtime::apply_staged;
-use shopsync_shopify::webhook::{sign, StoreLedger, WebhookConfig};
+use shopsync_shopify::webhook::{sign, WebhookConfig};
 use shopsync_store::{Store, Table};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -101,7 +101,7 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_and_fails_its_operation(
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
+    let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "t_").unwrap();
     shopsync_store::migrate::migrate(&backend, Default::default())
         .await
         .unwrap();

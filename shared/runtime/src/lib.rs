@@ -4,21 +4,31 @@
 //! | variable | used by | meaning |
 //! | --- | --- | --- |
 //! | `SHOPIFY_SHOP` | all | the shop's myshopify domain (webhooks must come from it) |
-//! | `SHOPIFY_ACCESS_TOKEN` | worker (webhook: optional, for re-reads) | Admin API token |
+//! | `SHOPIFY_ACCESS_TOKEN_SECRET_ARN` | worker (webhook: optional, for re-reads) | the Secrets Manager secret holding the Admin API token |
+//! | `SHOPIFY_WEBHOOK_SECRET_ARN` | webhook | the Secrets Manager secret holding the HMAC secrets, `{"current": "...", "previous": "..."}` |
+//! | `SHOPSYNC_SECRETS_TTL_SECS` | all | how long a secret read is used before it is read again, default 300 |
+//! | `SHOPSYNC_SECRETS_ENDPOINT` | all | Secrets Manager endpoint override (local servers) |
+//! | `SHOPIFY_ACCESS_TOKEN` | local runs, tests | the token itself, instead of the secret |
+//! | `SHOPIFY_WEBHOOK_SECRET`, `SHOPIFY_WEBHOOK_SECRET_PREVIOUS` | local runs, tests | the HMAC secrets themselves |
 //! | `SHOPIFY_API_VERSION` | all | Admin API version, default 2026-07 |
-//! | `SHOPIFY_WEBHOOK_SECRET`, `SHOPIFY_WEBHOOK_SECRET_PREVIOUS` | webhook | HMAC secrets |
+//! | `SHOPIFY_ADMIN_ENDPOINT` | all | base URL instead of `https://{shop}` (a proxy, the simulator in tests) |
 //! | `SHOPSYNC_TABLE_PREFIX` | all | physical table name prefix, default `shopsync_` |
 //! | `SHOPSYNC_DYNAMODB_ENDPOINT` | all | DynamoDB endpoint override (local servers) |
 //! | `SHOPSYNC_QUEUE_URL` | all | the jobs queue (the worker enqueues continuations) |
 //! | `SHOPSYNC_SQS_ENDPOINT` | all | SQS endpoint override |
 //! | `SHOPSYNC_MAX_RECEIVES` | worker | the redrive policy's maxReceiveCount, default 5 |
 
+pub mod secrets;
+
+use secrets::{Secret, SecretError, SecretSource, WebhookSecrets};
 use shopsync_domain::{Actor, GuardRails};
 use shopsync_engine::intake::WebhookIntake;
 use shopsync_engine::jobs::{JobQueue, Worker};
-use shopsync_shopify::webhook::{StoreLedger, WebhookConfig};
+use shopsync_engine::ledger::StoreLedger;
+use shopsync_shopify::webhook::WebhookConfig;
 use shopsync_shopify::{AdminClient, ApiVersion, ClientConfig};
-use shopsync_store::{DynamoStore, Store};
+use shopsync_store::Store;
+use shopsync_store_dynamo::DynamoStore;
 use std::sync::Arc;
 
 /// A setting that is missing or wrong.
@@ -35,6 +45,9 @@ pub enum SettingsError {
         /// Why.
         reason: String,
     },
+    /// A secret could not be read, or is not in its form.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 /// Where the variables come from (the process environment, or a map in tests).
@@ -69,10 +82,18 @@ fn required(env: &dyn Env, name: &'static str) -> Result<String, SettingsError> 
 pub struct Settings {
     /// The shop's myshopify domain.
     pub shop: String,
-    /// Admin API token, when set.
+    /// Admin API token given directly (local runs, tests), when set.
     pub access_token: Option<String>,
+    /// The Secrets Manager secret holding the Admin API token, when set.
+    pub access_token_secret: Option<String>,
+    /// How long a secret read from Secrets Manager is used.
+    pub secrets_ttl: std::time::Duration,
+    /// Secrets Manager endpoint override.
+    pub secrets_endpoint: Option<String>,
     /// Admin API version.
     pub api_version: ApiVersion,
+    /// Base URL of the Admin API instead of `https://{shop}`.
+    pub admin_endpoint: Option<String>,
     /// Physical table name prefix.
     pub table_prefix: String,
     /// DynamoDB endpoint override.
@@ -84,6 +105,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("shop", &self.shop)
             .field("access_token", &self.access_token.as_ref().map(|_| "***"))
+            .field("access_token_secret", &self.access_token_secret)
             .field("api_version", &self.api_version.to_string())
             .field("table_prefix", &self.table_prefix)
             .field("dynamodb_endpoint", &self.dynamodb_endpoint)
@@ -103,10 +125,23 @@ impl Settings {
                 })?,
             None => ApiVersion::PINNED,
         };
+        let secrets_ttl = match env.var("SHOPSYNC_SECRETS_TTL_SECS") {
+            Some(v) => std::time::Duration::from_secs(v.trim().parse().map_err(|e| {
+                SettingsError::Invalid {
+                    name: "SHOPSYNC_SECRETS_TTL_SECS",
+                    reason: format!("`{v}`: {e}"),
+                }
+            })?),
+            None => secrets::DEFAULT_TTL,
+        };
         Ok(Self {
             shop: required(env, "SHOPIFY_SHOP")?,
             access_token: env.var("SHOPIFY_ACCESS_TOKEN"),
+            access_token_secret: env.var("SHOPIFY_ACCESS_TOKEN_SECRET_ARN"),
+            secrets_ttl,
+            secrets_endpoint: env.var("SHOPSYNC_SECRETS_ENDPOINT"),
             api_version,
+            admin_endpoint: env.var("SHOPIFY_ADMIN_ENDPOINT"),
             table_prefix: env
                 .var("SHOPSYNC_TABLE_PREFIX")
                 .unwrap_or_else(|| "shopsync_".into()),
@@ -121,19 +156,38 @@ impl Settings {
         ))
     }
 
-    /// The Admin API client, when a token is set.
+    /// The Admin API client, when a token is given directly.
     pub fn client(&self) -> Result<Option<AdminClient>, SettingsError> {
-        let Some(token) = &self.access_token else {
-            return Ok(None);
-        };
+        self.access_token
+            .as_deref()
+            .map(|token| self.client_with(token))
+            .transpose()
+    }
+
+    /// The Admin API client with `token`.
+    pub fn client_with(&self, token: &str) -> Result<AdminClient, SettingsError> {
         let mut config = ClientConfig::new(self.shop.clone(), token);
         config.api_version = self.api_version;
-        AdminClient::new(config)
-            .map(Some)
-            .map_err(|e| SettingsError::Invalid {
-                name: "SHOPIFY_ACCESS_TOKEN",
-                reason: e.to_string(),
-            })
+        config.endpoint = self.admin_endpoint.clone();
+        AdminClient::new(config).map_err(|e| SettingsError::Invalid {
+            name: "SHOPIFY_ACCESS_TOKEN",
+            reason: e.to_string(),
+        })
+    }
+
+    /// The Admin API token: the secret named by `SHOPIFY_ACCESS_TOKEN_SECRET_ARN`, or the
+    /// value of `SHOPIFY_ACCESS_TOKEN`; `None` when neither is set.
+    pub fn access_token(&self, source: &Arc<dyn SecretSource>) -> Option<Secret> {
+        match (&self.access_token_secret, &self.access_token) {
+            (Some(arn), _) => Some(Secret::stored(source.clone(), arn, self.secrets_ttl)),
+            (None, Some(token)) => Some(Secret::fixed(token)),
+            (None, None) => None,
+        }
+    }
+
+    /// Where stored secrets are read: Secrets Manager (at `SHOPSYNC_SECRETS_ENDPOINT` when set).
+    pub async fn secret_source(&self) -> Arc<dyn SecretSource> {
+        Arc::new(secrets::SecretsManager::connect(self.secrets_endpoint.as_deref()).await)
     }
 }
 
@@ -146,13 +200,24 @@ pub async fn queue(env: &dyn Env) -> Result<Arc<dyn JobQueue>, SettingsError> {
     ))
 }
 
-/// The webhook secrets.
-pub fn webhook_config(env: &dyn Env, settings: &Settings) -> Result<WebhookConfig, SettingsError> {
-    Ok(WebhookConfig {
-        shop_domain: settings.shop.clone(),
-        secret: required(env, "SHOPIFY_WEBHOOK_SECRET")?,
-        previous_secret: env.var("SHOPIFY_WEBHOOK_SECRET_PREVIOUS"),
-    })
+/// The webhook secrets: the secret named by `SHOPIFY_WEBHOOK_SECRET_ARN`, or the values of
+/// `SHOPIFY_WEBHOOK_SECRET` and `SHOPIFY_WEBHOOK_SECRET_PREVIOUS`.
+pub fn webhook_secret(
+    env: &dyn Env,
+    settings: &Settings,
+    source: &Arc<dyn SecretSource>,
+) -> Result<Secret, SettingsError> {
+    if let Some(arn) = env.var("SHOPIFY_WEBHOOK_SECRET_ARN") {
+        return Ok(Secret::stored(source.clone(), arn, settings.secrets_ttl));
+    }
+    let current = env
+        .var("SHOPIFY_WEBHOOK_SECRET")
+        .ok_or(SettingsError::Missing("SHOPIFY_WEBHOOK_SECRET_ARN"))?;
+    let value = serde_json::json!({
+        "current": current,
+        "previous": env.var("SHOPIFY_WEBHOOK_SECRET_PREVIOUS"),
+    });
+    Ok(Secret::fixed(value.to_string()))
 }
 
 fn actor(name: &str) -> Result<Actor, SettingsError> {
@@ -162,50 +227,157 @@ fn actor(name: &str) -> Result<Actor, SettingsError> {
     })
 }
 
-/// The webhook intake on DynamoDB and SQS.
-pub async fn webhook_intake(env: &dyn Env) -> Result<WebhookIntake, SettingsError> {
-    let settings = Settings::from_env(env)?;
-    let config = webhook_config(env, &settings)?;
-    let store = settings.store().await;
-    Ok(WebhookIntake {
-        ledger: Arc::new(StoreLedger::new(store.clone())),
-        store,
-        config,
-        queue: queue(env).await?,
-        client: settings.client()?,
-        actor: actor("system:webhooks")?,
-        realtime: Default::default(),
-    })
+/// The secrets' values a built value was made from, to know when to build it again.
+type SecretValues = (String, Option<String>);
+
+/// The webhook function's intake on DynamoDB and SQS, built again whenever a secret it uses
+/// (the HMAC secrets, the token for re-reads) has a new value.
+pub struct WebhookHost {
+    settings: Settings,
+    template: WebhookIntake,
+    webhook_secret: Secret,
+    token: Option<Secret>,
+    built: tokio::sync::Mutex<Option<(SecretValues, Arc<WebhookIntake>)>>,
 }
 
-/// The worker on DynamoDB and Shopify, and the redrive policy's receive limit.
-pub async fn worker(env: &dyn Env) -> Result<(Worker, u32), SettingsError> {
-    let settings = Settings::from_env(env)?;
-    let client = settings
-        .client()?
-        .ok_or(SettingsError::Missing("SHOPIFY_ACCESS_TOKEN"))?;
-    let max_receives = match env.var("SHOPSYNC_MAX_RECEIVES") {
-        Some(v) => v.parse().map_err(|e| SettingsError::Invalid {
-            name: "SHOPSYNC_MAX_RECEIVES",
-            reason: format!("`{v}`: {e}"),
-        })?,
-        None => 5,
-    };
-    Ok((
-        Worker {
-            store: settings.store().await,
-            client,
-            actor: actor("system:worker")?,
-            rails: GuardRails::from_settings(|name| env.var(name)).map_err(|reason| {
-                SettingsError::Invalid {
-                    name: "SHOPSYNC_RAIL_*",
-                    reason,
-                }
+impl WebhookHost {
+    /// Reads the settings and connects the store and the queue (no secret is read yet).
+    pub async fn from_env(env: &dyn Env) -> Result<Self, SettingsError> {
+        let source = Settings::from_env(env)?.secret_source().await;
+        Self::with_source(env, source).await
+    }
+
+    /// As [`WebhookHost::from_env`], with secrets read from `source`.
+    pub async fn with_source(
+        env: &dyn Env,
+        source: Arc<dyn SecretSource>,
+    ) -> Result<Self, SettingsError> {
+        let settings = Settings::from_env(env)?;
+        let webhook_secret = webhook_secret(env, &settings, &source)?;
+        let token = settings.access_token(&source);
+        let store = settings.store().await;
+        let template = WebhookIntake {
+            ledger: Arc::new(StoreLedger::new(store.clone())),
+            store,
+            config: WebhookConfig {
+                shop_domain: settings.shop.clone(),
+                secret: String::new(),
+                previous_secret: None,
+            },
+            queue: queue(env).await?,
+            client: None,
+            actor: actor("system:webhooks")?,
+            realtime: Default::default(),
+        };
+        Ok(Self {
+            settings,
+            template,
+            webhook_secret,
+            token,
+            built: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The intake with the secrets' current values (read at most once per TTL).
+    pub async fn intake(&self) -> Result<Arc<WebhookIntake>, SettingsError> {
+        let webhook_text = self.webhook_secret.get().await?;
+        let token = match &self.token {
+            Some(secret) => Some(secret.get().await?),
+            None => None,
+        };
+        let values = (webhook_text, token);
+        let mut built = self.built.lock().await;
+        if let Some((made_from, intake)) = built.as_ref() {
+            if *made_from == values {
+                return Ok(intake.clone());
+            }
+        }
+        let secrets = WebhookSecrets::parse("the webhook secret", &values.0)?;
+        let mut intake = self.template.clone();
+        intake.config.secret = secrets.current;
+        intake.config.previous_secret = secrets.previous;
+        intake.client = values
+            .1
+            .as_deref()
+            .map(|token| self.settings.client_with(token))
+            .transpose()?;
+        let intake = Arc::new(intake);
+        *built = Some((values, intake.clone()));
+        Ok(intake)
+    }
+}
+
+/// The worker on DynamoDB and Shopify, built again whenever the token has a new value.
+pub struct WorkerHost {
+    settings: Settings,
+    store: Store,
+    rails: GuardRails,
+    continuation: Arc<dyn JobQueue>,
+    token: Secret,
+    built: tokio::sync::Mutex<Option<(String, Arc<Worker>)>>,
+    /// The redrive policy's receive limit (`SHOPSYNC_MAX_RECEIVES`, default 5).
+    pub max_receives: u32,
+}
+
+impl WorkerHost {
+    /// Reads the settings and connects the store and the queue (no secret is read yet).
+    pub async fn from_env(env: &dyn Env) -> Result<Self, SettingsError> {
+        let source = Settings::from_env(env)?.secret_source().await;
+        Self::with_source(env, source).await
+    }
+
+    /// As [`WorkerHost::from_env`], with secrets read from `source`.
+    pub async fn with_source(
+        env: &dyn Env,
+        source: Arc<dyn SecretSource>,
+    ) -> Result<Self, SettingsError> {
+        let settings = Settings::from_env(env)?;
+        let token = settings
+            .access_token(&source)
+            .ok_or(SettingsError::Missing("SHOPIFY_ACCESS_TOKEN_SECRET_ARN"))?;
+        let max_receives = match env.var("SHOPSYNC_MAX_RECEIVES") {
+            Some(v) => v.parse().map_err(|e| SettingsError::Invalid {
+                name: "SHOPSYNC_MAX_RECEIVES",
+                reason: format!("`{v}`: {e}"),
             })?,
-            continuation: Some(queue(env).await?),
-        },
-        max_receives,
-    ))
+            None => 5,
+        };
+        let rails = GuardRails::from_settings(|name| env.var(name)).map_err(|reason| {
+            SettingsError::Invalid {
+                name: "SHOPSYNC_RAIL_*",
+                reason,
+            }
+        })?;
+        Ok(Self {
+            store: settings.store().await,
+            continuation: queue(env).await?,
+            settings,
+            rails,
+            token,
+            built: tokio::sync::Mutex::new(None),
+            max_receives,
+        })
+    }
+
+    /// The worker with the token's current value (read at most once per TTL).
+    pub async fn worker(&self) -> Result<Arc<Worker>, SettingsError> {
+        let token = self.token.get().await?;
+        let mut built = self.built.lock().await;
+        if let Some((made_from, worker)) = built.as_ref() {
+            if *made_from == token {
+                return Ok(worker.clone());
+            }
+        }
+        let worker = Arc::new(Worker {
+            store: self.store.clone(),
+            client: self.settings.client_with(&token)?,
+            actor: actor("system:worker")?,
+            rails: self.rails.clone(),
+            continuation: Some(self.continuation.clone()),
+        });
+        *built = Some((token, worker.clone()));
+        Ok(worker)
+    }
 }
 
 /// JSON logs to stdout (CloudWatch), level from `RUST_LOG` (default info).

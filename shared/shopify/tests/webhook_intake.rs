@@ -1,6 +1,5 @@
-//! Webhook intake: HMAC vectors, header rules, payloads, dedupe ledgers, compliance records.
+//! Webhook intake: HMAC vectors, header rules, payloads, compliance records.
 
-use chrono::{DateTime, TimeZone, Utc};
 use shopsync_shopify::webhook::payloads;
 use shopsync_shopify::webhook::*;
 
@@ -40,10 +39,6 @@ fn headers(topic: &str, body: &[u8], secret: &str, id: &str) -> Vec<(String, Str
 fn check(h: &[(String, String)], body: &[u8]) -> Result<Delivery, Rejection> {
     let pairs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     verify_and_parse(&config(), pairs.as_slice(), body)
-}
-
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
 }
 
 #[test]
@@ -302,155 +297,4 @@ fn every_handled_topic_parses_its_payload() {
             topic.starts_with("customers/") || *topic == "shop/redact"
         );
     }
-}
-
-async fn deliver(
-    ledger: &dyn DeliveryLedger,
-    h: &[(String, String)],
-    body: &[u8],
-    at: DateTime<Utc>,
-) -> Result<Received, Rejection> {
-    let pairs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    receive(&config(), ledger, pairs.as_slice(), body, at).await
-}
-
-async fn dedupe_contract(ledger: &dyn DeliveryLedger) {
-    let body = br#"{"id": 42}"#;
-    let first = headers("products/delete", body, "current-secret", "wh-1");
-
-    // A forged delivery stores nothing: the genuine one after it is still fresh.
-    let mut forged = first.clone();
-    forged[1].1 = sign("wrong", body);
-    assert_eq!(
-        deliver(ledger, &forged, body, now())
-            .await
-            .unwrap_err()
-            .status,
-        401
-    );
-
-    let Received::Fresh(_, claim) = deliver(ledger, &first, body, now()).await.unwrap() else {
-        panic!("first delivery must be fresh")
-    };
-    // A retry while the first attempt is still being handled must come back later.
-    assert_eq!(
-        deliver(ledger, &first, body, now())
-            .await
-            .unwrap_err()
-            .status,
-        409
-    );
-    ledger.complete(claim, now()).await.unwrap();
-    assert!(matches!(
-        deliver(ledger, &first, body, now()).await.unwrap(),
-        Received::Duplicate(_)
-    ));
-
-    // Same event delivered under another webhook id: still a duplicate.
-    let mut again = headers("products/delete", body, "current-secret", "wh-2");
-    again[4].1 = "event-wh-1".into();
-    assert!(matches!(
-        deliver(ledger, &again, body, now()).await.unwrap(),
-        Received::Duplicate(_)
-    ));
-
-    // A failed attempt releases its claim, so Shopify's retry is handled.
-    let other = headers("products/delete", body, "current-secret", "wh-3");
-    let Received::Fresh(_, claim) = deliver(ledger, &other, body, now()).await.unwrap() else {
-        panic!()
-    };
-    ledger.release(claim).await.unwrap();
-    assert!(matches!(
-        deliver(ledger, &other, body, now()).await.unwrap(),
-        Received::Fresh(..)
-    ));
-
-    // Remembered for at least 24 h, forgotten after the TTL.
-    let later = now() + chrono::Duration::hours(24);
-    assert!(matches!(
-        deliver(ledger, &first, body, later).await.unwrap(),
-        Received::Duplicate(_)
-    ));
-    let much_later = now() + chrono::Duration::hours(49);
-    assert!(matches!(
-        deliver(ledger, &first, body, much_later).await.unwrap(),
-        Received::Fresh(..)
-    ));
-}
-
-#[tokio::test]
-async fn memory_ledger_dedupes_by_webhook_id_and_event_id() {
-    dedupe_contract(&MemoryLedger::default()).await;
-}
-
-#[tokio::test]
-async fn store_ledger_dedupes_by_webhook_id_and_event_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .unwrap();
-    let store = Store::new(std::sync::Arc::new(backend));
-    dedupe_contract(&StoreLedger::new(store)).await;
-}
-
-use shopsync_store::repo::Store;
-
-#[tokio::test]
-async fn compliance_deliveries_are_recorded_and_shop_redact_is_scheduled() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").unwrap();
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .unwrap();
-    let store = Store::new(std::sync::Arc::new(backend));
-    let ledger = StoreLedger::new(store.clone());
-    let cases = [
-        (
-            "customers/data_request",
-            r#"{"shop_id": 1, "shop_domain": "example.myshopify.com", "customer": {"id": 2, "email": "a@b.c"}, "orders_requested": [3]}"#,
-            "c-1",
-        ),
-        (
-            "customers/redact",
-            r#"{"shop_id": 1, "shop_domain": "example.myshopify.com", "customer": {"id": 2}, "orders_to_redact": [3]}"#,
-            "c-2",
-        ),
-        (
-            "shop/redact",
-            r#"{"shop_id": 1, "shop_domain": "example.myshopify.com"}"#,
-            "c-3",
-        ),
-    ];
-    for (topic, body, id) in cases {
-        let h = headers(topic, body.as_bytes(), "current-secret", id);
-        let Received::Fresh(delivery, claim) =
-            deliver(&ledger, &h, body.as_bytes(), now()).await.unwrap()
-        else {
-            panic!("{topic} must be fresh")
-        };
-        let request = compliance_request(&delivery, now()).expect("a compliance topic");
-        assert!(store.record_compliance(&request).await.unwrap());
-        ledger.complete(claim, now()).await.unwrap();
-        // Shopify's retry of the same delivery is acknowledged and records nothing new.
-        assert!(matches!(
-            deliver(&ledger, &h, body.as_bytes(), now()).await.unwrap(),
-            Received::Duplicate(_)
-        ));
-        assert!(!store.record_compliance(&request).await.unwrap());
-    }
-    let all = store.compliance_requests().await.unwrap();
-    assert_eq!(all.len(), 3);
-    let due = store.due_redactions(now()).await.unwrap();
-    assert_eq!(due.len(), 1);
-    assert_eq!(due[0].topic, shopsync_domain::ComplianceTopic::ShopRedact);
-    assert_eq!(due[0].shop_domain, SHOP);
-    // Other topics are not compliance requests.
-    let body = br#"{"id": 1}"#;
-    let d = check(
-        &headers("products/delete", body, "current-secret", "x"),
-        body,
-    )
-    .unwrap();
-    assert!(compliance_request(&d, now()).is_none());
 }

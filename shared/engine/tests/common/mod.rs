@@ -26,7 +26,7 @@ pub async fn setup(
     .expect("simulator");
     let client = AdminClient::new(sim.client_config()).expect("client");
     let dir = tempfile::tempdir().expect("temp dir");
-    let backend = shopsync_store::SqliteStore::open(dir.path(), "t_").expect("store");
+    let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "t_").expect("store");
     shopsync_store::migrate::migrate(&backend, Default::default())
         .await
         .expect("migrate");

@@ -6,13 +6,12 @@
 //!    time (401);
 //! 3. the shop domain is the configured shop (401);
 //! 4. the topic's payload parses (400 with the reason);
-//! 5. the delivery ledger: a delivery already handled (same webhook id, or same topic and
-//!    event id) is acknowledged without being handled again.
+//!
+//! The delivery ledger (a delivery already handled, by webhook id or by topic and event id, is
+//! acknowledged without being handled again) lives with the engine, beside the store it
+//! writes to (`shopsync_engine::ledger`).
 
-mod ledger;
 pub mod payloads;
-
-pub use ledger::{DeliveryClaim, DeliveryLedger, LedgerError, MemoryLedger, Seen, StoreLedger};
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -64,7 +63,8 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    /// A rejection with its HTTP status, stable code and message.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -283,7 +283,7 @@ pub fn verify(secret: &str, body: &[u8], header: &str) -> bool {
     mac.verify_slice(&expected).is_ok()
 }
 
-/// Verifies and parses one delivery (no dedupe; see [`DeliveryLedger`]).
+/// Verifies and parses one delivery (no dedupe: the engine's ledger does that).
 pub fn verify_and_parse<H: HeaderSource + ?Sized>(
     config: &WebhookConfig,
     headers: &H,
@@ -384,55 +384,9 @@ fn parse_payload(topic: &Topic, body: &[u8]) -> Result<Payload, Rejection> {
     })
 }
 
-/// The outcome of receiving a delivery.
-#[derive(Debug)]
-pub enum Received {
-    /// First time: handle it, then [`DeliveryLedger::complete`] the claim (or
-    /// [`DeliveryLedger::release`] it on failure so Shopify's retry is handled).
-    Fresh(Box<Delivery>, DeliveryClaim),
-    /// Already handled: acknowledge with 200 and do nothing.
-    Duplicate(Box<Delivery>),
-}
-
-/// Verifies, parses and claims a delivery.
-///
-/// A delivery whose first attempt is still being handled answers 409 (retryable for Shopify),
-/// so a crash mid-handling never loses it.
-pub async fn receive<H: HeaderSource + ?Sized>(
-    config: &WebhookConfig,
-    ledger: &dyn DeliveryLedger,
-    headers: &H,
-    body: &[u8],
-    now: DateTime<Utc>,
-) -> Result<Received, Rejection> {
-    let delivery = verify_and_parse(config, headers, body)?;
-    let keys = delivery.dedupe_keys();
-    match ledger.claim(&keys, now).await {
-        Ok(Some(claim)) => Ok(Received::Fresh(Box::new(delivery), claim)),
-        Ok(None) => Ok(Received::Duplicate(Box::new(delivery))),
-        Err(e) => Err(ledger_rejection(e)),
-    }
-}
-
-/// The answer to a delivery the ledger could not take: 409 while another attempt holds it
-/// (Shopify retries), 503 when the ledger is unavailable.
-pub fn ledger_rejection(error: LedgerError) -> Rejection {
-    match error {
-        LedgerError::InProgress => Rejection::new(
-            409,
-            "in_progress",
-            "this delivery is being handled; retry later",
-        ),
-        LedgerError::Unavailable(reason) => {
-            tracing::error!(%reason, "delivery ledger unavailable");
-            Rejection::new(503, "ledger_unavailable", "try again later")
-        }
-    }
-}
-
 /// The audit record of a compliance delivery, or `None` for other topics. shopsync holds no
 /// customer data, so customer requests are complete on arrival; a shop/redact is scheduled
-/// ([`shopsync_store::repo::Store::redact_shop`] carries it out).
+/// (the store's `redact_shop` carries it out).
 pub fn compliance_request(
     delivery: &Delivery,
     now: DateTime<Utc>,

@@ -1,7 +1,9 @@
 //! The two backends under test, each on fresh tables.
 
 use shopsync_store::migrate::{migrate, MigrateOptions};
-use shopsync_store::{DynamoStore, ItemStore, SqliteStore, Store};
+use shopsync_store::{ItemStore, Store};
+use shopsync_store_dynamo::DynamoStore;
+use shopsync_store_sqlite::SqliteStore;
 use std::sync::Arc;
 
 /// A repository on fresh tables, with its raw backend.

@@ -1,9 +1,11 @@
 //! The delivery ledger: remembers handled deliveries (with a TTL) so retries and duplicate
 //! events are acknowledged without being handled twice.
 
-use super::DEDUPE_TTL;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use shopsync_shopify::webhook::{
+    verify_and_parse, Delivery, HeaderSource, Rejection, WebhookConfig, DEDUPE_TTL,
+};
 use shopsync_store::item::WriteOp;
 use shopsync_store::repo::{IdempotencyStart, IdempotencyState, RepoError, Store};
 use std::collections::HashMap;
@@ -254,5 +256,51 @@ impl DeliveryLedger for MemoryLedger {
             }
         }
         Ok(())
+    }
+}
+
+/// The outcome of receiving a delivery.
+#[derive(Debug)]
+pub enum Received {
+    /// First time: handle it, then [`DeliveryLedger::complete`] the claim (or
+    /// [`DeliveryLedger::release`] it on failure so Shopify's retry is handled).
+    Fresh(Box<Delivery>, DeliveryClaim),
+    /// Already handled: acknowledge with 200 and do nothing.
+    Duplicate(Box<Delivery>),
+}
+
+/// Verifies, parses and claims a delivery.
+///
+/// A delivery whose first attempt is still being handled answers 409 (retryable for Shopify),
+/// so a crash mid-handling never loses it.
+pub async fn receive<H: HeaderSource + ?Sized>(
+    config: &WebhookConfig,
+    ledger: &dyn DeliveryLedger,
+    headers: &H,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Received, Rejection> {
+    let delivery = verify_and_parse(config, headers, body)?;
+    let keys = delivery.dedupe_keys();
+    match ledger.claim(&keys, now).await {
+        Ok(Some(claim)) => Ok(Received::Fresh(Box::new(delivery), claim)),
+        Ok(None) => Ok(Received::Duplicate(Box::new(delivery))),
+        Err(e) => Err(ledger_rejection(e)),
+    }
+}
+
+/// The answer to a delivery the ledger could not take: 409 while another attempt holds it
+/// (Shopify retries), 503 when the ledger is unavailable.
+pub fn ledger_rejection(error: LedgerError) -> Rejection {
+    match error {
+        LedgerError::InProgress => Rejection::new(
+            409,
+            "in_progress",
+            "this delivery is being handled; retry later",
+        ),
+        LedgerError::Unavailable(reason) => {
+            tracing::error!(%reason, "delivery ledger unavailable");
+            Rejection::new(503, "ledger_unavailable", "try again later")
+        }
     }
 }

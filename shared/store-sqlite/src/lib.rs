@@ -2,19 +2,23 @@
 //! DynamoDB backend (conditions checked inside an immediate transaction, atomic multi-item
 //! writes, sparse indexes as partial indexes on columns holding the index keys' attributes).
 
-use crate::backend::{
-    check_page_size, check_transaction_size, prefixed, CancelReason, ItemStore, StoreError,
-    TableState,
-};
-use crate::item::{
-    Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp,
-};
+mod logsync;
+mod pcache;
+mod vfs;
+
 use crate::logsync::LogSync;
-use crate::schema::{IndexDef, KeyType, Table, TableDef, RESERVED_ATTRS};
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
+use shopsync_store::backend::{
+    check_page_size, check_transaction_size, prefixed, CancelReason, ItemStore, StoreError,
+    TableState,
+};
+use shopsync_store::item::{
+    Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp,
+};
+use shopsync_store::schema::{IndexDef, KeyType, Table, TableDef, RESERVED_ATTRS};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -354,13 +358,16 @@ fn index_key_attrs(def: &TableDef) -> Vec<&'static str> {
 }
 
 /// A scalar as a statement parameter, borrowed (a key or attribute is not copied to be
-/// bound).
-impl rusqlite::ToSql for Scalar {
+/// bound); an absent one binds NULL.
+struct Bound<'a>(Option<&'a Scalar>);
+
+impl rusqlite::ToSql for Bound<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::{ToSqlOutput, ValueRef};
-        Ok(match self {
-            Scalar::S(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Scalar::N(n) => ToSqlOutput::Owned(SqlValue::Integer(*n)),
+        Ok(match self.0 {
+            Some(Scalar::S(s)) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Some(Scalar::N(n)) => ToSqlOutput::Owned(SqlValue::Integer(*n)),
+            None => ToSqlOutput::Owned(SqlValue::Null),
         })
     }
 }
@@ -800,13 +807,18 @@ fn write_row(
         serde_json::to_string(&item.attrs).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let mut stmt = tx.prepare_cached(statement).map_err(map_err)?;
     let no_sort_key = Scalar::S(String::new());
+    let pk = Bound(Some(&key.pk));
+    let sk = Bound(Some(key.sk.as_ref().unwrap_or(&no_sort_key)));
     let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(4 + sql.key_attrs.len());
-    params.push(&key.pk);
-    params.push(key.sk.as_ref().unwrap_or(&no_sort_key));
+    params.push(&pk);
+    params.push(&sk);
     params.push(&attrs);
     params.push(&item.doc);
-    let key_values: Vec<Option<&Scalar>> =
-        sql.key_attrs.iter().map(|a| item.attrs.get(*a)).collect();
+    let key_values: Vec<Bound<'_>> = sql
+        .key_attrs
+        .iter()
+        .map(|a| Bound(item.attrs.get(*a)))
+        .collect();
     for value in &key_values {
         params.push(value);
     }
@@ -1542,7 +1554,7 @@ fn single_error(e: StoreError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{KeyAttr, KeyType};
+    use shopsync_store::schema::{KeyAttr, KeyType};
 
     fn sample(attr: KeyAttr) -> Scalar {
         match attr.kind {
@@ -1556,7 +1568,7 @@ mod tests {
     async fn migrated_store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(dir.path(), "t_").expect("open");
-        crate::migrate::migrate(&store, Default::default())
+        shopsync_store::migrate::migrate(&store, Default::default())
             .await
             .expect("migrate");
         (dir, store)
@@ -1776,14 +1788,14 @@ mod tests {
                 }
             }
         }
-        let report = crate::migrate::migrate(&store, Default::default())
+        let report = shopsync_store::migrate::migrate(&store, Default::default())
             .await
             .expect("migrate");
         assert!(report.drift.is_empty(), "{:?}", report.drift);
         let rebuilt = report
             .changes
             .iter()
-            .filter(|c| matches!(c, crate::migrate::Change::RebuildIndex(..)))
+            .filter(|c| matches!(c, shopsync_store::migrate::Change::RebuildIndex(..)))
             .count();
         let expected: usize = indexed.iter().map(|t| t.def().indexes.len()).sum();
         assert_eq!(rebuilt, expected, "{:?}", report.changes);

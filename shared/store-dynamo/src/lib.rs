@@ -4,14 +4,6 @@
 //! or deflated in `doc_z` when large, so snapshots beyond DynamoDB's 400 KB item limit
 //! (uncompressed) are stored transparently.
 
-use crate::backend::{
-    check_page_size, check_transaction_size, prefixed, CancelReason, ItemStore, StoreError,
-    TableState,
-};
-use crate::item::{
-    Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp,
-};
-use crate::schema::{IndexDef, KeyAttr, KeyType, Table, TableDef, RESERVED_ATTRS};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -26,6 +18,14 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use flate2::read::DeflateDecoder;
 use flate2::write::DeflateEncoder;
+use shopsync_store::backend::{
+    check_page_size, check_transaction_size, prefixed, CancelReason, ItemStore, StoreError,
+    TableState,
+};
+use shopsync_store::item::{
+    Attrs, Condition, Item, Key, Page, PageToken, Query, Scalar, SortCondition, WriteOp,
+};
+use shopsync_store::schema::{IndexDef, KeyAttr, KeyType, Table, TableDef, RESERVED_ATTRS};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::time::Duration;

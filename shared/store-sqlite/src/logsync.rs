@@ -1,7 +1,7 @@
 //! Group fsync of the embedded store's write-ahead log: one fsync covers every commit made
 //! before it started, and every caller waiting on those commits is woken at once when it ends.
 
-use crate::backend::StoreError;
+use shopsync_store::backend::StoreError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;

@@ -625,7 +625,7 @@ mod tests {
     }
 
     fn open(path: &std::path::Path) -> Connection {
-        crate::sqlite::prepare_sqlite();
+        crate::prepare_sqlite();
         assert!(install(), "SQLite had started without the VFS");
         let conn = Connection::open(path).expect("open");
         conn.pragma_update(None, "journal_mode", "WAL")

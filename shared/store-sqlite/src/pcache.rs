@@ -259,7 +259,7 @@ mod tests {
     impl TestCache {
         fn new(page_size: c_int) -> Self {
             // SQLite must be started (its default cache initialised) for a cache to be made.
-            crate::sqlite::prepare_sqlite();
+            crate::prepare_sqlite();
             assert!(install(), "SQLite had started before the wrapper");
             rusqlite::Connection::open_in_memory().expect("sqlite starts");
             // SAFETY: the wrapper is installed and SQLite started.

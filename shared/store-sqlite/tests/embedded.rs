@@ -2,8 +2,9 @@
 
 use chrono::{Duration, Utc};
 use shopsync_store::repo::IdempotencyState;
-use shopsync_store::sqlite::DB_FILE;
-use shopsync_store::{SqliteStore, Store};
+use shopsync_store::Store;
+use shopsync_store_sqlite::SqliteStore;
+use shopsync_store_sqlite::DB_FILE;
 use std::sync::Arc;
 
 /// A migrated embedded store in a fresh directory (kept alive by the returned guard).
