@@ -176,6 +176,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokens,
     });
     tokio::spawn(run_worker(queue.clone(), worker));
+    tokio::spawn(expire_records(app.store.clone()));
     // A fresh store starts from Shopify's catalog.
     let empty = app
         .store
@@ -289,6 +290,24 @@ impl JobQueue for ServeQueue {
                 .map_err(|e| QueueError(e.to_string()))?;
         }
         self.local.send(later).await
+    }
+}
+
+/// How often expired dedupe marks and idempotency records are removed from the store.
+const EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes expired records (dedupe marks, idempotency records) at start and every
+/// [`EXPIRY_INTERVAL`], so a host running for weeks does not keep every one it wrote. A failed
+/// sweep is logged and the next one tries again.
+async fn expire_records(store: Store) {
+    let mut ticks = tokio::time::interval(EXPIRY_INTERVAL);
+    loop {
+        ticks.tick().await;
+        match store.backend().expire_ttl(chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "expired records removed"),
+            Err(e) => tracing::warn!(error = %e, "removing expired records failed"),
+        }
     }
 }
 

@@ -252,15 +252,19 @@ pub(crate) async fn local_of(
     Ok(found?)
 }
 
-/// The local product mirroring each of `sources`, in order, read together (timed as diffing).
+/// The local product mirroring each of `sources`, in order, read together (timed as
+/// diffing): under the local id its Shopify id gives first (consistent reads by key), and only
+/// where none is there through the Shopify-id index, unless `search_index` is false.
 pub(crate) async fn locals_of(
     store: &Store,
     sources: &[Shopify],
+    search_index: bool,
     times: &mut StageTimes,
 ) -> Result<Vec<Option<Product>>, EngineError> {
     let diffing = Instant::now();
-    let ids: Vec<ShopifyProductId> = sources.iter().map(|s| s.id).collect();
-    let found = store.products_by_shopify_ids(&ids).await;
+    let wanted: Vec<(ShopifyProductId, ProductId)> =
+        sources.iter().map(|s| (s.id, local_id_for(s.id))).collect();
+    let found = store.products_of_shopify(&wanted, search_index).await;
     times.add(Stage::Diff, diffing);
     Ok(found?)
 }

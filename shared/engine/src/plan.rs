@@ -41,10 +41,12 @@ pub struct Planner<'a> {
     pub actor: &'a Actor,
     /// The rails whose facts are summed.
     pub rails: &'a GuardRails,
-    /// Apply creates as they are planned (product + version + applied row in one
-    /// transaction) instead of staging them pending: for an import into an empty catalog,
-    /// where no rail can hold a create (see `Checkpoint::import`).
-    pub apply_creates: bool,
+    /// An import into a catalog that was empty when the sync began (see
+    /// `Checkpoint::import`): creates are applied as they are planned (product + version +
+    /// applied row in one transaction) instead of staged pending, as no rail can hold a
+    /// create; and a product is looked for only under the local id its Shopify id gives,
+    /// since none can have come in any other way.
+    pub import: bool,
     /// The local product of a one-item batch, when the caller has just read it (a webhook
     /// checked it for staleness): not read again.
     pub known_local: Option<&'a Option<Product>>,
@@ -52,7 +54,7 @@ pub struct Planner<'a> {
 
 impl Planner<'_> {
     /// Plans a batch: decides each product and stores pending rows for the changes (creates
-    /// are applied at once when `apply_creates`).
+    /// are applied at once in an import).
     pub async fn plan_batch(
         &self,
         items: Vec<(Shopify, ProductContent)>,
@@ -63,7 +65,7 @@ impl Planner<'_> {
         let (mut planned, created_meanwhile) = self
             .plan_items(
                 items,
-                (self.apply_creates, self.known_local),
+                (self.import, self.known_local),
                 (now, None),
                 summary,
                 times,
@@ -116,7 +118,7 @@ impl Planner<'_> {
     async fn plan_items(
         &self,
         items: Vec<(Shopify, ProductContent)>,
-        (apply_creates, known): (bool, Option<&Option<Product>>),
+        (import, known): (bool, Option<&Option<Product>>),
         (now, mut deferred): (DateTime<Utc>, Option<&mut Vec<WriteOp>>),
         summary: &mut PlanSummary,
         times: &mut StageTimes,
@@ -128,7 +130,7 @@ impl Planner<'_> {
             rails,
             ..
         } = *self;
-        let apply_creates = apply_creates && !operation.dry_run;
+        let apply_creates = import && !operation.dry_run;
         let mut planned = Vec::with_capacity(items.len());
         let mut rows = Vec::new();
         let mut settled_conflicts = Vec::new();
@@ -138,7 +140,7 @@ impl Planner<'_> {
             Some(known) => vec![known.clone()],
             None => {
                 let sources: Vec<Shopify> = items.iter().map(|(source, _)| *source).collect();
-                locals_of(store, &sources, times).await?
+                locals_of(store, &sources, !import, times).await?
             }
         };
         for (index, (source, content)) in items.into_iter().enumerate() {

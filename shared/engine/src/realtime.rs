@@ -421,7 +421,7 @@ async fn stage(
         operation,
         actor,
         rails: &GuardRails::default(),
-        apply_creates: false,
+        import: false,
         known_local: Some(local),
     };
     let (planned, writes) = planner

@@ -762,7 +762,7 @@ impl Stepper<'_> {
             operation,
             actor: self.actor,
             rails: self.rails,
-            apply_creates: checkpoint.import,
+            import: checkpoint.import,
             known_local: None,
         };
         let planned = planner
@@ -792,7 +792,7 @@ impl Stepper<'_> {
                 operation: &operation,
                 actor: &actor,
                 rails: &rails,
-                apply_creates: import,
+                import,
                 known_local: None,
             };
             let mut summary = PlanSummary::default();

@@ -6,8 +6,12 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::KeysAndAttributes;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck,
     CreateGlobalSecondaryIndexAction, Delete, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate,
@@ -18,6 +22,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use flate2::read::DeflateDecoder;
 use flate2::write::DeflateEncoder;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use shopsync_store::backend::{
     check_page_size, check_transaction_size, prefixed, CancelReason, ItemStore, StoreError,
     TableState,
@@ -28,6 +33,8 @@ use shopsync_store::item::{
 use shopsync_store::schema::{IndexDef, KeyAttr, KeyType, Table, TableDef, RESERVED_ATTRS};
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Documents larger than this are stored deflated.
@@ -42,7 +49,34 @@ type DynamoItem = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     prefix: String,
+    requests: Arc<AtomicU64>,
 }
+
+/// Counts every request the client sends (each attempt of a retried call included).
+#[derive(Debug, Clone, Default)]
+struct CountRequests(Arc<AtomicU64>);
+
+impl Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _config: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// How many index lookups of one `query_each` are in flight at once.
+pub const LOOKUP_PARALLELISM: usize = 16;
+
+/// The most keys one BatchGetItem takes (DynamoDB's limit).
+pub const MAX_BATCH_GET: usize = 100;
 
 impl DynamoStore {
     /// Connects with the default credential chain and region; `endpoint` overrides the
@@ -53,18 +87,27 @@ impl DynamoStore {
             loader = loader.endpoint_url(url);
         }
         let config = loader.load().await;
+        Self::from_client(Client::new(&config), prefix)
+    }
+
+    /// Wraps an existing client (its requests are counted from here on).
+    pub fn from_client(client: Client, prefix: &str) -> Self {
+        let requests = CountRequests::default();
+        let config = client
+            .config()
+            .to_builder()
+            .interceptor(requests.clone())
+            .build();
         Self {
-            client: Client::new(&config),
+            client: Client::from_conf(config),
             prefix: prefix.to_owned(),
+            requests: requests.0,
         }
     }
 
-    /// Wraps an existing client.
-    pub fn from_client(client: Client, prefix: &str) -> Self {
-        Self {
-            client,
-            prefix: prefix.to_owned(),
-        }
+    /// How many requests this store has sent to DynamoDB so far (each attempt counted).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     fn name(&self, table: Table) -> String {
@@ -418,6 +461,76 @@ impl ItemStore for DynamoStore {
             .await
             .map_err(map_sdk)?;
         out.item().map(decode_item).transpose()
+    }
+
+    /// BatchGetItem, consistent reads, [`MAX_BATCH_GET`] keys a request; keys DynamoDB
+    /// leaves unprocessed (throttling, the 16 MB answer limit) are asked again after a short
+    /// pause.
+    async fn get_each(&self, table: Table, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        let def = table.def();
+        let name = self.name(table);
+        let mut found: HashMap<Key, Item> = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_BATCH_GET) {
+            let mut distinct: Vec<&Key> = Vec::with_capacity(chunk.len());
+            for key in chunk {
+                if !distinct.contains(&key) {
+                    distinct.push(key);
+                }
+            }
+            let encoded = distinct
+                .iter()
+                .map(|key| encode_key(def, key))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(encoded))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            for attempt in 0.. {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&name, request.clone())
+                    .send()
+                    .await
+                    .map_err(map_sdk)?;
+                for raw in out
+                    .responses()
+                    .and_then(|r| r.get(&name))
+                    .into_iter()
+                    .flatten()
+                {
+                    let item = decode_item(raw)?;
+                    let key = item.key(def).ok_or_else(|| {
+                        StoreError::Corrupt(format!("an item of {name} without its key"))
+                    })?;
+                    found.insert(key, item);
+                }
+                match out.unprocessed_keys().and_then(|u| u.get(&name)) {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        if attempt >= 8 {
+                            return Err(StoreError::Throttled(format!(
+                                "{} keys of {name} still unprocessed after {attempt} attempts",
+                                rest.keys().len()
+                            )));
+                        }
+                        request = rest.clone();
+                        tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+    }
+
+    /// Up to [`LOOKUP_PARALLELISM`] queries in flight at once, answered in order.
+    async fn query_each(&self, queries: &[Query]) -> Result<Vec<Page>, StoreError> {
+        let lookups: Vec<_> = queries.iter().map(|query| self.query(query)).collect();
+        stream::iter(lookups)
+            .buffered(LOOKUP_PARALLELISM)
+            .try_collect()
+            .await
     }
 
     async fn put(

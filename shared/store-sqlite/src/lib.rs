@@ -8,6 +8,7 @@ mod vfs;
 
 use crate::logsync::LogSync;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,9 @@ impl Drop for Loan<'_> {
         }
     }
 }
+
+/// How many expired rows [`SqliteStore::expire`] removes in one transaction.
+pub const EXPIRY_BATCH: usize = 1_000;
 
 /// A table's physical name and its by-key statements, written once when the store opens: a
 /// write used to format its table's name and its statement's text every time (a 100k
@@ -721,6 +725,45 @@ impl SqliteStore {
             def,
             index,
         })
+    }
+
+    /// Removes the items whose TTL attribute (epoch seconds) is before `now`, as DynamoDB's
+    /// TTL does on its own, so a long-running local host does not keep every dedupe mark and
+    /// idempotency record it ever wrote. Readers check expiry themselves, so an item past its
+    /// time counts as absent whether or not it was removed yet. Rows go in batches of
+    /// [`EXPIRY_BATCH`], each its own short transaction, so writers wait at most one batch.
+    /// Returns how many items were removed.
+    pub async fn expire(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for table in Table::ALL {
+            let Some(attr) = table.def().ttl_attr else {
+                continue;
+            };
+            let quoted = quote(&prefixed(&self.prefix, table));
+            let statement = format!(
+                "DELETE FROM {quoted} WHERE (pk, sk) IN (SELECT pk, sk FROM {quoted} \
+                 WHERE json_extract(attrs, '$.{attr}') < ?1 LIMIT {EXPIRY_BATCH})"
+            );
+            loop {
+                let log = Arc::clone(&self.log);
+                let statement = statement.clone();
+                let deleted = self
+                    .with_conn(move |c| {
+                        let deleted = c.execute(&statement, [now.timestamp()]).map_err(map_err)?;
+                        if deleted > 0 {
+                            log.committed();
+                        }
+                        Ok(deleted)
+                    })
+                    .await?;
+                removed += deleted as u64;
+                if deleted < EXPIRY_BATCH {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(removed)
     }
 
     /// Writes a raw row, bypassing conditions: for tests that need data shaped as an older
@@ -1385,6 +1428,10 @@ impl ItemStore for SqliteStore {
         let limit = limit.clamp(1, 1000);
         self.with_conn(move |c| run_page(c, &sql, params, limit, def, None))
             .await
+    }
+
+    async fn expire_ttl(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.expire(now).await
     }
 
     async fn describe_table(&self, def: &TableDef) -> Result<Option<TableState>, StoreError> {

@@ -2,7 +2,7 @@
 
 use chrono::{Duration, Utc};
 use shopsync_store::repo::IdempotencyState;
-use shopsync_store::Store;
+use shopsync_store::{ItemStore, Store};
 use shopsync_store_sqlite::SqliteStore;
 use shopsync_store_sqlite::DB_FILE;
 use std::sync::Arc;
@@ -248,4 +248,79 @@ async fn documents_are_stored_compressed_and_read_back_unchanged() {
         matches!(err, shopsync_store::StoreError::Corrupt(_)),
         "{err:?}"
     );
+}
+
+/// Items with a TTL go once their time has passed, as DynamoDB's TTL removes them, so a local
+/// host running for weeks does not keep every dedupe mark and idempotency record: expired
+/// ones are removed (more than one batch of them), live ones and other tables stay.
+#[tokio::test]
+async fn expired_ttl_items_are_removed_and_live_ones_stay() {
+    let (backend, _dir) = migrated().await;
+    let store = Store::new(backend.clone());
+    let now = Utc::now();
+    let expired = shopsync_store_sqlite::EXPIRY_BATCH + 250;
+    for i in 0..expired {
+        store
+            .remember(&format!("old-{i}"), now - Duration::seconds(1 + i as i64))
+            .await
+            .expect("mark");
+    }
+    for i in 0..20 {
+        store
+            .remember(&format!("live-{i}"), now + Duration::hours(1))
+            .await
+            .expect("mark");
+    }
+    store
+        .begin_idempotent(
+            "job-done",
+            "hash",
+            now,
+            now + Duration::seconds(60),
+            now + Duration::hours(48),
+        )
+        .await
+        .expect("idempotency record");
+    let operation = shopsync_domain::SyncOperation::new(
+        "full down-sync",
+        shopsync_domain::OperationType::FullSync,
+        shopsync_domain::SyncDirection::Down,
+        shopsync_domain::Actor::new("system:test").expect("actor"),
+        now,
+    );
+    store.insert(&operation).await.expect("an operation");
+
+    assert_eq!(backend.expire(now).await.expect("expire"), expired as u64);
+    let left = backend
+        .scan(shopsync_store::Table::IdempotencyRecords, 1_000, None)
+        .await
+        .expect("scan");
+    assert_eq!(
+        left.items.len(),
+        21,
+        "the live marks and the idempotency record stay"
+    );
+    for i in 0..20 {
+        assert!(store
+            .remembered(&format!("live-{i}"), now)
+            .await
+            .expect("read"));
+    }
+    assert!(!store.remembered("old-0", now).await.expect("read"));
+    let operations = backend
+        .scan(shopsync_store::Table::SyncOperations, 10, None)
+        .await
+        .expect("scan");
+    assert_eq!(
+        operations.items.len(),
+        1,
+        "tables without a TTL are untouched"
+    );
+    assert_eq!(
+        backend.expire(now).await.expect("again"),
+        0,
+        "nothing left to remove"
+    );
+    let later = now + Duration::hours(2);
+    assert_eq!(backend.expire(later).await.expect("later"), 20);
 }

@@ -215,6 +215,26 @@ pub trait ItemStore: Send + Sync {
         Ok(pages)
     }
 
+    /// The items at `keys` of `table`, in order (`None`: no such item), read consistently.
+    /// The default asks them as base-table lookups through [`ItemStore::query_each`];
+    /// DynamoDB asks BatchGetItem, 100 keys a request.
+    async fn get_each(&self, table: Table, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
+        let queries: Vec<Query> = keys
+            .iter()
+            .map(|key| {
+                let mut query = Query::new(table, None, key.pk.clone());
+                query.sk = key.sk.clone().map(crate::item::SortCondition::Eq);
+                query.limit = 1;
+                query
+            })
+            .collect();
+        let pages = self.query_each(&queries).await?;
+        Ok(pages
+            .into_iter()
+            .map(|page| page.items.into_iter().next())
+            .collect())
+    }
+
     /// One page of a full scan of a table.
     async fn scan(
         &self,
@@ -228,6 +248,13 @@ pub trait ItemStore: Send + Sync {
     /// write is durable when it is answered (DynamoDB).
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Removes the items whose TTL attribute (epoch seconds) is before `now`, and says how
+    /// many. A no-op where the backend expires items itself (DynamoDB's TTL). Readers check
+    /// expiry themselves, so this only reclaims space.
+    async fn expire_ttl(&self, _now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        Ok(0)
     }
 
     /// The state of a table, or `None` if it does not exist.

@@ -670,6 +670,42 @@ impl Store {
             .collect()
     }
 
+    /// The local product of each Shopify product, in order (`None`: not mirrored yet). Each
+    /// is read first at the local id it is expected under (`wanted`: Shopify id, local id; a
+    /// product Shopify brought is stored under an id its Shopify id gives), all by key
+    /// together (consistent reads, 100 a request on DynamoDB). Those not found there are
+    /// looked for through the Shopify-id index together, unless `search_index` is false.
+    pub async fn products_of_shopify(
+        &self,
+        wanted: &[(shopsync_domain::ShopifyProductId, ProductId)],
+        search_index: bool,
+    ) -> Result<Vec<Option<Product>>, RepoError> {
+        let keys: Vec<Key> = wanted
+            .iter()
+            .map(|(_, local)| Key::pk(local.to_string()))
+            .collect();
+        let items = self.backend.get_each(Table::Products, &keys).await?;
+        let mut found = Vec::with_capacity(wanted.len());
+        for ((shopify, _), item) in wanted.iter().zip(items) {
+            let product = item.as_ref().map(decode::<Product>).transpose()?;
+            found.push(product.filter(|p| p.shopify_id == Some(*shopify)));
+        }
+        if !search_index {
+            return Ok(found);
+        }
+        let missing: Vec<usize> = (0..found.len()).filter(|at| found[*at].is_none()).collect();
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let elsewhere = self
+            .products_by_shopify_ids(&missing.iter().map(|at| wanted[*at].0).collect::<Vec<_>>())
+            .await?;
+        for (at, product) in missing.into_iter().zip(elsewhere) {
+            found[at] = product;
+        }
+        Ok(found)
+    }
+
     /// Stores a new product with its version-1 snapshot, atomically.
     pub async fn create_product(
         &self,

@@ -1158,6 +1158,108 @@ pub async fn lookups_asked_together_are_answered_each_in_order(h: Harness) {
     );
 }
 
+/// Reads by key asked together: each answered in order, absent keys and repeats included,
+/// past DynamoDB's 100 keys a request, and on a table with a sort key.
+pub async fn reads_by_key_asked_together_are_answered_each_in_order(h: Harness) {
+    let ids: Vec<String> = (0..130).map(|i| format!("item-{i:03}")).collect();
+    let writes: Vec<WriteOp> = ids
+        .iter()
+        .map(|id| WriteOp::Put {
+            table: Table::Categories,
+            item: raw_item(id, &[]),
+            condition: None,
+        })
+        .collect();
+    for chunk in writes.chunks(25) {
+        h.raw.transact(chunk.to_vec()).await.expect("write");
+    }
+    let mut keys: Vec<Key> = ids.iter().rev().map(|id| Key::pk(id.as_str())).collect();
+    keys.insert(3, Key::pk("absent"));
+    keys.push(Key::pk(ids[0].as_str()));
+    let found = h
+        .raw
+        .get_each(Table::Categories, &keys)
+        .await
+        .expect("reads");
+    assert_eq!(found.len(), keys.len());
+    for (key, item) in keys.iter().zip(&found) {
+        match item {
+            None => assert_eq!(key.pk, Scalar::from("absent")),
+            Some(item) => assert_eq!(item.attrs.get("id"), Some(&key.pk), "in order"),
+        }
+    }
+    assert_eq!(found.iter().filter(|f| f.is_none()).count(), 1);
+    assert!(h
+        .raw
+        .get_each(Table::Categories, &[])
+        .await
+        .expect("none")
+        .is_empty());
+
+    let p = product(1);
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create");
+    let versions = h
+        .raw
+        .get_each(
+            Table::ProductVersions,
+            &[
+                Key::pk_sk(p.id.to_string(), Scalar::N(2)),
+                Key::pk_sk(p.id.to_string(), Scalar::N(1)),
+            ],
+        )
+        .await
+        .expect("versions");
+    assert!(versions[0].is_none(), "no version 2");
+    let first: ProductVersion = serde_json::from_slice(
+        versions[1]
+            .as_ref()
+            .and_then(|i| i.doc.as_deref())
+            .expect("doc"),
+    )
+    .expect("json");
+    assert_eq!((first.product_id, first.version_number), (p.id, 1));
+}
+
+/// A Shopify product's local product is read at the id it is expected under, and looked for
+/// through the index only where it is not there (and only when asked to).
+pub async fn shopify_products_are_read_by_their_expected_id_then_by_index(h: Harness) {
+    let shopify = |n: u64| ShopifyProductId::new(8_000_000_000_000 + n).expect("id");
+    let mut at_expected = product(1);
+    at_expected.shopify_id = Some(shopify(1));
+    let mut elsewhere = product(1);
+    elsewhere.shopify_id = Some(shopify(2));
+    let mut other_product = product(1);
+    other_product.shopify_id = Some(shopify(9));
+    for p in [&at_expected, &elsewhere, &other_product] {
+        h.store.insert(p).await.expect("insert");
+    }
+    let wanted = [
+        (shopify(1), at_expected.id),
+        (shopify(2), ProductId::generate()),
+        (shopify(3), ProductId::generate()),
+        // The id expected for this Shopify product holds another one: not a match.
+        (shopify(4), other_product.id),
+    ];
+    let by_key = h
+        .store
+        .products_of_shopify(&wanted, false)
+        .await
+        .expect("reads");
+    assert_eq!(by_key, vec![Some(at_expected.clone()), None, None, None]);
+    let with_index = h
+        .store
+        .products_of_shopify(&wanted, true)
+        .await
+        .expect("reads");
+    assert_eq!(
+        with_index,
+        vec![Some(at_expected), Some(elsewhere), None, None]
+    );
+}
+
 pub async fn pending_push_index_is_sparse_and_ordered(h: Harness) {
     let mut expected = Vec::new();
     for i in 0..7 {

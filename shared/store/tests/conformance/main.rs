@@ -58,6 +58,8 @@ conformance!(
     a_completion_commits_with_its_work_once_without_a_claim,
     products_are_found_by_shopify_and_xorosoft_id,
     lookups_asked_together_are_answered_each_in_order,
+    reads_by_key_asked_together_are_answered_each_in_order,
+    shopify_products_are_read_by_their_expected_id_then_by_index,
     pending_push_index_is_sparse_and_ordered,
     locks_are_listed_by_owner,
     categories_and_their_versions_are_stored,
