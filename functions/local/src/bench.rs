@@ -415,6 +415,139 @@ pub async fn down_sync(
     Ok(())
 }
 
+/// What a DynamoDB request is assumed to cost in the projection (a request within a region
+/// answers in single-digit milliseconds; 10 ms is a conservative round figure).
+const ASSUMED_REQUEST_MS: f64 = 10.0;
+
+/// The down-sync on DynamoDB (`endpoint`: a local server such as moto, or the region's own):
+/// how many requests a full down-sync (all new, then nothing changed), an incremental one
+/// and a webhook delivery send per product, and the time a 100,000-product full down-sync
+/// would spend in requests if each took [`ASSUMED_REQUEST_MS`] one after another (lookups
+/// in flight together count whole, so this is an upper bound). Tables under a fresh prefix.
+pub async fn down_sync_dynamodb(
+    endpoint: Option<&str>,
+    products: usize,
+    variants: usize,
+) -> anyhow::Result<()> {
+    let sim = Simulator::start(
+        SimConfig {
+            products,
+            variants_per_product: variants,
+            plan: Plan::UNLIMITED,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let prefix = format!("bench{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let backend = Arc::new(shopsync_store_dynamo::DynamoStore::connect(endpoint, &prefix).await);
+    shopsync_store::migrate::migrate(backend.as_ref(), Default::default())
+        .await
+        .context("creating the tables")?;
+    let store = shopsync_store::Store::new(backend.clone());
+    println!(
+        "down-sync on DynamoDB ({}), tables {prefix}*: {products} products × {variants} variants",
+        endpoint.unwrap_or("the region's endpoint")
+    );
+    let client = AdminClient::new(sim.client_config())?;
+    let actor = shopsync_domain::Actor::new("system:bench")?;
+    let rails = shopsync_domain::GuardRails::default();
+    let report = |what: &str, requests: u64, items: u64, seconds: f64| {
+        println!(
+            "  {what}: {requests} requests for {items} products = {:.3} requests/product ({seconds:.1} s here)",
+            requests as f64 / items.max(1) as f64
+        );
+    };
+    let mut import_rate = 0.0;
+    for run in ["full, first (all new)", "full, second (nothing changed)"] {
+        let before = backend.requests();
+        let started = Instant::now();
+        let op = shopsync_engine::sync::run_full_down(&store, &client, &actor, &rails).await?;
+        let requests = backend.requests() - before;
+        report(
+            run,
+            requests,
+            op.statistics.processed,
+            started.elapsed().as_secs_f64(),
+        );
+        if import_rate == 0.0 {
+            import_rate = requests as f64 / op.statistics.processed.max(1) as f64;
+        }
+    }
+    // A hundredth of the catalog (at least one) renamed in Shopify, then an incremental sync.
+    let changed = (products / 100).max(1);
+    let ids: Vec<u64> = sim.with_shop(|shop| shop.products().take(changed).map(|p| p.id).collect());
+    sim.with_shop(|shop| {
+        for id in &ids {
+            shop.edit_product(*id, |p| p.title = format!("{} (renamed)", p.title));
+        }
+    });
+    let before = backend.requests();
+    let started = Instant::now();
+    let op = shopsync_engine::incremental::run_incremental_down_with(
+        &store,
+        &client,
+        &actor,
+        &rails,
+        shopsync_engine::incremental::default_overlap(),
+        false,
+    )
+    .await?;
+    report(
+        &format!("incremental ({changed} renamed)"),
+        backend.requests() - before,
+        op.statistics.processed,
+        started.elapsed().as_secs_f64(),
+    );
+    // Webhook deliveries of products/update for products the store holds.
+    let intake = WebhookIntake {
+        ledger: Arc::new(shopsync_engine::ledger::StoreLedger::new(store.clone())),
+        store: store.clone(),
+        config: WebhookConfig {
+            shop_domain: "bench.myshopify.com".into(),
+            secret: "bench-secret".into(),
+            previous_secret: None,
+        },
+        queue: Arc::new(shopsync_engine::jobs::LocalQueue::default()),
+        client: None,
+        actor: actor.clone(),
+        realtime: Default::default(),
+    };
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let deliveries: Deliveries = Arc::new(
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let mut body: serde_json::Value =
+                    serde_json::from_slice(&product_body_for(*id, variants, &later))?;
+                body["title"] = format!("Webhook title {i}").into();
+                let body = serde_json::to_vec(&body)?;
+                let hmac = sign(&intake.config.secret, &body);
+                Ok((body, format!("wh-dynamodb-{i}"), hmac))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    );
+    let before = backend.requests();
+    let started = Instant::now();
+    let mut staged = 0;
+    for i in 0..deliveries.len() {
+        staged += usize::from(deliver(&intake, &deliveries, i).await);
+    }
+    report(
+        &format!("webhook deliveries ({staged} staged)"),
+        backend.requests() - before,
+        deliveries.len() as u64,
+        started.elapsed().as_secs_f64(),
+    );
+    let projected = import_rate * 100_000.0 * ASSUMED_REQUEST_MS / 1000.0;
+    println!(
+        "  a 100,000-product full down-sync (first) at {ASSUMED_REQUEST_MS:.0} ms a request, one after another: {:.0} requests, {:.1} minutes in requests",
+        import_rate * 100_000.0,
+        projected / 60.0
+    );
+    Ok(())
+}
+
 /// The webhook path on the embedded store: each delivery is verified, looked up in the
 /// dedupe ledger, checked against the local product, staged as a pending row in one commit
 /// with its dedupe marks, its apply step enqueued, and the store flushed (fsync) before the

@@ -211,14 +211,23 @@ enum BenchCommand {
     /// A full down-sync from the unthrottled simulator into a fresh embedded store, then the
     /// same again with nothing changed.
     DownSync {
-        /// Products in the simulator.
-        #[arg(long, default_value_t = 100_000)]
-        products: usize,
+        /// Products in the simulator (default: 100,000 on the embedded store, 2,000 on
+        /// DynamoDB, where a local server such as moto takes a few hundred writes a second).
+        #[arg(long)]
+        products: Option<usize>,
         /// Variants per product.
         #[arg(long, default_value_t = 3)]
         variants: usize,
+        /// The backend: the embedded store (throughput), or DynamoDB (requests per product
+        /// for a full and an incremental down-sync and a webhook, and the time a 100,000-product
+        /// down-sync would spend in requests).
+        #[arg(long, value_enum, default_value = "embedded")]
+        store: config::StoreKind,
+        /// DynamoDB's endpoint (a local server); the region's own when not given.
+        #[arg(long)]
+        endpoint: Option<String>,
         #[command(flatten)]
-        store: BenchStore,
+        data: BenchStore,
     },
 }
 
@@ -506,10 +515,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 BenchCommand::DownSync {
                     products,
                     variants,
-                    store,
+                    store: config::StoreKind::Dynamodb,
+                    endpoint,
+                    ..
                 } => {
-                    let dir = bench::store_dir(store.data.as_deref())?;
-                    bench::down_sync(dir.path(), products.max(1), variants.max(1)).await?
+                    bench::down_sync_dynamodb(
+                        endpoint.as_deref(),
+                        products.unwrap_or(2_000).max(1),
+                        variants.max(1),
+                    )
+                    .await?
+                }
+                BenchCommand::DownSync {
+                    products,
+                    variants,
+                    endpoint,
+                    data,
+                    ..
+                } => {
+                    if endpoint.is_some() {
+                        anyhow::bail!("--endpoint is DynamoDB's: give it with --store dynamodb");
+                    }
+                    let dir = bench::store_dir(data.data.as_deref())?;
+                    bench::down_sync(
+                        dir.path(),
+                        products.unwrap_or(100_000).max(1),
+                        variants.max(1),
+                    )
+                    .await?
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -76,3 +76,48 @@ fn a_data_dir_that_cannot_hold_a_store_is_a_clear_error() {
         assert!(!missing.exists(), "{bench} made the missing directory");
     }
 }
+
+/// The DynamoDB down-sync bench on moto: it reports requests per product for each kind of
+/// sync and a webhook, with numbers that follow from what it did; an endpoint without
+/// `--store dynamodb` is refused.
+#[test]
+#[ignore = "needs moto's server: run tests/run.sh"]
+fn the_dynamodb_bench_reports_requests_per_product() {
+    let endpoint = std::env::var("SHOPSYNC_TEST_DYNAMODB_ENDPOINT")
+        .expect("SHOPSYNC_TEST_DYNAMODB_ENDPOINT (tests/run.sh starts moto's server)");
+    let (ok, out, err) = shopsync(&[
+        "bench",
+        "down-sync",
+        "--store",
+        "dynamodb",
+        "--endpoint",
+        &endpoint,
+        "--products",
+        "120",
+        "--variants",
+        "1",
+    ]);
+    assert!(ok, "{out}{err}");
+    let rate = |label: &str| -> f64 {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in {out}"));
+        let (_, tail) = line.split_once(" = ").expect("a rate");
+        tail.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let first = rate("full, first");
+    let second = rate("full, second");
+    assert!(
+        first > 0.0 && first < 0.5,
+        "batched: {first} requests/product"
+    );
+    assert!(second > 0.0 && second <= first, "{second} vs {first}");
+    assert!(rate("incremental") > 0.0);
+    assert!(out.contains("webhook deliveries (1 staged)"), "{out}");
+    assert!(out.contains("a 100,000-product full down-sync"), "{out}");
+
+    let (ok, _, err) = shopsync(&["bench", "down-sync", "--endpoint", &endpoint]);
+    assert!(!ok);
+    assert!(err.contains("--store dynamodb"), "{err}");
+}
