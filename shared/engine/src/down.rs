@@ -247,9 +247,23 @@ pub(crate) async fn local_of(
     times: &mut StageTimes,
 ) -> Result<Option<Product>, EngineError> {
     let diffing = Instant::now();
-    let found = store.product_by_shopify_id(source.id).await;
+    let found = local_product(store, source.id).await;
     times.add(Stage::Diff, diffing);
-    Ok(found?)
+    found
+}
+
+/// The local product mirroring the Shopify product `shopify`: read by key under the id its
+/// Shopify id gives (a consistent read), else found through the Shopify-id index and read
+/// again by key (see [`Store::products_of_shopify`]).
+pub async fn local_product(
+    store: &Store,
+    shopify: ShopifyProductId,
+) -> Result<Option<Product>, EngineError> {
+    Ok(store
+        .products_of_shopify(&[(shopify, local_id_for(shopify))], true)
+        .await?
+        .pop()
+        .flatten())
 }
 
 /// The local product mirroring each of `sources`, in order, read together (timed as

@@ -327,7 +327,7 @@ pub async fn prepare_delivery(
 ) -> Result<PreparedDelivery, EngineError> {
     match &delivery.payload {
         Payload::ProductCreate(p) | Payload::ProductUpdate(p) => {
-            let local = store.product_by_shopify_id(p.id).await?;
+            let local = crate::down::local_product(store, p.id).await?;
             let updated_at = p.updated_at.map(|t| t.with_timezone(&Utc)).unwrap_or(now);
             if local
                 .as_ref()
@@ -388,7 +388,7 @@ pub async fn prepare_delivery(
             })
         }
         Payload::ProductDelete(d) => {
-            let Some(local) = store.product_by_shopify_id(d.id).await? else {
+            let Some(local) = crate::down::local_product(store, d.id).await? else {
                 return Ok(PreparedDelivery::without_writes(Handled::UnknownDeleted));
             };
             let operation = realtime.of_day(store, now).await?;
@@ -543,7 +543,7 @@ async fn take_inventory_level(
         .unwrap_or(now);
     let mark = format!("level:{}:{}", level.inventory_item_id, level.location_id);
     for _ in 0..3 {
-        let Some(local) = store.product_by_shopify_id(product_id).await? else {
+        let Some(local) = crate::down::local_product(store, product_id).await? else {
             // Not mirrored yet: the next sync brings the product with its stock.
             return Ok(Handled::Ignored(format!(
                 "product {product_id} is not local yet"

@@ -397,12 +397,14 @@ pub async fn push_product(
                 now,
             )
         });
-        // The ids Shopify assigned are its confirmation, not a new local change.
+        // The ids Shopify assigned are its confirmation, not a new local change. The base
+        // never moves back (a push of an older version than one already confirmed).
         updated.last_sync_version = if current.version == product.version {
             updated.version
         } else {
             product.version
-        };
+        }
+        .max(current.last_sync_version);
         let commit = ProductCommit {
             product: updated,
             expected_version: Some(current.version),
@@ -577,7 +579,16 @@ pub(crate) async fn push_products(
     stats: &mut shopsync_domain::OperationStatistics,
 ) -> Result<Option<String>, EngineError> {
     let mut last_failure = None;
-    for product in products {
+    // The products as they are now: `products` come from the pending-push index, whose
+    // answers lag behind the table on DynamoDB. Pushing an index copy could send content
+    // older than the product's (or push one a concurrent push already confirmed), so each
+    // is read again by key, consistently, and pushed as it stands, if it still needs it.
+    let ids: Vec<shopsync_domain::ProductId> = products.iter().map(|p| p.id).collect();
+    let current = store.products(&ids).await?;
+    for product in current.iter().flatten() {
+        if product.version <= product.last_sync_version {
+            continue;
+        }
         stats.processed += 1;
         if has_open_conflicts(store, product.id).await? {
             tracing::info!(product = %product.id, "not pushed: open conflicts wait for a decision");

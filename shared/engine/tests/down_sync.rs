@@ -362,3 +362,56 @@ async fn an_import_that_must_be_approved_applies_nothing_until_it_is() {
         .iter()
         .all(|r| r.status == shopsync_domain::staging::StagingStatus::Pending));
 }
+
+/// A local product found through the Shopify-id index is read again by key before it is
+/// used: an index that lags behind the table (DynamoDB's) may still name a product whose
+/// Shopify id has moved on, or hold an older copy of one that has not.
+#[tokio::test]
+async fn a_product_found_through_a_lagging_index_is_read_again_by_key() {
+    use shopsync_domain::{Product, ProductId, ShopifyProductId};
+    let (_sim, _client, store, _dir) = common::setup(0, 1).await;
+    let shopify = |n: u64| ShopifyProductId::new(7_000_000_000_000 + n).unwrap();
+    // Created locally and pushed: stored under an id of its own, not the one its Shopify id
+    // gives, so only the index finds it.
+    let mut pushed = Product::new(
+        ProductId::generate(),
+        shopsync_domain::testing::sample_content(1),
+        chrono::Utc::now(),
+    );
+    pushed.shopify_id = Some(shopify(1));
+    store.insert(&pushed).await.unwrap();
+    let lagging = std::sync::Arc::new(common::stale::StaleIndexes::new(store.backend().clone()));
+    lagging.freeze().await;
+    let stale_view = Store::new(lagging.clone());
+
+    let edited = common::edit(&store, &pushed, |c| {
+        c.title = "Edited after the index's copy".into()
+    })
+    .await;
+    let found = shopsync_engine::down::local_product(&stale_view, shopify(1))
+        .await
+        .unwrap()
+        .expect("found through the index");
+    assert_eq!(found, edited, "the table's copy, not the index's");
+
+    // Its Shopify id moves on (the index still names it under the old one).
+    let mut moved = edited.clone();
+    moved.shopify_id = Some(shopify(2));
+    store
+        .commit_product(shopsync_store::ProductCommit {
+            product: moved,
+            expected_version: Some(edited.version),
+            version: None,
+            staging: None,
+            actor: Actor::new("merchant").unwrap(),
+            now: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        shopsync_engine::down::local_product(&stale_view, shopify(1))
+            .await
+            .unwrap(),
+        None
+    );
+}

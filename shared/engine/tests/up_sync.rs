@@ -447,3 +447,55 @@ async fn a_local_edit_of_a_product_gone_from_shopify_becomes_a_conflict_not_a_fa
     assert_eq!(kept.content.title, "Edited locally");
     assert!(kept.needs_push());
 }
+
+/// An up-sync finds pending products through an index that lags behind the table on
+/// DynamoDB. A product edited again after the index's answer is pushed as it stands now,
+/// not as the index last saw it; a product a push already confirmed is not pushed again
+/// from the index's old copy (which would undo what changed in Shopify since) and its base
+/// does not move back.
+#[tokio::test]
+async fn a_lagging_pending_push_index_never_pushes_old_content_or_moves_the_base_back() {
+    let (sim, client, store, _dir) = setup().await;
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().take(2).map(|p| p.id).collect());
+    let local = |sid: u64| local_id_for(ShopifyProductId::new(sid).unwrap());
+    let title = |sid: u64| sim.with_shop(|s| s.product(sid).unwrap().title.clone());
+    let a = store.product(local(ids[0])).await.unwrap().unwrap();
+    let b = store.product(local(ids[1])).await.unwrap().unwrap();
+    let a = edit(&store, &a, |c| c.title = "A, first edit".into()).await;
+    let b = edit(&store, &b, |c| c.title = "B, edited".into()).await;
+
+    let lagging = std::sync::Arc::new(common::stale::StaleIndexes::new(store.backend().clone()));
+    lagging.freeze().await;
+    let a = edit(&store, &a, |c| c.title = "A, second edit".into()).await;
+    // B is pushed and confirmed, then changes in Shopify: the index still lists B pending.
+    let pushed = push_product(
+        &store,
+        &client,
+        &b,
+        &merchant(),
+        chrono::Utc::now(),
+        &mut Default::default(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(pushed, Pushed::Pushed(..)));
+    sim.with_shop(|s| s.edit_product(ids[1], |p| p.title = "B, renamed in Shopify".into()));
+
+    let operation = run_up(&Store::new(lagging.clone()), &client, &merchant())
+        .await
+        .unwrap();
+    assert_eq!(title(ids[0]), "A, second edit", "pushed as it stands");
+    assert_eq!(title(ids[1]), "B, renamed in Shopify", "not pushed back");
+    assert_eq!(
+        operation.statistics.updated, 1,
+        "one push: {:?}",
+        operation.statistics
+    );
+    let a_now = store.product(a.id).await.unwrap().unwrap();
+    assert_eq!(a_now.last_sync_version, a.version);
+    let b_now = store.product(b.id).await.unwrap().unwrap();
+    assert_eq!(
+        b_now.last_sync_version, b.version,
+        "the base did not move back"
+    );
+}

@@ -630,6 +630,18 @@ impl Store {
         self.get(&Key::pk(id.to_string())).await
     }
 
+    /// Reads products by id together (consistent reads; 100 a request on DynamoDB), in
+    /// order (`None`: no such product).
+    pub async fn products(&self, ids: &[ProductId]) -> Result<Vec<Option<Product>>, RepoError> {
+        let keys: Vec<Key> = ids.iter().map(|id| Key::pk(id.to_string())).collect();
+        self.backend
+            .get_each(Table::Products, &keys)
+            .await?
+            .iter()
+            .map(|item| item.as_ref().map(decode::<Product>).transpose())
+            .collect()
+    }
+
     /// Reads a product that must exist.
     async fn product_required(&self, id: ProductId) -> Result<Product, RepoError> {
         self.product(id).await?.ok_or(RepoError::NotFound {
@@ -674,7 +686,8 @@ impl Store {
     /// is read first at the local id it is expected under (`wanted`: Shopify id, local id; a
     /// product Shopify brought is stored under an id its Shopify id gives), all by key
     /// together (consistent reads, 100 a request on DynamoDB). Those not found there are
-    /// looked for through the Shopify-id index together, unless `search_index` is false.
+    /// looked for through the Shopify-id index together, unless `search_index` is false, and
+    /// what the index finds is read again by key (the index may lag behind the table).
     pub async fn products_of_shopify(
         &self,
         wanted: &[(shopsync_domain::ShopifyProductId, ProductId)],
@@ -697,11 +710,20 @@ impl Store {
         if missing.is_empty() {
             return Ok(found);
         }
-        let elsewhere = self
+        let indexed = self
             .products_by_shopify_ids(&missing.iter().map(|at| wanted[*at].0).collect::<Vec<_>>())
             .await?;
-        for (at, product) in missing.into_iter().zip(elsewhere) {
-            found[at] = product;
+        // An index answer may lag behind the table (DynamoDB's indexes are eventually
+        // consistent): what it found is read again by key, and kept only if it still
+        // mirrors that Shopify product.
+        let hits: Vec<(usize, ProductId)> = missing
+            .into_iter()
+            .zip(indexed)
+            .filter_map(|(at, product)| product.map(|p| (at, p.id)))
+            .collect();
+        let ids: Vec<ProductId> = hits.iter().map(|(_, id)| *id).collect();
+        for ((at, _), product) in hits.into_iter().zip(self.products(&ids).await?) {
+            found[at] = product.filter(|p| p.shopify_id == Some(wanted[at].0));
         }
         Ok(found)
     }

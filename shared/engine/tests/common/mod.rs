@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod stale;
+
 use shopsync_shopify::AdminClient;
 use shopsync_shopify_sim::{Plan, SimConfig, SimHandle, Simulator};
 use shopsync_store::Store;
