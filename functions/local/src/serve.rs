@@ -14,10 +14,10 @@ use axum::{Json, Router};
 use serde_json::json;
 use shopsync_domain::{Actor, Product, ProductId, ShopifyProductId, SyncConflict, SyncOperation};
 use shopsync_engine::intake::WebhookIntake;
-use shopsync_engine::jobs::{
-    Job, JobMessage, JobOutcome, JobQueue, LocalQueue, QueueError, Worker,
-};
+use shopsync_engine::jobs::{Job, JobMessage, JobOutcome, JobQueue, QueueError, Worker};
 use shopsync_engine::ledger::StoreLedger;
+use shopsync_engine::local_queue::{StoreQueue, DEFAULT_VISIBILITY};
+use shopsync_engine::steps::LOCAL_STEP;
 use shopsync_shopify::webhook::WebhookConfig;
 use shopsync_store::item::{Key, PageToken, Query};
 use shopsync_store::{Store, Table};
@@ -146,15 +146,27 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rails.max_large_price_moves,
         rails.max_price_move_pct
     );
-    // The in-process queue, its worker, and the scheduler.
-    let queue = Arc::new(LocalQueue::default());
+    // The job queue (kept in the store), its worker, and the scheduler.
+    let queue = Arc::new(StoreQueue::new(store.clone(), DEFAULT_VISIBILITY));
     let worker = Arc::new(Worker {
         store: store.clone(),
         client: target.client.clone(),
         actor: actor.clone(),
         rails: rails.clone(),
-        continuation: None,
+        continuation: Some(queue.clone()),
     });
+    // Jobs this host held when it stopped (a crash, a kill) go again: their claims belonged
+    // to a process that is gone.
+    let recovered = queue
+        .recover(chrono::Utc::now())
+        .await
+        .context("recovering the job queue")?;
+    for message in &recovered {
+        worker
+            .forget_claim(message)
+            .await
+            .context("recovering the job queue")?;
+    }
     let app = Arc::new(App {
         intake: WebhookIntake {
             store: store.clone(),
@@ -176,6 +188,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokens,
     });
     tokio::spawn(run_worker(queue.clone(), worker));
+    if !recovered.is_empty() {
+        println!(
+            "  jobs: {} left unfinished when this host last stopped, handed out again",
+            recovered.len()
+        );
+    }
     tokio::spawn(expire_records(app.store.clone()));
     // A fresh store starts from Shopify's catalog.
     let empty = app
@@ -273,7 +291,7 @@ fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> 
 /// runs before the delivery is answered, so what a webhook changed is readable as soon as
 /// Shopify has its 200; everything else goes to the in-process queue.
 struct ServeQueue {
-    local: Arc<LocalQueue>,
+    local: Arc<StoreQueue>,
     worker: Arc<Worker>,
 }
 
@@ -311,24 +329,68 @@ async fn expire_records(store: Store) {
     }
 }
 
-/// Runs queued jobs one at a time; a failed job is logged (the scheduler brings new work).
-async fn run_worker(queue: Arc<LocalQueue>, worker: Arc<Worker>) {
-    while let Some(message) = queue.receive().await {
-        match worker.handle(&message).await {
-            Ok(JobOutcome::Ran(Some(op))) => tracing::info!(
-                job = ?message.job,
-                operation = %op.operation_uuid,
-                status = %shopsync_domain::status::status_name(op.status),
-                "job done"
-            ),
-            Ok(JobOutcome::Ran(None)) => tracing::debug!(job = ?message.job, "job done"),
-            Ok(JobOutcome::Replay) => tracing::info!(job = ?message.job, "job already done"),
+/// Runs queued jobs one at a time, each step at most [`LOCAL_STEP`] long (a long operation
+/// saves its checkpoint and queues its next step). A job is deleted from the queue once done;
+/// one that failed and may succeed later is handed out again after [`RETRY_AFTER`], up to
+/// [`MAX_ATTEMPTS`] times (then its operation is failed, as SQS's redrive would); one that
+/// can never run is removed and its operation failed by the worker.
+async fn run_worker(queue: Arc<StoreQueue>, worker: Arc<Worker>) {
+    loop {
+        let lease = match queue.receive().await {
+            Ok(lease) => lease,
             Err(e) => {
-                tracing::error!(job = ?message.job, error = %e, retryable = e.is_retryable(), "job failed")
+                tracing::error!(error = %e, "the job queue failed; trying again shortly");
+                tokio::time::sleep(RETRY_AFTER).await;
+                continue;
             }
+        };
+        let message = &lease.message;
+        let deadline = std::time::Instant::now() + LOCAL_STEP;
+        let done = match worker.handle_until(message, Some(deadline)).await {
+            Ok(JobOutcome::Ran(Some(op))) => {
+                tracing::info!(
+                    job = ?message.job,
+                    operation = %op.operation_uuid,
+                    status = %shopsync_domain::status::status_name(op.status),
+                    "job done"
+                );
+                true
+            }
+            Ok(JobOutcome::Ran(None)) => {
+                tracing::debug!(job = ?message.job, "job done");
+                true
+            }
+            Ok(JobOutcome::Replay) => {
+                tracing::info!(job = ?message.job, "job already done");
+                true
+            }
+            Err(e) if e.is_retryable() && lease.receive_count < MAX_ATTEMPTS => {
+                tracing::warn!(job = ?message.job, error = %e, attempt = lease.receive_count, "job failed; it runs again later");
+                false
+            }
+            Err(e) => {
+                tracing::error!(job = ?message.job, error = %e, retryable = e.is_retryable(), "job failed for good");
+                if let Some(operation) = message.job.operation() {
+                    worker.fail_operation(operation, &e.to_string()).await;
+                }
+                true
+            }
+        };
+        let settled = if done {
+            queue.delete(&lease).await
+        } else {
+            queue.release(&lease, RETRY_AFTER).await
+        };
+        if let Err(e) = settled {
+            tracing::error!(job = ?message.job, error = %e, "the job queue failed to settle a job; it runs again after its visibility timeout");
         }
     }
 }
+
+/// How long a job that failed waits before it runs again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+/// Deliveries of a job before it is given up.
+const MAX_ATTEMPTS: u32 = 5;
 
 async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let reply = app
@@ -449,7 +511,15 @@ async fn operations(
     query.limit = limit;
     query.start = after;
     match app.store.query::<SyncOperation>(query).await {
-        Ok(page) => Json(json!({ "operations": page.items, "next": page.next })).into_response(),
+        Ok(page) => {
+            let now = chrono::Utc::now();
+            let operations: Vec<serde_json::Value> = page
+                .items
+                .iter()
+                .map(|op| operation_json(op, now))
+                .collect();
+            Json(json!({ "operations": operations, "next": page.next })).into_response()
+        }
         Err(e) => internal(e).into_response(),
     }
 }
@@ -506,7 +576,7 @@ async fn operation(
                     shopsync_engine::realtime::realtime_statistics(&staging, &conflicts);
             }
             Json(json!({
-                "operation": op,
+                "operation": operation_json(&op, chrono::Utc::now()),
                 "staging": staging,
                 "conflicts": conflicts,
                 "performance": performance,
@@ -516,6 +586,16 @@ async fn operation(
         (Err(e), _, _) | (_, _, Err(e)) => internal(e).into_response(),
         (_, Err(e), _) => internal(e).into_response(),
     }
+}
+
+/// An operation as the API shows it: as stored, and `stalled` when it is in progress but
+/// its worker is gone (its lease ran out; `operation resume` takes it over).
+fn operation_json(op: &SyncOperation, now: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    let mut value = serde_json::to_value(op).unwrap_or_else(|_| json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.insert("stalled".into(), op.stalled(now).into());
+    }
+    value
 }
 
 async fn find_product(app: &App, id: &str) -> Result<Option<Product>, ApiError> {

@@ -75,7 +75,7 @@ fn sync_reports_its_operation_and_approval_refuses_what_is_not_waiting() {
     let (ok, _, err) = shopsync(dir.path(), &["operation", "resume", &id]);
     assert!(!ok);
     assert!(
-        err.contains("only a failed or paused operation resumes"),
+        err.contains("is completed; only a failed or paused operation"),
         "{err}"
     );
     let (ok, _, err) = shopsync(dir.path(), &["operation", "approve", &id, "--rows", "nope"]);
@@ -134,4 +134,96 @@ fn a_dry_run_stages_the_changes_and_applies_nothing() {
     );
     assert!(ok, "{out}{err}");
     assert!(out.contains("completed: processed 3, created 3"), "{out}");
+}
+
+/// A `shopsync sync` killed mid-way (the crash hook, after its second batch was written)
+/// leaves its operation in progress under a lease: `operation resume` refuses it while the
+/// lease runs (its worker may still be at it), and takes it over once the lease has run out,
+/// finishing it with every product once.
+#[test]
+fn a_sync_killed_mid_way_is_resumed_once_its_lease_has_run_out() {
+    const PRODUCTS: &str = "2500";
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = Command::new(env!("CARGO_BIN_EXE_shopsync"))
+        .args([
+            "sync",
+            "--direction",
+            "down",
+            "--full",
+            "--sim-products",
+            PRODUCTS,
+        ])
+        .arg("--data")
+        .arg(dir.path())
+        .env_remove("SHOPIFY_ACCESS_TOKEN")
+        .env("SHOPSYNC_CRASH_AT", "batch-written:2")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success(), "the crash hook stopped it");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime.block_on(async {
+        let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "shopsync_").unwrap();
+        shopsync_store::Store::new(std::sync::Arc::new(backend))
+    });
+    let operations: Vec<shopsync_domain::SyncOperation> =
+        runtime.block_on(store.scan(10, None)).unwrap().items;
+    assert_eq!(operations.len(), 1);
+    let operation = operations[0].clone();
+    assert_eq!(
+        operation.status,
+        shopsync_domain::OperationStatus::InProgress
+    );
+    let id = operation.operation_uuid.to_string();
+
+    let (ok, out, err) = shopsync(
+        dir.path(),
+        &["operation", "resume", &id, "--sim-products", PRODUCTS],
+    );
+    assert!(!ok, "{out}");
+    assert!(err.contains("its worker holds it until"), "{err}");
+
+    // Time passes: the lease runs out (written as the worker's clock would have it).
+    let mut expired = operation.clone();
+    expired.lease_expires_at = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    runtime
+        .block_on(store.replace_if(&expired, shopsync_store::item::Condition::ItemPresent))
+        .unwrap();
+    drop(store);
+    let (ok, out, err) = shopsync(
+        dir.path(),
+        &["operation", "resume", &id, "--sim-products", PRODUCTS],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("operation {id} completed")), "{out}");
+    assert!(out.contains(&format!("created {PRODUCTS}")), "{out}");
+
+    let store = runtime.block_on(async {
+        let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "shopsync_").unwrap();
+        shopsync_store::Store::new(std::sync::Arc::new(backend))
+    });
+    let count = |table| {
+        runtime.block_on(async {
+            let mut n = 0;
+            let mut start = None;
+            loop {
+                let page = store
+                    .backend()
+                    .scan(table, 1000, start.as_ref())
+                    .await
+                    .unwrap();
+                n += page.items.len();
+                match page.next {
+                    Some(next) => start = Some(next),
+                    None => return n,
+                }
+            }
+        })
+    };
+    assert_eq!(
+        count(shopsync_store::Table::Products),
+        2500,
+        "every product"
+    );
+    assert_eq!(count(shopsync_store::Table::ProductVersions), 2500, "once");
 }

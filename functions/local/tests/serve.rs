@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{get, post_webhook, start};
+use common::{get, post_webhook, start, start_with};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -186,4 +186,99 @@ async fn serve_mirrors_the_simulator_takes_signed_webhooks_once_and_guards_its_a
     }
     let (status, body) = get(&server, "/api/v1/nowhere", Some("t0ken")).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+}
+
+/// Every record of a table of the store in `dir`.
+async fn all<R: shopsync_store::Record>(store: &shopsync_store::Store) -> Vec<R> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = store.scan::<R>(1000, start.as_ref()).await.unwrap();
+        out.extend(page.items);
+        match page.next {
+            Some(next) => start = Some(next),
+            None => return out,
+        }
+    }
+}
+
+/// The products of the store in `dir`, how many versions it holds, and its operations.
+async fn stored(
+    dir: &std::path::Path,
+) -> (
+    Vec<shopsync_domain::Product>,
+    usize,
+    Vec<shopsync_domain::SyncOperation>,
+) {
+    let backend = shopsync_store_sqlite::SqliteStore::open(dir, "shopsync_").unwrap();
+    let store = shopsync_store::Store::new(std::sync::Arc::new(backend));
+    let products: Vec<shopsync_domain::Product> = all(&store).await;
+    let versions: Vec<shopsync_domain::ProductVersion> = all(&store).await;
+    let operations: Vec<shopsync_domain::SyncOperation> = all(&store).await;
+    (products, versions.len(), operations)
+}
+
+/// A host killed in the middle of its first full down-sync (aborted by the crash hook
+/// right after its second batch of products was written, as `kill -9` would) loses no work:
+/// the job it held is handed out again when it starts, the operation goes on from its
+/// checkpoint under its own id, and ends with every product once.
+#[tokio::test]
+async fn a_host_killed_mid_sync_finishes_that_sync_when_it_starts_again() {
+    const PRODUCTS: usize = 3_000;
+    let quiet = ("SHOPSYNC_SYNC_INTERVAL_SECS", "0");
+    let mut server = start_with(PRODUCTS, &[quiet, ("SHOPSYNC_CRASH_AT", "batch-written:2")]);
+    let exit = server
+        .wait_exit(Duration::from_secs(60))
+        .expect("the crash hook stopped the host");
+    assert!(!exit.success(), "aborted: {exit:?}");
+    let (products, _, operations) = stored(server.dir.path()).await;
+    assert_eq!(operations.len(), 1);
+    let crashed = operations[0].clone();
+    assert_eq!(crashed.status, shopsync_domain::OperationStatus::InProgress);
+    assert!(
+        products.len() >= 2 * 1_024 && products.len() < PRODUCTS,
+        "{} products written before the crash",
+        products.len()
+    );
+    assert!(
+        !crashed.stalled(chrono::Utc::now()),
+        "its lease still runs: not yet given up"
+    );
+
+    let server = server.restart(PRODUCTS, &[quiet]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let done = loop {
+        let (status, body) = get(
+            &server,
+            &format!("/api/v1/operations/{}", crashed.operation_uuid),
+            Some("t0ken"),
+        )
+        .await;
+        assert_eq!(status, 200, "{}", body["error"]);
+        if body["operation"]["status"] == "completed" {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not completed: {}",
+            body["operation"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        done["operation"]["statistics"]["created"], PRODUCTS as u64,
+        "{done}"
+    );
+    assert_eq!(done["operation"]["stalled"], false);
+    let (_, list) = get(&server, "/api/v1/operations", Some("t0ken")).await;
+    assert_eq!(
+        list["operations"].as_array().unwrap().len(),
+        1,
+        "the same operation went on; none was started over: {list}"
+    );
+    let dir = server.stop();
+    let (products, versions, _) = stored(dir.path()).await;
+    assert_eq!(products.len(), PRODUCTS, "every product");
+    assert_eq!(versions, PRODUCTS, "once: one version each");
+    assert!(products.iter().all(|p| p.version == 1));
 }

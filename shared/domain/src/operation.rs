@@ -165,6 +165,11 @@ pub struct SyncOperation {
     /// incremental sync's guard rails judge its share of changes against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_size: Option<u64>,
+    /// Until when the worker running it holds it: renewed at every step, cleared when it
+    /// stops running. Past this while still in progress, its worker is gone (see
+    /// [`SyncOperation::stalled`]) and it can be resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 impl SyncOperation {
@@ -193,7 +198,15 @@ impl SyncOperation {
             updated_at: now,
             checkpoint: None,
             catalog_size: None,
+            lease_expires_at: None,
         }
+    }
+
+    /// In progress with its lease run out at `now`: the worker that ran it is gone, and the
+    /// operation waits to be resumed (by the redelivery of its job, or by a person).
+    pub fn stalled(&self, now: DateTime<Utc>) -> bool {
+        self.status == OperationStatus::InProgress
+            && self.lease_expires_at.is_some_and(|lease| lease <= now)
     }
 
     /// Moves to `to`, stamping start and end times.
@@ -212,6 +225,10 @@ impl SyncOperation {
             OperationStatus::Completed | OperationStatus::Failed | OperationStatus::Cancelled
         ) {
             self.completed_at = Some(now);
+        }
+        if to != OperationStatus::InProgress {
+            // Nobody runs it any more.
+            self.lease_expires_at = None;
         }
         self.status_reason = reason;
         self.updated_at = now;

@@ -293,6 +293,19 @@ pub struct Worker {
     pub continuation: Option<std::sync::Arc<dyn JobQueue>>,
 }
 
+/// The id of the operation a job's message opens: derived from the message id, so every
+/// delivery of one message works on one operation.
+pub fn operation_of_job(message_id: &str) -> OperationId {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"shopsync/job-operation\0")
+        .chain_update(message_id.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    OperationId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+}
+
 /// How long a claimed message blocks a concurrent delivery of itself.
 const CLAIM: i64 = 15 * 60;
 
@@ -346,7 +359,9 @@ impl Worker {
             }
             Err(e) => return Err(JobError::Engine(e.into())),
         }
-        let result = self.run(&message.job, deadline).await;
+        let result = self
+            .run(&message.job, deadline, operation_of_job(&message.id))
+            .await;
         if result.is_ok() {
             // What the job wrote is durable before its message counts as done.
             self.store.flush().await.map_err(EngineError::from)?;
@@ -382,16 +397,39 @@ impl Worker {
         }
     }
 
-    /// Opens an operation and runs its first step (all of them without a deadline or a
-    /// continuation queue).
+    /// Opens the job's operation under `id` and runs its first step (all of them without a
+    /// deadline or a continuation queue). When the job was delivered before and its worker
+    /// is gone, the operation it opened then is found under the same id and goes on from
+    /// its checkpoint instead of starting over.
     async fn start(
         &self,
         kind: SyncKind,
         deadline: Option<std::time::Instant>,
+        id: OperationId,
     ) -> Result<Option<SyncOperation>, EngineError> {
-        let operation = self.stepper().open(kind).await?;
-        self.continue_from(operation.operation_uuid, 1, deadline)
+        let (operation, fresh) = self.stepper().open_as(kind, Some(id)).await?;
+        if !fresh {
+            if operation.status != shopsync_domain::OperationStatus::InProgress {
+                return Ok(Some(operation));
+            }
+            tracing::info!(operation = %id, "the job's operation was opened before; it goes on from its checkpoint");
+        }
+        let step = crate::steps::Checkpoint::of(&operation)
+            .map(|c| c.next_step)
+            .unwrap_or(1);
+        self.continue_from(operation.operation_uuid, step, deadline)
             .await
+    }
+
+    /// Gives up the claim a delivery of `message` holds, when the process that held it is
+    /// gone (the local host, starting again after a crash), so its redelivery runs at once
+    /// instead of waiting for the claim to run out.
+    pub async fn forget_claim(&self, message: &JobMessage) -> Result<(), EngineError> {
+        let fingerprint = serde_json::to_string(&message.job).unwrap_or_default();
+        self.store
+            .abandon_idempotent(&format!("job:{}", message.id), &fingerprint)
+            .await?;
+        Ok(())
     }
 
     /// Runs step `step`; when it stops at the deadline, its successor is enqueued.
@@ -436,7 +474,9 @@ impl Worker {
         &self,
         job: &Job,
         deadline: Option<std::time::Instant>,
+        operation: OperationId,
     ) -> Result<Option<SyncOperation>, EngineError> {
+        let id = operation;
         let overlap = crate::incremental::default_overlap();
         let op = match job {
             Job::FullDown => {
@@ -444,18 +484,18 @@ impl Worker {
                     direction: shopsync_domain::SyncDirection::Down,
                     dry_run: false,
                 };
-                return self.start(kind, deadline).await;
+                return self.start(kind, deadline, id).await;
             }
             Job::Bidirectional => {
                 let kind = SyncKind::Full {
                     direction: shopsync_domain::SyncDirection::Bidirectional,
                     dry_run: false,
                 };
-                return self.start(kind, deadline).await;
+                return self.start(kind, deadline, id).await;
             }
             Job::Reconcile => {
                 return self
-                    .start(SyncKind::Reconcile { dry_run: false }, deadline)
+                    .start(SyncKind::Reconcile { dry_run: false }, deadline, id)
                     .await;
             }
             Job::IncrementalDown => {
@@ -463,12 +503,12 @@ impl Worker {
                     overlap,
                     dry_run: false,
                 };
-                return self.start(kind, deadline).await;
+                return self.start(kind, deadline, id).await;
             }
             Job::Step { operation, step } => {
                 return self.continue_from(*operation, *step, deadline).await;
             }
-            Job::Up => return self.start(SyncKind::Up, deadline).await,
+            Job::Up => return self.start(SyncKind::Up, deadline, id).await,
             Job::ApplyOperation { operation } => {
                 let approved =
                     crate::plan::approve_operation(&self.store, *operation, &self.actor).await?;

@@ -5,12 +5,14 @@
 //! - [`down`]: Shopify → local: each remote product becomes a staged row and, when nothing
 //!   local is pending, an applied version.
 
+pub mod crash;
 pub mod down;
 pub mod error;
 pub mod incremental;
 pub mod intake;
 pub mod jobs;
 pub mod ledger;
+pub mod local_queue;
 pub mod mapping;
 pub mod perf;
 pub mod plan;

@@ -158,9 +158,10 @@ impl Planner<'_> {
                 ),
             };
             match decision {
-                // A step cut short after its creates landed is run again: what it created is
-                // counted as created, not as unchanged.
-                Decision::Done(Ingested::Stale(id))
+                // A step cut short after its creates landed is run again (a redelivery, a
+                // host started again after a crash, a fresh export read anew): what it
+                // created is counted as created, not as unchanged.
+                Decision::Done(Ingested::Stale(id) | Ingested::Unchanged(id))
                     if apply_creates && created_by(store, operation, id).await? =>
                 {
                     planned.push(Planned::Settled(Ingested::Created(id)))
@@ -1229,12 +1230,24 @@ pub async fn resume_operation(
     actor: &Actor,
 ) -> Result<SyncOperation, EngineError> {
     let mut operation = load(store, id).await?;
-    if !matches!(
-        operation.status,
-        OperationStatus::Failed | OperationStatus::Paused
-    ) {
+    let now = Utc::now();
+    let stalled = operation.stalled(now);
+    if !stalled
+        && !matches!(
+            operation.status,
+            OperationStatus::Failed | OperationStatus::Paused
+        )
+    {
+        let running = if operation.status == OperationStatus::InProgress {
+            match operation.lease_expires_at {
+                Some(lease) => format!(" and its worker holds it until {}", lease.to_rfc3339()),
+                None => String::new(),
+            }
+        } else {
+            String::new()
+        };
         return Err(invalid(format!(
-            "operation {id} is {}; only a failed or paused operation resumes",
+            "operation {id} is {}{running}; only a failed or paused operation, or one in progress whose worker is gone (its lease ran out), resumes",
             shopsync_domain::status::status_name(operation.status)
         )));
     }
@@ -1244,11 +1257,18 @@ pub async fn resume_operation(
         )));
     }
     let before = operation.clone();
-    operation.move_to(
-        OperationStatus::InProgress,
-        Some(format!("resumed by {actor}")),
-        Utc::now(),
-    )?;
+    if stalled {
+        // Still in progress: this worker takes it over.
+        operation.status_reason = Some(format!("resumed by {actor} after its worker was gone"));
+        operation.updated_at = now;
+    } else {
+        operation.move_to(
+            OperationStatus::InProgress,
+            Some(format!("resumed by {actor}")),
+            now,
+        )?;
+    }
+    operation.lease_expires_at = Some(now + crate::steps::lease());
     crate::sync::save(store, &operation, &before).await?;
     Ok(operation)
 }

@@ -34,9 +34,22 @@ use std::time::{Duration, Instant};
 /// 512 6.2-6.6 s, 1,024 5.8-6.2 s, 2,048 5.8-6.7 s. Such a batch's writes hold the
 /// embedded store's connection for about 20 ms.
 const BATCH: usize = 1024;
-/// The same for a step with a deadline (a Lambda's): smaller, so the step checks its
-/// deadline often and stops close to it.
+/// The same for a step close to its deadline (a Lambda's last minute): smaller, so the step
+/// checks its deadline often and stops close to it.
 const DEADLINE_BATCH: usize = 256;
+
+/// Time left before a step's deadline below which it plans [`DEADLINE_BATCH`]es.
+const NEAR_DEADLINE: Duration = Duration::from_secs(20);
+
+/// How long a step run here (the CLI, `serve`) works before it saves its checkpoint and the
+/// next one starts: what a crash can cost at most, since every step ends in a checkpoint.
+pub const LOCAL_STEP: Duration = Duration::from_secs(30);
+
+/// How long an operation's lease lasts from its last step: longer than any step (a Lambda's
+/// at most) and the wait for the next step's message.
+pub fn lease() -> chrono::Duration {
+    chrono::Duration::minutes(10)
+}
 
 /// Export batches planned at once, each on a task of its own: while one batch writes, the
 /// next is decided and encoded on the other core. Every product is decided against the store
@@ -390,6 +403,28 @@ pub async fn load_operation(store: &Store, id: OperationId) -> Result<SyncOperat
 impl Stepper<'_> {
     /// Opens an operation, in progress, with its first checkpoint.
     pub async fn open(&self, kind: SyncKind) -> Result<SyncOperation, EngineError> {
+        self.open_as(kind, None)
+            .await
+            .map(|(operation, _)| operation)
+    }
+
+    /// Opens an operation under `id` (a new one when `None`). When one is stored under that
+    /// id already (a job redelivered after the worker that opened it was gone), it is
+    /// returned as it stands, with `false`.
+    pub async fn open_as(
+        &self,
+        kind: SyncKind,
+        id: Option<OperationId>,
+    ) -> Result<(SyncOperation, bool), EngineError> {
+        if let Some(id) = id {
+            if let Some(existing) = self
+                .store
+                .get::<SyncOperation>(&Key::pk(id.to_string()))
+                .await?
+            {
+                return Ok((existing, false));
+            }
+        }
         let now = Utc::now();
         let (operation_type, direction, dry_run, checkpoint) = match kind {
             SyncKind::Full { direction, dry_run } => (
@@ -468,10 +503,21 @@ impl Stepper<'_> {
         let mut operation =
             SyncOperation::new(&name, operation_type, direction, self.actor.clone(), now);
         operation.dry_run = dry_run;
+        if let Some(id) = id {
+            operation.operation_uuid = id;
+        }
         checkpoint.store_in(&mut operation);
         operation.move_to(OperationStatus::InProgress, None, now)?;
-        self.store.insert(&operation).await?;
-        Ok(operation)
+        operation.lease_expires_at = Some(now + lease());
+        match self.store.insert(&operation).await {
+            Ok(()) => Ok((operation, true)),
+            // Opened meanwhile under the same id: that one stands.
+            Err(RepoError::AlreadyExists { .. }) => Ok((
+                load_operation(self.store, operation.operation_uuid).await?,
+                false,
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Runs step `step` of an operation until `deadline` (`None`: to the end of its phase
@@ -546,6 +592,8 @@ impl Stepper<'_> {
         }
         checkpoint.store_in(&mut operation);
         operation.updated_at = Utc::now();
+        // Held for the next step (its message, or the loop running here).
+        operation.lease_expires_at = Some(operation.updated_at + lease());
         match save(self.store, &operation, &started).await {
             Ok(()) => Ok(StepOutcome::Continue(step + 1)),
             Err(e) => {
@@ -816,6 +864,7 @@ impl Stepper<'_> {
         stats: &mut OperationStatistics,
     ) -> Result<(), EngineError> {
         let batch = task.await.map_err(|e| EngineError::Task(e.to_string()))??;
+        crate::crash::point("batch-written");
         checkpoint.summary.absorb(&batch.summary);
         times.absorb(&batch.times);
         count_planned(batch.planned, checkpoint, stats);
@@ -840,7 +889,9 @@ impl Stepper<'_> {
         times.add(Stage::Fetch, fetching);
         // Reading and mapping run ahead on another task, and batches are planned on tasks of
         // their own, so reading, deciding and writing share both cores.
-        let size = if deadline.is_some() {
+        let size = if deadline
+            .is_some_and(|d| d.saturating_duration_since(Instant::now()) < NEAR_DEADLINE)
+        {
             DEADLINE_BATCH
         } else {
             BATCH
@@ -1083,13 +1134,17 @@ impl Stepper<'_> {
         self.resume_to_end(operation.operation_uuid).await
     }
 
-    /// Runs the remaining steps of an operation here, one after another.
+    /// Runs the remaining steps of an operation here, one after another, each at most
+    /// [`LOCAL_STEP`] long (so a crash costs at most one step, and the lease is renewed).
     pub async fn resume_to_end(&self, id: OperationId) -> Result<SyncOperation, EngineError> {
         let mut step = Checkpoint::of(&load_operation(self.store, id).await?)
             .map(|c| c.next_step)
             .unwrap_or(1);
         loop {
-            match self.step(id, step, None).await? {
+            match self
+                .step(id, step, Some(Instant::now() + LOCAL_STEP))
+                .await?
+            {
                 StepOutcome::Continue(next) | StepOutcome::AlreadyDone { next } => step = next,
                 StepOutcome::Finished(op) => return Ok(*op),
                 StepOutcome::Skipped(_) => return load_operation(self.store, id).await,

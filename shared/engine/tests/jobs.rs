@@ -239,3 +239,97 @@ async fn a_batch_names_only_the_failed_messages_and_poison_fails_its_operation()
         .await;
     assert_eq!(report.failed, vec!["m-missing".to_owned()]);
 }
+
+mod store_queue {
+    use shopsync_engine::jobs::{Job, JobMessage, JobQueue};
+    use shopsync_engine::local_queue::StoreQueue;
+    use std::time::Duration;
+
+    async fn queue(visibility: Duration) -> (StoreQueue, tempfile::TempDir) {
+        let (_sim, _client, store, dir) = crate::common::setup(0, 1).await;
+        (StoreQueue::new(store, visibility), dir)
+    }
+
+    /// A job accepted is kept until it is done: handed out once at a time, oldest first, and
+    /// gone once deleted; the same id sent again is queued once.
+    #[tokio::test]
+    async fn jobs_are_handed_out_in_order_one_holder_at_a_time_and_deleted_when_done() {
+        let (queue, _dir) = queue(Duration::from_secs(60)).await;
+        let now = chrono::Utc::now();
+        let first = JobMessage::new(Job::IncrementalDown, now);
+        let second = JobMessage::new(Job::Up, now);
+        queue
+            .send(vec![first.clone(), second.clone()])
+            .await
+            .unwrap();
+        queue.send(vec![first.clone()]).await.unwrap();
+        assert_eq!(queue.len().await.unwrap(), 2, "the same id is queued once");
+
+        let a = queue.receive().await.unwrap();
+        let b = queue.receive().await.unwrap();
+        assert_eq!((&a.message, &b.message), (&first, &second));
+        assert_eq!(a.receive_count, 1);
+        assert!(
+            queue
+                .try_receive(chrono::Utc::now())
+                .await
+                .unwrap()
+                .is_none(),
+            "both are held"
+        );
+        assert!(queue.delete(&a).await.unwrap());
+        assert!(!queue.delete(&a).await.unwrap(), "deleted once");
+        assert_eq!(queue.len().await.unwrap(), 1);
+    }
+
+    /// A holder that does not finish in time loses the job: it is handed out again (counted),
+    /// and the first holder can no longer delete it; a released job comes back after its
+    /// delay; jobs held by a process that is gone come back at once on recovery.
+    #[tokio::test]
+    async fn a_job_not_finished_in_time_is_handed_out_again() {
+        let (queue, _dir) = queue(Duration::from_millis(300)).await;
+        let now = chrono::Utc::now();
+        queue
+            .send(vec![JobMessage::new(Job::Maintenance, now)])
+            .await
+            .unwrap();
+        let first = queue.receive().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let again = queue.receive().await.unwrap();
+        assert_eq!(again.message, first.message);
+        assert_eq!(again.receive_count, 2);
+        assert!(
+            !queue.delete(&first).await.unwrap(),
+            "the old holder lost it"
+        );
+
+        assert!(queue
+            .release(&again, Duration::from_millis(200))
+            .await
+            .unwrap());
+        assert!(queue
+            .try_receive(chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_none());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let third = queue
+            .try_receive(chrono::Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(third.receive_count, 3);
+
+        // Held by a process that is gone: recovery makes it visible now.
+        let recovered = queue.recover(chrono::Utc::now()).await.unwrap();
+        assert_eq!(recovered, vec![third.message.clone()]);
+        let fourth = queue
+            .try_receive(chrono::Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(fourth.receive_count, 4);
+        assert!(queue.delete(&fourth).await.unwrap());
+        assert_eq!(queue.len().await.unwrap(), 0);
+    }
+}

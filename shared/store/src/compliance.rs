@@ -80,8 +80,9 @@ impl Store {
                 status_name(request.status)
             ))));
         }
-        for table in Table::ALL {
-            if table == Table::ComplianceRequests {
+        // The audit records stay, and the local host's queue holds no shop data.
+        for table in Table::on(self.backend().kind()) {
+            if matches!(table, Table::ComplianceRequests | Table::LocalJobs) {
                 continue;
             }
             let def = table.def();

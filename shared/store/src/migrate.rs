@@ -168,7 +168,7 @@ pub async fn migrate(
 ) -> Result<MigrateReport, MigrateError> {
     let mut report = MigrateReport::default();
     let mut plan: Vec<(Table, Change)> = Vec::new();
-    for table in Table::ALL {
+    for table in Table::on(store.kind()) {
         let def = table.def();
         let name = store.physical_name(table);
         match store.describe_table(def).await? {

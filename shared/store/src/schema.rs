@@ -79,11 +79,13 @@ pub enum Table {
     IdempotencyRecords,
     /// `compliance_requests`: Shopify's mandatory privacy requests, kept for audit.
     ComplianceRequests,
+    /// `local_jobs`: the local host's job queue (local-only: SQS holds the jobs on AWS).
+    LocalJobs,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Products,
         Table::Categories,
         Table::ProductsStaging,
@@ -97,6 +99,7 @@ impl Table {
         Table::SyncPerformanceLogs,
         Table::IdempotencyRecords,
         Table::ComplianceRequests,
+        Table::LocalJobs,
     ];
 
     /// The logical name (the spec's table name).
@@ -125,7 +128,16 @@ impl Table {
             Table::SyncPerformanceLogs => &SYNC_PERFORMANCE_LOGS,
             Table::IdempotencyRecords => &IDEMPOTENCY_RECORDS,
             Table::ComplianceRequests => &COMPLIANCE_REQUESTS,
+            Table::LocalJobs => &LOCAL_JOBS,
         }
+    }
+
+    /// The tables a backend of `kind` holds: every table on the embedded store; on the
+    /// others, all but the local-only ones.
+    pub fn on(kind: &str) -> impl Iterator<Item = Table> + '_ {
+        Table::ALL
+            .into_iter()
+            .filter(move |t| kind == "embedded" || !t.def().local_only)
     }
 }
 
@@ -146,6 +158,9 @@ pub struct TableDef {
     pub indexes: &'static [IndexDef],
     /// The TTL attribute (epoch seconds), if items expire.
     pub ttl_attr: Option<&'static str>,
+    /// Only the local host uses it (the embedded store); it is left out of DynamoDB and the
+    /// infra template.
+    pub local_only: bool,
 }
 
 impl TableDef {
@@ -227,6 +242,7 @@ pub const PRODUCTS: TableDef = TableDef {
         ),
     ],
     ttl_attr: None,
+    local_only: false,
 };
 
 /// Categories (Shopify collections).
@@ -240,6 +256,7 @@ pub const CATEGORIES: TableDef = TableDef {
         "find the local category of a collection webhook",
     )],
     ttl_attr: None,
+    local_only: false,
 };
 
 /// Staged product changes.
@@ -267,6 +284,7 @@ pub const PRODUCTS_STAGING: TableDef = TableDef {
         ),
     ],
     ttl_attr: None,
+    local_only: false,
 };
 
 /// Sync operations.
@@ -288,6 +306,7 @@ pub const SYNC_OPERATIONS: TableDef = TableDef {
         ),
     ],
     ttl_attr: None,
+    local_only: false,
 };
 
 /// Sync conflicts.
@@ -315,6 +334,7 @@ pub const SYNC_CONFLICTS: TableDef = TableDef {
         ),
     ],
     ttl_attr: None,
+    local_only: false,
 };
 
 /// Rollbacks.
@@ -328,6 +348,7 @@ pub const SYNC_ROLLBACKS: TableDef = TableDef {
         "rollbacks of an operation",
     )],
     ttl_attr: None,
+    local_only: false,
 };
 
 /// Product version history.
@@ -341,6 +362,7 @@ pub const PRODUCT_VERSIONS: TableDef = TableDef {
         "versions an operation wrote (rollback)",
     )],
     ttl_attr: None,
+    local_only: false,
 };
 
 /// Category version history.
@@ -354,6 +376,7 @@ pub const CATEGORY_VERSIONS: TableDef = TableDef {
         "versions an operation wrote (rollback)",
     )],
     ttl_attr: None,
+    local_only: false,
 };
 
 /// Xorosoft stock and cost per item and warehouse.
@@ -375,6 +398,7 @@ pub const XOROSOFT_PRODUCTS: TableDef = TableDef {
         ),
     ],
     ttl_attr: None,
+    local_only: false,
 };
 
 /// Xorosoft sync logs.
@@ -396,6 +420,7 @@ pub const XOROSOFT_SYNC_LOGS: TableDef = TableDef {
         ),
     ],
     ttl_attr: None,
+    local_only: false,
 };
 
 /// Performance logs.
@@ -417,6 +442,7 @@ pub const SYNC_PERFORMANCE_LOGS: TableDef = TableDef {
         ),
     ],
     ttl_attr: None,
+    local_only: false,
 };
 
 /// Idempotency records (webhooks, queue messages, files).
@@ -425,6 +451,7 @@ pub const IDEMPOTENCY_RECORDS: TableDef = TableDef {
     key: key(s("key"), None),
     indexes: &[],
     ttl_attr: Some("expires_at"),
+    local_only: false,
 };
 
 /// `compliance_requests`: by request id (topic and webhook id); few items, scanned.
@@ -433,6 +460,23 @@ pub const COMPLIANCE_REQUESTS: TableDef = TableDef {
     key: key(s("id"), None),
     indexes: &[],
     ttl_attr: None,
+    local_only: false,
+};
+
+/// The local host's job queue: a job accepted is kept until it is done, handed out under a
+/// visibility timeout, and handed out again when its holder is gone (SQS's promise, kept on
+/// the embedded store).
+pub const LOCAL_JOBS: TableDef = TableDef {
+    name: "local_jobs",
+    key: key(s("id"), None),
+    indexes: &[index(
+        "by_visible",
+        s("queue"),
+        Some(n("visible_at")),
+        "the next job to hand out: queued jobs by the time they become visible",
+    )],
+    ttl_attr: None,
+    local_only: true,
 };
 
 /// Attribute names reserved by the backends for the item body.

@@ -15,6 +15,36 @@ pub struct Server {
     pub dir: tempfile::TempDir,
 }
 
+impl Server {
+    /// Waits for the process to end by itself (a crash hook) within `timeout`; whether it
+    /// did, and how.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Stops this host; its data directory stays (until the returned guard is dropped).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    /// Stops this host and starts another on the same data directory.
+    pub fn restart(mut self, products: usize, env: &[(&str, &str)]) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        start_in(dir, products, env)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -25,7 +55,11 @@ impl Drop for Server {
 /// Starts serve on a free port with `products` seeded in the simulator, the API token
 /// `t0ken`, and extra environment.
 pub fn start_with(products: usize, env: &[(&str, &str)]) -> Server {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), products, env)
+}
+
+/// As [`start_with`], on the data directory `dir`.
+pub fn start_in(dir: tempfile::TempDir, products: usize, env: &[(&str, &str)]) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_shopsync"));
     command
         .args(["serve", "--addr", "127.0.0.1:0", "--sim-products"])

@@ -2089,7 +2089,7 @@ pub async fn compliance_requests_are_recorded_once_and_shop_redaction_removes_sh
     assert_eq!(done.status, ComplianceStatus::Redacted);
     assert_eq!(done.removed.get("products"), Some(&2));
     assert_eq!(done.removed.get("product_versions"), Some(&2));
-    for table in Table::ALL {
+    for table in Table::on(h.raw.kind()) {
         let page = h.raw.scan(table, 10, None).await.expect("scan");
         if table == Table::ComplianceRequests {
             assert_eq!(page.items.len(), 2, "the audit records stay");
