@@ -73,11 +73,12 @@ impl Planner<'_> {
             .await?;
         if !created_meanwhile.is_empty() {
             // Another writer created these products while this batch was planned: decided
-            // again against them, as pending rows.
+            // again against them, as pending rows. When that writer was this operation (the
+            // same step delivered twice at once), they count as created by it.
             let (more, _) = self
                 .plan_items(
                     created_meanwhile,
-                    (false, None),
+                    (self.import, None),
                     (now, None),
                     summary,
                     times,

@@ -10,7 +10,52 @@ use shopsync_shopify_sim::{Plan, SimConfig, SimHandle, Simulator};
 use shopsync_store::Store;
 use std::sync::Arc;
 
-/// A simulator with `products` × `variants`, its client, and a migrated embedded store.
+/// The backends a case runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store, in a fresh directory.
+    Embedded,
+    /// DynamoDB at `SHOPSYNC_TEST_DYNAMODB_ENDPOINT`, under a table prefix of the case's own.
+    Dynamodb,
+}
+
+tokio::task_local! {
+    /// The backend the running case makes its stores on.
+    static BACKEND: Backend;
+}
+
+/// Runs a case with its stores made on `backend`.
+pub async fn on(backend: Backend, case: impl std::future::Future<Output = ()>) {
+    BACKEND.scope(backend, case).await
+}
+
+/// A migrated store on the running case's backend (kept alive by the returned directory
+/// on the embedded one).
+pub async fn store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend: Arc<dyn shopsync_store::ItemStore> = match BACKEND
+        .try_with(|b| *b)
+        .unwrap_or(Backend::Embedded)
+    {
+        Backend::Embedded => {
+            Arc::new(shopsync_store_sqlite::SqliteStore::open(dir.path(), "t_").expect("store"))
+        }
+        Backend::Dynamodb => {
+            let endpoint = std::env::var("SHOPSYNC_TEST_DYNAMODB_ENDPOINT").expect(
+                    "SHOPSYNC_TEST_DYNAMODB_ENDPOINT must point at moto's server (tests/run.sh starts one)",
+                );
+            let prefix = format!("e{}_", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+            Arc::new(shopsync_store_dynamo::DynamoStore::connect(Some(&endpoint), &prefix).await)
+        }
+    };
+    shopsync_store::migrate::migrate(backend.as_ref(), Default::default())
+        .await
+        .expect("migrate");
+    (Store::new(backend), dir)
+}
+
+/// A simulator with `products` × `variants`, its client, and a migrated store on the running
+/// case's backend.
 pub async fn setup(
     products: usize,
     variants: usize,
@@ -27,12 +72,8 @@ pub async fn setup(
     .await
     .expect("simulator");
     let client = AdminClient::new(sim.client_config()).expect("client");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "t_").expect("store");
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .expect("migrate");
-    (sim, client, Store::new(Arc::new(backend)), dir)
+    let (store, dir) = store().await;
+    (sim, client, store, dir)
 }
 
 /// Items in a table.

@@ -34,7 +34,7 @@ impl StaleIndexes {
         shopsync_store::migrate::migrate(&copy, Default::default())
             .await
             .expect("migrate the copy");
-        for table in Table::ALL {
+        for table in Table::on(self.live.kind()) {
             let mut start: Option<PageToken> = None;
             loop {
                 let page = self

@@ -6,7 +6,6 @@ use shopsync_engine::ledger::{receive, DeliveryLedger, MemoryLedger, Received, S
 use shopsync_shopify::webhook::{
     compliance_request, sign, verify_and_parse, Delivery, Rejection, WebhookConfig,
 };
-use shopsync_store::repo::Store;
 
 const LEDGER_SHOP: &str = "example.myshopify.com";
 
@@ -116,77 +115,70 @@ async fn dedupe_contract(ledger: &dyn DeliveryLedger) {
     ));
 }
 
-#[tokio::test]
-async fn memory_ledger_dedupes_by_webhook_id_and_event_id() {
-    dedupe_contract(&MemoryLedger::default()).await;
-}
-
-#[tokio::test]
-async fn store_ledger_dedupes_by_webhook_id_and_event_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "t_").unwrap();
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .unwrap();
-    let store = Store::new(std::sync::Arc::new(backend));
-    dedupe_contract(&StoreLedger::new(store)).await;
-}
-
-#[tokio::test]
-async fn compliance_deliveries_are_recorded_and_shop_redact_is_scheduled() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "t_").unwrap();
-    shopsync_store::migrate::migrate(&backend, Default::default())
-        .await
-        .unwrap();
-    let store = Store::new(std::sync::Arc::new(backend));
-    let ledger = StoreLedger::new(store.clone());
-    let cases = [
-        (
-            "customers/data_request",
-            r#"{"shop_id": 1, "shop_domain": "example.myshopify.com", "customer": {"id": 2, "email": "a@b.c"}, "orders_requested": [3]}"#,
-            "c-1",
-        ),
-        (
-            "customers/redact",
-            r#"{"shop_id": 1, "shop_domain": "example.myshopify.com", "customer": {"id": 2}, "orders_to_redact": [3]}"#,
-            "c-2",
-        ),
-        (
-            "shop/redact",
-            r#"{"shop_id": 1, "shop_domain": "example.myshopify.com"}"#,
-            "c-3",
-        ),
-    ];
-    for (topic, body, id) in cases {
-        let h = headers(topic, body.as_bytes(), "current-secret", id);
-        let Received::Fresh(delivery, claim) =
-            deliver(&ledger, &h, body.as_bytes(), now()).await.unwrap()
-        else {
-            panic!("{topic} must be fresh")
-        };
-        let request = compliance_request(&delivery, now()).expect("a compliance topic");
-        assert!(store.record_compliance(&request).await.unwrap());
-        ledger.complete(claim, now()).await.unwrap();
-        // Shopify's retry of the same delivery is acknowledged and records nothing new.
-        assert!(matches!(
-            deliver(&ledger, &h, body.as_bytes(), now()).await.unwrap(),
-            Received::Duplicate(_)
-        ));
-        assert!(!store.record_compliance(&request).await.unwrap());
+on_both_stores! {
+    async fn memory_ledger_dedupes_by_webhook_id_and_event_id() {
+        dedupe_contract(&MemoryLedger::default()).await;
     }
-    let all = store.compliance_requests().await.unwrap();
-    assert_eq!(all.len(), 3);
-    let due = store.due_redactions(now()).await.unwrap();
-    assert_eq!(due.len(), 1);
-    assert_eq!(due[0].topic, shopsync_domain::ComplianceTopic::ShopRedact);
-    assert_eq!(due[0].shop_domain, LEDGER_SHOP);
-    // Other topics are not compliance requests.
-    let body = br#"{"id": 1}"#;
-    let d = check(
-        &headers("products/delete", body, "current-secret", "x"),
-        body,
-    )
-    .unwrap();
-    assert!(compliance_request(&d, now()).is_none());
+}
+
+on_both_stores! {
+    async fn store_ledger_dedupes_by_webhook_id_and_event_id() {
+        let (store, _dir) = crate::common::store().await;
+        dedupe_contract(&StoreLedger::new(store)).await;
+    }
+}
+
+on_both_stores! {
+    async fn compliance_deliveries_are_recorded_and_shop_redact_is_scheduled() {
+        let (store, _dir) = crate::common::store().await;
+        let ledger = StoreLedger::new(store.clone());
+        let cases = [
+            (
+                "customers/data_request",
+                r#"{"shop_id": 1, "shop_domain": "example.myshopify.com", "customer": {"id": 2, "email": "a@b.c"}, "orders_requested": [3]}"#,
+                "c-1",
+            ),
+            (
+                "customers/redact",
+                r#"{"shop_id": 1, "shop_domain": "example.myshopify.com", "customer": {"id": 2}, "orders_to_redact": [3]}"#,
+                "c-2",
+            ),
+            (
+                "shop/redact",
+                r#"{"shop_id": 1, "shop_domain": "example.myshopify.com"}"#,
+                "c-3",
+            ),
+        ];
+        for (topic, body, id) in cases {
+            let h = headers(topic, body.as_bytes(), "current-secret", id);
+            let Received::Fresh(delivery, claim) =
+                deliver(&ledger, &h, body.as_bytes(), now()).await.unwrap()
+            else {
+                panic!("{topic} must be fresh")
+            };
+            let request = compliance_request(&delivery, now()).expect("a compliance topic");
+            assert!(store.record_compliance(&request).await.unwrap());
+            ledger.complete(claim, now()).await.unwrap();
+            // Shopify's retry of the same delivery is acknowledged and records nothing new.
+            assert!(matches!(
+                deliver(&ledger, &h, body.as_bytes(), now()).await.unwrap(),
+                Received::Duplicate(_)
+            ));
+            assert!(!store.record_compliance(&request).await.unwrap());
+        }
+        let all = store.compliance_requests().await.unwrap();
+        assert_eq!(all.len(), 3);
+        let due = store.due_redactions(now()).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].topic, shopsync_domain::ComplianceTopic::ShopRedact);
+        assert_eq!(due[0].shop_domain, LEDGER_SHOP);
+        // Other topics are not compliance requests.
+        let body = br#"{"id": 1}"#;
+        let d = check(
+            &headers("products/delete", body, "current-secret", "x"),
+            body,
+        )
+        .unwrap();
+        assert!(compliance_request(&d, now()).is_none());
+    }
 }
