@@ -1,6 +1,6 @@
 //! `shopsync serve` as a merchant and Shopify use it: the binary, real HTTP.
 
-mod common;
+use crate::common;
 
 use common::{get, post_webhook, start, start_with};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! End to end through `shopsync serve` and its seeded simulator, as Shopify and a merchant
 //! would drive it.
 
-mod common;
+use crate::common;
 
 use common::{get, post_webhook, start_with, Server};
 use serde_json::{json, Value};
