@@ -670,6 +670,13 @@ pub(crate) async fn stage_conflict(
 ) -> Result<(), EngineError> {
     let staging = Instant::now();
     store.insert(staged).await?;
+    if let Some(opened) = conflicts.iter().find(|c| c.status == ConflictStatus::Open) {
+        // Before the conflicts: an up-sync that reads the mark but not yet the conflicts
+        // (the index lags) holds the product back rather than pushing over them.
+        store
+            .mark_conflict_opened(staged.source_product_id, opened.detected_at)
+            .await?;
+    }
     store.insert_all(conflicts).await?;
     replaced.write(store).await?;
     times.add(Stage::Stage, staging);

@@ -271,16 +271,17 @@ fn decode(item: &Item) -> Result<Option<JobMessage>, QueueError> {
 
 #[async_trait]
 impl JobQueue for StoreQueue {
-    /// Stores each job, visible now; a job whose id is already queued stays as it is.
+    /// Stores each job, visible now, in the order given (a millisecond apart, so they are
+    /// handed out in that order); a job whose id is already queued stays as it is.
     async fn send(&self, messages: Vec<JobMessage>) -> Result<(), QueueError> {
         let now = millis(Utc::now());
-        for message in &messages {
+        for (index, message) in messages.iter().enumerate() {
             let answer = self
                 .store
                 .backend()
                 .put(
                     Table::LocalJobs,
-                    item_of(message, now, 0),
+                    item_of(message, now + index as i64, 0),
                     Some(Condition::ItemAbsent),
                 )
                 .await;

@@ -181,6 +181,12 @@ impl Planner<'_> {
                             for conflict in &conflicts {
                                 writes.push(Store::insert_write(conflict)?);
                             }
+                            if let Some(opened) = conflicts
+                                .iter()
+                                .find(|c| c.status == shopsync_domain::ConflictStatus::Open)
+                            {
+                                writes.push(Store::conflict_opened_write(id, opened.detected_at));
+                            }
                             writes.extend(replaced.writes()?);
                         }
                         None => {

@@ -1004,6 +1004,7 @@ impl Stepper<'_> {
                 );
                 conflict.conflict_uuid = conflict_id;
                 writes.push(Store::insert_write(&conflict)?);
+                writes.push(Store::conflict_opened_write(product.id, now));
             }
             match self.store.commit_writes(writes).await? {
                 Ok(()) => recorded += 1,

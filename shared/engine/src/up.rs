@@ -473,6 +473,10 @@ pub async fn open_conflicts(
         .collect())
 }
 
+/// How long after a conflict is opened on a product its push waits for the index of
+/// conflicts to show it (DynamoDB's index reads lag by well under a second as a rule).
+pub const INDEX_LAG_GRACE: Duration = Duration::seconds(60);
+
 /// Pushes every product with local changes Shopify lacks, except those with open conflicts
 /// (counted as skipped). Returns the last failure, if any, for the operation's reason.
 pub(crate) async fn push_pending(
@@ -595,6 +599,16 @@ pub(crate) async fn push_products(
             stats.skipped += 1;
             continue;
         }
+        // The index of a product's conflicts lags behind the table on DynamoDB: a conflict
+        // opened moments ago may not show yet. Its mark, read by key, says so; the product
+        // waits for a later round, when the index has caught up.
+        if let Some(opened) = store.conflict_opened_at(product.id, Utc::now()).await? {
+            if Utc::now() - opened < INDEX_LAG_GRACE {
+                tracing::info!(product = %product.id, "not pushed: a conflict was just opened");
+                stats.skipped += 1;
+                continue;
+            }
+        }
         match push_product(store, client, product, actor, Utc::now(), times).await {
             Ok(Pushed::Pushed(..)) => stats.updated += 1,
             Ok(Pushed::Locked(_)) => stats.skipped += 1,
@@ -606,6 +620,9 @@ pub(crate) async fn push_products(
                         shopsync_domain::ConflictType::DeletedRemotely,
                         Utc::now(),
                     );
+                    store
+                        .mark_conflict_opened(product.id, conflict.detected_at)
+                        .await?;
                     store.insert(&conflict).await?;
                     tracing::warn!(product = %id, "not pushed: no longer in Shopify; a conflict waits for review");
                     last_failure = Some(format!(

@@ -9,6 +9,27 @@ use chrono::{DateTime, Utc};
 
 const EXPIRES: &str = "expires_at";
 
+fn conflict_opened_key(product: shopsync_domain::ProductId) -> String {
+    format!("conflict-opened:{product}")
+}
+
+/// The mark of a conflict opened on `product` at `at`, kept a day.
+fn conflict_opened_item(product: shopsync_domain::ProductId, at: DateTime<Utc>) -> Item {
+    Item {
+        attrs: [
+            ("key".to_owned(), Scalar::from(conflict_opened_key(product))),
+            ("status".to_owned(), Scalar::from("mark")),
+            ("at".to_owned(), Scalar::N(at.timestamp_millis())),
+            (
+                EXPIRES.to_owned(),
+                Scalar::N((at + chrono::Duration::days(1)).timestamp()),
+            ),
+        ]
+        .into(),
+        doc: None,
+    }
+}
+
 impl Store {
     /// Remembers `key` until `expires_at` (overwrites an earlier mark).
     pub async fn remember(&self, key: &str, expires_at: DateTime<Utc>) -> Result<(), RepoError> {
@@ -25,6 +46,62 @@ impl Store {
             .backend()
             .put(Table::IdempotencyRecords, item, None)
             .await?)
+    }
+
+    /// The write that marks a conflict opened on `product` at `at` (kept a day), to go with
+    /// the conflict's own write, before it or in its transaction. Read by key, consistently,
+    /// it tells an up-sync that a conflict may be missing from the index of a product's
+    /// conflicts, which lags behind the table on DynamoDB (see
+    /// [`Store::conflict_opened_at`]).
+    pub fn conflict_opened_write(
+        product: shopsync_domain::ProductId,
+        at: DateTime<Utc>,
+    ) -> WriteOp {
+        WriteOp::Put {
+            table: Table::IdempotencyRecords,
+            item: conflict_opened_item(product, at),
+            condition: None,
+        }
+    }
+
+    /// Marks a conflict opened on `product` at `at` (see [`Store::conflict_opened_write`]).
+    pub async fn mark_conflict_opened(
+        &self,
+        product: shopsync_domain::ProductId,
+        at: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        Ok(self
+            .backend()
+            .put(
+                Table::IdempotencyRecords,
+                conflict_opened_item(product, at),
+                None,
+            )
+            .await?)
+    }
+
+    /// When a conflict was last opened on `product`, if within the mark's day.
+    pub async fn conflict_opened_at(
+        &self,
+        product: shopsync_domain::ProductId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, RepoError> {
+        let item = self
+            .backend()
+            .get(
+                Table::IdempotencyRecords,
+                &Key::pk(conflict_opened_key(product)),
+            )
+            .await?;
+        Ok(item
+            .filter(|i| {
+                i.attrs
+                    .get(EXPIRES)
+                    .and_then(Scalar::as_i64)
+                    .is_some_and(|expires| expires > now.timestamp())
+            })
+            .and_then(|i| i.attrs.get("at").and_then(Scalar::as_i64))
+            .and_then(DateTime::<Utc>::from_timestamp_millis))
     }
 
     /// Whether `key` was remembered and has not expired at `now`.

@@ -271,6 +271,7 @@ mod store_queue {
         queue.send(vec![first.clone()]).await.unwrap();
         assert_eq!(queue.len().await.unwrap(), 2, "the same id is queued once");
 
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let a = queue.receive().await.unwrap();
         let b = queue.receive().await.unwrap();
         assert_eq!((&a.message, &b.message), (&first, &second));

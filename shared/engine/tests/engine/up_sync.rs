@@ -506,3 +506,59 @@ on_both_stores! {
         );
     }
 }
+
+on_both_stores! {
+    /// A conflict opened moments ago may not show yet in the index of a product's conflicts
+    /// (DynamoDB's lags behind the table); an up-sync reading that index still holds the
+    /// product back, because the conflict's mark, read by key, says one was just opened.
+    async fn a_conflict_a_lagging_index_does_not_show_yet_still_holds_the_push() {
+        let (sim, client, store, _dir) = common::setup(1, 1).await;
+        run_full_down(
+            &store,
+            &client,
+            &merchant(),
+            &shopsync_domain::GuardRails::default(),
+        )
+        .await
+        .unwrap();
+        let (id, local) = common::first_product(&sim, &store).await;
+        edit(&store, &local, |c| {
+            c.variants[0].sku = shopsync_domain::product::Sku::parse("LOCAL-SKU");
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        sim.with_shop(|s| s.edit_product(id, |p| p.variants[0].sku = Some("REMOTE-SKU".into())));
+
+        let lagging =
+            std::sync::Arc::new(common::stale::StaleIndexes::new(store.backend().clone()));
+        lagging.freeze().await;
+        shopsync_engine::sync::run_bidirectional(
+            &store,
+            &client,
+            &merchant(),
+            &shopsync_domain::GuardRails::default(),
+        )
+        .await
+        .unwrap();
+        let open = common::conflicts_on(&store, local.id)
+            .await
+            .into_iter()
+            .filter(|c| c.status == shopsync_domain::ConflictStatus::Open)
+            .count();
+        assert_eq!(open, 1, "the SKU conflict waits for a person");
+        assert!(
+            common::conflicts_on(&Store::new(lagging.clone()), local.id)
+                .await
+                .is_empty(),
+            "the lagging index does not show it yet"
+        );
+
+        let operation = run_up(&Store::new(lagging.clone()), &client, &merchant())
+            .await
+            .unwrap();
+        let sku = sim.with_shop(|s| s.product(id).unwrap().variants[0].sku.clone());
+        assert_eq!(sku.as_deref(), Some("REMOTE-SKU"), "not pushed over");
+        assert_eq!(operation.statistics.updated, 0, "{:?}", operation.statistics);
+        assert_eq!(operation.statistics.skipped, 1, "{:?}", operation.statistics);
+    }
+}
