@@ -347,16 +347,7 @@ pub async fn down_sync(
     variants: usize,
 ) -> anyhow::Result<()> {
     let seeding = Instant::now();
-    let sim = Simulator::start(
-        SimConfig {
-            products,
-            variants_per_product: variants,
-            plan: Plan::UNLIMITED,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse()?,
-    )
-    .await?;
+    let sim = unthrottled_simulator(products, variants).await?;
     println!(
         "down-sync: simulator seeded with {products} products × {variants} variants in {:.1} s (RSS so far {:.0} MB); store in {}",
         seeding.elapsed().as_secs_f64(),
@@ -415,6 +406,23 @@ pub async fn down_sync(
     Ok(())
 }
 
+/// The simulator seeded with `products` × `variants`, on the plan without a rate limit.
+async fn unthrottled_simulator(
+    products: usize,
+    variants: usize,
+) -> anyhow::Result<shopsync_shopify_sim::SimHandle> {
+    Ok(Simulator::start(
+        SimConfig {
+            products,
+            variants_per_product: variants,
+            plan: Plan::UNLIMITED,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?)
+}
+
 /// What a DynamoDB request is assumed to cost in the projection (a request within a region
 /// answers in single-digit milliseconds; 10 ms is a conservative round figure).
 const ASSUMED_REQUEST_MS: f64 = 10.0;
@@ -429,16 +437,7 @@ pub async fn down_sync_dynamodb(
     products: usize,
     variants: usize,
 ) -> anyhow::Result<()> {
-    let sim = Simulator::start(
-        SimConfig {
-            products,
-            variants_per_product: variants,
-            plan: Plan::UNLIMITED,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse()?,
-    )
-    .await?;
+    let sim = unthrottled_simulator(products, variants).await?;
     let prefix = format!("bench{}_", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let backend = Arc::new(shopsync_store_dynamo::DynamoStore::connect(endpoint, &prefix).await);
     shopsync_store::migrate::migrate(backend.as_ref(), Default::default())

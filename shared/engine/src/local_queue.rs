@@ -77,9 +77,7 @@ impl StoreQueue {
     /// starts, when any job still hidden was held by a process that is gone. Returns the
     /// jobs made visible again.
     pub async fn recover(&self, now: DateTime<Utc>) -> Result<Vec<JobMessage>, QueueError> {
-        let mut query = Query::new(Table::LocalJobs, Some("by_visible"), QUEUE);
-        query.sk = Some(SortCondition::Gt(Scalar::N(millis(now))));
-        query.limit = 1000;
+        let mut query = jobs(Some(SortCondition::Gt(Scalar::N(millis(now)))), 1000);
         let mut recovered = Vec::new();
         loop {
             let page = self
@@ -134,9 +132,7 @@ impl StoreQueue {
 
     /// The next job visible at `now`, if any, handed out.
     pub async fn try_receive(&self, now: DateTime<Utc>) -> Result<Option<Lease>, QueueError> {
-        let mut query = Query::new(Table::LocalJobs, Some("by_visible"), QUEUE);
-        query.sk = Some(SortCondition::Le(Scalar::N(millis(now))));
-        query.limit = 10;
+        let query = jobs(Some(SortCondition::Le(Scalar::N(millis(now)))), 10);
         let page = self
             .store
             .backend()
@@ -227,8 +223,7 @@ impl StoreQueue {
 
     /// The jobs waiting or in flight (for status pages and tests).
     pub async fn len(&self) -> Result<usize, QueueError> {
-        let mut query = Query::new(Table::LocalJobs, Some("by_visible"), QUEUE);
-        query.limit = 1000;
+        let mut query = jobs(None, 1000);
         let mut count = 0;
         loop {
             let page = self
@@ -244,6 +239,14 @@ impl StoreQueue {
             }
         }
     }
+}
+
+/// The queued jobs whose visibility time meets `visible`, in visibility order, `limit` a page.
+fn jobs(visible: Option<SortCondition>, limit: u32) -> Query {
+    let mut query = Query::new(Table::LocalJobs, Some("by_visible"), QUEUE);
+    query.sk = visible;
+    query.limit = limit;
+    query
 }
 
 fn receive_count(item: &Item) -> u32 {
