@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use shopsync_xorosoft::{Encoding, Options, Reader, Refusal, RowError, XorosoftRow};
 
-const SAMPLE: &[u8] = include_bytes!("../../../../shared/fixtures/xorosoft/stock-sample.csv");
+const SAMPLE: &[u8] = include_bytes!("../../../tests/fixtures/xorosoft/stock-sample.csv");
 
 fn read(bytes: &[u8]) -> Result<Vec<Result<XorosoftRow, RowError>>, Refusal> {
     Ok(Reader::new(bytes, Options::default())?.collect())
