@@ -195,7 +195,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     tokio::spawn(expire_records(app.store.clone()));
-    // A fresh store starts from Shopify's catalog.
+    // A fresh store starts from Shopify's catalog (unless a job this host held when it
+    // stopped, such as that first sync, is still queued: it goes on instead).
     let empty = app
         .store
         .backend()
@@ -203,7 +204,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?
         .items
         .is_empty();
-    if empty {
+    if empty && queue.is_empty().await? {
         queue
             .send(vec![JobMessage::new(Job::FullDown, chrono::Utc::now())])
             .await?;
