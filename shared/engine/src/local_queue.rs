@@ -90,21 +90,12 @@ impl StoreQueue {
                 let Some(message) = decode(item)? else {
                     continue;
                 };
-                let receives = receive_count(item);
                 let previous = item.attrs.get(VISIBLE_AT).cloned();
-                let written = self
-                    .store
-                    .backend()
-                    .put(
-                        Table::LocalJobs,
-                        item_of(&message, millis(now), receives),
-                        previous.map(|v| Condition::Eq(VISIBLE_AT, v)),
-                    )
-                    .await;
-                match written {
-                    Ok(()) => recovered.push(message),
-                    Err(StoreError::ConditionFailed { .. }) => {}
-                    Err(e) => return Err(queue_error(e)),
+                if self
+                    .reschedule(&message, millis(now), receive_count(item), previous)
+                    .await?
+                {
+                    recovered.push(message);
                 }
             }
             match page.next {
@@ -146,30 +137,16 @@ impl StoreQueue {
             let receive_count = receive_count(item) + 1;
             let visible_at = self.hidden_until(now);
             // The claim: only if nobody took it since it was read.
-            let condition = item
-                .attrs
-                .get(VISIBLE_AT)
-                .cloned()
-                .map(|v| Condition::Eq(VISIBLE_AT, v));
-            match self
-                .store
-                .backend()
-                .put(
-                    Table::LocalJobs,
-                    item_of(&message, visible_at, receive_count),
-                    condition,
-                )
-                .await
+            let previous = item.attrs.get(VISIBLE_AT).cloned();
+            if self
+                .reschedule(&message, visible_at, receive_count, previous)
+                .await?
             {
-                Ok(()) => {
-                    return Ok(Some(Lease {
-                        message,
-                        receive_count,
-                        visible_at,
-                    }))
-                }
-                Err(StoreError::ConditionFailed { .. }) => continue,
-                Err(e) => return Err(queue_error(e)),
+                return Ok(Some(Lease {
+                    message,
+                    receive_count,
+                    visible_at,
+                }));
             }
         }
         Ok(None)
@@ -200,13 +177,32 @@ impl StoreQueue {
     /// Gives a job back, visible again after `delay` (a failed attempt, to be tried later).
     pub async fn release(&self, lease: &Lease, delay: Duration) -> Result<bool, QueueError> {
         let visible_at = millis(Utc::now()) + delay.as_millis() as i64;
+        self.reschedule(
+            &lease.message,
+            visible_at,
+            lease.receive_count,
+            Some(Scalar::N(lease.visible_at)),
+        )
+        .await
+    }
+
+    /// Stores a job as visible from `visible_at` after `receives` deliveries, if its
+    /// visibility time is still `previous` (nobody took or moved it since it was read);
+    /// `false` when somebody did.
+    async fn reschedule(
+        &self,
+        message: &JobMessage,
+        visible_at: i64,
+        receives: u32,
+        previous: Option<Scalar>,
+    ) -> Result<bool, QueueError> {
         let answer = self
             .store
             .backend()
             .put(
                 Table::LocalJobs,
-                item_of(&lease.message, visible_at, lease.receive_count),
-                Some(Condition::Eq(VISIBLE_AT, Scalar::N(lease.visible_at))),
+                item_of(message, visible_at, receives),
+                previous.map(|v| Condition::Eq(VISIBLE_AT, v)),
             )
             .await;
         match answer {

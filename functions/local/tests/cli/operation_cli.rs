@@ -162,12 +162,8 @@ fn a_sync_killed_mid_way_is_resumed_once_its_lease_has_run_out() {
     assert!(!crashed.status.success(), "the crash hook stopped it");
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let store = runtime.block_on(async {
-        let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "shopsync_").unwrap();
-        shopsync_store::Store::new(std::sync::Arc::new(backend))
-    });
-    let operations: Vec<shopsync_domain::SyncOperation> =
-        runtime.block_on(store.scan(10, None)).unwrap().items;
+    let store = runtime.block_on(async { crate::common::open_store(dir.path()) });
+    let (_, _, operations) = runtime.block_on(crate::common::stored(dir.path()));
     assert_eq!(operations.len(), 1);
     let operation = operations[0].clone();
     assert_eq!(
@@ -198,32 +194,7 @@ fn a_sync_killed_mid_way_is_resumed_once_its_lease_has_run_out() {
     assert!(out.contains(&format!("operation {id} completed")), "{out}");
     assert!(out.contains(&format!("created {PRODUCTS}")), "{out}");
 
-    let store = runtime.block_on(async {
-        let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "shopsync_").unwrap();
-        shopsync_store::Store::new(std::sync::Arc::new(backend))
-    });
-    let count = |table| {
-        runtime.block_on(async {
-            let mut n = 0;
-            let mut start = None;
-            loop {
-                let page = store
-                    .backend()
-                    .scan(table, 1000, start.as_ref())
-                    .await
-                    .unwrap();
-                n += page.items.len();
-                match page.next {
-                    Some(next) => start = Some(next),
-                    None => return n,
-                }
-            }
-        })
-    };
-    assert_eq!(
-        count(shopsync_store::Table::Products),
-        2500,
-        "every product"
-    );
-    assert_eq!(count(shopsync_store::Table::ProductVersions), 2500, "once");
+    let (products, versions, _) = runtime.block_on(crate::common::stored(dir.path()));
+    assert_eq!(products.len(), 2500, "every product");
+    assert_eq!(versions, 2500, "once");
 }

@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use common::{get, post_webhook, start, start_with};
+use common::{get, post_webhook, start, start_with, stored};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -186,36 +186,6 @@ async fn serve_mirrors_the_simulator_takes_signed_webhooks_once_and_guards_its_a
     }
     let (status, body) = get(&server, "/api/v1/nowhere", Some("t0ken")).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
-}
-
-/// Every record of a table of the store in `dir`.
-async fn all<R: shopsync_store::Record>(store: &shopsync_store::Store) -> Vec<R> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let page = store.scan::<R>(1000, start.as_ref()).await.unwrap();
-        out.extend(page.items);
-        match page.next {
-            Some(next) => start = Some(next),
-            None => return out,
-        }
-    }
-}
-
-/// The products of the store in `dir`, how many versions it holds, and its operations.
-async fn stored(
-    dir: &std::path::Path,
-) -> (
-    Vec<shopsync_domain::Product>,
-    usize,
-    Vec<shopsync_domain::SyncOperation>,
-) {
-    let backend = shopsync_store_sqlite::SqliteStore::open(dir, "shopsync_").unwrap();
-    let store = shopsync_store::Store::new(std::sync::Arc::new(backend));
-    let products: Vec<shopsync_domain::Product> = all(&store).await;
-    let versions: Vec<shopsync_domain::ProductVersion> = all(&store).await;
-    let operations: Vec<shopsync_domain::SyncOperation> = all(&store).await;
-    (products, versions.len(), operations)
 }
 
 /// A host killed in the middle of its first full down-sync (aborted by the crash hook

@@ -150,3 +150,38 @@ pub async fn post_webhook(
         response.json().await.unwrap_or(Value::Null),
     )
 }
+
+/// The embedded store a host left in `dir`.
+pub fn open_store(dir: &std::path::Path) -> shopsync_store::Store {
+    let backend = shopsync_store_sqlite::SqliteStore::open(dir, "shopsync_").unwrap();
+    shopsync_store::Store::new(std::sync::Arc::new(backend))
+}
+
+/// Every record of a table of `store`.
+pub async fn all<R: shopsync_store::Record>(store: &shopsync_store::Store) -> Vec<R> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = store.scan::<R>(1000, start.as_ref()).await.unwrap();
+        out.extend(page.items);
+        match page.next {
+            Some(next) => start = Some(next),
+            None => return out,
+        }
+    }
+}
+
+/// The products of the store in `dir`, how many versions it holds, and its operations.
+pub async fn stored(
+    dir: &std::path::Path,
+) -> (
+    Vec<shopsync_domain::Product>,
+    usize,
+    Vec<shopsync_domain::SyncOperation>,
+) {
+    let store = open_store(dir);
+    let products: Vec<shopsync_domain::Product> = all(&store).await;
+    let versions: Vec<shopsync_domain::ProductVersion> = all(&store).await;
+    let operations: Vec<shopsync_domain::SyncOperation> = all(&store).await;
+    (products, versions.len(), operations)
+}
