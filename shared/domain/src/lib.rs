@@ -44,5 +44,6 @@ pub use staging::{ChangeType, ProductsStaging, ShopifySource, StagingStatus};
 pub use status::{IllegalTransition, StatusMachine};
 pub use version::{CategoryVersion, ChangeSource, ProductVersion, VersionStamp};
 pub use xorosoft::{
-    XorosoftProduct, XorosoftStatistics, XorosoftSyncLog, XorosoftSyncStatus, XorosoftSyncType,
+    normalise_barcode, normalise_sku, ImportObject, XorosoftProduct, XorosoftStatistics,
+    XorosoftSyncLog, XorosoftSyncStatus, XorosoftSyncType,
 };

@@ -170,6 +170,10 @@ pub struct SyncOperation {
     /// [`SyncOperation::stalled`]) and it can be resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The Xorosoft import this operation stages and applies (an import is not a Shopify
+    /// read: it never counts as the last down-sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xorosoft_log_id: Option<crate::ids::XorosoftLogId>,
 }
 
 impl SyncOperation {
@@ -199,6 +203,7 @@ impl SyncOperation {
             checkpoint: None,
             catalog_size: None,
             lease_expires_at: None,
+            xorosoft_log_id: None,
         }
     }
 

@@ -110,6 +110,12 @@ pub struct ProductsStaging {
     /// lacks: applying it leaves the product queued for the next push.
     #[serde(default)]
     pub merged: bool,
+    /// Where a change that did not come from Shopify came from (a Xorosoft import, a local
+    /// edit). Such a row is a patch: applying it sets the fields of `change_data` to their new
+    /// values on the product as it is then, versions the change under this source, and
+    /// leaves the product queued for the next push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<crate::version::ChangeSource>,
 }
 
 impl ProductsStaging {

@@ -82,5 +82,6 @@ pub fn sample_row(
         error: None,
         shopify: None,
         merged: false,
+        origin: None,
     }
 }

@@ -1,48 +1,140 @@
 //! Xorosoft, the ERP: its stock and cost figures (`xorosoft_products`) and the log of its
 //! imports and exports (`xorosoft_sync_logs`).
 
-use crate::ids::{Actor, ProductId, XorosoftLogId};
+use crate::ids::{Actor, OperationId, ProductId, VariantKey, XorosoftLogId};
 use crate::money::{Money, Quantity};
 use crate::product::Sku;
 use crate::status::StatusMachine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Stock and cost of one Xorosoft item at one warehouse.
+/// Stock, cost and prices of one Xorosoft item at one warehouse (StoreCode), as the last
+/// import that named it left them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct XorosoftProduct {
-    /// Xorosoft's item id.
+    /// Xorosoft's item id (ItemNumber).
     pub xorosoft_id: String,
-    /// The item's SKU (how it is matched to a variant).
+    /// The item's SKU (ItemNumber as the file spells it).
     pub sku: Sku,
-    /// The warehouse (mapped to a Shopify location by configuration).
+    /// The warehouse (StoreCode; mapped to a Shopify location by configuration).
     pub warehouse_code: String,
+    /// The bin location inside the warehouse (LocationCode).
+    #[serde(default)]
+    pub bin_location: Option<String>,
     /// Physically on hand.
     pub stock_on_hand: Quantity,
-    /// Available for sale (on hand less allocations).
+    /// Available for sale (on hand less allocations): what Shopify's "available" becomes.
     pub stock_available: Quantity,
+    /// Allocated to orders.
+    #[serde(default)]
+    pub stock_allocated: Quantity,
+    /// On open purchase orders.
+    #[serde(default)]
+    pub stock_on_order: Quantity,
     /// Current unit cost.
     pub cost_price: Option<Money>,
+    /// Retail price (StandardUnitPrice).
+    #[serde(default)]
+    pub standard_price: Option<Money>,
+    /// Wholesale price (kept here only; never sent to Shopify).
+    #[serde(default)]
+    pub wholesale_price: Option<Money>,
+    /// The prices' currency.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The item's barcode (ItemUPC), as text.
+    #[serde(default)]
+    pub barcode: Option<String>,
     /// The matched local product, once matched.
     pub product_id: Option<ProductId>,
+    /// The matched variant of that product.
+    #[serde(default)]
+    pub variant_key: Option<VariantKey>,
     /// The import that last wrote this record.
     pub last_log_id: Option<XorosoftLogId>,
-    /// When Xorosoft says the figures were taken.
+    /// The file that import read (`bucket/key`).
+    #[serde(default)]
+    pub import_file: Option<String>,
+    /// When Xorosoft says the figures were taken (LastModified).
     pub source_timestamp: Option<DateTime<Utc>>,
     /// When shopsync stored them.
     pub updated_at: DateTime<Utc>,
+}
+
+impl XorosoftProduct {
+    /// A record of `xorosoft_id` at `warehouse_code` with no figures yet.
+    pub fn new(xorosoft_id: &str, sku: Sku, warehouse_code: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            xorosoft_id: xorosoft_id.to_owned(),
+            sku,
+            warehouse_code: warehouse_code.to_owned(),
+            bin_location: None,
+            stock_on_hand: Quantity(0),
+            stock_available: Quantity(0),
+            stock_allocated: Quantity(0),
+            stock_on_order: Quantity(0),
+            cost_price: None,
+            standard_price: None,
+            wholesale_price: None,
+            currency: None,
+            barcode: None,
+            product_id: None,
+            variant_key: None,
+            last_log_id: None,
+            import_file: None,
+            source_timestamp: None,
+            updated_at: now,
+        }
+    }
 }
 
 /// The spec's `sync_type` of a Xorosoft sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum XorosoftSyncType {
-    /// Stock figures.
+    /// Stock figures (and cost).
     StockUpdate,
-    /// Costs.
+    /// Prices.
     PriceUpdate,
-    /// Everything.
+    /// Stock, cost and prices.
     FullSync,
+}
+
+impl XorosoftSyncType {
+    /// The type an object key's folder chooses: `xorosoft/inbound/stock/...`,
+    /// `.../price/...` or `.../full/...` (any prefix before `xorosoft/`).
+    pub fn of_key(key: &str) -> Option<Self> {
+        let rest = key.split_once("xorosoft/inbound/").map(|(_, rest)| rest)?;
+        let (folder, name) = rest.split_once('/')?;
+        if name.is_empty() || name.ends_with('/') {
+            return None;
+        }
+        match folder {
+            "stock" => Some(Self::StockUpdate),
+            "price" => Some(Self::PriceUpdate),
+            "full" => Some(Self::FullSync),
+            _ => None,
+        }
+    }
+
+    /// Whether rows of this type carry stock (and cost).
+    pub fn takes_stock(self) -> bool {
+        matches!(self, Self::StockUpdate | Self::FullSync)
+    }
+
+    /// Whether rows of this type carry prices.
+    pub fn takes_prices(self) -> bool {
+        matches!(self, Self::PriceUpdate | Self::FullSync)
+    }
+
+    /// The folder under `xorosoft/inbound/` of this type.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Self::StockUpdate => "stock",
+            Self::PriceUpdate => "price",
+            Self::FullSync => "full",
+        }
+    }
 }
 
 /// Where a Xorosoft sync stands.
@@ -53,12 +145,19 @@ pub enum XorosoftSyncStatus {
     Pending,
     /// Reading and applying.
     InProgress,
+    /// Held by a guard rail (or by the price policy) until a person approves its operation.
+    AwaitingApproval,
     /// Every record applied.
     Completed,
-    /// Finished with some records failed (see statistics and errors).
+    /// Finished with some records failed (see statistics and the errors report).
     CompletedWithErrors,
     /// Stopped.
     Failed,
+    /// The file cannot be an import (empty, no rows, no item number column): nothing of it
+    /// was taken.
+    Refused,
+    /// The same object (bucket, key and ETag) was imported before: nothing was done.
+    Duplicate,
 }
 
 impl StatusMachine for XorosoftSyncStatus {
@@ -68,8 +167,12 @@ impl StatusMachine for XorosoftSyncStatus {
         use XorosoftSyncStatus::*;
         matches!(
             (self, to),
-            (Pending, InProgress | Failed)
-                | (InProgress, Completed | CompletedWithErrors | Failed)
+            (Pending, InProgress | Failed | Refused | Duplicate)
+                | (
+                    InProgress,
+                    AwaitingApproval | Completed | CompletedWithErrors | Failed | Refused
+                )
+                | (AwaitingApproval, InProgress | Failed)
                 | (Failed, InProgress)
         )
     }
@@ -77,22 +180,87 @@ impl StatusMachine for XorosoftSyncStatus {
     fn is_terminal(self) -> bool {
         matches!(
             self,
-            XorosoftSyncStatus::Completed | XorosoftSyncStatus::CompletedWithErrors
+            XorosoftSyncStatus::Completed
+                | XorosoftSyncStatus::CompletedWithErrors
+                | XorosoftSyncStatus::Refused
+                | XorosoftSyncStatus::Duplicate
         )
     }
 }
 
-/// Counts of a Xorosoft sync (the spec's `statistics`).
+/// Counts of a Xorosoft sync (the spec's `statistics`, and what an import adds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct XorosoftStatistics {
-    /// Records read.
+    /// Rows read (valid or not).
     pub records_processed: u64,
-    /// Records that changed something.
+    /// Rows whose figures changed a record or a product.
     pub records_updated: u64,
-    /// Records that failed (bad row, unknown SKU).
+    /// Rows that failed (invalid, duplicate, unmatched, ambiguous, locked, not pushed).
     pub records_failed: u64,
-    /// Records already in step.
+    /// Rows already in step.
     pub records_unchanged: u64,
+    /// Rows that parsed.
+    pub rows_valid: u64,
+    /// Rows that did not (each in the errors report).
+    pub rows_invalid: u64,
+    /// Rows naming an item another row of the file names too (all of them refused).
+    pub duplicates: u64,
+    /// Rows linked to exactly one local variant.
+    pub matched: u64,
+    /// Rows no local variant matches.
+    pub unmatched: u64,
+    /// Rows several local variants match (never guessed).
+    pub ambiguous: u64,
+    /// Items the previous snapshot of a StoreCode had and this file lacks (never zeroed).
+    pub missing: u64,
+    /// Rows whose product is locked by someone (skipped).
+    pub locked: u64,
+    /// Stock levels Shopify confirmed.
+    pub pushed: u64,
+    /// Stock levels not pushed (Shopify refused, or no location for the StoreCode).
+    pub push_failed: u64,
+}
+
+/// The object an import read: where, and which version of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImportObject {
+    /// Bucket (`local` for a folder).
+    pub bucket: String,
+    /// Key, decoded.
+    pub key: String,
+    /// The object's version id, when the bucket keeps versions.
+    #[serde(default)]
+    pub version_id: Option<String>,
+    /// Its ETag (a folder's: the file's SHA-256).
+    pub etag: String,
+    /// Its size in bytes.
+    #[serde(default)]
+    pub size: u64,
+}
+
+impl ImportObject {
+    /// `bucket/key`, the spec's `import_file`.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.bucket, self.key)
+    }
+
+    /// The id of the import of this object (bucket, key and ETag): the same object always
+    /// gets the same id, so a conditional write of its log decides whether it was imported.
+    pub fn log_id(&self) -> XorosoftLogId {
+        // FNV-1a over the identity, twice with different offsets, as a UUID (version 8).
+        let identity = format!("{}\u{0}{}\u{0}{}", self.bucket, self.key, self.etag);
+        let hash = |offset: u64| {
+            identity.bytes().fold(offset, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        };
+        let (high, low) = (hash(0xcbf2_9ce4_8422_2325), hash(0x8422_2325_cbf2_9ce4));
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&high.to_be_bytes());
+        bytes[8..].copy_from_slice(&low.to_be_bytes());
+        XorosoftLogId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    }
 }
 
 /// A Xorosoft sync.
@@ -106,11 +274,12 @@ pub struct XorosoftSyncLog {
     pub status: XorosoftSyncStatus,
     /// Counts.
     pub statistics: XorosoftStatistics,
-    /// The file imported (bucket/key), if any.
+    /// The file imported (`bucket/key`), if any.
     pub import_file: Option<String>,
-    /// The file exported, if any.
+    /// The file exported (`bucket/key`), if any.
     pub export_file: Option<String>,
-    /// The first errors, for the operator (bounded).
+    /// The first errors and notes, for the operator (bounded; every row error is in the
+    /// errors report).
     pub errors: Vec<String>,
     /// Who or what started it.
     pub started_by: Actor,
@@ -118,4 +287,187 @@ pub struct XorosoftSyncLog {
     pub started_at: DateTime<Utc>,
     /// Ended.
     pub completed_at: Option<DateTime<Utc>>,
+    /// The object read (bucket, key, version, ETag).
+    #[serde(default)]
+    pub object: Option<ImportObject>,
+    /// The row-errors report (`bucket/key`): line, column, value, reason.
+    #[serde(default)]
+    pub errors_report: Option<String>,
+    /// Where the file was archived (`bucket/key`).
+    #[serde(default)]
+    pub archive_file: Option<String>,
+    /// The operation that staged and applied its changes.
+    #[serde(default)]
+    pub operation_id: Option<OperationId>,
+    /// For a duplicate: the import of the same object that counts.
+    #[serde(default)]
+    pub duplicate_of: Option<XorosoftLogId>,
+    /// Why it was refused, failed or is held.
+    #[serde(default)]
+    pub status_reason: Option<String>,
+    /// The file's encoding as read (`utf-8` or `windows-1252`).
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// Last change of this record.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// How many errors a log keeps inline.
+pub const LOG_ERRORS_KEPT: usize = 20;
+
+impl XorosoftSyncLog {
+    /// A new pending log of importing `object`.
+    pub fn new(
+        object: ImportObject,
+        sync_type: XorosoftSyncType,
+        started_by: Actor,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: object.log_id(),
+            sync_type,
+            status: XorosoftSyncStatus::Pending,
+            statistics: XorosoftStatistics::default(),
+            import_file: Some(object.path()),
+            export_file: None,
+            errors: Vec::new(),
+            started_by,
+            started_at: now,
+            completed_at: None,
+            object: Some(object),
+            errors_report: None,
+            archive_file: None,
+            operation_id: None,
+            duplicate_of: None,
+            status_reason: None,
+            encoding: None,
+            updated_at: Some(now),
+        }
+    }
+
+    /// Keeps an error inline while there is room.
+    pub fn note(&mut self, error: impl Into<String>) {
+        if self.errors.len() < LOG_ERRORS_KEPT {
+            self.errors.push(error.into());
+        }
+    }
+}
+
+/// An item number or SKU as matching compares it: case, whitespace and the hyphen's variants
+/// (hyphen, non-breaking hyphen, dashes, minus, underscore) do not count.
+pub fn normalise_sku(text: &str) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_whitespace()
+                && !matches!(
+                    c,
+                    '-' | '_'
+                        | '\u{2010}'
+                        | '\u{2011}'
+                        | '\u{2012}'
+                        | '\u{2013}'
+                        | '\u{2014}'
+                        | '\u{2212}'
+                )
+        })
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// A barcode as matching compares it: its digits without leading zeros (a UPC-A and the
+/// EAN-13 that is it with a leading zero are one code); a code with anything but digits,
+/// spaces and hyphens is compared as [`normalise_sku`] compares text.
+pub fn normalise_barcode(text: &str) -> String {
+    let compact: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
+    if !compact.is_empty() && compact.bytes().all(|b| b.is_ascii_digit()) {
+        let trimmed = compact.trim_start_matches('0');
+        if trimmed.is_empty() {
+            "0".into()
+        } else {
+            trimmed.into()
+        }
+    } else {
+        normalise_sku(&compact)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_chooses_the_type() {
+        use XorosoftSyncType::*;
+        assert_eq!(
+            XorosoftSyncType::of_key("xorosoft/inbound/stock/a.csv"),
+            Some(StockUpdate)
+        );
+        assert_eq!(
+            XorosoftSyncType::of_key("x/xorosoft/inbound/price/b c.csv"),
+            Some(PriceUpdate)
+        );
+        assert_eq!(
+            XorosoftSyncType::of_key("xorosoft/inbound/full/2026/c.csv"),
+            Some(FullSync)
+        );
+        assert_eq!(
+            XorosoftSyncType::of_key("xorosoft/inbound/other/a.csv"),
+            None
+        );
+        assert_eq!(XorosoftSyncType::of_key("xorosoft/inbound/stock/"), None);
+        assert_eq!(
+            XorosoftSyncType::of_key("xorosoft/archive/stock/a.csv"),
+            None
+        );
+    }
+
+    #[test]
+    fn an_objects_identity_is_its_bucket_key_and_etag() {
+        let object = ImportObject {
+            bucket: "b".into(),
+            key: "xorosoft/inbound/stock/a.csv".into(),
+            version_id: None,
+            etag: "\"abc\"".into(),
+            size: 10,
+        };
+        let same = ImportObject {
+            version_id: Some("v2".into()),
+            size: 11,
+            ..object.clone()
+        };
+        assert_eq!(object.log_id(), same.log_id());
+        let changed = ImportObject {
+            etag: "\"abd\"".into(),
+            ..object.clone()
+        };
+        assert_ne!(object.log_id(), changed.log_id());
+        let moved = ImportObject {
+            key: "xorosoft/inbound/stock/b.csv".into(),
+            ..object.clone()
+        };
+        assert_ne!(object.log_id(), moved.log_id());
+    }
+
+    #[test]
+    fn skus_and_barcodes_normalise() {
+        assert_eq!(normalise_sku(" abc-12 x "), "ABC12X");
+        assert_eq!(normalise_sku("ABC\u{2013}12_X"), "ABC12X");
+        assert_eq!(normalise_barcode("012345678905"), "12345678905");
+        assert_eq!(normalise_barcode("0012345678905"), "12345678905");
+        assert_eq!(normalise_barcode("0000"), "0");
+        assert_eq!(normalise_barcode("ab-12"), "AB12");
+    }
+
+    #[test]
+    fn held_imports_resume_and_duplicates_end_at_once() {
+        use XorosoftSyncStatus::*;
+        assert!(Pending.allows(Duplicate) && Duplicate.is_terminal());
+        assert!(InProgress.allows(AwaitingApproval) && AwaitingApproval.allows(InProgress));
+        assert!(!Completed.allows(InProgress));
+        assert!(Pending.allows(Refused) && Refused.is_terminal());
+    }
 }

@@ -128,6 +128,7 @@ fn summary_row(
             updated_at: change.source.updated_at,
         }),
         merged: false,
+        origin: None,
     }
 }
 

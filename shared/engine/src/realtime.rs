@@ -496,6 +496,7 @@ pub fn delete_row(
             updated_at: now,
         }),
         merged: false,
+        origin: None,
     }
 }
 
@@ -598,6 +599,7 @@ async fn take_inventory_level(
             error: None,
             shopify: None,
             merged: false,
+            origin: None,
         };
         // Ordering first: a late, older delivery must not write. The same delivery retried
         // (after a failure below) carries the same time and passes again.

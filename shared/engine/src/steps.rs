@@ -362,8 +362,11 @@ async fn last_down(store: &Store) -> Result<(Option<DateTime<Utc>>, u64), Engine
     query.ascending = false;
     query.limit = 200;
     let recent: Vec<SyncOperation> = store.query(query).await?.items;
+    // An import is an operation of the same types but reads no Shopify
+    // catalog, so it never moves the incremental cursor.
     let down = |op: &&SyncOperation| {
-        op.sync_direction != SyncDirection::Up
+        op.xorosoft_log_id.is_none()
+            && op.sync_direction != SyncDirection::Up
             && op.status == OperationStatus::Completed
             && !op.dry_run
             && matches!(

@@ -562,6 +562,7 @@ pub(crate) async fn preview_products(
             error: None,
             shopify: None,
             merged: false,
+            origin: None,
         });
         stats.updated += 1;
     }

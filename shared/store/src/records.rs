@@ -242,6 +242,74 @@ impl Record for XorosoftProduct {
     }
 }
 
+/// One lookup of a product's variants (see [`crate::schema::PRODUCT_LOOKUPS`]): the product
+/// that held `lookup` when it was written, and which of its variants.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProductLookup {
+    /// `sku:<normalised SKU>`, `barcode:<normalised barcode>` or `xorosoft:<item number>`.
+    pub lookup: String,
+    /// The product.
+    pub product_id: ProductId,
+    /// Its variants holding the key.
+    pub variant_keys: Vec<shopsync_domain::VariantKey>,
+}
+
+impl ProductLookup {
+    /// The lookup key of a SKU.
+    pub fn sku_key(sku: &str) -> String {
+        format!("sku:{}", shopsync_domain::normalise_sku(sku))
+    }
+    /// The lookup key of a barcode.
+    pub fn barcode_key(barcode: &str) -> String {
+        format!("barcode:{}", shopsync_domain::normalise_barcode(barcode))
+    }
+    /// The lookup key of a Xorosoft item.
+    pub fn xorosoft_key(item_number: &str) -> String {
+        format!("xorosoft:{}", shopsync_domain::normalise_sku(item_number))
+    }
+
+    /// The SKU and barcode lookups of a product's content.
+    pub fn of_product(id: ProductId, content: &ProductContent) -> Vec<ProductLookup> {
+        let mut by_key: std::collections::BTreeMap<String, Vec<shopsync_domain::VariantKey>> =
+            Default::default();
+        for variant in &content.variants {
+            if let Some(sku) = &variant.sku {
+                by_key
+                    .entry(Self::sku_key(sku.as_str()))
+                    .or_default()
+                    .push(variant.key.clone());
+            }
+            if let Some(barcode) = variant.barcode.as_deref().filter(|b| !b.trim().is_empty()) {
+                by_key
+                    .entry(Self::barcode_key(barcode))
+                    .or_default()
+                    .push(variant.key.clone());
+            }
+        }
+        by_key
+            .into_iter()
+            .map(|(lookup, variant_keys)| ProductLookup {
+                lookup,
+                product_id: id,
+                variant_keys,
+            })
+            .collect()
+    }
+}
+
+impl Record for ProductLookup {
+    const TABLE: Table = Table::ProductLookups;
+    fn key(&self) -> Key {
+        Key::pk_sk(self.lookup.clone(), self.product_id.to_string())
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("lookup", Some(s(&self.lookup))),
+            ("product_id", Some(s(self.product_id))),
+        ])
+    }
+}
+
 impl Record for XorosoftSyncLog {
     const TABLE: Table = Table::XorosoftSyncLogs;
     fn key(&self) -> Key {

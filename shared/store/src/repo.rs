@@ -3,7 +3,7 @@
 
 use crate::backend::{CancelReason, ItemStore, StoreError};
 use crate::item::{Condition, Item, Key, PageToken, Query, Scalar, SortCondition, WriteOp};
-use crate::records::{millis, product_attrs, version_attrs, Record};
+use crate::records::{millis, product_attrs, version_attrs, ProductLookup, Record};
 use crate::schema::Table;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -371,7 +371,12 @@ fn product_write_condition(
 /// A create's staged row applied with its product's first version is stored without its
 /// content, which is that version's snapshot (see [`ProductsStaging::content_implied`]); the
 /// row's content is taken out only while it is encoded.
-fn product_commit_writes(commit: &mut ProductCommit) -> Result<Vec<WriteOp>, RepoError> {
+///
+/// A product with more lookups than one transaction holds beside its other writes returns
+/// the rest apart (`.1`), to be written once the commit succeeded.
+fn product_commit_writes(
+    commit: &mut ProductCommit,
+) -> Result<(Vec<WriteOp>, Vec<WriteOp>), RepoError> {
     let ProductCommit {
         product,
         expected_version,
@@ -392,12 +397,41 @@ fn product_commit_writes(commit: &mut ProductCommit) -> Result<Vec<WriteOp>, Rep
         item: product_item,
         condition: Some(product_write_condition(*expected_version, actor, *now)),
     }];
+    let mut overflow = Vec::new();
     if let Some(item) = version_item {
         writes.push(WriteOp::Put {
             table: Table::ProductVersions,
             item,
             condition: Some(Condition::ItemAbsent),
         });
+        // A new product, or one whose SKUs or barcodes changed: its lookups, unconditional
+        // (the same lookup written twice is the same item), between the snapshot and the
+        // staged row (a refusal is explained by the writes' order).
+        let keys_changed = version.as_ref().is_some_and(|stamp| {
+            product.version == 1
+                || stamp.changed_fields.iter().any(|path| {
+                    let path = path.as_str();
+                    path.ends_with("/sku") || path.ends_with("/barcode")
+                })
+        });
+        if keys_changed {
+            let room = crate::backend::MAX_TRANSACTION_ITEMS - writes.len() - 1;
+            for (index, lookup) in ProductLookup::of_product(product.id, &product.content)
+                .into_iter()
+                .enumerate()
+            {
+                let write = WriteOp::Put {
+                    table: Table::ProductLookups,
+                    item: encode(&lookup)?,
+                    condition: None,
+                };
+                if index < room {
+                    writes.push(write);
+                } else {
+                    overflow.push(write);
+                }
+            }
+        }
     }
     if let Some((row, expected)) = staging {
         let condition = match expected {
@@ -422,7 +456,7 @@ fn product_commit_writes(commit: &mut ProductCommit) -> Result<Vec<WriteOp>, Rep
             condition: Some(condition),
         });
     }
-    Ok(writes)
+    Ok((writes, overflow))
 }
 
 impl Store {
@@ -665,6 +699,47 @@ impl Store {
         Ok(page.items.into_iter().next())
     }
 
+    /// The lookups under each key (see [`crate::records::ProductLookup`]), in order, read
+    /// together (a lookup's key is the table's partition key: these reads are consistent).
+    pub async fn lookups_of(&self, keys: &[String]) -> Result<Vec<Vec<ProductLookup>>, RepoError> {
+        let queries: Vec<Query> = keys
+            .iter()
+            .map(|key| {
+                let mut query = Query::new(Table::ProductLookups, None, key.clone());
+                query.limit = 100;
+                query
+            })
+            .collect();
+        let pages = self.lookups(&queries).await?;
+        pages
+            .into_iter()
+            .map(|page| page.items.iter().map(decode).collect())
+            .collect()
+    }
+
+    /// Creates or replaces records, unconditionally, as many per transaction as allowed (for
+    /// records whose last writer wins by design: figures read from a file, lookups).
+    pub async fn put_all<R: Record>(&self, records: &[R]) -> Result<(), RepoError> {
+        let writes = records
+            .iter()
+            .map(|record| {
+                Ok(WriteOp::Put {
+                    table: R::TABLE,
+                    item: encode(record)?,
+                    condition: None,
+                })
+            })
+            .collect::<Result<Vec<_>, RepoError>>()?;
+        let groups: Vec<Vec<WriteOp>> = writes
+            .chunks(crate::backend::MAX_TRANSACTION_ITEMS)
+            .map(<[WriteOp]>::to_vec)
+            .collect();
+        for answer in self.backend.transact_each(groups).await? {
+            answer?;
+        }
+        Ok(())
+    }
+
     /// The local product of each Shopify product, in order (`None`: not mirrored yet), read
     /// together (see [`ItemStore::query_each`]).
     pub async fn products_by_shopify_ids(
@@ -786,9 +861,18 @@ impl Store {
     /// Writes a product, its version snapshot and its staged row all at once or not at all.
     pub async fn commit_product(&self, commit: ProductCommit) -> Result<(), RepoError> {
         let mut commit = commit;
-        let writes = product_commit_writes(&mut commit)?;
+        let (writes, overflow) = product_commit_writes(&mut commit)?;
         let result = self.backend.transact(writes).await;
-        self.answer_commit(&commit, result).await
+        self.answer_commit(&commit, result).await?;
+        self.write_overflow(overflow).await
+    }
+
+    /// Writes the lookups a product commit could not hold (see [`product_commit_writes`]).
+    async fn write_overflow(&self, overflow: Vec<WriteOp>) -> Result<(), RepoError> {
+        for chunk in overflow.chunks(crate::backend::MAX_TRANSACTION_ITEMS) {
+            self.backend.transact(chunk.to_vec()).await?;
+        }
+        Ok(())
     }
 
     /// Removes a product from the catalog, as a person approved: the product row goes, and
@@ -797,7 +881,7 @@ impl Store {
     /// conditions as any product write hold (version as expected, no one else's lock).
     pub async fn remove_product(&self, commit: ProductCommit) -> Result<(), RepoError> {
         let mut commit = commit;
-        let mut writes = product_commit_writes(&mut commit)?;
+        let (mut writes, _) = product_commit_writes(&mut commit)?;
         let condition = match writes.first() {
             Some(WriteOp::Put { condition, .. }) => condition.clone(),
             _ => None,
@@ -845,14 +929,20 @@ impl Store {
         &self,
         commits: &mut [ProductCommit],
     ) -> Result<Vec<Result<(), RepoError>>, RepoError> {
-        let groups = commits
+        let (groups, overflows): (Vec<_>, Vec<_>) = commits
             .iter_mut()
             .map(product_commit_writes)
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
         let results = self.backend.transact_each(groups).await?;
         let mut answers = Vec::with_capacity(commits.len());
-        for (commit, result) in commits.iter().zip(results) {
-            answers.push(self.answer_commit(commit, result).await);
+        for ((commit, result), overflow) in commits.iter().zip(results).zip(overflows) {
+            let answer = self.answer_commit(commit, result).await;
+            if answer.is_ok() {
+                self.write_overflow(overflow).await?;
+            }
+            answers.push(answer);
         }
         Ok(answers)
     }

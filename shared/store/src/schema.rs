@@ -81,11 +81,17 @@ pub enum Table {
     ComplianceRequests,
     /// `local_jobs`: the local host's job queue (local-only: SQS holds the jobs on AWS).
     LocalJobs,
+    /// `product_lookups`: a product's variants by normalised SKU, barcode and Xorosoft item
+    /// (what an import links its rows by).
+    ProductLookups,
+    /// `xorosoft_import_chunks`: an import's rows, parsed and linked, staged until its
+    /// operation applies them (expire after the import).
+    XorosoftImportChunks,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 16] = [
         Table::Products,
         Table::Categories,
         Table::ProductsStaging,
@@ -100,6 +106,8 @@ impl Table {
         Table::IdempotencyRecords,
         Table::ComplianceRequests,
         Table::LocalJobs,
+        Table::ProductLookups,
+        Table::XorosoftImportChunks,
     ];
 
     /// The logical name (the spec's table name).
@@ -129,6 +137,8 @@ impl Table {
             Table::IdempotencyRecords => &IDEMPOTENCY_RECORDS,
             Table::ComplianceRequests => &COMPLIANCE_REQUESTS,
             Table::LocalJobs => &LOCAL_JOBS,
+            Table::ProductLookups => &PRODUCT_LOOKUPS,
+            Table::XorosoftImportChunks => &XOROSOFT_IMPORT_CHUNKS,
         }
     }
 
@@ -396,8 +406,34 @@ pub const XOROSOFT_PRODUCTS: TableDef = TableDef {
             Some(s("warehouse_code")),
             "a product's Xorosoft figures",
         ),
+        index(
+            "by_warehouse",
+            s("warehouse_code"),
+            Some(s("xorosoft_id")),
+            "the previous snapshot of a StoreCode (items a new one lacks are reported missing)",
+        ),
     ],
     ttl_attr: None,
+    local_only: false,
+};
+
+/// Lookups of a product's variants: `sku:`, `barcode:` and `xorosoft:` keys (normalised) to
+/// the products holding them. Written with the product commit that gives a variant the key;
+/// never removed there, so a reader re-reads the product by key and checks.
+pub const PRODUCT_LOOKUPS: TableDef = TableDef {
+    name: "product_lookups",
+    key: key(s("lookup"), Some(s("product_id"))),
+    indexes: &[],
+    ttl_attr: None,
+    local_only: false,
+};
+
+/// An import's parsed rows, a chunk per item, until its operation applies them.
+pub const XOROSOFT_IMPORT_CHUNKS: TableDef = TableDef {
+    name: "xorosoft_import_chunks",
+    key: key(s("log_id"), Some(n("chunk"))),
+    indexes: &[],
+    ttl_attr: Some("expires_at"),
     local_only: false,
 };
 

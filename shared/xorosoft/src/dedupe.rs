@@ -23,10 +23,7 @@ impl SeenItems {
     /// Records the item at `line`: `None` the first time, the line it was first seen on
     /// when the file names it again.
     pub fn observe(&mut self, store_code: &str, item_number: &str, line: u64) -> Option<u64> {
-        let mut hasher = self.hasher.build_hasher();
-        store_code.hash(&mut hasher);
-        item_number.hash(&mut hasher);
-        let key = hasher.finish();
+        let key = self.key(store_code, item_number);
         match self.first_line.entry(key) {
             std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
             std::collections::hash_map::Entry::Vacant(slot) => {
@@ -34,6 +31,19 @@ impl SeenItems {
                 None
             }
         }
+    }
+
+    /// Whether the file named the item.
+    pub fn contains(&self, store_code: &str, item_number: &str) -> bool {
+        self.first_line
+            .contains_key(&self.key(store_code, item_number))
+    }
+
+    fn key(&self, store_code: &str, item_number: &str) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        store_code.hash(&mut hasher);
+        item_number.hash(&mut hasher);
+        hasher.finish()
     }
 
     /// How many distinct items were seen.

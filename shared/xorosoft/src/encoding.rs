@@ -32,6 +32,23 @@ pub fn windows_1252(bytes: &[u8]) -> String {
 }
 
 impl Encoding {
+    /// Its name (`utf-8`, `windows-1252`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "utf-8",
+            Encoding::Windows1252 => "windows-1252",
+        }
+    }
+
+    /// The encoding of a name [`Encoding::name`] gives.
+    pub fn of_name(name: &str) -> Option<Encoding> {
+        match name {
+            "utf-8" => Some(Encoding::Utf8),
+            "windows-1252" => Some(Encoding::Windows1252),
+            _ => None,
+        }
+    }
+
     /// The encoding of a file that starts with `start`: UTF-8 unless `start` holds a byte
     /// sequence UTF-8 cannot (a sequence cut by the end of `start` does not count).
     pub fn sniff(start: &[u8]) -> Encoding {

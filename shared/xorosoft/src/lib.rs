@@ -14,5 +14,5 @@ mod row;
 pub use columns::Column;
 pub use dedupe::SeenItems;
 pub use encoding::Encoding;
-pub use reader::{Options, Reader, Refusal};
+pub use reader::{Options, Reader, Refusal, ResumePoint};
 pub use row::{RowError, XorosoftRow};

@@ -23,6 +23,9 @@ struct Watched<R> {
     lines_before: u64,
     /// Offsets of quote characters from the last row asked about on.
     quotes: std::collections::VecDeque<u64>,
+    /// Line breaks before this offset are already counted in `lines_before` (a resumed
+    /// reader's input starts at the line feed its first row is placed at).
+    counted_before: u64,
 }
 
 impl<R: Read> Read for Watched<R> {
@@ -30,7 +33,9 @@ impl<R: Read> Read for Watched<R> {
         let n = self.inner.read(buf)?;
         for (at, byte) in buf[..n].iter().enumerate() {
             match byte {
-                b'\n' => self.breaks.push_back(self.read + at as u64),
+                b'\n' if self.read + at as u64 >= self.counted_before => {
+                    self.breaks.push_back(self.read + at as u64)
+                }
                 b'"' => self.quotes.push_back(self.read + at as u64),
                 _ => {}
             }
@@ -100,8 +105,24 @@ impl Default for Options {
     }
 }
 
+/// Where a reader stopped, enough to go on from there with the same file in another process
+/// ([`Reader::resume`]): the next row's byte offset and line, and what the header said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Byte offset of the next row.
+    pub offset: u64,
+    /// Its line (1 for the header).
+    pub line: u64,
+    /// The file's headers.
+    pub headers: Vec<String>,
+    /// The file's encoding.
+    pub encoding: Encoding,
+}
+
 /// Reads a file's rows one at a time ([`Iterator`]): each a row or a row error.
 pub struct Reader<R: Read> {
+    /// Where the input started in the file (a resumed reader's input starts mid-file).
+    base: u64,
     csv: csv::Reader<BufReader<Watched<R>>>,
     record: csv::ByteRecord,
     /// The column of each position of the header (`None`: ignored).
@@ -126,6 +147,7 @@ impl<R: Read> Reader<R> {
             breaks: Default::default(),
             lines_before: 0,
             quotes: Default::default(),
+            counted_before: 0,
         };
         let mut buffered = BufReader::with_capacity(SNIFF, watched);
         let start = buffered
@@ -172,6 +194,7 @@ impl<R: Read> Reader<R> {
             return Err(Refusal::NoRows);
         }
         Ok(Self {
+            base: 0,
             csv,
             record: csv::ByteRecord::new(),
             columns,
@@ -183,6 +206,65 @@ impl<R: Read> Reader<R> {
             fallbacks: 0,
             ahead: Some(first),
         })
+    }
+
+    /// Goes on reading a file where [`Reader::resume_point`] said a reader stopped: `input`
+    /// starts at `point.offset`; `seen` holds the items the rows before it named (so a later
+    /// repeat is still found).
+    pub fn resume(input: R, point: &ResumePoint, options: Options, seen: SeenItems) -> Self {
+        let watched = Watched {
+            inner: input,
+            read: point.offset,
+            breaks: Default::default(),
+            lines_before: point.line.saturating_sub(1),
+            quotes: Default::default(),
+            counted_before: point.offset + 1,
+        };
+        let buffered = BufReader::with_capacity(SNIFF, watched);
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(buffered);
+        let mut columns: Vec<Option<Column>> = Vec::with_capacity(point.headers.len());
+        for name in &point.headers {
+            let column = Column::of_header(name);
+            columns.push(column.filter(|c| !columns.contains(&Some(*c))));
+        }
+        let mut first = csv::ByteRecord::new();
+        let ahead = match csv.read_byte_record(&mut first) {
+            Ok(true) => Some(first),
+            _ => None,
+        };
+        Self {
+            base: point.offset,
+            csv,
+            record: csv::ByteRecord::new(),
+            columns,
+            headers: point.headers.clone(),
+            encoding: point.encoding,
+            options,
+            seen,
+            repeated_first_lines: Vec::new(),
+            fallbacks: 0,
+            ahead,
+        }
+    }
+
+    /// Where the next row starts (`None`: every row was read).
+    pub fn resume_point(&mut self) -> Option<ResumePoint> {
+        let offset = self.base + self.ahead.as_ref()?.position()?.byte();
+        let line = self.csv.get_mut().get_mut().line_at(offset);
+        Some(ResumePoint {
+            offset,
+            line,
+            headers: self.headers.clone(),
+            encoding: self.encoding,
+        })
+    }
+
+    /// The items named so far (to hand to a reader that resumes after this one).
+    pub fn into_seen(self) -> SeenItems {
+        self.seen
     }
 
     /// The file's encoding, as its start showed it.
@@ -213,11 +295,11 @@ impl<R: Read> Reader<R> {
 
     /// The byte offset where the next row starts (for a checkpoint).
     pub fn byte_offset(&self) -> u64 {
-        self.csv.position().byte()
+        self.base + self.csv.position().byte()
     }
 
     fn row(&mut self, record: &csv::ByteRecord, last: bool) -> Result<XorosoftRow, RowError> {
-        let offset = record.position().map(|p| p.byte()).unwrap_or(0);
+        let offset = self.base + record.position().map(|p| p.byte()).unwrap_or(0);
         let line = self.csv.get_mut().get_mut().line_at(offset);
         let watched = self.csv.get_ref().get_ref();
         // The last row: every quote left is its own.
@@ -297,7 +379,7 @@ impl<R: Read> Iterator for Reader<R> {
                 self.record = next;
                 let line = current
                     .position()
-                    .map(|p| p.byte())
+                    .map(|p| self.base + p.byte())
                     .map(|offset| self.csv.get_mut().get_mut().line_at(offset))
                     .unwrap_or(0);
                 return Some(Err(RowError {

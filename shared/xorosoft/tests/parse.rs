@@ -320,3 +320,40 @@ proptest! {
         }
     }
 }
+
+/// A file read in pieces, each piece by a reader resumed where the one before stopped (as
+/// an import's steps read it), gives the rows and errors one reader gives, at every split.
+#[test]
+fn a_reader_resumed_anywhere_reads_what_one_reader_reads() {
+    let file = "ItemNumber,StoreCode,AvailableQty,ItemUPC\r\n\
+        A-1,MAIN,5,\"012345678905\"\r\n\
+        A-2,MAIN,x,012345678912\r\n\
+        \"A-3\nwrapped\",MAIN,7,\r\n\
+        A-1,MAIN,9,\r\n\
+        A-4,WEST,1\r\n\
+        A-5,WEST,2,\r\n";
+    for file in [file.to_owned(), file.replace("\r\n", "\n")] {
+        read_in_pieces(&file);
+    }
+}
+
+fn read_in_pieces(file: &str) {
+    let whole: Vec<_> = read(file.as_bytes()).expect("not refused");
+    assert_eq!(whole.len(), 6);
+    assert_eq!(whole[5].as_ref().map(|row| row.line), Ok(8));
+    for split in 1..whole.len() {
+        let mut reader = Reader::new(file.as_bytes(), Options::default()).expect("not refused");
+        let mut pieces: Vec<_> = reader.by_ref().take(split).collect();
+        let point = reader.resume_point().expect("rows remain");
+        let repeated = reader.repeated_first_lines().to_vec();
+        let seen = reader.into_seen();
+        let rest = &file.as_bytes()[point.offset as usize..];
+        let mut resumed = Reader::resume(rest, &point, Options::default(), seen);
+        pieces.extend(resumed.by_ref());
+        assert_eq!(pieces, whole, "split after {split} rows");
+        let mut all_repeated = repeated;
+        all_repeated.extend(resumed.repeated_first_lines());
+        assert_eq!(all_repeated, vec![2], "split after {split} rows");
+        assert!(resumed.resume_point().is_none());
+    }
+}

@@ -1807,16 +1807,12 @@ pub async fn xorosoft_products_page_by_sku_and_product(h: Harness) {
     let rows: Vec<_> = ["WH1", "WH2", "WH3", "WH4"]
         .iter()
         .map(|wh| XorosoftProduct {
-            xorosoft_id: "XS-1".into(),
-            sku: Sku::parse("MCS-0001").expect("sku"),
-            warehouse_code: (*wh).into(),
             stock_on_hand: Quantity(12),
             stock_available: Quantity(9),
             cost_price: Some("21.50".parse().expect("money")),
             product_id: Some(product_id),
-            last_log_id: None,
             source_timestamp: Some(t0()),
-            updated_at: t0(),
+            ..XorosoftProduct::new("XS-1", Sku::parse("MCS-0001").expect("sku"), wh, t0())
         })
         .collect();
     for r in &rows {
@@ -1834,6 +1830,12 @@ pub async fn xorosoft_products_page_by_sku_and_product(h: Harness) {
     )
     .await;
     assert_pages(&h, Query::new(Table::XorosoftProducts, None, "XS-1"), &rows).await;
+    assert_pages(
+        &h,
+        q(Table::XorosoftProducts, "by_warehouse", "WH2"),
+        &rows[1..2],
+    )
+    .await;
     let one: Option<XorosoftProduct> = h.store.get(&Key::pk_sk("XS-1", "WH3")).await.expect("get");
     assert_eq!(one, Some(rows[2].clone()));
 }
@@ -1842,20 +1844,29 @@ pub async fn xorosoft_logs_page_by_type_and_file(h: Harness) {
     let logs: Vec<_> = (0..5)
         .map(|i| XorosoftSyncLog {
             id: XorosoftLogId::generate(),
-            sync_type: XorosoftSyncType::StockUpdate,
             status: XorosoftSyncStatus::Completed,
             statistics: XorosoftStatistics {
                 records_processed: 10,
                 records_updated: 4,
                 records_failed: 1,
                 records_unchanged: 5,
+                ..XorosoftStatistics::default()
             },
             import_file: Some(format!("incoming/stock-{i}.csv")),
-            export_file: None,
             errors: vec!["row 7: unknown SKU".into()],
-            started_by: Actor::system("s3"),
-            started_at: at(i),
             completed_at: Some(at(i + 1)),
+            ..XorosoftSyncLog::new(
+                shopsync_domain::ImportObject {
+                    bucket: "incoming".into(),
+                    key: format!("stock-{i}.csv"),
+                    version_id: None,
+                    etag: format!("e{i}"),
+                    size: 10,
+                },
+                XorosoftSyncType::StockUpdate,
+                Actor::system("s3"),
+                at(i),
+            )
         })
         .collect();
     for l in &logs {
@@ -1991,16 +2002,9 @@ pub async fn sort_key_conditions_select_ranges(h: Harness) {
     assert_eq!(numbers(SortCondition::Le(Scalar::N(2))).await, vec![1, 2]);
     assert_eq!(numbers(SortCondition::Eq(Scalar::N(7))).await, vec![7]);
     let rows = ["WH-A1", "WH-A2", "WH-B1"].map(|wh| XorosoftProduct {
-        xorosoft_id: "XS-9".into(),
-        sku: Sku::parse("S").expect("sku"),
-        warehouse_code: wh.into(),
         stock_on_hand: Quantity(1),
         stock_available: Quantity(1),
-        cost_price: None,
-        product_id: None,
-        last_log_id: None,
-        source_timestamp: None,
-        updated_at: t0(),
+        ..XorosoftProduct::new("XS-9", Sku::parse("S").expect("sku"), wh, t0())
     });
     for r in &rows {
         h.store.insert(r).await.expect("insert");
