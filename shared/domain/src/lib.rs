@@ -44,6 +44,7 @@ pub use staging::{ChangeType, ProductsStaging, ShopifySource, StagingStatus};
 pub use status::{IllegalTransition, StatusMachine};
 pub use version::{CategoryVersion, ChangeSource, ProductVersion, VersionStamp};
 pub use xorosoft::{
-    normalise_barcode, normalise_sku, ImportObject, XorosoftProduct, XorosoftStatistics,
-    XorosoftSyncLog, XorosoftSyncStatus, XorosoftSyncType,
+    normalise_barcode, normalise_sku, ImportChunk, ImportObject, ImportRowError, ImportedItem,
+    ItemLink, LinkedBy, XorosoftProduct, XorosoftStatistics, XorosoftSyncLog, XorosoftSyncStatus,
+    XorosoftSyncType,
 };

@@ -116,6 +116,13 @@ pub struct ProductsStaging {
     /// leaves the product queued for the next push.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<crate::version::ChangeSource>,
+    /// What each source gave the fields such a row sets, by field and source
+    /// (`variants/{key}/inventory/{location}` by StoreCode: a location several StoreCodes
+    /// map to holds their sum), so the rows of one import that touch one product, read apart,
+    /// build one row however often each is staged.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub contributions:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 impl ProductsStaging {

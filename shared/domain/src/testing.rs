@@ -83,5 +83,6 @@ pub fn sample_row(
         shopify: None,
         merged: false,
         origin: None,
+        contributions: Default::default(),
     }
 }

@@ -57,6 +57,10 @@ pub struct XorosoftProduct {
     pub import_file: Option<String>,
     /// When Xorosoft says the figures were taken (LastModified).
     pub source_timestamp: Option<DateTime<Utc>>,
+    /// When a snapshot of its StoreCode last lacked it (reported missing then, never zeroed);
+    /// cleared when a file names it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_since: Option<DateTime<Utc>>,
     /// When shopsync stored them.
     pub updated_at: DateTime<Utc>,
 }
@@ -83,6 +87,7 @@ impl XorosoftProduct {
             last_log_id: None,
             import_file: None,
             source_timestamp: None,
+            missing_since: None,
             updated_at: now,
         }
     }
@@ -352,6 +357,124 @@ impl XorosoftSyncLog {
             self.errors.push(error.into());
         }
     }
+}
+
+/// How an import row found its local variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkedBy {
+    /// The variant was linked to this item before (`xorosoft_id`).
+    XorosoftId,
+    /// Its SKU, normalised, is the item number, normalised.
+    Sku,
+    /// Its barcode, normalised, is the row's UPC, normalised.
+    Barcode,
+}
+
+/// What an import row links to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "link", rename_all = "snake_case")]
+pub enum ItemLink {
+    /// One local variant.
+    Matched {
+        /// The product.
+        product_id: ProductId,
+        /// Its variant.
+        variant_key: VariantKey,
+        /// How it was found.
+        by: LinkedBy,
+    },
+    /// No local variant: reported, never guessed.
+    Unmatched,
+    /// Several local variants hold the item's SKU or barcode: reported, never guessed.
+    Ambiguous {
+        /// The products holding them.
+        candidates: Vec<ProductId>,
+    },
+}
+
+/// A valid row of an import file, as the import keeps it between reading and applying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedItem {
+    /// The file's line.
+    pub line: u64,
+    /// `StoreCode`.
+    pub store_code: String,
+    /// `LocationCode` (the bin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin_location: Option<String>,
+    /// `ItemNumber`.
+    pub item_number: String,
+    /// `ItemUPC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barcode: Option<String>,
+    /// `OnHandQty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_hand: Option<i64>,
+    /// `AllocatedQty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated: Option<i64>,
+    /// `AvailableQty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<i64>,
+    /// `QtyOnPO`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_order: Option<i64>,
+    /// `UnitCost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_cost: Option<Money>,
+    /// `StandardUnitPrice`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standard_price: Option<Money>,
+    /// `WholesalePrice`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wholesale_price: Option<Money>,
+    /// `CurrencyCode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// `LastModified`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<DateTime<Utc>>,
+    /// Why the row's prices are not taken (its stock still is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_error: Option<String>,
+    /// The local variant it links to.
+    #[serde(flatten)]
+    pub link: ItemLink,
+}
+
+/// A row of an import file that was not taken, for the errors report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRowError {
+    /// The file's line.
+    pub line: u64,
+    /// The column, or `row`.
+    pub column: String,
+    /// The value as the file has it.
+    pub value: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A run of an import file's rows, read and linked, kept until the import is applied
+/// (`xorosoft_import_chunks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportChunk {
+    /// The import.
+    pub log_id: XorosoftLogId,
+    /// Its number, from 0, in file order.
+    pub chunk: u64,
+    /// The valid rows.
+    pub items: Vec<ImportedItem>,
+    /// The rows that were not.
+    pub errors: Vec<ImportRowError>,
+    /// Items (StoreCode, ItemNumber) the previous snapshot of their StoreCode had and the
+    /// file lacks (chunks after the file's own hold these).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<(String, String)>,
+    /// When the store may drop it.
+    #[serde(serialize_with = "crate::time::write_utc")]
+    pub expires_at: DateTime<Utc>,
 }
 
 /// An item number or SKU as matching compares it: case, whitespace and the hyphen's variants

@@ -129,6 +129,7 @@ fn summary_row(
         }),
         merged: false,
         origin: None,
+        contributions: Default::default(),
     }
 }
 

@@ -26,6 +26,12 @@ pub enum EngineError {
     /// The queue refused the next step (the step's own message is redelivered).
     #[error("queue: {0}")]
     Queue(String),
+    /// The blob store (import files) failed.
+    #[error("files: {0}")]
+    Blob(#[from] crate::blob::BlobError),
+    /// An import file that cannot be imported at all.
+    #[error("import refused: {0}")]
+    Refused(String),
     /// A task the step ran its work on stopped without an answer (it panicked: a bug).
     #[error("a planning task stopped: {0}")]
     Task(String),
@@ -38,6 +44,8 @@ impl EngineError {
             EngineError::Store(e) => e.is_retryable(),
             EngineError::Shopify(e) => e.is_retryable(),
             EngineError::Queue(_) => true,
+            EngineError::Blob(e) => e.is_retryable(),
+            EngineError::Refused(_) => false,
             EngineError::Mapping { .. } | EngineError::Transition(_) | EngineError::Task(_) => {
                 false
             }

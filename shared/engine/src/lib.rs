@@ -5,6 +5,7 @@
 //! - [`down`]: Shopify → local: each remote product becomes a staged row and, when nothing
 //!   local is pending, an applied version.
 
+pub mod blob;
 pub mod crash;
 pub mod down;
 pub mod error;
@@ -20,5 +21,6 @@ pub mod realtime;
 pub mod steps;
 pub mod sync;
 pub mod up;
+pub mod xorosoft_import;
 
 pub use error::EngineError;

@@ -482,6 +482,19 @@ async fn apply_chunk(
                 stats.failed += 1;
                 continue;
             };
+            // A patch (a Xorosoft import, a local edit) sets its fields on the product as
+            // it is now, whatever moved meanwhile.
+            let proposed = match (row.origin, current.version != row.base_version) {
+                (Some(_), true) => match patched(&current.content, &row.change_data) {
+                    Ok(content) => content,
+                    Err(reason) => {
+                        settle_row(store, row, StagingStatus::Failed, &reason, now).await?;
+                        stats.failed += 1;
+                        continue;
+                    }
+                },
+                _ => proposed,
+            };
             if current.version != row.base_version && row.merged {
                 settle_row(
                     store,
@@ -494,7 +507,7 @@ async fn apply_chunk(
                 stats.failed += 1;
                 continue;
             }
-            if current.version != row.base_version {
+            if current.version != row.base_version && row.origin.is_none() {
                 match (row.shopify, current.needs_push()) {
                     (Some(source), _)
                         if current
@@ -532,14 +545,18 @@ async fn apply_chunk(
             if let Some(source) = row.shopify {
                 updated.shopify_updated_at = Some(source.updated_at);
             }
-            // A merge still holds local changes Shopify lacks: it stays queued for the push.
-            if !row.merged {
+            // A merge still holds local changes Shopify lacks, and a patch from elsewhere is
+            // Shopify's news still: either stays queued for the push.
+            if !row.merged && row.origin.is_none() {
                 updated.last_sync_version = updated.version;
             }
-            let source = if row.merged {
-                ChangeSource::ConflictResolution
-            } else {
-                ChangeSource::Shopify
+            if updated.xorosoft_id.is_none() {
+                updated.xorosoft_id = linked_item(row);
+            }
+            let source = match row.origin {
+                Some(origin) => origin,
+                None if row.merged => ChangeSource::ConflictResolution,
+                None => ChangeSource::Shopify,
             };
             commits.push(ProductCommit {
                 version: (!changes.is_empty()).then(|| {
@@ -606,6 +623,37 @@ async fn apply_chunk(
         }
     }
     Ok(retry)
+}
+
+/// The contribution key under which a row names the Xorosoft item it links its product to.
+pub const LINKED_ITEM: &str = "xorosoft_id";
+
+/// The Xorosoft item a row links its product to, if it does.
+fn linked_item(row: &ProductsStaging) -> Option<String> {
+    row.contributions
+        .get(LINKED_ITEM)?
+        .values()
+        .find_map(|v| v.as_str().map(str::to_owned))
+}
+
+/// `content` with the new value of every field of `changes` set, whatever it held before.
+fn patched(
+    content: &ProductContent,
+    changes: &shopsync_domain::ChangeData,
+) -> Result<ProductContent, String> {
+    let mut fields = content.to_fields();
+    for (path, change) in changes {
+        match &change.new {
+            Some(value) => {
+                fields.insert(path.clone(), value.clone());
+            }
+            None => {
+                fields.remove(path);
+            }
+        }
+    }
+    ProductContent::from_fields(&fields)
+        .map_err(|e| format!("the change no longer fits the product: {e}"))
 }
 
 /// The removal an approved delete row asks for, or `None` when there is nothing to remove

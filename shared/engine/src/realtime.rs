@@ -497,6 +497,7 @@ pub fn delete_row(
         }),
         merged: false,
         origin: None,
+        contributions: Default::default(),
     }
 }
 
@@ -600,6 +601,7 @@ async fn take_inventory_level(
             shopify: None,
             merged: false,
             origin: None,
+            contributions: Default::default(),
         };
         // Ordering first: a late, older delivery must not write. The same delivery retried
         // (after a failure below) carries the same time and passes again.

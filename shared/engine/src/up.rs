@@ -563,6 +563,7 @@ pub(crate) async fn preview_products(
             shopify: None,
             merged: false,
             origin: None,
+            contributions: Default::default(),
         });
         stats.updated += 1;
     }

@@ -247,6 +247,11 @@ impl Shop {
         self.products.len()
     }
 
+    /// The shop's locations.
+    pub fn locations(&self) -> &[SimLocation] {
+        &self.locations
+    }
+
     /// The available quantity of an inventory item at a location.
     pub fn level(&self, item: u64, location: u64) -> Option<i64> {
         let (p, v) = self.items.get(&item)?;
@@ -1202,6 +1207,8 @@ pub enum MutOut {
     VariantsBulk(Option<u64>, Vec<u64>, Vec<UserErrPublic>),
     /// inventorySetQuantities.
     InventorySet(Option<u64>, Vec<UserErrPublic>),
+    /// inventoryActivate: the (item, location) level it activated, or errors.
+    InventoryActivate(Option<(u64, u64)>, Vec<UserErrPublic>),
     /// bulkOperationRunQuery.
     BulkRun(Option<u64>, Vec<UserErrPublic>),
     /// webhookSubscriptionCreate.
@@ -1345,6 +1352,7 @@ impl Shop {
             "productUpdate" => self.product_update(args),
             "productVariantsBulkUpdate" => self.variants_bulk_update(args),
             "inventorySetQuantities" => self.inventory_set(args, idempotency_key),
+            "inventoryActivate" => Ok(self.inventory_activate(args)),
             "bulkOperationRunQuery" => Ok(self.bulk_run(host, args)),
             "webhookSubscriptionCreate" => self.subscribe(args),
             other => Err(bad_request(format!(
@@ -1851,6 +1859,68 @@ impl Shop {
         Ok(outcome)
     }
 
+    /// Stocks an item at a location (with `available`, or 0); an item stocked there already
+    /// keeps its quantity, as Shopify's does.
+    fn inventory_activate(&mut self, args: &Args<'_>) -> MutOut {
+        let fail = |code: &'static str, field: &str, message: &str| {
+            MutOut::InventoryActivate(None, public(vec![user_err(Some(code), &[field], message)]))
+        };
+        let item = args
+            .string("inventoryItemId")
+            .and_then(|v| parse_gid(&v, "InventoryItem"))
+            .filter(|item| self.items.contains_key(item));
+        let Some(item) = item else {
+            return fail(
+                "INVALID_INVENTORY_ITEM",
+                "inventoryItemId",
+                "The specified inventory item could not be found.",
+            );
+        };
+        let location = args
+            .string("locationId")
+            .and_then(|v| parse_gid(&v, "Location"))
+            .filter(|loc| self.locations.iter().any(|x| x.id == *loc));
+        let Some(location) = location else {
+            return fail(
+                "INVALID_LOCATION",
+                "locationId",
+                "The specified location could not be found.",
+            );
+        };
+        if self.level(item, location).is_none() {
+            let available = args.get("available").and_then(|v| v.as_i64()).unwrap_or(0);
+            let Some(&(product, variant)) = self.items.get(&item) else {
+                return fail(
+                    "INVALID_INVENTORY_ITEM",
+                    "inventoryItemId",
+                    "The specified inventory item could not be found.",
+                );
+            };
+            if let Some(stocked) = self
+                .products
+                .get_mut(&product)
+                .and_then(|p| p.variants.iter_mut().find(|v| v.id == variant))
+            {
+                stocked.levels.insert(location, available);
+            }
+            self.outbox
+                .push(level_event(item, location, available, Utc::now()));
+        }
+        MutOut::InventoryActivate(Some((item, location)), Vec::new())
+    }
+
+    /// Takes an item out of a location (a merchant unstocking it in the admin), so tests can
+    /// make an item that is not stocked where an import sends it.
+    pub fn unstock(&mut self, item: u64, location: u64) -> bool {
+        let Some(&(product, variant)) = self.items.get(&item) else {
+            return false;
+        };
+        self.products
+            .get_mut(&product)
+            .and_then(|p| p.variants.iter_mut().find(|v| v.id == variant))
+            .is_some_and(|v| v.levels.remove(&location).is_some())
+    }
+
     fn apply_inventory(&mut self, input: &Value) -> MutOut {
         let fail = |errors: Vec<UserErr>| MutOut::InventorySet(None, public(errors));
         let name = input
@@ -2239,6 +2309,24 @@ impl Shop {
                         "userErrors",
                         user_errors("InventorySetQuantitiesUserError", &private(errors)),
                     ),
+                ],
+            ),
+            MutOut::InventoryActivate(level, errors) => obj(
+                "InventoryActivatePayload",
+                vec![
+                    (
+                        "inventoryLevel",
+                        match level.and_then(|(item, loc)| {
+                            let (p, v) = self.items.get(&item)?;
+                            let product = self.products.get(p)?;
+                            let variant = product.variants.iter().find(|x| x.id == *v)?;
+                            Some(N::Level(product, variant, loc, *variant.levels.get(&loc)?))
+                        }) {
+                            Some(level) => Val::N(level),
+                            None => j(Value::Null),
+                        },
+                    ),
+                    ("userErrors", user_errors("UserError", &private(errors))),
                 ],
             ),
             MutOut::BulkRun(op, errors) => obj(

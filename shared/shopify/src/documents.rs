@@ -186,6 +186,19 @@ pub const INVENTORY_SET_QUANTITIES: Document = Document {
 ",
 };
 
+/// Stocks an inventory item at a location (it keeps its quantity when stocked there already).
+pub const INVENTORY_ACTIVATE: Document = Document {
+    name: "InventoryActivate",
+    mutation: true,
+    text: "mutation InventoryActivate($inventoryItemId: ID!, $locationId: ID!) {
+  inventoryActivate(inventoryItemId: $inventoryItemId, locationId: $locationId) {
+    inventoryLevel { id }
+    userErrors { field message }
+  }
+}
+",
+};
+
 /// Current levels of up to 250 inventory items (re-read after a stale compare-and-set).
 pub const INVENTORY_LEVELS: Document = Document {
     name: "InventoryLevels",
@@ -303,6 +316,7 @@ pub const ALL: &[Document] = &[
     PRODUCT_UPDATE,
     PRODUCT_VARIANTS_BULK_UPDATE,
     INVENTORY_SET_QUANTITIES,
+    INVENTORY_ACTIVATE,
     INVENTORY_LEVELS,
     INVENTORY_ITEM_PRODUCT,
     LOCATIONS,

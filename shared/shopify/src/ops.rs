@@ -851,6 +851,18 @@ struct LevelsNode {
     inventory_levels: Option<Nodes<WireLevel>>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InventoryActivateData {
+    inventory_activate: Option<InventoryActivatePayload>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InventoryActivatePayload {
+    user_errors: Vec<UserError>,
+}
+
 fn only_stale(errors: &[UserError]) -> bool {
     !errors.is_empty()
         && errors
@@ -963,6 +975,29 @@ impl AdminClient {
         }
         checkpoint.save(plan).await?;
         Ok(outcome)
+    }
+
+    /// Stocks `item` at `location` (Shopify keeps the quantity of one stocked there already),
+    /// so a quantity can be set there.
+    pub async fn inventory_activate(
+        &self,
+        item: InventoryItemId,
+        location: LocationId,
+    ) -> Result<(), ShopifyError> {
+        let data: InventoryActivateData = self
+            .execute(
+                &doc::INVENTORY_ACTIVATE,
+                json!({ "inventoryItemId": item.gid(), "locationId": location.gid() }),
+                MUTATION_COST,
+            )
+            .await?;
+        let payload = data
+            .inventory_activate
+            .ok_or_else(|| ShopifyError::Decode {
+                operation: doc::INVENTORY_ACTIVATE.name,
+                reason: "payload missing".into(),
+            })?;
+        user_errors(doc::INVENTORY_ACTIVATE.name, payload.user_errors)
     }
 
     /// Current available quantities of `items` at every location they are stocked at.

@@ -310,6 +310,20 @@ impl Record for ProductLookup {
     }
 }
 
+impl Record for shopsync_domain::ImportChunk {
+    const TABLE: Table = Table::XorosoftImportChunks;
+    fn key(&self) -> Key {
+        Key::pk_sk(self.log_id.to_string(), Scalar::N(self.chunk as i64))
+    }
+    fn attrs(&self) -> Attrs {
+        attrs([
+            ("log_id", Some(s(self.log_id))),
+            ("chunk", Some(n(self.chunk))),
+            ("expires_at", Some(Scalar::N(self.expires_at.timestamp()))),
+        ])
+    }
+}
+
 impl Record for XorosoftSyncLog {
     const TABLE: Table = Table::XorosoftSyncLogs;
     fn key(&self) -> Key {
@@ -322,6 +336,11 @@ impl Record for XorosoftSyncLog {
             ("started_at", Some(n(millis(self.started_at)))),
             ("import_file", self.import_file.as_deref().map(s)),
             ("status", Some(s(status_name(self.status)))),
+            // The version a writer read (every write sets it anew).
+            (
+                "updated_at",
+                self.updated_at.map(|at| n(at.timestamp_micros())),
+            ),
         ])
     }
 }

@@ -676,6 +676,16 @@ impl Store {
             .collect()
     }
 
+    /// Reads records by key together (consistent reads), in order (`None`: no such record).
+    pub async fn get_each<R: Record>(&self, keys: &[Key]) -> Result<Vec<Option<R>>, RepoError> {
+        self.backend
+            .get_each(R::TABLE, keys)
+            .await?
+            .iter()
+            .map(|item| item.as_ref().map(decode::<R>).transpose())
+            .collect()
+    }
+
     /// Reads a product that must exist.
     async fn product_required(&self, id: ProductId) -> Result<Product, RepoError> {
         self.product(id).await?.ok_or(RepoError::NotFound {

@@ -40,3 +40,4 @@ mod realtime_day;
 mod reconcile;
 mod steps;
 mod up_sync;
+mod xorosoft;

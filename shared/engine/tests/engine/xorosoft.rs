@@ -1,0 +1,369 @@
+//! Xorosoft imports end to end: a file in a folder becomes staged rows, versions, records and
+//! Shopify stock, once; held imports change nothing until approved; an import interrupted at
+//! every chunk boundary (and made to redo each chunk) ends as one run does.
+
+use crate::common;
+use shopsync_domain::{
+    Actor, ChangeSource, GuardRails, LocationId, OperationStatus, Product, XorosoftProduct,
+    XorosoftSyncStatus,
+};
+use shopsync_engine::blob::{Blobs, FolderBlobs};
+use shopsync_engine::sync::run_full_down;
+use shopsync_engine::xorosoft_import::{approve_import, ImportSettings, Importer, LocationMap};
+use shopsync_shopify::AdminClient;
+use shopsync_shopify_sim::SimHandle;
+use shopsync_store::item::Query;
+use shopsync_store::{Store, Table};
+
+const HEADER: &str = "StoreCode,LocationCode,ItemNumber,BasePartNumber,ItemUPC,ItemDescription,OnHandQty,AllocatedQty,AvailableQty,QtyOnPO,UnitCost,StandardUnitPrice,WholesalePrice,CurrencyCode,LastModified";
+
+fn importer_actor() -> Actor {
+    Actor::system("xorosoft-import")
+}
+
+struct Shop {
+    sim: SimHandle,
+    client: AdminClient,
+    store: Store,
+    location: LocationId,
+    products: Vec<Product>,
+    _dir: tempfile::TempDir,
+}
+
+async fn shop() -> Shop {
+    let (sim, client, store, dir) = common::setup(3, 2).await;
+    run_full_down(
+        &store,
+        &client,
+        &Actor::new("merchant").unwrap(),
+        &GuardRails::default(),
+    )
+    .await
+    .unwrap();
+    let location = sim.with_shop(|s| s.locations()[0].id);
+    let mut products: Vec<Product> = store.scan::<Product>(100, None).await.unwrap().items;
+    products.sort_by_key(|p| p.shopify_id.map(|i| i.get()));
+    Shop {
+        sim,
+        client,
+        store,
+        location: LocationId::new(location).unwrap(),
+        products,
+        _dir: dir,
+    }
+}
+
+fn settings(shop: &Shop) -> ImportSettings {
+    ImportSettings {
+        locations: LocationMap::everything_to(shop.location),
+        max_row_error_pct: 50.0,
+        ..ImportSettings::default()
+    }
+}
+
+fn importer<'a>(
+    shop: &'a Shop,
+    blobs: &'a FolderBlobs,
+    settings: &'a ImportSettings,
+    rails: &'a GuardRails,
+    actor: &'a Actor,
+) -> Importer<'a> {
+    Importer {
+        store: &shop.store,
+        client: Some(&shop.client),
+        blobs,
+        actor,
+        rails,
+        settings,
+    }
+}
+
+/// A row: store, item number, UPC, available, unit cost, retail price.
+fn row(store: &str, item: &str, upc: &str, available: i64, cost: &str, price: &str) -> String {
+    format!("{store},A-01,{item},BASE,{upc},Item,{on_hand},2,{available},0,{cost},{price},1.00,USD,11/05/2026 03:15:00 PM\n", on_hand = available + 2)
+}
+
+async fn drop_file(blobs: &FolderBlobs, key: &str, body: &str) {
+    blobs
+        .put(key, body.as_bytes().to_vec(), "text/csv")
+        .await
+        .unwrap();
+}
+
+fn sku(product: &Product, variant: usize) -> String {
+    product.content.variants[variant]
+        .sku
+        .as_ref()
+        .unwrap()
+        .as_str()
+        .to_owned()
+}
+
+fn level(shop: &Shop, product: &Product, variant: usize) -> Option<i64> {
+    let item = product.content.variants[variant].inventory_item_id.unwrap();
+    shop.sim
+        .with_shop(|s| s.level(item.get(), shop.location.get()))
+}
+
+async fn versions_by(store: &Store, product: &Product, source: ChangeSource) -> usize {
+    store
+        .product_versions(product.id, false, 100, None)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|v| v.change_source == source)
+        .count()
+}
+
+async fn records(store: &Store) -> Vec<XorosoftProduct> {
+    let mut all = Vec::new();
+    let mut next = None;
+    loop {
+        let page = store
+            .scan::<XorosoftProduct>(100, next.as_ref())
+            .await
+            .unwrap();
+        all.extend(page.items);
+        match page.next {
+            Some(n) => next = Some(n),
+            None => return all,
+        }
+    }
+}
+
+on_both_stores! {
+    async fn a_stock_file_is_linked_staged_applied_pushed_and_archived_once() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let (first, second) = (&shop.products[0], &shop.products[1]);
+        let barcode = first.content.variants[1].barcode.clone().unwrap();
+        // By SKU written another way (case and a space for a hyphen), in two stores that
+        // share a location (their stock adds up); by barcode; one unknown; one broken.
+        let file = format!(
+            "{HEADER}\n{}{}{}{}{}MAIN,A-01,TEE-9,BASE,1.23457E+11,Broken,1,0,1,0,1.00,2.00,1.00,USD,11/05/2026 03:15:00 PM\n",
+            row("MAIN", &sku(first, 0).to_lowercase().replacen('-', " ", 1), "", 120, "4.10", "19.99"),
+            row("OUTLET", &sku(first, 0), "", 30, "4.10", "19.99"),
+            row("MAIN", "ERP-ONLY-1", &barcode, 77, "3.00", "9.99"),
+            row("MAIN", &sku(second, 1), "", 5, "2.50", "9.99"),
+            row("MAIN", "NOT-IN-SHOPIFY", "", 9, "1.00", "2.00"),
+        );
+        let key = "xorosoft/inbound/stock/day1.csv";
+        drop_file(&blobs, key, &file).await;
+        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
+        let log = importer(&shop, &blobs, &settings, &rails, &actor)
+            .run(key, None, false)
+            .await
+            .unwrap();
+        assert_eq!(log.status, XorosoftSyncStatus::CompletedWithErrors, "{log:?}");
+        let stats = log.statistics;
+        assert_eq!((stats.rows_valid, stats.rows_invalid), (5, 1), "{stats:?}");
+        assert_eq!((stats.matched, stats.unmatched, stats.ambiguous), (4, 1, 0), "{stats:?}");
+        assert_eq!(stats.pushed, 3, "three stock levels changed: {stats:?}");
+        assert_eq!(stats.push_failed, 0);
+
+        // Local: the stock of both stores at their shared location, a Xorosoft version each.
+        let first_now = shop.store.product(first.id).await.unwrap().unwrap();
+        let stock = |p: &Product, v: usize| p.content.variants[v].inventory.get(&shop.location).map(|q| q.0);
+        assert_eq!(stock(&first_now, 0), Some(150));
+        assert_eq!(stock(&first_now, 1), Some(77));
+        assert_eq!(first_now.content.variants[0].cost.map(|c| c.to_string()), Some("4.10".into()));
+        assert_eq!(versions_by(&shop.store, first, ChangeSource::Xorosoft).await, 1);
+        assert!(first_now.xorosoft_id.is_some(), "a new link sets xorosoft_id");
+        assert!(first_now.stock_synced_at.is_some());
+        assert_eq!(first_now.last_sync_version, first_now.version, "everything it changed was confirmed");
+        // Shopify: the same levels.
+        assert_eq!(level(&shop, &first_now, 0), Some(150));
+        assert_eq!(level(&shop, &first_now, 1), Some(77));
+        let second_now = shop.store.product(second.id).await.unwrap().unwrap();
+        assert_eq!(level(&shop, &second_now, 1), Some(5));
+        // Records: one per (item, store); unmatched rows are kept too, unlinked.
+        let kept = records(&shop.store).await;
+        assert_eq!(kept.len(), 5, "{kept:#?}");
+        let outlet = kept.iter().find(|r| r.warehouse_code == "OUTLET").unwrap();
+        assert_eq!((outlet.stock_available.0, outlet.stock_on_hand.0), (30, 32));
+        assert_eq!(outlet.product_id, Some(first.id));
+        assert!(kept.iter().any(|r| r.xorosoft_id == "NOT-IN-SHOPIFY" && r.product_id.is_none()));
+        // Files: archived, reported, gone from the inbound folder.
+        assert!(blobs.head(key).await.unwrap().is_none());
+        let report = std::fs::read_to_string(folder.path().join(log.errors_report.as_ref().unwrap().trim_start_matches("local/"))).unwrap();
+        assert!(report.contains("1.23457E+11"), "{report}");
+        assert!(report.contains("NOT-IN-SHOPIFY"), "{report}");
+        let archived = log.archive_file.as_ref().unwrap().trim_start_matches("local/").to_owned();
+        assert_eq!(std::fs::read_to_string(folder.path().join(&archived)).unwrap(), file);
+
+        // The same object again: a duplicate, nothing changed.
+        drop_file(&blobs, key, &file).await;
+        let again = importer(&shop, &blobs, &settings, &rails, &actor)
+            .run(key, None, false)
+            .await
+            .unwrap();
+        assert_eq!(again.status, XorosoftSyncStatus::Duplicate);
+        assert_eq!(again.duplicate_of, Some(log.id));
+        assert_eq!(versions_by(&shop.store, first, ChangeSource::Xorosoft).await, 1);
+        // A link made by SKU or barcode is found by Xorosoft id next time.
+        let lookups = shop
+            .store
+            .lookups_of(&[shopsync_store::records::ProductLookup::xorosoft_key("ERP-ONLY-1")])
+            .await
+            .unwrap();
+        assert_eq!(lookups[0].len(), 1);
+        assert_eq!(lookups[0][0].product_id, first.id);
+    }
+}
+
+on_both_stores! {
+    async fn a_price_change_waits_for_review_and_changes_nothing_until_approved() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let product = &shop.products[2];
+        let file = format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 4, "2.00", "123.45"));
+        let key = "xorosoft/inbound/price/prices.csv";
+        drop_file(&blobs, key, &file).await;
+        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
+        let run = importer(&shop, &blobs, &settings, &rails, &actor);
+        let held = run.run(key, None, false).await.unwrap();
+        assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval);
+        assert!(held.status_reason.as_deref().unwrap_or("").contains("price"), "{held:?}");
+        let operation = held.operation_id.unwrap();
+        let unchanged = shop.store.product(product.id).await.unwrap().unwrap();
+        assert_eq!(unchanged.version, product.version, "a held import changed no product");
+        assert!(records(&shop.store).await.is_empty(), "nor any record");
+        let variant_id = product.content.variants[0].shopify_id.unwrap().get();
+        let shopify_price = || shop.sim.with_shop(|s| {
+            s.products().flat_map(|p| p.variants.iter()).find(|v| v.id == variant_id).map(|v| v.price.clone())
+        });
+        assert_ne!(shopify_price().as_deref(), Some("123.45"));
+
+        let approved = approve_import(&shop.store, operation, &Actor::new("reviewer").unwrap()).await.unwrap();
+        assert_eq!(approved.status, OperationStatus::InProgress);
+        let done = run.run_operation(operation).await.unwrap();
+        assert_eq!(done.status, XorosoftSyncStatus::Completed, "{done:?}");
+        let applied = shop.store.product(product.id).await.unwrap().unwrap();
+        assert_eq!(applied.content.variants[0].price.to_string(), "123.45");
+        assert_eq!(shopify_price().as_deref(), Some("123.45"));
+        assert_eq!(records(&shop.store).await.len(), 1);
+    }
+}
+
+on_both_stores! {
+    async fn a_snapshot_lacking_items_of_its_store_is_held_and_reports_them_missing() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let skus: Vec<String> = shop.products.iter().flat_map(|p| (0..2).map(move |v| sku(p, v))).collect();
+        let full: String = skus.iter().map(|s| row("MAIN", s, "", 10, "1.00", "5.00")).collect();
+        drop_file(&blobs, "xorosoft/inbound/stock/monday.csv", &format!("{HEADER}\n{full}")).await;
+        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
+        let run = importer(&shop, &blobs, &settings, &rails, &actor);
+        let monday = run.run("xorosoft/inbound/stock/monday.csv", None, false).await.unwrap();
+        assert_eq!(monday.status, XorosoftSyncStatus::Completed, "{monday:?}");
+        // Tuesday's file lacks half of Monday's items: held, and they are not zeroed.
+        let half: String = skus[..3].iter().map(|s| row("MAIN", s, "", 11, "1.00", "5.00")).collect();
+        drop_file(&blobs, "xorosoft/inbound/stock/tuesday.csv", &format!("{HEADER}\n{half}")).await;
+        let tuesday = run.run("xorosoft/inbound/stock/tuesday.csv", None, false).await.unwrap();
+        assert_eq!(tuesday.status, XorosoftSyncStatus::AwaitingApproval, "{tuesday:?}");
+        assert_eq!(tuesday.statistics.missing, 3);
+        assert!(tuesday.status_reason.as_deref().unwrap_or("").contains("lacks 3 of the 6"), "{tuesday:?}");
+        let last = &shop.products[2];
+        let now = shop.store.product(last.id).await.unwrap().unwrap();
+        assert_eq!(now.content.variants[1].inventory.get(&shop.location).map(|q| q.0), Some(10));
+    }
+}
+
+/// Runs an import one piece of work at a time and, after each, puts its operation back as it
+/// was before that piece (a worker that did the work and died before saving where it
+/// was), then runs the piece again: every chunk is read, staged and pushed twice.
+async fn run_interrupted(
+    run: &Importer<'_>,
+    store: &Store,
+    key: &str,
+) -> shopsync_domain::XorosoftSyncLog {
+    let begun = run.begin(key, None, false).await.unwrap();
+    let shopsync_engine::xorosoft_import::Begun::Import { operation, .. } = begun else {
+        panic!("not begun: {begun:?}");
+    };
+    let mut pieces = 0;
+    loop {
+        let before = shopsync_engine::steps::load_operation(store, operation)
+            .await
+            .unwrap();
+        let (_, more) = run
+            .advance(operation, Some(std::time::Instant::now()))
+            .await
+            .unwrap();
+        if !more {
+            break;
+        }
+        // The piece is done again from where it began.
+        store.put_all(std::slice::from_ref(&before)).await.unwrap();
+        let (_, more) = run
+            .advance(operation, Some(std::time::Instant::now()))
+            .await
+            .unwrap();
+        pieces += 1;
+        assert!(pieces < 500, "the import does not end");
+        if !more {
+            break;
+        }
+    }
+    assert!(pieces > 6, "one piece per chunk at least: {pieces}");
+    shopsync_engine::xorosoft_import::load_log(
+        store,
+        shopsync_engine::steps::load_operation(store, operation)
+            .await
+            .unwrap()
+            .xorosoft_log_id
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+on_both_stores! {
+    async fn an_import_interrupted_at_every_chunk_boundary_loses_and_doubles_nothing() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let mut body = format!("{HEADER}\n");
+        for (index, product) in shop.products.iter().enumerate() {
+            for variant in 0..2 {
+                body.push_str(&row("MAIN", &sku(product, variant), "", 200 + (index * 2 + variant) as i64, "1.00", "5.00"));
+            }
+        }
+        // A repeated item: both its rows are refused, wherever the chunks cut.
+        body.push_str(&row("MAIN", &sku(&shop.products[0], 0), "", 999, "1.00", "5.00"));
+        body.push_str("MAIN,A-01,\"CUT");
+        let key = "xorosoft/inbound/stock/interrupted.csv";
+        drop_file(&blobs, key, &body).await;
+        let settings = ImportSettings { chunk_rows: 1, ..settings(&shop) };
+        let (rails, actor) = (GuardRails::default(), importer_actor());
+        let run = importer(&shop, &blobs, &settings, &rails, &actor);
+        let log = run_interrupted(&run, &shop.store, key).await;
+        assert_eq!(log.status, XorosoftSyncStatus::CompletedWithErrors, "{log:?}");
+        let stats = log.statistics;
+        assert_eq!((stats.rows_valid, stats.rows_invalid, stats.duplicates), (6, 2, 1), "{stats:?}");
+        assert_eq!(stats.pushed, 5, "{stats:?}");
+        for (index, product) in shop.products.iter().enumerate() {
+            let now = shop.store.product(product.id).await.unwrap().unwrap();
+            assert_eq!(versions_by(&shop.store, product, ChangeSource::Xorosoft).await, 1, "one version per product");
+            for variant in 0..2 {
+                let expected = if index == 0 && variant == 0 {
+                    product.content.variants[0].inventory.get(&shop.location).map(|q| q.0)
+                } else {
+                    Some(200 + (index * 2 + variant) as i64)
+                };
+                assert_eq!(now.content.variants[variant].inventory.get(&shop.location).map(|q| q.0), expected);
+                assert_eq!(level(&shop, &now, variant), expected, "Shopify holds it once");
+            }
+        }
+        let chunks: Vec<shopsync_domain::ImportChunk> = shop
+            .store
+            .query_all(Query::new(Table::XorosoftImportChunks, None, log.id.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(chunks.iter().map(|c| c.items.len() + c.errors.len()).sum::<usize>(), 8);
+    }
+}
