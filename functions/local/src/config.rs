@@ -56,6 +56,11 @@ impl StoreArgs {
         })
     }
 
+    /// The data directory (the embedded store's, and where local files go).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data
+    }
+
     /// A one-line description for operators.
     pub fn describe(&self) -> String {
         match self.kind() {

@@ -4,12 +4,14 @@
 static ALLOCATOR: shopsync_alloc::MiMalloc = shopsync_alloc::MiMalloc;
 
 mod bench;
+mod import;
 mod progress;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 mod config;
 mod serve;
+mod watch;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -75,6 +77,11 @@ enum Command {
         /// Plan and stage only; apply nothing (up: stage what would be pushed, send nothing).
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Import a file (a Xorosoft stock, price or full file) and print its log.
+    Import {
+        #[command(subcommand)]
+        source: import::ImportSource,
     },
     /// Approve or reject an operation that waits for approval.
     Operation {
@@ -241,12 +248,13 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         );
     // `sync` draws a progress line from the engine's progress events.
-    let progress = matches!(cli.command, Command::Sync { .. }).then(|| {
-        progress::ProgressLine.with_filter(
-            tracing_subscriber::filter::Targets::new()
-                .with_target("shopsync::progress", tracing::Level::INFO),
-        )
-    });
+    let progress =
+        matches!(cli.command, Command::Sync { .. } | Command::Import { .. }).then(|| {
+            progress::ProgressLine.with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("shopsync::progress", tracing::Level::INFO),
+            )
+        });
     tracing_subscriber::registry()
         .with(logs)
         .with(progress)
@@ -262,6 +270,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Import { source } => import::run(source).await,
         Command::Serve(args) => {
             serve::serve(args).await?;
             Ok(ExitCode::SUCCESS)
@@ -288,15 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
             let backend = store.open().await.context("opening the store")?;
-            let report = migrate(backend.as_ref(), MigrateOptions::default()).await;
-            if let Ok(report) = &report {
-                if !report.drift.is_empty() {
-                    anyhow::bail!(
-                        "the tables differ from their definitions: run `shopsync migrate`"
-                    );
-                }
-            }
-            report.context("preparing the tables")?;
+            prepare_tables(backend.as_ref()).await?;
             let target = shopify.connect(None).await?;
             println!(
                 "shopsync sync: {} <- {}",
@@ -429,6 +430,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             use shopsync_engine::plan;
             let operation = match &action {
+                OperationAction::Approve { rows, shopify, .. }
+                    if shopsync_engine::steps::load_operation(&repo, id)
+                        .await?
+                        .xorosoft_log_id
+                        .is_some() =>
+                {
+                    if !rows.is_empty() {
+                        eprintln!("error: an import is approved whole: drop --rows");
+                        return Ok(ExitCode::from(EXIT_USAGE));
+                    }
+                    shopsync_engine::xorosoft_import::approve_import(&repo, id, &actor).await?;
+                    let target = shopify.connect(None).await?;
+                    let mut settings = import::settings_from_env()?;
+                    if let Some(line) = import::default_locations(
+                        &mut settings,
+                        &target.client,
+                        target._simulator.is_some(),
+                    )
+                    .await?
+                    {
+                        eprintln!("{line}");
+                    }
+                    let rails = rails_from_env()?;
+                    let blobs = shopsync_engine::blob::FolderBlobs::new(store.data_dir(), "local");
+                    let log = shopsync_engine::xorosoft_import::Importer {
+                        store: &repo,
+                        client: Some(&target.client),
+                        blobs: &blobs,
+                        actor: &actor,
+                        rails: &rails,
+                        settings: &settings,
+                    }
+                    .run_operation(id)
+                    .await?;
+                    println!(
+                        "import {} {}",
+                        log.id,
+                        shopsync_domain::status::status_name(log.status)
+                    );
+                    shopsync_engine::steps::load_operation(&repo, id).await?
+                }
                 OperationAction::Approve { rows, shopify, .. } => {
                     let approved = if rows.is_empty() {
                         plan::approve_operation(&repo, id, &actor).await?
@@ -447,13 +489,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
                 OperationAction::Reject { rows, reason, .. } if rows.is_empty() => {
-                    plan::reject_operation(&repo, id, &actor, reason).await?
+                    let rejected = plan::reject_operation(&repo, id, &actor, reason).await?;
+                    shopsync_engine::xorosoft_import::reject_import(&repo, &rejected).await?;
+                    rejected
                 }
                 OperationAction::Reject { rows, reason, .. } => {
                     plan::reject_rows(&repo, id, &row_ids(rows)?, &actor, reason).await?
                 }
                 OperationAction::Cancel { reason, .. } => {
-                    plan::cancel_operation(&repo, id, &actor, reason).await?
+                    let cancelled = plan::cancel_operation(&repo, id, &actor, reason).await?;
+                    shopsync_engine::xorosoft_import::reject_import(&repo, &cancelled).await?;
+                    cancelled
                 }
                 OperationAction::Resume { shopify, .. } => {
                     plan::resume_operation(&repo, id, &actor).await?;
@@ -600,6 +646,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Creates missing tables (a fresh data directory works at once); tables that differ from
+/// their definitions stop the command with the way out.
+pub(crate) async fn prepare_tables(backend: &dyn shopsync_store::ItemStore) -> anyhow::Result<()> {
+    let report = migrate(backend, MigrateOptions::default()).await;
+    if let Ok(report) = &report {
+        if !report.drift.is_empty() {
+            anyhow::bail!("the tables differ from their definitions: run `shopsync migrate`");
+        }
+    }
+    report.context("preparing the tables")?;
+    Ok(())
 }
 
 /// The guard rails from the environment (`SHOPSYNC_REQUIRE_APPROVAL`, `SHOPSYNC_RAIL_*`):

@@ -1,4 +1,4 @@
-//! The progress line of `shopsync sync`: the engine reports progress as `shopsync::progress`
+//! The progress line of `shopsync sync` and `shopsync import`: the engine reports progress as `shopsync::progress`
 //! events (phase, done, total); this layer draws them on one stderr line.
 
 use std::io::Write;
@@ -13,6 +13,7 @@ pub struct ProgressLine;
 #[derive(Default)]
 struct Fields {
     phase: String,
+    unit: String,
     done: u64,
     total: u64,
 }
@@ -27,8 +28,10 @@ impl Visit for Fields {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "phase" {
-            self.phase = value.to_owned();
+        match field.name() {
+            "phase" => self.phase = value.to_owned(),
+            "unit" => self.unit = value.to_owned(),
+            _ => {}
         }
     }
 
@@ -39,14 +42,17 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProgressLine {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
+        if fields.unit.is_empty() {
+            fields.unit = "products".into();
+        }
         let line = if fields.total > 0 {
             let share = fields.done as f64 * 100.0 / fields.total as f64;
             format!(
-                "{}: {} of {} products ({share:.0}%)",
-                fields.phase, fields.done, fields.total
+                "{}: {} of {} {} ({share:.0}%)",
+                fields.phase, fields.done, fields.total, fields.unit
             )
         } else {
-            format!("{}: {} products", fields.phase, fields.done)
+            format!("{}: {} {}", fields.phase, fields.done, fields.unit)
         };
         let mut err = std::io::stderr().lock();
         let _ = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use shopsync_domain::{Actor, Product, ProductId, ShopifyProductId, SyncConflict, SyncOperation};
+use shopsync_domain::{
+    Actor, Product, ProductId, ShopifyProductId, SyncConflict, SyncOperation, XorosoftSyncLog,
+};
 use shopsync_engine::intake::WebhookIntake;
 use shopsync_engine::jobs::{Job, JobMessage, JobOutcome, JobQueue, QueueError, Worker};
 use shopsync_engine::ledger::StoreLedger;
@@ -148,12 +150,36 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     // The job queue (kept in the store), its worker, and the scheduler.
     let queue = Arc::new(StoreQueue::new(store.clone(), DEFAULT_VISIBILITY));
+    // Xorosoft files: dropped into DATA/xorosoft/inbound/, archived and reported beside it.
+    let data = args.store.data_dir().to_path_buf();
+    crate::watch::prepare(&data).context("creating the Xorosoft inbound folders")?;
+    let mut import_settings = crate::import::settings_from_env()?;
+    let locations = crate::import::default_locations(
+        &mut import_settings,
+        &target.client,
+        target._simulator.is_some(),
+    )
+    .await?;
+    let blobs: Arc<dyn shopsync_engine::blob::Blobs> =
+        Arc::new(shopsync_engine::blob::FolderBlobs::new(&data, "local"));
+    println!(
+        "  xorosoft: drop files into {}/{{stock,price,full}}/; archive, reports and exports under {}",
+        data.join("xorosoft/inbound").display(),
+        data.join("xorosoft").display()
+    );
+    if let Some(line) = locations {
+        println!("  {line}");
+    }
     let worker = Arc::new(Worker {
         store: store.clone(),
         client: target.client.clone(),
         actor: actor.clone(),
         rails: rails.clone(),
         continuation: Some(queue.clone()),
+        imports: Some(Arc::new(shopsync_engine::jobs::ImportHost {
+            blobs,
+            settings: import_settings,
+        })),
     });
     // Jobs this host held when it stopped (a crash, a kill) go again: their claims belonged
     // to a process that is gone.
@@ -195,6 +221,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     tokio::spawn(expire_records(app.store.clone()));
+    tokio::spawn(crate::watch::watch(data.clone(), queue.clone()));
     // A fresh store starts from Shopify's catalog (unless a job this host held when it
     // stopped, such as that first sync, is still queued: it goes on instead).
     let empty = app
@@ -247,6 +274,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .route("/api/v1/operations/{id}", get(operation))
         // `{id}` and `{id}/versions`, where a GID may come with its slashes unencoded.
         .route("/api/v1/products/{*path}", get(product_route))
+        .route("/api/v1/xorosoft/imports", get(imports))
+        .route("/api/v1/xorosoft/imports/{id}", get(import))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app);
@@ -586,6 +615,73 @@ async fn operation(
         }
         (Err(e), _, _) | (_, _, Err(e)) => internal(e).into_response(),
         (_, Err(e), _) => internal(e).into_response(),
+    }
+}
+
+/// Xorosoft imports, newest first, paged like operations.
+async fn imports(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    params: Result<UrlQuery<PageParams>, QueryRejection>,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers) {
+        return r.into_response();
+    }
+    let (limit, after) = match requested_page(params) {
+        Ok(page) => page,
+        Err(r) => return r.into_response(),
+    };
+    let mut query = Query::new(Table::XorosoftSyncLogs, Some("by_started"), "import");
+    query.ascending = false;
+    query.limit = limit;
+    query.start = after;
+    match app.store.query::<XorosoftSyncLog>(query).await {
+        Ok(page) => Json(json!({ "imports": page.items, "next": page.next })).into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// One import: its log record, the file's row errors and its operation.
+async fn import(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers) {
+        return r.into_response();
+    }
+    let Ok(log_id) = id.parse::<shopsync_domain::XorosoftLogId>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            format!("`{id}` is not an import id (a UUID)"),
+        );
+    };
+    let log = match app
+        .store
+        .get::<XorosoftSyncLog>(&Key::pk(log_id.to_string()))
+        .await
+    {
+        Ok(Some(log)) => log,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no import {log_id}"),
+            )
+        }
+        Err(e) => return internal(e).into_response(),
+    };
+    // A duplicate's rows are its first import's.
+    let rows_of = log.duplicate_of.unwrap_or(log.id);
+    match shopsync_engine::xorosoft_import::row_errors(&app.store, rows_of).await {
+        Ok(errors) => Json(json!({
+            "import": log,
+            "row_errors": errors,
+            "operation_id": log.operation_id,
+        }))
+        .into_response(),
+        Err(e) => internal(e).into_response(),
     }
 }
 

@@ -50,6 +50,7 @@ async fn a_batch_answers_with_only_the_failed_message_ids() {
         actor: Actor::new("system:worker").unwrap(),
         rails: GuardRails::default(),
         continuation: None,
+        imports: None,
     };
     let sync = JobMessage::new(Job::FullDown, chrono::Utc::now()).encode();
     let sqs = event(&[

@@ -454,6 +454,9 @@ pub struct ImportRowError {
     pub value: String,
     /// Why.
     pub reason: String,
+    /// The row's StoreCode, where it was read (a valid row withdrawn afterwards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_code: Option<String>,
 }
 
 /// A run of an import file's rows, read and linked, kept until the import is applied

@@ -46,6 +46,17 @@ pub enum Job {
         /// The step number.
         step: u32,
     },
+    /// Import the file at `key` in the host's file store (a file dropped into a watched
+    /// folder).
+    ImportFile {
+        /// The object's key.
+        key: String,
+    },
+    /// Go on with a Xorosoft import (its next piece of work, after a deadline or approval).
+    Import {
+        /// The import's operation.
+        operation: OperationId,
+    },
     /// Apply rows staged by the realtime path (webhooks).
     ApplyRows {
         /// The operation the rows belong to.
@@ -60,6 +71,7 @@ impl Job {
     pub fn operation(&self) -> Option<OperationId> {
         match self {
             Job::ApplyOperation { operation }
+            | Job::Import { operation }
             | Job::ApplyRows { operation, .. }
             | Job::Step { operation, .. } => Some(*operation),
             _ => None,
@@ -291,6 +303,34 @@ pub struct Worker {
     /// Where the next step of a long operation goes when a step reaches its deadline (`None`:
     /// steps run one after another in this process, whatever the deadline).
     pub continuation: Option<std::sync::Arc<dyn JobQueue>>,
+    /// Where import files are and how imports run (`None`: this worker runs no import; an
+    /// approved one is handed on as an [`Job::Import`] to `import_queue`).
+    pub imports: Option<std::sync::Arc<ImportHost>>,
+}
+
+/// What running Xorosoft imports needs besides the store and Shopify.
+pub struct ImportHost {
+    /// Where the files are.
+    pub blobs: std::sync::Arc<dyn crate::blob::Blobs>,
+    /// How they are read, judged and pushed.
+    pub settings: crate::xorosoft_import::ImportSettings,
+}
+
+/// A continuation of an import, with an id of its own: the piece of work it goes on with
+/// (the operation's `updated_at`), so a continuation sent twice for one piece runs once.
+pub fn import_message(operation: &SyncOperation) -> JobMessage {
+    let mut message = JobMessage::new(
+        Job::Import {
+            operation: operation.operation_uuid,
+        },
+        Utc::now(),
+    );
+    message.id = format!(
+        "{}:import:{}",
+        operation.operation_uuid,
+        operation.updated_at.timestamp_micros()
+    );
+    message
 }
 
 /// The id of the operation a job's message opens: derived from the message id, so every
@@ -509,6 +549,43 @@ impl Worker {
                 return self.continue_from(*operation, *step, deadline).await;
             }
             Job::Up => return self.start(SyncKind::Up, deadline, id).await,
+            Job::ApplyOperation { operation }
+                if crate::steps::load_operation(&self.store, *operation)
+                    .await?
+                    .xorosoft_log_id
+                    .is_some() =>
+            {
+                crate::xorosoft_import::approve_import(&self.store, *operation, &self.actor)
+                    .await?;
+                return self.continue_import(*operation, deadline).await;
+            }
+            Job::Import { operation } => {
+                return self.continue_import(*operation, deadline).await;
+            }
+            Job::ImportFile { key } => {
+                let Some(host) = &self.imports else {
+                    return Err(EngineError::Refused(format!(
+                        "{key}: this worker runs no imports (it has no file store)"
+                    )));
+                };
+                let importer = crate::xorosoft_import::Importer {
+                    store: &self.store,
+                    client: Some(&self.client),
+                    blobs: host.blobs.as_ref(),
+                    actor: &self.actor,
+                    rails: &self.rails,
+                    settings: &host.settings,
+                };
+                return match importer.begin(key, None, false).await {
+                    Ok(crate::xorosoft_import::Begun::Import { operation, .. }) => {
+                        self.continue_import(operation, deadline).await
+                    }
+                    Ok(_) => Ok(None),
+                    // Gone meanwhile (imported and archived by another delivery).
+                    Err(EngineError::Blob(crate::blob::BlobError::NotFound(_))) => Ok(None),
+                    Err(e) => Err(e),
+                };
+            }
             Job::ApplyOperation { operation } => {
                 let approved =
                     crate::plan::approve_operation(&self.store, *operation, &self.actor).await?;
@@ -525,6 +602,43 @@ impl Worker {
             }
         };
         op.map(Some)
+    }
+
+    /// Goes on with an import until it ends or `deadline` passes, then hands the rest on
+    /// (as a [`Job::Import`] on the continuation queue).
+    async fn continue_import(
+        &self,
+        operation: OperationId,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<SyncOperation>, EngineError> {
+        let Some(host) = &self.imports else {
+            return Err(EngineError::Refused(format!(
+                "operation {operation} is an import and this worker runs no imports (it has no file store)"
+            )));
+        };
+        let importer = crate::xorosoft_import::Importer {
+            store: &self.store,
+            client: Some(&self.client),
+            blobs: host.blobs.as_ref(),
+            actor: &self.actor,
+            rails: &self.rails,
+            settings: &host.settings,
+        };
+        let deadline = match (&self.continuation, deadline) {
+            (Some(_), Some(deadline)) => Some(deadline),
+            _ => None,
+        };
+        let (_, more) = importer.advance(operation, deadline).await?;
+        let current = crate::steps::load_operation(&self.store, operation).await?;
+        if more {
+            if let Some(queue) = &self.continuation {
+                queue
+                    .send(vec![import_message(&current)])
+                    .await
+                    .map_err(|e| EngineError::Queue(e.0))?;
+            }
+        }
+        Ok(Some(current))
     }
 
     /// Runs a batch of deliveries one by one and names the messages to redeliver: those that

@@ -1306,7 +1306,7 @@ pub async fn resume_operation(
             shopsync_domain::status::status_name(operation.status)
         )));
     }
-    if crate::steps::Checkpoint::of(&operation).is_none() {
+    if crate::steps::Checkpoint::of(&operation).is_none() && operation.xorosoft_log_id.is_none() {
         return Err(invalid(format!(
             "operation {id} has no checkpoint to resume from; start a new sync instead"
         )));

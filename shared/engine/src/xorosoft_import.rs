@@ -42,6 +42,10 @@ use shopsync_xorosoft::{Options, Reader, ResumePoint, SeenItems, XorosoftRow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
+/// Applied rows pushed together: a page's stock goes out in inventory plans of up to 250
+/// levels a call.
+const PUSH_PAGE: usize = 250;
+
 /// Rows kept per chunk: small enough for one DynamoDB item (400 KB), large enough that a
 /// million-row file is two thousand of them.
 pub const CHUNK_ROWS: usize = 500;
@@ -287,10 +291,10 @@ enum ImportPhase {
     Judge,
     /// Applying the rows and records.
     Apply,
-    /// Pushing applied rows from `after` (a page of the operation's rows at a time); `plan`:
-    /// the stock plan of the page being pushed, saved before each send.
+    /// Pushing the applied rows from the `next`-th on (in row id order, a page at a time);
+    /// `plan`: the stock plan of the page being pushed, saved before each send.
     Push {
-        after: Option<shopsync_store::PageToken>,
+        next: u64,
         plan: Option<InventoryPlan>,
     },
     /// Export (a full file) and final status.
@@ -370,6 +374,9 @@ pub enum Begun {
     },
     /// Nothing to run: the file was refused, or is a duplicate (its log says which).
     Settled(Box<XorosoftSyncLog>),
+    /// The import of this object is running elsewhere (its operation's lease has not run
+    /// out); try again later to take it over if that worker is gone.
+    Busy(Box<XorosoftSyncLog>),
 }
 
 /// Runs imports.
@@ -514,6 +521,13 @@ impl Importer<'_> {
                 }
                 log = first;
                 if let Some(operation) = log.operation_id {
+                    let running = crate::steps::load_operation(self.store, operation).await?;
+                    let held = running.status == OperationStatus::InProgress
+                        && running.lease_expires_at.is_some_and(|until| until > now);
+                    if held {
+                        // Another worker imports it now (its lease runs): left to it.
+                        return Ok(Begun::Busy(Box::new(log)));
+                    }
                     return Ok(Begun::Import {
                         log: Box::new(log),
                         operation,
@@ -610,6 +624,8 @@ impl Importer<'_> {
             )));
         };
         let past = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
+        // The ids of the staged rows, read once a call when a phase needs them.
+        let mut staged: Option<Vec<StagingId>> = None;
         loop {
             let began = Instant::now();
             let stage = match &checkpoint.phase {
@@ -626,7 +642,7 @@ impl Importer<'_> {
                         .await?
                 }
                 ImportPhase::Missing => {
-                    self.find_missing(&op, &mut checkpoint).await?;
+                    self.find_missing(&mut checkpoint).await?;
                     checkpoint.phase = ImportPhase::Stage { chunk: 0 };
                     true
                 }
@@ -648,13 +664,17 @@ impl Importer<'_> {
                 ImportPhase::Apply => {
                     self.apply(&mut op, &mut checkpoint).await?;
                     checkpoint.phase = ImportPhase::Push {
-                        after: None,
+                        next: 0,
                         plan: None,
                     };
                     true
                 }
-                ImportPhase::Push { after, plan } => {
-                    self.push(&mut op, &mut checkpoint, after, plan, deadline)
+                ImportPhase::Push { next, plan } => {
+                    if staged.is_none() {
+                        staged = Some(self.staged_rows(&op, &checkpoint).await?);
+                    }
+                    let rows = staged.as_deref().unwrap_or_default();
+                    self.push(&mut op, &mut checkpoint, rows, next, plan, deadline)
                         .await?
                 }
                 ImportPhase::Finish => {
@@ -680,7 +700,7 @@ impl Importer<'_> {
         dry_run: bool,
     ) -> Result<XorosoftSyncLog, EngineError> {
         match self.begin(key, sync_type, dry_run).await? {
-            Begun::Settled(log) => Ok(*log),
+            Begun::Settled(log) | Begun::Busy(log) => Ok(*log),
             Begun::Import { operation, .. } => self.run_operation(operation).await,
         }
     }
@@ -700,17 +720,38 @@ impl Importer<'_> {
         }
     }
 
+    /// Stores the checkpoint, if the operation is still as this worker last saw it (its
+    /// status and `updated_at`): a worker that was taken over stops here.
     async fn save_checkpoint(
         &self,
         op: &SyncOperation,
         checkpoint: &ImportCheckpoint,
     ) -> Result<SyncOperation, EngineError> {
+        use shopsync_store::item::{Condition, Scalar};
         let mut next = op.clone();
         next.checkpoint = serde_json::to_value(checkpoint).ok();
-        next.updated_at = Utc::now();
+        // Strictly later, so the next save's condition tells this one from the last.
+        next.updated_at = Utc::now().max(op.updated_at + chrono::Duration::milliseconds(1));
         next.lease_expires_at = Some(next.updated_at + crate::steps::lease());
-        save(self.store, &next, op).await?;
-        Ok(next)
+        let condition = Condition::And(vec![
+            Condition::Eq(
+                "status",
+                Scalar::from(shopsync_domain::status::status_name(op.status).as_str()),
+            ),
+            Condition::Eq(
+                "updated_at",
+                Scalar::N(shopsync_store::records::millis(op.updated_at)),
+            ),
+        ]);
+        match self.store.replace_if(&next, condition).await {
+            Ok(()) => Ok(next),
+            Err(shopsync_store::ReplaceError::Changed(current)) => Err(invalid(format!(
+                "import operation {} changed under this worker (now {}): another worker took it over, or it was cancelled",
+                current.operation_uuid,
+                shopsync_domain::status::status_name(current.status)
+            ))),
+            Err(shopsync_store::ReplaceError::Repo(e)) => Err(e.into()),
+        }
     }
 
     // ------------------------------------------------------------ parse
@@ -835,6 +876,7 @@ impl Importer<'_> {
                     column: e.column,
                     value: e.value,
                     reason: e.reason,
+                    store_code: None,
                 })
                 .collect(),
             missing: Vec::new(),
@@ -842,6 +884,12 @@ impl Importer<'_> {
         };
         self.store.put_all(std::slice::from_ref(&chunk)).await?;
         add_stats(&mut checkpoint.stats, &stats);
+        progress(
+            op,
+            "read",
+            checkpoint.stats.rows_valid + checkpoint.stats.rows_invalid,
+            None,
+        );
         checkpoint.withdrawn.extend(read.repeated_first_lines);
         checkpoint.fallbacks += read.fallbacks;
         checkpoint.chunks = checkpoint.chunks.max(number + 1);
@@ -852,7 +900,6 @@ impl Importer<'_> {
             },
             None => ImportPhase::Missing,
         };
-        let _ = op;
         Ok(())
     }
 
@@ -961,12 +1008,9 @@ impl Importer<'_> {
 
     /// Counts, per StoreCode of a stock or full file, the items its previous snapshot had
     /// and this file lacks, and keeps them (for the report and to mark them on apply).
-    async fn find_missing(
-        &self,
-        op: &SyncOperation,
-        checkpoint: &mut ImportCheckpoint,
-    ) -> Result<(), EngineError> {
+    async fn find_missing(&self, checkpoint: &mut ImportCheckpoint) -> Result<(), EngineError> {
         let log = load_log(self.store, checkpoint.xorosoft_import).await?;
+        self.withdraw_repeated(checkpoint).await?;
         if !log.sync_type.takes_stock() {
             return Ok(());
         }
@@ -1010,7 +1054,48 @@ impl Importer<'_> {
             };
             self.store.put_all(std::slice::from_ref(&chunk)).await?;
         }
-        let _ = op;
+        Ok(())
+    }
+
+    /// Turns the first rows of items the file names again into row errors, in the chunks
+    /// that hold them (the later rows were errors when read). Doing it again changes
+    /// nothing.
+    async fn withdraw_repeated(&self, checkpoint: &ImportCheckpoint) -> Result<(), EngineError> {
+        if checkpoint.withdrawn.is_empty() {
+            return Ok(());
+        }
+        let mut changed = Vec::new();
+        self.each_chunk(checkpoint.xorosoft_import, |chunk| {
+            if !chunk
+                .items
+                .iter()
+                .any(|i| checkpoint.withdrawn.contains(&i.line))
+            {
+                return;
+            }
+            let mut chunk = chunk.clone();
+            let (withdrawn, kept): (Vec<ImportedItem>, Vec<ImportedItem>) = chunk
+                .items
+                .into_iter()
+                .partition(|i| checkpoint.withdrawn.contains(&i.line));
+            chunk.items = kept;
+            for item in withdrawn {
+                chunk.errors.push(ImportRowError {
+                    line: item.line,
+                    column: "ItemNumber".into(),
+                    value: item.item_number.clone(),
+                    reason: format!(
+                        "is named again for store {} later in the file: both rows are refused",
+                        item.store_code
+                    ),
+                    store_code: Some(item.store_code.clone()),
+                });
+            }
+            chunk.errors.sort_by_key(|e| e.line);
+            changed.push(chunk);
+        })
+        .await?;
+        self.store.put_all(&changed).await?;
         Ok(())
     }
 
@@ -1028,6 +1113,15 @@ impl Importer<'_> {
             for item in &chunk.items {
                 if checkpoint.withdrawn.contains(&item.line) {
                     items.insert((item.store_code.clone(), item.item_number.clone()));
+                }
+            }
+            // Once withdrawn, they are errors that keep their StoreCode.
+            for error in &chunk.errors {
+                if let (true, Some(code)) = (
+                    checkpoint.withdrawn.contains(&error.line),
+                    &error.store_code,
+                ) {
+                    items.insert((code.clone(), error.value.clone()));
                 }
             }
         })
@@ -1056,6 +1150,7 @@ impl Importer<'_> {
                 self.stage_chunk(op, &log, checkpoint, stored).await?;
             }
             number += 1;
+            progress(op, "staged", number, Some(checkpoint.chunks));
             checkpoint.phase = ImportPhase::Stage { chunk: number };
             *op = self.save_checkpoint(op, checkpoint).await?;
             crate::crash::point("import-stage");
@@ -1200,6 +1295,49 @@ impl Importer<'_> {
         out
     }
 
+    /// The ids of the rows this import staged, in order: one per product its chunks link a
+    /// taken row to, read from the chunks (by key: what a lagging index could miss, this
+    /// cannot).
+    async fn staged_rows(
+        &self,
+        op: &SyncOperation,
+        checkpoint: &ImportCheckpoint,
+    ) -> Result<Vec<StagingId>, EngineError> {
+        let mut products = BTreeSet::new();
+        self.each_chunk(checkpoint.xorosoft_import, |chunk| {
+            for item in &chunk.items {
+                if let ItemLink::Matched { product_id, .. } = &item.link {
+                    if !checkpoint.withdrawn.contains(&item.line) {
+                        products.insert(*product_id);
+                    }
+                }
+            }
+        })
+        .await?;
+        let mut ids: Vec<StagingId> = products
+            .into_iter()
+            .map(|product| row_id(op.operation_uuid, product))
+            .collect();
+        ids.sort_by_key(|id| id.to_string());
+        Ok(ids)
+    }
+
+    /// The rows of these ids that exist (a product skipped as locked has none).
+    async fn rows(&self, ids: &[StagingId]) -> Result<Vec<ProductsStaging>, EngineError> {
+        let keys: Vec<Key> = ids.iter().map(|id| Key::pk(id.to_string())).collect();
+        let mut rows = Vec::with_capacity(ids.len());
+        for part in keys.chunks(100) {
+            rows.extend(
+                self.store
+                    .get_each::<ProductsStaging>(part)
+                    .await?
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        Ok(rows)
+    }
+
     // ------------------------------------------------------------ files
 
     /// Writes the errors report and archives the file (removed from the inbound folder once
@@ -1214,51 +1352,21 @@ impl Importer<'_> {
         let before = log.clone();
         let name = kept_name(&log);
         let mut report = csv_line(&["line", "column", "value", "reason"]);
-        let mut reported = 0u64;
-        let withdrawn = &checkpoint.withdrawn;
-        self.each_chunk(log.id, |chunk| {
-            for error in &chunk.errors {
-                report.push_str(&csv_line(&[
-                    &error.line.to_string(),
-                    &error.column,
-                    &error.value,
-                    &error.reason,
-                ]));
-                reported += 1;
-            }
-            for item in &chunk.items {
-                let reason = if withdrawn.contains(&item.line) {
-                    format!("names item {} of store {} again later in the file: both rows are refused", item.item_number, item.store_code)
-                } else {
-                    match &item.link {
-                        ItemLink::Matched { .. } => continue,
-                        ItemLink::Unmatched => "matches no local variant (by Xorosoft id, SKU or barcode): not imported".to_owned(),
-                        ItemLink::Ambiguous { candidates } => format!(
-                            "matches variants of {} products: not imported ({})",
-                            candidates.len(),
-                            candidates.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")
-                        ),
-                    }
-                };
-                report.push_str(&csv_line(&[
-                    &item.line.to_string(),
-                    "ItemNumber",
-                    &item.item_number,
-                    &reason,
-                ]));
-                reported += 1;
-            }
-            for (code, item) in &chunk.missing {
-                report.push_str(&csv_line(&[
-                    "",
-                    "ItemNumber",
-                    item,
-                    &format!("missing: the previous snapshot of store {code} had it, this file lacks it (its stock is left as it is)"),
-                ]));
-                reported += 1;
-            }
-        })
-        .await?;
+        let errors = row_errors(self.store, log.id).await?;
+        let reported = errors.len();
+        for error in errors {
+            let line = if error.line == 0 {
+                String::new()
+            } else {
+                error.line.to_string()
+            };
+            report.push_str(&csv_line(&[
+                &line,
+                &error.column,
+                &error.value,
+                &error.reason,
+            ]));
+        }
         if reported > 0 {
             let key = format!("xorosoft/reports/{name}.errors.csv");
             self.blobs
@@ -1288,6 +1396,18 @@ impl Importer<'_> {
                 }
             }
         }
+        let unmapped: Vec<&str> = checkpoint
+            .store_codes
+            .iter()
+            .filter(|code| self.settings.locations.location(code).is_none())
+            .map(String::as_str)
+            .collect();
+        if !unmapped.is_empty() && log.sync_type.takes_stock() {
+            log.note(format!(
+                "no Shopify location for store(s) {}: their stock is recorded, not pushed (map them in SHOPSYNC_XOROSOFT_LOCATIONS)",
+                unmapped.join(", ")
+            ));
+        }
         log.encoding = checkpoint.encoding.clone();
         if checkpoint.fallbacks > 0 {
             log.note(format!(
@@ -1311,25 +1431,15 @@ impl Importer<'_> {
         // The staged rows' facts, counted once, from the rows as they stand.
         let mut summary = PlanSummary::default();
         let mut price_changes = 0u64;
-        let mut query = Query::new(
-            Table::ProductsStaging,
-            Some("by_operation"),
-            op.operation_uuid.to_string(),
-        );
-        query.limit = 500;
-        loop {
-            let page = self.store.query::<ProductsStaging>(query.clone()).await?;
-            for row in &page.items {
+        let ids = self.staged_rows(op, checkpoint).await?;
+        for part in ids.chunks(100) {
+            for row in self.rows(part).await? {
                 let (zero, moves, prices) = facts(&row.change_data, self.rails);
                 summary.changes += 1;
                 summary.updates += 1;
                 summary.zero_stock += zero;
                 summary.large_price_moves += moves;
                 price_changes += prices;
-            }
-            match page.next {
-                Some(next) => query.start = Some(next),
-                None => break,
             }
         }
         checkpoint.summary = summary;
@@ -1428,7 +1538,13 @@ impl Importer<'_> {
         checkpoint: &mut ImportCheckpoint,
     ) -> Result<(), EngineError> {
         let mut times = StageTimes::default();
-        let applied = crate::plan::apply_operation(self.store, op, self.actor, &mut times).await?;
+        let mut applied = shopsync_domain::OperationStatistics::default();
+        for part in self.staged_rows(op, checkpoint).await?.chunks(256) {
+            let rows = self.rows(part).await?;
+            let done =
+                crate::plan::apply_rows(self.store, op, rows, self.actor, &mut times).await?;
+            applied.absorb(&done);
+        }
         op.statistics.absorb(&applied);
         checkpoint.stats.records_updated = op.statistics.updated;
         checkpoint.stats.records_failed += applied.failed;
@@ -1569,7 +1685,8 @@ impl Importer<'_> {
         &self,
         op: &mut SyncOperation,
         checkpoint: &mut ImportCheckpoint,
-        after: Option<shopsync_store::PageToken>,
+        staged: &[StagingId],
+        next: u64,
         plan: Option<InventoryPlan>,
         deadline: Option<Instant>,
     ) -> Result<bool, EngineError> {
@@ -1577,18 +1694,16 @@ impl Importer<'_> {
             checkpoint.phase = ImportPhase::Finish;
             return Ok(true);
         };
-        let mut query = Query::new(
-            Table::ProductsStaging,
-            Some("by_operation"),
-            op.operation_uuid.to_string(),
-        );
-        query.limit = 250;
-        query.start = after.clone();
-        let page = self.store.query::<ProductsStaging>(query).await?;
+        let start = usize::try_from(next)
+            .unwrap_or(usize::MAX)
+            .min(staged.len());
+        let end = (start + PUSH_PAGE).min(staged.len());
+        let page = self.rows(&staged[start..end]).await?;
         let applied: Vec<&ProductsStaging> = page
-            .items
             .iter()
-            .filter(|r| r.status == StagingStatus::Applied)
+            .filter(|r| {
+                r.status == StagingStatus::Applied && r.sync_operation_id == op.operation_uuid
+            })
             .collect();
         let ids: Vec<ProductId> = applied.iter().map(|r| r.source_product_id).collect();
         let products: Vec<Product> = self
@@ -1638,8 +1753,7 @@ impl Importer<'_> {
                 for (item, location) in activate {
                     client.inventory_activate(item, location).await?;
                 }
-                let page_key = after.as_ref().map(|t| format!("{t:?}")).unwrap_or_default();
-                let key = format!("xorosoft:{}:{}", op.operation_uuid, short_hash(&page_key));
+                let key = format!("xorosoft:{}:{next}", op.operation_uuid);
                 InventoryPlan::new(
                     key,
                     "correction",
@@ -1656,12 +1770,15 @@ impl Importer<'_> {
                 importer: self,
                 op: op.clone(),
                 checkpoint: checkpoint.clone(),
-                after: after.clone(),
+                next,
             };
             let result = client.set_inventory(&mut plan, &mut saver).await;
             *op = saver.op;
             match result {
-                Ok(_) => checkpoint.stats.pushed += plan.changes.len() as u64,
+                Ok(_) => {
+                    checkpoint.stats.pushed += plan.changes.len() as u64;
+                    progress(op, "pushed", checkpoint.stats.pushed, None);
+                }
                 Err(e) if e.is_retryable() => return Err(e.into()),
                 Err(e) => {
                     checkpoint.stats.push_failed += plan.changes.len() as u64;
@@ -1741,12 +1858,13 @@ impl Importer<'_> {
                 self.mark_pushed(product, op.operation_uuid, now).await?;
             }
         }
-        checkpoint.phase = match page.next {
-            Some(next) => ImportPhase::Push {
-                after: Some(next),
+        checkpoint.phase = if end < staged.len() {
+            ImportPhase::Push {
+                next: end as u64,
                 plan: None,
-            },
-            None => ImportPhase::Finish,
+            }
+        } else {
+            ImportPhase::Finish
         };
         Ok(deadline.is_none_or(|d| Instant::now() < d))
     }
@@ -1958,14 +2076,14 @@ struct CheckpointSaver<'a, 'b> {
     importer: &'a Importer<'b>,
     op: SyncOperation,
     checkpoint: ImportCheckpoint,
-    after: Option<shopsync_store::PageToken>,
+    next: u64,
 }
 
 #[async_trait::async_trait]
 impl PlanCheckpoint for CheckpointSaver<'_, '_> {
     async fn save(&mut self, plan: &InventoryPlan) -> Result<(), ShopifyError> {
         self.checkpoint.phase = ImportPhase::Push {
-            after: self.after.clone(),
+            next: self.next,
             plan: Some(plan.clone()),
         };
         let saved = self
@@ -1979,6 +2097,56 @@ impl PlanCheckpoint for CheckpointSaver<'_, '_> {
         crate::crash::point("import-push-saved");
         Ok(())
     }
+}
+
+/// What an import did not take, line by line: rows that were not valid (and the first rows
+/// of items named twice), rows that matched no local variant or several, and items missing
+/// from the previous snapshot of their StoreCode (line 0).
+pub async fn row_errors(
+    store: &Store,
+    log: XorosoftLogId,
+) -> Result<Vec<ImportRowError>, EngineError> {
+    let mut query = Query::new(Table::XorosoftImportChunks, None, log.to_string());
+    query.limit = 20;
+    let mut out = Vec::new();
+    for chunk in store.query_all::<ImportChunk>(query).await? {
+        out.extend(chunk.errors);
+        for item in chunk.items {
+            let reason = match &item.link {
+                ItemLink::Matched { .. } => continue,
+                ItemLink::Unmatched => {
+                    "matches no local variant (by Xorosoft id, SKU or barcode): not imported"
+                        .to_owned()
+                }
+                ItemLink::Ambiguous { candidates } => format!(
+                    "matches variants of {} products: not imported ({})",
+                    candidates.len(),
+                    candidates
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            };
+            out.push(ImportRowError {
+                line: item.line,
+                column: "ItemNumber".into(),
+                value: item.item_number,
+                reason,
+                store_code: Some(item.store_code),
+            });
+        }
+        for (code, item) in chunk.missing {
+            out.push(ImportRowError {
+                line: 0,
+                column: "ItemNumber".into(),
+                value: item,
+                reason: format!("missing: the previous snapshot of store {code} had it, this file lacks it (its stock is left as it is)"),
+                store_code: Some(code),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Approves a held import: it goes on from where it stopped (apply, push, finish).
@@ -2249,15 +2417,6 @@ fn stock_path(path: &FieldPath) -> Option<(&str, LocationId)> {
     Some((variant, location))
 }
 
-fn short_hash(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// One CSV line (RFC 4180 quoting where needed).
 fn csv_line(fields: &[&str]) -> String {
     let mut line = String::new();
@@ -2275,6 +2434,19 @@ fn csv_line(fields: &[&str]) -> String {
     }
     line.push_str("\r\n");
     line
+}
+
+/// Reports progress as a `shopsync::progress` event (the CLI draws it).
+fn progress(operation: &SyncOperation, phase: &'static str, done: u64, total: Option<u64>) {
+    tracing::info!(
+        target: "shopsync::progress",
+        operation = %operation.operation_uuid,
+        phase,
+        done,
+        total = total.unwrap_or(0),
+        unit = if phase == "read" { "rows" } else if phase == "staged" { "chunks" } else { "stock levels" },
+        "progress"
+    );
 }
 
 /// Emits the held-or-refused metric (an EMF line a CloudWatch alarm can watch).

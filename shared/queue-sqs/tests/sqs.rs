@@ -119,6 +119,7 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_and_fails_its_operation(
         actor: shopsync_domain::Actor::new("system:worker").unwrap(),
         rails: shopsync_domain::GuardRails::default(),
         continuation: Some(Arc::new(queue.clone())),
+        imports: None,
     };
     let poison = format!(
         r#"{{"v":1,"id":"p","enqueued_at":"2026-11-25T00:00:00Z","job":{{"kind":"apply_rows","operation":"{}","rows":7}}}}"#,

@@ -374,6 +374,7 @@ impl WorkerHost {
             actor: actor("system:worker")?,
             rails: self.rails.clone(),
             continuation: Some(self.continuation.clone()),
+            imports: None,
         });
         *built = Some((token, worker.clone()));
         Ok(worker)

@@ -332,6 +332,7 @@ impl Record for XorosoftSyncLog {
     fn attrs(&self) -> Attrs {
         attrs([
             ("id", Some(s(self.id))),
+            ("entity", Some(s("import"))),
             ("sync_type", Some(s(status_name(self.sync_type)))),
             ("started_at", Some(n(millis(self.started_at)))),
             ("import_file", self.import_file.as_deref().map(s)),

@@ -443,6 +443,12 @@ pub const XOROSOFT_SYNC_LOGS: TableDef = TableDef {
     key: key(s("id"), None),
     indexes: &[
         index(
+            "by_started",
+            s("entity"),
+            Some(n("started_at")),
+            "every import, newest first (GET /api/v1/xorosoft/imports)",
+        ),
+        index(
             "by_type",
             s("sync_type"),
             Some(n("started_at")),

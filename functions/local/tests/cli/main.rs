@@ -4,6 +4,7 @@
 mod common;
 
 mod bench_cli;
+mod import_cli;
 mod migrate;
 mod operation_cli;
 mod serve;

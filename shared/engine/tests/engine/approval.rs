@@ -305,6 +305,7 @@ on_both_stores! {
             actor: actor(),
             rails: GuardRails::default(),
             continuation: None,
+            imports: None,
         };
         worker
             .fail_operation(

@@ -216,6 +216,7 @@ on_both_stores! {
             actor: merchant(),
             rails,
             continuation: None,
+            imports: None,
         };
         let message = shopsync_engine::jobs::JobMessage::new(
             shopsync_engine::jobs::Job::ApplyOperation {

@@ -15,6 +15,7 @@ fn worker(store: &shopsync_store::Store, client: shopsync_shopify::AdminClient) 
         actor: Actor::new("system:worker").unwrap(),
         rails: GuardRails::default(),
         continuation: None,
+        imports: None,
     }
 }
 

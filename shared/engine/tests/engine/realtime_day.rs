@@ -214,6 +214,7 @@ on_both_stores! {
             actor: Actor::new("system:worker").unwrap(),
             rails: GuardRails::default(),
             continuation: None,
+            imports: None,
         };
         // Three days ago: one update, applied. Two days ago: a delete still waiting. Today: an
         // update.

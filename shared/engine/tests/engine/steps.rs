@@ -118,6 +118,7 @@ on_both_stores! {
             actor: actor(),
             rails: GuardRails::default(),
             continuation: Some(queue.clone()),
+            imports: None,
         };
         let first = JobMessage::new(Job::FullDown, chrono::Utc::now());
         let JobOutcome::Ran(Some(op)) = worker

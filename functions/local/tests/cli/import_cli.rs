@@ -1,0 +1,212 @@
+//! Xorosoft files through the binary: `shopsync import xorosoft` and `serve`'s inbound folder
+//! with its `GET /api/v1/xorosoft/imports` routes.
+
+use crate::common;
+use serde_json::Value;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const HEADER: &str = "StoreCode,LocationCode,ItemNumber,BasePartNumber,ItemUPC,ItemDescription,OnHandQty,AllocatedQty,AvailableQty,QtyOnPO,UnitCost,StandardUnitPrice,WholesalePrice,CurrencyCode,LastModified";
+
+fn shopsync(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shopsync"))
+        .args(args)
+        .arg("--data")
+        .arg(dir)
+        .arg("--sim-products")
+        .arg("4")
+        .env_remove("SHOPIFY_ACCESS_TOKEN")
+        .env_remove("SHOPSYNC_XOROSOFT_LOCATIONS")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The SKUs of the local catalog a down-sync left in `dir`.
+async fn skus(dir: &std::path::Path) -> Vec<String> {
+    let (products, _, _) = common::stored(dir).await;
+    let mut skus: Vec<String> = products
+        .iter()
+        .flat_map(|p| p.content.variants.iter())
+        .filter_map(|v| v.sku.as_ref().map(|s| s.as_str().to_owned()))
+        .collect();
+    skus.sort();
+    skus
+}
+
+fn stock_row(store: &str, item: &str, available: i64) -> String {
+    format!("{store},A-01,{item},BASE,,Item,{available},0,{available},0,4.10,19.99,9.50,USD,11/05/2026 03:15:00 PM\n")
+}
+
+#[tokio::test]
+async fn import_prints_its_log_imports_once_and_refuses_a_file_without_item_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = shopsync(dir.path(), &["sync", "--direction", "down", "--full"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let skus = skus(dir.path()).await;
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("stock.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "{HEADER}\n{}{}",
+            stock_row("MAIN", &skus[0], 321),
+            stock_row("MAIN", "NOT-A-SKU", 5)
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+
+    // A dry run stages and reports; nothing is applied or archived.
+    let (code, out, err) = shopsync(
+        dir.path(),
+        &["import", "xorosoft", path, "--dry-run", "--json"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let preview: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(preview["status"], "completed", "{preview}");
+    assert!(
+        preview["status_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("dry run"),
+        "{preview}"
+    );
+    assert!(!dir.path().join("xorosoft/archive").exists());
+
+    let (code, out, err) = shopsync(dir.path(), &["import", "xorosoft", path, "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("the simulator's first location"), "{err}");
+    assert!(err.contains("read: 2 rows"), "a progress line: {err}");
+    let log: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(log["status"], "completed_with_errors", "{log}");
+    assert_eq!(log["statistics"]["matched"], 1);
+    assert_eq!(log["statistics"]["unmatched"], 1);
+    assert_eq!(log["statistics"]["pushed"], 1, "{log}");
+    assert!(log["operation_id"].is_string());
+    let (products, _, _) = common::stored(dir.path()).await;
+    let changed = products
+        .iter()
+        .flat_map(|p| p.content.variants.iter())
+        .find(|v| v.sku.as_ref().map(|s| s.as_str()) == Some(skus[0].as_str()))
+        .unwrap();
+    assert!(
+        changed.inventory.values().any(|q| q.0 == 321),
+        "{changed:?}"
+    );
+    let archived = std::fs::read_dir(dir.path().join("xorosoft/archive"))
+        .unwrap()
+        .count();
+    assert_eq!(archived, 1);
+    assert!(std::fs::read_dir(dir.path().join("xorosoft/inbound/stock"))
+        .unwrap()
+        .next()
+        .is_none());
+
+    // The same file again: a duplicate, exit 0, nothing changed.
+    let (code, out, err) = shopsync(dir.path(), &["import", "xorosoft", path]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("duplicate"), "{out}");
+
+    // No item number column: refused whole, exit 3.
+    let refused = files.path().join("no-items.csv");
+    std::fs::write(&refused, "StoreCode,AvailableQty\nMAIN,4\n").unwrap();
+    let (code, out, err) = shopsync(
+        dir.path(),
+        &["import", "xorosoft", refused.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        out.contains("refused") && out.contains("ItemNumber"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_dropped_into_the_inbound_folder_is_imported_and_listed() {
+    // Half the file's rows are errors: taken with a rail that allows it.
+    let server = common::start_with(
+        4,
+        &[
+            ("SHOPSYNC_SYNC_INTERVAL_SECS", "0"),
+            ("SHOPSYNC_RAIL_MAX_ROW_ERROR_PCT", "60"),
+        ],
+    );
+    // The first full down-sync fills the catalog.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let skus = loop {
+        let skus = {
+            let (status, body) = common::get(&server, "/api/v1/operations", Some("t0ken")).await;
+            assert_eq!(status, 200, "{body}");
+            let done = body["operations"]
+                .as_array()
+                .is_some_and(|ops| ops.iter().any(|o| o["status"] == "completed"));
+            if done {
+                skus(server.dir.path()).await
+            } else {
+                Vec::new()
+            }
+        };
+        if !skus.is_empty() {
+            break skus;
+        }
+        assert!(Instant::now() < deadline, "the first sync did not finish");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let inbound = server.dir.path().join("xorosoft/inbound/stock");
+    let partial = inbound.join("monday.csv.partial");
+    std::fs::write(
+        &partial,
+        format!("{HEADER}\n{}TEE,1\n", stock_row("MAIN", &skus[1], 42)),
+    )
+    .unwrap();
+    std::fs::rename(&partial, inbound.join("monday.csv")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let listed = loop {
+        let (status, body) = common::get(&server, "/api/v1/xorosoft/imports", Some("t0ken")).await;
+        assert_eq!(status, 200, "{body}");
+        if let Some(done) = body["imports"].as_array().and_then(|list| {
+            list.iter()
+                .find(|i| i["status"] == "completed_with_errors" || i["status"] == "completed")
+                .cloned()
+        }) {
+            break done;
+        }
+        assert!(Instant::now() < deadline, "not imported: {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(listed["status"], "completed_with_errors", "{listed}");
+    let id = listed["id"].as_str().unwrap();
+    let (status, detail) = common::get(
+        &server,
+        &format!("/api/v1/xorosoft/imports/{id}"),
+        Some("t0ken"),
+    )
+    .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["operation_id"], listed["operation_id"]);
+    let errors = detail["row_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{detail}");
+    assert_eq!(errors[0]["line"], 3);
+    let (status, _) = common::get(&server, &format!("/api/v1/xorosoft/imports/{id}"), None).await;
+    assert_eq!(status, 401);
+    let (status, body) = common::get(
+        &server,
+        "/api/v1/xorosoft/imports/not-a-uuid",
+        Some("t0ken"),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_id")));
+    assert!(server
+        .dir
+        .path()
+        .join("xorosoft/archive")
+        .read_dir()
+        .unwrap()
+        .next()
+        .is_some());
+}
