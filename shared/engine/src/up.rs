@@ -12,12 +12,13 @@ use sha2::{Digest, Sha256};
 use shopsync_domain::product::{ProductContent, ProductStatus};
 use shopsync_domain::Stage;
 use shopsync_domain::{
-    Actor, ChangeSource, Money, Product, ProductId, ShopifyProductId, ShopifyVariantId,
-    SyncOperation, VersionStamp,
+    Actor, ChangeSource, InventoryItemId, LocationId, Money, Product, ProductId, ShopifyProductId,
+    ShopifyVariantId, SyncOperation, VersionStamp,
 };
 use shopsync_shopify::ops::{
-    InventoryItemInput, OptionSetInput, OptionValueName, ProductSetInput, ProductSetRequest,
-    ProductSetResult, ProductUpdateInput, VariantOptionValue, VariantSetInput, VariantUpdateInput,
+    InventoryItemInput, InventoryPlan, NoCheckpoint, OptionSetInput, OptionValueName,
+    ProductSetInput, ProductSetRequest, ProductSetResult, ProductUpdateInput, QuantityChange,
+    VariantOptionValue, VariantSetInput, VariantUpdateInput,
 };
 use shopsync_shopify::{AdminClient, ShopifyError};
 use shopsync_store::item::Query;
@@ -155,6 +156,10 @@ pub fn product_set_input(content: &ProductContent, existing: bool) -> ProductSet
                 price: Some(money(v.price)),
                 compare_at_price: v.compare_at_price.map(money),
                 position: Some(i64::from(v.position)),
+                inventory_item: v.cost.map(|cost| InventoryItemInput {
+                    sku: None,
+                    cost: Some(money(cost)),
+                }),
                 option_values: names
                     .iter()
                     .zip(&v.option_values)
@@ -178,6 +183,8 @@ enum Mutation {
     Update(ShopifyProductId, ProductUpdateInput),
     /// productVariantsBulkUpdate: fields of existing variants only.
     Variants(ShopifyProductId, Vec<VariantUpdateInput>),
+    /// Nothing but stock changed: the inventory plan alone carries it.
+    StockOnly(ShopifyProductId),
 }
 
 /// The narrowest mutation that carries the change from `base` (what Shopify has) to
@@ -196,7 +203,6 @@ fn choose_mutation(
                 && b.option_values == c.option_values
                 && b.position == c.position
                 && b.title == c.title
-                && b.inventory == c.inventory
         });
     // A SKU or cost cleared locally: the narrow mutations cannot say "none".
     let clears = base.variants.iter().zip(&current.variants).any(|(b, c)| {
@@ -255,10 +261,70 @@ fn choose_mutation(
             },
         ),
         (false, false) => Mutation::Variants(id, changed),
+        // Stock goes out as inventory quantities, after whatever mutation the rest needs.
+        (false, true) if stock_differs(base, current) => Mutation::StockOnly(id),
         // Both at once (one call, atomic), or nothing to say (whatever differs, the whole
         // product carries it).
         _ => Mutation::Set,
     }
+}
+
+/// Whether any stock level differs between `base` and `current` (variants by key).
+fn stock_differs(base: &ProductContent, current: &ProductContent) -> bool {
+    current.variants.iter().any(|c| {
+        base.variants
+            .iter()
+            .find(|b| b.key == c.key)
+            .is_none_or(|b| b.inventory != c.inventory)
+    })
+}
+
+/// The stock levels a push sets: every level of `current` that `base` (what Shopify was
+/// last confirmed to hold) lacks or holds otherwise, from the base's quantity (compared by
+/// Shopify, so a sale since is kept) to the local one; and the (item, location) pairs not
+/// stocked before, to activate first. Variants new to Shopify take their inventory item
+/// from `created` (what productSet answered).
+fn stock_plan(
+    base: Option<&ProductContent>,
+    current: &ProductContent,
+    created: &[shopsync_shopify::ops::SetVariant],
+) -> (Vec<QuantityChange>, Vec<(InventoryItemId, LocationId)>) {
+    let mut changes = Vec::new();
+    let mut activate = Vec::new();
+    for variant in &current.variants {
+        // A variant Shopify already had keeps its item; any other takes the one productSet
+        // answered (ids a new product carries cannot name anything in Shopify yet).
+        let known = base.is_some() && variant.shopify_id.is_some();
+        let item = variant.inventory_item_id.filter(|_| known).or_else(|| {
+            created
+                .iter()
+                .find(|set| {
+                    set.selected_options
+                        .iter()
+                        .map(|o| &o.value)
+                        .eq(variant.option_values.iter())
+                })
+                .and_then(|set| set.inventory_item_id)
+        });
+        let Some(item) = item else { continue };
+        let before = base.and_then(|b| b.variants.iter().find(|v| v.key == variant.key));
+        for (location, quantity) in &variant.inventory {
+            let was = before.and_then(|b| b.inventory.get(location)).map(|q| q.0);
+            if was == Some(quantity.0) {
+                continue;
+            }
+            if was.is_none() {
+                activate.push((item, *location));
+            }
+            changes.push(QuantityChange {
+                item,
+                location: *location,
+                expected: was.unwrap_or(0),
+                target: quantity.0,
+            });
+        }
+    }
+    (changes, activate)
 }
 
 /// Pushes one product that needs it.
@@ -332,6 +398,12 @@ pub async fn push_product(
                     asynchronous: false,
                 })
         }
+        Mutation::StockOnly(id) => Ok(ProductSetResult {
+            product_id: id,
+            updated_at: None,
+            variants: Vec::new(),
+            asynchronous: false,
+        }),
         Mutation::Variants(id, inputs) => {
             client
                 .variants_bulk_update(id, &inputs)
@@ -353,6 +425,43 @@ pub async fn push_product(
         }
         Err(e) => return Err(e.into()),
     };
+    // Stock, compared with what Shopify was last confirmed to hold, under a key of this
+    // product version: a retried push replays instead of setting twice.
+    let (changes, activate) = stock_plan(base.as_ref(), &product.content, &result.variants);
+    let stock_synced = (!changes.is_empty()).then_some(now);
+    let mut stock_refused = None;
+    if !changes.is_empty() {
+        let stocking = Instant::now();
+        let mut sent = Ok(());
+        for (item, location) in activate {
+            sent = client.inventory_activate(item, location).await;
+            if sent.is_err() {
+                break;
+            }
+        }
+        if sent.is_ok() {
+            let mut plan = InventoryPlan::new(
+                format!("up:{}:{}", product.id, product.version),
+                "correction",
+                Some(format!("shopsync://products/{}", product.id)),
+                changes,
+            );
+            sent = client
+                .set_inventory(&mut plan, &mut NoCheckpoint)
+                .await
+                .map(|_| ());
+        }
+        times.add(Stage::Push, stocking);
+        match sent {
+            Ok(()) => {}
+            Err(e @ (ShopifyError::Refused(_) | ShopifyError::UserErrors { .. })) => {
+                stock_refused = Some(format!(
+                    "stock not set (the rest was pushed; the change stays queued): {e}"
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     if product.shopify_id.is_none() {
         store
             .remember(
@@ -369,6 +478,9 @@ pub async fn push_product(
         };
         let mut updated = current.clone();
         updated.shopify_id = Some(result.product_id);
+        if stock_refused.is_none() {
+            updated.stock_synced_at = stock_synced.or(updated.stock_synced_at);
+        }
         updated.shopify_updated_at = result.updated_at.or(updated.shopify_updated_at);
         let mut content = updated.content.clone();
         for variant in content
@@ -399,10 +511,11 @@ pub async fn push_product(
         });
         // The ids Shopify assigned are its confirmation, not a new local change. The base
         // never moves back (a push of an older version than one already confirmed).
-        updated.last_sync_version = if current.version == product.version {
-            updated.version
-        } else {
-            product.version
+        // Stock Shopify refused leaves the base where it was: the change is pushed again.
+        updated.last_sync_version = match &stock_refused {
+            Some(_) => current.last_sync_version,
+            None if current.version == product.version => updated.version,
+            None => product.version,
         }
         .max(current.last_sync_version);
         let commit = ProductCommit {
@@ -417,7 +530,12 @@ pub async fn push_product(
         let committed = store.commit_product(commit).await;
         times.add(Stage::Persist, persisting);
         match committed {
-            Ok(()) => return Ok(Pushed::Pushed(product.id, product.version)),
+            Ok(()) => {
+                return Ok(match stock_refused {
+                    Some(reason) => Pushed::Refused(product.id, reason),
+                    None => Pushed::Pushed(product.id, product.version),
+                })
+            }
             Err(RepoError::VersionConflict { .. }) => continue,
             Err(e) => return Err(e.into()),
         }

@@ -257,6 +257,9 @@ pub struct VariantSetInput {
     pub position: Option<i64>,
     /// Option values by option name.
     pub option_values: Vec<VariantOptionValue>,
+    /// The inventory item's fields (its unit cost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory_item: Option<InventoryItemInput>,
 }
 
 /// One option value of a variant.

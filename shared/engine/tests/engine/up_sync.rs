@@ -230,7 +230,12 @@ on_both_stores! {
 on_both_stores! {
     async fn a_product_created_locally_is_created_in_shopify_and_gets_its_ids() {
         let (sim, client, store, _dir) = setup().await;
-        let content = shopsync_domain::testing::sample_content(2);
+        let mut content = shopsync_domain::testing::sample_content(2);
+        // Stocked where the shop has a location.
+        let location = shopsync_domain::LocationId::new(sim.with_shop(|s| s.locations()[0].id)).unwrap();
+        for (index, variant) in content.variants.iter_mut().enumerate() {
+            variant.inventory = [(location, shopsync_domain::Quantity(10 + index as i64))].into();
+        }
         let product = Product::new(
             shopsync_domain::ProductId::generate(),
             content,
@@ -560,5 +565,54 @@ on_both_stores! {
         assert_eq!(sku.as_deref(), Some("REMOTE-SKU"), "not pushed over");
         assert_eq!(operation.statistics.updated, 0, "{:?}", operation.statistics);
         assert_eq!(operation.statistics.skipped, 1, "{:?}", operation.statistics);
+    }
+}
+
+on_both_stores! {
+    async fn stock_and_cost_go_out_with_a_structural_change_and_the_base_moves_only_then() {
+        let (sim, client, store, _dir) = setup().await;
+        let sid = sim.with_shop(|s| s.products().next().unwrap().id);
+        let id = local_id_for(ShopifyProductId::new(sid).unwrap());
+        let product = store.product(id).await.unwrap().unwrap();
+        let location = *product.content.variants[0].inventory.keys().next().unwrap();
+        let dropped = product.content.variants[2].shopify_id.unwrap().get();
+        // Stock and cost edited together with a change only productSet can carry (a variant
+        // dropped), so the narrow mutations cannot be chosen.
+        let edited = edit(&store, &product, |c| {
+            c.variants[0].inventory.insert(location, shopsync_domain::Quantity(4321));
+            c.variants[1].cost = Some("7.25".parse::<Money>().unwrap());
+            c.variants.pop();
+        })
+        .await;
+        assert!(edited.needs_push());
+        let op = run_up(&store, &client, &merchant()).await.unwrap();
+        assert_eq!((op.statistics.updated, op.statistics.failed), (1, 0), "{op:?}");
+        let remote = sim.with_shop(|s| s.product(sid).unwrap().clone());
+        assert_eq!(remote.variants.len(), 2, "the structural change");
+        assert!(remote.variants.iter().all(|v| v.id != dropped));
+        let item = product.content.variants[0].inventory_item_id.unwrap().get();
+        assert_eq!(sim.with_shop(|s| s.level(item, location.get())), Some(4321), "the stock");
+        assert_eq!(remote.variants[1].unit_cost.as_deref(), Some("7.25"), "the cost");
+        let after = store.product(id).await.unwrap().unwrap();
+        assert_eq!(after.last_sync_version, after.version, "all of it confirmed");
+        assert!(after.stock_synced_at.is_some());
+
+        // Stock alone: no product mutation, only the inventory set (and only once: a push
+        // of the same version again sets nothing).
+        let stocked = edit(&store, &after, |c| {
+            c.variants[0].inventory.insert(location, shopsync_domain::Quantity(12));
+        })
+        .await;
+        let calls = client.counters().api_calls;
+        run_up(&store, &client, &merchant()).await.unwrap();
+        assert_eq!(sim.with_shop(|s| s.level(item, location.get())), Some(12));
+        assert_eq!(
+            sim.with_shop(|s| s.product(sid).unwrap().updated_at),
+            remote.updated_at,
+            "the product itself was not sent again"
+        );
+        assert!(client.counters().api_calls > calls);
+        let done = store.product(id).await.unwrap().unwrap();
+        assert_eq!(done.last_sync_version, stocked.version);
     }
 }
