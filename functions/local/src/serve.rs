@@ -176,7 +176,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         actor: actor.clone(),
         rails: rails.clone(),
         continuation: Some(queue.clone()),
-        imports: Some(Arc::new(shopsync_engine::jobs::ImportHost {
+        imports: Some(Arc::new(shopsync_engine::jobs::ImportHost::Runs {
             blobs,
             settings: import_settings,
         })),

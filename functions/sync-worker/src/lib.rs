@@ -5,7 +5,7 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use shopsync_engine::jobs::{Delivered, Worker};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// The deliveries of an SQS event. A record without an id cannot be named in a batch
 /// response; it is skipped with an error log (SQS always sends ids).
@@ -31,47 +31,7 @@ pub fn deliveries(event: &SqsEvent) -> Vec<Delivered> {
         .collect()
 }
 
-/// The least time a step keeps before the invocation's deadline to save its checkpoint,
-/// enqueue its successor and answer.
-pub const DEFAULT_RESERVE: Duration = Duration::from_secs(30);
-
-/// The reserve from `SHOPSYNC_STEP_RESERVE_SECS` (default 30 s; tests set it low to force
-/// continuations without waiting).
-pub fn reserve_from_env(
-    env: &dyn shopsync_runtime::Env,
-) -> Result<Duration, shopsync_runtime::SettingsError> {
-    match env.var("SHOPSYNC_STEP_RESERVE_SECS") {
-        None => Ok(DEFAULT_RESERVE),
-        Some(v) => v
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or(shopsync_runtime::SettingsError::Invalid {
-                name: "SHOPSYNC_STEP_RESERVE_SECS",
-                reason: format!("`{v}` is not a number of seconds"),
-            }),
-    }
-}
-
-/// When a step should stop working so that it can save its checkpoint, enqueue its successor
-/// and answer before the invocation's deadline (`deadline_ms`: Lambda's, epoch milliseconds):
-/// a quarter of the time left, at least 30 s, is kept for that.
-pub fn step_deadline(deadline_ms: u64, now: SystemTime) -> Instant {
-    step_deadline_with(deadline_ms, now, DEFAULT_RESERVE)
-}
-
-/// As [`step_deadline`], keeping a quarter of the time left but at least `reserve`.
-pub fn step_deadline_with(deadline_ms: u64, now: SystemTime, reserve: Duration) -> Instant {
-    let now_ms = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-    let margin = (left / 4).max(reserve);
-    Instant::now() + left.saturating_sub(margin)
-}
+pub use shopsync_runtime::{reserve_from_env, step_deadline, step_deadline_with, DEFAULT_RESERVE};
 
 /// Runs the batch until `deadline` and answers with the failed message ids.
 pub async fn handle(

@@ -10,7 +10,6 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     shopsync_runtime::init_logs();
     let host = shopsync_runtime::WorkerHost::from_env(&shopsync_runtime::ProcessEnv).await?;
-    let reserve = sync_worker::reserve_from_env(&shopsync_runtime::ProcessEnv)?;
     let host = &host;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         // Without the token nothing can run: the invocation fails and every message of the
@@ -19,7 +18,7 @@ async fn main() -> Result<(), Error> {
         let deadline = sync_worker::step_deadline_with(
             event.context.deadline,
             std::time::SystemTime::now(),
-            reserve,
+            host.step_reserve,
         );
         Ok::<_, Error>(
             sync_worker::handle(&worker, &event.payload, host.max_receives, Some(deadline)).await,

@@ -32,6 +32,10 @@ pub enum EngineError {
     /// An import file that cannot be imported at all.
     #[error("import refused: {0}")]
     Refused(String),
+    /// Another worker holds the work now (its lease runs): try again later, to take it over
+    /// if that worker is gone.
+    #[error("busy: {0}")]
+    Busy(String),
     /// A task the step ran its work on stopped without an answer (it panicked: a bug).
     #[error("a planning task stopped: {0}")]
     Task(String),
@@ -46,6 +50,7 @@ impl EngineError {
             EngineError::Queue(_) => true,
             EngineError::Blob(e) => e.is_retryable(),
             EngineError::Refused(_) => false,
+            EngineError::Busy(_) => true,
             EngineError::Mapping { .. } | EngineError::Transition(_) | EngineError::Task(_) => {
                 false
             }

@@ -303,17 +303,23 @@ pub struct Worker {
     /// Where the next step of a long operation goes when a step reaches its deadline (`None`:
     /// steps run one after another in this process, whatever the deadline).
     pub continuation: Option<std::sync::Arc<dyn JobQueue>>,
-    /// Where import files are and how imports run (`None`: this worker runs no import; an
-    /// approved one is handed on as an [`Job::Import`] to `import_queue`).
+    /// How this worker takes part in Xorosoft imports (`None`: it has nothing to do with
+    /// them, and an import job it receives fails as one it cannot run).
     pub imports: Option<std::sync::Arc<ImportHost>>,
 }
 
-/// What running Xorosoft imports needs besides the store and Shopify.
-pub struct ImportHost {
-    /// Where the files are.
-    pub blobs: std::sync::Arc<dyn crate::blob::Blobs>,
-    /// How they are read, judged and pushed.
-    pub settings: crate::xorosoft_import::ImportSettings,
+/// How a worker takes part in Xorosoft imports.
+pub enum ImportHost {
+    /// It runs them: it reads their files here.
+    Runs {
+        /// Where the files are.
+        blobs: std::sync::Arc<dyn crate::blob::Blobs>,
+        /// How they are read, judged and pushed.
+        settings: crate::xorosoft_import::ImportSettings,
+    },
+    /// Another function runs them: an approved import is approved here and handed on to
+    /// its queue as a [`Job::Import`].
+    HandsOn(std::sync::Arc<dyn JobQueue>),
 }
 
 /// A continuation of an import, with an id of its own: the piece of work it goes on with
@@ -563,24 +569,30 @@ impl Worker {
                 return self.continue_import(*operation, deadline).await;
             }
             Job::ImportFile { key } => {
-                let Some(host) = &self.imports else {
+                let Some(ImportHost::Runs { blobs, settings }) = self.imports.as_deref() else {
                     return Err(EngineError::Refused(format!(
-                        "{key}: this worker runs no imports (it has no file store)"
+                        "{key}: this worker runs no imports (it reads no import files)"
                     )));
                 };
                 let importer = crate::xorosoft_import::Importer {
                     store: &self.store,
                     client: Some(&self.client),
-                    blobs: host.blobs.as_ref(),
+                    blobs: blobs.as_ref(),
                     actor: &self.actor,
                     rails: &self.rails,
-                    settings: &host.settings,
+                    settings,
                 };
                 return match importer.begin(key, None, false).await {
                     Ok(crate::xorosoft_import::Begun::Import { operation, .. }) => {
                         self.continue_import(operation, deadline).await
                     }
-                    Ok(_) => Ok(None),
+                    Ok(crate::xorosoft_import::Begun::Busy(log)) => {
+                        Err(EngineError::Busy(format!(
+                            "{key} is being imported by another worker (import {})",
+                            log.id
+                        )))
+                    }
+                    Ok(crate::xorosoft_import::Begun::Settled(_)) => Ok(None),
                     // Gone meanwhile (imported and archived by another delivery).
                     Err(EngineError::Blob(crate::blob::BlobError::NotFound(_))) => Ok(None),
                     Err(e) => Err(e),
@@ -605,24 +617,36 @@ impl Worker {
     }
 
     /// Goes on with an import until it ends or `deadline` passes, then hands the rest on
-    /// (as a [`Job::Import`] on the continuation queue).
-    async fn continue_import(
+    /// (as a [`Job::Import`] on the continuation queue); a worker that hands imports on
+    /// sends it there at once.
+    pub async fn continue_import(
         &self,
         operation: OperationId,
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<SyncOperation>, EngineError> {
-        let Some(host) = &self.imports else {
-            return Err(EngineError::Refused(format!(
-                "operation {operation} is an import and this worker runs no imports (it has no file store)"
-            )));
+        let (blobs, settings) = match self.imports.as_deref() {
+            Some(ImportHost::Runs { blobs, settings }) => (blobs, settings),
+            Some(ImportHost::HandsOn(queue)) => {
+                let current = crate::steps::load_operation(&self.store, operation).await?;
+                queue
+                    .send(vec![import_message(&current)])
+                    .await
+                    .map_err(|e| EngineError::Queue(e.0))?;
+                return Ok(Some(current));
+            }
+            None => {
+                return Err(EngineError::Refused(format!(
+                    "operation {operation} is an import and this worker runs no imports"
+                )))
+            }
         };
         let importer = crate::xorosoft_import::Importer {
             store: &self.store,
             client: Some(&self.client),
-            blobs: host.blobs.as_ref(),
+            blobs: blobs.as_ref(),
             actor: &self.actor,
             rails: &self.rails,
-            settings: &host.settings,
+            settings,
         };
         let deadline = match (&self.continuation, deadline) {
             (Some(_), Some(deadline)) => Some(deadline),

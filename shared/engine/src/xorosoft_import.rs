@@ -1933,7 +1933,13 @@ impl Importer<'_> {
             log.export_file = Some(format!("{}/{key}", self.blobs.bucket()));
         }
         let stats = checkpoint.stats;
-        let with_errors = stats.rows_invalid > 0
+        let unmapped = log.sync_type.takes_stock()
+            && checkpoint
+                .store_codes
+                .iter()
+                .any(|code| self.settings.locations.location(code).is_none());
+        let with_errors = unmapped
+            || stats.rows_invalid > 0
             || !checkpoint.withdrawn.is_empty()
             || stats.unmatched > 0
             || stats.ambiguous > 0

@@ -16,14 +16,19 @@
 //! | `SHOPSYNC_DYNAMODB_ENDPOINT` | all | DynamoDB endpoint override (local servers) |
 //! | `SHOPSYNC_QUEUE_URL` | all | the jobs queue (the worker enqueues continuations) |
 //! | `SHOPSYNC_SQS_ENDPOINT` | all | SQS endpoint override |
-//! | `SHOPSYNC_MAX_RECEIVES` | worker | the redrive policy's maxReceiveCount, default 5 |
+//! | `SHOPSYNC_MAX_RECEIVES` | worker, import | the redrive policy's maxReceiveCount, default 5 |
+//! | `SHOPSYNC_STEP_RESERVE_SECS` | worker, import | the least time a step keeps before its deadline, default 30 |
+//! | `SHOPSYNC_IMPORT_QUEUE_URL` | worker, import | the import queue (the worker hands approved imports on to it; the import function continues there) |
+//! | `SHOPSYNC_IMPORT_BUCKET` | import | the bucket Xorosoft files arrive in |
+//! | `SHOPSYNC_S3_ENDPOINT` | import | S3 endpoint override (local servers) |
+//! | `SHOPSYNC_XOROSOFT_*`, `SHOPSYNC_SHOP_CURRENCY`, `SHOPSYNC_RAIL_*` | import | how files are read, judged and pushed (README, Xorosoft) |
 
 pub mod secrets;
 
 use secrets::{Secret, SecretError, SecretSource, WebhookSecrets};
 use shopsync_domain::{Actor, GuardRails};
 use shopsync_engine::intake::WebhookIntake;
-use shopsync_engine::jobs::{JobQueue, Worker};
+use shopsync_engine::jobs::{ImportHost, JobQueue, Worker};
 use shopsync_engine::ledger::StoreLedger;
 use shopsync_shopify::webhook::WebhookConfig;
 use shopsync_shopify::{AdminClient, ApiVersion, ClientConfig};
@@ -200,6 +205,20 @@ pub async fn queue(env: &dyn Env) -> Result<Arc<dyn JobQueue>, SettingsError> {
     ))
 }
 
+/// The import queue named by `SHOPSYNC_IMPORT_QUEUE_URL`.
+pub async fn import_queue(env: &dyn Env) -> Result<Arc<dyn JobQueue>, SettingsError> {
+    let url = required(env, "SHOPSYNC_IMPORT_QUEUE_URL")?;
+    let endpoint = env.var("SHOPSYNC_SQS_ENDPOINT");
+    Ok(Arc::new(
+        shopsync_queue_sqs::SqsQueue::connect(&url, endpoint.as_deref()).await,
+    ))
+}
+
+/// The bucket Xorosoft files arrive in (`SHOPSYNC_IMPORT_BUCKET`).
+pub fn import_bucket(env: &dyn Env) -> Result<String, SettingsError> {
+    required(env, "SHOPSYNC_IMPORT_BUCKET")
+}
+
 /// The webhook secrets: the secret named by `SHOPIFY_WEBHOOK_SECRET_ARN`, or the values of
 /// `SHOPIFY_WEBHOOK_SECRET` and `SHOPIFY_WEBHOOK_SECRET_PREVIOUS`.
 pub fn webhook_secret(
@@ -315,8 +334,13 @@ pub struct WorkerHost {
     continuation: Arc<dyn JobQueue>,
     token: Secret,
     built: tokio::sync::Mutex<Option<(String, Arc<Worker>)>>,
+    imports: Option<Arc<ImportHost>>,
+    actor: &'static str,
+    bucket: String,
     /// The redrive policy's receive limit (`SHOPSYNC_MAX_RECEIVES`, default 5).
     pub max_receives: u32,
+    /// The least time a step keeps before its deadline (`SHOPSYNC_STEP_RESERVE_SECS`).
+    pub step_reserve: std::time::Duration,
 }
 
 impl WorkerHost {
@@ -348,6 +372,10 @@ impl WorkerHost {
                 reason,
             }
         })?;
+        let imports = match env.var("SHOPSYNC_IMPORT_QUEUE_URL") {
+            Some(_) => Some(Arc::new(ImportHost::HandsOn(import_queue(env).await?))),
+            None => None,
+        };
         Ok(Self {
             store: settings.store().await,
             continuation: queue(env).await?,
@@ -355,8 +383,37 @@ impl WorkerHost {
             rails,
             token,
             built: tokio::sync::Mutex::new(None),
+            imports,
+            actor: "system:worker",
+            bucket: String::new(),
             max_receives,
+            step_reserve: reserve_from_env(env)?,
         })
+    }
+
+    /// The host of the import function: it runs imports, reading their files from `blobs`
+    /// (the bucket `SHOPSYNC_IMPORT_BUCKET`), and continues them on the import queue.
+    pub async fn running_imports(
+        mut self,
+        env: &dyn Env,
+        blobs: Arc<dyn shopsync_engine::blob::Blobs>,
+    ) -> Result<Self, SettingsError> {
+        let settings =
+            shopsync_engine::xorosoft_import::ImportSettings::from_settings(|name| env.var(name))
+                .map_err(|reason| SettingsError::Invalid {
+                name: "SHOPSYNC_XOROSOFT_*",
+                reason,
+            })?;
+        self.bucket = import_bucket(env)?;
+        self.continuation = import_queue(env).await?;
+        self.imports = Some(Arc::new(ImportHost::Runs { blobs, settings }));
+        self.actor = "system:xorosoft-import";
+        Ok(self)
+    }
+
+    /// The import bucket (empty for a host that runs no imports).
+    pub fn bucket(&self) -> &str {
+        &self.bucket
     }
 
     /// The worker with the token's current value (read at most once per TTL).
@@ -371,14 +428,58 @@ impl WorkerHost {
         let worker = Arc::new(Worker {
             store: self.store.clone(),
             client: self.settings.client_with(&token)?,
-            actor: actor("system:worker")?,
+            actor: actor(self.actor)?,
             rails: self.rails.clone(),
             continuation: Some(self.continuation.clone()),
-            imports: None,
+            imports: self.imports.clone(),
         });
         *built = Some((token, worker.clone()));
         Ok(worker)
     }
+}
+
+/// The least time a step keeps before the invocation's deadline to save its checkpoint,
+/// enqueue its successor and answer.
+pub const DEFAULT_RESERVE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The reserve from `SHOPSYNC_STEP_RESERVE_SECS` (default 30 s; tests set it low to force
+/// continuations without waiting).
+pub fn reserve_from_env(env: &dyn Env) -> Result<std::time::Duration, SettingsError> {
+    match env.var("SHOPSYNC_STEP_RESERVE_SECS") {
+        None => Ok(DEFAULT_RESERVE),
+        Some(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or(SettingsError::Invalid {
+                name: "SHOPSYNC_STEP_RESERVE_SECS",
+                reason: format!("`{v}` is not a number of seconds"),
+            }),
+    }
+}
+
+/// When a step should stop working so that it can save its checkpoint, enqueue its successor
+/// and answer before the invocation's deadline (`deadline_ms`: Lambda's, epoch milliseconds):
+/// a quarter of the time left, at least 30 s, is kept for that.
+pub fn step_deadline(deadline_ms: u64, now: std::time::SystemTime) -> std::time::Instant {
+    step_deadline_with(deadline_ms, now, DEFAULT_RESERVE)
+}
+
+/// As [`step_deadline`], keeping a quarter of the time left but at least `reserve`.
+pub fn step_deadline_with(
+    deadline_ms: u64,
+    now: std::time::SystemTime,
+    reserve: std::time::Duration,
+) -> std::time::Instant {
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let left = std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let margin = (left / 4).max(reserve);
+    std::time::Instant::now() + left.saturating_sub(margin)
 }
 
 /// JSON logs to stdout (CloudWatch), level from `RUST_LOG` (default info).

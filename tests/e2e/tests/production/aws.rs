@@ -115,6 +115,103 @@ impl Deployment {
         }
     }
 
+    /// The import bucket and its queue, as the template makes them: the bucket (versioned)
+    /// notifies the queue of every object created under `xorosoft/inbound/`. Adds their
+    /// names to the environment; returns the bucket and the queue's URL.
+    pub async fn provision_imports(&mut self) -> (String, String) {
+        let endpoint = endpoint();
+        let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .load()
+            .await;
+        let spec = QueueSpec {
+            name: format!("imports-{unique}"),
+            visibility_timeout_secs: 1,
+            max_receives: self.max_receives,
+        };
+        let (queue, _) = SqsQueue::provision(self.sqs.clone(), &spec)
+            .await
+            .expect("the import queue");
+        let queue_arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue.url())
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes()
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                    .cloned()
+            })
+            .expect("the queue's ARN");
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        );
+        let bucket = format!("imports-{unique}");
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("CreateBucket");
+        use aws_sdk_s3::types::{
+            BucketVersioningStatus, Event, FilterRule, FilterRuleName, NotificationConfiguration,
+            NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+            VersioningConfiguration,
+        };
+        s3.put_bucket_versioning()
+            .bucket(&bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("PutBucketVersioning");
+        let filter = NotificationConfigurationFilter::builder()
+            .key(
+                S3KeyFilter::builder()
+                    .filter_rules(
+                        FilterRule::builder()
+                            .name(FilterRuleName::Prefix)
+                            .value("xorosoft/inbound/")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        s3.put_bucket_notification_configuration()
+            .bucket(&bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(
+                        QueueConfiguration::builder()
+                            .queue_arn(queue_arn)
+                            .events(Event::S3ObjectCreated)
+                            .filter(filter)
+                            .build()
+                            .expect("a queue configuration"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("PutBucketNotificationConfiguration");
+        for (name, value) in [
+            ("SHOPSYNC_IMPORT_BUCKET", bucket.clone()),
+            ("SHOPSYNC_IMPORT_QUEUE_URL", queue.url().to_owned()),
+            ("SHOPSYNC_S3_ENDPOINT", endpoint.clone()),
+        ] {
+            self.env.0.insert(name.to_owned(), value);
+        }
+        (bucket, queue.url().to_owned())
+    }
+
     /// What the event source mapping receives next from `url` (up to `max` messages, waiting
     /// up to a second): the SQS event Lambda would be invoked with, and each message's
     /// receipt handle by id.
@@ -180,6 +277,17 @@ impl Deployment {
         handles: &HashMap<String, String>,
         response: &aws_lambda_events::event::sqs::SqsBatchResponse,
     ) -> usize {
+        let url = self.queue_url.clone();
+        self.settle_on(&url, handles, response).await
+    }
+
+    /// As [`Deployment::settle`], for the queue at `url`.
+    pub async fn settle_on(
+        &self,
+        url: &str,
+        handles: &HashMap<String, String>,
+        response: &aws_lambda_events::event::sqs::SqsBatchResponse,
+    ) -> usize {
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()
@@ -192,7 +300,7 @@ impl Deployment {
             }
             self.sqs
                 .delete_message()
-                .queue_url(&self.queue_url)
+                .queue_url(url)
                 .receipt_handle(handle)
                 .send()
                 .await

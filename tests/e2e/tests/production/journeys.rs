@@ -10,10 +10,10 @@ use shopsync_shopify_sim::{Plan, SimConfig, SimHandle, Simulator};
 use shopsync_store::{Store, Table};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const SHOP: &str = "e2e-shop.myshopify.com";
+pub(crate) const SHOP: &str = "e2e-shop.myshopify.com";
 const PAYLOAD: &str = include_str!("../../../fixtures/shopify/webhooks/products-update.json");
 
-async fn simulator(products: usize) -> SimHandle {
+pub(crate) async fn simulator(products: usize) -> SimHandle {
     Simulator::start(
         SimConfig {
             shop_domain: SHOP.into(),
@@ -53,7 +53,7 @@ fn function_url_event(body: &str, webhook_id: &str) -> String {
     event.to_string()
 }
 
-async fn everything<R: shopsync_store::Record>(store: &Store) -> Vec<R> {
+pub(crate) async fn everything<R: shopsync_store::Record>(store: &Store) -> Vec<R> {
     let mut all = Vec::new();
     let mut start = None;
     loop {
@@ -69,7 +69,7 @@ async fn everything<R: shopsync_store::Record>(store: &Store) -> Vec<R> {
 /// Invokes the worker with what the queue holds until it holds nothing, as the event source
 /// mapping would; each invocation's deadline leaves `work` to run before its reserve.
 /// Returns the number of invocations.
-async fn drain(deployment: &Deployment, worker: &WorkerHost, work: Duration) -> usize {
+pub(crate) async fn drain(deployment: &Deployment, worker: &WorkerHost, work: Duration) -> usize {
     let mut invocations = 0;
     let mut idle = 0;
     while idle < 2 {

@@ -6,4 +6,5 @@
 //! source mapping (receive, invoke, delete what succeeded) itself.
 
 mod aws;
+mod imports;
 mod journeys;
