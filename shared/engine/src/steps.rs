@@ -130,7 +130,7 @@ pub struct ApiTotals {
 }
 
 impl ApiTotals {
-    fn add(&mut self, before: ClientCounters, after: ClientCounters) {
+    pub(crate) fn add(&mut self, before: ClientCounters, after: ClientCounters) {
         self.calls += after.api_calls.saturating_sub(before.api_calls);
         self.cost += (after.cost_used - before.cost_used).max(0.0);
         self.throttled += after.throttled.saturating_sub(before.throttled);
@@ -1159,7 +1159,7 @@ impl Stepper<'_> {
 
 /// Client counters as they would have been at the operation's start, had all its steps run
 /// on this client (so a performance log over "now − before" covers every step).
-fn rebase(now: ClientCounters, totals: ApiTotals) -> ClientCounters {
+pub(crate) fn rebase(now: ClientCounters, totals: ApiTotals) -> ClientCounters {
     let spent = totals.as_counters();
     ClientCounters {
         api_calls: now.api_calls.saturating_sub(spent.api_calls),

@@ -331,6 +331,9 @@ struct ImportCheckpoint {
     /// Time so far, per stage, in ms.
     #[serde(default)]
     stage_ms: BTreeMap<shopsync_domain::Stage, u64>,
+    /// Shopify calls so far.
+    #[serde(default)]
+    api: crate::steps::ApiTotals,
 }
 
 impl ImportCheckpoint {
@@ -352,6 +355,7 @@ impl ImportCheckpoint {
             fallbacks: 0,
             held: Vec::new(),
             stage_ms: BTreeMap::new(),
+            api: crate::steps::ApiTotals::default(),
         }
     }
 
@@ -628,6 +632,7 @@ impl Importer<'_> {
         let mut staged: Option<Vec<StagingId>> = None;
         loop {
             let began = Instant::now();
+            let calls_before = self.client.map(AdminClient::counters).unwrap_or_default();
             let stage = match &checkpoint.phase {
                 ImportPhase::Parse { .. } | ImportPhase::Missing => shopsync_domain::Stage::Fetch,
                 ImportPhase::Stage { .. } => shopsync_domain::Stage::Stage,
@@ -684,6 +689,9 @@ impl Importer<'_> {
             };
             *checkpoint.stage_ms.entry(stage).or_default() +=
                 u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if let Some(client) = self.client {
+                checkpoint.api.add(calls_before, client.counters());
+            }
             op = self.save_checkpoint(&op, &checkpoint).await?;
             if !more || past(deadline) {
                 let log = load_log(self.store, log_id).await?;
@@ -1979,6 +1987,19 @@ impl Importer<'_> {
         op.move_to(OperationStatus::Completed, log.status_reason.clone(), now)?;
         save(self.store, op, &before).await?;
         save_log(self.store, &log, &before_log).await?;
+        let elapsed: u64 = checkpoint.stage_ms.values().sum();
+        let counters = self.client.map(AdminClient::counters).unwrap_or_default();
+        crate::sync::record_performance(
+            self.store,
+            op,
+            &StageTimes::from_millis(&checkpoint.stage_ms),
+            Instant::now()
+                .checked_sub(std::time::Duration::from_millis(elapsed))
+                .unwrap_or_else(Instant::now),
+            crate::steps::rebase(counters, checkpoint.api),
+            counters,
+        )
+        .await?;
         tracing::info!(
             import = %log.id,
             status = %shopsync_domain::status::status_name(log.status),
