@@ -1,10 +1,11 @@
 //! The migration: create missing tables and indexes, verify existing ones against the
 //! definitions (reporting drift), and backfill `version` / `last_sync_version` on products
-//! stored before versioning. Idempotent: a second run changes nothing.
+//! stored before versioning, and the SKU and barcode lookups of products stored before the
+//! lookups table. Idempotent: a second run changes nothing.
 
 use crate::backend::{ItemStore, StoreError, TableState};
 use crate::item::{Condition, Item, WriteOp};
-use crate::records::Record;
+use crate::records::{ProductLookup, Record};
 use crate::schema::{Table, TableDef};
 use shopsync_domain::{Actor, ChangeSource, Product, ProductVersion, VersionStamp};
 use std::fmt;
@@ -34,6 +35,8 @@ pub enum Change {
     EnableTtl(String, &'static str),
     /// Products given `version = 1`, `last_sync_version = 0` and a first snapshot.
     BackfillVersions(String, usize),
+    /// The SKU and barcode lookups of products that existed before the lookups table.
+    BackfillLookups(String),
     /// A backup taken before changing a table.
     Backup(String, String),
 }
@@ -51,6 +54,12 @@ impl fmt::Display for Change {
                 f,
                 "backfill version/last_sync_version on {n} product(s) in {t}"
             ),
+            Change::BackfillLookups(t) => {
+                write!(
+                    f,
+                    "backfill SKU and barcode lookups of existing products into {t}"
+                )
+            }
             Change::Backup(t, at) => write!(f, "backed up {t} to {at}"),
         }
     }
@@ -205,9 +214,20 @@ pub async fn migrate(
             Change::BackfillVersions(store.physical_name(Table::Products), legacy.len()),
         ));
     }
+    // Products that came before the lookups table get theirs (an import finds a variant
+    // by SKU or barcode only through them).
+    let lookups_new = plan
+        .iter()
+        .any(|(t, c)| *t == Table::ProductLookups && matches!(c, Change::CreateTable(_)));
+    if products_exist && lookups_new {
+        plan.push((
+            Table::ProductLookups,
+            Change::BackfillLookups(store.physical_name(Table::ProductLookups)),
+        ));
+    }
     let mut touched: Vec<Table> = plan
         .iter()
-        .filter(|(_, c)| !matches!(c, Change::CreateTable(_)))
+        .filter(|(_, c)| !matches!(c, Change::CreateTable(_) | Change::BackfillLookups(_)))
         .map(|(t, _)| *t)
         .collect();
     touched.dedup();
@@ -245,11 +265,62 @@ pub async fn migrate(
             }
             Change::EnableTtl(_, attr) => store.enable_ttl(def, attr).await?,
             Change::BackfillVersions(..) => backfill(store, &legacy, &mut report).await?,
+            Change::BackfillLookups(_) => backfill_lookups(store, &mut report).await?,
             Change::Backup(..) => {}
         }
         report.changes.push(change);
     }
     Ok(report)
+}
+
+/// Writes the lookups of every readable product (unconditional puts: a lookup written
+/// meanwhile by a product commit is the same or newer, and both point at the product).
+async fn backfill_lookups(
+    store: &dyn ItemStore,
+    report: &mut MigrateReport,
+) -> Result<(), StoreError> {
+    let mut start = None;
+    loop {
+        let page = store.scan(Table::Products, 500, start.as_ref()).await?;
+        let mut writes = Vec::new();
+        for item in &page.items {
+            let product = item
+                .doc
+                .as_deref()
+                .ok_or_else(|| "no document".to_owned())
+                .and_then(|doc| {
+                    serde_json::from_slice::<Product>(doc)
+                        .map_err(|e| e.to_string())
+                        .or_else(|_| upgrade_product(item))
+                });
+            let product = match product {
+                Ok(product) => product,
+                Err(reason) => {
+                    report
+                        .unreadable
+                        .push(format!("product {:?}: {reason}", item.attrs.get("id")));
+                    continue;
+                }
+            };
+            for lookup in ProductLookup::of_product(product.id, &product.content) {
+                writes.push(WriteOp::Put {
+                    table: Table::ProductLookups,
+                    item: Item {
+                        attrs: lookup.attrs(),
+                        doc: serde_json::to_vec(&lookup).ok(),
+                    },
+                    condition: None,
+                });
+            }
+        }
+        for group in writes.chunks(crate::backend::MAX_TRANSACTION_ITEMS) {
+            store.transact(group.to_vec()).await?;
+        }
+        match page.next {
+            Some(next) => start = Some(next),
+            None => return Ok(()),
+        }
+    }
 }
 
 async fn backfill(

@@ -384,3 +384,54 @@ async fn dynamodb_refuses_to_change_existing_tables_without_a_backup() {
         text(&again)
     );
 }
+
+/// A store from before the lookups table: its products get their SKU and barcode lookups
+/// when `migrate` creates the table, so an import finds them; once.
+#[tokio::test]
+async fn embedded_products_stored_before_lookups_get_them_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().to_str().expect("utf-8").to_owned();
+    assert!(shopsync(&["migrate", "--data", &data]).status.success());
+    let store = Store::new(Arc::new(
+        SqliteStore::open(dir.path(), "shopsync_").expect("open"),
+    ));
+    let product = Product::new(ProductId::generate(), sample_content(2), chrono::Utc::now());
+    store
+        .create_product(
+            &product,
+            shopsync_domain::ChangeSource::Local,
+            &shopsync_domain::Actor::new("test").expect("actor"),
+            None,
+        )
+        .await
+        .expect("create");
+    drop(store);
+    // As the store was before the table existed.
+    let conn = database(dir.path());
+    conn.execute_batch(
+        "DROP TABLE shopsync_product_lookups; DELETE FROM _shopsync_tables WHERE name = 'shopsync_product_lookups';",
+    )
+    .expect("drop the lookups table");
+    drop(conn);
+    let out = shopsync(&["migrate", "--data", &data]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("backfill SKU and barcode lookups"),
+        "{}",
+        text(&out)
+    );
+    let store = Store::new(Arc::new(
+        SqliteStore::open(dir.path(), "shopsync_").expect("open"),
+    ));
+    let sku = product.content.variants[1].sku.as_ref().expect("a SKU");
+    let found = store
+        .lookups_of(&[shopsync_store::records::ProductLookup::sku_key(
+            sku.as_str(),
+        )])
+        .await
+        .expect("lookups");
+    assert_eq!(found[0].len(), 1);
+    assert_eq!(found[0][0].product_id, product.id);
+    let again = shopsync(&["migrate", "--data", &data]);
+    assert!(text(&again).contains("no changes"), "{}", text(&again));
+}
