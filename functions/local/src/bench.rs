@@ -238,7 +238,7 @@ fn product_body_for(product_id: u64, variants: usize, updated_at: &str) -> Vec<u
 }
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MB.
-fn peak_rss_mb() -> Option<f64> {
+pub(crate) fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -319,7 +319,7 @@ fn host_ticks_of(stat: &str) -> Option<(u64, u64)> {
     Some((*ticks.get(7)?, ticks.iter().sum()))
 }
 
-async fn fresh_store(dir: &std::path::Path) -> anyhow::Result<shopsync_store::Store> {
+pub(crate) async fn fresh_store(dir: &std::path::Path) -> anyhow::Result<shopsync_store::Store> {
     let backend = shopsync_store_sqlite::SqliteStore::open(dir, "bench_")?;
     shopsync_store::migrate::migrate(&backend, Default::default()).await?;
     Ok(shopsync_store::Store::new(std::sync::Arc::new(backend)))

@@ -4,6 +4,7 @@
 static ALLOCATOR: shopsync_alloc::MiMalloc = shopsync_alloc::MiMalloc;
 
 mod bench;
+mod bench_import;
 mod import;
 mod progress;
 use tracing_subscriber::layer::SubscriberExt;
@@ -212,6 +213,24 @@ enum BenchCommand {
         /// earlier ones were answered (open loop; latency from each delivery's due time).
         #[arg(long, conflicts_with = "concurrency")]
         rate: Option<f64>,
+        #[command(flatten)]
+        store: BenchStore,
+    },
+    /// A Xorosoft stock file into a fresh embedded store with no push, beside a raw parse of
+    /// the same file (rows/s both, and the import's peak RSS).
+    XorosoftImport {
+        /// Rows in the file (one per variant of a seeded catalog of 3-variant products).
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[command(flatten)]
+        store: BenchStore,
+    },
+    /// A stock import of this many items pushed to the simulator on the Standard plan: calls
+    /// used (goal: one per 250 levels) and time against what the bucket allows.
+    XorosoftPush {
+        /// Items in the file.
+        #[arg(long, default_value_t = 10_000)]
+        items: usize,
         #[command(flatten)]
         store: BenchStore,
     },
@@ -536,6 +555,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     bench::shopify_push(seconds, tasks.max(1)).await?
                 }
                 BenchCommand::Webhook { count } => bench::webhook(count.max(1))?,
+                BenchCommand::XorosoftImport { rows, store } => {
+                    let dir = bench::store_dir(store.data.as_deref())?;
+                    bench_import::xorosoft_import(dir.path(), rows.max(1)).await?
+                }
+                BenchCommand::XorosoftPush { items, store } => {
+                    let dir = bench::store_dir(store.data.as_deref())?;
+                    bench_import::xorosoft_push(dir.path(), items.max(1)).await?
+                }
                 BenchCommand::WebhookPath {
                     count,
                     products,
