@@ -432,6 +432,21 @@ async fn apply_chunk(
         let mut commits = Vec::with_capacity(chunk.len());
         let mut kinds: Vec<(ChangeType, &ProductsStaging)> = Vec::with_capacity(chunk.len());
         let mut deletes: Vec<(ProductCommit, &ProductsStaging)> = Vec::new();
+        // The products the batch updates, read together (by key).
+        let reading = Instant::now();
+        let updated_ids: Vec<shopsync_domain::ProductId> = chunk
+            .iter()
+            .filter(|r| r.change_type == ChangeType::Update)
+            .map(|r| r.source_product_id)
+            .collect();
+        let currents: std::collections::HashMap<shopsync_domain::ProductId, Product> = store
+            .products(&updated_ids)
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|p| (p.id, p))
+            .collect();
+        times.add(Stage::Diff, reading);
         for row in chunk {
             if row.change_type == ChangeType::Delete {
                 // Only rows a person approved get here.
@@ -467,10 +482,7 @@ async fn apply_chunk(
                 kinds.push((ChangeType::Create, row));
                 continue;
             }
-            let diffing = Instant::now();
-            let current = store.product(row.source_product_id).await?;
-            times.add(Stage::Diff, diffing);
-            let Some(current) = current else {
+            let Some(current) = currents.get(&row.source_product_id).cloned() else {
                 settle_row(
                     store,
                     row,
