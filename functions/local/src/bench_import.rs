@@ -95,6 +95,14 @@ fn write_stock_file(
     Ok(std::fs::metadata(path)?.len())
 }
 
+/// Resident memory of this process now (Linux `VmRSS`), in MB.
+fn current_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 /// Resets the process's peak RSS, so the next reading is the peak of what follows (Linux).
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -139,6 +147,7 @@ pub async fn xorosoft_import(dir: &std::path::Path, rows: usize) -> anyhow::Resu
     println!("  raw parse: {parsed} rows ({errors} errors) in {parse_seconds:.2} s = {parse_rate:.0} rows/s");
 
     let reset = reset_peak_rss();
+    let before = current_rss_mb();
     let blobs = FolderBlobs::new(&files, "local");
     let settings = ImportSettings {
         locations: LocationMap::everything_to(location),
@@ -169,7 +178,10 @@ pub async fn xorosoft_import(dir: &std::path::Path, rows: usize) -> anyhow::Resu
         s.records_updated,
         shopsync_domain::status::status_name(log.status),
         match (reset, peak_rss_mb()) {
-            (true, Some(mb)) => format!("{mb:.0} MB (goal 128 MB or less)"),
+            (true, Some(mb)) => format!(
+                "{mb:.0} MB (goal 128 MB or less), of which {:.0} MB were resident before it began (the seeded catalog's allocations this process keeps)",
+                before.unwrap_or(0.0)
+            ),
             (false, Some(mb)) => format!("{mb:.0} MB (the process's; it could not be reset)"),
             (_, None) => "unknown".into(),
         }
