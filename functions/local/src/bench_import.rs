@@ -279,10 +279,12 @@ pub async fn xorosoft_push(dir: &std::path::Path, items: usize) -> anyhow::Resul
     let calls = after.api_calls - before.api_calls;
     let cost = after.cost_used - before.cost_used;
     let plan = shopsync_shopify_sim::Plan::STANDARD;
-    // What the bucket allows: a full bucket spent at once, the rest at the restore rate.
-    let ideal = ((cost - plan.bucket as f64).max(0.0)) / plan.restore_rate as f64;
+    // What the bucket allows: a full bucket spent at once, the rest at the restore rate; and
+    // the restore rate alone (a bucket that starts empty).
+    let ideal = (cost - plan.bucket).max(0.0) / plan.restore_rate;
+    let from_empty = cost / plan.restore_rate;
     println!(
-        "xorosoft-push: {} levels pushed ({} not) in {:.2} s with {calls} calls (goal {}), {cost:.0} cost points, {} THROTTLED; the bucket ({} points, {}/s) allows it in {ideal:.2} s{}; status {}",
+        "xorosoft-push: {} levels pushed ({} not) in {:.2} s with {calls} calls (goal {}), {cost:.0} cost points, {} THROTTLED; the bucket ({} points, {}/s) allows it in {ideal:.2} s{}, and {from_empty:.1} s from an empty bucket; status {}",
         log.statistics.pushed,
         log.statistics.push_failed,
         push_ms as f64 / 1000.0,
