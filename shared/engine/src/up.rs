@@ -447,7 +447,7 @@ pub async fn push_product(
                 changes,
             );
             sent = client
-                .set_inventory(&mut plan, &mut NoCheckpoint)
+                .set_inventory_stocking(&mut plan, &mut NoCheckpoint)
                 .await
                 .map(|_| ());
         }

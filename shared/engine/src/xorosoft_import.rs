@@ -1780,7 +1780,7 @@ impl Importer<'_> {
                 checkpoint: checkpoint.clone(),
                 next,
             };
-            let result = client.set_inventory(&mut plan, &mut saver).await;
+            let result = client.set_inventory_stocking(&mut plan, &mut saver).await;
             *op = saver.op;
             match result {
                 Ok(_) => {
@@ -2493,4 +2493,92 @@ fn emit_held_or_refused(log: &XorosoftSyncLog) {
         "status": shopsync_domain::status::status_name(log.status),
     });
     tracing::info!(target: "shopsync::metrics", "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_codes_map_to_locations_by_gid_or_number_and_star_takes_the_rest() {
+        let map = LocationMap::parse(
+            " MAIN=gid://shopify/Location/11, OUTLET=12 ,*=gid://shopify/Location/13",
+        )
+        .unwrap();
+        let id = |n| LocationId::new(n).unwrap();
+        assert_eq!(map.location("MAIN"), Some(id(11)));
+        assert_eq!(map.location("OUTLET"), Some(id(12)));
+        assert_eq!(map.location("ANY"), Some(id(13)));
+        let strict = LocationMap::parse("MAIN=11").unwrap();
+        assert_eq!(strict.location("OUTLET"), None, "no star: unmapped");
+        assert!(LocationMap::parse("").unwrap().is_empty());
+        for bad in ["MAIN", "MAIN=shop", "=11", "MAIN=gid://shopify/Location/0"] {
+            let error = LocationMap::parse(bad).unwrap_err();
+            assert!(
+                error.contains("SHOPSYNC_XOROSOFT_LOCATIONS"),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_come_from_their_names_and_a_bad_value_names_its_setting() {
+        let set = |pairs: &'static [(&'static str, &'static str)]| {
+            ImportSettings::from_settings(move |name| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+        };
+        let settings = set(&[
+            ("SHOPSYNC_XOROSOFT_OWNS_PRICE", "true"),
+            ("SHOPSYNC_XOROSOFT_TZ", "America/New_York"),
+            ("SHOPSYNC_SHOP_CURRENCY", "eur"),
+            ("SHOPSYNC_RAIL_MAX_SNAPSHOT_DROP_PCT", "35"),
+        ])
+        .unwrap();
+        assert!(settings.owns_price);
+        assert_eq!(settings.timezone, chrono_tz::America::New_York);
+        assert_eq!(settings.shop_currency.as_deref(), Some("EUR"));
+        assert_eq!(settings.max_snapshot_drop_pct, 35.0);
+        assert_eq!(settings.max_row_error_pct, 10.0, "the default");
+        for (name, value) in [
+            ("SHOPSYNC_XOROSOFT_OWNS_PRICE", "maybe"),
+            ("SHOPSYNC_XOROSOFT_TZ", "Mars/Olympus"),
+            ("SHOPSYNC_SHOP_CURRENCY", "dollars"),
+            ("SHOPSYNC_RAIL_MAX_ROW_ERROR_PCT", "120"),
+        ] {
+            let error = ImportSettings::from_settings(|n| (n == name).then(|| value.to_owned()))
+                .unwrap_err();
+            assert!(error.starts_with(name), "{error}");
+        }
+    }
+
+    #[test]
+    fn changes_compose_keeping_the_first_old_value_and_dropping_what_came_back() {
+        let path = |p: &str| FieldPath::new_unchecked(p.to_owned());
+        let change = |old: i64, new: i64| FieldChange {
+            old: Some(serde_json::json!(old)),
+            new: Some(serde_json::json!(new)),
+        };
+        let mut earlier = ChangeData::from([
+            (path("variants/a/inventory/1"), change(5, 9)),
+            (path("variants/a/cost"), change(1, 2)),
+        ]);
+        compose(
+            &mut earlier,
+            ChangeData::from([
+                (path("variants/a/inventory/1"), change(9, 12)),
+                (path("variants/a/cost"), change(2, 1)),
+                (path("variants/b/inventory/1"), change(0, 3)),
+            ]),
+        );
+        assert_eq!(earlier.get("variants/a/inventory/1"), Some(&change(5, 12)));
+        assert!(
+            !earlier.contains_key("variants/a/cost"),
+            "back where it began"
+        );
+        assert_eq!(earlier.get("variants/b/inventory/1"), Some(&change(0, 3)));
+    }
 }

@@ -1003,6 +1003,46 @@ impl AdminClient {
         user_errors(doc::INVENTORY_ACTIVATE.name, payload.user_errors)
     }
 
+    /// As [`AdminClient::set_inventory`], and an entry Shopify answers is not stocked at its
+    /// location (ITEM_NOT_STOCKED_AT_LOCATION: shopsync's copy thought it was) is stocked
+    /// there first and set from 0, the quantity an activation starts at; the batch is sent
+    /// again as a new attempt (its own idempotency key).
+    pub async fn set_inventory_stocking(
+        &self,
+        plan: &mut InventoryPlan,
+        checkpoint: &mut dyn PlanCheckpoint,
+    ) -> Result<InventoryOutcome, ShopifyError> {
+        let mut rounds = 0;
+        loop {
+            let errors = match self.set_inventory(plan, checkpoint).await {
+                Err(ShopifyError::UserErrors { operation, errors }) if rounds < 3 => {
+                    (operation, errors)
+                }
+                other => return other,
+            };
+            let (operation, errors) = errors;
+            let batch = plan.progress.iter().position(|p| !p.done);
+            let unstocked: Vec<usize> = errors
+                .iter()
+                .filter(|e| e.code.as_deref() == Some("ITEM_NOT_STOCKED_AT_LOCATION"))
+                .filter_map(|e| e.field.as_ref()?.get(2)?.parse::<usize>().ok())
+                .filter_map(|index| Some(batch? * MAX_PAGE as usize + index))
+                .filter(|index| *index < plan.changes.len())
+                .collect();
+            let (Some(batch), false) = (batch, unstocked.is_empty()) else {
+                return Err(ShopifyError::UserErrors { operation, errors });
+            };
+            for index in unstocked {
+                let change = &mut plan.changes[index];
+                self.inventory_activate(change.item, change.location)
+                    .await?;
+                change.expected = 0;
+            }
+            plan.progress[batch].attempt += 1;
+            rounds += 1;
+        }
+    }
+
     /// Current available quantities of `items` at every location they are stocked at.
     pub async fn inventory_levels(
         &self,

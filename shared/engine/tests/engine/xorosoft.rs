@@ -367,3 +367,128 @@ on_both_stores! {
         assert_eq!(chunks.iter().map(|c| c.items.len() + c.errors.len()).sum::<usize>(), 8);
     }
 }
+
+on_both_stores! {
+    async fn a_full_file_stocks_an_item_where_it_was_not_and_exports_what_shopify_holds_after() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let product = &shop.products[0];
+        let item = product.content.variants[1].inventory_item_id.unwrap().get();
+        // The merchant took the item out of the location in Shopify's admin.
+        assert!(shop.sim.with_shop(|s| s.unstock(item, shop.location.get())));
+        let file = format!(
+            "{HEADER}\n{}{}",
+            row("MAIN", &sku(product, 0), "", 70, "4.10", &product.content.variants[0].price.to_string()),
+            row("MAIN", &sku(product, 1), "", 8, "4.10", &product.content.variants[1].price.to_string()),
+        );
+        let key = "xorosoft/inbound/full/both.csv";
+        drop_file(&blobs, key, &file).await;
+        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
+        let log = importer(&shop, &blobs, &settings, &rails, &actor)
+            .run(key, None, false)
+            .await
+            .unwrap();
+        assert_eq!(log.status, XorosoftSyncStatus::Completed, "{log:?}");
+        assert_eq!(
+            shop.sim.with_shop(|s| s.level(item, shop.location.get())),
+            Some(8),
+            "stocked there first, then set"
+        );
+        let export = log.export_file.as_deref().expect("a full file writes an export");
+        let text = std::fs::read_to_string(folder.path().join(export.trim_start_matches("local/"))).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "StoreCode,LocationCode,ItemNumber,ItemUPC,AvailableQty");
+        assert!(lines.contains(&format!("MAIN,A-01,{},,70", sku(product, 0)).as_str()), "{text}");
+        assert!(lines.contains(&format!("MAIN,A-01,{},,8", sku(product, 1)).as_str()), "{text}");
+    }
+}
+
+on_both_stores! {
+    async fn an_import_neither_moves_the_down_sync_cursor_nor_zeroes_stock_past_the_rail() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        // Every variant to zero: more than the zero-stock rail allows (here 2).
+        let zeroes: String = shop
+            .products
+            .iter()
+            .flat_map(|p| (0..2).map(move |v| row("MAIN", &sku(p, v), "", 0, "1.00", "5.00")))
+            .collect();
+        drop_file(&blobs, "xorosoft/inbound/full/zero.csv", &format!("{HEADER}\n{zeroes}")).await;
+        let settings = settings(&shop);
+        let rails = GuardRails {
+            max_zero_stock: 2,
+            ..GuardRails::default()
+        };
+        let actor = importer_actor();
+        let held = importer(&shop, &blobs, &settings, &rails, &actor)
+            .run("xorosoft/inbound/full/zero.csv", None, false)
+            .await
+            .unwrap();
+        assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval, "{held:?}");
+        assert!(held.status_reason.as_deref().unwrap_or("").contains("drop to zero"), "{held:?}");
+        let untouched = shop.store.product(shop.products[0].id).await.unwrap().unwrap();
+        assert_eq!(untouched.version, shop.products[0].version);
+        // The next incremental down-sync starts from the last down-sync, not the import.
+        let stepper = shopsync_engine::steps::Stepper {
+            store: &shop.store,
+            client: &shop.client,
+            actor: &actor,
+            rails: &rails,
+        };
+        let incremental = stepper
+            .open(shopsync_engine::steps::SyncKind::Incremental {
+                overlap: chrono::Duration::zero(),
+                dry_run: true,
+            })
+            .await
+            .unwrap();
+        let operations: Vec<shopsync_domain::SyncOperation> = shop
+            .store
+            .query_all(Query::new(Table::SyncOperations, Some("by_created"), "operation"))
+            .await
+            .unwrap();
+        let full_down = operations
+            .iter()
+            .find(|o| o.xorosoft_log_id.is_none() && o.operation_type == shopsync_domain::OperationType::FullSync)
+            .unwrap();
+        let since = incremental.checkpoint.as_ref().and_then(|c| c.pointer("/phase/since")).and_then(|s| s.as_str()).unwrap();
+        let since: chrono::DateTime<chrono::Utc> = since.parse().unwrap();
+        assert_eq!(Some(since), full_down.started_at, "the import's operation is not a down-sync");
+    }
+}
+
+on_both_stores! {
+    async fn a_sku_two_products_share_is_ambiguous_and_neither_is_guessed() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let (first, second) = (&shop.products[0], &shop.products[1]);
+        let shared = sku(first, 0);
+        // The merchant gives another product's variant the same SKU, written another way.
+        common::edit(&shop.store, second, |c| {
+            c.variants[0].sku = shopsync_domain::Sku::parse(&shared.to_lowercase());
+        })
+        .await;
+        let file = format!("{HEADER}\n{}", row("MAIN", &shared, "", 99, "1.00", "5.00"));
+        drop_file(&blobs, "xorosoft/inbound/stock/shared.csv", &file).await;
+        let settings = ImportSettings {
+            max_row_error_pct: 100.0,
+            ..settings(&shop)
+        };
+        let (rails, actor) = (GuardRails::default(), importer_actor());
+        let log = importer(&shop, &blobs, &settings, &rails, &actor)
+            .run("xorosoft/inbound/stock/shared.csv", None, false)
+            .await
+            .unwrap();
+        assert_eq!((log.statistics.matched, log.statistics.ambiguous), (0, 1), "{log:?}");
+        assert_eq!(log.status, XorosoftSyncStatus::CompletedWithErrors);
+        for product in [first, second] {
+            assert_eq!(versions_by(&shop.store, product, ChangeSource::Xorosoft).await, 0);
+        }
+        let errors = shopsync_engine::xorosoft_import::row_errors(&shop.store, log.id).await.unwrap();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].reason.contains("2 products"), "{errors:?}");
+    }
+}
