@@ -96,6 +96,20 @@ pub async fn default_locations(
     )))
 }
 
+/// The import settings and guard rails from the environment, with the simulator's first
+/// location standing in for an unset location map (the line saying so is printed).
+pub async fn local_settings(
+    target: &crate::config::ShopifyTarget,
+) -> anyhow::Result<(ImportSettings, shopsync_domain::GuardRails)> {
+    let mut settings = settings_from_env()?;
+    if let Some(line) =
+        default_locations(&mut settings, &target.client, target._simulator.is_some()).await?
+    {
+        eprintln!("{line}");
+    }
+    Ok((settings, crate::rails_from_env()?))
+}
+
 /// Runs `shopsync import`.
 pub async fn run(source: ImportSource) -> anyhow::Result<ExitCode> {
     let ImportSource::Xorosoft(args) = source;
@@ -117,13 +131,7 @@ pub async fn run(source: ImportSource) -> anyhow::Result<ExitCode> {
         args.file.display(),
         target.description
     );
-    let mut settings = settings_from_env()?;
-    if let Some(line) =
-        default_locations(&mut settings, &target.client, target._simulator.is_some()).await?
-    {
-        eprintln!("{line}");
-    }
-    let rails = crate::rails_from_env()?;
+    let (settings, rails) = local_settings(&target).await?;
     let actor = shopsync_domain::Actor::new(&args.by).context("actor")?;
     // A dry run reads a copy outside the watched folder and leaves nothing behind there.
     let scratch;

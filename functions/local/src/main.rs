@@ -461,17 +461,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     shopsync_engine::xorosoft_import::approve_import(&repo, id, &actor).await?;
                     let target = shopify.connect(None).await?;
-                    let mut settings = import::settings_from_env()?;
-                    if let Some(line) = import::default_locations(
-                        &mut settings,
-                        &target.client,
-                        target._simulator.is_some(),
-                    )
-                    .await?
-                    {
-                        eprintln!("{line}");
-                    }
-                    let rails = rails_from_env()?;
+                    let (settings, rails) = import::local_settings(&target).await?;
                     let blobs = shopsync_engine::blob::FolderBlobs::new(store.data_dir(), "local");
                     let log = shopsync_engine::xorosoft_import::Importer {
                         store: &repo,

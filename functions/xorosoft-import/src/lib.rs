@@ -4,7 +4,7 @@
 //! key and ETag), a continuation (a long file that reached the deadline, an approved import)
 //! goes on. It also accepts S3's event when invoked directly, and ignores `s3:TestEvent`.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::Value;
 use shopsync_engine::jobs::{Delivered, Job, JobMessage, Worker};
 use std::time::Instant;
@@ -93,17 +93,12 @@ pub fn import_job(bucket: &str, key: &str, event: &str) -> JobMessage {
 /// they are.
 pub fn deliveries(event: &SqsEvent, bucket: &str) -> Vec<Delivered> {
     let mut out = Vec::new();
-    for record in &event.records {
-        let Some(message_id) = record.message_id.clone() else {
-            tracing::error!("an SQS record without a message id");
-            continue;
-        };
-        let body = record.body.clone().unwrap_or_default();
-        let receive_count = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(1);
+    for Delivered {
+        message_id,
+        body,
+        receive_count,
+    } in shopsync_runtime::sqs::deliveries(event)
+    {
         let parsed: Option<Value> = serde_json::from_str(&body).ok();
         match parsed.as_ref().and_then(object_events) {
             Some(events) => {
@@ -158,19 +153,7 @@ pub async fn handle(
         failed = report.failed.len(),
         "import batch done"
     );
-    let mut failed = report.failed;
-    failed.sort();
-    failed.dedup();
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failed
-        .into_iter()
-        .map(|id| {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            failure
-        })
-        .collect();
-    response
+    shopsync_runtime::sqs::batch_response(report.failed)
 }
 
 /// Runs an S3 event delivered directly (not through the queue); an error makes Lambda retry

@@ -126,6 +126,40 @@ pub struct ProductsStaging {
 }
 
 impl ProductsStaging {
+    /// A pending update of `product` as it stands (its content proposed, nothing listed as
+    /// changed yet), staged by `actor` in `operation`: callers set what they change.
+    pub fn pending(
+        id: StagingId,
+        product: &crate::product::Product,
+        operation: OperationId,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            source_product_id: product.id,
+            sku: product.content.variants.iter().find_map(|v| v.sku.clone()),
+            name: product.content.title.clone(),
+            change_type: ChangeType::Update,
+            change_data: ChangeData::new(),
+            base_version: product.version,
+            proposed: Some(product.content.clone()),
+            has_conflicts: false,
+            sync_operation_id: operation,
+            status: StagingStatus::Pending,
+            staged_by: actor.clone(),
+            staged_at: now,
+            reviewed_by: None,
+            reviewed_at: None,
+            applied_at: None,
+            error: None,
+            shopify: None,
+            merged: false,
+            origin: None,
+            contributions: Default::default(),
+        }
+    }
+
     /// Whether `change_data` is left implied (a create: every field of `proposed` new).
     pub fn changes_implied(&self) -> bool {
         self.change_type == ChangeType::Create

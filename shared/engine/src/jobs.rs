@@ -569,18 +569,10 @@ impl Worker {
                 return self.continue_import(*operation, deadline).await;
             }
             Job::ImportFile { key } => {
-                let Some(ImportHost::Runs { blobs, settings }) = self.imports.as_deref() else {
+                let Some(importer) = self.importer() else {
                     return Err(EngineError::Refused(format!(
                         "{key}: this worker runs no imports (it reads no import files)"
                     )));
-                };
-                let importer = crate::xorosoft_import::Importer {
-                    store: &self.store,
-                    client: Some(&self.client),
-                    blobs: blobs.as_ref(),
-                    actor: &self.actor,
-                    rails: &self.rails,
-                    settings,
                 };
                 return match importer.begin(key, None, false).await {
                     Ok(crate::xorosoft_import::Begun::Import { operation, .. }) => {
@@ -616,6 +608,21 @@ impl Worker {
         op.map(Some)
     }
 
+    /// The importer of a worker that runs imports.
+    fn importer(&self) -> Option<crate::xorosoft_import::Importer<'_>> {
+        let Some(ImportHost::Runs { blobs, settings }) = self.imports.as_deref() else {
+            return None;
+        };
+        Some(crate::xorosoft_import::Importer {
+            store: &self.store,
+            client: Some(&self.client),
+            blobs: blobs.as_ref(),
+            actor: &self.actor,
+            rails: &self.rails,
+            settings,
+        })
+    }
+
     /// Goes on with an import until it ends or `deadline` passes, then hands the rest on
     /// (as a [`Job::Import`] on the continuation queue); a worker that hands imports on
     /// sends it there at once.
@@ -624,8 +631,8 @@ impl Worker {
         operation: OperationId,
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<SyncOperation>, EngineError> {
-        let (blobs, settings) = match self.imports.as_deref() {
-            Some(ImportHost::Runs { blobs, settings }) => (blobs, settings),
+        let importer = match self.imports.as_deref() {
+            Some(ImportHost::Runs { .. }) => self.importer(),
             Some(ImportHost::HandsOn(queue)) => {
                 let current = crate::steps::load_operation(&self.store, operation).await?;
                 queue
@@ -634,19 +641,12 @@ impl Worker {
                     .map_err(|e| EngineError::Queue(e.0))?;
                 return Ok(Some(current));
             }
-            None => {
-                return Err(EngineError::Refused(format!(
-                    "operation {operation} is an import and this worker runs no imports"
-                )))
-            }
+            None => None,
         };
-        let importer = crate::xorosoft_import::Importer {
-            store: &self.store,
-            client: Some(&self.client),
-            blobs: blobs.as_ref(),
-            actor: &self.actor,
-            rails: &self.rails,
-            settings,
+        let Some(importer) = importer else {
+            return Err(EngineError::Refused(format!(
+                "operation {operation} is an import and this worker runs no imports"
+            )));
         };
         let deadline = match (&self.continuation, deadline) {
             (Some(_), Some(deadline)) => Some(deadline),

@@ -1172,12 +1172,24 @@ pub(crate) fn rebase(now: ClientCounters, totals: ApiTotals) -> ClientCounters {
 
 /// Reports progress as a `shopsync::progress` event (the CLI draws it; logs may keep it).
 fn progress(operation: &SyncOperation, phase: &'static str, done: u64, total: Option<u64>) {
+    progress_in(operation, phase, done, total, "products");
+}
+
+/// As `progress`, counting `unit`s.
+pub(crate) fn progress_in(
+    operation: &SyncOperation,
+    phase: &'static str,
+    done: u64,
+    total: Option<u64>,
+    unit: &'static str,
+) {
     tracing::info!(
         target: "shopsync::progress",
         operation = %operation.operation_uuid,
         phase,
         done,
         total = total.unwrap_or(0),
+        unit,
         "progress"
     );
 }

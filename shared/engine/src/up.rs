@@ -281,9 +281,9 @@ fn stock_differs(base: &ProductContent, current: &ProductContent) -> bool {
 
 /// The stock levels a push sets: every level of `current` that `base` (what Shopify was
 /// last confirmed to hold) lacks or holds otherwise, from the base's quantity (compared by
-/// Shopify, so a sale since is kept) to the local one; and the (item, location) pairs not
-/// stocked before, to activate first. Variants new to Shopify take their inventory item
-/// from `created` (what productSet answered).
+/// Shopify, so a sale since is kept) to the local one; and the (item, location) pairs the
+/// base has no level for, to activate first. A variant new to Shopify takes its inventory
+/// item from `created` (what productSet answered).
 fn stock_plan(
     base: Option<&ProductContent>,
     current: &ProductContent,
@@ -656,33 +656,18 @@ pub(crate) async fn preview_products(
         };
         let change_data =
             shopsync_domain::fields::diff(&base.unwrap_or_default(), &product.content.to_fields());
-        rows.push(shopsync_domain::ProductsStaging {
-            id: shopsync_domain::StagingId::generate(),
-            source_product_id: product.id,
-            sku: product.content.variants.iter().find_map(|v| v.sku.clone()),
-            name: product.content.title.clone(),
-            change_type: if product.shopify_id.is_some() {
-                shopsync_domain::staging::ChangeType::Update
-            } else {
-                shopsync_domain::staging::ChangeType::Create
-            },
-            change_data,
-            base_version: product.version,
-            proposed: Some(product.content.clone()),
-            has_conflicts: false,
-            sync_operation_id: operation.operation_uuid,
-            status: shopsync_domain::staging::StagingStatus::Pending,
-            staged_by: actor.clone(),
-            staged_at: now,
-            reviewed_by: None,
-            reviewed_at: None,
-            applied_at: None,
-            error: None,
-            shopify: None,
-            merged: false,
-            origin: None,
-            contributions: Default::default(),
-        });
+        let mut row = shopsync_domain::ProductsStaging::pending(
+            shopsync_domain::StagingId::generate(),
+            product,
+            operation.operation_uuid,
+            actor,
+            now,
+        );
+        if product.shopify_id.is_none() {
+            row.change_type = shopsync_domain::staging::ChangeType::Create;
+        }
+        row.change_data = change_data;
+        rows.push(row);
         stats.updated += 1;
     }
     store.insert_all(&rows).await?;

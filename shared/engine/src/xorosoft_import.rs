@@ -25,7 +25,7 @@ use crate::sync::save;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopsync_domain::product::ProductContent;
-use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
+use shopsync_domain::staging::{ProductsStaging, StagingStatus};
 use shopsync_domain::{
     Actor, ChangeData, ChangeSource, FieldChange, FieldPath, GuardRails, ImportChunk, ImportObject,
     ImportRowError, ImportedItem, ItemLink, LinkedBy, LocationId, Money, OperationId,
@@ -317,17 +317,10 @@ struct ImportCheckpoint {
     snapshots: BTreeMap<String, (u64, u64)>,
     /// Counts.
     stats: XorosoftStatistics,
-    /// The staged rows' facts.
-    summary: PlanSummary,
-    /// Xorosoft price changes staged.
-    price_changes: u64,
     /// The file's encoding.
     encoding: Option<String>,
     /// Fields of a UTF-8 file read as Windows-1252.
     fallbacks: u64,
-    /// What kept the operation waiting, once judged.
-    #[serde(default)]
-    held: Vec<String>,
     /// Time so far, per stage, in ms.
     #[serde(default)]
     stage_ms: BTreeMap<shopsync_domain::Stage, u64>,
@@ -349,11 +342,8 @@ impl ImportCheckpoint {
             store_codes: BTreeSet::new(),
             snapshots: BTreeMap::new(),
             stats: XorosoftStatistics::default(),
-            summary: PlanSummary::default(),
-            price_changes: 0,
             encoding: None,
             fallbacks: 0,
-            held: Vec::new(),
             stage_ms: BTreeMap::new(),
             api: crate::steps::ApiTotals::default(),
         }
@@ -986,17 +976,16 @@ impl Importer<'_> {
             for (at, by) in ways {
                 let Some(at) = at else { continue };
                 let found = candidates(at, by);
-                match found.len() {
-                    0 => continue,
-                    1 => {
-                        let (product_id, variant_key) = found.into_iter().next().expect("one");
+                match <[_; 1]>::try_from(found) {
+                    Ok([(product_id, variant_key)]) => {
                         link = ItemLink::Matched {
                             product_id,
                             variant_key,
                             by,
                         };
                     }
-                    _ => {
+                    Err(found) if found.is_empty() => continue,
+                    Err(found) => {
                         let mut products: Vec<ProductId> =
                             found.into_iter().map(|(p, _)| p).collect();
                         products.dedup();
@@ -1215,29 +1204,17 @@ impl Importer<'_> {
             }
             let mut row = match existing {
                 Some(row) => row,
-                None => ProductsStaging {
-                    id: row_id(op.operation_uuid, id),
-                    source_product_id: id,
-                    sku: product.content.variants.iter().find_map(|v| v.sku.clone()),
-                    name: product.content.title.clone(),
-                    change_type: ChangeType::Update,
-                    change_data: ChangeData::new(),
-                    base_version: product.version,
-                    proposed: Some(product.content.clone()),
-                    has_conflicts: false,
-                    sync_operation_id: op.operation_uuid,
-                    status: StagingStatus::Pending,
-                    staged_by: self.actor.clone(),
-                    staged_at: now,
-                    reviewed_by: None,
-                    reviewed_at: None,
-                    applied_at: None,
-                    error: None,
-                    shopify: None,
-                    merged: false,
-                    origin: Some(ChangeSource::Xorosoft),
-                    contributions: BTreeMap::new(),
-                },
+                None => {
+                    let mut row = ProductsStaging::pending(
+                        row_id(op.operation_uuid, id),
+                        &product,
+                        op.operation_uuid,
+                        self.actor,
+                        now,
+                    );
+                    row.origin = Some(ChangeSource::Xorosoft);
+                    row
+                }
             };
             let before = row
                 .proposed
@@ -1450,8 +1427,6 @@ impl Importer<'_> {
                 price_changes += prices;
             }
         }
-        checkpoint.summary = summary;
-        checkpoint.price_changes = price_changes;
         let mut reasons = match self.rails.judge(&summary) {
             Verdict::Proceed => Vec::new(),
             Verdict::Hold(reasons) => reasons,
@@ -1515,7 +1490,6 @@ impl Importer<'_> {
             return Ok(None);
         }
         let reason = reasons.join("; ");
-        checkpoint.held = reasons;
         checkpoint.phase = ImportPhase::Apply;
         let before = op.clone();
         op.checkpoint = serde_json::to_value(&*checkpoint).ok();
@@ -1559,18 +1533,18 @@ impl Importer<'_> {
         checkpoint.stats.records_processed = op.statistics.processed;
         let log = load_log(self.store, checkpoint.xorosoft_import).await?;
         let now = Utc::now();
-        let mut chunks = Vec::new();
-        self.each_chunk(log.id, |chunk| chunks.push(chunk.chunk))
-            .await?;
-        for number in chunks {
-            let Some(chunk): Option<ImportChunk> = self
-                .store
-                .get(&Key::pk_sk(log.id.to_string(), number as i64))
-                .await?
-            else {
-                continue;
-            };
-            self.keep_records(&log, checkpoint, &chunk, now).await?;
+        // A page of chunks at a time, each kept as it is read.
+        let mut query = Query::new(Table::XorosoftImportChunks, None, log.id.to_string());
+        query.limit = 20;
+        loop {
+            let page = self.store.query::<ImportChunk>(query.clone()).await?;
+            for chunk in &page.items {
+                self.keep_records(&log, checkpoint, chunk, now).await?;
+            }
+            match page.next {
+                Some(next) => query.start = Some(next),
+                None => break,
+            }
         }
         Ok(())
     }
@@ -1607,16 +1581,14 @@ impl Importer<'_> {
         let mut writes = Vec::with_capacity(records.len());
         let file = log.object.as_ref().map(ImportObject::path);
         for (item, existing) in takes.iter().zip(records.iter()) {
-            let mut record = existing.clone().unwrap_or_else(|| {
-                XorosoftProduct::new(
-                    &item.item_number,
-                    shopsync_domain::Sku::parse(&item.item_number).unwrap_or_else(|| {
-                        shopsync_domain::Sku::parse("-").expect("a dash is a SKU")
-                    }),
-                    &item.store_code,
-                    now,
-                )
-            });
+            let mut record = match (existing, shopsync_domain::Sku::parse(&item.item_number)) {
+                (Some(existing), _) => existing.clone(),
+                (None, Some(sku)) => {
+                    XorosoftProduct::new(&item.item_number, sku, &item.store_code, now)
+                }
+                // The reader takes no row without an item number.
+                (None, None) => continue,
+            };
             if log.sync_type.takes_stock() {
                 record.stock_on_hand = Quantity(item.on_hand.unwrap_or(record.stock_on_hand.0));
                 record.stock_available =
@@ -2463,17 +2435,14 @@ fn csv_line(fields: &[&str]) -> String {
     line
 }
 
-/// Reports progress as a `shopsync::progress` event (the CLI draws it).
+/// Reports progress (see `steps::progress_in`), in the unit of the phase.
 fn progress(operation: &SyncOperation, phase: &'static str, done: u64, total: Option<u64>) {
-    tracing::info!(
-        target: "shopsync::progress",
-        operation = %operation.operation_uuid,
-        phase,
-        done,
-        total = total.unwrap_or(0),
-        unit = if phase == "read" { "rows" } else if phase == "staged" { "chunks" } else { "stock levels" },
-        "progress"
-    );
+    let unit = match phase {
+        "read" => "rows",
+        "staged" => "chunks",
+        _ => "stock levels",
+    };
+    crate::steps::progress_in(operation, phase, done, total, unit);
 }
 
 /// Emits the held-or-refused metric (an EMF line a CloudWatch alarm can watch).

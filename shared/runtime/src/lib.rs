@@ -24,6 +24,7 @@
 //! | `SHOPSYNC_XOROSOFT_*`, `SHOPSYNC_SHOP_CURRENCY`, `SHOPSYNC_RAIL_*` | import | how files are read, judged and pushed (README, Xorosoft) |
 
 pub mod secrets;
+pub mod sqs;
 
 use secrets::{Secret, SecretError, SecretSource, WebhookSecrets};
 use shopsync_domain::{Actor, GuardRails};
