@@ -95,21 +95,8 @@ fn write_stock_file(
     Ok(std::fs::metadata(path)?.len())
 }
 
-/// Resident memory of this process now (Linux `VmRSS`), in MB.
-fn current_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// Resets the process's peak RSS, so the next reading is the peak of what follows (Linux).
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
 /// `rows` rows into a fresh embedded store with no push, beside a raw parse of the same file
-/// with the same reader; peak RSS of the import alone.
+/// with the same reader; the import runs in a process of its own (see [`xorosoft_import_run`]).
 pub async fn xorosoft_import(dir: &std::path::Path, rows: usize) -> anyhow::Result<()> {
     let variants = 3;
     let products = rows.div_ceil(variants);
@@ -146,9 +133,67 @@ pub async fn xorosoft_import(dir: &std::path::Path, rows: usize) -> anyhow::Resu
     let parse_rate = parsed as f64 / parse_seconds;
     println!("  raw parse: {parsed} rows ({errors} errors) in {parse_seconds:.2} s = {parse_rate:.0} rows/s");
 
-    let reset = reset_peak_rss();
-    let before = current_rss_mb();
-    let blobs = FolderBlobs::new(&files, "local");
+    // The import runs in a process of its own, so its peak RSS is its own and not the
+    // seeding's: the store is closed here and opened there.
+    store.flush().await?;
+    drop(store);
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "xorosoft-import-run", "--location"])
+        .arg(location.get().to_string())
+        .arg("--key")
+        .arg(key)
+        .arg("--dir")
+        .arg(dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !child.status.success() {
+        anyhow::bail!("the import's process failed ({})", child.status);
+    }
+    let run: ImportRun = serde_json::from_slice(&child.stdout)
+        .map_err(|e| anyhow::anyhow!("the import's process answered no report: {e}"))?;
+    let rate = run.rows as f64 / run.seconds;
+    println!(
+        "  import: {} rows ({} valid, {} matched) in {:.1} s = {rate:.0} rows/s ({:.0}% of the raw parse; goal 50%), {} products updated; status {}; peak RSS of the import's process {}",
+        run.rows,
+        run.valid,
+        run.matched,
+        run.seconds,
+        100.0 * rate / parse_rate,
+        run.updated,
+        run.status,
+        match run.peak_rss_mb {
+            Some(mb) => format!("{mb:.0} MB (goal 128 MB or less)"),
+            None => "unknown".into(),
+        }
+    );
+    if !run.stages.is_empty() {
+        println!("  stages: {}", run.stages);
+    }
+    Ok(())
+}
+
+/// What the import's own process reports to `bench xorosoft-import` (one JSON document).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ImportRun {
+    rows: u64,
+    valid: u64,
+    matched: u64,
+    updated: u64,
+    status: String,
+    seconds: f64,
+    peak_rss_mb: Option<f64>,
+    stages: String,
+}
+
+/// The import half of `bench xorosoft-import`, in its own process: imports `key` from
+/// `dir`'s files into the store in `dir` with no push and prints an [`ImportRun`].
+pub async fn xorosoft_import_run(
+    dir: &std::path::Path,
+    key: &str,
+    location: LocationId,
+) -> anyhow::Result<()> {
+    let store = fresh_store(dir).await?;
+    let blobs = FolderBlobs::new(dir.join("files"), "local");
     let settings = ImportSettings {
         locations: LocationMap::everything_to(location),
         ..ImportSettings::default()
@@ -167,28 +212,11 @@ pub async fn xorosoft_import(dir: &std::path::Path, rows: usize) -> anyhow::Resu
     let log = importer.run(key, None, false).await?;
     store.flush().await?;
     let seconds = started.elapsed().as_secs_f64();
-    let s = &log.statistics;
-    let rate = (s.rows_valid + s.rows_invalid) as f64 / seconds;
-    println!(
-        "  import: {} rows ({} valid, {} matched) in {seconds:.1} s = {rate:.0} rows/s ({:.0}% of the raw parse; goal 50%), {} products updated; status {}; peak RSS {} ",
-        s.rows_valid + s.rows_invalid,
-        s.rows_valid,
-        s.matched,
-        100.0 * rate / parse_rate,
-        s.records_updated,
-        shopsync_domain::status::status_name(log.status),
-        match (reset, peak_rss_mb()) {
-            (true, Some(mb)) => format!(
-                "{mb:.0} MB (goal 128 MB or less), of which {:.0} MB were resident before it began (the seeded catalog's allocations this process keeps)",
-                before.unwrap_or(0.0)
-            ),
-            (false, Some(mb)) => format!("{mb:.0} MB (the process's; it could not be reset)"),
-            (_, None) => "unknown".into(),
-        }
-    );
+    let statistics = &log.statistics;
+    let mut stages = String::new();
     if let Some(operation) = log.operation_id {
         if let Some(perf) = shopsync_engine::sync::performance_of(&store, operation).await? {
-            let stages: Vec<String> = perf
+            stages = perf
                 .stage_durations_ms
                 .iter()
                 .map(|(stage, ms)| {
@@ -198,10 +226,21 @@ pub async fn xorosoft_import(dir: &std::path::Path, rows: usize) -> anyhow::Resu
                         *ms as f64 / 1000.0
                     )
                 })
-                .collect();
-            println!("  stages: {}", stages.join(", "));
+                .collect::<Vec<_>>()
+                .join(", ");
         }
     }
+    let run = ImportRun {
+        rows: statistics.rows_valid + statistics.rows_invalid,
+        valid: statistics.rows_valid,
+        matched: statistics.matched,
+        updated: statistics.records_updated,
+        status: shopsync_domain::status::status_name(log.status).to_owned(),
+        seconds,
+        peak_rss_mb: peak_rss_mb(),
+        stages,
+    };
+    println!("{}", serde_json::to_string(&run)?);
     Ok(())
 }
 

@@ -225,6 +225,19 @@ enum BenchCommand {
         #[command(flatten)]
         store: BenchStore,
     },
+    /// The import half of `xorosoft-import`, run by it in a process of its own.
+    #[command(hide = true)]
+    XorosoftImportRun {
+        /// The store and files `xorosoft-import` prepared.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// The file's key under the files folder.
+        #[arg(long)]
+        key: String,
+        /// The Shopify location every StoreCode maps to.
+        #[arg(long)]
+        location: u64,
+    },
     /// A stock import of this many items pushed to the simulator on the Standard plan: calls
     /// used (goal: one per 250 levels) and time against what the bucket allows.
     XorosoftPush {
@@ -548,6 +561,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 BenchCommand::XorosoftImport { rows, store } => {
                     let dir = bench::store_dir(store.data.as_deref())?;
                     bench_import::xorosoft_import(dir.path(), rows.max(1)).await?
+                }
+                BenchCommand::XorosoftImportRun { dir, key, location } => {
+                    let location = shopsync_domain::LocationId::new(location)?;
+                    bench_import::xorosoft_import_run(&dir, &key, location).await?
                 }
                 BenchCommand::XorosoftPush { items, store } => {
                     let dir = bench::store_dir(store.data.as_deref())?;

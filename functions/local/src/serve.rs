@@ -642,6 +642,9 @@ async fn imports(
 }
 
 /// One import: its log record, the file's row errors and its operation.
+/// How many row errors an import's answer lists (`row_errors_total` counts them all).
+const ROW_ERRORS_SHOWN: usize = 1000;
+
 async fn import(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -674,10 +677,21 @@ async fn import(
     };
     // A duplicate's rows are its first import's.
     let rows_of = log.duplicate_of.unwrap_or(log.id);
-    match shopsync_engine::xorosoft_import::row_errors(&app.store, rows_of).await {
-        Ok(errors) => Json(json!({
+    // The first errors inline; all of them are in the log's `errors_report` file.
+    let mut errors = Vec::new();
+    let mut total = 0u64;
+    let listed = shopsync_engine::xorosoft_import::each_row_error(&app.store, rows_of, |error| {
+        total += 1;
+        if errors.len() < ROW_ERRORS_SHOWN {
+            errors.push(error);
+        }
+    })
+    .await;
+    match listed {
+        Ok(()) => Json(json!({
             "import": log,
             "row_errors": errors,
+            "row_errors_total": total,
             "operation_id": log.operation_id,
         }))
         .into_response(),

@@ -3,6 +3,7 @@
 //!
 //! No I/O, no async, no AWS types: everything here is a plain value or a pure function.
 
+pub mod access;
 pub mod category;
 pub mod compliance;
 pub mod conflict;
@@ -23,6 +24,7 @@ pub mod time;
 pub mod version;
 pub mod xorosoft;
 
+pub use access::{Identity, IdentityError, Role};
 pub use category::{Category, CategoryContent};
 pub use compliance::{ComplianceRequest, ComplianceStatus, ComplianceTopic};
 pub use conflict::{ConflictStatus, ConflictType, Resolution, SyncConflict};

@@ -327,6 +327,11 @@ struct ImportCheckpoint {
     /// Shopify calls so far.
     #[serde(default)]
     api: crate::steps::ApiTotals,
+    /// Whether the phases after staging take the rows in product order (true for every
+    /// import begun now); an import checkpointed without it keeps the order it began in
+    /// (by row id), so a push resumed at a position skips and repeats nothing.
+    #[serde(default)]
+    rows_in_product_order: bool,
 }
 
 impl ImportCheckpoint {
@@ -346,6 +351,7 @@ impl ImportCheckpoint {
             fallbacks: 0,
             stage_ms: BTreeMap::new(),
             api: crate::steps::ApiTotals::default(),
+            rows_in_product_order: true,
         }
     }
 
@@ -442,8 +448,11 @@ async fn save_log(
 }
 
 /// The staged row id of a product in an operation (one row per product, however many of
-/// the file's rows name it).
-fn row_id(operation: OperationId, product: ProductId) -> StagingId {
+/// the file's rows name it). In product order (every import begun now), the id starts with
+/// the product id's first half, so the rows of products made together are stored together;
+/// its second half is a digest of both ids. An import checkpointed before keeps the ids it
+/// staged (a digest of both ids only).
+fn row_id(operation: OperationId, product: ProductId, in_product_order: bool) -> StagingId {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new()
         .chain_update(operation.to_string())
@@ -451,7 +460,12 @@ fn row_id(operation: OperationId, product: ProductId) -> StagingId {
         .chain_update(product.to_string())
         .finalize();
     let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
+    if in_product_order {
+        bytes[..8].copy_from_slice(&product.uuid().as_bytes()[..8]);
+        bytes[8..].copy_from_slice(&digest[..8]);
+    } else {
+        bytes.copy_from_slice(&digest[..16]);
+    }
     StagingId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
 
@@ -1183,7 +1197,11 @@ impl Importer<'_> {
         let products = self.store.products(&ids).await?;
         let row_keys: Vec<Key> = ids
             .iter()
-            .map(|id| Key::pk(row_id(op.operation_uuid, *id).to_string()))
+            .map(|id| {
+                Key::pk(
+                    row_id(op.operation_uuid, *id, checkpoint.rows_in_product_order).to_string(),
+                )
+            })
             .collect();
         let existing: Vec<Option<ProductsStaging>> = self.store.get_each(&row_keys).await?;
         let mut rows = Vec::new();
@@ -1206,7 +1224,7 @@ impl Importer<'_> {
                 Some(row) => row,
                 None => {
                     let mut row = ProductsStaging::pending(
-                        row_id(op.operation_uuid, id),
+                        row_id(op.operation_uuid, id, checkpoint.rows_in_product_order),
                         &product,
                         op.operation_uuid,
                         self.actor,
@@ -1299,11 +1317,15 @@ impl Importer<'_> {
             }
         })
         .await?;
+        // In product order: products are stored in the order they were made, so reading
+        // and writing them in that order touches neighbouring pages.
         let mut ids: Vec<StagingId> = products
             .into_iter()
-            .map(|product| row_id(op.operation_uuid, product))
+            .map(|product| row_id(op.operation_uuid, product, checkpoint.rows_in_product_order))
             .collect();
-        ids.sort_by_key(|id| id.to_string());
+        if !checkpoint.rows_in_product_order {
+            ids.sort_by_cached_key(|id| id.to_string());
+        }
         Ok(ids)
     }
 
@@ -1337,9 +1359,9 @@ impl Importer<'_> {
         let before = log.clone();
         let name = kept_name(&log);
         let mut report = csv_line(&["line", "column", "value", "reason"]);
-        let errors = row_errors(self.store, log.id).await?;
-        let reported = errors.len();
-        for error in errors {
+        let mut reported = 0usize;
+        each_row_error(self.store, log.id, |error| {
+            reported += 1;
             let line = if error.line == 0 {
                 String::new()
             } else {
@@ -1351,7 +1373,8 @@ impl Importer<'_> {
                 &error.value,
                 &error.reason,
             ]));
-        }
+        })
+        .await?;
         if reported > 0 {
             let key = format!("xorosoft/reports/{name}.errors.csv");
             self.blobs
@@ -2105,47 +2128,64 @@ pub async fn row_errors(
     store: &Store,
     log: XorosoftLogId,
 ) -> Result<Vec<ImportRowError>, EngineError> {
+    let mut out = Vec::new();
+    each_row_error(store, log, |error| out.push(error)).await?;
+    Ok(out)
+}
+
+/// Calls `visit` with each row error of an import (as [`row_errors`] lists them), reading its
+/// chunks a page at a time, so a large import is never in memory whole.
+pub async fn each_row_error(
+    store: &Store,
+    log: XorosoftLogId,
+    mut visit: impl FnMut(ImportRowError),
+) -> Result<(), EngineError> {
     let mut query = Query::new(Table::XorosoftImportChunks, None, log.to_string());
     query.limit = 20;
-    let mut out = Vec::new();
-    for chunk in store.query_all::<ImportChunk>(query).await? {
-        out.extend(chunk.errors);
-        for item in chunk.items {
-            let reason = match &item.link {
-                ItemLink::Matched { .. } => continue,
-                ItemLink::Unmatched => {
-                    "matches no local variant (by Xorosoft id, SKU or barcode): not imported"
-                        .to_owned()
-                }
-                ItemLink::Ambiguous { candidates } => format!(
-                    "matches variants of {} products: not imported ({})",
-                    candidates.len(),
-                    candidates
-                        .iter()
-                        .map(|c| c.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-            };
-            out.push(ImportRowError {
-                line: item.line,
-                column: "ItemNumber".into(),
-                value: item.item_number,
-                reason,
-                store_code: Some(item.store_code),
-            });
+    loop {
+        let page = store.query::<ImportChunk>(query.clone()).await?;
+        for chunk in page.items {
+            chunk.errors.into_iter().for_each(&mut visit);
+            for item in chunk.items {
+                let reason = match &item.link {
+                    ItemLink::Matched { .. } => continue,
+                    ItemLink::Unmatched => {
+                        "matches no local variant (by Xorosoft id, SKU or barcode): not imported"
+                            .to_owned()
+                    }
+                    ItemLink::Ambiguous { candidates } => format!(
+                        "matches variants of {} products: not imported ({})",
+                        candidates.len(),
+                        candidates
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                };
+                visit(ImportRowError {
+                    line: item.line,
+                    column: "ItemNumber".into(),
+                    value: item.item_number,
+                    reason,
+                    store_code: Some(item.store_code),
+                });
+            }
+            for (code, item) in chunk.missing {
+                visit(ImportRowError {
+                    line: 0,
+                    column: "ItemNumber".into(),
+                    value: item,
+                    reason: format!("missing: the previous snapshot of store {code} had it, this file lacks it (its stock is left as it is)"),
+                    store_code: Some(code),
+                });
+            }
         }
-        for (code, item) in chunk.missing {
-            out.push(ImportRowError {
-                line: 0,
-                column: "ItemNumber".into(),
-                value: item,
-                reason: format!("missing: the previous snapshot of store {code} had it, this file lacks it (its stock is left as it is)"),
-                store_code: Some(code),
-            });
+        match page.next {
+            Some(next) => query.start = Some(next),
+            None => return Ok(()),
         }
     }
-    Ok(out)
 }
 
 /// Approves a held import: it goes on from where it stopped (apply, push, finish).
@@ -2467,6 +2507,41 @@ fn emit_held_or_refused(log: &XorosoftSyncLog) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_are_staged_in_product_order_unless_the_import_was_checkpointed_without_it() {
+        let operation = OperationId::generate();
+        let products: Vec<ProductId> = (0..50).map(|_| ProductId::generate()).collect();
+        // A row id begins with its product's time (the first 48 bits of a v7 id), so the
+        // rows of products made one after another sort together.
+        for product in &products {
+            let row = row_id(operation, *product, true);
+            assert_eq!(row.uuid().as_bytes()[..6], product.uuid().as_bytes()[..6]);
+        }
+        let other = OperationId::generate();
+        assert_ne!(
+            row_id(operation, products[0], true),
+            row_id(other, products[0], true)
+        );
+        assert_eq!(
+            row_id(operation, products[0], true),
+            row_id(operation, products[0], true)
+        );
+        // A checkpoint stored before the field existed keeps its digest ids.
+        let mut stored =
+            serde_json::to_value(ImportCheckpoint::new(XorosoftLogId::generate())).unwrap();
+        stored
+            .as_object_mut()
+            .unwrap()
+            .remove("rows_in_product_order");
+        let old: ImportCheckpoint = serde_json::from_value(stored).unwrap();
+        assert!(!old.rows_in_product_order);
+        assert!(ImportCheckpoint::new(XorosoftLogId::generate()).rows_in_product_order);
+        assert_ne!(
+            row_id(operation, products[0], false),
+            row_id(operation, products[0], true)
+        );
+    }
 
     #[test]
     fn store_codes_map_to_locations_by_gid_or_number_and_star_takes_the_rest() {

@@ -191,6 +191,7 @@ async fn a_file_dropped_into_the_inbound_folder_is_imported_and_listed() {
     assert_eq!(detail["operation_id"], listed["operation_id"]);
     let errors = detail["row_errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{detail}");
+    assert_eq!(detail["row_errors_total"], 1, "{detail}");
     assert_eq!(errors[0]["line"], 3);
     let (status, _) = common::get(&server, &format!("/api/v1/xorosoft/imports/{id}"), None).await;
     assert_eq!(status, 401);
