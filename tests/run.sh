@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The one test command (README.md, .ci/run): installs what the tests need (on a fresh Debian
 # machine with only rustup: python3-venv and a C compiler through apt-get when missing; moto's
-# server, cfn-lint and aws-sam-translator into a virtualenv), starts moto's server on a free
-# loopback port as the local DynamoDB, SQS and Secrets Manager, checks the infra template,
-# that no Lambda binary links the local host's parts, formatting and lints, and runs the whole
-# workspace suite including the runs on moto; the server is stopped even on failure.
+# server, cfn-lint, aws-sam-translator and openapi-spec-validator into a virtualenv), starts
+# moto's server on a free loopback port as the local DynamoDB, SQS and Secrets Manager, checks
+# the infra template, that no Lambda binary links the local host's parts, formatting and
+# lints, that the admin API's OpenAPI document is valid, and runs the whole workspace suite
+# including the runs on moto; the server is stopped even on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ VENV=.venv-aws
 MOTO_VERSION=5.2.5
 CFN_LINT_VERSION=1.58.0
 SAM_TRANSLATOR_VERSION=1.115.0
+OPENAPI_VALIDATOR_VERSION=0.9.0
 
 # What a fresh machine may lack: a C compiler (crates that build C: SQLite, zstd, ring) and
 # Python's venv module. Installed with apt-get when this runs as root (as CI does), named
@@ -38,17 +40,18 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
-if ! "$VENV/bin/python" - "$MOTO_VERSION" "$CFN_LINT_VERSION" "$SAM_TRANSLATOR_VERSION" 2>/dev/null <<'PY'
+if ! "$VENV/bin/python" - "$MOTO_VERSION" "$CFN_LINT_VERSION" "$SAM_TRANSLATOR_VERSION" "$OPENAPI_VALIDATOR_VERSION" 2>/dev/null <<'PY'
 import sys
 from importlib.metadata import version
-wanted = dict(zip(["moto", "cfn-lint", "aws-sam-translator"], sys.argv[1:]))
+wanted = dict(zip(["moto", "cfn-lint", "aws-sam-translator", "openapi-spec-validator"], sys.argv[1:]))
 sys.exit(any(version(name) != v for name, v in wanted.items()))
 PY
 then
-  echo "==> installing moto[server]==$MOTO_VERSION, cfn-lint==$CFN_LINT_VERSION, aws-sam-translator==$SAM_TRANSLATOR_VERSION into $VENV"
+  echo "==> installing moto[server]==$MOTO_VERSION, cfn-lint==$CFN_LINT_VERSION, aws-sam-translator==$SAM_TRANSLATOR_VERSION, openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" \
-    "cfn-lint==$CFN_LINT_VERSION" "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
+    "cfn-lint==$CFN_LINT_VERSION" "aws-sam-translator==$SAM_TRANSLATOR_VERSION" \
+    "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION"
 fi
 
 echo "==> infra: cfn-lint on the template and its SAM expansion, IAM without wildcards"
@@ -83,5 +86,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "==> the admin API's OpenAPI document validates (openapi-spec-validator)"
+cargo run --locked -q -p shopsync -- openapi >target/openapi.json
+"$VENV/bin/openapi-spec-validator" target/openapi.json
 echo "==> cargo test (embedded and on moto)"
 cargo test --locked --workspace -- --include-ignored

@@ -56,6 +56,8 @@ enum Command {
     },
     /// Host shopsync locally: webhooks, admin routes, embedded store, Shopify simulator.
     Serve(serve::ServeArgs),
+    /// Print the admin API's OpenAPI 3.1 document (as `GET /api/v1/openapi.json` answers it).
+    Openapi,
     /// Run one sync operation and print its statistics.
     Sync {
         #[command(flatten)]
@@ -625,6 +627,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await?
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&shopsync_api::openapi())?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate {

@@ -417,6 +417,9 @@ pub struct Product {
     /// When the lock's lease ends; an expired lock may be taken over.
     #[serde(serialize_with = "crate::time::write_utc_opt")]
     pub sync_lock_expires_at: Option<DateTime<Utc>>,
+    /// Why the lock was taken, as its holder said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_lock_reason: Option<String>,
     /// Link to the Xorosoft item.
     pub xorosoft_id: Option<String>,
     /// Last time stock was updated from Xorosoft.
@@ -454,6 +457,8 @@ struct StoredProduct {
     sync_locked_by: Option<Actor>,
     #[serde(default, deserialize_with = "crate::time::utc_opt")]
     sync_lock_expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    sync_lock_reason: Option<String>,
     xorosoft_id: Option<String>,
     #[serde(default, deserialize_with = "crate::time::utc_opt")]
     stock_synced_at: Option<DateTime<Utc>>,
@@ -487,6 +492,7 @@ impl<'de> Deserialize<'de> for Product {
             sync_locked: stored.sync_locked,
             sync_locked_by: stored.sync_locked_by,
             sync_lock_expires_at: stored.sync_lock_expires_at,
+            sync_lock_reason: stored.sync_lock_reason,
             xorosoft_id: stored.xorosoft_id,
             stock_synced_at: stored.stock_synced_at,
             shopify_updated_at: stored.shopify_updated_at,
@@ -508,6 +514,7 @@ impl Product {
             sync_locked: false,
             sync_locked_by: None,
             sync_lock_expires_at: None,
+            sync_lock_reason: None,
             xorosoft_id: None,
             stock_synced_at: None,
             shopify_updated_at: None,
@@ -574,6 +581,15 @@ impl Product {
         Ok(())
     }
 
+    /// Releases the lock whoever holds it (an admin's override); returns who held it.
+    pub fn break_lock(&mut self) -> Option<Actor> {
+        let held_by = self.sync_locked_by.take().filter(|_| self.sync_locked);
+        self.sync_locked = false;
+        self.sync_lock_expires_at = None;
+        self.sync_lock_reason = None;
+        held_by
+    }
+
     /// Releases the lock; only its holder may (an expired lease too, so a holder can tidy up).
     pub fn unlock(&mut self, actor: &Actor) -> Result<(), LockError> {
         if !self.sync_locked || self.sync_locked_by.as_ref() != Some(actor) {
@@ -584,6 +600,7 @@ impl Product {
         self.sync_locked = false;
         self.sync_locked_by = None;
         self.sync_lock_expires_at = None;
+        self.sync_lock_reason = None;
         Ok(())
     }
 
@@ -719,6 +736,8 @@ mod tests {
         sync_locked: bool,
         sync_locked_by: Option<Actor>,
         sync_lock_expires_at: Option<DateTime<Utc>>,
+        #[serde(default)]
+        sync_lock_reason: Option<String>,
         xorosoft_id: Option<String>,
         stock_synced_at: Option<DateTime<Utc>>,
         shopify_updated_at: Option<DateTime<Utc>>,
@@ -737,6 +756,7 @@ mod tests {
                 sync_locked: p.sync_locked,
                 sync_locked_by: p.sync_locked_by,
                 sync_lock_expires_at: p.sync_lock_expires_at,
+                sync_lock_reason: p.sync_lock_reason,
                 xorosoft_id: p.xorosoft_id,
                 stock_synced_at: p.stock_synced_at,
                 shopify_updated_at: p.shopify_updated_at,

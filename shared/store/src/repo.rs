@@ -202,6 +202,7 @@ fn encode_with_snapshot(
         sync_locked,
         sync_locked_by,
         sync_lock_expires_at,
+        sync_lock_reason,
         xorosoft_id,
         stock_synced_at,
         shopify_updated_at,
@@ -216,6 +217,7 @@ fn encode_with_snapshot(
         sync_locked: *sync_locked,
         sync_locked_by,
         sync_lock_expires_at,
+        sync_lock_reason,
         xorosoft_id,
         stock_synced_at,
         shopify_updated_at,
@@ -291,6 +293,8 @@ struct ProductHead<'a> {
     sync_locked_by: &'a Option<Actor>,
     #[serde(serialize_with = "shopsync_domain::time::write_utc_opt")]
     sync_lock_expires_at: &'a Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sync_lock_reason: &'a Option<String>,
     xorosoft_id: &'a Option<String>,
     #[serde(serialize_with = "shopsync_domain::time::write_utc_opt")]
     stock_synced_at: &'a Option<DateTime<Utc>>,
@@ -1042,6 +1046,36 @@ impl Store {
     ) -> Result<Product, RepoError> {
         self.change_lock(id, now, |p| p.lock(actor, now, lease))
             .await
+    }
+
+    /// Takes (or renews) a product's sync lock for `actor` with the reason they gave.
+    pub async fn lock_product_because(
+        &self,
+        id: ProductId,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        lease: Duration,
+        reason: Option<&str>,
+    ) -> Result<Product, RepoError> {
+        self.change_lock(id, now, |p| {
+            p.lock(actor, now, lease)?;
+            p.sync_lock_reason = reason.map(str::to_owned);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Releases a product's sync lock whoever holds it (an admin's override).
+    pub async fn break_product_lock(
+        &self,
+        id: ProductId,
+        now: DateTime<Utc>,
+    ) -> Result<Product, RepoError> {
+        self.change_lock(id, now, |p| {
+            p.break_lock();
+            Ok(())
+        })
+        .await
     }
 
     /// Releases a product's sync lock; only its holder may.

@@ -771,6 +771,45 @@ pub async fn only_the_holder_releases_a_lock(h: Harness) {
     assert!(matches!(missing, Err(RepoError::NotFound { .. })));
 }
 
+pub async fn a_lock_keeps_its_reason_and_an_override_releases_it_for_anyone(h: Harness) {
+    let p = product(1);
+    h.store
+        .create_product(&p, ChangeSource::Local, &actor("alice"), None)
+        .await
+        .expect("create");
+    h.store
+        .lock_product_because(
+            p.id,
+            &actor("alice"),
+            at(0),
+            Duration::seconds(60),
+            Some("fixing photos"),
+        )
+        .await
+        .expect("lock");
+    let stored = h.store.product(p.id).await.expect("get").expect("present");
+    assert_eq!(stored.sync_lock_reason.as_deref(), Some("fixing photos"));
+    assert_eq!(stored.sync_locked_by, Some(actor("alice")));
+    let broken = h
+        .store
+        .break_product_lock(p.id, at(1))
+        .await
+        .expect("break");
+    assert!(!broken.sync_locked && broken.sync_locked_by.is_none());
+    let stored = h.store.product(p.id).await.expect("get").expect("present");
+    assert!(!stored.sync_locked && stored.sync_lock_reason.is_none());
+    assert_eq!(stored.version, 1, "a lock is not a content change");
+    h.store
+        .lock_product(p.id, &actor("bob"), at(2), Duration::seconds(5))
+        .await
+        .expect("free for others");
+    let missing = h
+        .store
+        .break_product_lock(ProductId::generate(), at(3))
+        .await;
+    assert!(matches!(missing, Err(RepoError::NotFound { .. })));
+}
+
 pub async fn a_locked_product_refuses_other_writers_but_not_its_holder(h: Harness) {
     let p = product(1);
     h.store

@@ -1,0 +1,536 @@
+//! The admin API on the embedded store, driven through its router as a host serves it.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{json, Value};
+use shopsync_api::{ApiState, Authenticator, VerifiedClaims};
+use shopsync_domain::{
+    Actor, ChangeSource, ConflictValues, Decision, FieldPath, OperationId, Product, ProductId,
+    Role, SyncConflict, VersionStamp,
+};
+use shopsync_store::{ProductCommit, Store};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const TOKENS: &str = "view-token:vera:viewer,op-token:otto:operator,admin-token:ada:admin";
+
+struct Api {
+    _dir: tempfile::TempDir,
+    store: Store,
+    router: axum::Router,
+}
+
+async fn api_with(auth: Authenticator) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = shopsync_store_sqlite::SqliteStore::open(dir.path(), "api_").unwrap();
+    shopsync_store::migrate::migrate(&backend, Default::default())
+        .await
+        .unwrap();
+    let store = Store::new(Arc::new(backend));
+    let router = shopsync_api::router(Arc::new(ApiState {
+        store: store.clone(),
+        auth,
+    }));
+    Api {
+        _dir: dir,
+        store,
+        router,
+    }
+}
+
+async fn api() -> Api {
+    api_with(Authenticator::tokens(TOKENS).unwrap()).await
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        self.answer(request).await
+    }
+
+    async fn answer(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// A product with a cost on its variants, stored as a down-sync would.
+    async fn product(&self) -> Product {
+        let mut content = shopsync_domain::testing::sample_content(2);
+        for variant in &mut content.variants {
+            variant.cost = Some("4.25".parse().unwrap());
+        }
+        let mut product = Product::new(ProductId::generate(), content, chrono::Utc::now());
+        product.shopify_id = Some(shopsync_domain::ShopifyProductId::new(777).unwrap());
+        let actor = Actor::system("test");
+        let mut commits = vec![ProductCommit {
+            version: Some(VersionStamp::first(
+                &product,
+                ChangeSource::Shopify,
+                actor.clone(),
+                None,
+            )),
+            product: product.clone(),
+            expected_version: None,
+            staging: None,
+            actor,
+            now: chrono::Utc::now(),
+        }];
+        for answer in self.store.commit_products(&mut commits).await.unwrap() {
+            answer.unwrap();
+        }
+        product
+    }
+}
+
+fn token_of(role: Option<Role>) -> Option<&'static str> {
+    role.map(|role| match role {
+        Role::Viewer => "view-token",
+        Role::Operator => "op-token",
+        Role::Admin => "admin-token",
+    })
+}
+
+#[tokio::test]
+async fn every_documented_route_answers_each_role_as_its_rule_says() {
+    let api = api().await;
+    let product = api.product().await;
+    let document = serde_json::to_value(shopsync_api::openapi()).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 10, "{paths:?}");
+    let mut walked = 0;
+    for (template, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+            // Every operation names its own rule: a role, or anyone.
+            let security = operation["security"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {template} names no access rule"));
+            let required: Option<Role> = match security.as_slice() {
+                [requirement] if requirement.as_object().unwrap().is_empty() => None,
+                [requirement] => {
+                    let scopes = requirement["bearer"].as_array().unwrap();
+                    assert_eq!(scopes.len(), 1, "{method} {template}: one role");
+                    Some(Role::parse(scopes[0].as_str().unwrap()).unwrap())
+                }
+                _ => panic!("{method} {template}: one requirement"),
+            };
+            let path = template
+                .replace("{id}", &product.id.to_string())
+                .replace("{n}", "1");
+            let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({}));
+            for caller in [
+                None,
+                Some(Role::Viewer),
+                Some(Role::Operator),
+                Some(Role::Admin),
+            ] {
+                let (status, answer) = api
+                    .call(method.clone(), &path, token_of(caller), body.clone())
+                    .await;
+                let expected = match (required, caller) {
+                    (None, _) => None,
+                    (Some(_), None) => Some(StatusCode::UNAUTHORIZED),
+                    (Some(needed), Some(role)) if !role.allows(needed) => {
+                        Some(StatusCode::FORBIDDEN)
+                    }
+                    _ => None,
+                };
+                match expected {
+                    Some(status_expected) => assert_eq!(
+                        status, status_expected,
+                        "{method} {path} as {caller:?}: {answer}"
+                    ),
+                    None => {
+                        assert!(
+                            status != StatusCode::UNAUTHORIZED
+                                && status != StatusCode::FORBIDDEN
+                                && status != StatusCode::METHOD_NOT_ALLOWED
+                                && !(status == StatusCode::NOT_FOUND
+                                    && answer["message"]
+                                        .as_str()
+                                        .is_some_and(|m| m.starts_with("no route"))),
+                            "{method} {path} as {caller:?} is documented and allowed, but answered {status}: {answer}"
+                        );
+                    }
+                }
+                walked += 1;
+            }
+        }
+    }
+    assert!(walked >= 40, "{walked}");
+}
+
+#[tokio::test]
+async fn an_undocumented_route_is_refused_and_bad_paths_are_4xx() {
+    let api = api().await;
+    let (status, body) = api
+        .call(
+            Method::GET,
+            "/api/v1/nothing-here",
+            Some("admin-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = api
+        .call(Method::PUT, "/api/v1/operations", Some("admin-token"), None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    for (path, code) in [
+        ("/api/v1/operations/not-a-uuid", "bad_id"),
+        ("/api/v1/conflicts/42", "bad_id"),
+        ("/api/v1/products/what", "bad_id"),
+        ("/api/v1/operations?limit=0", "bad_limit"),
+        ("/api/v1/operations?limit=abc", "bad_query"),
+        ("/api/v1/operations?after=%%%", "bad_cursor"),
+        ("/api/v1/conflicts?severity=huge", "bad_query"),
+        ("/api/v1/conflicts?product=nope", "bad_id"),
+        ("/api/v1/products?needs_push=maybe", "bad_query"),
+    ] {
+        let (status, body) = api.call(Method::GET, path, Some("view-token"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"], code, "{path}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+}
+
+#[tokio::test]
+async fn a_product_carries_its_version_as_etag_and_hides_costs_from_viewers() {
+    let api = api().await;
+    let product = api.product().await;
+    let request = |token: &str| {
+        Request::builder()
+            .uri("/api/v1/products/gid://shopify/Product/777")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let response = api
+        .router
+        .clone()
+        .oneshot(request("view-token"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["etag"], "\"1\"");
+    let (_, as_viewer) = api.answer(request("view-token")).await;
+    let (_, as_operator) = api.answer(request("op-token")).await;
+    assert_eq!(as_viewer["product"]["id"], product.id.to_string());
+    for variant in as_viewer["product"]["variants"].as_array().unwrap() {
+        assert!(variant.get("cost").is_none(), "{variant}");
+        assert!(variant.get("price").is_some(), "{variant}");
+    }
+    for variant in as_operator["product"]["variants"].as_array().unwrap() {
+        assert_eq!(variant["cost"], "4.25", "{variant}");
+    }
+    // Listed as GET answers it, by SKU and by state.
+    let sku = product.content.variants[0]
+        .sku
+        .as_ref()
+        .unwrap()
+        .as_str()
+        .to_lowercase();
+    let (status, listed) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/products?sku={sku}"),
+            Some("op-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["products"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["products"][0], as_operator);
+    let (_, unsynced) = api
+        .call(
+            Method::GET,
+            "/api/v1/products?needs_push=true",
+            Some("op-token"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        unsynced["products"].as_array().unwrap().len(),
+        1,
+        "{unsynced}"
+    );
+    let (_, locked) = api
+        .call(
+            Method::GET,
+            "/api/v1/products?locked=true",
+            Some("op-token"),
+            None,
+        )
+        .await;
+    assert_eq!(locked["products"].as_array().unwrap().len(), 0, "{locked}");
+}
+
+#[tokio::test]
+async fn locks_are_taken_refused_released_and_broken_only_by_an_admin() {
+    let api = api_with(
+        Authenticator::tokens(
+            "op-token:otto:operator,op2-token:olga:operator,admin-token:ada:admin",
+        )
+        .unwrap(),
+    )
+    .await;
+    let product = api.product().await;
+    let lock_path = format!("/api/v1/products/{}/lock", product.id);
+    let (status, taken) = api
+        .call(
+            Method::POST,
+            &lock_path,
+            Some("op-token"),
+            Some(json!({"lease_secs": 600, "reason": "fixing the photos"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{taken}");
+    assert_eq!(taken["locked_by"], "otto");
+    assert_eq!(taken["reason"], "fixing the photos");
+    let stored = api.store.product(product.id).await.unwrap().unwrap();
+    assert_eq!(stored.sync_locked_by, Some(Actor::new("otto").unwrap()));
+    // Another operator: 409 to take it, 409 to release it, 403 to force it.
+    let (status, body) = api
+        .call(Method::POST, &lock_path, Some("op2-token"), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("otto"), "{body}");
+    let (status, _) = api
+        .call(Method::DELETE, &lock_path, Some("op2-token"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("{lock_path}?force=true"),
+            Some("op2-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        api.store
+            .product(product.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .sync_locked,
+        "refusals change nothing"
+    );
+    // Bad leases and bodies name what is wrong.
+    for (body, status_expected) in [
+        (json!({"lease_secs": 0}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({"lease_secs": 100000}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"lease_secs": "ten"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"lease": 10}), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (status, answer) = api
+            .call(
+                Method::POST,
+                &lock_path,
+                Some("op-token"),
+                Some(body.clone()),
+            )
+            .await;
+        assert!(
+            status == status_expected || status == StatusCode::BAD_REQUEST,
+            "{body}: {status} {answer}"
+        );
+        assert!(status.is_client_error());
+    }
+    // The admin breaks it, and the answer says whose it was.
+    let (status, broken) = api
+        .call(
+            Method::DELETE,
+            &format!("{lock_path}?force=true"),
+            Some("admin-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{broken}");
+    assert_eq!(broken["released_from"], "otto");
+    assert_eq!(broken["locked"], false);
+    let stored = api.store.product(product.id).await.unwrap().unwrap();
+    assert!(!stored.sync_locked && stored.sync_lock_reason.is_none());
+    // The holder releases their own.
+    api.call(Method::POST, &lock_path, Some("op2-token"), None)
+        .await;
+    let (status, released) = api
+        .call(Method::DELETE, &lock_path, Some("op2-token"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{released}");
+    assert!(
+        !api.store
+            .product(product.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .sync_locked
+    );
+}
+
+#[tokio::test]
+async fn conflicts_are_listed_by_status_product_and_severity_with_costs_hidden_from_viewers() {
+    let api = api().await;
+    let product = api.product().await;
+    let operation = OperationId::generate();
+    let make = |field: &str, local: Value, remote: Value| {
+        let path = FieldPath::new_unchecked(field.to_owned());
+        let values = ConflictValues {
+            base: Some(json!("base")),
+            local: Some(local),
+            remote: Some(remote),
+        };
+        let decision: Decision =
+            shopsync_domain::OwnershipPolicy::default().decide(&path, &values, None, None);
+        SyncConflict::field(
+            operation,
+            product.id,
+            path,
+            values,
+            &decision,
+            chrono::Utc::now(),
+        )
+    };
+    let variant_key = product.content.variants[0].key.clone();
+    let cost_field = format!("variants/{variant_key}/cost");
+    let on_title = make("title", json!("Local"), json!("Remote"));
+    let on_cost = make(&cost_field, json!("4.25"), json!("5.00"));
+    api.store
+        .put_all(&[on_title.clone(), on_cost.clone()])
+        .await
+        .unwrap();
+    let (status, open) = api
+        .call(Method::GET, "/api/v1/conflicts", Some("view-token"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{open}");
+    let listed = open["conflicts"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{open}");
+    let cost_as_viewer = listed
+        .iter()
+        .find(|c| c["field_name"] == cost_field.as_str())
+        .unwrap();
+    assert_eq!(
+        cost_as_viewer["local_value"],
+        Value::Null,
+        "{cost_as_viewer}"
+    );
+    let (_, cost_as_operator) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/conflicts/{}", on_cost.conflict_uuid),
+            Some("op-token"),
+            None,
+        )
+        .await;
+    assert_eq!(cost_as_operator["conflict"]["local_value"], "4.25");
+    assert_eq!(cost_as_operator["conflict"]["base_value"], "base");
+    let severity = shopsync_domain::status::status_name(on_title.severity);
+    let (_, by_severity) = api
+        .call(
+            Method::GET,
+            &format!(
+                "/api/v1/conflicts?product={}&severity={severity}",
+                product.id
+            ),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    let expected = [&on_title, &on_cost]
+        .iter()
+        .filter(|c| c.severity == on_title.severity)
+        .count();
+    assert_eq!(
+        by_severity["conflicts"].as_array().unwrap().len(),
+        expected,
+        "{by_severity}"
+    );
+    let (_, resolved) = api
+        .call(
+            Method::GET,
+            "/api/v1/conflicts?status=resolved",
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(resolved["conflicts"].as_array().unwrap().len(), 0);
+    let (status, missing) = api
+        .call(
+            Method::GET,
+            &format!(
+                "/api/v1/conflicts/{}",
+                shopsync_domain::ConflictId::generate()
+            ),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+}
+
+#[tokio::test]
+async fn jwt_claims_identify_the_caller_and_their_highest_group() {
+    let api = api_with(Authenticator::claims(None, None)).await;
+    let request = |claims: Option<Value>| {
+        let mut request = Request::builder()
+            .uri("/api/v1/operations")
+            .body(Body::empty())
+            .unwrap();
+        if let Some(claims) = claims {
+            request
+                .extensions_mut()
+                .insert(VerifiedClaims(claims.as_object().cloned().unwrap()));
+        }
+        request
+    };
+    let (status, _) = api.answer(request(None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api
+        .answer(request(Some(
+            json!({"email": "ana@x.io", "cognito:groups": "[staff viewer]"}),
+        )))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api
+        .answer(request(Some(
+            json!({"email": "ana@x.io", "cognito:groups": "[staff]"}),
+        )))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // A bearer token means nothing here: only verified claims count.
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/operations", Some("admin-token"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
