@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What is wrong, for a person.
     pub message: String,
+    /// The request field at fault, when one is (`variants[0].price`).
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -22,6 +24,17 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
+        }
+    }
+    /// 422 for a value a field cannot take, naming the field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid",
+            message: format!("{field}: {message}"),
+            field: Some(field.to_owned()),
         }
     }
     /// 400 for a malformed request part.
@@ -53,10 +66,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.code, "message": self.message })),
-        )
-            .into_response()
+        let mut body = serde_json::json!({ "error": self.code, "message": self.message });
+        if let Some(field) = self.field {
+            body["field"] = field.into();
+        }
+        (self.status, Json(body)).into_response()
     }
 }

@@ -9,6 +9,7 @@
 //! does not describe is refused to everyone, so a route cannot be added without its rule.
 
 pub mod auth;
+mod edit_body;
 mod error;
 mod page;
 mod redact;
@@ -48,6 +49,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(
             "/api/v1/products/{*path}",
             get(routes::products::read)
+                .patch(routes::products::patch)
                 .post(routes::products::post)
                 .delete(routes::products::delete),
         )

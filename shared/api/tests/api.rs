@@ -534,3 +534,197 @@ async fn jwt_claims_identify_the_caller_and_their_highest_group() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn an_operator_edits_a_product_as_a_local_edit_operation_that_records_them() {
+    let api =
+        api_with(Authenticator::tokens("op-token:otto:operator,op2-token:olga:operator").unwrap())
+            .await;
+    let product = api.product().await;
+    let sku = product.content.variants[1].sku.clone().unwrap();
+    let path = format!("/api/v1/products/{}", product.id);
+    let patch = |body: Value, token: &'static str, if_match: Option<&str>| {
+        let mut request = Request::builder()
+            .method(Method::PATCH)
+            .uri(path.clone())
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json");
+        if let Some(version) = if_match {
+            request = request.header("if-match", version);
+        }
+        request.body(Body::from(body.to_string())).unwrap()
+    };
+    let response = api
+        .router
+        .clone()
+        .oneshot(patch(
+            json!({
+                "title": "Edited hat",
+                "tags": ["summer", "sale"],
+                "variants": [{"sku": sku.as_str(), "price": "12.50", "barcode": "4006381333931",
+                              "inventory": [{"location": "gid://shopify/Location/5", "available": 7}]}]
+            }),
+            "op-token",
+            Some("\"1\""),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["etag"], "\"2\"");
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let edited: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(edited["product"]["title"], "Edited hat");
+    assert_eq!(edited["product"]["version"], 2);
+    assert_eq!(edited["needs_push"], true, "pushed by the next up-sync");
+    let operation_id: OperationId = edited["operation_id"].as_str().unwrap().parse().unwrap();
+    // One version, by the person, from a local edit.
+    let stored = api.store.product(product.id).await.unwrap().unwrap();
+    assert_eq!(stored.content.variants[1].price.to_string(), "12.50");
+    assert_eq!(
+        stored.content.variants[1].barcode.as_deref(),
+        Some("4006381333931")
+    );
+    assert_eq!(
+        stored.content.variants[1].inventory[&shopsync_domain::LocationId::new(5).unwrap()],
+        shopsync_domain::Quantity(7)
+    );
+    assert_eq!(stored.content.variants[0], product.content.variants[0]);
+    let versions = api
+        .store
+        .product_versions(product.id, true, 10, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0].version_number, 2);
+    assert_eq!(versions[0].change_source, ChangeSource::Local);
+    assert_eq!(versions[0].changed_by.as_str(), "otto");
+    assert_eq!(versions[0].sync_operation_id, Some(operation_id));
+    // One operation of type local_edit by the person, with one applied row staged by them.
+    let (status, shown) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/operations/{operation_id}"),
+            Some("op-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["operation"]["operation_type"], "local_edit");
+    assert_eq!(shown["operation"]["created_by"], "otto");
+    assert_eq!(shown["operation"]["status"], "completed");
+    let rows = shown["staging"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{shown}");
+    assert_eq!(rows[0]["status"], "applied");
+    assert_eq!(rows[0]["staged_by"], "otto");
+    assert!(rows[0]["change_data"]
+        .as_object()
+        .unwrap()
+        .contains_key("title"));
+    // A stale If-Match: 412 and nothing written.
+    let (status, stale) = api
+        .answer(patch(json!({"title": "Late"}), "op-token", Some("1")))
+        .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{stale}");
+    // Values it cannot take: 422 naming the field, nothing written.
+    for (body, field) in [
+        (
+            json!({"variants": [{"sku": sku.as_str(), "price": "-1"}]}),
+            "variants[0].price",
+        ),
+        (
+            json!({"variants": [{"id": 999999, "price": "1"}]}),
+            "variants[0].id",
+        ),
+        (
+            json!({"variants": [{"sku": sku.as_str(), "barcode": "4006381333932"}]}),
+            "variants[0].barcode",
+        ),
+        (
+            json!({"variants": [{"sku": "NO-SUCH-SKU"}]}),
+            "variants[0].sku",
+        ),
+        (json!({"status": "deleted"}), "status"),
+        (json!({"handle": "x"}), "handle"),
+        (json!({"title": 5}), "title"),
+        (
+            json!({"variants": [{"sku": sku.as_str(), "inventory": [{"location": 5, "available": 1.5}]}]}),
+            "variants[0].inventory[0].available",
+        ),
+    ] {
+        let (status, refused) = api.answer(patch(body.clone(), "op-token", None)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {refused}"
+        );
+        assert_eq!(refused["field"], field, "{body}: {refused}");
+    }
+    let (status, _) = api
+        .answer(
+            Request::builder()
+                .method(Method::PATCH)
+                .uri(path.clone())
+                .header("authorization", "Bearer op-token")
+                .header("content-type", "application/json")
+                .body(Body::from("{not json"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Locked by another: 423.
+    api.call(
+        Method::POST,
+        &format!("{path}/lock"),
+        Some("op2-token"),
+        Some(json!({"lease_secs": 60})),
+    )
+    .await;
+    let (status, locked) = api
+        .answer(patch(json!({"title": "Mine"}), "op-token", None))
+        .await;
+    assert_eq!(status, StatusCode::LOCKED, "{locked}");
+    let after = api.store.product(product.id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.version, after.content.title.as_str()),
+        (2, "Edited hat")
+    );
+    let operations = api
+        .store
+        .query_all::<shopsync_domain::SyncOperation>(shopsync_store::item::Query::new(
+            shopsync_store::Table::SyncOperations,
+            Some("by_created"),
+            "operation",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(operations.len(), 1, "refused edits start no operation");
+}
+
+#[tokio::test]
+async fn an_edit_of_a_sku_shared_by_two_variants_is_refused() {
+    let api = api().await;
+    let mut content = shopsync_domain::testing::sample_content(2);
+    content.variants[1].sku = content.variants[0].sku.clone();
+    let product = Product::new(ProductId::generate(), content, chrono::Utc::now());
+    api.store
+        .create_product(&product, ChangeSource::Local, &Actor::system("test"), None)
+        .await
+        .unwrap();
+    let sku = product.content.variants[0].sku.clone().unwrap();
+    let (status, refused) = api
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/products/{}", product.id),
+            Some("op-token"),
+            Some(json!({"variants": [{"sku": sku.as_str(), "price": "3.00"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("2 variants"),
+        "{refused}"
+    );
+}

@@ -21,6 +21,8 @@ pub enum OperationType {
     StockUpdate,
     /// Prices.
     PriceUpdate,
+    /// A person's edit of a local product.
+    LocalEdit,
 }
 
 /// Which way data flows (the spec's `sync_direction`).

@@ -8,6 +8,7 @@
 pub mod blob;
 pub mod crash;
 pub mod down;
+pub mod edit;
 pub mod error;
 pub mod incremental;
 pub mod intake;

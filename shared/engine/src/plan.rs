@@ -761,7 +761,7 @@ async fn flag_conflict(store: &Store, row: &ProductsStaging) -> Result<(), Engin
     crate::down::ignore_changed(store.replace_if(&waiting, pending_condition()).await)
 }
 
-async fn settle_row(
+pub(crate) async fn settle_row(
     store: &Store,
     row: &ProductsStaging,
     status: StagingStatus,

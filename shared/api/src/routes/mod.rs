@@ -27,6 +27,7 @@ use utoipa::OpenApi;
         operations::show,
         products::list,
         products::show,
+        products::edit,
         products::versions,
         products::lock,
         products::unlock,

@@ -485,3 +485,108 @@ pub async fn unlock(
         .map_err(lock_refused)?;
     Ok(Json(lock_json(&released)).into_response())
 }
+
+/// `PATCH /api/v1/products/{id}`.
+pub async fn patch(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Identity>,
+    Path(path): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    if path.ends_with("/lock") || path.ends_with("/versions") {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("/api/v1/products/{path} does not take PATCH"),
+        ));
+    }
+    edit(&state, &caller, &path, &headers, body).await
+}
+
+/// The version an `If-Match` header names (`"7"`, `W/"7"` or `7`); `None` without one.
+fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    let bare = text.trim_start_matches("W/").trim_matches('"');
+    bare.parse::<u64>().map(Some).map_err(|_| {
+        ApiError::bad_request(
+            "bad_if_match",
+            format!("If-Match must name one product version (\"7\" or 7), not `{text}`"),
+        )
+    })
+}
+
+/// Edits a local product: staged and applied as a `local_edit` operation (one row, one
+/// version by the caller), then pushed to Shopify by the next up-sync.
+#[utoipa::path(
+    patch,
+    operation_id = "edit_product",
+    path = "/api/v1/products/{id}",
+    tag = "products",
+    params(
+        ("id" = String, Path, description = "The product's local id, Shopify id or GID"),
+        ("If-Match" = Option<String>, Header, description = "The version the edit was made against (`\"7\"` or `7`): 412 when the product has a newer one; without it the edit applies to the current version")
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "Any subset of `{\"title\", \"body_html\", \"vendor\", \"product_type\", \"tags\": [..], \"status\": \"active|draft|archived\", \"variants\": [{\"id\" (Shopify id, GID or local key) or \"sku\", \"price\", \"compare_at_price\", \"barcode\", \"cost\", \"inventory\": [{\"location\", \"available\"}]}]}`"),
+    responses(
+        (status = 200, description = "`{product, needs_push, operation_id}` with the new `ETag` (`operation_id` null when the edit changed nothing)"),
+        (status = 400, description = "A malformed id, body or If-Match"),
+        (status = 404, description = "No such product"),
+        (status = 412, description = "The product has a newer version than If-Match names"),
+        (status = 422, description = "A value the edit cannot take; `field` names it"),
+        (status = 423, description = "Another holds the product's lock")
+    ),
+    security(("bearer" = ["operator"]))
+)]
+pub async fn edit(
+    state: &ApiState,
+    caller: &Identity,
+    id: &str,
+    headers: &axum::http::HeaderMap,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let expected = if_match(headers)?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(
+            "bad_body",
+            format!(
+                "{} (expected a JSON object of the fields to change)",
+                e.body_text()
+            ),
+        )
+    })?;
+    let edit = crate::edit_body::parse(&body)?;
+    let product = find_product(state, id).await?;
+    let edited = shopsync_engine::edit::edit_product(
+        &state.store,
+        product.id,
+        &edit,
+        expected,
+        &caller.actor,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(|e| {
+        use shopsync_engine::edit::EditError;
+        match e {
+            EditError::NotFound(id) => ApiError::not_found(format!("no product {id}")),
+            EditError::Stale { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "stale", e.to_string())
+            }
+            EditError::Locked { .. } => ApiError::new(StatusCode::LOCKED, "locked", e.to_string()),
+            EditError::Refused(refused) => {
+                crate::edit_body::invalid(&refused.field, &refused.message)
+            }
+            EditError::Busy => ApiError::new(StatusCode::CONFLICT, "busy", e.to_string()),
+            EditError::Engine(e) => ApiError::internal(e),
+        }
+    })?;
+    let mut response = with_etag(&edited.product, caller);
+    let mut answer = product_json(&edited.product, caller);
+    answer["operation_id"] = json!(edited.operation_id);
+    *response.body_mut() = axum::body::Body::from(answer.to_string());
+    Ok(response)
+}

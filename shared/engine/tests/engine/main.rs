@@ -33,6 +33,7 @@ mod common;
 mod approval;
 mod bidirectional;
 mod down_sync;
+mod edit;
 mod intake;
 mod jobs;
 mod realtime;
