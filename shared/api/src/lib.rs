@@ -22,7 +22,7 @@ pub use error::ApiError;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use shopsync_domain::Identity;
 use shopsync_store::Store;
@@ -54,7 +54,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 .delete(routes::products::delete),
         )
         .route("/api/v1/conflicts", get(routes::conflicts::list))
+        .route(
+            "/api/v1/conflicts/resolve",
+            post(routes::conflicts::resolve_many),
+        )
         .route("/api/v1/conflicts/{id}", get(routes::conflicts::show))
+        .route(
+            "/api/v1/conflicts/{id}/resolve",
+            post(routes::conflicts::resolve),
+        )
         .route("/api/v1/xorosoft/imports", get(routes::imports::list))
         .route("/api/v1/xorosoft/imports/{id}", get(routes::imports::show))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), enforce))

@@ -728,3 +728,177 @@ async fn an_edit_of_a_sku_shared_by_two_variants_is_refused() {
         "{refused}"
     );
 }
+
+/// A conflict on `field` of `product`, stored open.
+async fn open_conflict(
+    api: &Api,
+    product: &Product,
+    field: &str,
+    local: Value,
+    remote: Value,
+) -> SyncConflict {
+    let path = FieldPath::new_unchecked(field.to_owned());
+    let values = ConflictValues {
+        base: None,
+        local: Some(local),
+        remote: Some(remote),
+    };
+    let decision = shopsync_domain::OwnershipPolicy::default().decide(&path, &values, None, None);
+    let conflict = SyncConflict::field(
+        OperationId::generate(),
+        product.id,
+        path,
+        values,
+        &decision,
+        chrono::Utc::now(),
+    );
+    api.store
+        .put_all(std::slice::from_ref(&conflict))
+        .await
+        .unwrap();
+    conflict
+}
+
+#[tokio::test]
+async fn an_operator_resolves_a_conflict_once_and_bulk_resolves_by_filter() {
+    let api = api().await;
+    let product = api.product().await;
+    let key = product.content.variants[0].key.clone();
+    let barcode = open_conflict(
+        &api,
+        &product,
+        &format!("variants/{key}/barcode"),
+        json!("4006381333931"),
+        json!("036000291452"),
+    )
+    .await;
+    let path = format!("/api/v1/conflicts/{}/resolve", barcode.conflict_uuid);
+    for (body, status_expected) in [
+        (
+            json!({"strategy": "coin_toss"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"strategy": "manual"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"strategy": "local_wins", "value": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"strategy": "manual", "value": 5}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"value": "x"}), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (status, answer) = api
+            .call(Method::POST, &path, Some("op-token"), Some(body.clone()))
+            .await;
+        assert_eq!(status, status_expected, "{body}: {answer}");
+    }
+    assert_eq!(
+        api.store
+            .product(product.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    let (status, resolved) = api
+        .call(
+            Method::POST,
+            &path,
+            Some("op-token"),
+            Some(json!({"strategy": "manual", "value": "96385074", "note": "from the box"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    assert_eq!(resolved["conflict"]["status"], "resolved");
+    assert_eq!(resolved["conflict"]["resolution"]["resolved_by"], "otto");
+    assert_eq!(resolved["conflict"]["resolution"]["method"], "manual");
+    assert_eq!(resolved["conflict"]["resolution"]["note"], "from the box");
+    let after = api.store.product(product.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.content.variants[0].barcode.as_deref(),
+        Some("96385074")
+    );
+    assert_eq!(after.version, 2);
+    let (status, again) = api
+        .call(
+            Method::POST,
+            &path,
+            Some("op-token"),
+            Some(json!({"strategy": "remote_wins"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(
+        api.store
+            .product(product.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
+
+    // Bulk: the open conflicts of the product, remote wins.
+    let title = open_conflict(
+        &api,
+        &product,
+        "title",
+        json!("Local"),
+        json!("Remote title"),
+    )
+    .await;
+    let vendor = open_conflict(&api, &product, "vendor", json!("L"), json!("Remote vendor")).await;
+    let (status, bulk) = api
+        .call(
+            Method::POST,
+            "/api/v1/conflicts/resolve",
+            Some("op-token"),
+            Some(json!({"filter": {"product": product.id.to_string()}, "strategy": "remote_wins"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bulk}");
+    assert_eq!(
+        (bulk["resolved"].as_u64(), bulk["skipped"].as_u64()),
+        (Some(2), Some(0)),
+        "{bulk}"
+    );
+    let after = api.store.product(product.id).await.unwrap().unwrap();
+    assert_eq!(after.content.title, "Remote title");
+    assert_eq!(after.content.vendor, "Remote vendor");
+    // By ids: settled ones are skipped, with the reason.
+    let (status, by_ids) = api
+        .call(
+            Method::POST,
+            "/api/v1/conflicts/resolve",
+            Some("op-token"),
+            Some(json!({"ids": [title.conflict_uuid, vendor.conflict_uuid], "strategy": "local_wins"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{by_ids}");
+    assert_eq!(
+        (by_ids["resolved"].as_u64(), by_ids["skipped"].as_u64()),
+        (Some(0), Some(2)),
+        "{by_ids}"
+    );
+    for body in [
+        json!({"strategy": "local_wins"}),
+        json!({"ids": ["nope"], "strategy": "local_wins"}),
+        json!({"ids": [], "filter": {}, "strategy": "local_wins"}),
+    ] {
+        let (status, answer) = api
+            .call(
+                Method::POST,
+                "/api/v1/conflicts/resolve",
+                Some("op-token"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+    }
+}

@@ -65,6 +65,44 @@ pub struct Resolution {
     pub resolved_by: Actor,
     /// When.
     pub resolved_at: DateTime<Utc>,
+    /// What a person chose (absent for the policy's own settlements).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<ResolutionMethod>,
+    /// What the person who settled it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// How a person settles a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolutionMethod {
+    /// Keep the local value.
+    LocalWins,
+    /// Keep Shopify's value.
+    RemoteWins,
+    /// Go back to the value both sides agreed on at the last sync.
+    Base,
+    /// Keep the side changed last (when the change times are known).
+    NewestWins,
+    /// A value the person gives.
+    Manual,
+    /// Both sides' changes together: tags united, stock moved by both sides' deltas.
+    Merge,
+}
+
+impl ResolutionMethod {
+    /// The spec's `resolution_strategy` this method is recorded under.
+    pub fn strategy(self) -> Strategy {
+        match self {
+            ResolutionMethod::LocalWins => Strategy::LocalWins,
+            ResolutionMethod::RemoteWins => Strategy::RemoteWins,
+            ResolutionMethod::NewestWins => Strategy::NewestWins,
+            ResolutionMethod::Base | ResolutionMethod::Manual | ResolutionMethod::Merge => {
+                Strategy::Manual
+            }
+        }
+    }
 }
 
 /// A sync conflict.
@@ -190,6 +228,82 @@ impl SyncConflict {
             resolved_value: value,
             resolved_by: by,
             resolved_at: now,
+            method: None,
+            note: None,
+        });
+        Ok(())
+    }
+
+    /// The value a person's choice keeps (`None`: the field is removed), and the side it
+    /// comes from; or why this conflict cannot be settled that way. `newest` is the side
+    /// that changed the field last, where that is known.
+    pub fn chosen_value(
+        &self,
+        method: ResolutionMethod,
+        manual: Option<&Value>,
+        newest: Option<Side>,
+    ) -> Result<(Option<Value>, Option<Side>), String> {
+        match method {
+            ResolutionMethod::LocalWins => Ok((self.local_value.clone(), Some(Side::Local))),
+            ResolutionMethod::RemoteWins => Ok((self.remote_value.clone(), Some(Side::Remote))),
+            ResolutionMethod::Base => Ok((self.base_value.clone(), None)),
+            ResolutionMethod::NewestWins => match newest {
+                Some(Side::Local) => self.chosen_value(ResolutionMethod::LocalWins, None, None),
+                Some(Side::Remote) => self.chosen_value(ResolutionMethod::RemoteWins, None, None),
+                None => Err("newest_wins needs to know when each side changed this field, and that is not known here; choose local_wins or remote_wins".into()),
+            },
+            ResolutionMethod::Manual => match manual {
+                Some(value) => Ok((Some(value.clone()), None)),
+                None => Err("manual takes the value to keep in `value`".into()),
+            },
+            ResolutionMethod::Merge => self.merged_value().map(|value| (Some(value), None)),
+        }
+    }
+
+    /// Both sides' changes together: the union of both tag sets, or the base stock moved
+    /// by both sides' changes (so a sale on either side is kept).
+    fn merged_value(&self) -> Result<Value, String> {
+        let path = self.field_name.as_str();
+        if path == "tags" {
+            let mut tags = std::collections::BTreeSet::new();
+            for side in [&self.local_value, &self.remote_value] {
+                if let Some(Value::Array(items)) = side {
+                    tags.extend(items.iter().filter_map(Value::as_str).map(str::to_owned));
+                }
+            }
+            return Ok(Value::from(tags.into_iter().collect::<Vec<_>>()));
+        }
+        if path.starts_with("variants/") && path.contains("/inventory/") {
+            let number = |v: &Option<Value>| v.as_ref().and_then(Value::as_i64).unwrap_or(0);
+            let base = number(&self.base_value);
+            let moved = number(&self.local_value) - base + number(&self.remote_value) - base;
+            return Ok(Value::from(base + moved));
+        }
+        Err(format!(
+            "merge applies to tags and stock levels, not to {path}; choose another strategy"
+        ))
+    }
+
+    /// Settles it as a person chose: `value` is what the product keeps for the field.
+    #[allow(clippy::too_many_arguments)]
+    pub fn settle(
+        &mut self,
+        method: ResolutionMethod,
+        side: Option<Side>,
+        value: Option<Value>,
+        by: Actor,
+        note: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), crate::status::IllegalTransition> {
+        self.status.transition(ConflictStatus::Resolved)?;
+        self.resolution = Some(Resolution {
+            resolution_strategy: method.strategy(),
+            chosen_side: side,
+            resolved_value: value,
+            resolved_by: by,
+            resolved_at: now,
+            method: Some(method),
+            note,
         });
         Ok(())
     }

@@ -28,7 +28,7 @@ pub mod xorosoft;
 pub use access::{Identity, IdentityError, Role};
 pub use category::{Category, CategoryContent};
 pub use compliance::{ComplianceRequest, ComplianceStatus, ComplianceTopic};
-pub use conflict::{ConflictStatus, ConflictType, Resolution, SyncConflict};
+pub use conflict::{ConflictStatus, ConflictType, Resolution, ResolutionMethod, SyncConflict};
 pub use edit::{apply_edit, check_barcode, EditRefused, ProductEdit, VariantEdit, VariantRef};
 pub use fields::{ChangeData, FieldChange, FieldPath, Fields, FieldsError};
 pub use ids::*;

@@ -19,6 +19,7 @@ pub mod mapping;
 pub mod perf;
 pub mod plan;
 pub mod realtime;
+pub mod resolve;
 pub mod steps;
 pub mod sync;
 pub mod up;

@@ -80,6 +80,29 @@ impl Store {
             .await?)
     }
 
+    /// Clears the mark of a conflict opened on `product` at `at`, once a person has settled
+    /// that conflict (they saw it, so the index shows it): kept if a conflict was opened on
+    /// the product since (the mark moved on), so its grace still holds the push.
+    pub async fn clear_conflict_opened(
+        &self,
+        product: shopsync_domain::ProductId,
+        at: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        let condition = Condition::Eq("at", Scalar::N(at.timestamp_millis()));
+        match self
+            .backend()
+            .delete(
+                Table::IdempotencyRecords,
+                &Key::pk(conflict_opened_key(product)),
+                Some(condition),
+            )
+            .await
+        {
+            Ok(()) | Err(StoreError::ConditionFailed { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// When a conflict was last opened on `product`, if within the mark's day.
     pub async fn conflict_opened_at(
         &self,

@@ -936,6 +936,39 @@ impl Store {
         }
     }
 
+    /// Commits a product and writes `record` with it, all or nothing; the record is written
+    /// only while `expected` holds of its stored form (a settled conflict, say, is not
+    /// settled twice). A failed record condition answers `StoreError::ConditionFailed` with
+    /// the record as stored; anything else answers as [`Store::commit_products`] does.
+    pub async fn commit_product_with<R: Record>(
+        &self,
+        commit: &mut ProductCommit,
+        record: &R,
+        expected: Condition,
+    ) -> Result<(), RepoError> {
+        let (mut writes, overflow) = product_commit_writes(commit)?;
+        writes.push(WriteOp::Put {
+            table: R::TABLE,
+            item: encode(record)?,
+            condition: Some(Condition::And(vec![Condition::ItemPresent, expected])),
+        });
+        let result = match self.backend.transact(writes).await {
+            Err(StoreError::TransactionCanceled { mut reasons }) => {
+                if let Some(CancelReason::ConditionFailed(current)) = reasons.last() {
+                    return Err(StoreError::ConditionFailed {
+                        current: current.clone().map(Box::new),
+                    }
+                    .into());
+                }
+                reasons.pop();
+                Err(StoreError::TransactionCanceled { reasons })
+            }
+            other => other,
+        };
+        self.answer_commit(commit, result).await?;
+        self.write_overflow(overflow).await
+    }
+
     /// Commits several products, each all-or-nothing on its own, in as few store commits as
     /// the backend allows (see [`ItemStore::transact_each`]). Answers come in the order given;
     /// the commits are left as they were, for a caller to take back what a refused one held.

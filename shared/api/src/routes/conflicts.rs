@@ -1,17 +1,20 @@
-//! `GET /api/v1/conflicts` and `GET /api/v1/conflicts/{id}`.
+//! The conflict routes: list, one conflict, and settling one or many.
 
 use crate::page::page_of;
 use crate::redact::hide_costs;
 use crate::routes::parse_id;
 use crate::{ApiError, ApiState};
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query as UrlQuery, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 use shopsync_domain::{
-    ConflictId, ConflictStatus, Identity, OperationId, Role, Severity, SyncConflict,
+    ConflictId, ConflictStatus, Identity, OperationId, ResolutionMethod, Role, Severity,
+    SyncConflict,
 };
+use shopsync_engine::resolve::{resolve_conflict, Choice, ResolveError};
 use shopsync_store::item::{Key, Query};
 use shopsync_store::Table;
 use std::sync::Arc;
@@ -148,4 +151,287 @@ pub async fn show(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no conflict {conflict_id}")))?;
     Ok(Json(json!({ "conflict": conflict_json(&conflict, &caller) })).into_response())
+}
+
+/// How the resolve routes name a strategy.
+fn method_of(name: &str) -> Result<ResolutionMethod, ApiError> {
+    serde_json::from_value(json!(name)).map_err(|_| {
+        ApiError::invalid(
+            "strategy",
+            "must be local_wins, remote_wins, base, newest_wins, manual or merge",
+        )
+    })
+}
+
+/// `{"strategy", "value", "note"}` of settling a conflict.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    strategy: String,
+    #[serde(default)]
+    value: Option<serde_json::Value>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+fn choice_of(
+    strategy: &str,
+    value: Option<serde_json::Value>,
+    note: Option<String>,
+) -> Result<Choice, ApiError> {
+    let method = method_of(strategy)?;
+    if value.is_some() && method != ResolutionMethod::Manual {
+        return Err(ApiError::invalid(
+            "value",
+            "is taken only with the manual strategy",
+        ));
+    }
+    let note = note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    if note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
+        return Err(ApiError::invalid(
+            "note",
+            "must be at most 1,000 characters",
+        ));
+    }
+    Ok(Choice {
+        method,
+        value,
+        note,
+    })
+}
+
+fn refusal(e: ResolveError) -> ApiError {
+    match e {
+        ResolveError::NotFound(id) => ApiError::not_found(format!("no conflict {id}")),
+        ResolveError::Settled { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "already_settled", e.to_string())
+        }
+        ResolveError::Refused(message) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+        }
+        ResolveError::Locked { .. } => ApiError::new(StatusCode::LOCKED, "locked", e.to_string()),
+        ResolveError::Busy => ApiError::new(StatusCode::CONFLICT, "busy", e.to_string()),
+        ResolveError::Engine(e) => ApiError::internal(e),
+    }
+}
+
+fn body_of<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiError> {
+    body.map(|Json(body)| body).map_err(|e| {
+        let status = match e {
+            JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(
+            status,
+            "bad_body",
+            format!("{} (expected {expected})", e.body_text()),
+        )
+    })
+}
+
+/// Settles one conflict: the chosen value becomes a new version of the product (change
+/// source `conflict_resolution`), and its pushes resume once its last open conflict is
+/// settled.
+#[utoipa::path(
+    post,
+    operation_id = "resolve_conflict",
+    path = "/api/v1/conflicts/{id}/resolve",
+    tag = "conflicts",
+    params(("id" = String, Path, description = "The conflict's `conflict_uuid`")),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "`{\"strategy\": \"local_wins|remote_wins|base|newest_wins|manual|merge\", \"value\": ... (manual only), \"note\": \"...\"}`; merge unites tags and applies both sides' stock changes"),
+    responses(
+        (status = 200, description = "`{conflict}`: resolved, its `resolution` naming the strategy, the person, the time and the note"),
+        (status = 400, description = "A malformed id or body"),
+        (status = 404, description = "No such conflict"),
+        (status = 409, description = "Settled already; nothing changed"),
+        (status = 422, description = "A choice that cannot settle it (a manual value that does not fit the field, merge of another field, a conflict about a whole product)"),
+        (status = 423, description = "Another holds the product's lock")
+    ),
+    security(("bearer" = ["operator"]))
+)]
+pub async fn resolve(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Identity>,
+    Path(id): Path<String>,
+    body: Result<Json<ResolveRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let conflict_id: ConflictId = parse_id(&id, "a conflict id (a UUID)")?;
+    let request = body_of(
+        body,
+        "{\"strategy\": \"local_wins\", \"value\": ..., \"note\": \"...\"}",
+    )?;
+    let choice = choice_of(&request.strategy, request.value, request.note)?;
+    let settled = resolve_conflict(
+        &state.store,
+        conflict_id,
+        &choice,
+        &caller.actor,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(refusal)?;
+    Ok(Json(json!({ "conflict": conflict_json(&settled, &caller) })).into_response())
+}
+
+/// Which conflicts a bulk resolve takes.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFilter {
+    product: Option<String>,
+    operation: Option<String>,
+    severity: Option<Severity>,
+    field: Option<String>,
+}
+
+/// `{"ids": [...]}` or `{"filter": {...}}`, with the strategy.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+    #[serde(default)]
+    filter: Option<BulkFilter>,
+    strategy: String,
+    #[serde(default)]
+    value: Option<serde_json::Value>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// The most conflicts one bulk resolve settles.
+const BULK_LIMIT: usize = 1000;
+
+/// Settles many conflicts with one strategy: listed by id, or the open conflicts a filter
+/// selects.
+#[utoipa::path(
+    post,
+    operation_id = "resolve_conflicts",
+    path = "/api/v1/conflicts/resolve",
+    tag = "conflicts",
+    request_body(content = serde_json::Value, content_type = "application/json", description = "`{\"ids\": [..]}` or `{\"filter\": {\"product\", \"operation\", \"severity\", \"field\"}}`, with `strategy`, `value` (manual only) and `note` as for one conflict; at most 1,000 conflicts"),
+    responses(
+        (status = 200, description = "`{resolved, skipped, skipped_conflicts: [{id, reason}]}`"),
+        (status = 400, description = "A malformed body"),
+        (status = 422, description = "A bad strategy, neither ids nor filter, or more than 1,000 conflicts (narrow the filter)")
+    ),
+    security(("bearer" = ["operator"]))
+)]
+pub async fn resolve_many(
+    State(state): State<Arc<ApiState>>,
+    Extension(caller): Extension<Identity>,
+    body: Result<Json<BulkRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body_of(
+        body,
+        "{\"ids\": [..]} or {\"filter\": {..}}, with \"strategy\"",
+    )?;
+    let choice = choice_of(&request.strategy, request.value, request.note)?;
+    let ids: Vec<ConflictId> = match (request.ids, request.filter) {
+        (Some(ids), None) => {
+            if ids.len() > BULK_LIMIT {
+                return Err(ApiError::invalid("ids", "at most 1,000 ids at once"));
+            }
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    id.parse::<ConflictId>().map_err(|_| {
+                        ApiError::invalid(&format!("ids[{i}]"), "is not a conflict id (a UUID)")
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        }
+        (None, Some(filter)) => {
+            let product = filter
+                .product
+                .as_deref()
+                .map(|p| {
+                    p.parse::<shopsync_domain::ProductId>().map_err(|_| {
+                        ApiError::invalid("filter.product", "is not a local product id (a UUID)")
+                    })
+                })
+                .transpose()?;
+            let operation = filter
+                .operation
+                .as_deref()
+                .map(|o| {
+                    o.parse::<OperationId>().map_err(|_| {
+                        ApiError::invalid("filter.operation", "is not an operation id (a UUID)")
+                    })
+                })
+                .transpose()?;
+            let query = match (product, operation) {
+                (Some(product), _) => Query::new(
+                    Table::SyncConflicts,
+                    Some("by_product"),
+                    product.to_string(),
+                ),
+                (None, Some(operation)) => Query::new(
+                    Table::SyncConflicts,
+                    Some("by_operation"),
+                    operation.to_string(),
+                ),
+                (None, None) => Query::new(
+                    Table::SyncConflicts,
+                    Some("by_status"),
+                    shopsync_domain::status::status_name(ConflictStatus::Open),
+                ),
+            };
+            let mut matching = Vec::new();
+            let mut query = query;
+            query.limit = 500;
+            loop {
+                let page = state
+                    .store
+                    .query::<SyncConflict>(query.clone())
+                    .await
+                    .map_err(ApiError::internal)?;
+                matching.extend(
+                    page.items
+                        .into_iter()
+                        .filter(|c| c.status == ConflictStatus::Open)
+                        .filter(|c| operation.is_none_or(|o| c.sync_operation_id == o))
+                        .filter(|c| filter.severity.is_none_or(|s| c.severity == s))
+                        .filter(|c| {
+                            filter.field.as_deref().is_none_or(|f| {
+                                c.field_name.as_str() == f || c.field_name.leaf() == f
+                            })
+                        })
+                        .map(|c| c.conflict_uuid),
+                );
+                if matching.len() > BULK_LIMIT {
+                    return Err(ApiError::invalid(
+                        "filter",
+                        "selects more than 1,000 open conflicts; narrow it (by product, operation, severity or field)",
+                    ));
+                }
+                match page.next {
+                    Some(next) => query.start = Some(next),
+                    None => break,
+                }
+            }
+            matching
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "ids",
+                "give either `ids` or `filter` (one of them)",
+            ))
+        }
+    };
+    let now = chrono::Utc::now();
+    let mut resolved = 0u64;
+    let mut skipped = Vec::new();
+    for id in ids {
+        match resolve_conflict(&state.store, id, &choice, &caller.actor, now).await {
+            Ok(_) => resolved += 1,
+            Err(ResolveError::Engine(e)) => return Err(ApiError::internal(e)),
+            Err(e) => skipped.push(json!({ "id": id, "reason": e.to_string() })),
+        }
+    }
+    Ok(Json(json!({
+        "resolved": resolved,
+        "skipped": skipped.len(),
+        "skipped_conflicts": skipped,
+    }))
+    .into_response())
 }

@@ -33,6 +33,8 @@ use utoipa::OpenApi;
         products::unlock,
         conflicts::list,
         conflicts::show,
+        conflicts::resolve,
+        conflicts::resolve_many,
         imports::list,
         imports::show,
     ),

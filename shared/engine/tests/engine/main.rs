@@ -39,6 +39,7 @@ mod jobs;
 mod realtime;
 mod realtime_day;
 mod reconcile;
+mod resolve;
 mod steps;
 mod up_sync;
 mod xorosoft;

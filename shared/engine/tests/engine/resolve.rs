@@ -1,0 +1,177 @@
+//! A person settles the conflicts the policy leaves to them: the value they choose becomes
+//! a version by them, written with the settled conflict, and the product's push resumes.
+
+use crate::common;
+use serde_json::json;
+use shopsync_domain::{
+    Actor, ChangeSource, ConflictStatus, ResolutionMethod, ShopifyProductId, SyncConflict,
+};
+use shopsync_engine::down::local_id_for;
+use shopsync_engine::edit::edit_product;
+use shopsync_engine::resolve::{resolve_conflict, Choice, ResolveError};
+use shopsync_engine::sync::{run_bidirectional, run_full_down};
+use shopsync_engine::up::{open_conflicts, run_up};
+
+fn choice(method: ResolutionMethod, value: Option<serde_json::Value>) -> Choice {
+    Choice {
+        method,
+        value,
+        note: Some("checked the box in the warehouse".into()),
+    }
+}
+
+on_both_stores! {
+    async fn a_barcode_edited_on_both_sides_waits_for_a_person_whose_choice_is_pushed() {
+        let (sim, client, store, _dir) = common::setup(1, 2).await;
+        let system = Actor::system("test");
+        run_full_down(&store, &client, &system, &Default::default()).await.unwrap();
+        let shopify_id = sim.with_shop(|s| s.products().next().unwrap().id);
+        let id = local_id_for(ShopifyProductId::new(shopify_id).unwrap());
+        let product = store.product(id).await.unwrap().unwrap();
+        let variant = product.content.variants[0].shopify_id.unwrap();
+        let ana = Actor::new("ana@example.com").unwrap();
+        let edit = shopsync_domain::ProductEdit {
+            variants: vec![shopsync_domain::VariantEdit {
+                variant: Some(shopsync_domain::VariantRef::Shopify(variant)),
+                barcode: Some(Some("4006381333931".into())),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        edit_product(&store, id, &edit, None, &ana, chrono::Utc::now()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        sim.with_shop(|s| {
+            s.edit_product(shopify_id, |p| {
+                p.variants[0].barcode = Some("036000291452".into());
+            })
+        });
+        run_bidirectional(&store, &client, &system, &Default::default()).await.unwrap();
+        let open = open_conflicts(&store, id).await.unwrap();
+        let conflict: SyncConflict = open
+            .into_iter()
+            .find(|c| c.field_name.as_str().ends_with("/barcode"))
+            .expect("a barcode conflict for a person");
+        assert_eq!(conflict.local_value, Some(json!("4006381333931")));
+        assert_eq!(conflict.remote_value, Some(json!("036000291452")));
+        // Held back from the push while it is open.
+        run_up(&store, &client, &system).await.unwrap();
+        let remote = sim.with_shop(|s| s.product(shopify_id).unwrap().clone());
+        assert_eq!(remote.variants[0].barcode.as_deref(), Some("036000291452"));
+
+        // A value that does not fit the field changes nothing.
+        let bad = resolve_conflict(&store, conflict.conflict_uuid, &choice(ResolutionMethod::Manual, Some(json!(12))), &ana, chrono::Utc::now()).await;
+        assert!(matches!(bad, Err(ResolveError::Refused(_))), "{bad:?}");
+        let merge = resolve_conflict(&store, conflict.conflict_uuid, &choice(ResolutionMethod::Merge, None), &ana, chrono::Utc::now()).await;
+        assert!(matches!(merge, Err(ResolveError::Refused(_))), "{merge:?}");
+
+        let settled = resolve_conflict(
+            &store,
+            conflict.conflict_uuid,
+            &choice(ResolutionMethod::Manual, Some(json!("96385074"))),
+            &ana,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(settled.status, ConflictStatus::Resolved);
+        let resolution = settled.resolution.clone().unwrap();
+        assert_eq!(resolution.resolved_by, ana);
+        assert_eq!(resolution.method, Some(ResolutionMethod::Manual));
+        assert_eq!(resolution.note.as_deref(), Some("checked the box in the warehouse"));
+        let stored: SyncConflict = store
+            .get(&shopsync_store::item::Key::pk(conflict.conflict_uuid.to_string()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, settled);
+        let after = store.product(id).await.unwrap().unwrap();
+        assert_eq!(after.content.variants[0].barcode.as_deref(), Some("96385074"));
+        let newest = store.product_versions(id, true, 1, None).await.unwrap().items;
+        assert_eq!(newest[0].change_source, ChangeSource::ConflictResolution);
+        assert_eq!(newest[0].changed_by, ana);
+
+        // Settled once: a second resolve is refused and writes nothing.
+        let again = resolve_conflict(&store, conflict.conflict_uuid, &choice(ResolutionMethod::RemoteWins, None), &ana, chrono::Utc::now()).await;
+        assert!(matches!(again, Err(ResolveError::Settled { .. })), "{again:?}");
+        assert_eq!(store.product(id).await.unwrap().unwrap().version, after.version);
+
+        // The push resumes with the chosen value.
+        assert!(open_conflicts(&store, id).await.unwrap().is_empty());
+        run_up(&store, &client, &system).await.unwrap();
+        let remote = sim.with_shop(|s| s.product(shopify_id).unwrap().clone());
+        assert_eq!(remote.variants[0].barcode.as_deref(), Some("96385074"));
+    }
+}
+
+#[test]
+fn merge_unites_tags_and_applies_both_sides_stock_changes() {
+    use shopsync_domain::{ConflictValues, FieldPath, OperationId, OwnershipPolicy, ProductId};
+    let conflict = |field: &str, base, local, remote| {
+        let path = FieldPath::new_unchecked(field.into());
+        let values = ConflictValues {
+            base: Some(base),
+            local: Some(local),
+            remote: Some(remote),
+        };
+        let decision = OwnershipPolicy::default().decide(&path, &values, None, None);
+        SyncConflict::field(
+            OperationId::generate(),
+            ProductId::generate(),
+            path,
+            values,
+            &decision,
+            chrono::Utc::now(),
+        )
+    };
+    let tags = conflict(
+        "tags",
+        json!(["a"]),
+        json!(["a", "local"]),
+        json!(["a", "remote"]),
+    );
+    assert_eq!(
+        tags.chosen_value(ResolutionMethod::Merge, None, None)
+            .unwrap()
+            .0,
+        Some(json!(["a", "local", "remote"]))
+    );
+    // 10 at the last sync; 3 sold in Shopify, 5 received locally: 12.
+    let stock = conflict("variants/k/inventory/7", json!(10), json!(15), json!(7));
+    assert_eq!(
+        stock
+            .chosen_value(ResolutionMethod::Merge, None, None)
+            .unwrap()
+            .0,
+        Some(json!(12))
+    );
+    assert_eq!(
+        stock
+            .chosen_value(ResolutionMethod::Base, None, None)
+            .unwrap()
+            .0,
+        Some(json!(10))
+    );
+    assert!(stock
+        .chosen_value(ResolutionMethod::Manual, None, None)
+        .is_err());
+    let title = conflict("title", json!("a"), json!("b"), json!("c"));
+    assert!(title
+        .chosen_value(ResolutionMethod::Merge, None, None)
+        .is_err());
+    assert!(
+        title
+            .chosen_value(ResolutionMethod::NewestWins, None, None)
+            .is_err(),
+        "no change times"
+    );
+    assert_eq!(
+        title
+            .chosen_value(
+                ResolutionMethod::NewestWins,
+                None,
+                Some(shopsync_domain::Side::Local)
+            )
+            .unwrap(),
+        (Some(json!("b")), Some(shopsync_domain::Side::Local))
+    );
+}
