@@ -187,7 +187,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             realtime: Default::default(),
         },
     });
-    let api = Arc::new(shopsync_api::ApiState { store, auth });
+    let api = Arc::new(shopsync_api::ApiState {
+        store,
+        auth,
+        jobs: queue.clone(),
+    });
     tokio::spawn(run_worker(queue.clone(), worker));
     if !recovered.is_empty() {
         println!(

@@ -34,6 +34,8 @@ pub struct ApiState {
     pub store: Store,
     /// How callers are identified.
     pub auth: Authenticator,
+    /// Where work that talks to Shopify goes (syncs, approved applies, resumed operations).
+    pub jobs: Arc<dyn shopsync_engine::jobs::JobQueue>,
 }
 
 /// The admin routes with their access layer, for a host to serve (and to merge its own
@@ -43,6 +45,23 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/openapi.json", get(routes::openapi_document))
         .route("/api/v1/operations", get(routes::operations::list))
         .route("/api/v1/operations/{id}", get(routes::operations::show))
+        .route(
+            "/api/v1/operations/{id}/approve",
+            post(routes::actions::approve),
+        )
+        .route(
+            "/api/v1/operations/{id}/reject",
+            post(routes::actions::reject),
+        )
+        .route(
+            "/api/v1/operations/{id}/cancel",
+            post(routes::actions::cancel),
+        )
+        .route(
+            "/api/v1/operations/{id}/resume",
+            post(routes::actions::resume),
+        )
+        .route("/api/v1/sync", post(routes::actions::start_sync))
         .route("/api/v1/products", get(routes::products::list))
         // `{id}`, `{id}/versions` and `{id}/lock`, where a GID may come with its slashes
         // unencoded.

@@ -8,6 +8,7 @@ use shopsync_domain::{
     Actor, ChangeSource, ConflictValues, Decision, FieldPath, OperationId, Product, ProductId,
     Role, SyncConflict, VersionStamp,
 };
+use shopsync_engine::jobs::{Job, JobMessage, JobQueue, QueueError};
 use shopsync_store::{ProductCommit, Store};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -18,6 +19,25 @@ struct Api {
     _dir: tempfile::TempDir,
     store: Store,
     router: axum::Router,
+    queued: Arc<Recorded>,
+}
+
+/// A jobs queue that keeps what it is sent.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<JobMessage>>);
+
+#[async_trait::async_trait]
+impl JobQueue for Recorded {
+    async fn send(&self, messages: Vec<JobMessage>) -> Result<(), QueueError> {
+        self.0.lock().unwrap().extend(messages);
+        Ok(())
+    }
+}
+
+impl Recorded {
+    fn jobs(&self) -> Vec<JobMessage> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 async fn api_with(auth: Authenticator) -> Api {
@@ -27,14 +47,17 @@ async fn api_with(auth: Authenticator) -> Api {
         .await
         .unwrap();
     let store = Store::new(Arc::new(backend));
+    let queued = Arc::new(Recorded::default());
     let router = shopsync_api::router(Arc::new(ApiState {
         store: store.clone(),
         auth,
+        jobs: queued.clone(),
     }));
     Api {
         _dir: dir,
         store,
         router,
+        queued,
     }
 }
 
@@ -901,4 +924,185 @@ async fn an_operator_resolves_a_conflict_once_and_bulk_resolves_by_filter() {
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
     }
+}
+
+#[tokio::test]
+async fn a_sync_is_recorded_pending_by_its_requester_and_queued() {
+    let api = api().await;
+    let (status, started) = api
+        .call(
+            Method::POST,
+            "/api/v1/sync",
+            Some("op-token"),
+            Some(json!({"direction": "down", "mode": "full"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let id: OperationId = started["operation_id"].as_str().unwrap().parse().unwrap();
+    let stored = shopsync_engine::steps::load_operation(&api.store, id)
+        .await
+        .unwrap();
+    assert_eq!(stored.status, shopsync_domain::OperationStatus::Pending);
+    assert_eq!(stored.created_by.as_str(), "otto");
+    let jobs = api.queued.jobs();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(shopsync_engine::jobs::operation_of_job(&jobs[0].id), id);
+    assert!(matches!(
+        jobs[0].job,
+        Job::Sync {
+            direction: shopsync_domain::SyncDirection::Down,
+            mode: shopsync_engine::jobs::SyncMode::Full,
+            dry_run: false
+        }
+    ));
+    // Defaults: incremental, not a dry run.
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/sync",
+            Some("op-token"),
+            Some(json!({"direction": "up"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(matches!(
+        api.queued.jobs()[1].job,
+        Job::Sync {
+            mode: shopsync_engine::jobs::SyncMode::Incremental,
+            dry_run: false,
+            ..
+        }
+    ));
+    for (body, status_expected) in [
+        (
+            json!({"direction": "sideways"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"direction": "up", "mode": "reconcile"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"direction": "down", "dry_run": "yes"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({}), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (status, answer) = api
+            .call(
+                Method::POST,
+                "/api/v1/sync",
+                Some("op-token"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, status_expected, "{body}: {answer}");
+    }
+    assert_eq!(api.queued.jobs().len(), 2, "refused requests queue nothing");
+}
+
+#[tokio::test]
+async fn operations_are_approved_by_a_queued_job_and_rejected_cancelled_and_resumed_here() {
+    let api = api().await;
+    let mut held = shopsync_domain::SyncOperation::new(
+        "held",
+        shopsync_domain::OperationType::FullSync,
+        shopsync_domain::SyncDirection::Down,
+        Actor::system("scheduler"),
+        chrono::Utc::now(),
+    );
+    held.move_to(
+        shopsync_domain::OperationStatus::InProgress,
+        None,
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    held.move_to(
+        shopsync_domain::OperationStatus::AwaitingApproval,
+        Some("rails".into()),
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    api.store.insert(&held).await.unwrap();
+    let id = held.operation_uuid;
+    let (status, approved) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/operations/{id}/approve"),
+            Some("op-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{approved}");
+    let jobs = api.queued.jobs();
+    assert_eq!(jobs.len(), 1);
+    match &jobs[0].job {
+        Job::ApplyOperation { operation, by } => {
+            assert_eq!(*operation, id);
+            assert_eq!(
+                by.as_ref().map(Actor::as_str),
+                Some("otto"),
+                "the approver is recorded"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Reject needs a reason; it is recorded and applies nothing.
+    let (status, refused) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/operations/{id}/reject"),
+            Some("op-token"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let (status, rejected) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/operations/{id}/reject"),
+            Some("op-token"),
+            Some(json!({"reason": "too many price drops"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rejected}");
+    assert_eq!(rejected["operation"]["status"], "cancelled");
+    assert!(
+        rejected["operation"]["status_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("too many price drops") && r.contains("otto")),
+        "{rejected}"
+    );
+    // Ended: nothing more can be decided, and a completed operation does not resume.
+    for action in ["approve", "cancel", "resume"] {
+        let (status, answer) = api
+            .call(
+                Method::POST,
+                &format!("/api/v1/operations/{id}/{action}"),
+                Some("op-token"),
+                Some(json!({"reason": "again"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{action}: {answer}");
+    }
+    let missing = OperationId::generate();
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/operations/{missing}/cancel"),
+            Some("op-token"),
+            Some(json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/operations/{id}/approve"),
+            Some("op-token"),
+            Some(json!({"rows": ["nope"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(api.queued.jobs().len(), 1);
 }

@@ -33,6 +33,18 @@ pub enum Job {
     ApplyOperation {
         /// The operation.
         operation: OperationId,
+        /// Who approved it (recorded as its approver; the worker's own actor when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<shopsync_domain::Actor>,
+    },
+    /// A sync a person asked for (its operation is recorded as pending when it is queued).
+    Sync {
+        /// Which way.
+        direction: shopsync_domain::SyncDirection,
+        /// How much it reads.
+        mode: SyncMode,
+        /// Stage only.
+        dry_run: bool,
     },
     /// Maintenance: carry out shop redactions that are due (Shopify's shop/redact), and bring
     /// the realtime operations up to date (statistics counted from their rows; a day that is
@@ -66,11 +78,58 @@ pub enum Job {
     },
 }
 
+/// How much a sync reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// The whole catalog.
+    Full,
+    /// What changed since the last down-sync (down only; an up-sync pushes what changed
+    /// locally in any mode).
+    Incremental,
+    /// The whole catalog, also reporting local products Shopify no longer has (down only).
+    Reconcile,
+}
+
+/// The kind of step-machine sync a person's request runs: `None` for a mode the direction
+/// does not take (an up or bidirectional reconcile). A bidirectional sync reads the whole
+/// catalog whatever its mode, and an up-sync pushes whatever changed locally.
+pub fn sync_kind(
+    direction: shopsync_domain::SyncDirection,
+    mode: SyncMode,
+    dry_run: bool,
+    overlap: chrono::Duration,
+) -> Option<SyncKind> {
+    use shopsync_domain::SyncDirection as Direction;
+    match (direction, mode) {
+        (Direction::Down, SyncMode::Full) => Some(SyncKind::Full {
+            direction: Direction::Down,
+            dry_run,
+        }),
+        (Direction::Down, SyncMode::Incremental) => {
+            Some(SyncKind::Incremental { overlap, dry_run })
+        }
+        (Direction::Down, SyncMode::Reconcile) => Some(SyncKind::Reconcile { dry_run }),
+        (Direction::Bidirectional, SyncMode::Full | SyncMode::Incremental) => {
+            Some(SyncKind::Full {
+                direction: Direction::Bidirectional,
+                dry_run,
+            })
+        }
+        (Direction::Up, SyncMode::Full | SyncMode::Incremental) => Some(if dry_run {
+            SyncKind::UpPreview
+        } else {
+            SyncKind::Up
+        }),
+        (_, SyncMode::Reconcile) => None,
+    }
+}
+
 impl Job {
     /// The operation this job works on, when it names one.
     pub fn operation(&self) -> Option<OperationId> {
         match self {
-            Job::ApplyOperation { operation }
+            Job::ApplyOperation { operation, .. }
             | Job::Import { operation }
             | Job::ApplyRows { operation, .. }
             | Job::Step { operation, .. } => Some(*operation),
@@ -555,15 +614,29 @@ impl Worker {
                 return self.continue_from(*operation, *step, deadline).await;
             }
             Job::Up => return self.start(SyncKind::Up, deadline, id).await,
-            Job::ApplyOperation { operation }
+            Job::ApplyOperation { operation, by }
                 if crate::steps::load_operation(&self.store, *operation)
                     .await?
                     .xorosoft_log_id
                     .is_some() =>
             {
-                crate::xorosoft_import::approve_import(&self.store, *operation, &self.actor)
-                    .await?;
+                let approver = by.as_ref().unwrap_or(&self.actor);
+                crate::xorosoft_import::approve_import(&self.store, *operation, approver).await?;
                 return self.continue_import(*operation, deadline).await;
+            }
+            Job::Sync {
+                direction,
+                mode,
+                dry_run,
+            } => {
+                let Some(kind) = sync_kind(*direction, *mode, *dry_run, overlap) else {
+                    return Err(EngineError::Refused(format!(
+                        "a {} sync cannot run in {} mode",
+                        shopsync_domain::status::status_name(*direction),
+                        shopsync_domain::status::status_name(*mode)
+                    )));
+                };
+                return self.start(kind, deadline, id).await;
             }
             Job::Import { operation } => {
                 return self.continue_import(*operation, deadline).await;
@@ -590,10 +663,11 @@ impl Worker {
                     Err(e) => Err(e),
                 };
             }
-            Job::ApplyOperation { operation } => {
+            Job::ApplyOperation { operation, by } => {
+                let approver = by.as_ref().unwrap_or(&self.actor);
                 let approved =
-                    crate::plan::approve_operation(&self.store, *operation, &self.actor).await?;
-                crate::plan::push_after_approval(&self.store, &self.client, &self.actor, approved)
+                    crate::plan::approve_operation(&self.store, *operation, approver).await?;
+                crate::plan::push_after_approval(&self.store, &self.client, approver, approved)
                     .await
             }
             Job::Maintenance => {

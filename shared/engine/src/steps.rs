@@ -419,13 +419,19 @@ impl Stepper<'_> {
         kind: SyncKind,
         id: Option<OperationId>,
     ) -> Result<(SyncOperation, bool), EngineError> {
+        // An operation a person asked for is recorded as pending when its job is queued;
+        // the job opens it (keeping who asked). Any other record under the id stands.
+        let mut announced = None;
         if let Some(id) = id {
             if let Some(existing) = self
                 .store
                 .get::<SyncOperation>(&Key::pk(id.to_string()))
                 .await?
             {
-                return Ok((existing, false));
+                if existing.status != OperationStatus::Pending || existing.checkpoint.is_some() {
+                    return Ok((existing, false));
+                }
+                announced = Some(existing);
             }
         }
         let now = Utc::now();
@@ -512,6 +518,22 @@ impl Stepper<'_> {
         checkpoint.store_in(&mut operation);
         operation.move_to(OperationStatus::InProgress, None, now)?;
         operation.lease_expires_at = Some(now + lease());
+        if let Some(announced) = announced {
+            operation.created_by = announced.created_by.clone();
+            operation.created_at = announced.created_at;
+            let pending = shopsync_store::item::Condition::Eq(
+                "status",
+                shopsync_store::item::Scalar::from(
+                    shopsync_domain::status::status_name(OperationStatus::Pending).as_str(),
+                ),
+            );
+            return match self.store.replace_if(&operation, pending).await {
+                Ok(()) => Ok((operation, true)),
+                // Opened (or cancelled) meanwhile: that one stands.
+                Err(shopsync_store::ReplaceError::Changed(current)) => Ok((*current, false)),
+                Err(shopsync_store::ReplaceError::Repo(e)) => Err(e.into()),
+            };
+        }
         match self.store.insert(&operation).await {
             Ok(()) => Ok((operation, true)),
             // Opened meanwhile under the same id: that one stands.

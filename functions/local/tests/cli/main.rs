@@ -7,5 +7,6 @@ mod bench_cli;
 mod import_cli;
 mod migrate;
 mod operation_cli;
+mod people;
 mod serve;
 mod serve_e2e;

@@ -1,6 +1,7 @@
 //! The admin routes, each documented where it is written (its `#[utoipa::path]` names its
 //! path, parameters, answers and the role it needs).
 
+pub mod actions;
 pub mod conflicts;
 pub mod imports;
 pub mod operations;
@@ -25,6 +26,11 @@ use utoipa::OpenApi;
         openapi_document,
         operations::list,
         operations::show,
+        actions::start_sync,
+        actions::approve,
+        actions::reject,
+        actions::cancel,
+        actions::resume,
         products::list,
         products::show,
         products::edit,

@@ -221,6 +221,7 @@ on_both_stores! {
         let message = shopsync_engine::jobs::JobMessage::new(
             shopsync_engine::jobs::Job::ApplyOperation {
                 operation: held.operation_uuid,
+                by: None,
             },
             chrono::Utc::now(),
         );

@@ -24,10 +24,21 @@ fn messages_round_trip_and_anything_else_is_poison() {
     let message = JobMessage::new(
         Job::ApplyOperation {
             operation: shopsync_domain::OperationId::generate(),
+            by: Some(Actor::new("ana").unwrap()),
         },
         chrono::Utc::now(),
     );
     assert_eq!(JobMessage::decode(&message.encode()).unwrap(), message);
+    // A message of a build before approvers were recorded names none, and still reads.
+    let older = JobMessage::new(
+        Job::ApplyOperation {
+            operation: shopsync_domain::OperationId::generate(),
+            by: None,
+        },
+        chrono::Utc::now(),
+    );
+    assert!(!older.encode().contains("\"by\""));
+    assert_eq!(JobMessage::decode(&older.encode()).unwrap(), older);
     for body in [
         "not json".to_owned(),
         message.encode().replace("\"v\":1", "\"v\":2"),
@@ -227,6 +238,7 @@ on_both_stores! {
         let waiting = JobMessage::new(
             Job::ApplyOperation {
                 operation: shopsync_domain::OperationId::generate(),
+                by: None,
             },
             chrono::Utc::now(),
         );
@@ -339,5 +351,51 @@ mod store_queue {
         assert_eq!(fourth.receive_count, 4);
         assert!(queue.delete(&fourth).await.unwrap());
         assert_eq!(queue.len().await.unwrap(), 0);
+    }
+}
+
+on_both_stores! {
+    /// A sync a person asked for through the API is recorded as pending, by them, when it
+    /// is queued; the worker opens that record, keeping who asked, and runs it to the end.
+    async fn a_requested_sync_runs_as_the_pending_operation_its_requester_recorded() {
+        use shopsync_engine::jobs::{operation_of_job, Job, JobMessage, JobOutcome, SyncMode, Worker};
+        let (_sim, client, store, _dir) = common::setup(3, 1).await;
+        let message = JobMessage::new(
+            Job::Sync {
+                direction: shopsync_domain::SyncDirection::Down,
+                mode: SyncMode::Full,
+                dry_run: false,
+            },
+            chrono::Utc::now(),
+        );
+        let ana = Actor::new("ana@example.com").unwrap();
+        let mut pending = shopsync_domain::SyncOperation::new(
+            "full down sync requested by ana",
+            OperationType::FullSync,
+            shopsync_domain::SyncDirection::Down,
+            ana.clone(),
+            chrono::Utc::now(),
+        );
+        pending.operation_uuid = operation_of_job(&message.id);
+        store.insert(&pending).await.unwrap();
+        let worker = Worker {
+            store: store.clone(),
+            client: client.clone(),
+            actor: Actor::system("worker"),
+            rails: GuardRails::default(),
+            continuation: None,
+            imports: None,
+        };
+        let JobOutcome::Ran(Some(done)) = worker.handle(&message).await.unwrap() else {
+            panic!("the sync runs");
+        };
+        assert_eq!(done.operation_uuid, pending.operation_uuid);
+        assert_eq!(done.status, shopsync_domain::OperationStatus::Completed);
+        assert_eq!(done.created_by, ana);
+        assert_eq!(done.statistics.created, 3);
+        let stored = shopsync_engine::steps::load_operation(&store, pending.operation_uuid)
+            .await
+            .unwrap();
+        assert_eq!(stored.created_by, ana);
     }
 }

@@ -13,6 +13,8 @@ pub struct Server {
     child: Child,
     /// Its data directory.
     pub dir: tempfile::TempDir,
+    /// What it printed when it started.
+    pub banner: String,
 }
 
 impl Server {
@@ -103,12 +105,39 @@ pub fn start_in(dir: tempfile::TempDir, products: usize, env: &[(&str, &str)]) -
         "tokens are not printed: {banner}"
     );
     std::thread::spawn(move || for _ in lines {});
-    Server { child, url, dir }
+    Server {
+        child,
+        url,
+        dir,
+        banner,
+    }
 }
 
 /// Starts serve with 6 seeded products.
 pub fn start() -> Server {
     start_with(6, &[])
+}
+
+/// A request with an optional bearer token and JSON body: status and JSON body.
+pub async fn send(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.url));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 /// GET with an optional bearer token: status and JSON body.
