@@ -11,6 +11,8 @@
 pub mod auth;
 mod edit_body;
 mod error;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 mod page;
 mod redact;
 mod routes;
@@ -38,52 +40,76 @@ pub struct ApiState {
     pub jobs: Arc<dyn shopsync_engine::jobs::JobQueue>,
 }
 
+/// Which routes a host serves: all of them (`shopsync serve`), or the part one Lambda
+/// function answers behind API Gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Every admin route.
+    All,
+    /// The conflict routes (`functions/conflict-resolver`).
+    Conflicts,
+    /// Every other admin route (`functions/admin-api`).
+    Admin,
+}
+
 /// The admin routes with their access layer, for a host to serve (and to merge its own
 /// routes into, such as a health check or webhooks, which are not admin routes).
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/api/v1/openapi.json", get(routes::openapi_document))
-        .route("/api/v1/operations", get(routes::operations::list))
-        .route("/api/v1/operations/{id}", get(routes::operations::show))
-        .route(
-            "/api/v1/operations/{id}/approve",
-            post(routes::actions::approve),
-        )
-        .route(
-            "/api/v1/operations/{id}/reject",
-            post(routes::actions::reject),
-        )
-        .route(
-            "/api/v1/operations/{id}/cancel",
-            post(routes::actions::cancel),
-        )
-        .route(
-            "/api/v1/operations/{id}/resume",
-            post(routes::actions::resume),
-        )
-        .route("/api/v1/sync", post(routes::actions::start_sync))
-        .route("/api/v1/products", get(routes::products::list))
-        // `{id}`, `{id}/versions` and `{id}/lock`, where a GID may come with its slashes
-        // unencoded.
-        .route(
-            "/api/v1/products/{*path}",
-            get(routes::products::read)
-                .patch(routes::products::patch)
-                .post(routes::products::post)
-                .delete(routes::products::delete),
-        )
-        .route("/api/v1/conflicts", get(routes::conflicts::list))
-        .route(
-            "/api/v1/conflicts/resolve",
-            post(routes::conflicts::resolve_many),
-        )
-        .route("/api/v1/conflicts/{id}", get(routes::conflicts::show))
-        .route(
-            "/api/v1/conflicts/{id}/resolve",
-            post(routes::conflicts::resolve),
-        )
-        .route("/api/v1/xorosoft/imports", get(routes::imports::list))
-        .route("/api/v1/xorosoft/imports/{id}", get(routes::imports::show))
+    router_part(state, Part::All)
+}
+
+/// The routes of `part`, with the access layer; any other path answers 404.
+pub fn router_part(state: Arc<ApiState>, part: Part) -> Router {
+    let mut routes = Router::new();
+    if part != Part::Conflicts {
+        routes = routes
+            .route("/api/v1/openapi.json", get(routes::openapi_document))
+            .route("/api/v1/operations", get(routes::operations::list))
+            .route("/api/v1/operations/{id}", get(routes::operations::show))
+            .route(
+                "/api/v1/operations/{id}/approve",
+                post(routes::actions::approve),
+            )
+            .route(
+                "/api/v1/operations/{id}/reject",
+                post(routes::actions::reject),
+            )
+            .route(
+                "/api/v1/operations/{id}/cancel",
+                post(routes::actions::cancel),
+            )
+            .route(
+                "/api/v1/operations/{id}/resume",
+                post(routes::actions::resume),
+            )
+            .route("/api/v1/sync", post(routes::actions::start_sync))
+            .route("/api/v1/products", get(routes::products::list))
+            // `{id}`, `{id}/versions` and `{id}/lock`, where a GID may come with its slashes
+            // unencoded.
+            .route(
+                "/api/v1/products/{*path}",
+                get(routes::products::read)
+                    .patch(routes::products::patch)
+                    .post(routes::products::post)
+                    .delete(routes::products::delete),
+            )
+            .route("/api/v1/xorosoft/imports", get(routes::imports::list))
+            .route("/api/v1/xorosoft/imports/{id}", get(routes::imports::show));
+    }
+    if part != Part::Admin {
+        routes = routes
+            .route("/api/v1/conflicts", get(routes::conflicts::list))
+            .route(
+                "/api/v1/conflicts/resolve",
+                post(routes::conflicts::resolve_many),
+            )
+            .route("/api/v1/conflicts/{id}", get(routes::conflicts::show))
+            .route(
+                "/api/v1/conflicts/{id}/resolve",
+                post(routes::conflicts::resolve),
+            );
+    }
+    routes
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), enforce))
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::wrong_method)

@@ -31,7 +31,7 @@ pub(crate) async fn simulator(products: usize) -> SimHandle {
 
 /// A Function URL invocation (payload format 2.0, aws_lambda_events' sample) of a signed
 /// products/update delivery.
-fn function_url_event(body: &str, webhook_id: &str) -> String {
+pub(crate) fn function_url_event(body: &str, webhook_id: &str) -> String {
     let mut event: Value = serde_json::from_str(include_str!(
         "../../../../functions/shopify-webhook/tests/fixtures/example-apigw-v2-request-no-authorizer.json"
     ))

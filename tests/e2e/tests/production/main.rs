@@ -5,6 +5,7 @@
 //! AWS sends (aws_lambda_events' samples). moto invokes no Lambda: each test plays the event
 //! source mapping (receive, invoke, delete what succeeded) itself.
 
+mod admin;
 mod aws;
 mod imports;
 mod journeys;
