@@ -21,6 +21,12 @@ mod rules;
 pub use auth::{AuthError, Authenticator, TokensError, VerifiedClaims};
 pub use error::ApiError;
 
+/// Reads the body of `PATCH /api/v1/products/{id}` (also `shopsync product edit`'s) into an
+/// edit; a field of the wrong kind is an error naming it.
+pub fn parse_edit(body: &serde_json::Value) -> Result<shopsync_domain::ProductEdit, ApiError> {
+    edit_body::parse(body)
+}
+
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};

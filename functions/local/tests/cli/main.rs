@@ -8,5 +8,6 @@ mod import_cli;
 mod migrate;
 mod operation_cli;
 mod people;
+mod people_cli;
 mod serve;
 mod serve_e2e;
