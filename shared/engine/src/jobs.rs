@@ -825,6 +825,7 @@ impl Worker {
     /// Maintenance: due shop redactions, then the realtime operations brought up to date.
     async fn maintain(&self) -> Result<(), EngineError> {
         self.redact_due().await?;
+        self.clear_expired_locks().await?;
         for op in crate::realtime::refresh_realtime_operations(&self.store, Utc::now()).await? {
             tracing::info!(
                 operation = %op.operation_uuid,
@@ -832,6 +833,25 @@ impl Worker {
                 processed = op.statistics.processed,
                 "realtime operation brought up to date"
             );
+        }
+        Ok(())
+    }
+
+    /// Clears the locks whose lease has ended (a lock that ended blocks nobody, but it
+    /// would still show as held).
+    async fn clear_expired_locks(&self) -> Result<(), EngineError> {
+        const PAGE: u32 = 100;
+        let now = Utc::now();
+        for _ in 0..10 {
+            let expired = self.store.expired_locks(now, PAGE).await?;
+            for product in &expired {
+                if let Some(held_by) = self.store.clear_expired_lock(product.id, now).await? {
+                    tracing::info!(product = %product.id, %held_by, "expired lock cleared");
+                }
+            }
+            if (expired.len() as u32) < PAGE {
+                break;
+            }
         }
         Ok(())
     }

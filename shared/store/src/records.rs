@@ -82,6 +82,7 @@ impl Record for Product {
                 product_attrs::LOCK_OWNER,
                 self.sync_locked_by.as_ref().filter(|_| locked).map(s),
             ),
+            ("lock_held", locked.then(|| s("1"))),
             (
                 product_attrs::LOCK_EXPIRES_AT,
                 self.sync_lock_expires_at

@@ -1111,6 +1111,47 @@ impl Store {
         .await
     }
 
+    /// Products whose lock lease ended before `now` (oldest first, at most `limit`), from the
+    /// index of held locks (eventually consistent: [`Store::clear_expired_lock`] checks again
+    /// by key).
+    pub async fn expired_locks(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Product>, RepoError> {
+        let mut query = Query::new(Table::Products, Some("by_lock_expiry"), "1");
+        query.sk = Some(SortCondition::Lt(Scalar::N(millis(now))));
+        query.limit = limit;
+        Ok(self.query::<Product>(query).await?.items)
+    }
+
+    /// Clears a product's lock if its lease has ended at `now`; a lock renewed meanwhile (or
+    /// released) is left as it is. Returns who held the cleared lock.
+    pub async fn clear_expired_lock(
+        &self,
+        id: ProductId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Actor>, RepoError> {
+        let holder = std::sync::Mutex::new(None);
+        let cleared = self
+            .change_lock(id, now, |p| match p.lock_state(now) {
+                LockState::Expired { .. } => {
+                    if let Ok(mut held) = holder.lock() {
+                        *held = p.break_lock();
+                    }
+                    Ok(())
+                }
+                LockState::Held { by, until } => Err(LockError::HeldByOther { by, until }),
+                LockState::Free => Err(LockError::BadLease),
+            })
+            .await;
+        match cleared {
+            Ok(_) => Ok(holder.into_inner().unwrap_or_default()),
+            Err(RepoError::Locked(_)) | Err(RepoError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Releases a product's sync lock; only its holder may.
     pub async fn unlock_product(
         &self,

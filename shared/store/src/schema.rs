@@ -250,6 +250,12 @@ pub const PRODUCTS: TableDef = TableDef {
             Some(n("lock_expires_at")),
             "locks held by a user, for the admin and for lease clean-up",
         ),
+        sparse_index(
+            "by_lock_expiry",
+            s("lock_held"),
+            Some(n("lock_expires_at")),
+            "every held lock by the end of its lease, for maintenance to clear the expired",
+        ),
     ],
     ttl_attr: None,
     local_only: false,

@@ -810,6 +810,73 @@ pub async fn a_lock_keeps_its_reason_and_an_override_releases_it_for_anyone(h: H
     assert!(matches!(missing, Err(RepoError::NotFound { .. })));
 }
 
+pub async fn expired_locks_are_found_and_cleared_and_held_ones_kept(h: Harness) {
+    let (short, long) = (product(1), product(2));
+    for p in [&short, &long] {
+        h.store
+            .create_product(p, ChangeSource::Local, &actor("alice"), None)
+            .await
+            .expect("create");
+    }
+    h.store
+        .lock_product(short.id, &actor("alice"), at(0), Duration::seconds(5))
+        .await
+        .expect("lock");
+    h.store
+        .lock_product(long.id, &actor("bob"), at(0), Duration::seconds(3600))
+        .await
+        .expect("lock");
+    let expired = h.store.expired_locks(at(10), 100).await.expect("query");
+    assert_eq!(
+        expired.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![short.id]
+    );
+    assert_eq!(
+        h.store
+            .clear_expired_lock(short.id, at(10))
+            .await
+            .expect("clear"),
+        Some(actor("alice"))
+    );
+    assert_eq!(
+        h.store
+            .clear_expired_lock(long.id, at(10))
+            .await
+            .expect("kept"),
+        None,
+        "a lease that runs is not cleared"
+    );
+    let cleared = h
+        .store
+        .product(short.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert!(!cleared.sync_locked && cleared.sync_locked_by.is_none());
+    assert_eq!(cleared.version, 1);
+    assert!(
+        h.store
+            .product(long.id)
+            .await
+            .expect("get")
+            .expect("present")
+            .sync_locked
+    );
+    assert!(h
+        .store
+        .expired_locks(at(10), 100)
+        .await
+        .expect("query")
+        .is_empty());
+    assert_eq!(
+        h.store
+            .clear_expired_lock(short.id, at(11))
+            .await
+            .expect("again"),
+        None
+    );
+}
+
 pub async fn a_locked_product_refuses_other_writers_but_not_its_holder(h: Harness) {
     let p = product(1);
     h.store

@@ -49,6 +49,7 @@ conformance!(
     a_lock_refuses_others_until_its_lease_expires,
     only_the_holder_releases_a_lock,
     a_lock_keeps_its_reason_and_an_override_releases_it_for_anyone,
+    expired_locks_are_found_and_cleared_and_held_ones_kept,
     a_locked_product_refuses_other_writers_but_not_its_holder,
     idempotency_blocks_a_second_start_while_in_progress,
     idempotency_replays_a_completed_result,
