@@ -1106,3 +1106,70 @@ async fn operations_are_approved_by_a_queued_job_and_rejected_cancelled_and_resu
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(api.queued.jobs().len(), 1);
 }
+
+#[tokio::test]
+async fn a_bulk_resolve_past_a_thousand_conflicts_is_queued_as_an_operation_by_its_requester() {
+    let api = api().await;
+    let product = api.product().await;
+    let many: Vec<SyncConflict> = (0..1001)
+        .map(|i| {
+            let path = FieldPath::new_unchecked(format!("variants/k{i}/title"));
+            let values = ConflictValues {
+                base: None,
+                local: Some(json!("a")),
+                remote: Some(json!("b")),
+            };
+            let decision =
+                shopsync_domain::OwnershipPolicy::default().decide(&path, &values, None, None);
+            SyncConflict::field(
+                OperationId::generate(),
+                product.id,
+                path,
+                values,
+                &decision,
+                chrono::Utc::now(),
+            )
+        })
+        .collect();
+    api.store.put_all(&many).await.unwrap();
+    let (status, queued) = api
+        .call(
+            Method::POST,
+            "/api/v1/conflicts/resolve",
+            Some("op-token"),
+            Some(json!({"filter": {"product": product.id.to_string()}, "strategy": "remote_wins", "note": "Shopify wins"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let id: OperationId = queued["operation_id"].as_str().unwrap().parse().unwrap();
+    let pending = shopsync_engine::steps::load_operation(&api.store, id)
+        .await
+        .unwrap();
+    assert_eq!(pending.status, shopsync_domain::OperationStatus::Pending);
+    assert_eq!(pending.created_by.as_str(), "otto");
+    let jobs = api.queued.jobs();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(shopsync_engine::jobs::operation_of_job(&jobs[0].id), id);
+    match &jobs[0].job {
+        Job::ResolveConflicts { filter, choice, by } => {
+            assert_eq!(filter.product, Some(product.id));
+            assert_eq!(choice.method, shopsync_domain::ResolutionMethod::RemoteWins);
+            assert_eq!(choice.note.as_deref(), Some("Shopify wins"));
+            assert_eq!(by.as_str(), "otto");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing was settled while the request waited.
+    let (_, still) = api
+        .call(
+            Method::GET,
+            &format!(
+                "/api/v1/conflicts?product={}&status=open&limit=1000",
+                product.id
+            ),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(still["conflicts"].as_array().unwrap().len(), 1000);
+}

@@ -23,6 +23,8 @@ pub enum OperationType {
     PriceUpdate,
     /// A person's edit of a local product.
     LocalEdit,
+    /// Many conflicts settled at once by a person (a bulk resolve too large to answer at once).
+    ConflictResolution,
 }
 
 /// Which way data flows (the spec's `sync_direction`).

@@ -37,6 +37,16 @@ pub enum Job {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<shopsync_domain::Actor>,
     },
+    /// Settle every open conflict a filter takes, as a person chose (a bulk resolve too
+    /// large to answer at once; its operation is recorded as pending when it is queued).
+    ResolveConflicts {
+        /// Which conflicts.
+        filter: crate::resolve::ConflictFilter,
+        /// What the person chose.
+        choice: crate::resolve::Choice,
+        /// Who.
+        by: shopsync_domain::Actor,
+    },
     /// A sync a person asked for (its operation is recorded as pending when it is queued).
     Sync {
         /// Which way.
@@ -623,6 +633,11 @@ impl Worker {
                 let approver = by.as_ref().unwrap_or(&self.actor);
                 crate::xorosoft_import::approve_import(&self.store, *operation, approver).await?;
                 return self.continue_import(*operation, deadline).await;
+            }
+            Job::ResolveConflicts { filter, choice, by } => {
+                return crate::resolve::resolve_all(&self.store, id, filter, choice, by)
+                    .await
+                    .map(Some);
             }
             Job::Sync {
                 direction,

@@ -7,6 +7,7 @@
 use crate::error::EngineError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use shopsync_domain::status::StatusMachine;
 use shopsync_domain::{
     Actor, ChangeSource, ConflictId, ConflictStatus, ConflictType, LockState, ProductContent,
     ResolutionMethod, SyncConflict, VersionStamp,
@@ -55,7 +56,7 @@ impl From<RepoError> for ResolveError {
 }
 
 /// What a person chose for a conflict.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Choice {
     /// How.
     pub method: ResolutionMethod,
@@ -63,6 +64,152 @@ pub struct Choice {
     pub value: Option<Value>,
     /// What they said.
     pub note: Option<String>,
+}
+
+/// Which open conflicts a bulk resolve takes (every condition given must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConflictFilter {
+    /// Of this product.
+    pub product: Option<shopsync_domain::ProductId>,
+    /// Found by this operation.
+    pub operation: Option<shopsync_domain::OperationId>,
+    /// Of this severity.
+    pub severity: Option<shopsync_domain::Severity>,
+    /// On this field: a whole path (`variants/k/price`) or its last part (`price`).
+    pub field: Option<String>,
+}
+
+impl ConflictFilter {
+    /// Whether an open conflict is one the filter takes.
+    pub fn takes(&self, conflict: &SyncConflict) -> bool {
+        conflict.status == ConflictStatus::Open
+            && self.product.is_none_or(|p| conflict.product_id == p)
+            && self
+                .operation
+                .is_none_or(|o| conflict.sync_operation_id == o)
+            && self.severity.is_none_or(|s| conflict.severity == s)
+            && self.field.as_deref().is_none_or(|f| {
+                conflict.field_name.as_str() == f || conflict.field_name.leaf() == f
+            })
+    }
+
+    /// The index query that finds its candidates: by product, by operation, or the open
+    /// conflicts.
+    fn query(&self) -> shopsync_store::item::Query {
+        use shopsync_store::item::Query;
+        use shopsync_store::Table;
+        match (self.product, self.operation) {
+            (Some(product), _) => Query::new(
+                Table::SyncConflicts,
+                Some("by_product"),
+                product.to_string(),
+            ),
+            (None, Some(operation)) => Query::new(
+                Table::SyncConflicts,
+                Some("by_operation"),
+                operation.to_string(),
+            ),
+            (None, None) => Query::new(
+                Table::SyncConflicts,
+                Some("by_status"),
+                shopsync_domain::status::status_name(ConflictStatus::Open),
+            ),
+        }
+    }
+
+    /// The open conflicts it takes, at most `limit` (the index may lag: each is read again
+    /// by key when it is settled).
+    pub async fn open_conflicts(
+        &self,
+        store: &Store,
+        limit: usize,
+    ) -> Result<Vec<ConflictId>, EngineError> {
+        let mut query = self.query();
+        query.limit = 500;
+        let mut found = Vec::new();
+        loop {
+            let page = store.query::<SyncConflict>(query.clone()).await?;
+            found.extend(
+                page.items
+                    .iter()
+                    .filter(|c| self.takes(c))
+                    .map(|c| c.conflict_uuid),
+            );
+            if found.len() >= limit {
+                found.truncate(limit);
+                return Ok(found);
+            }
+            match page.next {
+                Some(next) => query.start = Some(next),
+                None => return Ok(found),
+            }
+        }
+    }
+}
+
+/// Settles every open conflict `filter` takes as `actor` chose, within operation
+/// `operation_id` (recorded as pending by whoever asked), whose statistics count what was
+/// resolved (`updated`) and skipped (and why, in its reason). Running it again settles only
+/// what is still open.
+pub async fn resolve_all(
+    store: &Store,
+    operation_id: shopsync_domain::OperationId,
+    filter: &ConflictFilter,
+    choice: &Choice,
+    actor: &Actor,
+) -> Result<shopsync_domain::SyncOperation, EngineError> {
+    use shopsync_domain::OperationStatus;
+    let mut operation = crate::steps::load_operation(store, operation_id).await?;
+    if operation.status.is_terminal() {
+        return Ok(operation);
+    }
+    if operation.status == OperationStatus::Pending {
+        let before = operation.clone();
+        operation.move_to(OperationStatus::InProgress, None, Utc::now())?;
+        crate::sync::save(store, &operation, &before).await?;
+    }
+    let mut skipped_reasons: Vec<String> = Vec::new();
+    // Conflicts this choice cannot settle stay open: each is tried once.
+    let mut tried = std::collections::HashSet::new();
+    loop {
+        let batch: Vec<ConflictId> = filter
+            .open_conflicts(store, 500 + tried.len())
+            .await?
+            .into_iter()
+            .filter(|id| !tried.contains(id))
+            .collect();
+        if batch.is_empty() {
+            break;
+        }
+        for id in batch {
+            tried.insert(id);
+            operation.statistics.processed += 1;
+            match resolve_conflict(store, id, choice, actor, Utc::now()).await {
+                Ok(_) => operation.statistics.updated += 1,
+                Err(ResolveError::Engine(e)) => return Err(e),
+                Err(e) => {
+                    operation.statistics.skipped += 1;
+                    if skipped_reasons.len() < 20 {
+                        skipped_reasons.push(format!("{id}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    let before = operation.clone();
+    let reason = format!(
+        "{} conflict(s) resolved by {actor}, {} skipped{}",
+        operation.statistics.updated,
+        operation.statistics.skipped,
+        if skipped_reasons.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", skipped_reasons.join("; "))
+        }
+    );
+    operation.move_to(OperationStatus::Completed, Some(reason), Utc::now())?;
+    crate::sync::save(store, &operation, &before).await?;
+    Ok(operation)
 }
 
 fn still_open() -> Condition {

@@ -14,7 +14,8 @@ use shopsync_domain::{
     ConflictId, ConflictStatus, Identity, OperationId, ResolutionMethod, Role, Severity,
     SyncConflict,
 };
-use shopsync_engine::resolve::{resolve_conflict, Choice, ResolveError};
+use shopsync_engine::jobs::{operation_of_job, Job, JobMessage};
+use shopsync_engine::resolve::{resolve_conflict, Choice, ConflictFilter, ResolveError};
 use shopsync_store::item::{Key, Query};
 use shopsync_store::Table;
 use std::sync::Arc;
@@ -298,8 +299,54 @@ pub struct BulkRequest {
     note: Option<String>,
 }
 
-/// The most conflicts one bulk resolve settles.
+/// The most conflicts one bulk resolve settles while the request waits; a filter that takes
+/// more is settled by the worker.
 const BULK_LIMIT: usize = 1000;
+
+/// Queues a bulk resolve too large to answer at once: its operation is recorded as pending
+/// by the caller, and the worker settles every open conflict the filter takes.
+async fn queue_resolve(
+    state: &ApiState,
+    caller: &Identity,
+    filter: ConflictFilter,
+    choice: Choice,
+) -> Result<Response, ApiError> {
+    let now = chrono::Utc::now();
+    let message = JobMessage::new(
+        Job::ResolveConflicts {
+            filter,
+            choice,
+            by: caller.actor.clone(),
+        },
+        now,
+    );
+    let mut pending = shopsync_domain::SyncOperation::new(
+        &format!("bulk conflict resolution by {}", caller.actor),
+        shopsync_domain::OperationType::ConflictResolution,
+        shopsync_domain::SyncDirection::Bidirectional,
+        caller.actor.clone(),
+        now,
+    );
+    pending.operation_uuid = operation_of_job(&message.id);
+    state
+        .store
+        .insert(&pending)
+        .await
+        .map_err(ApiError::internal)?;
+    state.jobs.send(vec![message]).await.map_err(|e| {
+        tracing::error!(error = %e.0, "the jobs queue refused a bulk resolve");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "the jobs queue could not take the work; try again",
+        )
+    })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "operation_id": pending.operation_uuid, "queued": true })),
+    )
+        .into_response())
+}
 
 /// Settles many conflicts with one strategy: listed by id, or the open conflicts a filter
 /// selects.
@@ -308,11 +355,12 @@ const BULK_LIMIT: usize = 1000;
     operation_id = "resolve_conflicts",
     path = "/api/v1/conflicts/resolve",
     tag = "conflicts",
-    request_body(content = serde_json::Value, content_type = "application/json", description = "`{\"ids\": [..]}` or `{\"filter\": {\"product\", \"operation\", \"severity\", \"field\"}}`, with `strategy`, `value` (manual only) and `note` as for one conflict; at most 1,000 conflicts"),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "`{\"ids\": [..]}` (at most 1,000) or `{\"filter\": {\"product\", \"operation\", \"severity\", \"field\"}}` (open conflicts; more than 1,000 are settled by the worker), with `strategy`, `value` (manual only) and `note` as for one conflict"),
     responses(
         (status = 200, description = "`{resolved, skipped, skipped_conflicts: [{id, reason}]}`"),
+        (status = 202, description = "A filter taking more than 1,000 open conflicts: `{operation_id}`, recorded as pending by the caller and settled by the worker; its statistics count what was resolved (updated) and skipped"),
         (status = 400, description = "A malformed body"),
-        (status = 422, description = "A bad strategy, neither ids nor filter, or more than 1,000 conflicts (narrow the filter)")
+        (status = 422, description = "A bad strategy, neither ids nor filter, or more than 1,000 ids")
     ),
     security(("bearer" = ["operator"]))
 )]
@@ -359,55 +407,18 @@ pub async fn resolve_many(
                     })
                 })
                 .transpose()?;
-            let query = match (product, operation) {
-                (Some(product), _) => Query::new(
-                    Table::SyncConflicts,
-                    Some("by_product"),
-                    product.to_string(),
-                ),
-                (None, Some(operation)) => Query::new(
-                    Table::SyncConflicts,
-                    Some("by_operation"),
-                    operation.to_string(),
-                ),
-                (None, None) => Query::new(
-                    Table::SyncConflicts,
-                    Some("by_status"),
-                    shopsync_domain::status::status_name(ConflictStatus::Open),
-                ),
+            let filter = ConflictFilter {
+                product,
+                operation,
+                severity: filter.severity,
+                field: filter.field,
             };
-            let mut matching = Vec::new();
-            let mut query = query;
-            query.limit = 500;
-            loop {
-                let page = state
-                    .store
-                    .query::<SyncConflict>(query.clone())
-                    .await
-                    .map_err(ApiError::internal)?;
-                matching.extend(
-                    page.items
-                        .into_iter()
-                        .filter(|c| c.status == ConflictStatus::Open)
-                        .filter(|c| operation.is_none_or(|o| c.sync_operation_id == o))
-                        .filter(|c| filter.severity.is_none_or(|s| c.severity == s))
-                        .filter(|c| {
-                            filter.field.as_deref().is_none_or(|f| {
-                                c.field_name.as_str() == f || c.field_name.leaf() == f
-                            })
-                        })
-                        .map(|c| c.conflict_uuid),
-                );
-                if matching.len() > BULK_LIMIT {
-                    return Err(ApiError::invalid(
-                        "filter",
-                        "selects more than 1,000 open conflicts; narrow it (by product, operation, severity or field)",
-                    ));
-                }
-                match page.next {
-                    Some(next) => query.start = Some(next),
-                    None => break,
-                }
+            let matching = filter
+                .open_conflicts(&state.store, BULK_LIMIT + 1)
+                .await
+                .map_err(ApiError::internal)?;
+            if matching.len() > BULK_LIMIT {
+                return queue_resolve(&state, &caller, filter, choice).await;
             }
             matching
         }

@@ -175,3 +175,66 @@ fn merge_unites_tags_and_applies_both_sides_stock_changes() {
         (Some(json!("b")), Some(shopsync_domain::Side::Local))
     );
 }
+
+on_both_stores! {
+    /// A bulk resolve the worker runs: every open conflict the filter takes is settled as
+    /// the person chose, and what cannot be settled that way is counted as skipped.
+    async fn a_queued_bulk_resolve_settles_what_its_filter_takes_and_counts_the_rest() {
+        use shopsync_domain::{ConflictValues, FieldPath, OperationId, OwnershipPolicy};
+        use shopsync_engine::jobs::{operation_of_job, Job, JobMessage, JobOutcome, Worker};
+        use shopsync_engine::resolve::ConflictFilter;
+        let (sim, client, store, _dir) = common::setup(1, 1).await;
+        let system = Actor::system("test");
+        run_full_down(&store, &client, &system, &Default::default()).await.unwrap();
+        let shopify_id = sim.with_shop(|s| s.products().next().unwrap().id);
+        let id = local_id_for(ShopifyProductId::new(shopify_id).unwrap());
+        let conflict = |field: &str, remote: serde_json::Value| {
+            let path = FieldPath::new_unchecked(field.into());
+            let values = ConflictValues { base: None, local: Some(json!("local")), remote: Some(remote) };
+            let decision = OwnershipPolicy::default().decide(&path, &values, None, None);
+            SyncConflict::field(OperationId::generate(), id, path, values, &decision, chrono::Utc::now())
+        };
+        let title = conflict("title", json!("Remote title"));
+        let vendor = conflict("vendor", json!("Remote vendor"));
+        // Not a value a title can take: refused, counted as skipped, left open.
+        let broken = conflict("product_type", json!(42));
+        store.put_all(&[title.clone(), vendor.clone(), broken.clone()]).await.unwrap();
+        let ana = Actor::new("ana@example.com").unwrap();
+        let message = JobMessage::new(
+            Job::ResolveConflicts {
+                filter: ConflictFilter { product: Some(id), ..ConflictFilter::default() },
+                choice: choice(ResolutionMethod::RemoteWins, None),
+                by: ana.clone(),
+            },
+            chrono::Utc::now(),
+        );
+        let mut pending = shopsync_domain::SyncOperation::new(
+            "bulk",
+            shopsync_domain::OperationType::ConflictResolution,
+            shopsync_domain::SyncDirection::Bidirectional,
+            ana.clone(),
+            chrono::Utc::now(),
+        );
+        pending.operation_uuid = operation_of_job(&message.id);
+        store.insert(&pending).await.unwrap();
+        let worker = Worker {
+            store: store.clone(),
+            client: client.clone(),
+            actor: Actor::system("worker"),
+            rails: Default::default(),
+            continuation: None,
+            imports: None,
+        };
+        let JobOutcome::Ran(Some(done)) = worker.handle(&message).await.unwrap() else {
+            panic!("the bulk resolve runs");
+        };
+        assert_eq!(done.status, shopsync_domain::OperationStatus::Completed);
+        assert_eq!((done.statistics.updated, done.statistics.skipped), (2, 1), "{done:?}");
+        assert_eq!(done.created_by, ana);
+        let product = store.product(id).await.unwrap().unwrap();
+        assert_eq!(product.content.title, "Remote title");
+        assert_eq!(product.content.vendor, "Remote vendor");
+        let open = open_conflicts(&store, id).await.unwrap();
+        assert_eq!(open.iter().map(|c| c.conflict_uuid).collect::<Vec<_>>(), vec![broken.conflict_uuid]);
+    }
+}
