@@ -9,6 +9,7 @@
 //! does not describe is refused to everyone, so a route cannot be added without its rule.
 
 pub mod auth;
+mod body;
 mod edit_body;
 mod error;
 #[cfg(feature = "lambda")]

@@ -19,29 +19,6 @@ use shopsync_engine::jobs::{operation_of_job, sync_kind, Job, JobMessage, SyncMo
 use shopsync_store::{RepoError, StoreError};
 use std::sync::Arc;
 
-/// Reads an optional JSON body (absent: the defaults); a malformed one is a 400, a field of
-/// the wrong kind a 422.
-fn optional_body<T: Default>(
-    body: Result<Json<T>, JsonRejection>,
-    expected: &str,
-) -> Result<T, ApiError> {
-    match body {
-        Ok(Json(body)) => Ok(body),
-        Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
-        Err(e) => {
-            let status = match e {
-                JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            Err(ApiError::new(
-                status,
-                "bad_body",
-                format!("{} (expected {expected})", e.body_text()),
-            ))
-        }
-    }
-}
-
 /// What an engine refusal answers: 404 for an unknown operation, 409 for one whose state
 /// does not allow it, 500 otherwise.
 fn refused(e: EngineError) -> ApiError {
@@ -106,20 +83,10 @@ pub async fn start_sync(
     Extension(caller): Extension<Identity>,
     body: Result<Json<SyncRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|e| {
-        let status = match e {
-            JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(
-            status,
-            "bad_body",
-            format!(
-                "{} (expected {{\"direction\": \"down|up|bidirectional\", \"mode\": \"full|incremental|reconcile\", \"dry_run\": false}})",
-                e.body_text()
-            ),
-        )
-    })?;
+    let request = crate::body::required(
+        body,
+        "{\"direction\": \"down|up|bidirectional\", \"mode\": \"full|incremental|reconcile\", \"dry_run\": false}",
+    )?;
     if sync_kind(
         request.direction,
         request.mode,
@@ -267,7 +234,7 @@ pub async fn approve(
     body: Result<Json<Decision>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id: OperationId = parse_id(&id, "an operation id (a UUID)")?;
-    let decision = optional_body(body, DECISION)?;
+    let decision = crate::body::optional(body, DECISION)?;
     let operation = load(&state, id).await?;
     if !decision.rows.is_empty() {
         if operation.xorosoft_log_id.is_some() {
@@ -333,7 +300,7 @@ pub async fn reject(
     body: Result<Json<Decision>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id: OperationId = parse_id(&id, "an operation id (a UUID)")?;
-    let decision = optional_body(body, DECISION)?;
+    let decision = crate::body::optional(body, DECISION)?;
     let reason = reason_of(&decision)?;
     let rejected = if decision.rows.is_empty() {
         let rejected =
@@ -382,7 +349,7 @@ pub async fn cancel(
     body: Result<Json<Decision>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id: OperationId = parse_id(&id, "an operation id (a UUID)")?;
-    let decision = optional_body(body, DECISION)?;
+    let decision = crate::body::optional(body, DECISION)?;
     if !decision.rows.is_empty() {
         return Err(ApiError::invalid(
             "rows",
@@ -422,7 +389,7 @@ pub async fn resume(
     body: Result<Json<Decision>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id: OperationId = parse_id(&id, "an operation id (a UUID)")?;
-    let decision = optional_body(body, DECISION)?;
+    let decision = crate::body::optional(body, DECISION)?;
     if !decision.rows.is_empty() {
         return Err(ApiError::invalid(
             "rows",

@@ -216,20 +216,6 @@ fn refusal(e: ResolveError) -> ApiError {
     }
 }
 
-fn body_of<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiError> {
-    body.map(|Json(body)| body).map_err(|e| {
-        let status = match e {
-            JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(
-            status,
-            "bad_body",
-            format!("{} (expected {expected})", e.body_text()),
-        )
-    })
-}
-
 /// Settles one conflict: the chosen value becomes a new version of the product (change
 /// source `conflict_resolution`), and its pushes resume once its last open conflict is
 /// settled.
@@ -257,7 +243,7 @@ pub async fn resolve(
     body: Result<Json<ResolveRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let conflict_id: ConflictId = parse_id(&id, "a conflict id (a UUID)")?;
-    let request = body_of(
+    let request = crate::body::required(
         body,
         "{\"strategy\": \"local_wins\", \"value\": ..., \"note\": \"...\"}",
     )?;
@@ -369,7 +355,7 @@ pub async fn resolve_many(
     Extension(caller): Extension<Identity>,
     body: Result<Json<BulkRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let request = body_of(
+    let request = crate::body::required(
         body,
         "{\"ids\": [..]} or {\"filter\": {..}}, with \"strategy\"",
     )?;

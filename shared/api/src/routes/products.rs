@@ -385,20 +385,7 @@ pub async fn lock(
     id: &str,
     body: Result<Json<LockRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let request = match body {
-        Ok(Json(request)) => request,
-        // No body at all: the defaults.
-        Err(JsonRejection::MissingJsonContentType(_)) => LockRequest::default(),
-        Err(e) => {
-            return Err(ApiError::bad_request(
-                "bad_body",
-                format!(
-                    "{} (expected {{\"lease_secs\": 900, \"reason\": \"...\"}})",
-                    e.body_text()
-                ),
-            ))
-        }
-    };
+    let request = crate::body::optional(body, "{\"lease_secs\": 900, \"reason\": \"...\"}")?;
     let lease = request.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
     if !(1..=MAX_LEASE_SECS).contains(&lease) {
         return Err(ApiError::new(
