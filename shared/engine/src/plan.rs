@@ -397,7 +397,9 @@ async fn apply_rows_as(
     for round in 0..3 {
         let mut retry = Vec::new();
         for chunk in todo.chunks(APPLY_BATCH) {
-            retry.extend(apply_chunk(store, operation, chunk, actor, times, &mut stats).await?);
+            retry.extend(
+                apply_chunk(store, operation, chunk, actor, times, &mut stats, review).await?,
+            );
             // Other tasks get their turn between batches (the embedded store never yields).
             tokio::task::yield_now().await;
         }
@@ -417,7 +419,8 @@ async fn apply_rows_as(
     Ok(stats)
 }
 
-/// Applies one batch; returns the rows whose product changed under them meanwhile.
+/// Applies one batch; returns the rows whose product changed under them meanwhile. Rows a
+/// person approved record them as their reviewer.
 async fn apply_chunk(
     store: &Store,
     operation: &SyncOperation,
@@ -425,6 +428,7 @@ async fn apply_chunk(
     actor: &Actor,
     times: &mut StageTimes,
     stats: &mut OperationStatistics,
+    review: Review,
 ) -> Result<Vec<ProductsStaging>, EngineError> {
     let mut retry = Vec::new();
     {
@@ -461,6 +465,10 @@ async fn apply_chunk(
             let mut applied = row.clone();
             applied.status = StagingStatus::Applied;
             applied.applied_at = Some(now);
+            if review == Review::Approved {
+                applied.reviewed_by = Some(actor.clone());
+                applied.reviewed_at = Some(now);
+            }
             if row.change_type == ChangeType::Create {
                 let mut product = Product::new(row.source_product_id, proposed, now);
                 product.shopify_id = row.shopify.map(|s| s.product_id);

@@ -102,7 +102,10 @@ on_both_stores! {
             .await
             .unwrap()
             .iter()
-            .all(|r| r.status == StagingStatus::Applied));
+            .all(|r| r.status == StagingStatus::Applied
+                && r.reviewed_by.as_ref() == Some(&actor())
+                && r.reviewed_at.is_some()),
+            "each approved row names who approved it");
 
         // Applying again (a redelivered step) changes nothing; approving again is refused.
         let again = apply_operation(&store, &approved, &actor(), &mut Default::default())
