@@ -682,6 +682,16 @@ impl Worker {
                 let approver = by.as_ref().unwrap_or(&self.actor);
                 let approved =
                     crate::plan::approve_operation(&self.store, *operation, approver).await?;
+                if crate::plan::staged_up_sync(&approved)
+                    && approved.status == OperationStatus::InProgress
+                {
+                    let step = crate::steps::Checkpoint::of(&approved)
+                        .map(|c| c.next_step)
+                        .unwrap_or(1);
+                    return self
+                        .continue_from(approved.operation_uuid, step, deadline)
+                        .await;
+                }
                 crate::plan::push_after_approval(&self.store, &self.client, approver, approved)
                     .await
             }

@@ -306,6 +306,13 @@ pub async fn apply_operation(
     apply_operation_as(store, operation, actor, times, Review::Unattended).await
 }
 
+/// Whether an operation is an up-sync that staged what it pushes: approved, it goes on
+/// from its push instead of applying rows.
+pub fn staged_up_sync(operation: &SyncOperation) -> bool {
+    operation.sync_direction == shopsync_domain::SyncDirection::Up
+        && crate::steps::Checkpoint::of(operation).is_some_and(|c| c.staged_up)
+}
+
 /// Who applies rows: the engine on its own, or a person who approved them (only then are
 /// deletes applied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -895,6 +902,14 @@ pub async fn approve_operation(
         Some(format!("approved by {actor}")),
         Utc::now(),
     )?;
+    if staged_up_sync(&operation) {
+        // An up-sync's rows are what it will push, not changes to apply here: approved, it
+        // goes on from its push (the caller runs its steps), each row settled as its
+        // product is pushed.
+        operation.lease_expires_at = Some(Utc::now() + crate::steps::lease());
+        crate::sync::save(store, &operation, &waiting).await?;
+        return Ok(operation);
+    }
     crate::sync::save(store, &operation, &waiting).await?;
     let applying = operation.clone();
     let stats = apply_operation_as(
@@ -1211,6 +1226,11 @@ pub async fn approve_rows(
     actor: &Actor,
 ) -> Result<SyncOperation, EngineError> {
     let operation = load_deciding(store, id).await?;
+    if staged_up_sync(&operation) {
+        return Err(invalid(format!(
+            "operation {id} is an up-sync: it is approved whole (its rows are what it pushes)"
+        )));
+    }
     let rows = named_rows(store, id, rows).await?;
     if operation.status == OperationStatus::InProgress {
         apply_rows_as(

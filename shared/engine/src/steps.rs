@@ -103,6 +103,12 @@ pub enum Phase {
         /// Products in the file.
         objects: u64,
     },
+    /// An up-sync, before anything is sent: products with local changes staged as rows
+    /// (what it will push), a page at a time from `after`; then judged by the rails.
+    StageUp {
+        /// Where the next page of the pending-push index starts.
+        after: Option<shopsync_store::PageToken>,
+    },
     /// An up-sync: products with local changes, a page at a time from `after`.
     Push {
         /// Where the next page of the pending-push index starts.
@@ -183,6 +189,14 @@ pub struct Checkpoint {
     /// Rows staged pending so far (counted when `import`: none means nothing to apply).
     #[serde(default)]
     pub pending: u64,
+    /// An up-sync that staged what it pushes (every one opened now): its push takes only
+    /// the staged products, at the version staged. An up-sync checkpointed without it
+    /// pushes what is pending, as it began.
+    #[serde(default)]
+    pub staged_up: bool,
+    /// Why the rails hold the operation (an up-sync judged after staging).
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 impl Checkpoint {
@@ -197,6 +211,8 @@ impl Checkpoint {
             push_failure: None,
             import: false,
             pending: 0,
+            staged_up: false,
+            held: None,
         }
     }
 
@@ -442,10 +458,28 @@ impl Stepper<'_> {
                 dry_run,
                 Checkpoint::new(Phase::Export { bulk: None }, PlanSummary::default()),
             ),
-            SyncKind::Up | SyncKind::UpPreview => (
+            SyncKind::Up => {
+                // The changed-share rail judges against the catalog the last down-sync saw.
+                let (_, catalog) = last_down(self.store).await?;
+                let mut checkpoint = Checkpoint::new(
+                    Phase::StageUp { after: None },
+                    PlanSummary {
+                        catalog_size: catalog,
+                        ..PlanSummary::default()
+                    },
+                );
+                checkpoint.staged_up = true;
+                (
+                    OperationType::IncrementalSync,
+                    SyncDirection::Up,
+                    false,
+                    checkpoint,
+                )
+            }
+            SyncKind::UpPreview => (
                 OperationType::IncrementalSync,
                 SyncDirection::Up,
-                kind == SyncKind::UpPreview,
+                true,
                 Checkpoint::new(
                     Phase::Push {
                         after: None,
@@ -643,6 +677,25 @@ impl Stepper<'_> {
         checkpoint: Checkpoint,
     ) -> Result<StepOutcome, EngineError> {
         operation.checkpoint = None;
+        if let (SyncDirection::Up, Some(reason)) =
+            (operation.sync_direction, checkpoint.held.clone())
+        {
+            // Held by the rails: nothing was sent; the staged rows wait for a person, and
+            // an approval goes on from the push.
+            let mut waiting = checkpoint.clone();
+            waiting.held = None;
+            waiting.phase = Phase::Push {
+                after: None,
+                last_failure: None,
+            };
+            waiting.store_in(&mut operation);
+            operation.statistics.processed = checkpoint.summary.changes;
+            operation.lease_expires_at = None;
+            operation.move_to(OperationStatus::AwaitingApproval, Some(reason), Utc::now())?;
+            save(self.store, &operation, &started).await?;
+            tracing::warn!(operation = %operation.operation_uuid, "up-sync held for approval; nothing sent");
+            return Ok(StepOutcome::Finished(Box::new(operation)));
+        }
         if operation.sync_direction == SyncDirection::Up {
             // Nothing staged to judge: an up-sync ends with what it pushed.
             let reason = if operation.dry_run {
@@ -782,12 +835,34 @@ impl Stepper<'_> {
                         return Ok(());
                     }
                 }
+                Phase::StageUp { after } => {
+                    let next = self
+                        .stage_page(operation, after, checkpoint, times, stats)
+                        .await?;
+                    checkpoint.phase = match next {
+                        Some(after) => Phase::StageUp { after: Some(after) },
+                        None => match self.rails.judge(&checkpoint.summary) {
+                            shopsync_domain::Verdict::Proceed => Phase::Push {
+                                after: None,
+                                last_failure: None,
+                            },
+                            shopsync_domain::Verdict::Hold(reasons) => {
+                                checkpoint.held = Some(reasons.join("; "));
+                                Phase::Conclude
+                            }
+                        },
+                    };
+                    if past(deadline) {
+                        return Ok(());
+                    }
+                }
                 Phase::Push {
                     after,
                     mut last_failure,
                 } => {
+                    let staged = checkpoint.staged_up;
                     let next = self
-                        .push_page(operation, after, &mut last_failure, times, stats)
+                        .push_page(operation, after, &mut last_failure, times, stats, staged)
                         .await?;
                     checkpoint.phase = match next {
                         Some(after) => Phase::Push {
@@ -1060,6 +1135,37 @@ impl Stepper<'_> {
     /// Pushes one page of products with local changes; returns where the next page starts,
     /// `None` after the last. Products that are held back or refused stay in the index but
     /// behind the cursor, so a long up-sync never loops over them.
+    /// Stages a page of the products an up-sync will push (see [`crate::up::stage_push`]);
+    /// returns where the next page starts, `None` after the last.
+    async fn stage_page(
+        &self,
+        operation: &SyncOperation,
+        after: Option<shopsync_store::PageToken>,
+        checkpoint: &mut Checkpoint,
+        times: &mut StageTimes,
+        stats: &mut OperationStatistics,
+    ) -> Result<Option<shopsync_store::PageToken>, EngineError> {
+        let mut query =
+            shopsync_store::item::Query::new(Table::Products, Some("by_pending_push"), "1");
+        query.limit = 100;
+        query.start = after;
+        let staging = Instant::now();
+        let page = self.store.query::<shopsync_domain::Product>(query).await?;
+        crate::up::stage_push(
+            self.store,
+            operation,
+            self.actor,
+            self.rails,
+            &page.items,
+            &mut checkpoint.summary,
+            stats,
+        )
+        .await?;
+        times.add(Stage::Stage, staging);
+        progress(operation, "staged", checkpoint.summary.changes, None);
+        Ok(page.next)
+    }
+
     async fn push_page(
         &self,
         operation: &SyncOperation,
@@ -1067,6 +1173,7 @@ impl Stepper<'_> {
         last_failure: &mut Option<String>,
         times: &mut StageTimes,
         stats: &mut OperationStatistics,
+        staged: bool,
     ) -> Result<Option<shopsync_store::PageToken>, EngineError> {
         let mut query =
             shopsync_store::item::Query::new(Table::Products, Some("by_pending_push"), "1");
@@ -1089,6 +1196,7 @@ impl Stepper<'_> {
             &page.items,
             times,
             stats,
+            staged,
         )
         .await?
         {

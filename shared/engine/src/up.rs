@@ -610,7 +610,10 @@ pub(crate) async fn push_pending(
         .query_all(Query::new(Table::Products, Some("by_pending_push"), "1"))
         .await?;
     times.add(Stage::Fetch, fetching);
-    push_products(store, client, actor, operation, &pending, times, stats).await
+    push_products(
+        store, client, actor, operation, &pending, times, stats, false,
+    )
+    .await
 }
 
 /// Whether Shopify no longer has the product it mirrors (asked after a refused push; a read
@@ -674,10 +677,118 @@ pub(crate) async fn preview_products(
     Ok(())
 }
 
+/// The staged row of `product` in up-sync `operation`: one per product, its id derived from
+/// both, so a push finds it by key (never through an index that may lag).
+pub(crate) fn push_row_id(
+    operation: shopsync_domain::OperationId,
+    product: shopsync_domain::ProductId,
+) -> shopsync_domain::StagingId {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"up:")
+        .chain_update(operation.to_string())
+        .chain_update(b":")
+        .chain_update(product.to_string())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    shopsync_domain::StagingId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+}
+
+/// Stages what an up-sync will push before anything is sent: a pending row per product (its
+/// changes against the version both sides last agreed on), and their facts added to
+/// `summary` for the guard rails. Products held back (open conflicts, another's lock) are
+/// not staged, and counted as skipped in `stats`; they wait for a later up-sync.
+pub(crate) async fn stage_push(
+    store: &Store,
+    operation: &shopsync_domain::SyncOperation,
+    actor: &Actor,
+    rails: &shopsync_domain::GuardRails,
+    products: &[Product],
+    summary: &mut shopsync_domain::PlanSummary,
+    stats: &mut shopsync_domain::OperationStatistics,
+) -> Result<(), EngineError> {
+    let now = Utc::now();
+    // As they are now (the pending-push index lags on DynamoDB): each is read again by key
+    // and staged at the version it has, if it still needs a push.
+    let ids: Vec<shopsync_domain::ProductId> = products.iter().map(|p| p.id).collect();
+    let current = store.products(&ids).await?;
+    let mut rows = Vec::with_capacity(products.len());
+    for product in current.iter().flatten() {
+        if !product.needs_push() {
+            continue;
+        }
+        if product.writable_by(actor, now).is_err() || has_open_conflicts(store, product.id).await?
+        {
+            // Held back (another's lock, open conflicts): not staged, counted as skipped.
+            stats.processed += 1;
+            stats.skipped += 1;
+            continue;
+        }
+        let base = match (product.shopify_id, product.last_sync_version) {
+            (Some(_), since) if since > 0 => store
+                .product_version(product.id, since)
+                .await?
+                .map(|v| v.product_data),
+            _ => None,
+        };
+        let facts = shopsync_domain::ChangeFacts::of(base.as_ref(), &product.content, rails);
+        summary.add(facts, base.is_some());
+        let change_data = shopsync_domain::fields::diff(
+            &base.as_ref().map(|b| b.to_fields()).unwrap_or_default(),
+            &product.content.to_fields(),
+        );
+        let mut row = shopsync_domain::ProductsStaging::pending(
+            push_row_id(operation.operation_uuid, product.id),
+            product,
+            operation.operation_uuid,
+            actor,
+            now,
+        );
+        if product.shopify_id.is_none() {
+            row.change_type = shopsync_domain::staging::ChangeType::Create;
+        }
+        row.change_data = change_data;
+        rows.push(row);
+    }
+    // A staging step delivered again writes the same rows again, still pending.
+    store.put_all(&rows).await?;
+    Ok(())
+}
+
+/// Settles an up-sync's row once its product's push is done (or refused).
+async fn settle_push_row(
+    store: &Store,
+    row: &shopsync_domain::ProductsStaging,
+    status: shopsync_domain::StagingStatus,
+    error: Option<String>,
+) -> Result<(), EngineError> {
+    let mut settled = row.clone();
+    settled.status = status;
+    settled.error = error;
+    if status == shopsync_domain::StagingStatus::Applied {
+        settled.applied_at = Some(Utc::now());
+    }
+    crate::down::ignore_changed(
+        store
+            .replace_if(
+                &settled,
+                crate::down::still(shopsync_domain::StagingStatus::Pending),
+            )
+            .await,
+    )
+}
+
 /// Pushes these products within `operation` (those with open conflicts are held back,
 /// counted as skipped). A product Shopify refused because it no longer has it becomes a
 /// `deleted_remotely` conflict for a person, which holds it back from later pushes instead
 /// of failing every up-sync again. Returns the last failure, if any.
+///
+/// With `staged`, only what the operation staged is pushed: a product whose staged row is
+/// missing, settled, or of an older version (it changed after staging, so its push was not
+/// judged) waits for the next up-sync; each pushed product's row is settled as applied or
+/// failed.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn push_products(
     store: &Store,
     client: &AdminClient,
@@ -686,6 +797,7 @@ pub(crate) async fn push_products(
     products: &[Product],
     times: &mut StageTimes,
     stats: &mut shopsync_domain::OperationStatistics,
+    staged: bool,
 ) -> Result<Option<String>, EngineError> {
     let mut last_failure = None;
     // The products as they are now: `products` come from the pending-push index, whose
@@ -694,14 +806,48 @@ pub(crate) async fn push_products(
     // is read again by key, consistently, and pushed as it stands, if it still needs it.
     let ids: Vec<shopsync_domain::ProductId> = products.iter().map(|p| p.id).collect();
     let current = store.products(&ids).await?;
+    use shopsync_domain::StagingStatus;
     for product in current.iter().flatten() {
         if product.version <= product.last_sync_version {
             continue;
         }
+        let row = if staged {
+            let key = shopsync_store::item::Key::pk(push_row_id(operation, product.id).to_string());
+            match store.get::<shopsync_domain::ProductsStaging>(&key).await? {
+                Some(row)
+                    if row.status == StagingStatus::Pending
+                        && row.base_version == product.version =>
+                {
+                    Some(row)
+                }
+                Some(row) if row.status == StagingStatus::Pending => {
+                    settle_push_row(store, &row, StagingStatus::Superseded, Some("the product changed after this push was staged; the next up-sync stages it again".into())).await?;
+                    continue;
+                }
+                // Not staged by this operation (changed or pending since it staged): the
+                // next up-sync stages it.
+                _ => continue,
+            }
+        } else {
+            None
+        };
+        let held_back = |reason: &'static str| {
+            let row = row.clone();
+            async move {
+                match row {
+                    Some(row) => {
+                        settle_push_row(store, &row, StagingStatus::Failed, Some(reason.into()))
+                            .await
+                    }
+                    None => Ok(()),
+                }
+            }
+        };
         stats.processed += 1;
         if has_open_conflicts(store, product.id).await? {
             tracing::info!(product = %product.id, "not pushed: open conflicts wait for a decision");
             stats.skipped += 1;
+            held_back("not pushed: open conflicts wait for a decision").await?;
             continue;
         }
         // The index of a product's conflicts lags behind the table on DynamoDB: a conflict
@@ -711,10 +857,31 @@ pub(crate) async fn push_products(
             if Utc::now() - opened < INDEX_LAG_GRACE {
                 tracing::info!(product = %product.id, "not pushed: a conflict was just opened");
                 stats.skipped += 1;
+                held_back("not pushed: a conflict was just opened").await?;
                 continue;
             }
         }
-        match push_product(store, client, product, actor, Utc::now(), times).await {
+        let pushed = push_product(store, client, product, actor, Utc::now(), times).await;
+        if let Some(row) = &row {
+            let (status, error) = match &pushed {
+                Ok(Pushed::Pushed(..)) => (StagingStatus::Applied, None),
+                Ok(Pushed::Locked(_)) => (
+                    StagingStatus::Failed,
+                    Some("not pushed: locked by someone else".to_owned()),
+                ),
+                Ok(Pushed::Refused(_, reason)) => (
+                    StagingStatus::Failed,
+                    Some(format!("Shopify refused it: {reason}")),
+                ),
+                Err(e) if !e.is_retryable() => (StagingStatus::Failed, Some(e.to_string())),
+                // Tried again with the step: the row stays pending.
+                Err(_) => (StagingStatus::Pending, None),
+            };
+            if status != StagingStatus::Pending {
+                settle_push_row(store, row, status, error).await?;
+            }
+        }
+        match pushed {
             Ok(Pushed::Pushed(..)) => stats.updated += 1,
             Ok(Pushed::Locked(_)) => stats.skipped += 1,
             Ok(Pushed::Refused(id, reason)) => {

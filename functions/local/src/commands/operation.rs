@@ -132,8 +132,23 @@ pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
             } else {
                 plan::approve_rows(&repo, id, &row_ids(rows)?, &actor).await?
             };
-            // Both ways, approval ends as an unheld run would: with the pushes.
-            if approved.sync_direction == shopsync_domain::SyncDirection::Bidirectional
+            // An up-sync goes on from its push; both ways, approval ends as an unheld run
+            // would: with the pushes.
+            if plan::staged_up_sync(&approved)
+                && approved.status == shopsync_domain::OperationStatus::InProgress
+            {
+                let target = shopify.connect(None).await?;
+                println!("pushing the approved changes to {}", target.description);
+                let rails = rails_from_env()?;
+                shopsync_engine::steps::Stepper {
+                    store: &repo,
+                    client: &target.client,
+                    actor: &actor,
+                    rails: &rails,
+                }
+                .resume_to_end(id)
+                .await?
+            } else if approved.sync_direction == shopsync_domain::SyncDirection::Bidirectional
                 && approved.status == shopsync_domain::OperationStatus::Completed
             {
                 let target = shopify.connect(None).await?;
