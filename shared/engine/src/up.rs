@@ -630,6 +630,47 @@ async fn gone_from_shopify(client: &AdminClient, product: &Product) -> bool {
     )
 }
 
+/// The row staging a push of `product` (under `id`): its changes against the version both
+/// sides last agreed on, which is returned too (`None`: never synced, a create).
+async fn push_row(
+    store: &Store,
+    operation: &shopsync_domain::SyncOperation,
+    actor: &Actor,
+    product: &Product,
+    id: shopsync_domain::StagingId,
+    now: chrono::DateTime<Utc>,
+) -> Result<
+    (
+        shopsync_domain::ProductsStaging,
+        Option<shopsync_domain::ProductContent>,
+    ),
+    EngineError,
+> {
+    let base = match (product.shopify_id, product.last_sync_version) {
+        (Some(_), since) if since > 0 => store
+            .product_version(product.id, since)
+            .await?
+            .map(|v| v.product_data),
+        _ => None,
+    };
+    let change_data = shopsync_domain::fields::diff(
+        &base.as_ref().map(|b| b.to_fields()).unwrap_or_default(),
+        &product.content.to_fields(),
+    );
+    let mut row = shopsync_domain::ProductsStaging::pending(
+        id,
+        product,
+        operation.operation_uuid,
+        actor,
+        now,
+    );
+    if product.shopify_id.is_none() {
+        row.change_type = shopsync_domain::staging::ChangeType::Create;
+    }
+    row.change_data = change_data;
+    Ok((row, base))
+}
+
 /// Stages what pushing these products would send, as pending rows of the dry-run
 /// `operation` (change data: the fields changed since Shopify last confirmed the product),
 /// counting each as updated; products with open conflicts or held by someone else's lock are
@@ -650,26 +691,15 @@ pub(crate) async fn preview_products(
             stats.skipped += 1;
             continue;
         }
-        let base = match (product.shopify_id, product.last_sync_version) {
-            (Some(_), since) if since > 0 => store
-                .product_version(product.id, since)
-                .await?
-                .map(|v| v.product_data.to_fields()),
-            _ => None,
-        };
-        let change_data =
-            shopsync_domain::fields::diff(&base.unwrap_or_default(), &product.content.to_fields());
-        let mut row = shopsync_domain::ProductsStaging::pending(
-            shopsync_domain::StagingId::generate(),
-            product,
-            operation.operation_uuid,
+        let (row, _) = push_row(
+            store,
+            operation,
             actor,
+            product,
+            shopsync_domain::StagingId::generate(),
             now,
-        );
-        if product.shopify_id.is_none() {
-            row.change_type = shopsync_domain::staging::ChangeType::Create;
-        }
-        row.change_data = change_data;
+        )
+        .await?;
         rows.push(row);
         stats.updated += 1;
     }
@@ -725,30 +755,17 @@ pub(crate) async fn stage_push(
             stats.skipped += 1;
             continue;
         }
-        let base = match (product.shopify_id, product.last_sync_version) {
-            (Some(_), since) if since > 0 => store
-                .product_version(product.id, since)
-                .await?
-                .map(|v| v.product_data),
-            _ => None,
-        };
+        let (row, base) = push_row(
+            store,
+            operation,
+            actor,
+            product,
+            push_row_id(operation.operation_uuid, product.id),
+            now,
+        )
+        .await?;
         let facts = shopsync_domain::ChangeFacts::of(base.as_ref(), &product.content, rails);
         summary.add(facts, base.is_some());
-        let change_data = shopsync_domain::fields::diff(
-            &base.as_ref().map(|b| b.to_fields()).unwrap_or_default(),
-            &product.content.to_fields(),
-        );
-        let mut row = shopsync_domain::ProductsStaging::pending(
-            push_row_id(operation.operation_uuid, product.id),
-            product,
-            operation.operation_uuid,
-            actor,
-            now,
-        );
-        if product.shopify_id.is_none() {
-            row.change_type = shopsync_domain::staging::ChangeType::Create;
-        }
-        row.change_data = change_data;
         rows.push(row);
     }
     // A staging step delivered again writes the same rows again, still pending.

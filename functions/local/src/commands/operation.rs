@@ -70,6 +70,25 @@ pub enum OperationAction {
     },
 }
 
+/// Runs an operation's steps from its checkpoint to the end, against the Shopify target.
+async fn run_steps(
+    repo: &shopsync_store::Store,
+    shopify: &ShopifyArgs,
+    actor: &shopsync_domain::Actor,
+    id: shopsync_domain::OperationId,
+) -> anyhow::Result<shopsync_domain::SyncOperation> {
+    let target = shopify.connect(None).await?;
+    let rails = rails_from_env()?;
+    Ok(shopsync_engine::steps::Stepper {
+        store: repo,
+        client: &target.client,
+        actor,
+        rails: &rails,
+    }
+    .resume_to_end(id)
+    .await?)
+}
+
 /// Runs an operation action.
 pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
     let (store, id, by) = match &action {
@@ -137,17 +156,8 @@ pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
             if plan::staged_up_sync(&approved)
                 && approved.status == shopsync_domain::OperationStatus::InProgress
             {
-                let target = shopify.connect(None).await?;
-                println!("pushing the approved changes to {}", target.description);
-                let rails = rails_from_env()?;
-                shopsync_engine::steps::Stepper {
-                    store: &repo,
-                    client: &target.client,
-                    actor: &actor,
-                    rails: &rails,
-                }
-                .resume_to_end(id)
-                .await?
+                println!("pushing the approved changes");
+                run_steps(&repo, shopify, &actor, id).await?
             } else if approved.sync_direction == shopsync_domain::SyncDirection::Bidirectional
                 && approved.status == shopsync_domain::OperationStatus::Completed
             {
@@ -173,16 +183,7 @@ pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
         }
         OperationAction::Resume { shopify, .. } => {
             plan::resume_operation(&repo, id, &actor).await?;
-            let target = shopify.connect(None).await?;
-            let rails = rails_from_env()?;
-            shopsync_engine::steps::Stepper {
-                store: &repo,
-                client: &target.client,
-                actor: &actor,
-                rails: &rails,
-            }
-            .resume_to_end(id)
-            .await?
+            run_steps(&repo, shopify, &actor, id).await?
         }
     };
     repo.flush().await.context("making the decision durable")?;
