@@ -66,36 +66,31 @@ pub struct Choice {
     pub note: Option<String>,
 }
 
-/// Which open conflicts a bulk resolve takes (every condition given must hold).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ConflictFilter {
+/// Which conflicts a list shows: of a product, of an operation, or (without either) those
+/// of a status, open by default; every condition given must hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConflictSelection {
+    /// Of this status.
+    pub status: Option<ConflictStatus>,
     /// Of this product.
     pub product: Option<shopsync_domain::ProductId>,
     /// Found by this operation.
     pub operation: Option<shopsync_domain::OperationId>,
     /// Of this severity.
     pub severity: Option<shopsync_domain::Severity>,
-    /// On this field: a whole path (`variants/k/price`) or its last part (`price`).
-    pub field: Option<String>,
 }
 
-impl ConflictFilter {
-    /// Whether an open conflict is one the filter takes.
-    pub fn takes(&self, conflict: &SyncConflict) -> bool {
-        conflict.status == ConflictStatus::Open
-            && self.product.is_none_or(|p| conflict.product_id == p)
-            && self
-                .operation
-                .is_none_or(|o| conflict.sync_operation_id == o)
-            && self.severity.is_none_or(|s| conflict.severity == s)
-            && self.field.as_deref().is_none_or(|f| {
-                conflict.field_name.as_str() == f || conflict.field_name.leaf() == f
-            })
+impl ConflictSelection {
+    /// The status asked for: open when neither a product nor an operation is given.
+    fn status(&self) -> Option<ConflictStatus> {
+        self.status.or(match (self.product, self.operation) {
+            (None, None) => Some(ConflictStatus::Open),
+            _ => None,
+        })
     }
 
-    /// The index query that finds its candidates: by product, by operation, or the open
-    /// conflicts.
-    fn query(&self) -> shopsync_store::item::Query {
+    /// The index query that finds its candidates (filter them with [`Self::takes`]).
+    pub fn query(&self) -> shopsync_store::item::Query {
         use shopsync_store::item::Query;
         use shopsync_store::Table;
         match (self.product, self.operation) {
@@ -112,9 +107,58 @@ impl ConflictFilter {
             (None, None) => Query::new(
                 Table::SyncConflicts,
                 Some("by_status"),
-                shopsync_domain::status::status_name(ConflictStatus::Open),
+                shopsync_domain::status::status_name(self.status().unwrap_or(ConflictStatus::Open)),
             ),
         }
+    }
+
+    /// Whether a conflict the query found is one the selection takes.
+    pub fn takes(&self, conflict: &SyncConflict) -> bool {
+        self.status().is_none_or(|s| conflict.status == s)
+            && self.product.is_none_or(|p| conflict.product_id == p)
+            && self
+                .operation
+                .is_none_or(|o| conflict.sync_operation_id == o)
+            && self.severity.is_none_or(|s| conflict.severity == s)
+    }
+}
+
+/// Which open conflicts a bulk resolve takes (every condition given must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConflictFilter {
+    /// Of this product.
+    pub product: Option<shopsync_domain::ProductId>,
+    /// Found by this operation.
+    pub operation: Option<shopsync_domain::OperationId>,
+    /// Of this severity.
+    pub severity: Option<shopsync_domain::Severity>,
+    /// On this field: a whole path (`variants/k/price`) or its last part (`price`).
+    pub field: Option<String>,
+}
+
+impl ConflictFilter {
+    /// Whether an open conflict is one the filter takes.
+    pub fn takes(&self, conflict: &SyncConflict) -> bool {
+        self.selection().takes(conflict)
+            && self.field.as_deref().is_none_or(|f| {
+                conflict.field_name.as_str() == f || conflict.field_name.leaf() == f
+            })
+    }
+
+    /// The open conflicts of its product, operation and severity.
+    fn selection(&self) -> ConflictSelection {
+        ConflictSelection {
+            status: Some(ConflictStatus::Open),
+            product: self.product,
+            operation: self.operation,
+            severity: self.severity,
+        }
+    }
+
+    /// The index query that finds its candidates: by product, by operation, or the open
+    /// conflicts.
+    fn query(&self) -> shopsync_store::item::Query {
+        self.selection().query()
     }
 
     /// The open conflicts it takes, at most `limit` (the index may lag: each is read again

@@ -5,8 +5,7 @@ use crate::config::StoreArgs;
 use anyhow::Context;
 use clap::Subcommand;
 use shopsync_domain::{ConflictId, ConflictStatus, ResolutionMethod, Severity, SyncConflict};
-use shopsync_store::item::{Key, Query};
-use shopsync_store::Table;
+use shopsync_store::item::Key;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -124,28 +123,17 @@ pub async fn run(action: ConflictsAction) -> anyhow::Result<ExitCode> {
                 .map(|o| o.parse::<shopsync_domain::OperationId>())
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--operation: {e}"))?;
-            let status = status.or(match (product, operation) {
-                (None, None) => Some(ConflictStatus::Open),
-                _ => None,
-            });
-            let query = match (product, operation) {
-                (Some(p), _) => Query::new(Table::SyncConflicts, Some("by_product"), p.to_string()),
-                (None, Some(o)) => {
-                    Query::new(Table::SyncConflicts, Some("by_operation"), o.to_string())
-                }
-                (None, None) => Query::new(
-                    Table::SyncConflicts,
-                    Some("by_status"),
-                    shopsync_domain::status::status_name(status.unwrap_or(ConflictStatus::Open)),
-                ),
+            let selection = shopsync_engine::resolve::ConflictSelection {
+                status,
+                product,
+                operation,
+                severity,
             };
             let found: Vec<SyncConflict> = repo
-                .query_all::<SyncConflict>(query)
+                .query_all::<SyncConflict>(selection.query())
                 .await?
                 .into_iter()
-                .filter(|c| status.is_none_or(|s| c.status == s))
-                .filter(|c| operation.is_none_or(|o| c.sync_operation_id == o))
-                .filter(|c| severity.is_none_or(|s| c.severity == s))
+                .filter(|c| selection.takes(c))
                 .take(limit)
                 .collect();
             if json {

@@ -1,21 +1,8 @@
 //! `shopsync sync` and `shopsync operation approve|reject` from the command line.
 
+use crate::common;
+use common::run_in as shopsync;
 use std::process::Command;
-
-fn shopsync(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shopsync"))
-        .args(args)
-        .arg("--data")
-        .arg(dir)
-        .env_remove("SHOPIFY_ACCESS_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn sync_reports_its_operation_and_approval_refuses_what_is_not_waiting() {

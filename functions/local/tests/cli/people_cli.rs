@@ -2,26 +2,11 @@
 //! command line, on the embedded store a down-sync filled.
 
 use crate::common;
+use common::run_in as shopsync;
 use serde_json::json;
 use shopsync_domain::{
     ConflictValues, FieldPath, OperationId, OwnershipPolicy, Product, SyncConflict,
 };
-use std::process::Command;
-
-fn shopsync(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shopsync"))
-        .args(args)
-        .arg("--data")
-        .arg(dir)
-        .env_remove("SHOPIFY_ACCESS_TOKEN")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test]
 async fn a_person_edits_locks_and_settles_conflicts_from_the_command_line() {

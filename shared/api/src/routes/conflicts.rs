@@ -15,9 +15,10 @@ use shopsync_domain::{
     SyncConflict,
 };
 use shopsync_engine::jobs::{operation_of_job, Job, JobMessage};
-use shopsync_engine::resolve::{resolve_conflict, Choice, ConflictFilter, ResolveError};
-use shopsync_store::item::{Key, Query};
-use shopsync_store::Table;
+use shopsync_engine::resolve::{
+    resolve_conflict, Choice, ConflictFilter, ConflictSelection, ResolveError,
+};
+use shopsync_store::item::Key;
 use std::sync::Arc;
 
 /// `?status=&product=&operation=&severity=&limit=&after=` of the conflict list.
@@ -86,27 +87,13 @@ pub async fn list(
         .as_deref()
         .map(|o| parse_id::<OperationId>(o, "an operation id (a UUID)"))
         .transpose()?;
-    let status = params.status.or(match (product, operation) {
-        (None, None) => Some(ConflictStatus::Open),
-        _ => None,
-    });
-    let mut query = match (product, operation) {
-        (Some(product), _) => Query::new(
-            Table::SyncConflicts,
-            Some("by_product"),
-            product.to_string(),
-        ),
-        (None, Some(operation)) => Query::new(
-            Table::SyncConflicts,
-            Some("by_operation"),
-            operation.to_string(),
-        ),
-        (None, None) => Query::new(
-            Table::SyncConflicts,
-            Some("by_status"),
-            shopsync_domain::status::status_name(status.unwrap_or(ConflictStatus::Open)),
-        ),
+    let selection = ConflictSelection {
+        status: params.status,
+        product,
+        operation,
+        severity: params.severity,
     };
+    let mut query = selection.query();
     query.limit = limit;
     query.start = after;
     let page = state
@@ -117,9 +104,7 @@ pub async fn list(
     let conflicts: Vec<serde_json::Value> = page
         .items
         .iter()
-        .filter(|c| status.is_none_or(|s| c.status == s))
-        .filter(|c| operation.is_none_or(|o| c.sync_operation_id == o))
-        .filter(|c| params.severity.is_none_or(|s| c.severity == s))
+        .filter(|c| selection.takes(c))
         .map(|c| conflict_json(c, &caller))
         .collect();
     Ok(Json(json!({ "conflicts": conflicts, "next": page.next })).into_response())

@@ -113,6 +113,23 @@ pub fn start_in(dir: tempfile::TempDir, products: usize, env: &[(&str, &str)]) -
     }
 }
 
+/// Runs a `shopsync` command on the data directory `dir` (the simulator standing in for
+/// Shopify): whether it succeeded, its output and its errors.
+pub fn run_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shopsync"))
+        .args(args)
+        .arg("--data")
+        .arg(dir)
+        .env_remove("SHOPIFY_ACCESS_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Starts serve with 6 seeded products.
 pub fn start() -> Server {
     start_with(6, &[])
