@@ -370,7 +370,7 @@ pub async fn down_sync(
         let (built_after, exports_held) =
             sim.with_shop(|shop| (shop.bulk_build_time(), shop.bulk_bytes_held()));
         let export_build = (built_after - built_before).as_secs_f64();
-        let log = shopsync_engine::sync::performance_of(&store, op.operation_uuid).await?;
+        let log = shopsync_engine::operation::performance_of(&store, op.operation_uuid).await?;
         let stages = log
             .map(|l| {
                 l.stage_durations_ms

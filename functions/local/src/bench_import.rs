@@ -215,7 +215,7 @@ pub async fn xorosoft_import_run(
     let statistics = &log.statistics;
     let mut stages = String::new();
     if let Some(operation) = log.operation_id {
-        if let Some(perf) = shopsync_engine::sync::performance_of(&store, operation).await? {
+        if let Some(perf) = shopsync_engine::operation::performance_of(&store, operation).await? {
             stages = perf
                 .stage_durations_ms
                 .iter()
@@ -305,7 +305,7 @@ pub async fn xorosoft_push(dir: &std::path::Path, items: usize) -> anyhow::Resul
     let log = importer.run(key, None, false).await?;
     let after = client.counters();
     let push_ms = match log.operation_id {
-        Some(operation) => shopsync_engine::sync::performance_of(&store, operation)
+        Some(operation) => shopsync_engine::operation::performance_of(&store, operation)
             .await?
             .and_then(|p| {
                 p.stage_durations_ms

@@ -291,7 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let started = std::time::Instant::now();
             let operation = match direction {
                 Direction::Up if !dry_run => {
-                    shopsync_engine::up::run_up(&repo, &target.client, &actor).await?
+                    shopsync_engine::sync::run_up(&repo, &target.client, &actor).await?
                 }
                 _ if reconcile || direction == Direction::Up => {
                     let rails = rails_from_env()?;
@@ -361,7 +361,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             if let Some(log) =
-                shopsync_engine::sync::performance_of(&repo, operation.operation_uuid).await?
+                shopsync_engine::operation::performance_of(&repo, operation.operation_uuid).await?
             {
                 let stages: Vec<String> = log
                     .stage_durations_ms

@@ -14,7 +14,7 @@ use shopsync_engine::intake::WebhookIntake;
 use shopsync_engine::jobs::{Job, JobMessage, JobOutcome, JobQueue, QueueError, Worker};
 use shopsync_engine::ledger::StoreLedger;
 use shopsync_engine::local_queue::{StoreQueue, DEFAULT_VISIBILITY};
-use shopsync_engine::steps::LOCAL_STEP;
+use shopsync_engine::operation::LOCAL_STEP;
 use shopsync_shopify::webhook::WebhookConfig;
 use shopsync_store::{Store, Table};
 use std::sync::Arc;

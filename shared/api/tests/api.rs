@@ -939,7 +939,7 @@ async fn a_sync_is_recorded_pending_by_its_requester_and_queued() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");
     let id: OperationId = started["operation_id"].as_str().unwrap().parse().unwrap();
-    let stored = shopsync_engine::steps::load_operation(&api.store, id)
+    let stored = shopsync_engine::operation::load_operation(&api.store, id)
         .await
         .unwrap();
     assert_eq!(stored.status, shopsync_domain::OperationStatus::Pending);
@@ -1142,7 +1142,7 @@ async fn a_bulk_resolve_past_a_thousand_conflicts_is_queued_as_an_operation_by_i
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     let id: OperationId = queued["operation_id"].as_str().unwrap().parse().unwrap();
-    let pending = shopsync_engine::steps::load_operation(&api.store, id)
+    let pending = shopsync_engine::operation::load_operation(&api.store, id)
         .await
         .unwrap();
     assert_eq!(pending.status, shopsync_domain::OperationStatus::Pending);

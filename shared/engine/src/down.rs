@@ -1,8 +1,10 @@
-//! Shopify → local. Each remote product becomes a staged row; when the local product has no
-//! unpushed change the row is applied at once (product + version snapshot + staging status in
-//! one transaction). A product with local changes not yet pushed is never overwritten: its row
-//! waits, flagged as conflicting, for the bidirectional merge or a reviewer.
+//! Shopify → local. Each remote product is decided against its local product (`decide`) and
+//! planned as staged rows ([`Planner`]); when the local product has no unpushed change the
+//! row is applied at once (product + version snapshot + staging status in one transaction). A
+//! product with local changes not yet pushed is never overwritten: its row waits, flagged as
+//! conflicting, for the bidirectional merge or a reviewer.
 
+use crate::apply::{ignore_changed, still};
 use crate::error::EngineError;
 use crate::mapping::content_from_remote;
 use crate::perf::StageTimes;
@@ -16,10 +18,10 @@ use shopsync_domain::{
     Actor, ChangeSource, OperationStatistics, Product, ProductId, ShopifyProductId, StagingId,
     SyncConflict, SyncOperation, VersionStamp,
 };
-use shopsync_domain::{ConflictStatus, Stage, StatusMachine};
+use shopsync_domain::{ChangeFacts, ConflictStatus, GuardRails, PlanSummary, Stage, StatusMachine};
 use shopsync_shopify::model::RemoteProduct;
-use shopsync_store::item::Query;
-use shopsync_store::{ProductCommit, RepoError, Store};
+use shopsync_store::item::{Query, WriteOp};
+use shopsync_store::{ProductCommit, RepoError, Store, Table};
 use std::time::Instant;
 
 /// What ingesting one remote product did.
@@ -219,26 +221,6 @@ impl Replaced {
             )?;
         }
         Ok(())
-    }
-}
-
-/// The condition that a record's status is still `status`.
-pub(crate) fn still<S: serde::Serialize + std::fmt::Debug>(
-    status: S,
-) -> shopsync_store::item::Condition {
-    shopsync_store::item::Condition::Eq(
-        "status",
-        shopsync_store::item::Scalar::from(shopsync_domain::status::status_name(status).as_str()),
-    )
-}
-
-/// A replacement refused because the record was decided meanwhile is not an error.
-pub(crate) fn ignore_changed<R: std::fmt::Debug>(
-    answer: Result<(), shopsync_store::ReplaceError<R>>,
-) -> Result<(), EngineError> {
-    match answer {
-        Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => Ok(()),
-        Err(shopsync_store::ReplaceError::Repo(e)) => Err(e.into()),
     }
 }
 
@@ -613,7 +595,7 @@ async fn against_waiting(
             waiting.push(row);
         }
     }
-    let open = crate::up::open_conflicts(store, local.id).await?;
+    let open = crate::operation::open_conflicts(store, local.id).await?;
     let same_values = |new: &SyncConflict, old: &SyncConflict| {
         old.field_name == new.field_name
             && old.local_value == new.local_value
@@ -730,4 +712,263 @@ pub async fn ingest_content(
             source.id
         )),
     )))
+}
+/// What planning one product did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Planned {
+    /// A pending row waits to be applied.
+    Staged(shopsync_domain::StagingId),
+    /// Nothing to apply (stale, unchanged, locked) or a conflict row was stored.
+    Settled(Ingested),
+}
+
+/// What plans an operation's changes.
+pub struct Planner<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// The operation the rows belong to.
+    pub operation: &'a SyncOperation,
+    /// Who stages.
+    pub actor: &'a Actor,
+    /// The rails whose facts are summed.
+    pub rails: &'a GuardRails,
+    /// An import into a catalog that was empty when the sync began (see
+    /// `Checkpoint::import`): creates are applied as they are planned (product + version +
+    /// applied row in one transaction) instead of staged pending, as no rail can hold a
+    /// create; and a product is looked for only under the local id its Shopify id gives,
+    /// since none can have come in any other way.
+    pub import: bool,
+    /// The local product of a one-item batch, when the caller has just read it (a webhook
+    /// checked it for staleness): not read again.
+    pub known_local: Option<&'a Option<Product>>,
+}
+
+impl Planner<'_> {
+    /// Plans a batch: decides each product and stores pending rows for the changes (creates
+    /// are applied at once in an import).
+    pub async fn plan_batch(
+        &self,
+        items: Vec<(Shopify, ProductContent)>,
+        now: DateTime<Utc>,
+        summary: &mut PlanSummary,
+        times: &mut StageTimes,
+    ) -> Result<Vec<Planned>, EngineError> {
+        let (mut planned, created_meanwhile) = self
+            .plan_items(
+                items,
+                (self.import, self.known_local),
+                (now, None),
+                summary,
+                times,
+            )
+            .await?;
+        if !created_meanwhile.is_empty() {
+            // Another writer created these products while this batch was planned: decided
+            // again against them, as pending rows. When that writer was this operation (the
+            // same step delivered twice at once), they count as created by it.
+            let (more, _) = self
+                .plan_items(
+                    created_meanwhile,
+                    (self.import, None),
+                    (now, None),
+                    summary,
+                    times,
+                )
+                .await?;
+            planned.extend(more);
+        }
+        Ok(planned)
+    }
+
+    /// Plans a batch without writing: returns what was planned and the writes that store it
+    /// (pending rows, conflict rows and conflicts), for the caller to commit in one
+    /// transaction with its own (a webhook's dedupe marks). Creates are staged, never applied.
+    pub async fn plan_deferred(
+        &self,
+        items: Vec<(Shopify, ProductContent)>,
+        now: DateTime<Utc>,
+        summary: &mut PlanSummary,
+        times: &mut StageTimes,
+    ) -> Result<(Vec<Planned>, Vec<WriteOp>), EngineError> {
+        let mut writes = Vec::new();
+        let (planned, _) = self
+            .plan_items(
+                items,
+                (false, self.known_local),
+                (now, Some(&mut writes)),
+                summary,
+                times,
+            )
+            .await?;
+        Ok((planned, writes))
+    }
+
+    /// Plans `items` (`known`: the local product of a one-item batch, already read); returns
+    /// what was planned and the creates that found their product created meanwhile (only
+    /// when `apply_creates`), to be planned again. With `deferred`, the rows and conflicts
+    /// are not written but added there as writes.
+    async fn plan_items(
+        &self,
+        items: Vec<(Shopify, ProductContent)>,
+        (import, known): (bool, Option<&Option<Product>>),
+        (now, mut deferred): (DateTime<Utc>, Option<&mut Vec<WriteOp>>),
+        summary: &mut PlanSummary,
+        times: &mut StageTimes,
+    ) -> Result<(Vec<Planned>, Vec<(Shopify, ProductContent)>), EngineError> {
+        let Planner {
+            store,
+            operation,
+            actor,
+            rails,
+            ..
+        } = *self;
+        let apply_creates = import && !operation.dry_run;
+        let mut planned = Vec::with_capacity(items.len());
+        let mut rows = Vec::new();
+        let mut settled_conflicts = Vec::new();
+        let mut creates = Vec::new();
+        let mut created = Vec::new();
+        let mut locals = match known.filter(|_| items.len() == 1) {
+            Some(known) => vec![known.clone()],
+            None => {
+                let sources: Vec<Shopify> = items.iter().map(|(source, _)| *source).collect();
+                locals_of(store, &sources, !import, times).await?
+            }
+        };
+        for (index, (source, content)) in items.into_iter().enumerate() {
+            let found = locals.get_mut(index).and_then(Option::take);
+            // A create takes the content itself (nothing else needs it); any other decision
+            // reads it, and it stays here for the rails' facts.
+            let (decision, content) = match found {
+                None => (
+                    create_decision(operation, source, content, actor, now),
+                    None,
+                ),
+                found => (
+                    decide(store, operation, (source, found), &content, actor, now).await?,
+                    Some(content),
+                ),
+            };
+            match decision {
+                // A step cut short after its creates landed is run again (a redelivery, a
+                // host started again after a crash, a fresh export read anew): what it
+                // created is counted as created, not as unchanged.
+                Decision::Done(Ingested::Stale(id) | Ingested::Unchanged(id))
+                    if apply_creates && created_by(store, operation, id).await? =>
+                {
+                    planned.push(Planned::Settled(Ingested::Created(id)))
+                }
+                Decision::Done(outcome) => planned.push(Planned::Settled(outcome)),
+                Decision::Conflict(staged, id, conflicts, replaced) => {
+                    // A preview records no conflict and replaces nothing.
+                    let (conflicts, replaced) = if operation.dry_run {
+                        (Vec::new(), Default::default())
+                    } else {
+                        (conflicts, replaced)
+                    };
+                    match deferred.as_deref_mut() {
+                        Some(writes) => {
+                            writes.push(Store::insert_write(staged.as_ref())?);
+                            for conflict in &conflicts {
+                                writes.push(Store::insert_write(conflict)?);
+                            }
+                            if let Some(opened) = conflicts
+                                .iter()
+                                .find(|c| c.status == shopsync_domain::ConflictStatus::Open)
+                            {
+                                writes.push(Store::conflict_opened_write(id, opened.detected_at));
+                            }
+                            writes.extend(replaced.writes()?);
+                        }
+                        None => {
+                            stage_conflict(store, &staged, &conflicts, &replaced, times).await?
+                        }
+                    }
+                    planned.push(Planned::Settled(Ingested::Conflict(id)));
+                }
+                Decision::Commit(commit, _, None, _) if apply_creates => {
+                    created.push(source);
+                    creates.push(*commit);
+                }
+                Decision::Commit(commit, _, old, conflicts) => {
+                    if !operation.dry_run {
+                        settled_conflicts.extend(conflicts);
+                    }
+                    let commit = *commit;
+                    let Some((mut row, _)) = commit.staging else {
+                        continue;
+                    };
+                    // Shopify's content (a create's is its product's).
+                    let remote = content.as_ref().unwrap_or(&commit.product.content);
+                    summary.add(
+                        ChangeFacts::of(old.as_deref(), remote, rails),
+                        old.is_some(),
+                    );
+                    // A create's row leaves its content to the product's first version; staged
+                    // on its own, it carries the content itself.
+                    if row.proposed.is_none() && row.change_type == ChangeType::Create {
+                        row.proposed = Some(commit.product.content);
+                    }
+                    row.status = StagingStatus::Pending;
+                    row.applied_at = None;
+                    row.has_conflicts = false;
+                    planned.push(Planned::Staged(row.id));
+                    rows.push(row);
+                }
+            }
+        }
+        let mut created_meanwhile = Vec::new();
+        if !creates.is_empty() {
+            let applying = Instant::now();
+            let answers = store.commit_products(&mut creates).await;
+            times.add(Stage::Apply, applying);
+            for ((source, answer), commit) in created.into_iter().zip(answers?).zip(creates) {
+                match answer {
+                    Ok(()) => planned.push(Planned::Settled(Ingested::Created(commit.product.id))),
+                    Err(RepoError::AlreadyExists { .. }) => {
+                        created_meanwhile.push((source, commit.product.content))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if let Some(writes) = deferred {
+            for row in &rows {
+                writes.push(Store::insert_write(row)?);
+            }
+            for conflict in &settled_conflicts {
+                writes.push(Store::insert_write(conflict)?);
+            }
+            return Ok((planned, created_meanwhile));
+        }
+        let staging = Instant::now();
+        let inserted = match store.insert_all(&rows).await {
+            Ok(()) => store.insert_all(&settled_conflicts).await,
+            Err(e) => Err(e),
+        };
+        times.add(Stage::Stage, staging);
+        inserted?;
+        Ok((planned, created_meanwhile))
+    }
+}
+
+/// Whether `operation` created `product` (its newest staged rows hold that applied create).
+async fn created_by(
+    store: &Store,
+    operation: &SyncOperation,
+    product: shopsync_domain::ProductId,
+) -> Result<bool, EngineError> {
+    let mut query = Query::new(
+        Table::ProductsStaging,
+        Some("by_product"),
+        product.to_string(),
+    );
+    query.ascending = false;
+    query.limit = 10;
+    let rows = store.query::<ProductsStaging>(query).await?.items;
+    Ok(rows.iter().any(|row| {
+        row.sync_operation_id == operation.operation_uuid
+            && row.change_type == ChangeType::Create
+            && row.status == StagingStatus::Applied
+    }))
 }

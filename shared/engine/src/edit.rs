@@ -147,7 +147,7 @@ pub async fn edit_product(
                 op.statistics.processed = 1;
                 op.statistics.updated = 1;
                 op.move_to(OperationStatus::Completed, None, now)?;
-                crate::sync::save(store, &op, &before).await?;
+                crate::operation::save(store, &op, &before).await?;
                 let product = store.product(id).await?.ok_or(EditError::NotFound(id))?;
                 tracing::info!(product = %id, operation = %op.operation_uuid, by = %actor, version = product.version, "local edit applied");
                 return Ok(Edited {
@@ -173,11 +173,11 @@ pub async fn edit_product(
                     ),
                     e => return Err(e.into()),
                 };
-                crate::plan::settle_row(store, &row, StagingStatus::Failed, &reason, now).await?;
+                crate::apply::settle_row(store, &row, StagingStatus::Failed, &reason, now).await?;
                 op.statistics.processed = 1;
                 op.statistics.failed = 1;
                 op.move_to(OperationStatus::Failed, Some(reason), now)?;
-                crate::sync::save(store, &op, &before).await?;
+                crate::operation::save(store, &op, &before).await?;
                 if let Some(outcome) = outcome {
                     return Err(outcome);
                 }

@@ -9,7 +9,7 @@
 
 use crate::jobs::{Job, JobMessage, JobQueue};
 use crate::ledger::{ledger_rejection, DeliveryLedger, LedgerError, Seen};
-use crate::plan::rows_by_id;
+use crate::operation::rows_by_id;
 use crate::realtime::{
     deferrable, handle_delivery, prepare_delivery, refused_as_echo, Handled, PreparedDelivery,
     RealtimeOperations,

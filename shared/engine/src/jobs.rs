@@ -529,7 +529,7 @@ impl Worker {
             }
             tracing::info!(operation = %id, "the job's operation was opened before; it goes on from its checkpoint");
         }
-        let step = crate::steps::Checkpoint::of(&operation)
+        let step = crate::operation::Checkpoint::of(&operation)
             .map(|c| c.next_step)
             .unwrap_or(1);
         self.continue_from(operation.operation_uuid, step, deadline)
@@ -578,7 +578,7 @@ impl Worker {
                     .await
                     .map_err(|e| EngineError::Queue(e.0))?;
                 tracing::info!(%operation, next, "step stopped at the deadline; next step enqueued");
-                crate::steps::load_operation(&self.store, operation)
+                crate::operation::load_operation(&self.store, operation)
                     .await
                     .map(Some)
             }
@@ -625,7 +625,7 @@ impl Worker {
             }
             Job::Up => return self.start(SyncKind::Up, deadline, id).await,
             Job::ApplyOperation { operation, by }
-                if crate::steps::load_operation(&self.store, *operation)
+                if crate::operation::load_operation(&self.store, *operation)
                     .await?
                     .xorosoft_log_id
                     .is_some() =>
@@ -681,18 +681,18 @@ impl Worker {
             Job::ApplyOperation { operation, by } => {
                 let approver = by.as_ref().unwrap_or(&self.actor);
                 let approved =
-                    crate::plan::approve_operation(&self.store, *operation, approver).await?;
-                if crate::plan::staged_up_sync(&approved)
+                    crate::review::approve_operation(&self.store, *operation, approver).await?;
+                if crate::review::staged_up_sync(&approved)
                     && approved.status == OperationStatus::InProgress
                 {
-                    let step = crate::steps::Checkpoint::of(&approved)
+                    let step = crate::operation::Checkpoint::of(&approved)
                         .map(|c| c.next_step)
                         .unwrap_or(1);
                     return self
                         .continue_from(approved.operation_uuid, step, deadline)
                         .await;
                 }
-                crate::plan::push_after_approval(&self.store, &self.client, approver, approved)
+                crate::review::push_after_approval(&self.store, &self.client, approver, approved)
                     .await
             }
             Job::Maintenance => {
@@ -733,7 +733,7 @@ impl Worker {
         let importer = match self.imports.as_deref() {
             Some(ImportHost::Runs { .. }) => self.importer(),
             Some(ImportHost::HandsOn(queue)) => {
-                let current = crate::steps::load_operation(&self.store, operation).await?;
+                let current = crate::operation::load_operation(&self.store, operation).await?;
                 queue
                     .send(vec![import_message(&current)])
                     .await
@@ -752,7 +752,7 @@ impl Worker {
             _ => None,
         };
         let (_, more) = importer.advance(operation, deadline).await?;
-        let current = crate::steps::load_operation(&self.store, operation).await?;
+        let current = crate::operation::load_operation(&self.store, operation).await?;
         if more {
             if let Some(queue) = &self.continuation {
                 queue
@@ -840,7 +840,7 @@ impl Worker {
         {
             return;
         }
-        if let Err(e) = crate::sync::save(&self.store, &failed, &current).await {
+        if let Err(e) = crate::operation::save(&self.store, &failed, &current).await {
             tracing::error!(operation = %id, error = %e, "could not mark the operation failed");
         }
     }

@@ -2,11 +2,13 @@
 //! applied when safe) through the same path as a down-sync; stale payloads are dropped;
 //! deletes are staged for review, never applied silently.
 
+use crate::apply::apply_rows;
 use crate::down::{Ingested, Shopify};
+use crate::down::{Planned, Planner};
 use crate::error::EngineError;
+use crate::operation::rows_by_id;
 use crate::perf::StageTimes;
-use crate::plan::{apply_rows, rows_by_id, Planned, Planner};
-use crate::up::echo_key;
+use crate::push_plan::echo_key;
 use chrono::{DateTime, Utc};
 use shopsync_domain::fields::diff;
 use shopsync_domain::product::{ProductContent, ProductOption, ProductStatus, Sku, Variant};
@@ -699,7 +701,7 @@ async fn holdings(
     store: &Store,
     operation: OperationId,
 ) -> Result<(Vec<ProductsStaging>, Vec<shopsync_domain::SyncConflict>), EngineError> {
-    let rows = crate::plan::operation_rows(store, operation).await?;
+    let rows = crate::operation::operation_rows(store, operation).await?;
     let conflicts = store
         .query_all(shopsync_store::item::Query::new(
             shopsync_store::Table::SyncConflicts,

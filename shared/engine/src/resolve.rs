@@ -203,14 +203,14 @@ pub async fn resolve_all(
     actor: &Actor,
 ) -> Result<shopsync_domain::SyncOperation, EngineError> {
     use shopsync_domain::OperationStatus;
-    let mut operation = crate::steps::load_operation(store, operation_id).await?;
+    let mut operation = crate::operation::load_operation(store, operation_id).await?;
     if operation.status.is_terminal() {
         return Ok(operation);
     }
     if operation.status == OperationStatus::Pending {
         let before = operation.clone();
         operation.move_to(OperationStatus::InProgress, None, Utc::now())?;
-        crate::sync::save(store, &operation, &before).await?;
+        crate::operation::save(store, &operation, &before).await?;
     }
     let mut skipped_reasons: Vec<String> = Vec::new();
     // Conflicts this choice cannot settle stay open: each is tried once.
@@ -252,7 +252,7 @@ pub async fn resolve_all(
         }
     );
     operation.move_to(OperationStatus::Completed, Some(reason), Utc::now())?;
-    crate::sync::save(store, &operation, &before).await?;
+    crate::operation::save(store, &operation, &before).await?;
     Ok(operation)
 }
 
@@ -322,7 +322,7 @@ async fn release_push(
     settled: &SyncConflict,
     now: DateTime<Utc>,
 ) -> Result<(), ResolveError> {
-    if !crate::up::open_conflicts(store, settled.product_id)
+    if !crate::operation::open_conflicts(store, settled.product_id)
         .await?
         .is_empty()
     {

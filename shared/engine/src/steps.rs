@@ -10,23 +10,25 @@
 //! again from the last saved checkpoint.
 
 use crate::down::Shopify;
+use crate::down::{Planned, Planner};
 use crate::error::EngineError;
 use crate::mapping::into_content;
+use crate::operation::{
+    lease, load_operation, progress_in, rebase, record_performance, save, Checkpoint, Phase,
+    LOCAL_STEP,
+};
 use crate::perf::StageTimes;
-use crate::plan::{Conclusion, Planned, Planner};
-use crate::sync::save;
+use crate::review::Conclusion;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use shopsync_domain::{
     Actor, GuardRails, OperationId, OperationStatistics, OperationStatus, OperationType,
     PlanSummary, Product, Stage, SyncDirection, SyncOperation,
 };
 use shopsync_shopify::cost::ProductPageShape;
 use shopsync_shopify::ops::ProductsPageRequest;
-use shopsync_shopify::{AdminClient, ClientCounters};
+use shopsync_shopify::AdminClient;
 use shopsync_store::item::Key;
 use shopsync_store::{RepoError, Store, Table};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Export products planned and stored together by a step without a deadline (the CLI,
@@ -40,16 +42,6 @@ const DEADLINE_BATCH: usize = 256;
 
 /// Time left before a step's deadline below which it plans [`DEADLINE_BATCH`]es.
 const NEAR_DEADLINE: Duration = Duration::from_secs(20);
-
-/// How long a step run here (the CLI, `serve`) works before it saves its checkpoint and the
-/// next one starts: what a crash can cost at most, since every step ends in a checkpoint.
-pub const LOCAL_STEP: Duration = Duration::from_secs(30);
-
-/// How long an operation's lease lasts from its last step: longer than any step (a Lambda's
-/// at most) and the wait for the next step's message.
-pub fn lease() -> chrono::Duration {
-    chrono::Duration::minutes(10)
-}
 
 /// Export batches planned at once, each on a task of its own: while one batch writes, the
 /// next is decided and encoded on the other core. Every product is decided against the store
@@ -65,169 +57,6 @@ struct PlannedBatch {
 }
 
 type PlanTask = tokio::task::JoinHandle<Result<PlannedBatch, EngineError>>;
-
-/// Where an operation's next step starts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "phase", rename_all = "snake_case")]
-pub enum Phase {
-    /// A full read: Shopify's bulk export is started (`bulk`: its id) or being waited for.
-    Export {
-        /// The bulk operation, once started.
-        bulk: Option<String>,
-    },
-    /// A full read: the export file, of which `done` products are planned.
-    Read {
-        /// The bulk operation.
-        bulk: String,
-        /// The file (`None`: the export matched nothing).
-        url: Option<String>,
-        /// Products in the file.
-        objects: u64,
-        /// Products already planned.
-        done: u64,
-    },
-    /// An incremental read: pages of products updated after `since`, from `cursor`.
-    Pages {
-        /// The `updated_at` the filter starts from (overlap included).
-        since: DateTime<Utc>,
-        /// Where the next page starts.
-        cursor: Option<String>,
-    },
-    /// A reconcile: the export file is read again for which products Shopify still has;
-    /// local products it lacks become conflicts for a person (never silent deletes).
-    Missing {
-        /// The bulk operation.
-        bulk: String,
-        /// The file.
-        url: Option<String>,
-        /// Products in the file.
-        objects: u64,
-    },
-    /// An up-sync, before anything is sent: products with local changes staged as rows
-    /// (what it will push), a page at a time from `after`; then judged by the rails.
-    StageUp {
-        /// Where the next page of the pending-push index starts.
-        after: Option<shopsync_store::PageToken>,
-    },
-    /// An up-sync: products with local changes, a page at a time from `after`.
-    Push {
-        /// Where the next page of the pending-push index starts.
-        after: Option<shopsync_store::PageToken>,
-        /// The last product that could not be pushed, and why.
-        last_failure: Option<String>,
-    },
-    /// Everything is planned: judge, then apply (and push, both ways) or wait for approval.
-    Conclude,
-}
-
-/// Shopify calls across steps (each step may run in another process).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct ApiTotals {
-    /// Requests.
-    pub calls: u64,
-    /// Cost points.
-    pub cost: f64,
-    /// THROTTLED answers.
-    pub throttled: u64,
-    /// Retries.
-    pub retries: u64,
-    /// Waiting for the bucket, in ms.
-    pub throttle_wait_ms: u64,
-}
-
-impl ApiTotals {
-    pub(crate) fn add(&mut self, before: ClientCounters, after: ClientCounters) {
-        self.calls += after.api_calls.saturating_sub(before.api_calls);
-        self.cost += (after.cost_used - before.cost_used).max(0.0);
-        self.throttled += after.throttled.saturating_sub(before.throttled);
-        self.retries += after.retries.saturating_sub(before.retries);
-        self.throttle_wait_ms += u64::try_from(
-            after
-                .throttle_wait
-                .saturating_sub(before.throttle_wait)
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX);
-    }
-
-    fn as_counters(&self) -> ClientCounters {
-        ClientCounters {
-            api_calls: self.calls,
-            cost_used: self.cost,
-            throttled: self.throttled,
-            retries: self.retries,
-            throttle_wait: Duration::from_millis(self.throttle_wait_ms),
-        }
-    }
-}
-
-/// An operation's resume point, stored in [`SyncOperation::checkpoint`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// The step that runs next (from 1).
-    pub next_step: u32,
-    /// Where it starts.
-    pub phase: Phase,
-    /// The plan so far, for the rails.
-    pub summary: PlanSummary,
-    /// Time per stage so far, in ms.
-    pub stage_ms: BTreeMap<Stage, u64>,
-    /// Time in steps so far, in ms.
-    pub elapsed_ms: u64,
-    /// Shopify calls so far.
-    pub api: ApiTotals,
-    /// An up-sync's last product not pushed, and why (for the operation's reason).
-    #[serde(default)]
-    pub push_failure: Option<String>,
-    /// The local catalog was empty when the operation opened, and it neither needs approval
-    /// nor is a dry run: no rail can hold a create (creates never count toward the changed
-    /// share, and the stock and price rails judge updates), so creates are applied as they
-    /// are planned, each with its applied staging row, instead of being staged pending and
-    /// written a second time at the end.
-    #[serde(default)]
-    pub import: bool,
-    /// Rows staged pending so far (counted when `import`: none means nothing to apply).
-    #[serde(default)]
-    pub pending: u64,
-    /// An up-sync that staged what it pushes (every one opened now): its push takes only
-    /// the staged products, at the version staged. An up-sync checkpointed without it
-    /// pushes what is pending, as it began.
-    #[serde(default)]
-    pub staged_up: bool,
-    /// Why the rails hold the operation (an up-sync judged after staging).
-    #[serde(default)]
-    pub held: Option<String>,
-}
-
-impl Checkpoint {
-    fn new(phase: Phase, summary: PlanSummary) -> Self {
-        Self {
-            next_step: 1,
-            phase,
-            summary,
-            stage_ms: BTreeMap::new(),
-            elapsed_ms: 0,
-            api: ApiTotals::default(),
-            push_failure: None,
-            import: false,
-            pending: 0,
-            staged_up: false,
-            held: None,
-        }
-    }
-
-    /// The checkpoint of an operation, if it has one this build can read.
-    pub fn of(operation: &SyncOperation) -> Option<Checkpoint> {
-        operation
-            .checkpoint
-            .as_ref()
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-    }
-
-    fn store_in(&self, operation: &mut SyncOperation) {
-        operation.checkpoint = serde_json::to_value(self).ok();
-    }
-}
 
 /// What to open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,21 +231,6 @@ async fn last_down(store: &Store) -> Result<(Option<DateTime<Utc>>, u64), Engine
         })
         .unwrap_or(0);
     Ok((since, catalog))
-}
-
-fn not_found(id: OperationId) -> EngineError {
-    EngineError::Store(RepoError::NotFound {
-        table: Table::SyncOperations,
-        key: id.to_string(),
-    })
-}
-
-/// Loads an operation.
-pub async fn load_operation(store: &Store, id: OperationId) -> Result<SyncOperation, EngineError> {
-    store
-        .get::<SyncOperation>(&Key::pk(id.to_string()))
-        .await?
-        .ok_or_else(|| not_found(id))
 }
 
 impl Stepper<'_> {
@@ -714,7 +528,7 @@ impl Stepper<'_> {
             };
             operation.move_to(OperationStatus::Completed, reason, Utc::now())?;
             save(self.store, &operation, &started).await?;
-            crate::sync::record_performance(
+            record_performance(
                 self.store,
                 &operation,
                 &StageTimes::from_millis(&checkpoint.stage_ms),
@@ -1075,7 +889,7 @@ impl Stepper<'_> {
         let mut recorded = 0;
         for product in missing {
             let (row_id, conflict_id) = missing_record_ids(operation.operation_uuid, product.id);
-            let open = crate::up::open_conflicts(self.store, product.id).await?;
+            let open = crate::operation::open_conflicts(self.store, product.id).await?;
             if open.iter().any(|c| c.conflict_uuid == conflict_id) {
                 // Recorded by this operation before the step was redelivered.
                 recorded += 1;
@@ -1287,41 +1101,9 @@ impl Stepper<'_> {
     }
 }
 
-/// Client counters as they would have been at the operation's start, had all its steps run
-/// on this client (so a performance log over "now − before" covers every step).
-pub(crate) fn rebase(now: ClientCounters, totals: ApiTotals) -> ClientCounters {
-    let spent = totals.as_counters();
-    ClientCounters {
-        api_calls: now.api_calls.saturating_sub(spent.api_calls),
-        cost_used: now.cost_used - spent.cost_used,
-        throttled: now.throttled.saturating_sub(spent.throttled),
-        retries: now.retries.saturating_sub(spent.retries),
-        throttle_wait: now.throttle_wait.saturating_sub(spent.throttle_wait),
-    }
-}
-
 /// Reports progress as a `shopsync::progress` event (the CLI draws it; logs may keep it).
 fn progress(operation: &SyncOperation, phase: &'static str, done: u64, total: Option<u64>) {
     progress_in(operation, phase, done, total, "products");
-}
-
-/// As `progress`, counting `unit`s.
-pub(crate) fn progress_in(
-    operation: &SyncOperation,
-    phase: &'static str,
-    done: u64,
-    total: Option<u64>,
-    unit: &'static str,
-) {
-    tracing::info!(
-        target: "shopsync::progress",
-        operation = %operation.operation_uuid,
-        phase,
-        done,
-        total = total.unwrap_or(0),
-        unit,
-        "progress"
-    );
 }
 
 /// The ids of the delete row and the conflict a reconcile records for a product missing from

@@ -3,13 +3,10 @@
 //! status condition, performance logs).
 
 use crate::error::EngineError;
-use crate::perf::{emf_line, performance_log, StageTimes};
 use crate::steps::{Stepper, SyncKind};
-use chrono::Utc;
 use shopsync_domain::{Actor, GuardRails, SyncDirection, SyncOperation};
 use shopsync_shopify::AdminClient;
-use shopsync_store::item::{Condition, Scalar};
-use shopsync_store::{ReplaceError, Store};
+use shopsync_store::Store;
 
 /// Runs a full down-sync in this process: plan every product (bulk export), judge the plan
 /// with the guard rails, then apply it, or leave the operation awaiting approval with the
@@ -81,64 +78,18 @@ pub async fn run_full(
     .await
 }
 
-/// Stores an operation's performance log and emits it as an EMF line (at info level, under
-/// the `shopsync::metrics` target).
-pub async fn record_performance(
+/// Pushes every product that needs it and stores the operation with its statistics.
+pub async fn run_up(
     store: &Store,
-    operation: &SyncOperation,
-    times: &StageTimes,
-    started_at: std::time::Instant,
-    before: shopsync_shopify::ClientCounters,
-    after: shopsync_shopify::ClientCounters,
-) -> Result<shopsync_domain::SyncPerformanceLog, EngineError> {
-    let log = performance_log(
-        operation.operation_uuid,
-        times,
-        started_at.elapsed(),
-        operation.statistics.processed,
-        before,
-        after,
-        Utc::now(),
-    );
-    store.insert(&log).await?;
-    tracing::info!(target: "shopsync::metrics", "{}", emf_line(&log, operation));
-    Ok(log)
-}
-
-/// The performance log of an operation, if one was recorded.
-pub async fn performance_of(
-    store: &Store,
-    operation: shopsync_domain::OperationId,
-) -> Result<Option<shopsync_domain::SyncPerformanceLog>, EngineError> {
-    let mut query = shopsync_store::item::Query::new(
-        shopsync_store::Table::SyncPerformanceLogs,
-        Some("by_operation"),
-        operation.to_string(),
-    );
-    query.ascending = false;
-    query.limit = 1;
-    Ok(store.query(query).await?.items.into_iter().next())
-}
-
-/// Stores `operation` if the stored one is still in `previous`'s status.
-pub(crate) async fn save(
-    store: &Store,
-    operation: &SyncOperation,
-    previous: &SyncOperation,
-) -> Result<(), EngineError> {
-    let expected = Condition::Eq(
-        "status",
-        Scalar::from(shopsync_domain::status::status_name(previous.status).as_str()),
-    );
-    match store.replace_if(operation, expected).await {
-        Ok(()) => Ok(()),
-        Err(ReplaceError::Changed(current)) => Err(EngineError::Store(
-            shopsync_store::RepoError::Store(shopsync_store::StoreError::Invalid(format!(
-                "operation {} is now {} (cancelled or taken over)",
-                current.operation_uuid,
-                shopsync_domain::status::status_name(current.status)
-            ))),
-        )),
-        Err(ReplaceError::Repo(e)) => Err(e.into()),
+    client: &AdminClient,
+    actor: &Actor,
+) -> Result<SyncOperation, EngineError> {
+    crate::steps::Stepper {
+        store,
+        client,
+        actor,
+        rails: &shopsync_domain::GuardRails::default(),
     }
+    .run_to_end(crate::steps::SyncKind::Up)
+    .await
 }

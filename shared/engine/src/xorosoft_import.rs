@@ -20,8 +20,8 @@
 
 use crate::blob::{BlobError, Blobs};
 use crate::error::EngineError;
+use crate::operation::save;
 use crate::perf::StageTimes;
-use crate::sync::save;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopsync_domain::product::ProductContent;
@@ -326,7 +326,7 @@ struct ImportCheckpoint {
     stage_ms: BTreeMap<shopsync_domain::Stage, u64>,
     /// Shopify calls so far.
     #[serde(default)]
-    api: crate::steps::ApiTotals,
+    api: crate::operation::ApiTotals,
     /// Whether the phases after staging take the rows in product order (true for every
     /// import begun now); an import checkpointed without it keeps the order it began in
     /// (by row id), so a push resumed at a position skips and repeats nothing.
@@ -350,7 +350,7 @@ impl ImportCheckpoint {
             encoding: None,
             fallbacks: 0,
             stage_ms: BTreeMap::new(),
-            api: crate::steps::ApiTotals::default(),
+            api: crate::operation::ApiTotals::default(),
             rows_in_product_order: true,
         }
     }
@@ -529,7 +529,7 @@ impl Importer<'_> {
                 }
                 log = first;
                 if let Some(operation) = log.operation_id {
-                    let running = crate::steps::load_operation(self.store, operation).await?;
+                    let running = crate::operation::load_operation(self.store, operation).await?;
                     let held = running.status == OperationStatus::InProgress
                         && running.lease_expires_at.is_some_and(|until| until > now);
                     if held {
@@ -595,7 +595,7 @@ impl Importer<'_> {
         checkpoint.encoding = Some(encoding.clone());
         operation.checkpoint = serde_json::to_value(&checkpoint).ok();
         operation.move_to(OperationStatus::InProgress, None, now)?;
-        operation.lease_expires_at = Some(now + crate::steps::lease());
+        operation.lease_expires_at = Some(now + crate::operation::lease());
         match self.store.insert(&operation).await {
             Ok(()) | Err(RepoError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -619,7 +619,7 @@ impl Importer<'_> {
         operation: OperationId,
         deadline: Option<Instant>,
     ) -> Result<(XorosoftSyncLog, bool), EngineError> {
-        let mut op = crate::steps::load_operation(self.store, operation).await?;
+        let mut op = crate::operation::load_operation(self.store, operation).await?;
         let Some(log_id) = op.xorosoft_log_id else {
             return Err(invalid(format!("operation {operation} is not an import")));
         };
@@ -724,7 +724,10 @@ impl Importer<'_> {
     ) -> Result<XorosoftSyncLog, EngineError> {
         loop {
             let (log, more) = self
-                .advance(operation, Some(Instant::now() + crate::steps::LOCAL_STEP))
+                .advance(
+                    operation,
+                    Some(Instant::now() + crate::operation::LOCAL_STEP),
+                )
                 .await?;
             if !more {
                 return Ok(log);
@@ -744,7 +747,7 @@ impl Importer<'_> {
         next.checkpoint = serde_json::to_value(checkpoint).ok();
         // Strictly later, so the next save's condition tells this one from the last.
         next.updated_at = Utc::now().max(op.updated_at + chrono::Duration::milliseconds(1));
-        next.lease_expires_at = Some(next.updated_at + crate::steps::lease());
+        next.lease_expires_at = Some(next.updated_at + crate::operation::lease());
         let condition = Condition::And(vec![
             Condition::Eq(
                 "status",
@@ -1547,7 +1550,7 @@ impl Importer<'_> {
         for part in self.staged_rows(op, checkpoint).await?.chunks(256) {
             let rows = self.rows(part).await?;
             let done =
-                crate::plan::apply_rows(self.store, op, rows, self.actor, &mut times).await?;
+                crate::apply::apply_rows(self.store, op, rows, self.actor, &mut times).await?;
             applied.absorb(&done);
         }
         op.statistics.absorb(&applied);
@@ -1984,14 +1987,14 @@ impl Importer<'_> {
         save_log(self.store, &log, &before_log).await?;
         let elapsed: u64 = checkpoint.stage_ms.values().sum();
         let counters = self.client.map(AdminClient::counters).unwrap_or_default();
-        crate::sync::record_performance(
+        crate::operation::record_performance(
             self.store,
             op,
             &StageTimes::from_millis(&checkpoint.stage_ms),
             Instant::now()
                 .checked_sub(std::time::Duration::from_millis(elapsed))
                 .unwrap_or_else(Instant::now),
-            crate::steps::rebase(counters, checkpoint.api),
+            crate::operation::rebase(counters, checkpoint.api),
             counters,
         )
         .await?;
@@ -2194,7 +2197,7 @@ pub async fn approve_import(
     operation: OperationId,
     actor: &Actor,
 ) -> Result<SyncOperation, EngineError> {
-    let mut op = crate::steps::load_operation(store, operation).await?;
+    let mut op = crate::operation::load_operation(store, operation).await?;
     let Some(log_id) = op.xorosoft_log_id else {
         return Err(invalid(format!("operation {operation} is not an import")));
     };
@@ -2211,7 +2214,7 @@ pub async fn approve_import(
         Some(format!("approved by {actor}")),
         now,
     )?;
-    op.lease_expires_at = Some(now + crate::steps::lease());
+    op.lease_expires_at = Some(now + crate::operation::lease());
     save(store, &op, &before).await?;
     let mut log = load_log(store, log_id).await?;
     let log_before = log.clone();
@@ -2393,7 +2396,7 @@ fn contribute(
     }
     if *by != LinkedBy::XorosoftId {
         row.contributions
-            .entry(crate::plan::LINKED_ITEM.to_owned())
+            .entry(crate::apply::LINKED_ITEM.to_owned())
             .or_default()
             .insert("link".to_owned(), serde_json::json!(item.item_number));
     }
@@ -2482,7 +2485,7 @@ fn progress(operation: &SyncOperation, phase: &'static str, done: u64, total: Op
         "staged" => "chunks",
         _ => "stock levels",
     };
-    crate::steps::progress_in(operation, phase, done, total, unit);
+    crate::operation::progress_in(operation, phase, done, total, unit);
 }
 
 /// Emits the held-or-refused metric (an EMF line a CloudWatch alarm can watch).

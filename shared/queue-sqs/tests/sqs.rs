@@ -210,7 +210,7 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_and_fails_its_operation(
         .unwrap();
     assert_eq!(dead.messages().len(), 1);
     assert_eq!(dead.messages()[0].body(), Some(poison.as_str()));
-    let failed = shopsync_engine::steps::load_operation(&store, operation.operation_uuid)
+    let failed = shopsync_engine::operation::load_operation(&store, operation.operation_uuid)
         .await
         .unwrap();
     assert_eq!(failed.status, shopsync_domain::OperationStatus::Failed);

@@ -112,10 +112,10 @@ pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
             })
             .collect()
     };
-    use shopsync_engine::plan;
+    use shopsync_engine::review;
     let operation = match &action {
         OperationAction::Approve { rows, shopify, .. }
-            if shopsync_engine::steps::load_operation(&repo, id)
+            if shopsync_engine::operation::load_operation(&repo, id)
                 .await?
                 .xorosoft_log_id
                 .is_some() =>
@@ -143,17 +143,17 @@ pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
                 log.id,
                 shopsync_domain::status::status_name(log.status)
             );
-            shopsync_engine::steps::load_operation(&repo, id).await?
+            shopsync_engine::operation::load_operation(&repo, id).await?
         }
         OperationAction::Approve { rows, shopify, .. } => {
             let approved = if rows.is_empty() {
-                plan::approve_operation(&repo, id, &actor).await?
+                review::approve_operation(&repo, id, &actor).await?
             } else {
-                plan::approve_rows(&repo, id, &row_ids(rows)?, &actor).await?
+                review::approve_rows(&repo, id, &row_ids(rows)?, &actor).await?
             };
             // An up-sync goes on from its push; both ways, approval ends as an unheld run
             // would: with the pushes.
-            if plan::staged_up_sync(&approved)
+            if review::staged_up_sync(&approved)
                 && approved.status == shopsync_domain::OperationStatus::InProgress
             {
                 println!("pushing the approved changes");
@@ -163,26 +163,26 @@ pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
             {
                 let target = shopify.connect(None).await?;
                 println!("pushing merged local changes to {}", target.description);
-                plan::push_after_approval(&repo, &target.client, &actor, approved).await?
+                review::push_after_approval(&repo, &target.client, &actor, approved).await?
             } else {
                 approved
             }
         }
         OperationAction::Reject { rows, reason, .. } if rows.is_empty() => {
-            let rejected = plan::reject_operation(&repo, id, &actor, reason).await?;
+            let rejected = review::reject_operation(&repo, id, &actor, reason).await?;
             shopsync_engine::xorosoft_import::reject_import(&repo, &rejected).await?;
             rejected
         }
         OperationAction::Reject { rows, reason, .. } => {
-            plan::reject_rows(&repo, id, &row_ids(rows)?, &actor, reason).await?
+            review::reject_rows(&repo, id, &row_ids(rows)?, &actor, reason).await?
         }
         OperationAction::Cancel { reason, .. } => {
-            let cancelled = plan::cancel_operation(&repo, id, &actor, reason).await?;
+            let cancelled = review::cancel_operation(&repo, id, &actor, reason).await?;
             shopsync_engine::xorosoft_import::reject_import(&repo, &cancelled).await?;
             cancelled
         }
         OperationAction::Resume { shopify, .. } => {
-            plan::resume_operation(&repo, id, &actor).await?;
+            review::resume_operation(&repo, id, &actor).await?;
             run_steps(&repo, shopify, &actor, id).await?
         }
     };

@@ -199,7 +199,7 @@ fn reason_of(decision: &Decision) -> Result<String, ApiError> {
 }
 
 async fn load(state: &ApiState, id: OperationId) -> Result<SyncOperation, ApiError> {
-    shopsync_engine::steps::load_operation(&state.store, id)
+    shopsync_engine::operation::load_operation(&state.store, id)
         .await
         .map_err(refused)
 }
@@ -243,7 +243,7 @@ pub async fn approve(
                 "an import is approved whole: send no rows",
             ));
         }
-        let approved = shopsync_engine::plan::approve_rows(
+        let approved = shopsync_engine::review::approve_rows(
             &state.store,
             id,
             &row_ids(&decision.rows)?,
@@ -304,7 +304,7 @@ pub async fn reject(
     let reason = reason_of(&decision)?;
     let rejected = if decision.rows.is_empty() {
         let rejected =
-            shopsync_engine::plan::reject_operation(&state.store, id, &caller.actor, &reason)
+            shopsync_engine::review::reject_operation(&state.store, id, &caller.actor, &reason)
                 .await
                 .map_err(refused)?;
         shopsync_engine::xorosoft_import::reject_import(&state.store, &rejected)
@@ -312,7 +312,7 @@ pub async fn reject(
             .map_err(refused)?;
         rejected
     } else {
-        shopsync_engine::plan::reject_rows(
+        shopsync_engine::review::reject_rows(
             &state.store,
             id,
             &row_ids(&decision.rows)?,
@@ -358,7 +358,7 @@ pub async fn cancel(
     }
     let reason = reason_of(&decision)?;
     let cancelled =
-        shopsync_engine::plan::cancel_operation(&state.store, id, &caller.actor, &reason)
+        shopsync_engine::review::cancel_operation(&state.store, id, &caller.actor, &reason)
             .await
             .map_err(refused)?;
     shopsync_engine::xorosoft_import::reject_import(&state.store, &cancelled)
@@ -396,13 +396,13 @@ pub async fn resume(
             "an operation is resumed whole: send no rows",
         ));
     }
-    let resumed = shopsync_engine::plan::resume_operation(&state.store, id, &caller.actor)
+    let resumed = shopsync_engine::review::resume_operation(&state.store, id, &caller.actor)
         .await
         .map_err(refused)?;
     let now = chrono::Utc::now();
     let job = match (
         resumed.xorosoft_log_id,
-        shopsync_engine::steps::Checkpoint::of(&resumed),
+        shopsync_engine::operation::Checkpoint::of(&resumed),
     ) {
         (Some(_), _) => Job::Import { operation: id },
         (None, Some(checkpoint)) => Job::Step {

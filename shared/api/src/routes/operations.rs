@@ -89,7 +89,7 @@ pub async fn show(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no operation {op_id}")))?;
-    let staging = shopsync_engine::plan::operation_rows(store, op_id)
+    let staging = shopsync_engine::operation::operation_rows(store, op_id)
         .await
         .map_err(ApiError::internal)?;
     let conflicts = store
@@ -100,7 +100,7 @@ pub async fn show(
         ))
         .await
         .map_err(ApiError::internal)?;
-    let performance = shopsync_engine::sync::performance_of(store, op_id)
+    let performance = shopsync_engine::operation::performance_of(store, op_id)
         .await
         .map_err(ApiError::internal)?;
     if op.operation_type == shopsync_domain::OperationType::Realtime

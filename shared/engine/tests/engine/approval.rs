@@ -3,12 +3,15 @@
 
 use crate::common;
 use shopsync_domain::{Actor, GuardRails, OperationStatus, ShopifyProductId, StagingStatus};
+use shopsync_engine::apply::apply_operation;
 use shopsync_engine::down::local_id_for;
-use shopsync_engine::plan::{
-    apply_operation, approve_operation, approve_rows, cancel_operation, operation_rows,
-    reject_operation, reject_rows, resume_operation,
+use shopsync_engine::operation::operation_rows;
+use shopsync_engine::operation::Checkpoint;
+use shopsync_engine::review::{
+    approve_operation, approve_rows, cancel_operation, reject_operation, reject_rows,
+    resume_operation,
 };
-use shopsync_engine::steps::{Checkpoint, StepOutcome, Stepper, SyncKind};
+use shopsync_engine::steps::{StepOutcome, Stepper, SyncKind};
 use shopsync_engine::sync::run_full_down;
 use shopsync_shopify::AdminClient;
 use shopsync_shopify_sim::SimHandle;
@@ -292,7 +295,7 @@ on_both_stores! {
         let err = broken.step(op.operation_uuid, 2, None).await.unwrap_err();
         assert!(err.is_retryable(), "{err}");
         // Still in progress at its checkpoint: the queue would redeliver the step.
-        let waiting = shopsync_engine::steps::load_operation(&store, op.operation_uuid)
+        let waiting = shopsync_engine::operation::load_operation(&store, op.operation_uuid)
             .await
             .unwrap();
         assert_eq!(waiting.status, OperationStatus::InProgress);
@@ -316,7 +319,7 @@ on_both_stores! {
                 "gave up after 5 deliveries: shopify unavailable",
             )
             .await;
-        let failed = shopsync_engine::steps::load_operation(&store, op.operation_uuid)
+        let failed = shopsync_engine::operation::load_operation(&store, op.operation_uuid)
             .await
             .unwrap();
         assert_eq!(failed.status, OperationStatus::Failed);
@@ -443,7 +446,7 @@ on_both_stores! {
         let row =
             shopsync_engine::realtime::delete_row(&op, &product, None, &actor(), chrono::Utc::now());
         store.insert(&row).await.unwrap();
-        let stats = shopsync_engine::plan::apply_rows(
+        let stats = shopsync_engine::apply::apply_rows(
             &store,
             &op,
             vec![row.clone()],

@@ -171,7 +171,7 @@ on_both_stores! {
         assert!(held_b.needs_push(), "still to push once a person decides");
 
         // An up-sync meanwhile does not push B over Shopify's value either.
-        let up = shopsync_engine::up::run_up(&store, &client, &merchant())
+        let up = shopsync_engine::sync::run_up(&store, &client, &merchant())
             .await
             .unwrap();
         assert_eq!(up.statistics.skipped, 1);
@@ -298,7 +298,7 @@ on_both_stores! {
             })
             .await
             .unwrap();
-        let preview_rows = shopsync_engine::plan::operation_rows(&store, preview.operation_uuid)
+        let preview_rows = shopsync_engine::operation::operation_rows(&store, preview.operation_uuid)
             .await
             .unwrap();
         assert_eq!(preview_rows.len(), 1);
@@ -313,7 +313,7 @@ on_both_stores! {
             (1, 2),
             "the preview's row and the real one"
         );
-        let preview_rows = shopsync_engine::plan::operation_rows(&store, preview.operation_uuid)
+        let preview_rows = shopsync_engine::operation::operation_rows(&store, preview.operation_uuid)
             .await
             .unwrap();
         assert_eq!(

@@ -282,7 +282,8 @@ on_both_stores! {
 
 on_both_stores! {
     async fn an_import_into_an_empty_catalog_applies_creates_as_it_plans_them() {
-        use shopsync_engine::steps::{Checkpoint, Phase, StepOutcome, Stepper, SyncKind};
+        use shopsync_engine::operation::{Checkpoint, Phase};
+use shopsync_engine::steps::{StepOutcome, Stepper, SyncKind};
         use std::time::Instant;
         let (sim, client, store, _dir) = common::setup(600, 1).await;
         let rails = shopsync_domain::GuardRails::default();
@@ -310,7 +311,7 @@ on_both_stores! {
                 StepOutcome::Continue(next) => step = next,
                 other => panic!("the operation ends only after every batch: {other:?}"),
             }
-            let now = shopsync_engine::steps::load_operation(&store, op.operation_uuid)
+            let now = shopsync_engine::operation::load_operation(&store, op.operation_uuid)
                 .await
                 .unwrap();
             if matches!(Checkpoint::of(&now).unwrap().phase, Phase::Read { done, .. } if done > 0) {
@@ -328,7 +329,7 @@ on_both_stores! {
         );
         assert_eq!(count(&store, Table::ProductVersions).await, 600);
         let rows: Vec<shopsync_domain::ProductsStaging> =
-            shopsync_engine::plan::operation_rows(&store, op.operation_uuid)
+            shopsync_engine::operation::operation_rows(&store, op.operation_uuid)
                 .await
                 .unwrap();
         assert_eq!(rows.len(), 600, "every create has its staging row");
@@ -359,7 +360,7 @@ on_both_stores! {
             .unwrap();
         assert_eq!(held.status, OperationStatus::AwaitingApproval);
         assert_eq!(count(&store, Table::Products).await, 0, "nothing applied");
-        let rows = shopsync_engine::plan::operation_rows(&store, held.operation_uuid)
+        let rows = shopsync_engine::operation::operation_rows(&store, held.operation_uuid)
             .await
             .unwrap();
         assert_eq!(rows.len(), 30);

@@ -9,7 +9,7 @@ use shopsync_domain::{
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::edit::{edit_product, EditError};
 use shopsync_engine::sync::run_full_down;
-use shopsync_engine::up::run_up;
+use shopsync_engine::sync::run_up;
 use shopsync_store::item::Key;
 
 fn person(name: &str) -> Actor {
@@ -56,7 +56,7 @@ on_both_stores! {
             (op.operation_type, op.status, op.created_by.clone()),
             (OperationType::LocalEdit, OperationStatus::Completed, ana.clone())
         );
-        let rows = shopsync_engine::plan::operation_rows(&store, operation_id).await.unwrap();
+        let rows = shopsync_engine::operation::operation_rows(&store, operation_id).await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].status, StagingStatus::Applied);
         assert_eq!(rows[0].staged_by, ana);

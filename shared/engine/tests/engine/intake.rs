@@ -232,7 +232,7 @@ on_both_stores! {
         let content = shopsync_engine::realtime::content_from_payload(&payload, None).expect("content");
         // What shopsync remembers before pushing this content to Shopify.
         let now = chrono::Utc::now();
-        let echo = shopsync_engine::up::echo_key(payload.id, &content);
+        let echo = shopsync_engine::push_plan::echo_key(payload.id, &content);
         store
             .remember(&echo, now + chrono::Duration::minutes(10))
             .await

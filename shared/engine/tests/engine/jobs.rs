@@ -393,7 +393,7 @@ on_both_stores! {
         assert_eq!(done.status, shopsync_domain::OperationStatus::Completed);
         assert_eq!(done.created_by, ana);
         assert_eq!(done.statistics.created, 3);
-        let stored = shopsync_engine::steps::load_operation(&store, pending.operation_uuid)
+        let stored = shopsync_engine::operation::load_operation(&store, pending.operation_uuid)
             .await
             .unwrap();
         assert_eq!(stored.created_by, ana);

@@ -222,7 +222,7 @@ on_both_stores! {
             .unwrap()
             .unwrap();
         assert_eq!((local.content.title.as_str(), local.version), ("Second", 2));
-        let rows = shopsync_engine::plan::operation_rows(&store, op)
+        let rows = shopsync_engine::operation::operation_rows(&store, op)
             .await
             .unwrap();
         let status_of = |row| rows.iter().find(|r| r.id == row).unwrap().status;

@@ -8,12 +8,11 @@ use shopsync_domain::staging::{ChangeType, StagingStatus};
 use shopsync_domain::{Actor, GuardRails, OperationId, OperationStatus, ShopifyProductId};
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::jobs::{Job, JobMessage, JobOutcome, Worker};
-use shopsync_engine::plan::{
-    approve_operation, approve_rows, cancel_operation, operation_rows, reject_rows,
-};
+use shopsync_engine::operation::operation_rows;
 use shopsync_engine::realtime::{
     apply_staged, handle_delivery, realtime_operation, refresh_realtime_operations, Handled,
 };
+use shopsync_engine::review::{approve_operation, approve_rows, cancel_operation, reject_rows};
 use shopsync_engine::sync::run_full_down;
 use shopsync_shopify::webhook::{sign, verify_and_parse, Delivery, WebhookConfig};
 use shopsync_shopify::AdminClient;

@@ -65,7 +65,7 @@ on_both_stores! {
             )
         );
         assert!(c.remote_value.is_none() && c.local_value.is_some());
-        let rows = shopsync_engine::plan::operation_rows(&store, op.operation_uuid)
+        let rows = shopsync_engine::operation::operation_rows(&store, op.operation_uuid)
             .await
             .unwrap();
         let delete = rows
@@ -157,7 +157,7 @@ on_both_stores! {
         assert!(reason.contains("3 products would be deleted"), "{reason}");
 
         // Approving the operation deletes nothing: each missing product waits for its conflict.
-        let approved = shopsync_engine::plan::approve_operation(store, held.operation_uuid, actor)
+        let approved = shopsync_engine::review::approve_operation(store, held.operation_uuid, actor)
             .await
             .unwrap();
         assert_eq!(approved.status, shopsync_domain::OperationStatus::Completed);
@@ -181,7 +181,8 @@ async fn reconcile_cut_while_recording_missing(
     dry_run: bool,
     rails: GuardRails,
 ) -> (shopsync_domain::SyncOperation, ThreeGone) {
-    use shopsync_engine::steps::{Checkpoint, Phase, StepOutcome};
+    use shopsync_engine::operation::{Checkpoint, Phase};
+    use shopsync_engine::steps::StepOutcome;
     use std::time::Instant;
     let catalog = ThreeGone::new(rails).await;
     let (store, stepper) = (&catalog.store, catalog.stepper());
@@ -193,7 +194,7 @@ async fn reconcile_cut_while_recording_missing(
     let (mut step, mut cut) = (1, false);
     let finished = loop {
         assert!(step < 1000, "the operation ends");
-        let operation = shopsync_engine::steps::load_operation(store, id)
+        let operation = shopsync_engine::operation::load_operation(store, id)
             .await
             .unwrap();
         let phase = Checkpoint::of(&operation).map(|c| c.phase);
@@ -238,7 +239,7 @@ on_both_stores! {
         );
         let reason = op.status_reason.clone().unwrap_or_default();
         assert!(reason.contains("3 products would be deleted"), "{reason}");
-        let rows = shopsync_engine::plan::operation_rows(store, op.operation_uuid)
+        let rows = shopsync_engine::operation::operation_rows(store, op.operation_uuid)
             .await
             .unwrap();
         for product in gone {
@@ -265,7 +266,7 @@ on_both_stores! {
             reason.contains("3 change(s) staged, nothing applied (0 new, 0 updated, 3 to delete)"),
             "{reason}"
         );
-        let rows = shopsync_engine::plan::operation_rows(store, op.operation_uuid)
+        let rows = shopsync_engine::operation::operation_rows(store, op.operation_uuid)
             .await
             .unwrap();
         assert_eq!(rows.len(), 3);

@@ -8,9 +8,9 @@ use shopsync_domain::{
 };
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::edit::edit_product;
+use shopsync_engine::operation::open_conflicts;
 use shopsync_engine::resolve::{resolve_conflict, Choice, ResolveError};
-use shopsync_engine::sync::{run_bidirectional, run_full_down};
-use shopsync_engine::up::{open_conflicts, run_up};
+use shopsync_engine::sync::{run_bidirectional, run_full_down, run_up};
 
 fn choice(method: ResolutionMethod, value: Option<serde_json::Value>) -> Choice {
     Choice {

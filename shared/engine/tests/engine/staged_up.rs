@@ -8,7 +8,7 @@ use shopsync_domain::{
 };
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::jobs::{Job, JobMessage, JobOutcome, Worker};
-use shopsync_engine::plan::operation_rows;
+use shopsync_engine::operation::operation_rows;
 use shopsync_engine::steps::{Stepper, SyncKind};
 use shopsync_engine::sync::run_full_down;
 
@@ -74,7 +74,7 @@ on_both_stores! {
         assert_eq!(rows.len(), 2);
         assert!(rows.iter().all(|r| r.status == StagingStatus::Pending && !r.change_data.is_empty()));
         // A row of an up-sync is not approved alone.
-        assert!(shopsync_engine::plan::approve_rows(&store, held.operation_uuid, &[rows[0].id], &person()).await.is_err());
+        assert!(shopsync_engine::review::approve_rows(&store, held.operation_uuid, &[rows[0].id], &person()).await.is_err());
 
         // Product 1 changes again after it was staged: its newer version was never judged.
         let second = store.product(local(1)).await.unwrap().unwrap();

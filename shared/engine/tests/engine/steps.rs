@@ -6,7 +6,8 @@ use crate::common;
 
 use shopsync_domain::{Actor, GuardRails, OperationStatus, SyncDirection};
 use shopsync_engine::jobs::{Job, JobMessage, JobOutcome, LocalQueue, Worker};
-use shopsync_engine::steps::{Checkpoint, Phase, StepOutcome, Stepper, SyncKind};
+use shopsync_engine::operation::{Checkpoint, Phase};
+use shopsync_engine::steps::{StepOutcome, Stepper, SyncKind};
 use shopsync_store::{Store, Table};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,7 +92,7 @@ on_both_stores! {
             800,
             "one version per product: nothing applied twice"
         );
-        let log = shopsync_engine::sync::performance_of(&store, id)
+        let log = shopsync_engine::operation::performance_of(&store, id)
             .await
             .unwrap()
             .unwrap();
@@ -103,7 +104,7 @@ async fn stepper_op(
     store: &Store,
     id: shopsync_domain::OperationId,
 ) -> shopsync_domain::SyncOperation {
-    shopsync_engine::steps::load_operation(store, id)
+    shopsync_engine::operation::load_operation(store, id)
         .await
         .unwrap()
 }

@@ -5,8 +5,8 @@ use common::edit;
 use shopsync_domain::{Actor, ChangeSource, Money, Product, ShopifyProductId};
 use shopsync_engine::down::local_id_for;
 use shopsync_engine::realtime::{handle_delivery, Handled};
-use shopsync_engine::sync::run_full_down;
-use shopsync_engine::up::{push_product, run_up, Pushed};
+use shopsync_engine::sync::{run_full_down, run_up};
+use shopsync_engine::up::{push_product, Pushed};
 use shopsync_shopify::webhook::{sign, verify_and_parse, Delivery, WebhookConfig};
 use shopsync_shopify::AdminClient;
 use shopsync_shopify_sim::shop::rest_product;
@@ -382,7 +382,7 @@ on_both_stores! {
             calls_before.api_calls,
             "nothing sent to Shopify"
         );
-        let rows = shopsync_engine::plan::operation_rows(&store, preview.operation_uuid)
+        let rows = shopsync_engine::operation::operation_rows(&store, preview.operation_uuid)
             .await
             .unwrap();
         assert_eq!(rows.len(), 1);

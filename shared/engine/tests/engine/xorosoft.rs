@@ -287,7 +287,7 @@ async fn run_interrupted(
     };
     let mut pieces = 0;
     loop {
-        let before = shopsync_engine::steps::load_operation(store, operation)
+        let before = shopsync_engine::operation::load_operation(store, operation)
             .await
             .unwrap();
         let (_, more) = run
@@ -312,7 +312,7 @@ async fn run_interrupted(
     assert!(pieces > 6, "one piece per chunk at least: {pieces}");
     shopsync_engine::xorosoft_import::load_log(
         store,
-        shopsync_engine::steps::load_operation(store, operation)
+        shopsync_engine::operation::load_operation(store, operation)
             .await
             .unwrap()
             .xorosoft_log_id

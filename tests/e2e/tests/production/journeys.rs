@@ -312,7 +312,7 @@ async fn a_job_that_cannot_run_fails_its_operation_and_lands_in_the_dead_letter_
     assert_eq!(dead.0.records.len(), 1);
     assert_eq!(dead.0.records[0].body.as_deref(), Some(poison.as_str()));
     let failed =
-        shopsync_engine::steps::load_operation(&deployment.store, operation.operation_uuid)
+        shopsync_engine::operation::load_operation(&deployment.store, operation.operation_uuid)
             .await
             .expect("operation");
     assert_eq!(failed.status, OperationStatus::Failed);

@@ -1,0 +1,538 @@
+//! Applying staged rows: each pending row becomes its product's new content and version, with
+//! the row's status, in one transaction (batched). Applying a row twice changes nothing: its
+//! status is part of the write's condition. A row whose product moved since it was staged is
+//! decided again against the product as it is now.
+
+use crate::error::EngineError;
+use crate::perf::StageTimes;
+use chrono::{DateTime, Utc};
+use shopsync_domain::product::ProductContent;
+use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
+use shopsync_domain::{
+    Actor, ChangeSource, OperationStatistics, Product, Stage, SyncOperation, VersionStamp,
+};
+use shopsync_store::item::{Condition, Query};
+use shopsync_store::{ProductCommit, RepoError, Store, Table};
+use std::time::Instant;
+
+/// Rows applied per store commit (the embedded store writes them in one disk commit).
+const APPLY_BATCH: usize = 256;
+
+/// Applies an operation's pending rows (conflict rows and deletes keep waiting for review).
+pub async fn apply_operation(
+    store: &Store,
+    operation: &SyncOperation,
+    actor: &Actor,
+    times: &mut StageTimes,
+) -> Result<OperationStatistics, EngineError> {
+    apply_operation_as(store, operation, actor, times, Review::Unattended).await
+}
+
+/// Who applies rows: the engine on its own, or a person who approved them (only then are
+/// deletes applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Review {
+    /// The engine applies what no rail or person holds.
+    Unattended,
+    /// A person approved the rows.
+    Approved,
+}
+
+/// As [`apply_operation`], applied as `review` says (an approval also applies deletes).
+pub(crate) async fn apply_operation_as(
+    store: &Store,
+    operation: &SyncOperation,
+    actor: &Actor,
+    times: &mut StageTimes,
+    review: Review,
+) -> Result<OperationStatistics, EngineError> {
+    // Page by page: a large operation's rows never sit in memory all at once.
+    let mut query = Query::new(
+        Table::ProductsStaging,
+        Some("by_operation"),
+        operation.operation_uuid.to_string(),
+    );
+    query.limit = 500;
+    let mut stats = OperationStatistics::default();
+    loop {
+        let reading = Instant::now();
+        let page = store.query::<ProductsStaging>(query.clone()).await?;
+        times.add(Stage::Apply, reading);
+        let applied = apply_rows_as(store, operation, page.items, actor, times, review).await?;
+        stats.absorb(&applied);
+        match page.next {
+            Some(next) => query.start = Some(next),
+            None => return Ok(stats),
+        }
+    }
+}
+
+/// Whether a row is applied without a person: pending, not conflicting, not a delete.
+pub(crate) fn applies_unattended(row: &ProductsStaging) -> bool {
+    row.status == StagingStatus::Pending
+        && !row.has_conflicts
+        && row.change_type != ChangeType::Delete
+}
+
+/// Applies the given rows of `operation` that are pending (others are left as they are), in
+/// batches: product + version snapshot + row status in one transaction each.
+///
+/// A row staged from Shopify whose product moved on since it was staged is decided again
+/// against the product as it is now: superseded when the product already holds a copy at
+/// least as new, applied over it when nothing local is waiting to be pushed, and otherwise
+/// left waiting as a conflict. Any other row whose base moved fails with the reason.
+pub async fn apply_rows(
+    store: &Store,
+    operation: &SyncOperation,
+    rows: Vec<ProductsStaging>,
+    actor: &Actor,
+    times: &mut StageTimes,
+) -> Result<OperationStatistics, EngineError> {
+    apply_rows_as(store, operation, rows, actor, times, Review::Unattended).await
+}
+
+/// As [`apply_rows`], applied as `review` says.
+pub(crate) async fn apply_rows_as(
+    store: &Store,
+    operation: &SyncOperation,
+    rows: Vec<ProductsStaging>,
+    actor: &Actor,
+    times: &mut StageTimes,
+    review: Review,
+) -> Result<OperationStatistics, EngineError> {
+    let mut stats = OperationStatistics::default();
+    if operation.dry_run {
+        // A dry run's rows are a preview; they are never applied.
+        return Ok(stats);
+    }
+    let approved_delete = |r: &ProductsStaging| {
+        review == Review::Approved
+            && r.status == StagingStatus::Pending
+            && !r.has_conflicts
+            && r.change_type == ChangeType::Delete
+    };
+    let mut todo: Vec<ProductsStaging> = rows
+        .into_iter()
+        .filter(|r| {
+            r.sync_operation_id == operation.operation_uuid
+                && (applies_unattended(r) || approved_delete(r))
+        })
+        .collect();
+    // A row that lost a race with another writer of its product is decided again (at most
+    // three rounds), so concurrent workers never turn a good change into a failure.
+    for round in 0..3 {
+        let mut retry = Vec::new();
+        for chunk in todo.chunks(APPLY_BATCH) {
+            retry.extend(
+                apply_chunk(store, operation, chunk, actor, times, &mut stats, review).await?,
+            );
+            // Other tasks get their turn between batches (the embedded store never yields).
+            tokio::task::yield_now().await;
+        }
+        if retry.is_empty() {
+            break;
+        }
+        if round == 2 {
+            for row in &retry {
+                settle_row(store, row, StagingStatus::Failed, "the product kept changing while this change was applied; the next sync stages it again", Utc::now()).await?;
+            }
+            stats.processed += retry.len() as u64;
+            stats.failed += retry.len() as u64;
+            break;
+        }
+        todo = retry;
+    }
+    Ok(stats)
+}
+
+/// Applies one batch; returns the rows whose product changed under them meanwhile. Rows a
+/// person approved record them as their reviewer.
+async fn apply_chunk(
+    store: &Store,
+    operation: &SyncOperation,
+    chunk: &[ProductsStaging],
+    actor: &Actor,
+    times: &mut StageTimes,
+    stats: &mut OperationStatistics,
+    review: Review,
+) -> Result<Vec<ProductsStaging>, EngineError> {
+    let mut retry = Vec::new();
+    {
+        let now = Utc::now();
+        let mut commits = Vec::with_capacity(chunk.len());
+        let mut kinds: Vec<(ChangeType, &ProductsStaging)> = Vec::with_capacity(chunk.len());
+        let mut deletes: Vec<(ProductCommit, &ProductsStaging)> = Vec::new();
+        // The products the batch updates, read together (by key).
+        let reading = Instant::now();
+        let updated_ids: Vec<shopsync_domain::ProductId> = chunk
+            .iter()
+            .filter(|r| r.change_type == ChangeType::Update)
+            .map(|r| r.source_product_id)
+            .collect();
+        let currents: std::collections::HashMap<shopsync_domain::ProductId, Product> = store
+            .products(&updated_ids)
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|p| (p.id, p))
+            .collect();
+        times.add(Stage::Diff, reading);
+        for row in chunk {
+            if row.change_type == ChangeType::Delete {
+                // Only rows a person approved get here.
+                if let Some(commit) = removal(store, operation, row, actor, now, stats).await? {
+                    deletes.push((commit, row));
+                }
+                continue;
+            }
+            let Some(proposed) = row.proposed.clone() else {
+                continue;
+            };
+            let mut applied = row.clone();
+            applied.status = StagingStatus::Applied;
+            applied.applied_at = Some(now);
+            if review == Review::Approved {
+                applied.reviewed_by = Some(actor.clone());
+                applied.reviewed_at = Some(now);
+            }
+            if row.change_type == ChangeType::Create {
+                let mut product = Product::new(row.source_product_id, proposed, now);
+                product.shopify_id = row.shopify.map(|s| s.product_id);
+                product.shopify_updated_at = row.shopify.map(|s| s.updated_at);
+                product.last_sync_version = product.version;
+                commits.push(ProductCommit {
+                    version: Some(VersionStamp::first(
+                        &product,
+                        ChangeSource::Shopify,
+                        actor.clone(),
+                        Some(operation.operation_uuid),
+                    )),
+                    product,
+                    expected_version: None,
+                    staging: Some((applied, Some(StagingStatus::Pending))),
+                    actor: actor.clone(),
+                    now,
+                });
+                kinds.push((ChangeType::Create, row));
+                continue;
+            }
+            let Some(current) = currents.get(&row.source_product_id).cloned() else {
+                settle_row(
+                    store,
+                    row,
+                    StagingStatus::Failed,
+                    "the product no longer exists locally",
+                    now,
+                )
+                .await?;
+                stats.failed += 1;
+                continue;
+            };
+            // A patch (a Xorosoft import, a local edit) sets its fields on the product as
+            // it is now, whatever moved meanwhile.
+            let proposed = match (row.origin, current.version != row.base_version) {
+                (Some(_), true) => match patched(&current.content, &row.change_data) {
+                    Ok(content) => content,
+                    Err(reason) => {
+                        settle_row(store, row, StagingStatus::Failed, &reason, now).await?;
+                        stats.failed += 1;
+                        continue;
+                    }
+                },
+                _ => proposed,
+            };
+            if current.version != row.base_version && row.merged {
+                settle_row(
+                    store,
+                    row,
+                    StagingStatus::Failed,
+                    "the product changed after this merge was staged; the next sync merges again",
+                    now,
+                )
+                .await?;
+                stats.failed += 1;
+                continue;
+            }
+            if current.version != row.base_version && row.origin.is_none() {
+                match (row.shopify, current.needs_push()) {
+                    (Some(source), _)
+                        if current
+                            .shopify_updated_at
+                            .is_some_and(|seen| source.updated_at <= seen) =>
+                    {
+                        settle_row(
+                            store,
+                            row,
+                            StagingStatus::Superseded,
+                            "the product already holds a Shopify copy at least this new",
+                            now,
+                        )
+                        .await?;
+                        stats.processed += 1;
+                        stats.unchanged += 1;
+                        continue;
+                    }
+                    (Some(_), false) => {}
+                    (Some(_), true) => {
+                        flag_conflict(store, row).await?;
+                        stats.processed += 1;
+                        stats.conflicts += 1;
+                        continue;
+                    }
+                    (None, _) => {
+                        settle_row(store, row, StagingStatus::Failed, "the product changed after this change was staged; the next sync stages it again", now).await?;
+                        stats.failed += 1;
+                        continue;
+                    }
+                }
+            }
+            let mut updated = current.clone();
+            let changes = updated.change_content(proposed, now);
+            if let Some(source) = row.shopify {
+                updated.shopify_updated_at = Some(source.updated_at);
+            }
+            // A merge still holds local changes Shopify lacks, and a patch from elsewhere is
+            // Shopify's news still: either stays queued for the push.
+            if !row.merged && row.origin.is_none() {
+                updated.last_sync_version = updated.version;
+            }
+            if updated.xorosoft_id.is_none() {
+                updated.xorosoft_id = linked_item(row);
+            }
+            let source = match row.origin {
+                Some(origin) => origin,
+                None if row.merged => ChangeSource::ConflictResolution,
+                None => ChangeSource::Shopify,
+            };
+            commits.push(ProductCommit {
+                version: (!changes.is_empty()).then(|| {
+                    VersionStamp::new(
+                        shopsync_domain::fields::changed_fields(&changes),
+                        source,
+                        actor.clone(),
+                        Some(operation.operation_uuid),
+                        now,
+                    )
+                }),
+                product: updated,
+                expected_version: Some(current.version),
+                staging: Some((applied, Some(StagingStatus::Pending))),
+                actor: actor.clone(),
+                now,
+            });
+            kinds.push((ChangeType::Update, row));
+        }
+        let applying = Instant::now();
+        let answers = store.commit_products(&mut commits).await?;
+        for (commit, row) in deletes {
+            match store.remove_product(commit).await {
+                Ok(()) => {
+                    stats.processed += 1;
+                    stats.deleted += 1;
+                }
+                // Changed meanwhile: decided again (and kept, since its version moved).
+                Err(RepoError::VersionConflict { .. }) => retry.push(row.clone()),
+                Err(RepoError::StagingStatusConflict { .. }) => {
+                    stats.processed += 1;
+                    stats.unchanged += 1;
+                }
+                Err(RepoError::Locked(_)) => {
+                    stats.processed += 1;
+                    stats.skipped += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        times.add(Stage::Apply, applying);
+        for ((kind, row), answer) in kinds.into_iter().zip(answers) {
+            if matches!(
+                answer,
+                Err(RepoError::VersionConflict { .. } | RepoError::AlreadyExists { .. })
+            ) {
+                // Someone else wrote the product first: decide again against theirs.
+                let mut again = row.clone();
+                if again.change_type == ChangeType::Create {
+                    again.change_type = ChangeType::Update;
+                }
+                retry.push(again);
+                continue;
+            }
+            stats.processed += 1;
+            match (kind, answer) {
+                (ChangeType::Create, Ok(())) => stats.created += 1,
+                (_, Ok(())) => stats.updated += 1,
+                // Applied before (a redelivered step): nothing changes.
+                (_, Err(RepoError::StagingStatusConflict { .. })) => stats.unchanged += 1,
+                (_, Err(RepoError::Locked(_))) => stats.skipped += 1,
+                (_, Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(retry)
+}
+
+/// The contribution key under which a row names the Xorosoft item it links its product to.
+pub const LINKED_ITEM: &str = "xorosoft_id";
+
+/// The Xorosoft item a row links its product to, if it does.
+fn linked_item(row: &ProductsStaging) -> Option<String> {
+    row.contributions
+        .get(LINKED_ITEM)?
+        .values()
+        .find_map(|v| v.as_str().map(str::to_owned))
+}
+
+/// `content` with the new value of every field of `changes` set, whatever it held before.
+fn patched(
+    content: &ProductContent,
+    changes: &shopsync_domain::ChangeData,
+) -> Result<ProductContent, String> {
+    let mut fields = content.to_fields();
+    for (path, change) in changes {
+        match &change.new {
+            Some(value) => {
+                fields.insert(path.clone(), value.clone());
+            }
+            None => {
+                fields.remove(path);
+            }
+        }
+    }
+    ProductContent::from_fields(&fields)
+        .map_err(|e| format!("the change no longer fits the product: {e}"))
+}
+
+/// The removal an approved delete row asks for, or `None` when there is nothing to remove
+/// (the row is then settled: the product is gone already, or it changed since the delete
+/// was staged and is kept).
+async fn removal(
+    store: &Store,
+    operation: &SyncOperation,
+    row: &ProductsStaging,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    stats: &mut OperationStatistics,
+) -> Result<Option<ProductCommit>, EngineError> {
+    let Some(current) = store.product(row.source_product_id).await? else {
+        settle_row(
+            store,
+            row,
+            StagingStatus::Superseded,
+            "the product was gone already",
+            now,
+        )
+        .await?;
+        stats.processed += 1;
+        stats.unchanged += 1;
+        return Ok(None);
+    };
+    if current.version != row.base_version {
+        settle_row(
+            store,
+            row,
+            StagingStatus::Failed,
+            "the product changed after this delete was staged; it was kept",
+            now,
+        )
+        .await?;
+        stats.failed += 1;
+        return Ok(None);
+    }
+    // The last content stays in the history as the product's final version.
+    let mut gone = current.clone();
+    gone.version += 1;
+    gone.updated_at = now;
+    let source = if row.shopify.is_some() {
+        ChangeSource::Shopify
+    } else {
+        ChangeSource::Local
+    };
+    let mut applied = row.clone();
+    applied.status = StagingStatus::Applied;
+    applied.applied_at = Some(now);
+    applied.reviewed_by = Some(actor.clone());
+    applied.reviewed_at = Some(now);
+    Ok(Some(ProductCommit {
+        version: Some(VersionStamp::new(
+            vec![shopsync_domain::fields::FieldPath::new_unchecked(
+                "deleted".to_owned(),
+            )],
+            source,
+            actor.clone(),
+            Some(operation.operation_uuid),
+            now,
+        )),
+        product: gone,
+        expected_version: Some(current.version),
+        staging: Some((applied, Some(StagingStatus::Pending))),
+        actor: actor.clone(),
+        now,
+    }))
+}
+
+async fn flag_conflict(store: &Store, row: &ProductsStaging) -> Result<(), EngineError> {
+    let mut waiting = row.clone();
+    waiting.has_conflicts = true;
+    waiting.error = Some("local changes are waiting to be pushed; review or merge".into());
+    ignore_changed(store.replace_if(&waiting, pending_condition()).await)
+}
+
+pub(crate) async fn settle_row(
+    store: &Store,
+    row: &ProductsStaging,
+    status: StagingStatus,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    let mut failed = row.clone();
+    failed.status = status;
+    failed.error = Some(reason.to_owned());
+    failed.reviewed_at = Some(now);
+    ignore_changed(store.replace_if(&failed, pending_condition()).await)
+}
+
+fn pending_condition() -> Condition {
+    still(StagingStatus::Pending)
+}
+
+/// Rejects the rows that are still pending (a row decided meanwhile is left as it is).
+pub(crate) async fn reject_pending(
+    store: &Store,
+    rows: Vec<ProductsStaging>,
+    actor: &Actor,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    for row in rows
+        .into_iter()
+        .filter(|r| r.status == StagingStatus::Pending)
+    {
+        let mut rejected = row;
+        rejected.status = StagingStatus::Rejected;
+        rejected.reviewed_by = Some(actor.clone());
+        rejected.reviewed_at = Some(now);
+        rejected.error = Some(why.to_owned());
+        ignore_changed(store.replace_if(&rejected, pending_condition()).await)?;
+    }
+    Ok(())
+}
+
+/// The condition that a record's status is still `status`.
+pub(crate) fn still<S: serde::Serialize + std::fmt::Debug>(
+    status: S,
+) -> shopsync_store::item::Condition {
+    shopsync_store::item::Condition::Eq(
+        "status",
+        shopsync_store::item::Scalar::from(shopsync_domain::status::status_name(status).as_str()),
+    )
+}
+
+/// A replacement refused because the record was decided meanwhile is not an error.
+pub(crate) fn ignore_changed<R: std::fmt::Debug>(
+    answer: Result<(), shopsync_store::ReplaceError<R>>,
+) -> Result<(), EngineError> {
+    match answer {
+        Ok(()) | Err(shopsync_store::ReplaceError::Changed(_)) => Ok(()),
+        Err(shopsync_store::ReplaceError::Repo(e)) => Err(e.into()),
+    }
+}
