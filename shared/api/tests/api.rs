@@ -1173,3 +1173,225 @@ async fn a_bulk_resolve_past_a_thousand_conflicts_is_queued_as_an_operation_by_i
         .await;
     assert_eq!(still["conflicts"].as_array().unwrap().len(), 1000);
 }
+
+#[tokio::test]
+async fn a_product_is_read_at_a_version_a_time_and_a_diff_and_restored_by_an_operator() {
+    let api = api().await;
+    let product = api.product().await;
+    let path = format!("/api/v1/products/{}", product.id);
+    let first_key = product.content.variants[0].key.to_string();
+    let first_price = json!(product.content.variants[0].price);
+    let stock_before = product.content.variants[0].inventory.clone();
+    // A time between the two versions (`at` is read to the millisecond).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Version 2: a title and a price by an operator.
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            &path,
+            Some("op-token"),
+            Some(json!({"title": "Renamed", "variants": [{"id": first_key, "price": "99.00"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, version) = api
+        .call(
+            Method::GET,
+            &format!("{path}/versions/1"),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(version["version_number"], 1);
+    assert_eq!(version["product_data"]["title"], product.content.title);
+    assert!(
+        version["product_data"]["variants"][0].get("cost").is_none(),
+        "a viewer sees no cost in a version: {version}"
+    );
+    let (status, _) = api
+        .call(
+            Method::GET,
+            &format!("{path}/versions/9"),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, refused) = api
+        .call(
+            Method::GET,
+            &format!("{path}/versions/x"),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+
+    let (status, diff) = api
+        .call(
+            Method::GET,
+            &format!("{path}/diff?from=1&to=2"),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    assert_eq!(diff["fields"]["title"]["old"], product.content.title);
+    assert_eq!(diff["fields"]["title"]["new"], "Renamed");
+    assert_eq!(diff["variants"][&first_key]["change"], "changed");
+    assert_eq!(
+        diff["variants"][&first_key]["fields"]["price"]["new"],
+        json!("99.00".parse::<shopsync_domain::Money>().unwrap())
+    );
+    assert_eq!(diff["fields"].as_object().map(|f| f.len()), Some(1));
+    let (status, _) = api
+        .call(
+            Method::GET,
+            &format!("{path}/diff?to=2"),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "from is required");
+
+    let (status, then) = api
+        .call(
+            Method::GET,
+            &format!(
+                "{path}?at={}",
+                between.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{then}");
+    assert_eq!(then["version"]["version_number"], 1);
+    assert_eq!(
+        then["version"]["product_data"]["title"],
+        product.content.title
+    );
+    let (status, _) = api
+        .call(
+            Method::GET,
+            &format!("{path}?at=2001-01-01T00:00:00Z"),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no version yet then");
+    let (status, _) = api
+        .call(
+            Method::GET,
+            &format!("{path}?at=yesterday"),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // A viewer may not restore; stock and unknown fields are refused by name.
+    let restore = format!("{path}/restore");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &restore,
+            Some("view-token"),
+            Some(json!({"version": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for fields in [json!(["inventory"]), json!(["colour"])] {
+        let (status, refused) = api
+            .call(
+                Method::POST,
+                &restore,
+                Some("op-token"),
+                Some(json!({"version": 1, "fields": fields})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+        assert_eq!(refused["field"], "fields");
+    }
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &restore,
+            Some("op-token"),
+            Some(json!({"version": 7})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Only the price comes back: the title stays renamed.
+    let (status, restored) = api
+        .call(
+            Method::POST,
+            &restore,
+            Some("op-token"),
+            Some(json!({"version": 1, "fields": ["price"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    assert_eq!(restored["product"]["title"], "Renamed");
+    assert_eq!(restored["product"]["variants"][0]["price"], first_price);
+    assert_eq!(restored["needs_push"], true, "pushed by the next up-sync");
+    let operation_id: OperationId =
+        serde_json::from_value(restored["operation_id"].clone()).unwrap();
+    let operation = shopsync_engine::operation::load_operation(&api.store, operation_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        operation.operation_type,
+        shopsync_domain::OperationType::Restore
+    );
+    assert_eq!(operation.created_by, Actor::new("otto").unwrap());
+    let version = api
+        .store
+        .product_version(product.id, 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(version.change_source, ChangeSource::Rollback);
+    assert_eq!(version.changed_by, Actor::new("otto").unwrap());
+    assert_eq!(version.sync_operation_id, Some(operation_id));
+
+    // Everything else (stock aside) with If-Match: a stale version is 412.
+    let stale = Request::builder()
+        .method(Method::POST)
+        .uri(&restore)
+        .header("authorization", "Bearer op-token")
+        .header("content-type", "application/json")
+        .header("if-match", "\"2\"")
+        .body(Body::from(json!({"version": 1}).to_string()))
+        .unwrap();
+    assert_eq!(api.answer(stale).await.0, StatusCode::PRECONDITION_FAILED);
+    let (status, restored) = api
+        .call(
+            Method::POST,
+            &restore,
+            Some("op-token"),
+            Some(json!({"version": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    let now = api.store.product(product.id).await.unwrap().unwrap();
+    assert_eq!(now.content.title, product.content.title);
+    assert_eq!(now.content.variants[0].inventory, stock_before);
+    assert_eq!(now.version, 4);
+    // Restoring to what it already holds changes nothing.
+    let (status, again) = api
+        .call(
+            Method::POST,
+            &restore,
+            Some("op-token"),
+            Some(json!({"version": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["operation_id"], Value::Null);
+}

@@ -17,6 +17,7 @@ pub mod performance;
 pub mod policy;
 pub mod product;
 pub mod rails;
+pub mod restore;
 pub mod rollback;
 pub mod staging;
 pub mod status;

@@ -25,6 +25,10 @@ pub enum OperationType {
     LocalEdit,
     /// Many conflicts settled at once by a person (a bulk resolve too large to answer at once).
     ConflictResolution,
+    /// A person restoring a product's fields to one of its versions.
+    Restore,
+    /// Undoing another operation's changes (see `sync_rollbacks`).
+    Rollback,
 }
 
 /// Which way data flows (the spec's `sync_direction`).
@@ -78,7 +82,7 @@ impl StatusMachine for OperationStatus {
                 | (AwaitingApproval, InProgress | Cancelled)
                 | (Paused, InProgress | Cancelled)
                 | (Failed, InProgress | Cancelled)
-                | (Completed, RolledBack | PartiallyRolledBack)
+                | (Completed | Failed, RolledBack | PartiallyRolledBack)
                 | (PartiallyRolledBack, RolledBack | PartiallyRolledBack)
         )
     }

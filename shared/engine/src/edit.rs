@@ -1,9 +1,11 @@
-//! A person's edit of a local product, staged and applied as a `local_edit` operation: one
-//! staged row, one version (change source `local`, the person as its author), pushed by the
-//! next up-sync.
+//! A person's change to a local product, staged and applied as an operation of its own: one
+//! staged row, one version with the person as its author, pushed by the next up-sync. An edit
+//! is a `local_edit` operation (change source `local`); a restore of fields from one of the
+//! product's versions is a `restore` operation (change source `rollback`).
 
 use crate::error::EngineError;
 use chrono::{DateTime, Utc};
+use shopsync_domain::restore::{restore, FieldSelection};
 use shopsync_domain::{
     apply_edit, Actor, ChangeSource, EditRefused, LockError, LockState, OperationId,
     OperationStatus, OperationType, Product, ProductEdit, ProductId, ProductsStaging, StagingId,
@@ -32,6 +34,14 @@ pub enum EditError {
         by: Actor,
         /// Until when.
         until: DateTime<Utc>,
+    },
+    /// The product has no such version.
+    #[error("product {product} has no version {version}")]
+    NoVersion {
+        /// The product.
+        product: ProductId,
+        /// The version asked for.
+        version: u64,
     },
     /// A value the edit cannot take (the field is named).
     #[error(transparent)]
@@ -77,6 +87,70 @@ pub async fn edit_product(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<Edited, EditError> {
+    let change = PersonsChange {
+        operation_type: OperationType::LocalEdit,
+        source: ChangeSource::Local,
+        name: "Local edit",
+    };
+    commit_change(store, id, expected_version, actor, now, change, |current| {
+        Ok(apply_edit(&current.content, edit)?)
+    })
+    .await
+}
+
+/// Restores the fields `selection` names (every field but stock, by default) of product `id`
+/// to their values at `version`, for `actor`, as a new version (change source `rollback`);
+/// refused as an edit is (another's lock, a newer version than `expected_version`).
+pub async fn restore_product(
+    store: &Store,
+    id: ProductId,
+    version: u64,
+    selection: &FieldSelection,
+    expected_version: Option<u64>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Edited, EditError> {
+    let earlier = store
+        .product_version(id, version)
+        .await?
+        .ok_or(EditError::NoVersion {
+            product: id,
+            version,
+        })?;
+    let change = PersonsChange {
+        operation_type: OperationType::Restore,
+        source: ChangeSource::Rollback,
+        name: "Restore",
+    };
+    commit_change(store, id, expected_version, actor, now, change, |current| {
+        restore(&current.content, &earlier.product_data, selection).map_err(|message| {
+            EditError::Refused(EditRefused {
+                field: "fields".to_owned(),
+                message,
+            })
+        })
+    })
+    .await
+}
+
+/// What kind of change a person makes.
+struct PersonsChange {
+    operation_type: OperationType,
+    source: ChangeSource,
+    name: &'static str,
+}
+
+/// Commits the content `change` makes of product `id` as an operation of one row and one
+/// version by `actor` (see [`edit_product`]).
+async fn commit_change(
+    store: &Store,
+    id: ProductId,
+    expected_version: Option<u64>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    kind: PersonsChange,
+    change: impl Fn(&Product) -> Result<shopsync_domain::ProductContent, EditError>,
+) -> Result<Edited, EditError> {
     for _ in 0..3 {
         let current = store.product(id).await?.ok_or(EditError::NotFound(id))?;
         if let Some(expected) = expected_version {
@@ -92,7 +166,7 @@ pub async fn edit_product(
                 return Err(EditError::Locked { by, until });
             }
         }
-        let content = apply_edit(&current.content, edit)?;
+        let content = change(&current)?;
         let mut updated = current.clone();
         let changes = updated.change_content(content, now);
         if changes.is_empty() {
@@ -102,8 +176,8 @@ pub async fn edit_product(
             });
         }
         let mut op = SyncOperation::new(
-            &format!("Local edit of {} by {actor}", current.content.title),
-            OperationType::LocalEdit,
+            &format!("{} of {} by {actor}", kind.name, current.content.title),
+            kind.operation_type,
             SyncDirection::Up,
             actor.clone(),
             now,
@@ -119,7 +193,7 @@ pub async fn edit_product(
         );
         row.change_data = changes.clone();
         row.proposed = Some(updated.content.clone());
-        row.origin = Some(ChangeSource::Local);
+        row.origin = Some(kind.source);
         store.insert(&row).await?;
         let mut applied = row.clone();
         applied.status = StagingStatus::Applied;
@@ -129,7 +203,7 @@ pub async fn edit_product(
         let mut commits = vec![ProductCommit {
             version: Some(VersionStamp::new(
                 shopsync_domain::fields::changed_fields(&changes),
-                ChangeSource::Local,
+                kind.source,
                 actor.clone(),
                 Some(op.operation_uuid),
                 now,
@@ -149,7 +223,7 @@ pub async fn edit_product(
                 op.move_to(OperationStatus::Completed, None, now)?;
                 crate::operation::save(store, &op, &before).await?;
                 let product = store.product(id).await?.ok_or(EditError::NotFound(id))?;
-                tracing::info!(product = %id, operation = %op.operation_uuid, by = %actor, version = product.version, "local edit applied");
+                tracing::info!(product = %id, operation = %op.operation_uuid, by = %actor, version = product.version, kind = kind.name, "a person's change applied");
                 return Ok(Edited {
                     product,
                     operation_id: Some(op.operation_uuid),

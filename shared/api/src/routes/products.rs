@@ -201,12 +201,18 @@ pub async fn read(
     State(state): State<Arc<ApiState>>,
     Extension(caller): Extension<Identity>,
     Path(path): Path<String>,
-    params: Result<UrlQuery<PageParams>, QueryRejection>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
-    match path.strip_suffix("/versions") {
-        Some(id) => versions(&state, id, params).await,
-        None => show(&state, &caller, &path).await,
+    if let Some(id) = path.strip_suffix("/versions") {
+        return versions(&state, &caller, id, UrlQuery::try_from_uri(&uri)).await;
     }
+    if let Some(id) = path.strip_suffix("/diff") {
+        return diff(&state, &caller, id, UrlQuery::try_from_uri(&uri)).await;
+    }
+    if let Some((id, number)) = path.rsplit_once("/versions/") {
+        return version(&state, &caller, id, number).await;
+    }
+    show(&state, &caller, &path, UrlQuery::try_from_uri(&uri)).await
 }
 
 /// `POST /api/v1/products/{id}/lock`.
@@ -214,16 +220,23 @@ pub async fn post(
     State(state): State<Arc<ApiState>>,
     Extension(caller): Extension<Identity>,
     Path(path): Path<String>,
-    body: Result<Json<LockRequest>, JsonRejection>,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    match path.strip_suffix("/lock") {
-        Some(id) => lock(&state, &caller, id, body).await,
-        None => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("/api/v1/products/{path} does not take POST"),
-        )),
+    use axum::extract::FromRequest;
+    if let Some(id) = path.strip_suffix("/lock") {
+        let body = Json::<LockRequest>::from_request(request, &()).await;
+        return lock(&state, &caller, id, body).await;
     }
+    if let Some(id) = path.strip_suffix("/restore") {
+        let headers = request.headers().clone();
+        let body = Json::<RestoreRequest>::from_request(request, &()).await;
+        return restore(&state, &caller, id, &headers, body).await;
+    }
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("/api/v1/products/{path} does not take POST"),
+    ))
 }
 
 /// `?force=true` of releasing a lock.
@@ -261,17 +274,314 @@ pub async fn delete(
     operation_id = "get_product",
     path = "/api/v1/products/{id}",
     tag = "products",
-    params(("id" = String, Path, description = "The product's local id (a UUID), or its Shopify id as a number or a GID (`gid://shopify/Product/7`, its slashes encoded or not)")),
+    params(
+        ("id" = String, Path, description = "The product's local id (a UUID), or its Shopify id as a number or a GID (`gid://shopify/Product/7`, its slashes encoded or not)"),
+        ("at" = Option<String>, Query, description = "An RFC 3339 time: the product as it was then (its newest version made at or before it)")
+    ),
     responses(
-        (status = 200, description = "`{product, needs_push}`, with `ETag: \"<version>\"`; cost values are hidden from viewers"),
-        (status = 400, description = "Not a product id"),
-        (status = 404, description = "No such product")
+        (status = 200, description = "`{product, needs_push}`, with `ETag: \"<version>\"`; with `at`, `{at, product_id, version}` (the version it had then); cost values are hidden from viewers"),
+        (status = 400, description = "Not a product id, or `at` not an RFC 3339 time"),
+        (status = 404, description = "No such product, or it had no version yet at `at`")
     ),
     security(("bearer" = ["viewer"]))
 )]
-pub async fn show(state: &ApiState, caller: &Identity, id: &str) -> Result<Response, ApiError> {
+pub async fn show(
+    state: &ApiState,
+    caller: &Identity,
+    id: &str,
+    params: Result<UrlQuery<ShowParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let UrlQuery(params) = params.map_err(|e| {
+        ApiError::bad_request(
+            "bad_query",
+            format!("{} (expected ?at=<RFC 3339 time>)", e.body_text()),
+        )
+    })?;
     let product = find_product(state, id).await?;
-    Ok(with_etag(&product, caller))
+    let Some(at) = params.at else {
+        return Ok(with_etag(&product, caller));
+    };
+    let at = chrono::DateTime::parse_from_rfc3339(at.trim())
+        .map_err(|e| {
+            ApiError::bad_request(
+                "bad_at",
+                format!("at must be an RFC 3339 time (2026-12-07T10:00:00Z), not `{at}`: {e}"),
+            )
+        })?
+        .with_timezone(&chrono::Utc);
+    let then = version_at(state, product.id, at).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "product {} had no version yet at {}",
+            product.id,
+            at.to_rfc3339()
+        ))
+    })?;
+    let mut answer = json!({ "at": at, "product_id": product.id, "version": then });
+    if !caller.allows(Role::Operator) {
+        hide_costs(&mut answer);
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// `?at=` of one product.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ShowParams {
+    at: Option<String>,
+}
+
+/// The version product `id` had at `at`: its newest one made at or before then.
+async fn version_at(
+    state: &ApiState,
+    id: ProductId,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<shopsync_domain::ProductVersion>, ApiError> {
+    let mut after = None;
+    loop {
+        let page = state
+            .store
+            .product_versions(id, true, crate::page::MAX_PAGE, after)
+            .await
+            .map_err(ApiError::internal)?;
+        if let Some(found) = page.items.into_iter().find(|v| v.created_at <= at) {
+            return Ok(Some(found));
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// One version of a product.
+#[utoipa::path(
+    get,
+    operation_id = "get_product_version",
+    path = "/api/v1/products/{id}/versions/{n}",
+    tag = "products",
+    params(
+        ("id" = String, Path, description = "The product's local id, Shopify id or GID"),
+        ("n" = u64, Path, description = "The version number (from 1)")
+    ),
+    responses(
+        (status = 200, description = "The version: `{product_id, version_number, product_data, changed_fields, change_source, changed_by, sync_operation_id, created_at}`; cost values are hidden from viewers"),
+        (status = 400, description = "Not a product id or a version number"),
+        (status = 404, description = "No such product or version")
+    ),
+    security(("bearer" = ["viewer"]))
+)]
+pub async fn version(
+    state: &ApiState,
+    caller: &Identity,
+    id: &str,
+    number: &str,
+) -> Result<Response, ApiError> {
+    let number = version_number("n", number)?;
+    let product = find_product(state, id).await?;
+    let found = stored_version(state, product.id, number).await?;
+    let mut answer = json!(found);
+    if !caller.allows(Role::Operator) {
+        hide_costs(&mut answer);
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// A version number given as `name`; anything but a positive integer is a 400 naming it.
+fn version_number(name: &str, text: &str) -> Result<u64, ApiError> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_version",
+                format!("{name} must be a version number (1 or more), not `{text}`"),
+            )
+        })
+}
+
+/// Version `number` of product `id` (404 when it has none).
+async fn stored_version(
+    state: &ApiState,
+    id: ProductId,
+    number: u64,
+) -> Result<shopsync_domain::ProductVersion, ApiError> {
+    state
+        .store
+        .product_version(id, number)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("product {id} has no version {number}")))
+}
+
+/// `?from=N&to=M` of a diff.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct DiffParams {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// What changed between two versions of a product, field by field, variants by key.
+#[utoipa::path(
+    get,
+    operation_id = "diff_product_versions",
+    path = "/api/v1/products/{id}/diff",
+    tag = "products",
+    params(
+        ("id" = String, Path, description = "The product's local id, Shopify id or GID"),
+        ("from" = u64, Query, description = "The version compared from"),
+        ("to" = Option<u64>, Query, description = "The version compared to (default: the product's current version)")
+    ),
+    responses(
+        (status = 200, description = "`{product_id, from, to, fields: {field: {old, new}}, variants: {key: {change: added|removed|changed, fields: {field: {old, new}}}}}`; stock fields are `inventory/{location}`; cost values are hidden from viewers"),
+        (status = 400, description = "Not a product id, or `from`/`to` missing or not version numbers"),
+        (status = 404, description = "No such product or version")
+    ),
+    security(("bearer" = ["viewer"]))
+)]
+pub async fn diff(
+    state: &ApiState,
+    caller: &Identity,
+    id: &str,
+    params: Result<UrlQuery<DiffParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let UrlQuery(params) = params.map_err(|e| {
+        ApiError::bad_request(
+            "bad_query",
+            format!("{} (expected ?from=N&to=M)", e.body_text()),
+        )
+    })?;
+    let from = params
+        .from
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("bad_version", "from is required (?from=N&to=M)"))
+        .and_then(|text| version_number("from", text))?;
+    let to = params
+        .to
+        .as_deref()
+        .map(|text| version_number("to", text))
+        .transpose()?;
+    let product = find_product(state, id).await?;
+    let to = to.unwrap_or(product.version);
+    let (older, newer) = (
+        stored_version(state, product.id, from).await?,
+        stored_version(state, product.id, to).await?,
+    );
+    let mut answer = json!({
+        "product_id": product.id,
+        "from": from,
+        "to": to,
+        "fields": {},
+        "variants": {},
+    });
+    let before_keys: std::collections::BTreeSet<String> = older
+        .product_data
+        .variants
+        .iter()
+        .map(|v| v.key.to_string())
+        .collect();
+    let after_keys: std::collections::BTreeSet<String> = newer
+        .product_data
+        .variants
+        .iter()
+        .map(|v| v.key.to_string())
+        .collect();
+    for (path, change) in older.product_data.diff_to(&newer.product_data) {
+        let entry = json!({ "old": change.old, "new": change.new });
+        match path.variant_key() {
+            None => answer["fields"][path.as_str()] = entry,
+            Some(key) => {
+                let field = path
+                    .as_str()
+                    .strip_prefix(&format!("variants/{key}/"))
+                    .unwrap_or(path.as_str())
+                    .to_owned();
+                let kind = match (before_keys.contains(key), after_keys.contains(key)) {
+                    (false, _) => "added",
+                    (_, false) => "removed",
+                    _ => "changed",
+                };
+                let variant = &mut answer["variants"][key];
+                variant["change"] = json!(kind);
+                variant["fields"][field] = entry;
+            }
+        }
+    }
+    if !caller.allows(Role::Operator) {
+        hide_costs(&mut answer);
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// `{"version", "fields"}` of a restore.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// The version whose values come back.
+    version: u64,
+    /// The fields restored (default: every field but stock).
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+/// Restores fields of a product to their values at one of its versions: a `restore`
+/// operation (one row, one version with change source `rollback`), pushed by the next up-sync.
+#[utoipa::path(
+    post,
+    operation_id = "restore_product",
+    path = "/api/v1/products/{id}/restore",
+    tag = "products",
+    params(
+        ("id" = String, Path, description = "The product's local id, Shopify id or GID"),
+        ("If-Match" = Option<String>, Header, description = "The version the restore was decided against: 412 when the product has a newer one")
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "`{\"version\": N, \"fields\": [..]}`: `fields` names product fields (`title`, `tags`), variant fields for every variant (`price`, `barcode`), `variant_title`, `variants/{key}` or `variants/{key}/{field}`; without it every field but stock comes back. Stock is never set to an older level (roll back the operation that changed it)"),
+    responses(
+        (status = 200, description = "`{product, needs_push, operation_id}` with the new `ETag` (`operation_id` null when nothing changed)"),
+        (status = 400, description = "A malformed id, body or If-Match"),
+        (status = 404, description = "No such product or version"),
+        (status = 412, description = "The product has a newer version than If-Match names"),
+        (status = 422, description = "An unknown field, or stock named; `field` names it"),
+        (status = 423, description = "Another holds the product's lock")
+    ),
+    security(("bearer" = ["operator"]))
+)]
+pub async fn restore(
+    state: &ApiState,
+    caller: &Identity,
+    id: &str,
+    headers: &axum::http::HeaderMap,
+    body: Result<Json<RestoreRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let expected = if_match(headers)?;
+    let request = crate::body::required(
+        body,
+        "{\"version\": N, \"fields\": [\"title\", \"price\", ...]}",
+    )?;
+    if request.version == 0 {
+        return Err(crate::edit_body::invalid(
+            "version",
+            "version must be 1 or more",
+        ));
+    }
+    let selection = shopsync_domain::restore::FieldSelection::parse(&request.fields)
+        .map_err(|message| crate::edit_body::invalid("fields", &message))?;
+    let product = find_product(state, id).await?;
+    let restored = shopsync_engine::edit::restore_product(
+        &state.store,
+        product.id,
+        request.version,
+        &selection,
+        expected,
+        &caller.actor,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(edit_refused)?;
+    let mut response = with_etag(&restored.product, caller);
+    let mut answer = product_json(&restored.product, caller);
+    answer["operation_id"] = json!(restored.operation_id);
+    *response.body_mut() = axum::body::Body::from(answer.to_string());
+    Ok(response)
 }
 
 /// A product's versions, newest first.
@@ -294,6 +604,7 @@ pub async fn show(state: &ApiState, caller: &Identity, id: &str) -> Result<Respo
 )]
 pub async fn versions(
     state: &ApiState,
+    caller: &Identity,
     id: &str,
     params: Result<UrlQuery<PageParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -304,12 +615,15 @@ pub async fn versions(
         .product_versions(product.id, true, limit, after)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({
+    let mut answer = json!({
         "product_id": product.id,
         "versions": page.items,
         "next": page.next,
-    }))
-    .into_response())
+    });
+    if !caller.allows(Role::Operator) {
+        hide_costs(&mut answer);
+    }
+    Ok(Json(answer).into_response())
 }
 
 /// `{"lease_secs", "reason"}` of taking a lock.
@@ -481,7 +795,11 @@ pub async fn patch(
     headers: axum::http::HeaderMap,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    if path.ends_with("/lock") || path.ends_with("/versions") {
+    if ["/lock", "/versions", "/diff", "/restore"]
+        .iter()
+        .any(|suffix| path.ends_with(suffix))
+        || path.contains("/versions/")
+    {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -556,24 +874,27 @@ pub async fn edit(
         chrono::Utc::now(),
     )
     .await
-    .map_err(|e| {
-        use shopsync_engine::edit::EditError;
-        match e {
-            EditError::NotFound(id) => ApiError::not_found(format!("no product {id}")),
-            EditError::Stale { .. } => {
-                ApiError::new(StatusCode::PRECONDITION_FAILED, "stale", e.to_string())
-            }
-            EditError::Locked { .. } => ApiError::new(StatusCode::LOCKED, "locked", e.to_string()),
-            EditError::Refused(refused) => {
-                crate::edit_body::invalid(&refused.field, &refused.message)
-            }
-            EditError::Busy => ApiError::new(StatusCode::CONFLICT, "busy", e.to_string()),
-            EditError::Engine(e) => ApiError::internal(e),
-        }
-    })?;
+    .map_err(edit_refused)?;
+
     let mut response = with_etag(&edited.product, caller);
     let mut answer = product_json(&edited.product, caller);
     answer["operation_id"] = json!(edited.operation_id);
     *response.body_mut() = axum::body::Body::from(answer.to_string());
     Ok(response)
+}
+
+/// What a refused edit or restore answers.
+fn edit_refused(e: shopsync_engine::edit::EditError) -> ApiError {
+    use shopsync_engine::edit::EditError;
+    match e {
+        EditError::NotFound(id) => ApiError::not_found(format!("no product {id}")),
+        EditError::NoVersion { .. } => ApiError::not_found(e.to_string()),
+        EditError::Stale { .. } => {
+            ApiError::new(StatusCode::PRECONDITION_FAILED, "stale", e.to_string())
+        }
+        EditError::Locked { .. } => ApiError::new(StatusCode::LOCKED, "locked", e.to_string()),
+        EditError::Refused(refused) => crate::edit_body::invalid(&refused.field, &refused.message),
+        EditError::Busy => ApiError::new(StatusCode::CONFLICT, "busy", e.to_string()),
+        EditError::Engine(e) => ApiError::internal(e),
+    }
 }
