@@ -44,7 +44,10 @@ pub use product::{
     LockError, LockState, Product, ProductContent, ProductOption, ProductStatus, Sku, Variant,
 };
 pub use rails::{ChangeFacts, GuardRails, PlanSummary, Verdict};
-pub use rollback::{BackupData, RollbackStatus, RollbackType, SyncRollback};
+pub use rollback::{
+    BackupData, BackupRef, RestoredProduct, RollbackRequest, RollbackStatus, RollbackType,
+    SyncRollback,
+};
 pub use staging::{ChangeType, ProductsStaging, ShopifySource, StagingStatus};
 pub use status::{IllegalTransition, StatusMachine};
 pub use version::{CategoryVersion, ChangeSource, ProductVersion, VersionStamp};

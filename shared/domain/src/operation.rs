@@ -182,6 +182,9 @@ pub struct SyncOperation {
     /// read: it never counts as the last down-sync).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xorosoft_log_id: Option<crate::ids::XorosoftLogId>,
+    /// The rollback this operation carries out (its `sync_rollbacks` record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_id: Option<crate::ids::RollbackId>,
 }
 
 impl SyncOperation {
@@ -200,7 +203,7 @@ impl SyncOperation {
             sync_direction,
             status: OperationStatus::Pending,
             statistics: OperationStatistics::default(),
-            is_rollbackable: true,
+            is_rollbackable: false,
             dry_run: false,
             created_by,
             status_reason: None,
@@ -212,6 +215,7 @@ impl SyncOperation {
             catalog_size: None,
             lease_expires_at: None,
             xorosoft_log_id: None,
+            rollback_id: None,
         }
     }
 
@@ -245,7 +249,26 @@ impl SyncOperation {
         }
         self.status_reason = reason;
         self.updated_at = now;
+        self.is_rollbackable = self.can_roll_back();
         Ok(())
+    }
+
+    /// Whether a rollback can undo it now: it applied something (it is no preview), and it
+    /// is completed, failed (for what it applied), rolled back only in part, or a realtime day
+    /// still recording (rolled back product by product).
+    pub fn can_roll_back(&self) -> bool {
+        let applied = self.statistics.created + self.statistics.updated + self.statistics.deleted;
+        let open_day = self.operation_type == OperationType::Realtime
+            && self.status == OperationStatus::InProgress;
+        !self.dry_run
+            && applied > 0
+            && (open_day
+                || matches!(
+                    self.status,
+                    OperationStatus::Completed
+                        | OperationStatus::Failed
+                        | OperationStatus::PartiallyRolledBack
+                ))
     }
 }
 

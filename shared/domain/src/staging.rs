@@ -123,6 +123,9 @@ pub struct ProductsStaging {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub contributions:
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, serde_json::Value>>,
+    /// A rollback's row: the versions of the operation it takes back (before and after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolls_back: Option<crate::rollback::BackupRef>,
 }
 
 impl ProductsStaging {
@@ -157,6 +160,7 @@ impl ProductsStaging {
             merged: false,
             origin: None,
             contributions: Default::default(),
+            rolls_back: None,
         }
     }
 

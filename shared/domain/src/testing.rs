@@ -84,5 +84,6 @@ pub fn sample_row(
         merged: false,
         origin: None,
         contributions: Default::default(),
+        rolls_back: None,
     }
 }

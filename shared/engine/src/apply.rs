@@ -197,16 +197,34 @@ async fn apply_chunk(
             }
             if row.change_type == ChangeType::Create {
                 let mut product = Product::new(row.source_product_id, proposed, now);
-                product.shopify_id = row.shopify.map(|s| s.product_id);
-                product.shopify_updated_at = row.shopify.map(|s| s.updated_at);
-                product.last_sync_version = product.version;
+                let stamp = match row.origin {
+                    // A product brought back by a rollback: the version after its removal,
+                    // every field listed, new to Shopify (the push creates it there).
+                    Some(origin) => {
+                        product.version = row.base_version + 1;
+                        product.last_sync_version = 0;
+                        VersionStamp::new(
+                            product.content.to_fields().into_keys().collect(),
+                            origin,
+                            actor.clone(),
+                            Some(operation.operation_uuid),
+                            now,
+                        )
+                    }
+                    None => {
+                        product.shopify_id = row.shopify.map(|s| s.product_id);
+                        product.shopify_updated_at = row.shopify.map(|s| s.updated_at);
+                        product.last_sync_version = product.version;
+                        VersionStamp::first(
+                            &product,
+                            ChangeSource::Shopify,
+                            actor.clone(),
+                            Some(operation.operation_uuid),
+                        )
+                    }
+                };
                 commits.push(ProductCommit {
-                    version: Some(VersionStamp::first(
-                        &product,
-                        ChangeSource::Shopify,
-                        actor.clone(),
-                        Some(operation.operation_uuid),
-                    )),
+                    version: Some(stamp),
                     product,
                     expected_version: None,
                     staging: Some((applied, Some(StagingStatus::Pending))),
@@ -228,6 +246,20 @@ async fn apply_chunk(
                 stats.failed += 1;
                 continue;
             };
+            // A rollback restores values decided against the product as it was staged: one
+            // that moved since is left as it is now (never clobbered).
+            if current.version != row.base_version && row.origin == Some(ChangeSource::Rollback) {
+                settle_row(
+                    store,
+                    row,
+                    StagingStatus::Failed,
+                    "the product changed after this rollback was staged; it was kept (roll back again to restore it)",
+                    now,
+                )
+                .await?;
+                stats.failed += 1;
+                continue;
+            }
             // A patch (a Xorosoft import, a local edit) sets its fields on the product as
             // it is now, whatever moved meanwhile.
             let proposed = match (row.origin, current.version != row.base_version) {

@@ -132,6 +132,7 @@ fn summary_row(
         merged: false,
         origin: None,
         contributions: Default::default(),
+        rolls_back: None,
     }
 }
 

@@ -79,6 +79,12 @@ pub enum Job {
         /// The import's operation.
         operation: OperationId,
     },
+    /// Run a rollback a person asked for (its record and operation are pending when it is
+    /// queued).
+    Rollback {
+        /// The rollback.
+        rollback: shopsync_domain::RollbackId,
+    },
     /// Apply rows staged by the realtime path (webhooks).
     ApplyRows {
         /// The operation the rows belong to.
@@ -698,6 +704,11 @@ impl Worker {
             Job::Maintenance => {
                 self.maintain().await?;
                 return Ok(None);
+            }
+            Job::Rollback { rollback } => {
+                let (_, operation) =
+                    crate::rollback::run(&self.store, &self.client, &self.rails, *rollback).await?;
+                return Ok(Some(operation));
             }
             Job::ApplyRows { operation, rows } => {
                 crate::realtime::apply_staged(&self.store, *operation, rows, &self.actor).await?;

@@ -13,8 +13,8 @@
 //!    checkpoint, rows, conflicts and performance log).
 //! 4. **Applying staged rows**: [`apply`].
 //! 5. **Flows**: [`down`] (Shopify → local, planned as rows), [`up`] (local → Shopify),
-//!    [`realtime`] (webhooks), [`edit`] (a person's edit), [`resolve`] (settling conflicts),
-//!    [`xorosoft_import`] (ERP files).
+//!    [`realtime`] (webhooks), [`edit`] (a person's edit or restore), [`resolve`] (settling
+//!    conflicts), [`rollback`] (undoing an operation), [`xorosoft_import`] (ERP files).
 //! 6. **Driving operations**: [`review`] (the rails' verdict; approvals, rejections,
 //!    cancellations, resumptions), [`steps`] (the step machine), [`incremental`], [`sync`]
 //!    (whole syncs in-process), [`jobs`] (the worker), [`local_queue`], [`intake`] (the
@@ -37,6 +37,7 @@ pub mod down;
 pub mod edit;
 pub mod realtime;
 pub mod resolve;
+pub mod rollback;
 pub mod up;
 pub mod xorosoft_import;
 

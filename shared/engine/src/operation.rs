@@ -7,7 +7,9 @@ use crate::perf::{emf_line, performance_log, StageTimes};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopsync_domain::staging::ProductsStaging;
-use shopsync_domain::{OperationId, PlanSummary, Stage, SyncOperation};
+use shopsync_domain::{
+    OperationId, OperationStatus, OperationType, PlanSummary, Stage, SyncDirection, SyncOperation,
+};
 use shopsync_shopify::ClientCounters;
 use shopsync_store::item::{Condition, Key, Query, Scalar};
 use shopsync_store::{ReplaceError, RepoError, Store, Table};
@@ -212,7 +214,10 @@ pub(crate) async fn save(
         "status",
         Scalar::from(shopsync_domain::status::status_name(previous.status).as_str()),
     );
-    match store.replace_if(operation, expected).await {
+    // Whether it can be rolled back follows from what it did and where it stands.
+    let mut operation = operation.clone();
+    operation.is_rollbackable = operation.can_roll_back();
+    match store.replace_if(&operation, expected).await {
         Ok(()) => Ok(()),
         Err(ReplaceError::Changed(current)) => Err(EngineError::Store(
             shopsync_store::RepoError::Store(shopsync_store::StoreError::Invalid(format!(
@@ -360,4 +365,39 @@ pub(crate) fn invalid(message: String) -> EngineError {
     EngineError::Store(RepoError::Store(shopsync_store::StoreError::Invalid(
         message,
     )))
+}
+
+/// The last completed down-sync: when it started, and the catalog's size as the newest one
+/// that counted it left it (the size the rails judge a share of changes against); records
+/// from before sizes were kept fall back to what the last full read saw.
+pub(crate) async fn last_down(store: &Store) -> Result<(Option<DateTime<Utc>>, u64), EngineError> {
+    let mut query =
+        shopsync_store::item::Query::new(Table::SyncOperations, Some("by_created"), "operation");
+    query.ascending = false;
+    query.limit = 200;
+    let recent: Vec<SyncOperation> = store.query(query).await?.items;
+    // An import is an operation of the same types but reads no Shopify
+    // catalog, so it never moves the incremental cursor.
+    let down = |op: &&SyncOperation| {
+        op.xorosoft_log_id.is_none()
+            && op.sync_direction != SyncDirection::Up
+            && op.status == OperationStatus::Completed
+            && !op.dry_run
+            && matches!(
+                op.operation_type,
+                OperationType::FullSync | OperationType::IncrementalSync
+            )
+    };
+    let since = recent.iter().find(down).and_then(|op| op.started_at);
+    let counted = recent.iter().filter(down).find_map(|op| op.catalog_size);
+    let catalog = counted
+        .or_else(|| {
+            recent
+                .iter()
+                .filter(down)
+                .find(|op| op.operation_type == OperationType::FullSync)
+                .map(|op| op.statistics.processed)
+        })
+        .unwrap_or(0);
+    Ok((since, catalog))
 }

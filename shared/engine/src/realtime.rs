@@ -500,6 +500,7 @@ pub fn delete_row(
         merged: false,
         origin: None,
         contributions: Default::default(),
+        rolls_back: None,
     }
 }
 
@@ -604,6 +605,7 @@ async fn take_inventory_level(
             merged: false,
             origin: None,
             contributions: Default::default(),
+            rolls_back: None,
         };
         // Ordering first: a late, older delivery must not write. The same delivery retried
         // (after a failure below) carries the same time and passes again.

@@ -155,6 +155,7 @@ pub async fn reject_operation(
         now,
     )?;
     save(store, &operation, &waiting).await?;
+    crate::rollback::abandon(store, &operation, &format!("rejected by {actor}: {reason}")).await?;
     Ok(operation)
 }
 
@@ -269,9 +270,10 @@ impl Conclusion<'_> {
     }
 }
 
-/// The second half of a bidirectional operation, once its rows are applied: push every
-/// product with local changes (open conflicts hold theirs back). Returns a reason when some
-/// were not pushed. Other directions have nothing to do here.
+/// What follows applying an operation's rows: a bidirectional operation pushes every product
+/// with local changes (open conflicts hold theirs back), a rollback pushes what it restored
+/// and settles its record. Returns a reason when some were not pushed. Other operations have
+/// nothing to do here.
 pub(crate) async fn finish_both_ways(
     store: &Store,
     client: &shopsync_shopify::AdminClient,
@@ -279,6 +281,10 @@ pub(crate) async fn finish_both_ways(
     operation: &mut SyncOperation,
     times: &mut StageTimes,
 ) -> Result<Option<String>, EngineError> {
+    if operation.operation_type == shopsync_domain::OperationType::Rollback {
+        // A rollback pushes what it restored, and its record says how that went.
+        return crate::rollback::after_approval(store, client, actor, operation, times).await;
+    }
     if operation.sync_direction != shopsync_domain::SyncDirection::Bidirectional {
         return Ok(None);
     }
@@ -504,6 +510,12 @@ pub async fn cancel_operation(
     let rows = operation_rows(store, id).await?;
     let why = format!("operation cancelled by {actor}");
     reject_pending(store, rows, actor, &why, Utc::now()).await?;
+    crate::rollback::abandon(
+        store,
+        &operation,
+        &format!("cancelled by {actor}: {reason}"),
+    )
+    .await?;
     Ok(operation)
 }
 

@@ -14,8 +14,8 @@ use crate::down::{Planned, Planner};
 use crate::error::EngineError;
 use crate::mapping::into_content;
 use crate::operation::{
-    lease, load_operation, progress_in, rebase, record_performance, save, Checkpoint, Phase,
-    LOCAL_STEP,
+    last_down, lease, load_operation, progress_in, rebase, record_performance, save, Checkpoint,
+    Phase, LOCAL_STEP,
 };
 use crate::perf::StageTimes;
 use crate::review::Conclusion;
@@ -196,41 +196,6 @@ pub struct Stepper<'a> {
     pub actor: &'a Actor,
     /// The rails the plan is judged by.
     pub rails: &'a GuardRails,
-}
-
-/// The last completed down-sync: when it started, and the catalog's size as the newest one
-/// that counted it left it (the size the rails judge a share of changes against); records
-/// from before sizes were kept fall back to what the last full read saw.
-async fn last_down(store: &Store) -> Result<(Option<DateTime<Utc>>, u64), EngineError> {
-    let mut query =
-        shopsync_store::item::Query::new(Table::SyncOperations, Some("by_created"), "operation");
-    query.ascending = false;
-    query.limit = 200;
-    let recent: Vec<SyncOperation> = store.query(query).await?.items;
-    // An import is an operation of the same types but reads no Shopify
-    // catalog, so it never moves the incremental cursor.
-    let down = |op: &&SyncOperation| {
-        op.xorosoft_log_id.is_none()
-            && op.sync_direction != SyncDirection::Up
-            && op.status == OperationStatus::Completed
-            && !op.dry_run
-            && matches!(
-                op.operation_type,
-                OperationType::FullSync | OperationType::IncrementalSync
-            )
-    };
-    let since = recent.iter().find(down).and_then(|op| op.started_at);
-    let counted = recent.iter().filter(down).find_map(|op| op.catalog_size);
-    let catalog = counted
-        .or_else(|| {
-            recent
-                .iter()
-                .filter(down)
-                .find(|op| op.operation_type == OperationType::FullSync)
-                .map(|op| op.statistics.processed)
-        })
-        .unwrap_or(0);
-    Ok((since, catalog))
 }
 
 impl Stepper<'_> {

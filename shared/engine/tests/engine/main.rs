@@ -40,6 +40,7 @@ mod realtime;
 mod realtime_day;
 mod reconcile;
 mod resolve;
+mod rollback;
 mod staged_up;
 mod steps;
 mod up_sync;
