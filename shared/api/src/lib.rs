@@ -55,6 +55,8 @@ pub enum Part {
     All,
     /// The conflict routes (`functions/conflict-resolver`).
     Conflicts,
+    /// The rollback routes and a product's restore (`functions/rollback`).
+    Rollbacks,
     /// Every other admin route (`functions/admin-api`).
     Admin,
 }
@@ -68,7 +70,21 @@ pub fn router(state: Arc<ApiState>) -> Router {
 /// The routes of `part`, with the access layer; any other path answers 404.
 pub fn router_part(state: Arc<ApiState>, part: Part) -> Router {
     let mut routes = Router::new();
-    if part != Part::Conflicts {
+    if matches!(part, Part::All | Part::Rollbacks) {
+        routes = routes
+            .route(
+                "/api/v1/operations/{id}/rollback",
+                post(routes::rollbacks::rollback),
+            )
+            .route("/api/v1/rollbacks", get(routes::rollbacks::list))
+            .route("/api/v1/rollbacks/{id}", get(routes::rollbacks::show));
+    }
+    if part == Part::Rollbacks {
+        // A product's restore (`POST /api/v1/products/{id}/restore`, where a GID may come
+        // with its slashes unencoded).
+        routes = routes.route("/api/v1/products/{*path}", post(routes::products::post));
+    }
+    if matches!(part, Part::All | Part::Admin) {
         routes = routes
             .route("/api/v1/openapi.json", get(routes::openapi_document))
             .route("/api/v1/operations", get(routes::operations::list))
@@ -103,7 +119,7 @@ pub fn router_part(state: Arc<ApiState>, part: Part) -> Router {
             .route("/api/v1/xorosoft/imports", get(routes::imports::list))
             .route("/api/v1/xorosoft/imports/{id}", get(routes::imports::show));
     }
-    if part != Part::Admin {
+    if matches!(part, Part::All | Part::Conflicts) {
         routes = routes
             .route("/api/v1/conflicts", get(routes::conflicts::list))
             .route(

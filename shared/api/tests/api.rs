@@ -1395,3 +1395,144 @@ async fn a_product_is_read_at_a_version_a_time_and_a_diff_and_restored_by_an_ope
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["operation_id"], Value::Null);
 }
+
+#[tokio::test]
+async fn an_admin_rolls_an_operation_back_through_the_queue_and_anyone_reads_the_record() {
+    let api = api().await;
+    let product = api.product().await;
+    let (status, edited) = api
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/products/{}", product.id),
+            Some("op-token"),
+            Some(json!({"title": "Edited"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let operation = edited["operation_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/operations/{operation}/rollback");
+
+    let (status, _) = api
+        .call(Method::POST, &path, Some("op-token"), Some(json!({})))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "rollbacks need the admin role"
+    );
+    for (body, field) in [
+        (json!({"type": "partial"}), "type"),
+        (json!({"type": "selective", "fields": ["colour"]}), "fields"),
+        (
+            json!({"type": "partial", "products": ["not-a-product"]}),
+            "products[0]",
+        ),
+    ] {
+        let (status, refused) = api
+            .call(Method::POST, &path, Some("admin-token"), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+        assert_eq!(refused["field"], field);
+    }
+    let (status, refused) = api
+        .call(
+            Method::POST,
+            &path,
+            Some("admin-token"),
+            Some(json!({"kind": "full"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown fields are refused: {refused}"
+    );
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/operations/{}/rollback", OperationId::generate()),
+            Some("admin-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(api.queued.jobs().is_empty(), "nothing refused was queued");
+
+    let (status, accepted) = api
+        .call(
+            Method::POST,
+            &path,
+            Some("admin-token"),
+            Some(json!({"type": "selective", "fields": ["title"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let rollback_id = accepted["rollback_id"].as_str().unwrap().to_owned();
+    let jobs = api.queued.jobs();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        jobs[0].job,
+        Job::Rollback {
+            rollback: rollback_id.parse().unwrap()
+        }
+    );
+    let (status, busy) = api
+        .call(Method::POST, &path, Some("admin-token"), Some(json!({})))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "one rollback of an operation at a time: {busy}"
+    );
+
+    let (status, record) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/rollbacks/{rollback_id}"),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(record["status"], "pending");
+    assert_eq!(record["requested_by"], "ada");
+    assert_eq!(record["original_operation_id"], operation);
+    assert_eq!(record["operation_id"], accepted["operation_id"]);
+    assert_eq!(record["selected_fields"], json!(["title"]));
+    let (status, listed) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/rollbacks?operation={operation}"),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["rollbacks"].as_array().map(Vec::len), Some(1));
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/rollbacks", Some("view-token"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "operation is required");
+    let (status, _) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/rollbacks/{}", OperationId::generate()),
+            Some("view-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The rollback's own operation is pending, by the admin, and cannot be rolled back yet.
+    let (status, pending) = api
+        .call(
+            Method::POST,
+            &format!(
+                "/api/v1/operations/{}/rollback",
+                accepted["operation_id"].as_str().unwrap()
+            ),
+            Some("admin-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{pending}");
+}

@@ -548,7 +548,10 @@ pub async fn resume_operation(
             shopsync_domain::status::status_name(operation.status)
         )));
     }
-    if Checkpoint::of(&operation).is_none() && operation.xorosoft_log_id.is_none() {
+    if Checkpoint::of(&operation).is_none()
+        && operation.xorosoft_log_id.is_none()
+        && operation.rollback_id.is_none()
+    {
         return Err(invalid(format!(
             "operation {id} has no checkpoint to resume from; start a new sync instead"
         )));

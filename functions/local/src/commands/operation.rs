@@ -1,5 +1,5 @@
-//! `shopsync operation approve|reject|cancel|resume`: an operator's decisions on an
-//! operation, as the admin API's operation routes make them.
+//! `shopsync operation approve|reject|cancel|resume|rollback`: an operator's decisions on an
+//! operation, and an admin's rollback of one, as the admin API's operation routes make them.
 
 use crate::config::{ShopifyArgs, StoreArgs};
 use crate::{import, rails_from_env, EXIT_USAGE};
@@ -56,6 +56,37 @@ pub enum OperationAction {
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
+    /// Roll an operation back: its changes return to the values before it, locally and in
+    /// Shopify, as new versions; products changed since are skipped (unless `--force`) and
+    /// reported.
+    Rollback {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Where the restored products are pushed.
+        #[command(flatten)]
+        shopify: ShopifyArgs,
+        /// Operation id.
+        id: String,
+        /// full (every product it changed), partial (the `--products`) or selective (the
+        /// `--fields` of the `--products`, or of every product).
+        #[arg(long = "type", default_value = "full")]
+        rollback_type: String,
+        /// Products (comma-separated local ids, Shopify ids or GIDs).
+        #[arg(long, value_delimiter = ',')]
+        products: Vec<String>,
+        /// Fields (comma-separated: title, price, inventory, variants/{key}/price, ...).
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// Restore products changed since the operation too (recorded as forced).
+        #[arg(long)]
+        force: bool,
+        /// Report what would be restored and skipped; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who rolls it back.
+        #[arg(long, env = "USER", default_value = "admin")]
+        by: String,
+    },
     /// Run a failed operation on from its last checkpoint, to the end.
     Resume {
         #[command(flatten)]
@@ -95,7 +126,8 @@ pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
         OperationAction::Approve { store, id, by, .. }
         | OperationAction::Reject { store, id, by, .. }
         | OperationAction::Cancel { store, id, by, .. }
-        | OperationAction::Resume { store, id, by, .. } => (store, id, by),
+        | OperationAction::Resume { store, id, by, .. }
+        | OperationAction::Rollback { store, id, by, .. } => (store, id, by),
     };
     let backend = store.open().await.context("opening the store")?;
     let repo = shopsync_store::Store::new(backend);
@@ -158,7 +190,8 @@ pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
             {
                 println!("pushing the approved changes");
                 run_steps(&repo, shopify, &actor, id).await?
-            } else if approved.sync_direction == shopsync_domain::SyncDirection::Bidirectional
+            } else if (approved.sync_direction == shopsync_domain::SyncDirection::Bidirectional
+                || approved.rollback_id.is_some())
                 && approved.status == shopsync_domain::OperationStatus::Completed
             {
                 let target = shopify.connect(None).await?;
@@ -182,8 +215,54 @@ pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
             cancelled
         }
         OperationAction::Resume { shopify, .. } => {
-            review::resume_operation(&repo, id, &actor).await?;
-            run_steps(&repo, shopify, &actor, id).await?
+            let resumed = review::resume_operation(&repo, id, &actor).await?;
+            match resumed.rollback_id {
+                Some(rollback) => {
+                    let target = shopify.connect(None).await?;
+                    let rails = rails_from_env()?;
+                    shopsync_engine::rollback::run(&repo, &target.client, &rails, rollback)
+                        .await?
+                        .1
+                }
+                None => run_steps(&repo, shopify, &actor, id).await?,
+            }
+        }
+        OperationAction::Rollback {
+            shopify,
+            rollback_type,
+            products,
+            fields,
+            force,
+            dry_run,
+            ..
+        } => {
+            let Some(request) =
+                rollback_request(&repo, rollback_type, products, fields, *force, *dry_run).await?
+            else {
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            let opened = shopsync_engine::rollback::open_rollback(
+                &repo,
+                id,
+                &request,
+                &actor,
+                chrono::Utc::now(),
+            )
+            .await;
+            let (rollback, _) = match opened {
+                Ok(opened) => opened,
+                Err(shopsync_engine::rollback::RollbackError::Engine(e)) => return Err(e.into()),
+                Err(refused) => {
+                    eprintln!("error: {refused}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            let target = shopify.connect(None).await?;
+            let rails = rails_from_env()?;
+            let (record, operation) =
+                shopsync_engine::rollback::run(&repo, &target.client, &rails, rollback.id).await?;
+            print_rollback(&record);
+            operation
         }
     };
     repo.flush().await.context("making the decision durable")?;
@@ -200,4 +279,77 @@ pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
         println!("  {reason}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rollback the options ask for; `None` (after saying why) when they name an unknown type
+/// or product.
+async fn rollback_request(
+    repo: &shopsync_store::Store,
+    rollback_type: &str,
+    products: &[String],
+    fields: &[String],
+    force: bool,
+    dry_run: bool,
+) -> anyhow::Result<Option<shopsync_domain::RollbackRequest>> {
+    use shopsync_domain::RollbackType;
+    let rollback_type = match rollback_type.trim() {
+        "full" => RollbackType::Full,
+        "partial" => RollbackType::Partial,
+        "selective" => RollbackType::Selective,
+        other => {
+            eprintln!("error: --type is full, partial or selective, not `{other}`");
+            return Ok(None);
+        }
+    };
+    let mut ids = Vec::with_capacity(products.len());
+    for text in products {
+        let text = text.trim();
+        if let Ok(local) = text.parse::<shopsync_domain::ProductId>() {
+            ids.push(local);
+            continue;
+        }
+        let found = match text.parse::<shopsync_domain::ShopifyProductId>() {
+            Ok(shopify) => repo.product_by_shopify_id(shopify).await?,
+            Err(_) => None,
+        };
+        match found {
+            Some(product) => ids.push(product.id),
+            None => {
+                eprintln!("error: --products: no product `{text}` (a local id, Shopify id or GID)");
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(shopsync_domain::RollbackRequest {
+        rollback_type: Some(rollback_type),
+        products: ids,
+        fields: fields.to_vec(),
+        force,
+        dry_run,
+    }))
+}
+
+/// Prints what a rollback restored and skipped.
+fn print_rollback(record: &shopsync_domain::SyncRollback) {
+    println!(
+        "rollback {} {}: {} product(s) restored, {} skipped",
+        record.id,
+        shopsync_domain::status::status_name(record.status),
+        record.restored_total,
+        record.skipped_total
+    );
+    for restored in &record.restored {
+        let forced = restored
+            .forced
+            .as_deref()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default();
+        println!(
+            "  restored {} as version {}: {}{forced}",
+            restored.product_id, restored.version, restored.shopify
+        );
+    }
+    for (product, why) in &record.skipped {
+        println!("  skipped {product}: {why}");
+    }
 }

@@ -210,3 +210,122 @@ async fn a_person_edits_locks_and_settles_conflicts_from_the_command_line() {
         shopsync_domain::ChangeSource::Local
     );
 }
+
+#[tokio::test]
+async fn an_admin_rolls_an_edit_back_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = shopsync(
+        dir.path(),
+        &[
+            "sync",
+            "--direction",
+            "down",
+            "--full",
+            "--sim-products",
+            "2",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let store = common::open_store(dir.path());
+    let product = common::all::<Product>(&store).await[0].clone();
+    drop(store);
+    let id = product.id.to_string();
+    let (ok, out, err) = shopsync(
+        dir.path(),
+        &[
+            "product",
+            "edit",
+            &id,
+            "--set",
+            r#"{"title": "Regretted"}"#,
+            "--by",
+            "ana",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let store = common::open_store(dir.path());
+    let edits: Vec<shopsync_domain::SyncOperation> = common::all(&store).await;
+    let edit = edits
+        .iter()
+        .find(|op| op.operation_type == shopsync_domain::OperationType::LocalEdit)
+        .expect("the edit's operation")
+        .operation_uuid
+        .to_string();
+    drop(store);
+
+    let (ok, _, err) = shopsync(
+        dir.path(),
+        &[
+            "operation",
+            "rollback",
+            &edit,
+            "--type",
+            "sideways",
+            "--sim-products",
+            "2",
+        ],
+    );
+    assert!(!ok && err.contains("full, partial or selective"), "{err}");
+    let (ok, _, err) = shopsync(
+        dir.path(),
+        &[
+            "operation",
+            "rollback",
+            &edit,
+            "--type",
+            "partial",
+            "--sim-products",
+            "2",
+        ],
+    );
+    assert!(!ok && err.contains("names its products"), "{err}");
+    let (ok, out, err) = shopsync(
+        dir.path(),
+        &[
+            "operation",
+            "rollback",
+            &edit,
+            "--dry-run",
+            "--by",
+            "ada",
+            "--sim-products",
+            "2",
+        ],
+    );
+    assert!(
+        ok && out.contains("1 product(s) restored") && out.contains("would_push"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = shopsync(
+        dir.path(),
+        &[
+            "operation",
+            "rollback",
+            &edit,
+            "--by",
+            "ada",
+            "--sim-products",
+            "2",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("completed: 1 product(s) restored, 0 skipped"),
+        "{out}"
+    );
+    let store = common::open_store(dir.path());
+    let restored: Product = common::all::<Product>(&store)
+        .await
+        .into_iter()
+        .find(|p| p.id == product.id)
+        .unwrap();
+    assert_eq!(restored.content.title, product.content.title);
+    let edit_op: OperationId = edit.parse().unwrap();
+    let original = shopsync_engine::operation::load_operation(&store, edit_op)
+        .await
+        .unwrap();
+    assert_eq!(
+        original.status,
+        shopsync_domain::OperationStatus::RolledBack
+    );
+}

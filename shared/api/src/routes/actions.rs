@@ -36,7 +36,8 @@ fn refused(e: EngineError) -> ApiError {
     }
 }
 
-async fn queue(state: &ApiState, messages: Vec<JobMessage>) -> Result<(), ApiError> {
+/// Sends `messages` to the jobs queue; a refusal is a 503.
+pub async fn queue(state: &ApiState, messages: Vec<JobMessage>) -> Result<(), ApiError> {
     state.jobs.send(messages).await.map_err(|e| {
         tracing::error!(error = %e.0, "the jobs queue refused a message");
         ApiError::new(
@@ -402,14 +403,16 @@ pub async fn resume(
     let now = chrono::Utc::now();
     let job = match (
         resumed.xorosoft_log_id,
+        resumed.rollback_id,
         shopsync_engine::operation::Checkpoint::of(&resumed),
     ) {
-        (Some(_), _) => Job::Import { operation: id },
-        (None, Some(checkpoint)) => Job::Step {
+        (Some(_), _, _) => Job::Import { operation: id },
+        (None, Some(rollback), _) => Job::Rollback { rollback },
+        (None, None, Some(checkpoint)) => Job::Step {
             operation: id,
             step: checkpoint.next_step,
         },
-        (None, None) => {
+        (None, None, None) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "not_allowed",

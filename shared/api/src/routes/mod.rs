@@ -6,6 +6,7 @@ pub mod conflicts;
 pub mod imports;
 pub mod operations;
 pub mod products;
+pub mod rollbacks;
 
 use crate::ApiError;
 use axum::http::{Method, StatusCode, Uri};
@@ -20,7 +21,7 @@ use utoipa::OpenApi;
     info(
         title = "shopsync admin API",
         version = "1",
-        description = "Read and act on the sync: products, operations, conflicts, locks and Xorosoft imports. Every operation names the role it needs as the scope of its `bearer` requirement (viewer < operator < admin); errors are `{\"error\", \"message\"}`. Locally the bearer token is one of SHOPSYNC_API_TOKENS; on AWS it is a JWT that API Gateway verifies."
+        description = "Read and act on the sync: products (their versions, diffs and restores), operations, conflicts, locks, rollbacks and Xorosoft imports. Every operation names the role it needs as the scope of its `bearer` requirement (viewer < operator < admin); errors are `{\"error\", \"message\"}`. Locally the bearer token is one of SHOPSYNC_API_TOKENS; on AWS it is a JWT that API Gateway verifies."
     ),
     paths(
         openapi_document,
@@ -46,6 +47,9 @@ use utoipa::OpenApi;
         conflicts::resolve_many,
         imports::list,
         imports::show,
+        rollbacks::rollback,
+        rollbacks::list,
+        rollbacks::show,
     ),
     modifiers(&BearerScheme)
 )]
