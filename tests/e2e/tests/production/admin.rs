@@ -237,3 +237,147 @@ async fn an_operator_settles_a_conflict_through_the_lambda_handlers_and_the_work
     });
     assert_eq!(pushed.as_deref(), Some("96385074"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs moto's server: run tests/run.sh"]
+async fn an_admin_rolls_an_edit_back_through_the_rollback_function_and_the_worker_pushes_it() {
+    let sim = simulator(2).await;
+    let deployment = Deployment::provision(SHOP, &sim.url, 5).await;
+    let worker = WorkerHost::from_env(&deployment.env)
+        .await
+        .expect("worker host");
+    let state = admin_api::state_from_env(&deployment.env)
+        .await
+        .expect("admin api state");
+    let admin_routes = admin_api::router(state.clone());
+    let rollbacks = rollback_function::router(state);
+    let operator = || person("otto@example.com", "[operator]");
+    let admin = || person("ada@example.com", "[viewer admin]");
+    let viewer = || person("vera@example.com", "[viewer]");
+
+    let (status, _) = answer(
+        &admin_routes,
+        api_event(
+            &Method::POST,
+            "/api/v1/sync",
+            operator(),
+            Some(&json!({"direction": "down", "mode": "full"})),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202);
+    drain(&deployment, &worker, Duration::from_secs(120)).await;
+    let (_, listed) = answer(
+        &admin_routes,
+        api_event(&Method::GET, "/api/v1/products?limit=1", viewer(), None),
+    )
+    .await;
+    let product = listed["products"][0]["product"].clone();
+    let product_id = product["id"].as_str().unwrap().to_owned();
+    let shopify_id = product["shopify_id"].as_u64().unwrap();
+    let original = product["title"].as_str().unwrap().to_owned();
+
+    // The operator's edit reaches Shopify with the next up-sync.
+    let (status, edited) = answer(
+        &admin_routes,
+        api_event(
+            &Method::PATCH,
+            &format!("/api/v1/products/{product_id}"),
+            operator(),
+            Some(&json!({"title": "A regrettable title"})),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{edited}");
+    let edit = edited["operation_id"].as_str().unwrap().to_owned();
+    let (status, _) = answer(
+        &admin_routes,
+        api_event(
+            &Method::POST,
+            "/api/v1/sync",
+            operator(),
+            Some(&json!({"direction": "up"})),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202);
+    drain(&deployment, &worker, Duration::from_secs(60)).await;
+    let title = || sim.with_shop(|s| s.product(shopify_id).map(|p| p.title.clone()));
+    assert_eq!(title().as_deref(), Some("A regrettable title"));
+
+    // Rollbacks are the rollback function's, and an admin's.
+    let path = format!("/api/v1/operations/{edit}/rollback");
+    let (status, _) = answer(
+        &admin_routes,
+        api_event(&Method::POST, &path, admin(), None),
+    )
+    .await;
+    assert_eq!(status, 404, "not the admin-api's route");
+    let (status, _) = answer(
+        &rollbacks,
+        api_event(&Method::POST, &path, operator(), None),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, accepted) = answer(
+        &rollbacks,
+        api_event(
+            &Method::POST,
+            &path,
+            admin(),
+            Some(&json!({"type": "full"})),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    drain(&deployment, &worker, Duration::from_secs(60)).await;
+    let rollback = accepted["rollback_id"].as_str().unwrap();
+    let (status, record) = answer(
+        &rollbacks,
+        api_event(
+            &Method::GET,
+            &format!("/api/v1/rollbacks/{rollback}"),
+            viewer(),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["requested_by"], "ada@example.com");
+    assert_eq!(record["restored"][0]["shopify"], "pushed");
+    assert_eq!(
+        title().as_deref(),
+        Some(original.as_str()),
+        "Shopify has the title back"
+    );
+    let (_, operation) = answer(
+        &admin_routes,
+        api_event(
+            &Method::GET,
+            &format!("/api/v1/operations/{edit}"),
+            viewer(),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        operation["operation"]["status"], "rolled_back",
+        "{operation}"
+    );
+
+    // The operator restores the edited title from its version, through the same function.
+    let (status, restored) = answer(
+        &rollbacks,
+        api_event(
+            &Method::POST,
+            &format!("/api/v1/products/{product_id}/restore"),
+            operator(),
+            Some(&json!({"version": 2, "fields": ["title"]})),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(restored["product"]["title"], "A regrettable title");
+    assert_eq!(restored["needs_push"], true);
+}
