@@ -221,3 +221,79 @@ async fn a_barcode_edited_here_and_in_shopify_is_settled_by_an_operator_and_push
     assert_eq!(shown["conflict"]["status"], "resolved");
     assert_eq!(shown["conflict"]["resolution"]["resolved_by"], "otto");
 }
+
+#[tokio::test]
+async fn an_admin_rolls_a_pushed_edit_back_through_serve_and_the_simulator_has_it_back() {
+    let server = start_with(
+        1,
+        &[
+            ("SHOPSYNC_SYNC_INTERVAL_SECS", "0"),
+            ("SHOPSYNC_API_TOKENS", TOKENS),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let product = loop {
+        let (_, listed) = get(&server, "/api/v1/products?limit=10", Some("view-token")).await;
+        if let Some(product) = listed["products"].get(0) {
+            break product["product"].clone();
+        }
+        assert!(Instant::now() < deadline, "no catalog: {listed}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let id = product["id"].as_str().unwrap().to_owned();
+    let variant = product["variants"][0]["shopify_id"].as_u64().unwrap();
+    let seeded = simulator_barcode(&server, variant).await;
+
+    let (status, edited) = send(
+        &server,
+        Method::PATCH,
+        &format!("/api/v1/products/{id}"),
+        Some("op-token"),
+        Some(&json!({"variants": [{"id": variant, "barcode": "4006381333931"}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{edited}");
+    let edit = edited["operation_id"].as_str().unwrap().to_owned();
+    let (_, started) = send(
+        &server,
+        Method::POST,
+        "/api/v1/sync",
+        Some("op-token"),
+        Some(&json!({"direction": "up"})),
+    )
+    .await;
+    operation(
+        &server,
+        started["operation_id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        simulator_barcode(&server, variant).await.as_deref(),
+        Some("4006381333931")
+    );
+
+    let path = format!("/api/v1/operations/{edit}/rollback");
+    let (status, _) = send(&server, Method::POST, &path, Some("op-token"), None).await;
+    assert_eq!(status, 403, "an admin's");
+    let (status, accepted) = send(&server, Method::POST, &path, Some("t0ken"), None).await;
+    assert_eq!(status, 202, "{accepted}");
+    let rollback = accepted["rollback_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        let (_, record) = get(
+            &server,
+            &format!("/api/v1/rollbacks/{rollback}"),
+            Some("view-token"),
+        )
+        .await;
+        if record["completed_at"].is_string() {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "the rollback did not end: {record}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["requested_by"], "alice");
+    assert_eq!(simulator_barcode(&server, variant).await, seeded);
+}
