@@ -551,6 +551,7 @@ pub async fn run(
     } else {
         let staged = rows.iter().map(|r| r.id).collect();
         let applied = apply_rows(store, &operation, rows, actor, &mut times).await?;
+        crate::crash::point("rollback-applied");
         operation.statistics.absorb(&applied);
         let reason = settle(
             store,
@@ -744,6 +745,7 @@ async fn settle(
             } else {
                 None
             };
+            crate::crash::point("rollback-pushed");
             let shopify = match shopify {
                 Some(why) => {
                     not_pushed += 1;
@@ -800,6 +802,17 @@ async fn mark_original(store: &Store, rollback: &SyncRollback) -> Result<(), Eng
     } else {
         OperationStatus::PartiallyRolledBack
     };
+    if original.status == OperationStatus::RolledBack
+        || (original.status == to
+            && original
+                .status_reason
+                .as_deref()
+                .is_some_and(|r| r.contains(&rollback.id.to_string())))
+    {
+        // Marked by this rollback's run that was cut short before it recorded its end (or
+        // rolled back whole already): nothing more to mark.
+        return Ok(());
+    }
     let reason = format!(
         "{} by rollback {} ({} of {} product(s) restored)",
         shopsync_domain::status::status_name(to),

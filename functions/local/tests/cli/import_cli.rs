@@ -211,3 +211,108 @@ async fn a_file_dropped_into_the_inbound_folder_is_imported_and_listed() {
         .next()
         .is_some());
 }
+
+#[tokio::test]
+async fn an_import_rolled_back_and_killed_mid_way_is_resumed_and_restores_each_product_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = shopsync(dir.path(), &["sync", "--direction", "down", "--full"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (products, _, _) = common::stored(dir.path()).await;
+    let sku = |p: &shopsync_domain::Product| {
+        p.content.variants[0]
+            .sku
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .to_owned()
+    };
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("stock.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "{HEADER}\n{}{}",
+            stock_row("MAIN", &sku(&products[0]), 321),
+            stock_row("MAIN", &sku(&products[1]), 654)
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = shopsync(dir.path(), &["import", "xorosoft", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (_, _, operations) = common::stored(dir.path()).await;
+    let import = operations
+        .iter()
+        .find(|op| op.xorosoft_log_id.is_some())
+        .expect("the import's operation")
+        .operation_uuid
+        .to_string();
+
+    // Killed after it pushed its first product back.
+    let crashed = Command::new(env!("CARGO_BIN_EXE_shopsync"))
+        .args([
+            "operation",
+            "rollback",
+            &import,
+            "--by",
+            "ada",
+            "--sim-products",
+            "4",
+        ])
+        .arg("--data")
+        .arg(dir.path())
+        .env_remove("SHOPIFY_ACCESS_TOKEN")
+        .env("SHOPSYNC_CRASH_AT", "rollback-pushed:1")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success(), "the crash hook stopped it");
+    let store = common::open_store(dir.path());
+    let rollbacks: Vec<shopsync_domain::SyncRollback> = common::all(&store).await;
+    assert_eq!(rollbacks.len(), 1);
+    assert_eq!(
+        rollbacks[0].status,
+        shopsync_domain::RollbackStatus::InProgress
+    );
+    let own = rollbacks[0].operation_id.unwrap();
+    let mut running = shopsync_engine::operation::load_operation(&store, own)
+        .await
+        .unwrap();
+    // Its worker is gone: the lease runs out (as the worker's clock would have it).
+    running.lease_expires_at = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    store
+        .replace_if(&running, shopsync_store::item::Condition::ItemPresent)
+        .await
+        .unwrap();
+    drop(store);
+
+    let (code, out, err) = shopsync(
+        dir.path(),
+        &["operation", "resume", &own.to_string(), "--by", "ada"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let store = common::open_store(dir.path());
+    let record: Vec<shopsync_domain::SyncRollback> = common::all(&store).await;
+    assert_eq!(
+        record[0].status,
+        shopsync_domain::RollbackStatus::Completed,
+        "{:?}",
+        record[0]
+    );
+    assert_eq!(record[0].restored_total, 2);
+    let versions: Vec<shopsync_domain::ProductVersion> = common::all(&store).await;
+    for product in &products[..2] {
+        let restores = versions
+            .iter()
+            .filter(|v| {
+                v.product_id == product.id
+                    && v.change_source == shopsync_domain::ChangeSource::Rollback
+            })
+            .count();
+        assert_eq!(restores, 1, "restored once");
+        let now: Vec<shopsync_domain::Product> = common::all(&store).await;
+        let now = now.iter().find(|p| p.id == product.id).unwrap();
+        assert_eq!(
+            now.content.variants[0].inventory, product.content.variants[0].inventory,
+            "stock as before the import"
+        );
+    }
+}

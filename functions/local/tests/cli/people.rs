@@ -290,7 +290,10 @@ async fn an_admin_rolls_a_pushed_edit_back_through_serve_and_the_simulator_has_i
         if record["completed_at"].is_string() {
             break record;
         }
-        assert!(Instant::now() < deadline, "the rollback did not end: {record}");
+        assert!(
+            Instant::now() < deadline,
+            "the rollback did not end: {record}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(record["status"], "completed", "{record}");

@@ -41,6 +41,7 @@ mod realtime_day;
 mod reconcile;
 mod resolve;
 mod rollback;
+mod rollback_property;
 mod staged_up;
 mod steps;
 mod up_sync;
