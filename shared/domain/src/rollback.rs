@@ -61,13 +61,21 @@ impl StatusMachine for RollbackStatus {
 pub struct BackupRef {
     /// The product.
     pub product_id: ProductId,
-    /// The version it had before the operation (`None`: the operation created it).
+    /// The version it had before the operation (`None`: the operation created it, or, for a
+    /// push, Shopify's state before is not known).
     pub before_version: Option<u64>,
     /// The last version the operation made.
     pub after_version: u64,
     /// The operation removed the product (its last version records the removal).
     #[serde(default)]
     pub deleted: bool,
+    /// The operation created the product.
+    #[serde(default)]
+    pub created: bool,
+    /// The operation pushed the product to Shopify (an up-sync): `before_version` is the
+    /// version Shopify held before, `after_version` the one pushed.
+    #[serde(default)]
+    pub pushed: bool,
 }
 
 /// The state of products before an operation changed them (the spec's `backup_data`), kept

@@ -126,6 +126,10 @@ pub struct ProductsStaging {
     /// A rollback's row: the versions of the operation it takes back (before and after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolls_back: Option<crate::rollback::BackupRef>,
+    /// An up-sync's row: the version both sides last agreed on (what Shopify held before the
+    /// push; absent for a product new to Shopify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreed_version: Option<u64>,
 }
 
 impl ProductsStaging {
@@ -161,6 +165,7 @@ impl ProductsStaging {
             origin: None,
             contributions: Default::default(),
             rolls_back: None,
+            agreed_version: None,
         }
     }
 

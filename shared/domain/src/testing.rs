@@ -85,5 +85,6 @@ pub fn sample_row(
         origin: None,
         contributions: Default::default(),
         rolls_back: None,
+        agreed_version: None,
     }
 }

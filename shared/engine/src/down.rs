@@ -133,6 +133,7 @@ fn summary_row(
         origin: None,
         contributions: Default::default(),
         rolls_back: None,
+        agreed_version: None,
     }
 }
 

@@ -501,6 +501,7 @@ pub fn delete_row(
         origin: None,
         contributions: Default::default(),
         rolls_back: None,
+        agreed_version: None,
     }
 }
 
@@ -606,6 +607,7 @@ async fn take_inventory_level(
             origin: None,
             contributions: Default::default(),
             rolls_back: None,
+            agreed_version: None,
         };
         // Ordering first: a late, older delivery must not write. The same delivery retried
         // (after a failure below) carries the same time and passes again.

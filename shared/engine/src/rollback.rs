@@ -214,15 +214,27 @@ async fn save_rollback(
 }
 
 /// What the operation changed: per product, the version before it and the last it made, read
-/// from the versions it wrote (a page at a time; only the references are kept).
+/// from the versions it wrote (a page at a time; only the references are kept); for an
+/// up-sync, which writes no version of its own, from the rows it pushed (the version Shopify
+/// held before and the one pushed).
 pub async fn footprint(
     store: &Store,
-    operation: OperationId,
+    operation: &SyncOperation,
 ) -> Result<BTreeMap<ProductId, BackupRef>, EngineError> {
+    // An up-sync (a Xorosoft import is not one, whatever way its stock goes).
+    let up_sync = operation.sync_direction == SyncDirection::Up
+        && operation.xorosoft_log_id.is_none()
+        && matches!(
+            operation.operation_type,
+            OperationType::FullSync | OperationType::IncrementalSync
+        );
+    if up_sync {
+        return pushed(store, operation.operation_uuid).await;
+    }
     let mut query = Query::new(
         Table::ProductVersions,
         Some("by_operation"),
-        operation.to_string(),
+        operation.operation_uuid.to_string(),
     );
     query.limit = 500;
     // Per product: the first and last version the operation made, and whether the last
@@ -257,10 +269,38 @@ pub async fn footprint(
                     before_version: first.checked_sub(1).filter(|n| *n > 0),
                     after_version: last,
                     deleted,
+                    created: first == 1,
+                    pushed: false,
                 },
             )
         })
         .collect())
+}
+
+/// What an up-sync pushed: its rows Shopify confirmed (applied), each the version pushed and
+/// the version both sides agreed on before.
+async fn pushed(
+    store: &Store,
+    operation: OperationId,
+) -> Result<BTreeMap<ProductId, BackupRef>, EngineError> {
+    let mut found = BTreeMap::new();
+    for row in crate::operation::operation_rows(store, operation).await? {
+        if row.status != StagingStatus::Applied {
+            continue;
+        }
+        found.insert(
+            row.source_product_id,
+            BackupRef {
+                product_id: row.source_product_id,
+                before_version: row.agreed_version,
+                after_version: row.base_version,
+                deleted: false,
+                created: row.change_type == ChangeType::Create,
+                pushed: true,
+            },
+        );
+    }
+    Ok(found)
 }
 
 /// Whether a version records the product's removal.
@@ -351,13 +391,18 @@ impl Planning<'_> {
             }
             return self.recreate(reference).await;
         };
-        if reference.before_version.is_none() {
+        if reference.created && !reference.pushed {
             let first = self.content_at(id, 1).await?;
             if first.is_none_or(|v| v.change_source == ChangeSource::Shopify) {
                 return Ok(Plan::Skip(
                     "created from Shopify by the operation: it exists in Shopify, and a rollback never archives or deletes what Shopify has".to_owned(),
                 ));
             }
+        }
+        if !reference.created && reference.before_version.is_none() {
+            return Ok(Plan::Skip(
+                "what Shopify held before this push is not known (pushed before shopsync kept it): restore the product from one of its versions instead".to_owned(),
+            ));
         }
         let mut forced = None;
         if let Some(since) = self.change_since(&current, reference.after_version).await? {
@@ -379,7 +424,8 @@ impl Planning<'_> {
         }
         let proposed = match reference.before_version {
             None => {
-                // Created by the operation, not from Shopify: archived, never deleted.
+                // Created by the operation (locally, or in Shopify by its push): archived,
+                // never deleted.
                 if current.content.status == ProductStatus::Archived {
                     return Ok(Plan::Skip("archived already".to_owned()));
                 }
@@ -600,7 +646,7 @@ async fn stage(
 ) -> Result<(Vec<ProductsStaging>, PlanSummary), EngineError> {
     let staging = Instant::now();
     let original = rollback.original_operation_id;
-    let references = footprint(store, original).await?;
+    let references = footprint(store, &load_operation(store, original).await?).await?;
     rollback.backup_data = shopsync_domain::BackupData {
         products: references
             .values()
@@ -695,10 +741,7 @@ async fn settle(
         for row in crate::operation::rows_by_id(store, ids).await? {
             let product = row.source_product_id;
             let recreated = row.change_type == ChangeType::Create;
-            let archived = row
-                .rolls_back
-                .as_ref()
-                .is_some_and(|r| r.before_version.is_none());
+            let archived = row.rolls_back.as_ref().is_some_and(|r| r.created);
             if operation.dry_run {
                 let would = match (recreated, archived) {
                     (true, _) => "would_recreate",

@@ -310,12 +310,16 @@ async fn push_row(
     ),
     EngineError,
 > {
-    let base = match (product.shopify_id, product.last_sync_version) {
-        (Some(_), since) if since > 0 => store
+    let agreed = match (product.shopify_id, product.last_sync_version) {
+        (Some(_), since) if since > 0 => Some(since),
+        _ => None,
+    };
+    let base = match agreed {
+        Some(since) => store
             .product_version(product.id, since)
             .await?
             .map(|v| v.product_data),
-        _ => None,
+        None => None,
     };
     let change_data = shopsync_domain::fields::diff(
         &base.as_ref().map(|b| b.to_fields()).unwrap_or_default(),
@@ -332,6 +336,7 @@ async fn push_row(
         row.change_type = shopsync_domain::staging::ChangeType::Create;
     }
     row.change_data = change_data;
+    row.agreed_version = agreed;
     Ok((row, base))
 }
 

@@ -293,3 +293,37 @@ on_both_stores! {
         assert_eq!(load_operation(&store, feed.operation_uuid).await.unwrap().status, OperationStatus::RolledBack);
     }
 }
+
+on_both_stores! {
+    async fn an_up_sync_rolled_back_returns_shopify_and_the_catalog_to_what_shopify_held_before() {
+        let (sim, client, store, _dir) = common::setup(2, 1).await;
+        let rails = Default::default();
+        let system = Actor::system("test");
+        run_full_down(&store, &client, &system, &rails).await.unwrap();
+        let ids = local_ids(&sim);
+        let before = store.product(ids[0].1).await.unwrap().unwrap();
+        let retitle = ProductEdit {
+            title: Some("Pushed by mistake".into()),
+            ..ProductEdit::default()
+        };
+        edit_product(&store, ids[0].1, &retitle, None, &Actor::new("otto").unwrap(), chrono::Utc::now())
+            .await
+            .unwrap();
+        let push = run_up(&store, &client, &system).await.unwrap();
+        assert_eq!(sim.with_shop(|s| s.product(ids[0].0).unwrap().title.clone()), "Pushed by mistake");
+
+        let (rollback, _) = open_rollback(&store, push.operation_uuid, &full(), &admin(), chrono::Utc::now())
+            .await
+            .unwrap();
+        let (record, _) = run(&store, &client, &rails, rollback.id).await.unwrap();
+        assert_eq!(record.status, RollbackStatus::Completed, "{:?}", record.skipped);
+        assert_eq!(record.backup_data.products_total, 1);
+        assert!(record.backup_data.products[0].pushed);
+        assert_eq!(record.restored[0].shopify, "pushed");
+        assert_eq!(sim.with_shop(|s| s.product(ids[0].0).unwrap().title.clone()), before.content.title);
+        let now = store.product(ids[0].1).await.unwrap().unwrap();
+        assert_eq!(now.content.title, before.content.title);
+        assert!(!now.needs_push());
+        assert_eq!(load_operation(&store, push.operation_uuid).await.unwrap().status, OperationStatus::RolledBack);
+    }
+}

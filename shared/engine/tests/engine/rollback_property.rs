@@ -250,7 +250,14 @@ async fn check(case: Case) -> Result<(), TestCaseError> {
     }
 
     let (rolled_back, before_it) = operations[case.rolled_back % operations.len()].clone();
-    let changed = footprint(&store, rolled_back).await.unwrap();
+    let changed = footprint(
+        &store,
+        &shopsync_engine::operation::load_operation(&store, rolled_back)
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let now = contents(&store, &ids).await;
     let at = versions(&store, &ids).await;
     let request = if case.titles_only {
@@ -308,7 +315,7 @@ async fn check(case: Case) -> Result<(), TestCaseError> {
             record
         );
         let untouched_since = at[id] == reference.after_version;
-        let created = reference.before_version.is_none();
+        let created = reference.created;
         if created || !untouched_since {
             prop_assert!(record.skipped.iter().any(|(p, _)| p == id), "{:?}", record);
             prop_assert_eq!(&after[id], &now[id], "a skipped product is left alone");

@@ -1830,6 +1830,8 @@ pub async fn rollbacks_page_by_original_operation(h: Harness) {
                     before_version: Some(1),
                     after_version: 2,
                     deleted: false,
+                    created: false,
+                    pushed: false,
                 }],
                 products_total: 1,
             },
