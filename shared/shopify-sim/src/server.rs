@@ -280,6 +280,7 @@ impl Simulator {
         let app = Router::new()
             .route("/admin/api/{version}/graphql.json", post(graphql))
             .route("/bulk/{file}", get(bulk_file))
+            .route("/staged-uploads/{*key}", axum::routing::put(staged_upload))
             .with_state(state.clone());
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -648,6 +649,23 @@ fn execute(state: &SimState, body: &[u8]) -> (StatusCode, Value) {
         response["errors"] = Value::Array(errors);
     }
     (StatusCode::OK, response)
+}
+
+/// A staged upload's file (a bulk mutation's variables), sent by PUT to the target
+/// stagedUploadsCreate gave.
+async fn staged_upload(
+    State(state): State<Arc<SimState>>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Response {
+    if lock(&state.shop).stage_upload(&key, body) {
+        answer(StatusCode::OK, json!({}))
+    } else {
+        answer(
+            StatusCode::NOT_FOUND,
+            json!({"errors": "no such staged target"}),
+        )
+    }
 }
 
 async fn bulk_file(State(state): State<Arc<SimState>>, Path(file): Path<String>) -> Response {

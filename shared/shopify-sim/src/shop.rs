@@ -100,6 +100,8 @@ pub struct SimCollection {
 #[derive(Debug, Clone)]
 pub struct BulkOp {
     id: u64,
+    /// `QUERY` or `MUTATION`.
+    kind: &'static str,
     status: &'static str,
     query: String,
     objects: u64,
@@ -177,8 +179,10 @@ pub struct Shop {
     pub outbox: Vec<OutEvent>,
     /// Scripted "sales" applied just before the next inventory write (stale quantities).
     pub pending_sales: VecDeque<i64>,
-    /// Base URL for bulk result downloads.
+    /// Base URL for bulk result downloads and staged uploads.
     pub base_url: String,
+    /// Files uploaded to staged targets (bulk mutation variables), by key.
+    staged: HashMap<String, bytes::Bytes>,
     /// Sales injected as faults: (inventory item, location, units sold).
     pub sales: Vec<(u64, u64, i64)>,
 }
@@ -987,6 +991,7 @@ impl<'a> Resolve for View<'a> {
                     "currentBulkOperation" => Ok(shop
                         .bulk_ops
                         .values()
+                        .filter(|b| b.kind == args.string("type").as_deref().unwrap_or("QUERY"))
                         .max_by_key(|b| b.id)
                         .map(|b| Out::Node(N::Bulk(b)))
                         .unwrap_or(Out::Json(Value::Null))),
@@ -1103,7 +1108,7 @@ impl<'a> Resolve for View<'a> {
                 "rootObjectCount" => json(b.roots.to_string().into()),
                 "fileSize" => json(b.size().to_string().into()),
                 "query" => json(b.query.clone().into()),
-                "type" => json("QUERY".into()),
+                "type" => json(b.kind.into()),
                 "createdAt" => json(ts(b.created_at).into()),
                 "completedAt" => json(if b.status == "COMPLETED" {
                     ts(b.created_at).into()
@@ -1211,6 +1216,10 @@ pub enum MutOut {
     InventoryActivate(Option<(u64, u64)>, Vec<UserErrPublic>),
     /// bulkOperationRunQuery.
     BulkRun(Option<u64>, Vec<UserErrPublic>),
+    /// bulkOperationRunMutation.
+    BulkRunMutation(Option<u64>, Vec<UserErrPublic>),
+    /// stagedUploadsCreate: each target's (url, key), or errors.
+    StagedUploads(Vec<(String, String)>, Vec<UserErrPublic>),
     /// webhookSubscriptionCreate.
     SubCreate(Option<u64>, Vec<UserErrPublic>),
 }
@@ -1354,6 +1363,8 @@ impl Shop {
             "inventorySetQuantities" => self.inventory_set(args, idempotency_key),
             "inventoryActivate" => Ok(self.inventory_activate(args)),
             "bulkOperationRunQuery" => Ok(self.bulk_run(host, args)),
+            "bulkOperationRunMutation" => Ok(self.bulk_run_mutation(host, args)),
+            "stagedUploadsCreate" => Ok(self.staged_uploads_create(args)),
             "webhookSubscriptionCreate" => self.subscribe(args),
             other => Err(bad_request(format!(
                 "the shopsync simulator does not implement mutation {other}"
@@ -2037,6 +2048,216 @@ impl Shop {
         MutOut::InventorySet(Some(group), Vec::new())
     }
 
+    /// How many bulk mutations may run at once per shop (API 2026-01 and later; before, one).
+    pub const BULK_MUTATIONS_AT_ONCE: usize = 5;
+
+    fn staged_uploads_create(&mut self, args: &Args<'_>) -> MutOut {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Input {
+            resource: String,
+            filename: String,
+            http_method: Option<String>,
+        }
+        let inputs: Vec<Input> = match args.parse("input") {
+            Ok(Some(inputs)) => inputs,
+            Ok(None) | Err(_) => {
+                return MutOut::StagedUploads(
+                    Vec::new(),
+                    public(vec![user_err(None, &["input"], "input is required")]),
+                )
+            }
+        };
+        let mut targets = Vec::new();
+        for (index, input) in inputs.iter().enumerate() {
+            if input.resource != "BULK_MUTATION_VARIABLES" {
+                return MutOut::StagedUploads(
+                    Vec::new(),
+                    public(vec![user_err(
+                        None,
+                        &["input", &index.to_string(), "resource"],
+                        format!(
+                            "the shopsync simulator stages only BULK_MUTATION_VARIABLES, not {}",
+                            input.resource
+                        ),
+                    )]),
+                );
+            }
+            let method = input.http_method.as_deref().unwrap_or("PUT");
+            let key = format!("tmp/sim/bulk/{}/{}", self.new_id(), input.filename);
+            let url = format!("{}/staged-uploads/{key}", self.base_url);
+            if method != "PUT" {
+                return MutOut::StagedUploads(
+                    Vec::new(),
+                    public(vec![user_err(
+                        None,
+                        &["input", &index.to_string(), "httpMethod"],
+                        "the shopsync simulator takes staged uploads by PUT",
+                    )]),
+                );
+            }
+            targets.push((url, key));
+        }
+        MutOut::StagedUploads(targets, Vec::new())
+    }
+
+    /// Stores a file uploaded to a staged target.
+    pub fn stage_upload(&mut self, key: &str, body: bytes::Bytes) -> bool {
+        if !key.starts_with("tmp/sim/bulk/") {
+            return false;
+        }
+        self.staged.insert(key.to_owned(), body);
+        true
+    }
+
+    /// bulkOperationRunMutation: runs the mutation once per line of the staged file, as
+    /// Shopify does (each line's variables; each line's answer a line of the result, with its
+    /// `__lineNumber`), refused while five bulk mutations are still running.
+    fn bulk_run_mutation(&mut self, host: &SchemaHost, args: &Args<'_>) -> MutOut {
+        let refuse = |code: &'static str, field: &str, message: String| {
+            MutOut::BulkRunMutation(None, public(vec![user_err(Some(code), &[field], message)]))
+        };
+        let running = self
+            .bulk_ops
+            .values()
+            .filter(|b| b.kind == "MUTATION" && b.status != "COMPLETED")
+            .count();
+        if running >= Self::BULK_MUTATIONS_AT_ONCE {
+            return refuse(
+                "OPERATION_IN_PROGRESS",
+                "mutation",
+                format!(
+                    "A shop may run {} bulk mutation operations at a time; {running} are running.",
+                    Self::BULK_MUTATIONS_AT_ONCE
+                ),
+            );
+        }
+        let mutation = args.string("mutation").unwrap_or_default();
+        let path = args.string("stagedUploadPath").unwrap_or_default();
+        let Some(file) = self.staged.get(&path).cloned() else {
+            return refuse(
+                "NO_SUCH_FILE",
+                "stagedUploadPath",
+                format!("no staged upload at {path}"),
+            );
+        };
+        let doc = match host.document(&mutation) {
+            Ok(doc) => doc,
+            Err(errors) => {
+                return refuse(
+                    "INVALID_MUTATION",
+                    "mutation",
+                    format!("Invalid mutation: {}", errors.join("; ")),
+                )
+            }
+        };
+        let Ok(operation) = doc.operations.get(None) else {
+            return refuse(
+                "INVALID_MUTATION",
+                "mutation",
+                "the bulk mutation must hold exactly one operation".into(),
+            );
+        };
+        if operation.operation_type != apollo_compiler::executable::OperationType::Mutation {
+            return refuse(
+                "INVALID_MUTATION",
+                "mutation",
+                "a bulk mutation runs a mutation".into(),
+            );
+        }
+        let building = std::time::Instant::now();
+        let mut out = Vec::new();
+        let mut lines = 0u64;
+        for (number, line) in file.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            lines += 1;
+            let answer = self.bulk_line(host, &doc, operation, line);
+            let mut entry = answer;
+            entry["__lineNumber"] = Value::from(number as u64);
+            out.extend_from_slice(entry.to_string().as_bytes());
+            out.push(b'\n');
+        }
+        self.staged.remove(&path);
+        let id = self.new_id();
+        self.bulk_ops.insert(
+            id,
+            BulkOp {
+                id,
+                kind: "MUTATION",
+                status: "CREATED",
+                query: mutation,
+                objects: lines,
+                roots: lines,
+                polls: 0,
+                created_at: Utc::now(),
+                data: vec![bytes::Bytes::from(out)],
+                built_in: building.elapsed(),
+            },
+        );
+        MutOut::BulkRunMutation(Some(id), Vec::new())
+    }
+
+    /// One line of a bulk mutation: its variables coerced as a request's are, the mutation's
+    /// root fields run and projected; `{"data": ...}` or `{"errors": [...]}`.
+    fn bulk_line(
+        &mut self,
+        host: &SchemaHost,
+        doc: &apollo_compiler::ExecutableDocument,
+        operation: &apollo_compiler::executable::Operation,
+        line: &[u8],
+    ) -> Value {
+        let error = |message: String| json!({"errors": [{"message": message}]});
+        let vars: apollo_compiler::response::JsonMap = match serde_json::from_slice(line) {
+            Ok(vars) => vars,
+            Err(e) => return error(format!("the line is not a JSON object of variables: {e}")),
+        };
+        let coerced = match apollo_compiler::request::coerce_variable_values(
+            &host.schema,
+            operation,
+            &vars,
+        ) {
+            Ok(coerced) => coerced,
+            Err(e) => return error(e.message().to_string()),
+        };
+        let vars: Map<String, Value> = serde_json::to_value(&*coerced)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        let mut data = Map::new();
+        let mut errors = Vec::new();
+        for field in operation
+            .selection_set
+            .selections
+            .iter()
+            .filter_map(|s| match s {
+                apollo_compiler::executable::Selection::Field(f) => Some(f),
+                _ => None,
+            })
+        {
+            let key = field.response_key().to_string();
+            match self.mutate(host, field.name.as_str(), &Args::new(field, &vars), None) {
+                Ok(outcome) => {
+                    let shop: &Shop = self;
+                    let mut exec = Exec::new(doc, &host.schema, &vars, View { shop });
+                    let payload = shop.payload(&outcome);
+                    let value = exec.object(&payload, &field.selection_set);
+                    data.insert(key, value);
+                }
+                Err(top) => {
+                    errors.push(json!({"message": top.message, "extensions": {"code": top.code}}));
+                    data.insert(key, Value::Null);
+                }
+            }
+        }
+        let mut answer = json!({ "data": data });
+        if !errors.is_empty() {
+            answer["errors"] = Value::Array(errors);
+        }
+        answer
+    }
+
     fn bulk_run(&mut self, host: &SchemaHost, args: &Args<'_>) -> MutOut {
         let query = args.string("query").unwrap_or_default();
         let doc = match host.document(&query) {
@@ -2125,6 +2346,7 @@ impl Shop {
             id,
             BulkOp {
                 id,
+                kind: "QUERY",
                 status: "CREATED",
                 query,
                 objects: lines,
@@ -2325,6 +2547,64 @@ impl Shop {
                             Some(level) => Val::N(level),
                             None => j(Value::Null),
                         },
+                    ),
+                    ("userErrors", user_errors("UserError", &private(errors))),
+                ],
+            ),
+            MutOut::BulkRunMutation(op, errors) => obj(
+                "BulkOperationRunMutationPayload",
+                vec![
+                    (
+                        "bulkOperation",
+                        match op.and_then(|o| self.bulk_ops.get(&o)) {
+                            Some(b) => Val::N(N::Bulk(b)),
+                            None => j(Value::Null),
+                        },
+                    ),
+                    (
+                        "userErrors",
+                        user_errors("BulkMutationUserError", &private(errors)),
+                    ),
+                ],
+            ),
+            MutOut::StagedUploads(targets, errors) => obj(
+                "StagedUploadsCreatePayload",
+                vec![
+                    (
+                        "stagedTargets",
+                        Val::L(
+                            targets
+                                .iter()
+                                .map(|(url, key)| {
+                                    obj(
+                                        "StagedMediaUploadTarget",
+                                        vec![
+                                            ("url", j(url.clone())),
+                                            ("resourceUrl", j(Value::Null)),
+                                            (
+                                                "parameters",
+                                                Val::L(vec![
+                                                    obj(
+                                                        "StagedUploadParameter",
+                                                        vec![
+                                                            ("name", j("key")),
+                                                            ("value", j(key.clone())),
+                                                        ],
+                                                    ),
+                                                    obj(
+                                                        "StagedUploadParameter",
+                                                        vec![
+                                                            ("name", j("content_type")),
+                                                            ("value", j("text/jsonl")),
+                                                        ],
+                                                    ),
+                                                ]),
+                                            ),
+                                        ],
+                                    )
+                                })
+                                .collect(),
+                        ),
                     ),
                     ("userErrors", user_errors("UserError", &private(errors))),
                 ],

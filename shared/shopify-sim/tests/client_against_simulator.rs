@@ -816,3 +816,112 @@ async fn the_clients_cost_estimates_match_the_simulators_requested_cost() {
     );
     assert!(requested <= f64::from(MAX_QUERY_COST));
 }
+
+#[tokio::test]
+async fn a_bulk_push_runs_each_kind_as_a_bulk_mutation_and_answers_per_product() {
+    use shopsync_shopify::ops::BulkPush;
+    let sim = sim(seeded(3, 2)).await;
+    let client = client(&sim);
+    let ids: Vec<u64> = sim.with_shop(|s| s.products().map(|p| p.id).collect());
+    let variant = sim.with_shop(|s| s.product(ids[1]).unwrap().variants[0].id);
+    let mut refused = big_product(1);
+    refused.product_options.clear();
+    let pushes = vec![
+        BulkPush::Create(big_product(2)),
+        BulkPush::Update(ProductUpdateInput {
+            id: ShopifyProductId::new(ids[0]).unwrap().gid(),
+            title: Some("Renamed in bulk".into()),
+            ..Default::default()
+        }),
+        BulkPush::Variants(
+            ShopifyProductId::new(ids[1]).unwrap(),
+            vec![VariantUpdateInput {
+                id: ShopifyVariantId::new(variant).unwrap().gid(),
+                price: Some("42.00".into()),
+                ..Default::default()
+            }],
+        ),
+        BulkPush::Update(ProductUpdateInput {
+            id: ShopifyProductId::new(999_999_999).unwrap().gid(),
+            title: Some("Nobody".into()),
+            ..Default::default()
+        }),
+    ];
+    let (answers, stats) = client
+        .bulk_push(&pushes, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(stats.operations, 3, "one bulk mutation per kind");
+    assert!(stats.uploaded_bytes > 0 && stats.result_bytes > 0);
+    let created = answers[0].as_ref().expect("the create");
+    assert_eq!(created.variants.len(), 2);
+    assert!(created
+        .variants
+        .iter()
+        .all(|v| v.inventory_item_id.is_some()));
+    assert_eq!(answers[1].as_ref().unwrap().product_id.get(), ids[0]);
+    assert_eq!(answers[2].as_ref().unwrap().product_id.get(), ids[1]);
+    assert!(
+        answers[3].is_err(),
+        "a missing product is refused on its own line"
+    );
+    sim.with_shop(|s| {
+        assert_eq!(s.product(ids[0]).unwrap().title, "Renamed in bulk");
+        assert_eq!(s.product(ids[1]).unwrap().variants[0].price, "42.00");
+        assert_eq!(
+            s.product(created.product_id.get()).unwrap().title,
+            "Many sizes"
+        );
+    });
+    // Five at a time: a sixth waits for one to finish (the shop's rule since 2026-01).
+    let (status, body) = raw(
+        &sim,
+        "{ currentBulkOperation(type: MUTATION) { type status } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"]["currentBulkOperation"]["type"], "MUTATION",
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_shop_runs_five_bulk_mutations_at_a_time() {
+    let sim = sim(seeded(1, 1)).await;
+    let stage = "mutation S($input: [StagedUploadInput!]!) { stagedUploadsCreate(input: $input) { stagedTargets { url parameters { name value } } userErrors { message } } }";
+    let run = "mutation R($m: String!, $p: String!) { bulkOperationRunMutation(mutation: $m, stagedUploadPath: $p) { bulkOperation { id } userErrors { code message } } }";
+    let mutation = "mutation U($product: ProductUpdateInput!) { productUpdate(product: $product) { product { id } userErrors { message } } }";
+    let id = sim.with_shop(|s| s.products().next().unwrap().id);
+    let mut codes_seen = Vec::new();
+    for _ in 0..6 {
+        let (_, staged) = raw(
+            &sim,
+            stage,
+            json!({"input": [{"resource": "BULK_MUTATION_VARIABLES", "filename": "v.jsonl", "mimeType": "text/jsonl", "httpMethod": "PUT"}]}),
+        )
+        .await;
+        let target = &staged["data"]["stagedUploadsCreate"]["stagedTargets"][0];
+        let key = target["parameters"][0]["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let line = json!({"product": {"id": format!("gid://shopify/Product/{id}"), "title": "T"}});
+        let put = reqwest::Client::new()
+            .put(target["url"].as_str().unwrap())
+            .body(format!("{line}\n"))
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success());
+        let (_, ran) = raw(&sim, run, json!({"m": mutation, "p": key})).await;
+        codes_seen.push(
+            ran["data"]["bulkOperationRunMutation"]["userErrors"][0]["code"]
+                .as_str()
+                .map(str::to_owned),
+        );
+    }
+    assert_eq!(&codes_seen[..5], &[None, None, None, None, None]);
+    assert_eq!(codes_seen[5].as_deref(), Some("OPERATION_IN_PROGRESS"));
+}

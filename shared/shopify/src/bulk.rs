@@ -269,7 +269,7 @@ impl BulkOperationState {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct BulkOperationState {
+pub(crate) struct BulkOperationState {
     id: String,
     status: String,
     #[serde(default)]
@@ -277,7 +277,7 @@ struct BulkOperationState {
     #[serde(default)]
     object_count: Option<serde_json::Value>,
     #[serde(default)]
-    url: Option<String>,
+    pub(crate) url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -388,7 +388,7 @@ impl AdminClient {
         })
     }
 
-    async fn await_bulk_operation(
+    pub(crate) async fn await_bulk_operation(
         &self,
         id: &str,
         timeout: Duration,

@@ -165,6 +165,22 @@ impl AdminClient {
             .await
     }
 
+    /// Sends a file to a staged upload target by PUT (signed: no access token sent).
+    pub(crate) async fn put_staged(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        self.http
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .timeout(Duration::from_secs(600))
+            .body(body)
+            .send()
+            .await
+    }
+
     /// A client for `config`.
     pub fn new(config: ClientConfig) -> Result<Self, ShopifyError> {
         if config.access_token.is_empty() {

@@ -269,6 +269,33 @@ pub const BULK_OPERATION_RUN_QUERY: Document = Document {
 ",
 };
 
+/// Stages the file of a bulk mutation's variables (one JSON object per line), to be sent by
+/// PUT to the target it answers.
+pub const STAGED_UPLOADS_CREATE: Document = Document {
+    name: "StagedUploadsCreate",
+    mutation: true,
+    text: "mutation StagedUploadsCreate($input: [StagedUploadInput!]!) {
+  stagedUploadsCreate(input: $input) {
+    stagedTargets { url resourceUrl parameters { name value } }
+    userErrors { field message }
+  }
+}
+",
+};
+
+/// Runs a mutation once per line of a staged file of variables.
+pub const BULK_OPERATION_RUN_MUTATION: Document = Document {
+    name: "BulkOperationRunMutation",
+    mutation: true,
+    text: "mutation BulkOperationRunMutation($mutation: String!, $stagedUploadPath: String!, $clientIdentifier: String) {
+  bulkOperationRunMutation(mutation: $mutation, stagedUploadPath: $stagedUploadPath, clientIdentifier: $clientIdentifier) {
+    bulkOperation { id status }
+    userErrors { code field message }
+  }
+}
+",
+};
+
 /// Polls a bulk operation.
 pub const BULK_OPERATION: Document = Document {
     name: "BulkOperation",
@@ -322,6 +349,8 @@ pub const ALL: &[Document] = &[
     LOCATIONS,
     COLLECTIONS_PAGE,
     BULK_OPERATION_RUN_QUERY,
+    STAGED_UPLOADS_CREATE,
+    BULK_OPERATION_RUN_MUTATION,
     BULK_OPERATION,
     WEBHOOK_SUBSCRIPTION_CREATE,
     WEBHOOK_SUBSCRIPTIONS,

@@ -1244,3 +1244,367 @@ impl AdminClient {
             .map(|p| p.id))
     }
 }
+
+// ---------------------------------------------------------------- bulk push
+
+/// One product of a bulk push, by the mutation that carries it (each kind runs as a bulk
+/// mutation of its own; none of them can delete a variant, so none needs a guard).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BulkPush {
+    /// A product new to Shopify: productSet.
+    Create(ProductSetInput),
+    /// Product-level fields of an existing product: productUpdate.
+    Update(ProductUpdateInput),
+    /// Fields of existing variants of a product (at most 250): productVariantsBulkUpdate.
+    Variants(ShopifyProductId, Vec<VariantUpdateInput>),
+}
+
+impl BulkPush {
+    fn kind(&self) -> usize {
+        match self {
+            BulkPush::Create(_) => 0,
+            BulkPush::Update(_) => 1,
+            BulkPush::Variants(..) => 2,
+        }
+    }
+}
+
+/// The bulk mutation of each kind of [`BulkPush`], and its variables for one product.
+fn bulk_line(push: &BulkPush) -> (&'static doc::Document, serde_json::Value) {
+    match push {
+        BulkPush::Create(input) => (
+            &doc::PRODUCT_SET,
+            json!({ "input": input, "identifier": null, "synchronous": true }),
+        ),
+        BulkPush::Update(input) => (&doc::PRODUCT_UPDATE, json!({ "product": input })),
+        BulkPush::Variants(product, variants) => (
+            &doc::PRODUCT_VARIANTS_BULK_UPDATE,
+            json!({ "productId": product.gid(), "variants": variants }),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StagedData {
+    staged_uploads_create: Option<StagedPayload>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StagedPayload {
+    #[serde(default)]
+    staged_targets: Vec<StagedTarget>,
+    user_errors: Vec<UserError>,
+}
+
+#[derive(Deserialize)]
+struct StagedTarget {
+    url: Option<String>,
+    #[serde(default)]
+    parameters: Vec<StagedParameter>,
+}
+
+#[derive(Deserialize)]
+struct StagedParameter {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunMutationData {
+    bulk_operation_run_mutation: Option<RunMutationPayload>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunMutationPayload {
+    bulk_operation: Option<IdOnly<String>>,
+    user_errors: Vec<UserError>,
+}
+
+/// One line of a bulk mutation's result.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResultLine {
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+    #[serde(default)]
+    errors: Vec<serde_json::Value>,
+    #[serde(rename = "__lineNumber")]
+    line_number: usize,
+}
+
+/// What a bulk push took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkPushStats {
+    /// Bulk mutations run.
+    pub operations: u64,
+    /// Bytes of variables uploaded.
+    pub uploaded_bytes: u64,
+    /// Bytes of results read back.
+    pub result_bytes: u64,
+}
+
+impl AdminClient {
+    /// Pushes products through Shopify's bulk mutations: each kind of [`BulkPush`] becomes a
+    /// JSONL file of variables (stagedUploadsCreate, then a PUT), run by
+    /// bulkOperationRunMutation; the kinds run at once (Shopify runs up to five bulk mutations
+    /// at a time per shop from API 2026-01), each is awaited until `timeout`, and its result
+    /// file is read back line by line. Returns each product's answer, in the order given: what
+    /// Shopify confirmed, or why it refused that product (its line's errors or userErrors).
+    pub async fn bulk_push(
+        &self,
+        pushes: &[BulkPush],
+        timeout: Duration,
+    ) -> Result<(Vec<Result<ProductSetResult, ShopifyError>>, BulkPushStats), ShopifyError> {
+        let mut answers: Vec<Option<Result<ProductSetResult, ShopifyError>>> =
+            (0..pushes.len()).map(|_| None).collect();
+        let mut stats = BulkPushStats::default();
+        let mut started = Vec::new();
+        for kind in 0..3 {
+            let members: Vec<usize> = (0..pushes.len())
+                .filter(|i| pushes[*i].kind() == kind)
+                .collect();
+            let Some(first) = members.first() else {
+                continue;
+            };
+            let (document, _) = bulk_line(&pushes[*first]);
+            let mut file = Vec::new();
+            for index in &members {
+                let (_, variables) = bulk_line(&pushes[*index]);
+                serde_json::to_writer(&mut file, &variables).map_err(|e| ShopifyError::Decode {
+                    operation: document.name,
+                    reason: format!("variables: {e}"),
+                })?;
+                file.push(b'\n');
+            }
+            stats.uploaded_bytes += file.len() as u64;
+            let path = self.stage_file(file).await?;
+            let id = self.run_bulk_mutation(document, &path).await?;
+            stats.operations += 1;
+            started.push((id, document, members));
+        }
+        for (id, document, members) in started {
+            let finished = self.await_bulk_operation(&id, timeout).await?;
+            let Some(url) = finished.url else {
+                for index in members {
+                    answers[index] = Some(Err(ShopifyError::Refused(format!(
+                        "bulk mutation {id} answered nothing for this product"
+                    ))));
+                }
+                continue;
+            };
+            let body = self
+                .download(&url)
+                .await
+                .map_err(|e| ShopifyError::Unavailable {
+                    operation: "BulkMutationResult",
+                    attempts: 1,
+                    reason: format!("download failed: {e}"),
+                })?
+                .bytes()
+                .await
+                .map_err(|e| ShopifyError::Unavailable {
+                    operation: "BulkMutationResult",
+                    attempts: 1,
+                    reason: format!("download failed: {e}"),
+                })?;
+            stats.result_bytes += body.len() as u64;
+            for raw in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let line: ResultLine =
+                    serde_json::from_slice(raw).map_err(|e| ShopifyError::Decode {
+                        operation: "BulkMutationResult",
+                        reason: format!("a result line: {e}"),
+                    })?;
+                let Some(index) = members.get(line.line_number).copied() else {
+                    continue;
+                };
+                answers[index] = Some(decode_bulk_answer(&pushes[index], document, line));
+            }
+        }
+        Ok((
+            answers
+                .into_iter()
+                .map(|a| {
+                    a.unwrap_or_else(|| {
+                        Err(ShopifyError::Refused(
+                            "the bulk mutation's result has no line for this product".into(),
+                        ))
+                    })
+                })
+                .collect(),
+            stats,
+        ))
+    }
+
+    /// Stages `file` for a bulk mutation; returns its staged upload path.
+    async fn stage_file(&self, file: Vec<u8>) -> Result<String, ShopifyError> {
+        let input = json!([{
+            "resource": "BULK_MUTATION_VARIABLES",
+            "filename": "bulk_op_vars.jsonl",
+            "mimeType": "text/jsonl",
+            "httpMethod": "PUT",
+            "fileSize": file.len().to_string(),
+        }]);
+        let data: StagedData = self
+            .execute(
+                &doc::STAGED_UPLOADS_CREATE,
+                json!({ "input": input }),
+                MUTATION_COST,
+            )
+            .await?;
+        let payload = data
+            .staged_uploads_create
+            .ok_or_else(|| ShopifyError::Decode {
+                operation: doc::STAGED_UPLOADS_CREATE.name,
+                reason: "payload missing".into(),
+            })?;
+        user_errors(doc::STAGED_UPLOADS_CREATE.name, payload.user_errors)?;
+        let target =
+            payload
+                .staged_targets
+                .into_iter()
+                .next()
+                .ok_or_else(|| ShopifyError::Decode {
+                    operation: doc::STAGED_UPLOADS_CREATE.name,
+                    reason: "no staged target".into(),
+                })?;
+        let (Some(url), Some(path)) = (
+            target.url,
+            target
+                .parameters
+                .iter()
+                .find(|p| p.name == "key")
+                .map(|p| p.value.clone()),
+        ) else {
+            return Err(ShopifyError::Decode {
+                operation: doc::STAGED_UPLOADS_CREATE.name,
+                reason: "the staged target has no url or key".into(),
+            });
+        };
+        let sent = self
+            .put_staged(&url, "text/jsonl", file)
+            .await
+            .map_err(|e| ShopifyError::Unavailable {
+                operation: "StagedUpload",
+                attempts: 1,
+                reason: e.to_string(),
+            })?;
+        if !sent.status().is_success() {
+            return Err(ShopifyError::Http {
+                operation: "StagedUpload",
+                status: sent.status().as_u16(),
+                body: sent.text().await.unwrap_or_default(),
+            });
+        }
+        Ok(path)
+    }
+
+    /// Starts a bulk mutation of `document` over the staged file at `path`; returns its GID.
+    async fn run_bulk_mutation(
+        &self,
+        document: &doc::Document,
+        path: &str,
+    ) -> Result<String, ShopifyError> {
+        let data: RunMutationData = self
+            .execute(
+                &doc::BULK_OPERATION_RUN_MUTATION,
+                json!({ "mutation": document.text, "stagedUploadPath": path }),
+                MUTATION_COST,
+            )
+            .await?;
+        let payload = data
+            .bulk_operation_run_mutation
+            .ok_or_else(|| ShopifyError::Decode {
+                operation: doc::BULK_OPERATION_RUN_MUTATION.name,
+                reason: "payload missing".into(),
+            })?;
+        user_errors(doc::BULK_OPERATION_RUN_MUTATION.name, payload.user_errors)?;
+        payload
+            .bulk_operation
+            .map(|op| op.id)
+            .ok_or_else(|| ShopifyError::Decode {
+                operation: doc::BULK_OPERATION_RUN_MUTATION.name,
+                reason: "no bulk operation returned".into(),
+            })
+    }
+}
+
+/// One product's answer from its line of a bulk mutation's result.
+fn decode_bulk_answer(
+    push: &BulkPush,
+    document: &doc::Document,
+    line: ResultLine,
+) -> Result<ProductSetResult, ShopifyError> {
+    if !line.errors.is_empty() {
+        let messages: Vec<String> = line
+            .errors
+            .iter()
+            .map(|e| {
+                e.get("message")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("an error")
+                    .to_owned()
+            })
+            .collect();
+        return Err(ShopifyError::Refused(messages.join("; ")));
+    }
+    let data = line.data.unwrap_or_default();
+    let decode = |reason: String| ShopifyError::Decode {
+        operation: document.name,
+        reason,
+    };
+    match push {
+        BulkPush::Create(_) => {
+            let data: ProductSetData =
+                serde_json::from_value(data).map_err(|e| decode(e.to_string()))?;
+            let payload = data
+                .product_set
+                .ok_or_else(|| decode("productSet payload missing".into()))?;
+            user_errors(document.name, payload.user_errors)?;
+            let product = payload
+                .product
+                .ok_or_else(|| decode("productSet returned no product".into()))?;
+            Ok(set_result(product, false))
+        }
+        BulkPush::Update(input) => {
+            let data: ProductUpdateData =
+                serde_json::from_value(data).map_err(|e| decode(e.to_string()))?;
+            let payload = data
+                .product_update
+                .ok_or_else(|| decode("productUpdate payload missing".into()))?;
+            user_errors(document.name, payload.user_errors)?;
+            let product_id = input
+                .id
+                .parse::<ShopifyProductId>()
+                .map_err(|e| decode(e.to_string()))?;
+            Ok(ProductSetResult {
+                product_id,
+                updated_at: payload.product.and_then(|p| p.updated_at),
+                variants: Vec::new(),
+                asynchronous: false,
+            })
+        }
+        BulkPush::Variants(product_id, _) => {
+            let data: VariantsBulkData =
+                serde_json::from_value(data).map_err(|e| decode(e.to_string()))?;
+            let payload = data
+                .product_variants_bulk_update
+                .ok_or_else(|| decode("productVariantsBulkUpdate payload missing".into()))?;
+            user_errors(document.name, payload.user_errors)?;
+            Ok(ProductSetResult {
+                product_id: *product_id,
+                updated_at: payload
+                    .product_variants
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|v| v.updated_at)
+                    .max(),
+                variants: Vec::new(),
+                asynchronous: false,
+            })
+        }
+    }
+}
