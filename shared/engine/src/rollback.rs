@@ -736,8 +736,11 @@ async fn settle(
     rollback.restored_total = 0;
     let mut not_pushed = 0u64;
     let mut last_failure = None;
-    for ids in rows.chunks(100) {
+    // Many products go through Shopify's bulk mutations, a chunk at a time.
+    let bulk = rows.len() as u64 >= crate::up::bulk_push_min();
+    for ids in rows.chunks(SETTLE_CHUNK) {
         // Read again by key: the status each row has now.
+        let mut applied = Vec::new();
         for row in crate::operation::rows_by_id(store, ids).await? {
             let product = row.source_product_id;
             let recreated = row.change_type == ChangeType::Create;
@@ -757,10 +760,9 @@ async fn settle(
                 continue;
             }
             match row.status {
-                StagingStatus::Applied => {}
+                StagingStatus::Applied => applied.push(row),
                 StagingStatus::Pending => {
-                    rollback.skip(product, "still waiting to be applied".to_owned());
-                    continue;
+                    rollback.skip(product, "still waiting to be applied".to_owned())
                 }
                 _ => {
                     let why = row
@@ -768,28 +770,42 @@ async fn settle(
                         .clone()
                         .unwrap_or_else(|| shopsync_domain::status::status_name(row.status));
                     rollback.skip(product, why);
-                    continue;
                 }
             }
-            let Some(current) = store.product(product).await? else {
+        }
+        let ids: Vec<ProductId> = applied.iter().map(|r| r.source_product_id).collect();
+        let current = store.products(&ids).await?;
+        // Pushed already by an earlier run (a redelivery): nothing left to send.
+        let to_push: Vec<Product> = current
+            .iter()
+            .flatten()
+            .filter(|p| p.needs_push())
+            .cloned()
+            .collect();
+        let outcomes = crate::up::push_many(store, client, &to_push, actor, bulk, times).await?;
+        let mut refused: BTreeMap<ProductId, String> = BTreeMap::new();
+        for (product, outcome) in to_push.iter().zip(outcomes) {
+            match outcome? {
+                crate::up::Pushed::Pushed(..) => {}
+                crate::up::Pushed::Refused(_, why) => {
+                    refused.insert(product.id, why);
+                }
+                crate::up::Pushed::Locked(_) => {
+                    refused.insert(product.id, "another holds the product's lock".to_owned());
+                }
+            }
+        }
+        let after_push = store.products(&ids).await?;
+        for ((row, before), now) in applied.iter().zip(current).zip(after_push) {
+            let product = row.source_product_id;
+            let Some(before) = before else {
                 rollback.skip(product, "removed after it was restored".to_owned());
                 continue;
             };
-            let shopify = if current.needs_push() {
-                match crate::up::push_product(store, client, &current, actor, Utc::now(), times)
-                    .await?
-                {
-                    crate::up::Pushed::Pushed(..) => None,
-                    crate::up::Pushed::Refused(_, why) => Some(why),
-                    crate::up::Pushed::Locked(_) => {
-                        Some("another holds the product's lock".to_owned())
-                    }
-                }
-            } else {
-                None
-            };
             crate::crash::point("rollback-pushed");
-            let shopify = match shopify {
+            let recreated = row.change_type == ChangeType::Create;
+            let archived = row.rolls_back.as_ref().is_some_and(|r| r.created);
+            let shopify = match refused.remove(&product) {
                 Some(why) => {
                     not_pushed += 1;
                     last_failure = Some(format!("{product}: {why}"));
@@ -799,13 +815,9 @@ async fn settle(
                 None if archived => "archived".to_owned(),
                 None => "pushed".to_owned(),
             };
-            let version = store
-                .product(product)
-                .await?
-                .map_or(current.version, |p| p.version);
             rollback.restored(RestoredProduct {
                 product_id: product,
-                version,
+                version: now.map_or(before.version, |p| p.version),
                 shopify,
                 forced: row.error.clone(),
             });
@@ -828,6 +840,9 @@ async fn settle(
     tracing::info!(rollback = %rollback.id, restored = rollback.restored_total, skipped = rollback.skipped_total, not_pushed, "rollback settled");
     Ok(reason)
 }
+
+/// Restored products a rollback reads, pushes and records at a time.
+const SETTLE_CHUNK: usize = 2_500;
 
 /// The original operation after its rollback: rolled back when every product it changed was
 /// restored, partially rolled back otherwise (a realtime day still recording keeps its status).

@@ -43,6 +43,13 @@ const DEADLINE_BATCH: usize = 256;
 /// Time left before a step's deadline below which it plans [`DEADLINE_BATCH`]es.
 const NEAR_DEADLINE: Duration = Duration::from_secs(20);
 
+/// Products an up-sync pushes per page, one call per product.
+const PUSH_PAGE: u32 = 25;
+
+/// Products an up-sync pushes per page through Shopify's bulk mutations (when it pushes at
+/// least `SHOPSYNC_BULK_PUSH_MIN`): one bulk mutation per kind of change each page.
+const BULK_PUSH_PAGE: u32 = 1_000;
+
 /// Export batches planned at once, each on a task of its own: while one batch writes, the
 /// next is decided and encoded on the other core. Every product is decided against the store
 /// as it stands, so batches never depend on each other; a create that loses a race (the same
@@ -640,8 +647,22 @@ impl Stepper<'_> {
                     mut last_failure,
                 } => {
                     let staged = checkpoint.staged_up;
+                    // A large push goes through Shopify's bulk mutations, a page at a time.
+                    let page = if checkpoint.summary.changes >= crate::up::bulk_push_min() {
+                        BULK_PUSH_PAGE
+                    } else {
+                        PUSH_PAGE
+                    };
                     let next = self
-                        .push_page(operation, after, &mut last_failure, times, stats, staged)
+                        .push_page(
+                            operation,
+                            after,
+                            page,
+                            &mut last_failure,
+                            times,
+                            stats,
+                            staged,
+                        )
                         .await?;
                     checkpoint.phase = match next {
                         Some(after) => Phase::Push {
@@ -945,10 +966,12 @@ impl Stepper<'_> {
         Ok(page.next)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn push_page(
         &self,
         operation: &SyncOperation,
         after: Option<shopsync_store::PageToken>,
+        size: u32,
         last_failure: &mut Option<String>,
         times: &mut StageTimes,
         stats: &mut OperationStatistics,
@@ -956,7 +979,7 @@ impl Stepper<'_> {
     ) -> Result<Option<shopsync_store::PageToken>, EngineError> {
         let mut query =
             shopsync_store::item::Query::new(Table::Products, Some("by_pending_push"), "1");
-        query.limit = 25;
+        query.limit = size;
         query.start = after;
         let fetching = Instant::now();
         let page = self.store.query::<shopsync_domain::Product>(query).await?;

@@ -10,9 +10,13 @@ use crate::perf::StageTimes;
 use crate::push_plan::{choose_mutation, echo_key, product_set_input, stock_plan, Mutation};
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
+use shopsync_domain::product::ProductContent;
+use shopsync_domain::ShopifyProductId;
 use shopsync_domain::Stage;
 use shopsync_domain::{Actor, ChangeSource, Product, ProductId, ShopifyVariantId, VersionStamp};
-use shopsync_shopify::ops::{InventoryPlan, NoCheckpoint, ProductSetRequest, ProductSetResult};
+use shopsync_shopify::ops::{
+    BulkPush, InventoryPlan, NoCheckpoint, ProductSetRequest, ProductSetResult,
+};
 use shopsync_shopify::{AdminClient, ShopifyError};
 use shopsync_store::item::Query;
 use shopsync_store::{ProductCommit, RepoError, Store, Table};
@@ -34,18 +38,23 @@ pub enum Pushed {
     Locked(ProductId),
 }
 
-/// Pushes one product that needs it.
-pub async fn push_product(
+/// What pushing one product sends, decided before anything is sent: the base (what Shopify
+/// was last confirmed to hold), the narrowest mutation, and the variants deliberately dropped
+/// locally since the base (productSet deletes them in Shopify).
+struct Prepared {
+    base: Option<ProductContent>,
+    mutation: Mutation,
+    delete_variants: BTreeSet<ShopifyVariantId>,
+}
+
+/// Decides what pushing `product` sends, and remembers the fingerprint of what it sends so
+/// its webhook echo is recognised.
+async fn prepare(
     store: &Store,
-    client: &AdminClient,
     product: &Product,
-    actor: &Actor,
     now: DateTime<Utc>,
     times: &mut StageTimes,
-) -> Result<Pushed, EngineError> {
-    if product.writable_by(actor, now).is_err() {
-        return Ok(Pushed::Locked(product.id));
-    }
+) -> Result<Prepared, EngineError> {
     // Variants deliberately dropped locally since the last sync: in the base, not current.
     let mut delete_variants = BTreeSet::new();
     let diffing = Instant::now();
@@ -84,47 +93,217 @@ pub async fn push_product(
             .await?;
     }
     times.add(Stage::Diff, diffing);
-    let pushing = Instant::now();
-    let pushed = match mutation {
+    Ok(Prepared {
+        base,
+        mutation,
+        delete_variants,
+    })
+}
+
+/// Sends one product's mutation on its own.
+async fn send_one(
+    client: &AdminClient,
+    product: &Product,
+    prepared: &Prepared,
+) -> Result<ProductSetResult, ShopifyError> {
+    match &prepared.mutation {
         Mutation::Set => {
             let request = ProductSetRequest {
                 product: product.shopify_id,
                 input: product_set_input(&product.content, product.shopify_id.is_some()),
-                delete_variants,
+                delete_variants: prepared.delete_variants.clone(),
             };
             client.product_set(&request).await
         }
         Mutation::Update(id, input) => {
             client
-                .product_update(&input)
+                .product_update(input)
                 .await
                 .map(|updated_at| ProductSetResult {
-                    product_id: id,
+                    product_id: *id,
                     updated_at,
                     variants: Vec::new(),
                     asynchronous: false,
                 })
         }
-        Mutation::StockOnly(id) => Ok(ProductSetResult {
-            product_id: id,
-            updated_at: None,
-            variants: Vec::new(),
-            asynchronous: false,
-        }),
+        Mutation::StockOnly(id) => Ok(stock_only(*id)),
         Mutation::Variants(id, inputs) => {
             client
-                .variants_bulk_update(id, &inputs)
+                .variants_bulk_update(*id, inputs)
                 .await
                 .map(|updated| ProductSetResult {
-                    product_id: id,
+                    product_id: *id,
                     // The product's own updatedAt moves with its variants' at least this far.
                     updated_at: updated.iter().filter_map(|v| v.updated_at).max(),
                     variants: Vec::new(),
                     asynchronous: false,
                 })
         }
+    }
+}
+
+/// The answer for a change that is stock alone: no mutation, the inventory plan carries it.
+fn stock_only(id: ShopifyProductId) -> ProductSetResult {
+    ProductSetResult {
+        product_id: id,
+        updated_at: None,
+        variants: Vec::new(),
+        asynchronous: false,
+    }
+}
+
+/// Pushes one product that needs it.
+pub async fn push_product(
+    store: &Store,
+    client: &AdminClient,
+    product: &Product,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    times: &mut StageTimes,
+) -> Result<Pushed, EngineError> {
+    if product.writable_by(actor, now).is_err() {
+        return Ok(Pushed::Locked(product.id));
+    }
+    let prepared = prepare(store, product, now, times).await?;
+    let pushing = Instant::now();
+    let pushed = send_one(client, product, &prepared).await;
+    times.add(Stage::Push, pushing);
+    finish(
+        store,
+        client,
+        product,
+        prepared.base.as_ref(),
+        pushed,
+        actor,
+        now,
+        times,
+    )
+    .await
+}
+
+/// How many products a push takes before it goes through Shopify's bulk mutations instead
+/// of one call per product: `SHOPSYNC_BULK_PUSH_MIN` (default 500), read once.
+pub fn bulk_push_min() -> u64 {
+    static MIN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var("SHOPSYNC_BULK_PUSH_MIN")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(500)
+    })
+}
+
+/// How long a bulk push waits for Shopify to run its bulk mutations.
+const BULK_PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Pushes `products` (each as it stands, each that needs it), through Shopify's bulk
+/// mutations when `bulk` (every change a bulk mutation can carry: a new product, product
+/// fields, variant fields; a structural change of an existing product goes on its own, behind
+/// its variant-deletion guard), else one by one. Answers each product's outcome, in order.
+pub(crate) async fn push_many(
+    store: &Store,
+    client: &AdminClient,
+    products: &[Product],
+    actor: &Actor,
+    bulk: bool,
+    times: &mut StageTimes,
+) -> Result<Vec<Result<Pushed, EngineError>>, EngineError> {
+    let now = Utc::now();
+    if !bulk {
+        let mut outcomes = Vec::with_capacity(products.len());
+        for product in products {
+            outcomes.push(push_product(store, client, product, actor, now, times).await);
+        }
+        return Ok(outcomes);
+    }
+    let mut prepared = Vec::with_capacity(products.len());
+    let mut pushes = Vec::new();
+    let mut in_bulk = vec![None; products.len()];
+    for (index, product) in products.iter().enumerate() {
+        if product.writable_by(actor, now).is_err() {
+            prepared.push(None);
+            continue;
+        }
+        let ready = prepare(store, product, now, times).await?;
+        let push = match &ready.mutation {
+            Mutation::Set if product.shopify_id.is_none() => {
+                Some(BulkPush::Create(product_set_input(&product.content, false)))
+            }
+            Mutation::Update(_, input) => Some(BulkPush::Update(input.clone())),
+            Mutation::Variants(id, inputs) if inputs.len() <= 250 => {
+                Some(BulkPush::Variants(*id, inputs.clone()))
+            }
+            _ => None,
+        };
+        if let Some(push) = push {
+            in_bulk[index] = Some(pushes.len());
+            pushes.push(push);
+        }
+        prepared.push(Some(ready));
+    }
+    let pushing = Instant::now();
+    let (mut answers, sent) = if pushes.is_empty() {
+        (Vec::new(), Default::default())
+    } else {
+        client.bulk_push(&pushes, BULK_PUSH_TIMEOUT).await?
     };
     times.add(Stage::Push, pushing);
+    tracing::info!(
+        products = pushes.len(),
+        operations = sent.operations,
+        uploaded = sent.uploaded_bytes,
+        results = sent.result_bytes,
+        "bulk push"
+    );
+    let mut outcomes = Vec::with_capacity(products.len());
+    for (index, product) in products.iter().enumerate() {
+        let Some(ready) = &prepared[index] else {
+            outcomes.push(Ok(Pushed::Locked(product.id)));
+            continue;
+        };
+        let pushed = match in_bulk[index] {
+            Some(at) => std::mem::replace(
+                &mut answers[at],
+                Err(ShopifyError::Refused("answered once".into())),
+            ),
+            None => {
+                let sending = Instant::now();
+                let sent = send_one(client, product, ready).await;
+                times.add(Stage::Push, sending);
+                sent
+            }
+        };
+        outcomes.push(
+            finish(
+                store,
+                client,
+                product,
+                ready.base.as_ref(),
+                pushed,
+                actor,
+                now,
+                times,
+            )
+            .await,
+        );
+    }
+    Ok(outcomes)
+}
+
+/// After a product's mutation was answered: a refusal is [`Pushed::Refused`]; otherwise its
+/// stock goes out by the inventory plan and Shopify's confirmation is recorded (its ids, the
+/// base advanced).
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    store: &Store,
+    client: &AdminClient,
+    product: &Product,
+    base: Option<&ProductContent>,
+    pushed: Result<ProductSetResult, ShopifyError>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    times: &mut StageTimes,
+) -> Result<Pushed, EngineError> {
     let result = match pushed {
         Ok(result) => result,
         Err(e @ (ShopifyError::Refused(_) | ShopifyError::UserErrors { .. })) => {
@@ -134,7 +313,7 @@ pub async fn push_product(
     };
     // Stock, compared with what Shopify was last confirmed to hold, under a key of this
     // product version: a retried push replays instead of setting twice.
-    let (changes, activate) = stock_plan(base.as_ref(), &product.content, &result.variants);
+    let (changes, activate) = stock_plan(base, &product.content, &result.variants);
     let stock_synced = (!changes.is_empty()).then_some(now);
     let mut stock_refused = None;
     if !changes.is_empty() {
@@ -486,6 +665,7 @@ pub(crate) async fn push_products(
     stats: &mut shopsync_domain::OperationStatistics,
     staged: bool,
 ) -> Result<Option<String>, EngineError> {
+    use shopsync_domain::StagingStatus;
     let mut last_failure = None;
     // The products as they are now: `products` come from the pending-push index, whose
     // answers lag behind the table on DynamoDB. Pushing an index copy could send content
@@ -493,8 +673,9 @@ pub(crate) async fn push_products(
     // is read again by key, consistently, and pushed as it stands, if it still needs it.
     let ids: Vec<shopsync_domain::ProductId> = products.iter().map(|p| p.id).collect();
     let current = store.products(&ids).await?;
-    use shopsync_domain::StagingStatus;
-    for product in current.iter().flatten() {
+    let mut ready = Vec::new();
+    let mut rows = Vec::new();
+    for product in current.into_iter().flatten() {
         if product.version <= product.last_sync_version {
             continue;
         }
@@ -548,7 +729,12 @@ pub(crate) async fn push_products(
                 continue;
             }
         }
-        let pushed = push_product(store, client, product, actor, Utc::now(), times).await;
+        ready.push(product);
+        rows.push(row);
+    }
+    let bulk = ready.len() as u64 >= bulk_push_min();
+    let outcomes = push_many(store, client, &ready, actor, bulk, times).await?;
+    for ((product, row), pushed) in ready.iter().zip(rows).zip(outcomes) {
         if let Some(row) = &row {
             let (status, error) = match &pushed {
                 Ok(Pushed::Pushed(..)) => (StagingStatus::Applied, None),

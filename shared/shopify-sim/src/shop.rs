@@ -2427,6 +2427,12 @@ impl Shop {
         }
     }
 
+    /// Bulk mutations run so far, and the lines they ran.
+    pub fn bulk_mutations(&self) -> (usize, u64) {
+        let mutations = self.bulk_ops.values().filter(|b| b.kind == "MUTATION");
+        mutations.fold((0, 0), |(count, lines), b| (count + 1, lines + b.objects))
+    }
+
     /// How long building every bulk result so far took (Shopify's side of the exports).
     pub fn bulk_build_time(&self) -> std::time::Duration {
         self.bulk_ops.values().map(|b| b.built_in).sum()

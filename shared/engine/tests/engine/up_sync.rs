@@ -616,3 +616,67 @@ on_both_stores! {
         assert_eq!(done.last_sync_version, stocked.version);
     }
 }
+
+/// A push of at least `SHOPSYNC_BULK_PUSH_MIN` (500) products goes through Shopify's bulk
+/// mutations: every price reaches Shopify, each product is confirmed, and the calls are a
+/// handful instead of one per product.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_up_sync_goes_through_bulk_mutations_and_confirms_each_product() {
+    const PRODUCTS: usize = 600;
+    let (sim, client, store, _dir) = common::setup(PRODUCTS, 1).await;
+    let system = Actor::system("test");
+    run_full_down(&store, &client, &system, &Default::default())
+        .await
+        .unwrap();
+    let products: Vec<shopsync_domain::Product> = store
+        .scan::<shopsync_domain::Product>(1000, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(products.len(), PRODUCTS);
+    for product in &products {
+        common::edit(&store, product, |c| {
+            c.variants[0].price = "77.70".parse().unwrap();
+        })
+        .await;
+    }
+    let calls_before = client.counters().api_calls;
+    // Every product's price moves: rails that let it through (the default ones hold it).
+    let rails = shopsync_domain::GuardRails {
+        max_changed_share: 1.0,
+        max_large_price_moves: u64::MAX,
+        ..Default::default()
+    };
+    let push = shopsync_engine::steps::Stepper {
+        store: &store,
+        client: &client,
+        actor: &system,
+        rails: &rails,
+    }
+    .run_to_end(shopsync_engine::steps::SyncKind::Up)
+    .await
+    .unwrap();
+    assert_eq!(
+        push.statistics.updated, PRODUCTS as u64,
+        "{:?}",
+        push.status_reason
+    );
+    let (bulk_mutations, lines) = sim.with_shop(|s| s.bulk_mutations());
+    assert!(bulk_mutations >= 1, "the push went through bulk mutations");
+    assert_eq!(lines, PRODUCTS as u64, "one line per product");
+    let calls = client.counters().api_calls - calls_before;
+    assert!(calls < 100, "{calls} calls for {PRODUCTS} products");
+    sim.with_shop(|s| {
+        assert!(s
+            .products()
+            .all(|p| p.variants[0].price.parse::<f64>().ok() == Some(77.7)));
+    });
+    for product in store
+        .scan::<shopsync_domain::Product>(1000, None)
+        .await
+        .unwrap()
+        .items
+    {
+        assert!(!product.needs_push(), "each product confirmed");
+    }
+}
