@@ -255,10 +255,14 @@ pub(crate) async fn push_many(
         results = sent.result_bytes,
         "bulk push"
     );
-    let mut outcomes = Vec::with_capacity(products.len());
+    // Each product's answer: refusals stand alone; what Shopify took has its stock pooled
+    // into one inventory plan (250 levels a call) before each is confirmed.
+    let mut outcomes: Vec<Option<Result<Pushed, EngineError>>> =
+        (0..products.len()).map(|_| None).collect();
+    let mut taken = Vec::new();
     for (index, product) in products.iter().enumerate() {
         let Some(ready) = &prepared[index] else {
-            outcomes.push(Ok(Pushed::Locked(product.id)));
+            outcomes[index] = Some(Ok(Pushed::Locked(product.id)));
             continue;
         };
         let pushed = match in_bulk[index] {
@@ -273,21 +277,48 @@ pub(crate) async fn push_many(
                 sent
             }
         };
-        outcomes.push(
-            finish(
-                store,
-                client,
-                product,
-                ready.base.as_ref(),
-                pushed,
-                actor,
-                now,
-                times,
-            )
-            .await,
-        );
+        match pushed {
+            Ok(result) => taken.push((index, result)),
+            Err(e @ (ShopifyError::Refused(_) | ShopifyError::UserErrors { .. })) => {
+                outcomes[index] = Some(Ok(Pushed::Refused(product.id, e.to_string())))
+            }
+            Err(e) => outcomes[index] = Some(Err(e.into())),
+        }
     }
-    Ok(outcomes)
+    let mut changes = Vec::new();
+    let mut activate = Vec::new();
+    let mut stocked = vec![false; products.len()];
+    let mut plan_key = Sha256::new();
+    for (index, result) in &taken {
+        let product = &products[*index];
+        let base = prepared[*index].as_ref().and_then(|r| r.base.as_ref());
+        let (levels, missing) = stock_plan(base, &product.content, &result.variants);
+        if !levels.is_empty() {
+            stocked[*index] = true;
+            plan_key.update(format!("{}:{};", product.id, product.version));
+            changes.extend(levels);
+            activate.extend(missing);
+        }
+    }
+    let key = format!("up-bulk:{:x}", plan_key.finalize());
+    let reference = products
+        .first()
+        .map(|p| p.id)
+        .unwrap_or_else(ProductId::generate);
+    let stock_refused = send_stock(client, key, reference, changes, activate, times).await?;
+    for (index, result) in taken {
+        let stock = if stocked[index] {
+            (Some(now), stock_refused.clone())
+        } else {
+            (None, None)
+        };
+        outcomes[index] =
+            Some(confirm(store, &products[index], &result, stock, actor, now, times).await);
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(EngineError::Refused("no outcome".into()))))
+        .collect())
 }
 
 /// After a product's mutation was answered: a refusal is [`Pushed::Refused`]; otherwise its
@@ -315,40 +346,80 @@ async fn finish(
     // product version: a retried push replays instead of setting twice.
     let (changes, activate) = stock_plan(base, &product.content, &result.variants);
     let stock_synced = (!changes.is_empty()).then_some(now);
-    let mut stock_refused = None;
-    if !changes.is_empty() {
-        let stocking = Instant::now();
-        let mut sent = Ok(());
-        for (item, location) in activate {
-            sent = client.inventory_activate(item, location).await;
-            if sent.is_err() {
-                break;
-            }
-        }
-        if sent.is_ok() {
-            let mut plan = InventoryPlan::new(
-                format!("up:{}:{}", product.id, product.version),
-                "correction",
-                Some(format!("shopsync://products/{}", product.id)),
-                changes,
-            );
-            sent = client
-                .set_inventory_stocking(&mut plan, &mut NoCheckpoint)
-                .await
-                .map(|_| ());
-        }
-        times.add(Stage::Push, stocking);
-        match sent {
-            Ok(()) => {}
-            Err(e @ (ShopifyError::Refused(_) | ShopifyError::UserErrors { .. })) => {
-                stock_refused = Some(format!(
-                    "stock not set (the rest was pushed; the change stays queued): {e}"
-                ));
-            }
-            Err(e) => return Err(e.into()),
+    let key = format!("up:{}:{}", product.id, product.version);
+    let stock_refused = send_stock(client, key, product.id, changes, activate, times).await?;
+    confirm(
+        store,
+        product,
+        &result,
+        (stock_synced, stock_refused),
+        actor,
+        now,
+        times,
+    )
+    .await
+}
+
+/// Sends stock changes (activating the levels Shopify lacks first) as one inventory plan
+/// under `key`; returns why Shopify refused them, if it did (the rest of a push stands).
+async fn send_stock(
+    client: &AdminClient,
+    key: String,
+    reference: ProductId,
+    changes: Vec<shopsync_shopify::ops::QuantityChange>,
+    activate: Vec<(
+        shopsync_domain::InventoryItemId,
+        shopsync_domain::LocationId,
+    )>,
+    times: &mut StageTimes,
+) -> Result<Option<String>, EngineError> {
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let stocking = Instant::now();
+    let mut sent = Ok(());
+    for (item, location) in activate {
+        sent = client.inventory_activate(item, location).await;
+        if sent.is_err() {
+            break;
         }
     }
+    if sent.is_ok() {
+        let mut plan = InventoryPlan::new(
+            key,
+            "correction",
+            Some(format!("shopsync://products/{reference}")),
+            changes,
+        );
+        sent = client
+            .set_inventory_stocking(&mut plan, &mut NoCheckpoint)
+            .await
+            .map(|_| ());
+    }
+    times.add(Stage::Push, stocking);
+    match sent {
+        Ok(()) => Ok(None),
+        Err(e @ (ShopifyError::Refused(_) | ShopifyError::UserErrors { .. })) => Ok(Some(format!(
+            "stock not set (the rest was pushed; the change stays queued): {e}"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records Shopify's confirmation of a push: the ids it assigned and the base advanced (not
+/// past stock it refused), even if the product changed locally meanwhile (then only up to the
+/// version that was pushed).
+async fn confirm(
+    store: &Store,
+    product: &Product,
+    result: &ProductSetResult,
+    (stock_synced, stock_refused): (Option<DateTime<Utc>>, Option<String>),
+    actor: &Actor,
+    now: DateTime<Utc>,
+    times: &mut StageTimes,
+) -> Result<Pushed, EngineError> {
     if product.shopify_id.is_none() {
+        // New to Shopify: its echo is recognised under the id Shopify just gave it.
         store
             .remember(
                 &echo_key(result.product_id, &product.content),
@@ -356,8 +427,6 @@ async fn finish(
             )
             .await?;
     }
-    // Confirmed: record Shopify's ids and advance the base, even if the product changed
-    // locally meanwhile (then only up to the version that was pushed).
     for _ in 0..3 {
         let Some(current) = store.product(product.id).await? else {
             return Ok(Pushed::Pushed(product.id, product.version));

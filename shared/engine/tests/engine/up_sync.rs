@@ -618,8 +618,8 @@ on_both_stores! {
 }
 
 /// A push of at least `SHOPSYNC_BULK_PUSH_MIN` (500) products goes through Shopify's bulk
-/// mutations: every price reaches Shopify, each product is confirmed, and the calls are a
-/// handful instead of one per product.
+/// mutations: every price and stock level reaches Shopify, each product is confirmed, and the
+/// calls are a handful instead of one or two per product.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_large_up_sync_goes_through_bulk_mutations_and_confirms_each_product() {
     const PRODUCTS: usize = 600;
@@ -637,6 +637,9 @@ async fn a_large_up_sync_goes_through_bulk_mutations_and_confirms_each_product()
     for product in &products {
         common::edit(&store, product, |c| {
             c.variants[0].price = "77.70".parse().unwrap();
+            for level in c.variants[0].inventory.values_mut() {
+                level.0 = 4_321;
+            }
         })
         .await;
     }
@@ -670,6 +673,11 @@ async fn a_large_up_sync_goes_through_bulk_mutations_and_confirms_each_product()
         assert!(s
             .products()
             .all(|p| p.variants[0].price.parse::<f64>().ok() == Some(77.7)));
+        assert!(
+            s.products()
+                .all(|p| p.variants[0].levels.values().all(|level| *level == 4_321)),
+            "stock too, pooled into shared inventory plans"
+        );
     });
     for product in store
         .scan::<shopsync_domain::Product>(1000, None)
