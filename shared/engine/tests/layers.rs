@@ -19,6 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "realtime",
             "edit",
             "resolve",
+            "rollback",
             "xorosoft_import",
         ],
     ),
