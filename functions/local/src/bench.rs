@@ -249,7 +249,7 @@ pub(crate) fn peak_rss_mb() -> Option<f64> {
 /// CPU time the hypervisor gave to other machines meanwhile (`steal`; Linux `/proc`). On a
 /// shared virtual machine the same binary runs slower when much is stolen; the two figures
 /// tell a slower build from a busier host.
-struct CpuWindow {
+pub(crate) struct CpuWindow {
     process_ticks: Option<u64>,
     host: Option<(u64, u64)>,
 }
@@ -259,7 +259,7 @@ struct CpuWindow {
 const TICKS_PER_SECOND: f64 = 100.0;
 
 impl CpuWindow {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self {
             process_ticks: process_cpu_ticks(),
             host: host_steal_ticks(),
@@ -267,7 +267,7 @@ impl CpuWindow {
     }
 
     /// `; CPU x cpu-s, host steal y%` over the window, or nothing where `/proc` is missing.
-    fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut out = String::new();
         if let (Some(before), Some(after)) = (self.process_ticks, process_cpu_ticks()) {
             let cpu = after.saturating_sub(before) as f64 / TICKS_PER_SECOND;
@@ -286,7 +286,7 @@ impl CpuWindow {
 }
 
 /// This process's user + system time so far, in clock ticks (`/proc/self/stat`).
-fn process_cpu_ticks() -> Option<u64> {
+pub(crate) fn process_cpu_ticks() -> Option<u64> {
     process_ticks_of(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 

@@ -5,6 +5,7 @@ static ALLOCATOR: shopsync_alloc::MiMalloc = shopsync_alloc::MiMalloc;
 
 mod bench;
 mod bench_import;
+mod bench_push;
 mod commands;
 mod import;
 mod progress;
@@ -194,6 +195,24 @@ enum BenchCommand {
         /// Items in the file.
         #[arg(long, default_value_t = 10_000)]
         items: usize,
+        #[command(flatten)]
+        store: BenchStore,
+    },
+    /// An up-sync of this many changed products through Shopify's bulk mutations against the
+    /// unthrottled simulator: products per minute end to end, calls, the simulator's own time.
+    BulkPush {
+        /// Products (one variant each), every one repriced locally before the push.
+        #[arg(long, default_value_t = 100_000)]
+        products: usize,
+        #[command(flatten)]
+        store: BenchStore,
+    },
+    /// A stock import of this many products, then its full rollback: wall time, calls and
+    /// peak RSS of the rollback.
+    Rollback {
+        /// Products (one variant each) the import changes.
+        #[arg(long, default_value_t = 100_000)]
+        products: usize,
         #[command(flatten)]
         store: BenchStore,
     },
@@ -404,6 +423,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 BenchCommand::XorosoftImportRun { dir, key, location } => {
                     let location = shopsync_domain::LocationId::new(location)?;
                     bench_import::xorosoft_import_run(&dir, &key, location).await?
+                }
+                BenchCommand::BulkPush { products, store } => {
+                    let dir = bench::store_dir(store.data.as_deref())?;
+                    bench_push::bulk_push(dir.path(), products.max(1)).await?
+                }
+                BenchCommand::Rollback { products, store } => {
+                    let dir = bench::store_dir(store.data.as_deref())?;
+                    bench_push::rollback(dir.path(), products.max(1)).await?
                 }
                 BenchCommand::XorosoftPush { items, store } => {
                     let dir = bench::store_dir(store.data.as_deref())?;

@@ -563,14 +563,13 @@ pub async fn run(
             Verdict::Hold(reasons) => format!("; would wait for approval: {}", reasons.join("; ")),
             Verdict::Proceed => String::new(),
         };
-        let staged = rows.iter().map(|r| r.id).collect();
         settle(
             store,
             client,
             actor,
             &mut rollback,
             &operation,
-            staged,
+            rows,
             &mut times,
         )
         .await?;
@@ -595,17 +594,21 @@ pub async fn run(
         ));
         save_rollback(store, &rollback, RollbackStatus::InProgress).await?;
     } else {
-        let staged = rows.iter().map(|r| r.id).collect();
-        let applied = apply_rows(store, &operation, rows, actor, &mut times).await?;
+        // A chunk at a time, each row read again by key: a large rollback's rows never sit
+        // in memory all at once.
+        for ids in rows.chunks(SETTLE_CHUNK) {
+            let chunk = crate::operation::rows_by_id(store, ids).await?;
+            let applied = apply_rows(store, &operation, chunk, actor, &mut times).await?;
+            operation.statistics.absorb(&applied);
+        }
         crate::crash::point("rollback-applied");
-        operation.statistics.absorb(&applied);
         let reason = settle(
             store,
             client,
             actor,
             &mut rollback,
             &operation,
-            staged,
+            rows,
             &mut times,
         )
         .await?;
@@ -643,7 +646,7 @@ async fn stage(
     actor: &Actor,
     rails: &GuardRails,
     times: &mut StageTimes,
-) -> Result<(Vec<ProductsStaging>, PlanSummary), EngineError> {
+) -> Result<(Vec<StagingId>, PlanSummary), EngineError> {
     let staging = Instant::now();
     let original = rollback.original_operation_id;
     let references = footprint(store, &load_operation(store, original).await?).await?;
@@ -699,7 +702,7 @@ async fn stage(
                 ChangeFacts::default(),
                 row.change_type == ChangeType::Update,
             );
-            rows.push(row);
+            rows.push(row.id);
             continue;
         }
         match planning.plan(reference).await? {
@@ -707,7 +710,7 @@ async fn stage(
             Plan::Row(row, facts) => {
                 summary.add(facts, row.change_type == ChangeType::Update);
                 match store.insert(row.as_ref()).await {
-                    Ok(()) | Err(RepoError::AlreadyExists { .. }) => rows.push(*row),
+                    Ok(()) | Err(RepoError::AlreadyExists { .. }) => rows.push(row.id),
                     Err(e) => return Err(e.into()),
                 }
             }

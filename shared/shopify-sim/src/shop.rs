@@ -2427,6 +2427,15 @@ impl Shop {
         }
     }
 
+    /// How long running every bulk mutation so far took (Shopify's side of bulk pushes).
+    pub fn bulk_mutation_time(&self) -> std::time::Duration {
+        self.bulk_ops
+            .values()
+            .filter(|b| b.kind == "MUTATION")
+            .map(|b| b.built_in)
+            .sum()
+    }
+
     /// Bulk mutations run so far, and the lines they ran.
     pub fn bulk_mutations(&self) -> (usize, u64) {
         let mutations = self.bulk_ops.values().filter(|b| b.kind == "MUTATION");
