@@ -327,3 +327,78 @@ on_both_stores! {
         assert_eq!(load_operation(&store, push.operation_uuid).await.unwrap().status, OperationStatus::RolledBack);
     }
 }
+
+on_both_stores! {
+    async fn a_product_an_operation_removed_comes_back_new_to_shopify() {
+        use shopsync_engine::realtime::{handle_delivery, Handled};
+        use shopsync_shopify::webhook::{sign, verify_and_parse, WebhookConfig};
+        let (sim, client, store, _dir) = common::setup(2, 1).await;
+        let rails = Default::default();
+        let webhooks = Actor::new("system:webhooks").unwrap();
+        run_full_down(&store, &client, &webhooks, &rails).await.unwrap();
+        let ids = local_ids(&sim);
+        let gone = store.product(ids[0].1).await.unwrap().unwrap();
+        // Deleted in Shopify; the webhook's delete is staged, then approved by a person.
+        sim.with_shop(|s| s.delete_product(ids[0].0));
+        let body = serde_json::to_vec(&serde_json::json!({ "id": ids[0].0 })).unwrap();
+        let hmac = sign("s", &body);
+        let headers = [
+            ("X-Shopify-Topic", "products/delete"),
+            ("X-Shopify-Hmac-Sha256", hmac.as_str()),
+            ("X-Shopify-Shop-Domain", "shop.myshopify.com"),
+            ("X-Shopify-Webhook-Id", "delete-1"),
+        ];
+        let config = WebhookConfig {
+            shop_domain: "shop.myshopify.com".into(),
+            secret: "s".into(),
+            previous_secret: None,
+        };
+        let delivery = verify_and_parse(&config, headers.as_slice(), &body).unwrap();
+        let now = chrono::Utc::now();
+        let handled = handle_delivery(&store, Some(&client), &delivery, &webhooks, now).await.unwrap();
+        assert_eq!(handled, Handled::DeleteStaged);
+        let day = shopsync_engine::realtime::realtime_operation(&store, now).await.unwrap();
+        let row = shopsync_engine::operation::operation_rows(&store, day.operation_uuid)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.change_type == shopsync_domain::staging::ChangeType::Delete)
+            .unwrap();
+        shopsync_engine::review::approve_rows(&store, day.operation_uuid, &[row.id], &Actor::new("otto").unwrap())
+            .await
+            .unwrap();
+        assert!(store.product(ids[0].1).await.unwrap().is_none(), "removed");
+
+        // A realtime day rolls back product by product.
+        let whole = open_rollback(&store, day.operation_uuid, &full(), &admin(), chrono::Utc::now()).await;
+        assert!(matches!(whole, Err(RollbackError::Invalid { field: "products", .. })), "{whole:?}");
+        let request = RollbackRequest {
+            rollback_type: Some(RollbackType::Partial),
+            products: vec![ids[0].1],
+            ..RollbackRequest::default()
+        };
+        let (rollback, _) = open_rollback(&store, day.operation_uuid, &request, &admin(), chrono::Utc::now())
+            .await
+            .unwrap();
+        let (record, _) = run(&store, &client, &rails, rollback.id).await.unwrap();
+        assert_eq!(record.restored_total, 1, "{:?}", record.skipped);
+        assert_eq!(record.restored[0].shopify, "recreated");
+        let back = store.product(ids[0].1).await.unwrap().expect("back");
+        assert_eq!(back.content.title, gone.content.title);
+        assert!(!back.needs_push(), "Shopify confirmed it");
+        let new_id = back.shopify_id.expect("linked to its new Shopify product").get();
+        assert_ne!(new_id, ids[0].0, "a new Shopify id");
+        assert_eq!(sim.with_shop(|s| s.product(new_id).map(|p| p.title.clone())), Some(gone.content.title.clone()));
+        // The version that brought it back (after the one recording its removal), then
+        // Shopify's confirmation with its new ids.
+        let versions = store.product_versions(ids[0].1, true, 3, None).await.unwrap().items;
+        assert_eq!(versions[0].version_number, back.version);
+        assert!(versions[0]
+            .changed_fields
+            .iter()
+            .all(|f| matches!(f.leaf(), "shopify_id" | "inventory_item_id")));
+        assert_eq!(versions[1].change_source, ChangeSource::Rollback);
+        assert_eq!(versions[1].changed_by, admin());
+        assert_eq!(versions[2].changed_fields[0].as_str(), "deleted");
+    }
+}
