@@ -370,22 +370,7 @@ pub async fn down_sync(
         let (built_after, exports_held) =
             sim.with_shop(|shop| (shop.bulk_build_time(), shop.bulk_bytes_held()));
         let export_build = (built_after - built_before).as_secs_f64();
-        let log = shopsync_engine::operation::performance_of(&store, op.operation_uuid).await?;
-        let stages = log
-            .map(|l| {
-                l.stage_durations_ms
-                    .iter()
-                    .map(|(s, ms)| {
-                        format!(
-                            "{} {:.1} s",
-                            shopsync_domain::status::status_name(*s),
-                            *ms as f64 / 1000.0
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
+        let stages = stage_summary(&store, op.operation_uuid).await?;
         let s = &op.statistics;
         println!(
             "down-sync {run}: {} products in {seconds:.1} s = {:.0} products/s (created {}, updated {}, unchanged {}); {stages}; peak RSS {:.0} MB",
@@ -404,6 +389,30 @@ pub async fn down_sync(
         );
     }
     Ok(())
+}
+
+/// Time per stage of an operation, from its performance log (`stage 1.2 s, ...`; empty
+/// without one).
+pub(crate) async fn stage_summary(
+    store: &shopsync_store::Store,
+    operation: shopsync_domain::OperationId,
+) -> anyhow::Result<String> {
+    let log = shopsync_engine::operation::performance_of(store, operation).await?;
+    Ok(log
+        .map(|l| {
+            l.stage_durations_ms
+                .iter()
+                .map(|(stage, ms)| {
+                    format!(
+                        "{} {:.1} s",
+                        shopsync_domain::status::status_name(*stage),
+                        *ms as f64 / 1000.0
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default())
 }
 
 /// The simulator seeded with `products` × `variants`, on the plan without a rate limit.

@@ -213,23 +213,10 @@ pub async fn xorosoft_import_run(
     store.flush().await?;
     let seconds = started.elapsed().as_secs_f64();
     let statistics = &log.statistics;
-    let mut stages = String::new();
-    if let Some(operation) = log.operation_id {
-        if let Some(perf) = shopsync_engine::operation::performance_of(&store, operation).await? {
-            stages = perf
-                .stage_durations_ms
-                .iter()
-                .map(|(stage, ms)| {
-                    format!(
-                        "{} {:.1} s",
-                        shopsync_domain::status::status_name(*stage),
-                        *ms as f64 / 1000.0
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-        }
-    }
+    let stages = match log.operation_id {
+        Some(operation) => crate::bench::stage_summary(&store, operation).await?,
+        None => String::new(),
+    };
     let run = ImportRun {
         rows: statistics.rows_valid + statistics.rows_invalid,
         valid: statistics.rows_valid,

@@ -2,7 +2,7 @@
 //! bulk mutations against the unthrottled simulator, and a full rollback of a large Xorosoft
 //! stock import (wall time, calls, peak RSS; the simulator's own processing reported apart).
 
-use crate::bench::{fresh_store, peak_rss_mb, CpuWindow};
+use crate::bench::{fresh_store, peak_rss_mb, stage_summary, CpuWindow};
 use shopsync_domain::{Actor, ChangeSource, GuardRails, LocationId, Product, VersionStamp};
 use shopsync_engine::blob::{Blobs, FolderBlobs};
 use shopsync_engine::xorosoft_import::{ImportSettings, Importer, LocationMap};
@@ -128,7 +128,7 @@ pub async fn bulk_push(dir: &std::path::Path, products: usize) -> anyhow::Result
     let calls = client.counters().api_calls - calls_before;
     let (bulk_mutations, lines) = sim.with_shop(|s| s.bulk_mutations());
     let pushed = operation.statistics.updated;
-    let stages = stage_summary(&store, &operation).await?;
+    let stages = stage_summary(&store, operation.operation_uuid).await?;
     println!(
         "bulk-push: {pushed} of {changed} products pushed in {seconds:.1} s = {:.0} products/min end to end (goal above 22,700); {calls} calls ({bulk_mutations} bulk mutations of {lines} lines); status {}",
         pushed as f64 / seconds * 60.0,
@@ -141,29 +141,6 @@ pub async fn bulk_push(dir: &std::path::Path, products: usize) -> anyhow::Result
         peak_rss_mb().unwrap_or(0.0)
     );
     Ok(())
-}
-
-/// Time per stage of an operation, from its performance log.
-async fn stage_summary(
-    store: &Store,
-    operation: &shopsync_domain::SyncOperation,
-) -> anyhow::Result<String> {
-    let log = shopsync_engine::operation::performance_of(store, operation.operation_uuid).await?;
-    Ok(log
-        .map(|l| {
-            l.stage_durations_ms
-                .iter()
-                .map(|(s, ms)| {
-                    format!(
-                        "{} {:.1} s",
-                        shopsync_domain::status::status_name(*s),
-                        *ms as f64 / 1000.0
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default())
 }
 
 /// A stock import of every product's variant, then its full rollback.
@@ -248,7 +225,7 @@ pub async fn rollback(dir: &std::path::Path, products: usize) -> anyhow::Result<
             })
             .count()
     });
-    let stages = stage_summary(&store, &operation).await?;
+    let stages = stage_summary(&store, operation.operation_uuid).await?;
     println!(
         "rollback: {} of {} products restored ({} skipped) in {seconds:.1} s = {:.0} products/s; Shopify holds the stock from before the import for {back}; {calls} calls; status {}{cpu}; {stages}; peak RSS {:.0} MB (simulator included)",
         record.restored_total,

@@ -146,6 +146,18 @@ impl Variant {
     }
 }
 
+/// The product-level fields of content (variants' fields are under `variants/{key}/`).
+pub const PRODUCT_FIELDS: [&str; 8] = [
+    "title",
+    "body_html",
+    "vendor",
+    "product_type",
+    "handle",
+    "status",
+    "tags",
+    "options",
+];
+
 impl ProductContent {
     /// Parses Shopify's comma-separated tag string into a set of trimmed, non-empty tags.
     pub fn parse_tags(text: &str) -> BTreeSet<String> {
@@ -256,17 +268,7 @@ impl ProductContent {
                         .ok_or_else(|| FieldsError::Unknown(path.to_string()))?;
                     variants.entry(key).or_default().push((field, value));
                 }
-                None if [
-                    "title",
-                    "body_html",
-                    "vendor",
-                    "product_type",
-                    "handle",
-                    "status",
-                    "tags",
-                    "options",
-                ]
-                .contains(&path.as_str()) => {}
+                None if PRODUCT_FIELDS.contains(&path.as_str()) => {}
                 None => return Err(FieldsError::Unknown(path.to_string())),
             }
         }

@@ -7,21 +7,9 @@
 //! exists there); a variant brought back is new to Shopify and carries none.
 
 use crate::fields::{FieldPath, Fields, FieldsError};
-use crate::product::ProductContent;
+use crate::product::{ProductContent, PRODUCT_FIELDS};
 use serde_json::Value;
 use std::collections::BTreeSet;
-
-/// The product fields a selection may name by themselves.
-const PRODUCT_FIELDS: [&str; 8] = [
-    "title",
-    "body_html",
-    "vendor",
-    "product_type",
-    "handle",
-    "status",
-    "tags",
-    "options",
-];
 
 /// The variant fields a selection may name (for every variant).
 const VARIANT_FIELDS: [&str; 8] = [

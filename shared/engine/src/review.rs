@@ -428,18 +428,6 @@ pub async fn approve_rows(
         )));
     }
     let rows = named_rows(store, id, rows).await?;
-    if operation.status == OperationStatus::InProgress {
-        apply_rows_as(
-            store,
-            &operation,
-            rows,
-            actor,
-            &mut StageTimes::default(),
-            Review::Approved,
-        )
-        .await?;
-        return recount_realtime(store, id).await;
-    }
     let stats = apply_rows_as(
         store,
         &operation,
@@ -449,6 +437,9 @@ pub async fn approve_rows(
         Review::Approved,
     )
     .await?;
+    if operation.status == OperationStatus::InProgress {
+        return recount_realtime(store, id).await;
+    }
     let mut counted = operation.clone();
     counted.statistics.created += stats.created;
     counted.statistics.updated += stats.updated;

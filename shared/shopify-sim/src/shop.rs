@@ -2566,22 +2566,6 @@ impl Shop {
                     ("userErrors", user_errors("UserError", &private(errors))),
                 ],
             ),
-            MutOut::BulkRunMutation(op, errors) => obj(
-                "BulkOperationRunMutationPayload",
-                vec![
-                    (
-                        "bulkOperation",
-                        match op.and_then(|o| self.bulk_ops.get(&o)) {
-                            Some(b) => Val::N(N::Bulk(b)),
-                            None => j(Value::Null),
-                        },
-                    ),
-                    (
-                        "userErrors",
-                        user_errors("BulkMutationUserError", &private(errors)),
-                    ),
-                ],
-            ),
             MutOut::StagedUploads(targets, errors) => obj(
                 "StagedUploadsCreatePayload",
                 vec![
@@ -2624,22 +2608,27 @@ impl Shop {
                     ("userErrors", user_errors("UserError", &private(errors))),
                 ],
             ),
-            MutOut::BulkRun(op, errors) => obj(
-                "BulkOperationRunQueryPayload",
-                vec![
-                    (
-                        "bulkOperation",
-                        match op.and_then(|o| self.bulk_ops.get(&o)) {
-                            Some(b) => Val::N(N::Bulk(b)),
-                            None => j(Value::Null),
-                        },
-                    ),
-                    (
-                        "userErrors",
-                        user_errors("BulkOperationUserError", &private(errors)),
-                    ),
-                ],
-            ),
+            MutOut::BulkRun(op, errors) | MutOut::BulkRunMutation(op, errors) => {
+                let (payload, error) = match outcome {
+                    MutOut::BulkRun(..) => {
+                        ("BulkOperationRunQueryPayload", "BulkOperationUserError")
+                    }
+                    _ => ("BulkOperationRunMutationPayload", "BulkMutationUserError"),
+                };
+                obj(
+                    payload,
+                    vec![
+                        (
+                            "bulkOperation",
+                            match op.and_then(|o| self.bulk_ops.get(&o)) {
+                                Some(b) => Val::N(N::Bulk(b)),
+                                None => j(Value::Null),
+                            },
+                        ),
+                        ("userErrors", user_errors(error, &private(errors))),
+                    ],
+                )
+            }
             MutOut::SubCreate(sub, errors) => obj(
                 "WebhookSubscriptionCreatePayload",
                 vec![
