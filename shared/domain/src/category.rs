@@ -1,12 +1,26 @@
 //! Categories: the merchant's grouping of products, a Shopify collection remotely.
 
 use crate::fields::{FieldPath, Fields, FieldsError};
-use crate::ids::{CategoryId, ShopifyCollectionId};
+use crate::ids::{CategoryId, ShopifyCollectionId, ShopifyProductId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeSet;
 
-/// The synced content of a category.
+/// Whether a collection's products are chosen by hand or by rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CategoryKind {
+    /// A custom collection: its products are listed (shopsync pushes and restores these).
+    #[default]
+    Custom,
+    /// A smart collection: Shopify chooses its products by its rules (read and versioned only).
+    Smart,
+}
+
+/// The synced content of a category. Its membership lives here (the Shopify ids of its
+/// products), not in the products' content, so a product's versions never change because a
+/// collection did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CategoryContent {
     /// Title.
@@ -17,7 +31,27 @@ pub struct CategoryContent {
     pub body_html: String,
     /// Shopify's sort order name (e.g. `BEST_SELLING`, `MANUAL`).
     pub sort_order: String,
+    /// Custom or smart.
+    #[serde(default)]
+    pub kind: CategoryKind,
+    /// A smart collection's rules, as Shopify gives them (`appliedDisjunctively`, `rules`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<serde_json::Value>,
+    /// The products in it.
+    #[serde(default)]
+    pub products: BTreeSet<ShopifyProductId>,
 }
+
+/// The fields of a category's content.
+const CATEGORY_FIELDS: [&str; 7] = [
+    "title",
+    "handle",
+    "body_html",
+    "sort_order",
+    "kind",
+    "rules",
+    "products",
+];
 
 impl CategoryContent {
     /// The content as a flat field map.
@@ -27,6 +61,9 @@ impl CategoryContent {
             ("handle", json!(self.handle)),
             ("body_html", json!(self.body_html)),
             ("sort_order", json!(self.sort_order)),
+            ("kind", json!(self.kind)),
+            ("rules", json!(self.rules)),
+            ("products", json!(self.products)),
         ]
         .into_iter()
         .map(|(p, v)| (FieldPath::new_unchecked(p.into()), v))
@@ -37,27 +74,30 @@ impl CategoryContent {
     pub fn from_fields(fields: &Fields) -> Result<Self, FieldsError> {
         if let Some(unknown) = fields
             .keys()
-            .find(|p| !["title", "handle", "body_html", "sort_order"].contains(&p.as_str()))
+            .find(|p| !CATEGORY_FIELDS.contains(&p.as_str()))
         {
             return Err(FieldsError::Unknown(unknown.to_string()));
         }
-        let text = |name: &str| -> Result<String, FieldsError> {
+        fn field<T: serde::de::DeserializeOwned>(
+            fields: &Fields,
+            name: &str,
+        ) -> Result<T, FieldsError> {
             let value = fields
                 .get(name)
                 .ok_or_else(|| FieldsError::Missing(name.into()))?;
-            value
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| FieldsError::Invalid {
-                    path: name.into(),
-                    reason: "expected a string".into(),
-                })
-        };
+            serde_json::from_value(value.clone()).map_err(|e| FieldsError::Invalid {
+                path: name.into(),
+                reason: e.to_string(),
+            })
+        }
         Ok(Self {
-            title: text("title")?,
-            handle: text("handle")?,
-            body_html: text("body_html")?,
-            sort_order: text("sort_order")?,
+            title: field(fields, "title")?,
+            handle: field(fields, "handle")?,
+            body_html: field(fields, "body_html")?,
+            sort_order: field(fields, "sort_order")?,
+            kind: field(fields, "kind")?,
+            rules: field(fields, "rules")?,
+            products: field(fields, "products")?,
         })
     }
 }
@@ -76,6 +116,9 @@ pub struct Category {
     pub version: u64,
     /// Version at the last sync (0: never).
     pub last_sync_version: u64,
+    /// Shopify's `updatedAt` of the copy last taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shopify_updated_at: Option<DateTime<Utc>>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last content change.
@@ -93,6 +136,11 @@ mod tests {
             handle: "shoes".into(),
             body_html: String::new(),
             sort_order: "MANUAL".into(),
+            kind: CategoryKind::Smart,
+            rules: Some(
+                json!({"appliedDisjunctively": false, "rules": [{"column": "TAG", "relation": "EQUALS", "condition": "shoe"}]}),
+            ),
+            products: [ShopifyProductId::new(7).unwrap()].into(),
         };
         assert_eq!(CategoryContent::from_fields(&c.to_fields()).unwrap(), c);
         let mut f = c.to_fields();

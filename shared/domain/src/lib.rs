@@ -27,7 +27,7 @@ pub mod version;
 pub mod xorosoft;
 
 pub use access::{Identity, IdentityError, Role};
-pub use category::{Category, CategoryContent};
+pub use category::{Category, CategoryContent, CategoryKind};
 pub use compliance::{ComplianceRequest, ComplianceStatus, ComplianceTopic};
 pub use conflict::{ConflictStatus, ConflictType, Resolution, ResolutionMethod, SyncConflict};
 pub use edit::{apply_edit, check_barcode, EditRefused, ProductEdit, VariantEdit, VariantRef};

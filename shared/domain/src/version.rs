@@ -137,6 +137,22 @@ impl ProductVersion {
     }
 }
 
+impl CategoryVersion {
+    /// The snapshot of `category` at its current version, as `stamp` records it.
+    pub fn of(category: &crate::category::Category, stamp: VersionStamp) -> Self {
+        Self {
+            category_id: category.id,
+            version_number: category.version,
+            category_data: category.content.clone(),
+            changed_fields: stamp.changed_fields,
+            change_source: stamp.change_source,
+            changed_by: stamp.changed_by,
+            sync_operation_id: stamp.sync_operation_id,
+            created_at: stamp.created_at,
+        }
+    }
+}
+
 /// One version of a category.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CategoryVersion {

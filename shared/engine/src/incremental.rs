@@ -11,10 +11,7 @@ use shopsync_domain::{Actor, GuardRails, SyncOperation};
 use shopsync_shopify::AdminClient;
 use shopsync_store::Store;
 
-/// The default overlap window.
-pub fn default_overlap() -> Duration {
-    Duration::minutes(5)
-}
+pub use crate::operation::default_overlap;
 
 /// Runs an incremental down-sync (a full one when there was none before).
 pub async fn run_incremental_down(

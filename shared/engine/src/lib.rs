@@ -12,7 +12,8 @@
 //! 3. **Records**: [`ledger`] (webhook deliveries seen), [`operation`] (an operation's record,
 //!    checkpoint, rows, conflicts and performance log).
 //! 4. **Applying staged rows**: [`apply`].
-//! 5. **Flows**: [`down`] (Shopify → local, planned as rows), [`up`] (local → Shopify),
+//! 5. **Flows**: [`collections`] (Shopify's collections → categories, versioned), [`down`]
+//!    (Shopify → local, planned as rows), [`up`] (local → Shopify),
 //!    [`realtime`] (webhooks), [`edit`] (a person's edit or restore), [`resolve`] (settling
 //!    conflicts), [`rollback`] (undoing an operation), [`xorosoft_import`] (ERP files).
 //! 6. **Driving operations**: [`review`] (the rails' verdict; approvals, rejections,
@@ -33,6 +34,7 @@ pub mod operation;
 
 pub mod apply;
 
+pub mod collections;
 pub mod down;
 pub mod edit;
 pub mod realtime;

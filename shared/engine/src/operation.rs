@@ -401,3 +401,9 @@ pub(crate) async fn last_down(store: &Store) -> Result<(Option<DateTime<Utc>>, u
         .unwrap_or(0);
     Ok((since, catalog))
 }
+
+/// The default overlap window of an incremental read: it reads what changed since the last
+/// down-sync began, less this (a change saved while that sync read is not missed).
+pub fn default_overlap() -> chrono::Duration {
+    chrono::Duration::minutes(5)
+}

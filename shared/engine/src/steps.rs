@@ -455,6 +455,39 @@ impl Stepper<'_> {
         }
     }
 
+    /// A down read's collections, into categories (versioned under the operation): every
+    /// collection for a full read, those updated since the last down-sync began (less the
+    /// overlap) for an incremental one. Shopify's refusal or absence is logged and the read
+    /// left to the next sync (the products' sync stands); the store's failure fails the step.
+    async fn read_collections(&self, operation: &SyncOperation) -> Result<(), EngineError> {
+        let since = match operation.operation_type {
+            OperationType::IncrementalSync => last_down(self.store)
+                .await?
+                .0
+                .map(|at| at - crate::operation::default_overlap()),
+            _ => None,
+        };
+        match crate::collections::sync_collections(
+            self.store,
+            self.client,
+            Some(operation.operation_uuid),
+            self.actor,
+            since,
+        )
+        .await
+        {
+            Ok(synced) => {
+                tracing::info!(operation = %operation.operation_uuid, created = synced.created, updated = synced.updated, unchanged = synced.unchanged, skipped = synced.skipped, "collections read");
+                Ok(())
+            }
+            Err(EngineError::Shopify(e)) => {
+                tracing::warn!(operation = %operation.operation_uuid, error = %e, "collections not read; the next down-sync reads them");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Judges and ends the operation (the Conclude phase).
     async fn conclude(
         &self,
@@ -512,6 +545,9 @@ impl Stepper<'_> {
             )
             .await?;
             return Ok(StepOutcome::Finished(Box::new(operation)));
+        }
+        if !operation.dry_run {
+            self.read_collections(&operation).await?;
         }
         let times = StageTimes::from_millis(&checkpoint.stage_ms);
         let elapsed = Duration::from_millis(checkpoint.elapsed_ms);

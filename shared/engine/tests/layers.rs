@@ -14,6 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "flows",
         &[
+            "collections",
             "down",
             "up",
             "realtime",

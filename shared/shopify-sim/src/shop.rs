@@ -92,8 +92,34 @@ pub struct SimCollection {
     pub title: String,
     /// Handle.
     pub handle: String,
+    /// Description HTML.
+    pub description_html: String,
+    /// Sort order (`MANUAL`, `BEST_SELLING`, ...).
+    pub sort_order: String,
+    /// A smart collection's rules: (column, relation, condition); `None` for a custom one.
+    pub rules: Option<Vec<(String, String, String)>>,
+    /// Its products, in order.
+    pub products: Vec<u64>,
     /// Last update.
     pub updated_at: DateTime<Utc>,
+}
+
+impl Shop {
+    /// Edits a collection (its `updatedAt` moves on).
+    pub fn edit_collection(&mut self, id: u64, edit: impl FnOnce(&mut SimCollection)) -> bool {
+        let Some(collection) = self.collections.get_mut(&id) else {
+            return false;
+        };
+        edit(collection);
+        collection.updated_at =
+            Utc::now().max(collection.updated_at + chrono::Duration::seconds(1));
+        true
+    }
+
+    /// The collections.
+    pub fn collections(&self) -> impl Iterator<Item = &SimCollection> {
+        self.collections.values()
+    }
 }
 
 /// A bulk operation.
@@ -401,7 +427,17 @@ impl Shop {
             self.products.insert(id, product);
         }
         if self.collections.is_empty() {
-            for (i, title) in ["Summer", "Winter", "Sale"].into_iter().enumerate() {
+            // Two custom collections of every 2nd and every 3rd product, and a smart one of
+            // every 5th (as its rule would choose them).
+            let ids: Vec<u64> = self.products.keys().copied().collect();
+            for (i, (title, every, smart)) in [
+                ("Summer", 2, false),
+                ("Winter", 3, false),
+                ("Sale", 5, true),
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 let id = self.new_id();
                 self.collections.insert(
                     id,
@@ -409,6 +445,11 @@ impl Shop {
                         id,
                         title: title.into(),
                         handle: title.to_lowercase(),
+                        description_html: format!("<p>{title}</p>"),
+                        sort_order: if smart { "BEST_SELLING" } else { "MANUAL" }.into(),
+                        rules: smart
+                            .then(|| vec![("TAG".into(), "EQUALS".into(), title.to_lowercase())]),
+                        products: ids.iter().copied().step_by(every).collect(),
                         updated_at: Utc::now() - chrono::Duration::minutes(i as i64),
                     },
                 );
@@ -1098,6 +1139,43 @@ impl<'a> Resolve for View<'a> {
                 "title" => json(c.title.clone().into()),
                 "handle" => json(c.handle.clone().into()),
                 "updatedAt" => json(ts(c.updated_at).into()),
+                "descriptionHtml" => json(c.description_html.clone().into()),
+                "sortOrder" => json(c.sort_order.clone().into()),
+                "ruleSet" => Ok(match &c.rules {
+                    None => Out::Json(Value::Null),
+                    Some(rules) => Out::Node(obj(
+                        "CollectionRuleSet",
+                        vec![
+                            ("appliedDisjunctively", j(false)),
+                            (
+                                "rules",
+                                Val::L(
+                                    rules
+                                        .iter()
+                                        .map(|(column, relation, condition)| {
+                                            obj(
+                                                "CollectionRule",
+                                                vec![
+                                                    ("column", j(column.clone())),
+                                                    ("relation", j(relation.clone())),
+                                                    ("condition", j(condition.clone())),
+                                                ],
+                                            )
+                                        })
+                                        .collect(),
+                                ),
+                            ),
+                        ],
+                    )),
+                }),
+                "products" => paginate(
+                    c.products
+                        .iter()
+                        .filter_map(|id| shop.products.get(id))
+                        .map(|p| (p.id.to_string(), N::Product(p)))
+                        .collect(),
+                    args,
+                ),
                 other => Err(unsupported("Collection", other)),
             },
             N::Bulk(b) => match name {

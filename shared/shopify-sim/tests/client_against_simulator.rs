@@ -925,3 +925,31 @@ async fn a_shop_runs_five_bulk_mutations_at_a_time() {
     assert_eq!(&codes_seen[..5], &[None, None, None, None, None]);
     assert_eq!(codes_seen[5].as_deref(), Some("OPERATION_IN_PROGRESS"));
 }
+
+#[tokio::test]
+async fn collections_are_read_with_their_rules_and_every_product() {
+    let sim = sim(seeded(600, 1)).await;
+    let client = client(&sim);
+    let collections = client.collections(None).await.unwrap();
+    assert_eq!(collections.len(), 3);
+    let expected: BTreeMap<String, (usize, bool)> = sim.with_shop(|s| {
+        s.collections()
+            .map(|c| (c.title.clone(), (c.products.len(), c.rules.is_some())))
+            .collect()
+    });
+    for collection in &collections {
+        let (count, smart) = expected[&collection.title];
+        assert_eq!(
+            collection.products.len(),
+            count,
+            "{}: past 250, paged",
+            collection.title
+        );
+        assert_eq!(collection.rule_set.is_some(), smart);
+        assert!(!collection.sort_order.is_empty());
+    }
+    assert!(collections.iter().any(|c| c.products.len() > 250));
+    // Only those updated since a moment: none.
+    let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+    assert!(client.collections(Some(later)).await.unwrap().is_empty());
+}

@@ -250,7 +250,25 @@ pub const COLLECTIONS_PAGE: Document = Document {
     text: "query CollectionsPage($first: Int!, $after: String, $query: String) {
   collections(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
     pageInfo { hasNextPage endCursor }
-    nodes { id title handle updatedAt }
+    nodes {
+      id title handle descriptionHtml sortOrder updatedAt
+      ruleSet { appliedDisjunctively rules { column relation condition } }
+    }
+  }
+}
+",
+};
+
+/// A page of a collection's products (their ids).
+pub const COLLECTION_PRODUCTS: Document = Document {
+    name: "CollectionProducts",
+    mutation: false,
+    text: "query CollectionProducts($id: ID!, $after: String) {
+  collection(id: $id) {
+    products(first: 250, after: $after) {
+      pageInfo { hasNextPage endCursor }
+      nodes { id }
+    }
   }
 }
 ",
@@ -348,6 +366,7 @@ pub const ALL: &[Document] = &[
     INVENTORY_ITEM_PRODUCT,
     LOCATIONS,
     COLLECTIONS_PAGE,
+    COLLECTION_PRODUCTS,
     BULK_OPERATION_RUN_QUERY,
     STAGED_UPLOADS_CREATE,
     BULK_OPERATION_RUN_MUTATION,

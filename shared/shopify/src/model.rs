@@ -151,9 +151,21 @@ pub struct RemoteCollection {
     pub title: String,
     /// Handle.
     pub handle: String,
+    /// Description HTML.
+    #[serde(default)]
+    pub description_html: String,
+    /// Sort order.
+    #[serde(default)]
+    pub sort_order: String,
+    /// A smart collection's rules (`None`: a custom collection).
+    #[serde(default)]
+    pub rule_set: Option<serde_json::Value>,
     /// Last update.
     #[serde(deserialize_with = "shopsync_domain::time::utc")]
     pub updated_at: DateTime<Utc>,
+    /// Its products (every one, once [`crate::AdminClient::collections`] has read them).
+    #[serde(default, skip)]
+    pub products: Vec<shopsync_domain::ShopifyProductId>,
 }
 
 /// One page of a connection, with the cursor of the next.

@@ -11,7 +11,9 @@ use crate::model::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shopsync_domain::ids::{InventoryItemId, LocationId, ShopifyProductId, ShopifyVariantId};
+use shopsync_domain::ids::{
+    InventoryItemId, LocationId, ShopifyCollectionId, ShopifyProductId, ShopifyVariantId,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -1087,6 +1089,16 @@ struct CollectionsData {
     collections: Connection<RemoteCollection>,
 }
 
+#[derive(Deserialize)]
+struct CollectionProductsData {
+    collection: Option<CollectionProducts>,
+}
+
+#[derive(Deserialize)]
+struct CollectionProducts {
+    products: Connection<IdOnly<ShopifyProductId>>,
+}
+
 impl AdminClient {
     /// All locations.
     pub async fn locations(&self) -> Result<Vec<RemoteLocation>, ShopifyError> {
@@ -1104,6 +1116,56 @@ impl AdminClient {
             match data.locations.page_info.next() {
                 Some(next) => after = Some(next),
                 None => return Ok(all),
+            }
+        }
+    }
+
+    /// Every collection (only those updated after `updated_after`, when given), each with
+    /// every one of its products.
+    pub async fn collections(
+        &self,
+        updated_after: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RemoteCollection>, ShopifyError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .collections_page(after.as_deref(), updated_after)
+                .await?;
+            all.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        for collection in &mut all {
+            collection.products = self.collection_products(collection.id).await?;
+        }
+        Ok(all)
+    }
+
+    /// Every product of a collection, 250 a page.
+    pub async fn collection_products(
+        &self,
+        id: ShopifyCollectionId,
+    ) -> Result<Vec<ShopifyProductId>, ShopifyError> {
+        let mut products = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let data: CollectionProductsData = self
+                .execute(
+                    &doc::COLLECTION_PRODUCTS,
+                    json!({ "id": id.gid(), "after": after }),
+                    cost::connection(MAX_PAGE, 1),
+                )
+                .await?;
+            let Some(collection) = data.collection else {
+                return Ok(products);
+            };
+            products.extend(collection.products.nodes.into_iter().map(|p| p.id));
+            match collection.products.page_info.next() {
+                Some(next) => after = Some(next),
+                None => return Ok(products),
             }
         }
     }

@@ -32,6 +32,7 @@ mod common;
 
 mod approval;
 mod bidirectional;
+mod collections;
 mod down_sync;
 mod edit;
 mod intake;

@@ -1408,6 +1408,9 @@ pub async fn categories_and_their_versions_are_stored(h: Harness) {
         handle: "sweaters".into(),
         body_html: String::new(),
         sort_order: "MANUAL".into(),
+        kind: shopsync_domain::CategoryKind::Custom,
+        rules: None,
+        products: [shopsync_domain::ShopifyProductId::new(9).expect("id")].into(),
     };
     let c = Category {
         id: CategoryId::generate(),
@@ -1415,6 +1418,7 @@ pub async fn categories_and_their_versions_are_stored(h: Harness) {
         content: content.clone(),
         version: 1,
         last_sync_version: 0,
+        shopify_updated_at: Some(t0()),
         created_at: t0(),
         updated_at: t0(),
     };
