@@ -57,6 +57,19 @@ pub fn category_content(remote: &RemoteCollection) -> CategoryContent {
     }
 }
 
+/// What taking one collection did to its category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// A new category.
+    Created,
+    /// A new version of the category.
+    Updated,
+    /// Already as Shopify has it (or holding a copy at least as new).
+    Unchanged,
+    /// Another writer changed it meanwhile (the next read takes it).
+    Skipped,
+}
+
 /// Reads Shopify's collections (only those updated after `updated_after`, when given) into
 /// categories, each change versioned under `operation` by `actor`.
 pub async fn sync_collections(
@@ -68,66 +81,96 @@ pub async fn sync_collections(
 ) -> Result<CollectionsSynced, EngineError> {
     let mut synced = CollectionsSynced::default();
     for remote in client.collections(updated_after).await? {
-        let content = category_content(&remote);
-        let id = category_id_for(remote.id);
-        let now = Utc::now();
-        let current = store.get::<Category>(&Key::pk(id.to_string())).await?;
-        let (category, stamp, condition, created) = match current {
-            None => {
-                let category = Category {
-                    id,
-                    shopify_id: Some(remote.id),
-                    content: content.clone(),
-                    version: 1,
-                    last_sync_version: 1,
-                    shopify_updated_at: Some(remote.updated_at),
-                    created_at: now,
-                    updated_at: now,
-                };
-                let fields = content.to_fields().into_keys().collect();
-                (category, fields, Condition::ItemAbsent, true)
-            }
-            Some(current)
-                if current
-                    .shopify_updated_at
-                    .is_some_and(|seen| remote.updated_at <= seen)
-                    || current.content == content =>
-            {
-                synced.unchanged += 1;
-                continue;
-            }
-            Some(current) => {
-                let changes = shopsync_domain::fields::diff(
-                    &current.content.to_fields(),
-                    &content.to_fields(),
-                );
-                let mut category = current.clone();
-                category.content = content;
-                category.version += 1;
-                category.last_sync_version = category.version;
-                category.shopify_updated_at = Some(remote.updated_at);
-                category.updated_at = now;
-                let expected = Condition::Eq("version", Scalar::N(current.version as i64));
-                (category, changed_fields(&changes), expected, false)
-            }
-        };
-        let version = CategoryVersion::of(
-            &category,
-            VersionStamp::new(stamp, ChangeSource::Shopify, actor.clone(), operation, now),
-        );
-        let writes = vec![
-            match condition {
-                Condition::ItemAbsent => Store::insert_write(&category)?,
-                expected => Store::replace_write(&category, expected)?,
-            },
-            Store::insert_write(&version)?,
-        ];
-        match store.commit_writes(writes).await? {
-            Ok(()) if created => synced.created += 1,
-            Ok(()) => synced.updated += 1,
-            // Written by another sync meanwhile: the next one takes it.
-            Err(_) => synced.skipped += 1,
+        match take_collection(store, &remote, operation, actor).await? {
+            Taken::Created => synced.created += 1,
+            Taken::Updated => synced.updated += 1,
+            Taken::Unchanged => synced.unchanged += 1,
+            Taken::Skipped => synced.skipped += 1,
         }
     }
     Ok(synced)
+}
+
+/// Reads one collection (a webhook said it changed) into its category; `None` when Shopify
+/// no longer has it.
+pub async fn sync_collection(
+    store: &Store,
+    client: &AdminClient,
+    id: ShopifyCollectionId,
+    operation: Option<OperationId>,
+    actor: &Actor,
+) -> Result<Option<Taken>, EngineError> {
+    match client.collection(id).await? {
+        Some(remote) => Ok(Some(
+            take_collection(store, &remote, operation, actor).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Takes one collection as Shopify has it into its category: created, or a new version when
+/// it changed, written in one transaction with its version.
+pub async fn take_collection(
+    store: &Store,
+    remote: &RemoteCollection,
+    operation: Option<OperationId>,
+    actor: &Actor,
+) -> Result<Taken, EngineError> {
+    let content = category_content(remote);
+    let id = category_id_for(remote.id);
+    let now = Utc::now();
+    let current = store.get::<Category>(&Key::pk(id.to_string())).await?;
+    let (category, stamp, condition, created) = match current {
+        None => {
+            let category = Category {
+                id,
+                shopify_id: Some(remote.id),
+                content: content.clone(),
+                version: 1,
+                last_sync_version: 1,
+                shopify_updated_at: Some(remote.updated_at),
+                created_at: now,
+                updated_at: now,
+            };
+            let fields = content.to_fields().into_keys().collect();
+            (category, fields, Condition::ItemAbsent, true)
+        }
+        Some(current)
+            if current
+                .shopify_updated_at
+                .is_some_and(|seen| remote.updated_at <= seen)
+                || current.content == content =>
+        {
+            return Ok(Taken::Unchanged);
+        }
+        Some(current) => {
+            let changes =
+                shopsync_domain::fields::diff(&current.content.to_fields(), &content.to_fields());
+            let mut category = current.clone();
+            category.content = content;
+            category.version += 1;
+            category.last_sync_version = category.version;
+            category.shopify_updated_at = Some(remote.updated_at);
+            category.updated_at = now;
+            let expected = Condition::Eq("version", Scalar::N(current.version as i64));
+            (category, changed_fields(&changes), expected, false)
+        }
+    };
+    let version = CategoryVersion::of(
+        &category,
+        VersionStamp::new(stamp, ChangeSource::Shopify, actor.clone(), operation, now),
+    );
+    let writes = vec![
+        match condition {
+            Condition::ItemAbsent => Store::insert_write(&category)?,
+            expected => Store::replace_write(&category, expected)?,
+        },
+        Store::insert_write(&version)?,
+    ];
+    Ok(match store.commit_writes(writes).await? {
+        Ok(()) if created => Taken::Created,
+        Ok(()) => Taken::Updated,
+        // Written by another read meanwhile: the next one takes it.
+        Err(_) => Taken::Skipped,
+    })
 }

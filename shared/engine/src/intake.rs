@@ -38,7 +38,7 @@ pub struct WebhookIntake {
     pub ledger: Arc<dyn DeliveryLedger>,
     /// The shop and secrets deliveries are verified against.
     pub config: WebhookConfig,
-    /// Where the apply step goes.
+    /// Where the apply step (and a changed collection's read) goes.
     pub queue: Arc<dyn JobQueue>,
     /// Shopify, to re-read a product a payload does not fully carry.
     pub client: Option<AdminClient>,
@@ -104,6 +104,16 @@ impl WebhookIntake {
             .map_err(|e| e.to_string())?;
             if let Handled::Staged { operation, row } = &handled {
                 self.enqueue_apply(*operation, *row, now).await?;
+            }
+            if let Handled::CollectionChanged(collection) = &handled {
+                // Read by the worker (a collection's products may take many calls).
+                let job = Job::SyncCollection {
+                    collection: *collection,
+                };
+                self.queue
+                    .send(vec![JobMessage::new(job, now)])
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             Ok::<_, String>(handled)
         }

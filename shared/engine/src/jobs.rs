@@ -85,6 +85,12 @@ pub enum Job {
         /// The rollback.
         rollback: shopsync_domain::RollbackId,
     },
+    /// Read a collection a webhook said changed into its category (versioned under the
+    /// day's realtime operation).
+    SyncCollection {
+        /// The collection.
+        collection: shopsync_domain::ShopifyCollectionId,
+    },
     /// Apply rows staged by the realtime path (webhooks).
     ApplyRows {
         /// The operation the rows belong to.
@@ -709,6 +715,19 @@ impl Worker {
                 let (_, operation) =
                     crate::rollback::run(&self.store, &self.client, &self.rails, *rollback).await?;
                 return Ok(Some(operation));
+            }
+            Job::SyncCollection { collection } => {
+                let day = crate::realtime::realtime_operation(&self.store, Utc::now()).await?;
+                let taken = crate::collections::sync_collection(
+                    &self.store,
+                    &self.client,
+                    *collection,
+                    Some(day.operation_uuid),
+                    &self.actor,
+                )
+                .await?;
+                tracing::info!(%collection, ?taken, "collection read");
+                return Ok(None);
             }
             Job::ApplyRows { operation, rows } => {
                 crate::realtime::apply_staged(&self.store, *operation, rows, &self.actor).await?;

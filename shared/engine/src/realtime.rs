@@ -48,6 +48,11 @@ pub enum Handled {
     UnknownDeleted,
     /// A compliance request, recorded.
     ComplianceRecorded,
+    /// A collection changed: its category is read again (the intake queues that).
+    CollectionChanged(shopsync_domain::ShopifyCollectionId),
+    /// A collection removed in Shopify: its category and versions are kept, and the removal
+    /// reported.
+    CollectionRemoved(shopsync_domain::ShopifyCollectionId),
     /// A topic shopsync does not act on (yet): acknowledged.
     Ignored(String),
 }
@@ -69,6 +74,8 @@ impl Handled {
             Handled::DeleteStaged => "delete_staged",
             Handled::UnknownDeleted => "unknown_deleted",
             Handled::ComplianceRecorded => "compliance_recorded",
+            Handled::CollectionChanged(_) => "collection_changed",
+            Handled::CollectionRemoved(_) => "collection_removed_category_kept",
             Handled::Ignored(_) => "ignored",
         }
     }
@@ -273,6 +280,11 @@ pub async fn handle_delivery(
     match &delivery.payload {
         Payload::InventoryLevel(level) => {
             take_inventory_level(store, client, level, actor, now).await
+        }
+        Payload::Collection(collection) => Ok(Handled::CollectionChanged(collection.id)),
+        Payload::CollectionDelete(gone) => {
+            tracing::warn!(collection = %gone.id, "a collection was removed in Shopify; its category and its versions are kept");
+            Ok(Handled::CollectionRemoved(gone.id))
         }
         _ => Ok(Handled::Ignored(delivery.topic.as_str().to_owned())),
     }

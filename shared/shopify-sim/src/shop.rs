@@ -105,7 +105,7 @@ pub struct SimCollection {
 }
 
 impl Shop {
-    /// Edits a collection (its `updatedAt` moves on).
+    /// Edits a collection (its `updatedAt` moves on; a collections/update webhook goes out).
     pub fn edit_collection(&mut self, id: u64, edit: impl FnOnce(&mut SimCollection)) -> bool {
         let Some(collection) = self.collections.get_mut(&id) else {
             return false;
@@ -113,6 +113,18 @@ impl Shop {
         edit(collection);
         collection.updated_at =
             Utc::now().max(collection.updated_at + chrono::Duration::seconds(1));
+        let body = json!({
+            "id": collection.id,
+            "title": collection.title,
+            "handle": collection.handle,
+            "body_html": collection.description_html,
+            "sort_order": collection.sort_order.to_lowercase(),
+            "updated_at": collection.updated_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        });
+        self.outbox.push(OutEvent {
+            topic: "collections/update".into(),
+            body,
+        });
         true
     }
 

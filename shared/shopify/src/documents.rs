@@ -259,6 +259,19 @@ pub const COLLECTIONS_PAGE: Document = Document {
 ",
 };
 
+/// One collection (its products are read by `COLLECTION_PRODUCTS`).
+pub const COLLECTION: Document = Document {
+    name: "Collection",
+    mutation: false,
+    text: "query Collection($id: ID!) {
+  collection(id: $id) {
+    id title handle descriptionHtml sortOrder updatedAt
+    ruleSet { appliedDisjunctively rules { column relation condition } }
+  }
+}
+",
+};
+
 /// A page of a collection's products (their ids).
 pub const COLLECTION_PRODUCTS: Document = Document {
     name: "CollectionProducts",
@@ -366,6 +379,7 @@ pub const ALL: &[Document] = &[
     INVENTORY_ITEM_PRODUCT,
     LOCATIONS,
     COLLECTIONS_PAGE,
+    COLLECTION,
     COLLECTION_PRODUCTS,
     BULK_OPERATION_RUN_QUERY,
     STAGED_UPLOADS_CREATE,

@@ -1090,6 +1090,11 @@ struct CollectionsData {
 }
 
 #[derive(Deserialize)]
+struct CollectionData {
+    collection: Option<RemoteCollection>,
+}
+
+#[derive(Deserialize)]
 struct CollectionProductsData {
     collection: Option<CollectionProducts>,
 }
@@ -1142,6 +1147,21 @@ impl AdminClient {
             collection.products = self.collection_products(collection.id).await?;
         }
         Ok(all)
+    }
+
+    /// One collection with every one of its products (`None`: Shopify has none by that id).
+    pub async fn collection(
+        &self,
+        id: ShopifyCollectionId,
+    ) -> Result<Option<RemoteCollection>, ShopifyError> {
+        let data: CollectionData = self
+            .execute(&doc::COLLECTION, json!({ "id": id.gid() }), 2)
+            .await?;
+        let Some(mut collection) = data.collection else {
+            return Ok(None);
+        };
+        collection.products = self.collection_products(id).await?;
+        Ok(Some(collection))
     }
 
     /// Every product of a collection, 250 a page.

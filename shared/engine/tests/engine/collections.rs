@@ -69,3 +69,77 @@ on_both_stores! {
         assert_eq!(category.version, 2, "nothing changed: no new version");
     }
 }
+
+on_both_stores! {
+    async fn a_collections_webhook_queues_its_read_and_the_worker_versions_the_change() {
+        use shopsync_engine::intake::WebhookIntake;
+        use shopsync_engine::jobs::{Job, JobOutcome, LocalQueue, Worker};
+        use shopsync_shopify::webhook::{sign, WebhookConfig};
+        use std::sync::Arc;
+        let (sim, client, store, _dir) = common::setup(6, 1).await;
+        let actor = Actor::system("test");
+        run_full_down(&store, &client, &actor, &Default::default()).await.unwrap();
+        let winter = sim.with_shop(|s| s.collections().find(|c| c.title == "Winter").unwrap().id);
+        sim.with_shop(|s| s.edit_collection(winter, |c| c.title = "Winter warmers".into()));
+        // The collections/update Shopify sends (the simulator's, as its outbox holds it).
+        let body = sim.with_shop(|s| {
+            let c = s.collections().find(|c| c.id == winter).unwrap();
+            serde_json::to_vec(&serde_json::json!({
+                "id": c.id,
+                "title": c.title,
+                "handle": c.handle,
+                "updated_at": c.updated_at.to_rfc3339(),
+            }))
+            .unwrap()
+        });
+        let queue = Arc::new(LocalQueue::default());
+        let intake = WebhookIntake {
+            ledger: Arc::new(shopsync_engine::ledger::StoreLedger::new(store.clone())),
+            store: store.clone(),
+            config: WebhookConfig {
+                shop_domain: "shop.myshopify.com".into(),
+                secret: "hush".into(),
+                previous_secret: None,
+            },
+            queue: queue.clone(),
+            client: Some(client.clone()),
+            actor: Actor::new("system:webhooks").unwrap(),
+            realtime: Default::default(),
+        };
+        let hmac = sign("hush", &body);
+        let headers: Vec<(&str, &str)> = vec![
+            ("X-Shopify-Topic", "collections/update"),
+            ("X-Shopify-Hmac-Sha256", &hmac),
+            ("X-Shopify-Shop-Domain", "shop.myshopify.com"),
+            ("X-Shopify-Webhook-Id", "collection-1"),
+        ];
+        let reply = intake.receive(headers.as_slice(), &body, chrono::Utc::now()).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(reply.body["outcome"], "collection_changed");
+        let message = queue.receive().await.expect("a queued read");
+        assert_eq!(
+            message.job,
+            Job::SyncCollection { collection: ShopifyCollectionId::new(winter).unwrap() }
+        );
+        let worker = Worker {
+            store: store.clone(),
+            client: client.clone(),
+            actor: Actor::system("worker"),
+            rails: Default::default(),
+            continuation: None,
+            imports: None,
+        };
+        assert!(matches!(worker.handle(&message).await.unwrap(), JobOutcome::Ran(_)));
+        let id = category_id_for(ShopifyCollectionId::new(winter).unwrap());
+        let category: Category = store.get(&Key::pk(id.to_string())).await.unwrap().unwrap();
+        assert_eq!(category.content.title, "Winter warmers");
+        assert_eq!(category.version, 2);
+        let version: CategoryVersion = store
+            .get(&Key::pk_sk(id.to_string(), shopsync_store::item::Scalar::N(2)))
+            .await
+            .unwrap()
+            .unwrap();
+        let day = shopsync_engine::realtime::realtime_operation(&store, chrono::Utc::now()).await.unwrap();
+        assert_eq!(version.sync_operation_id, Some(day.operation_uuid), "under the day's realtime operation");
+    }
+}
