@@ -1180,14 +1180,32 @@ impl<'a> Resolve for View<'a> {
                         ],
                     )),
                 }),
-                "products" => paginate(
-                    c.products
+                "products" => {
+                    // Only the page is built (a collection may hold most of the catalog).
+                    let first = page_size(args)?;
+                    let start = match args.string("after") {
+                        Some(after) => {
+                            let after: u64 = decode_cursor(&after)?
+                                .parse()
+                                .map_err(|_| "Invalid cursor".to_owned())?;
+                            c.products
+                                .iter()
+                                .position(|id| *id == after)
+                                .map(|i| i + 1)
+                                .ok_or("Invalid cursor")?
+                        }
+                        None => 0,
+                    };
+                    let page = c
+                        .products
                         .iter()
+                        .skip(start)
                         .filter_map(|id| shop.products.get(id))
+                        .take(first.saturating_add(1))
                         .map(|p| (p.id.to_string(), N::Product(p)))
-                        .collect(),
-                    args,
-                ),
+                        .collect();
+                    Ok(connection(page, first))
+                }
                 other => Err(unsupported("Collection", other)),
             },
             N::Bulk(b) => match name {
