@@ -72,8 +72,8 @@ pub struct BackupRef {
     /// The operation created the product.
     #[serde(default)]
     pub created: bool,
-    /// The operation pushed the product to Shopify (an up-sync): `before_version` is the
-    /// version Shopify held before, `after_version` the one pushed.
+    /// The operation pushed the product to Shopify (an up-sync): `before_version` is what
+    /// Shopify held until the push, `after_version` the version pushed.
     #[serde(default)]
     pub pushed: bool,
 }

@@ -478,8 +478,8 @@ impl Planning<'_> {
         Ok(Plan::Row(Box::new(row), facts))
     }
 
-    /// Plans bringing back a product the operation removed: its content before, new to
-    /// Shopify (no Shopify ids), as the version after its removal.
+    /// Plans bringing back a product the operation removed: the content of the version the
+    /// operation replaced, new to Shopify (no Shopify ids), as the version after its removal.
     async fn recreate(&self, reference: &BackupRef) -> Result<Plan, EngineError> {
         let id = reference.product_id;
         let Some(before) = reference.before_version else {

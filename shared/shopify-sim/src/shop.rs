@@ -2156,7 +2156,7 @@ impl Shop {
         MutOut::InventorySet(Some(group), Vec::new())
     }
 
-    /// How many bulk mutations may run at once per shop (API 2026-01 and later; before, one).
+    /// How many bulk mutations may run at once per shop (the API versions shopsync speaks).
     pub const BULK_MUTATIONS_AT_ONCE: usize = 5;
 
     fn staged_uploads_create(&mut self, args: &Args<'_>) -> MutOut {
