@@ -45,8 +45,8 @@ pub use product::{
 };
 pub use rails::{ChangeFacts, GuardRails, PlanSummary, Verdict};
 pub use rollback::{
-    BackupData, BackupRef, RestoredProduct, RollbackRequest, RollbackStatus, RollbackType,
-    SyncRollback,
+    BackupData, BackupRef, CategoryRef, RestoredCategory, RestoredProduct, RollbackRequest,
+    RollbackStatus, RollbackType, SyncRollback,
 };
 pub use staging::{ChangeType, ProductsStaging, ShopifySource, StagingStatus};
 pub use status::{IllegalTransition, StatusMachine};

@@ -116,6 +116,9 @@ pub struct OperationStatistics {
     pub conflicts: u64,
     /// Conflicts the policy settled.
     pub auto_resolved: u64,
+    /// Categories (Shopify collections) created or changed.
+    #[serde(default)]
+    pub categories_changed: u64,
 }
 
 impl OperationStatistics {
@@ -130,6 +133,7 @@ impl OperationStatistics {
         self.failed += other.failed;
         self.conflicts += other.conflicts;
         self.auto_resolved += other.auto_resolved;
+        self.categories_changed += other.categories_changed;
     }
 }
 
@@ -257,7 +261,10 @@ impl SyncOperation {
     /// is completed, failed (for what it applied), rolled back only in part, or a realtime day
     /// still recording (rolled back product by product).
     pub fn can_roll_back(&self) -> bool {
-        let applied = self.statistics.created + self.statistics.updated + self.statistics.deleted;
+        let applied = self.statistics.created
+            + self.statistics.updated
+            + self.statistics.deleted
+            + self.statistics.categories_changed;
         let open_day = self.operation_type == OperationType::Realtime
             && self.status == OperationStatus::InProgress;
         !self.dry_run

@@ -1,6 +1,6 @@
 //! Rollbacks (`sync_rollbacks`): undoing an operation as new versions, never rewriting history.
 
-use crate::ids::{Actor, OperationId, ProductId, RollbackId};
+use crate::ids::{Actor, CategoryId, OperationId, ProductId, RollbackId};
 use crate::status::StatusMachine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,18 @@ pub struct BackupRef {
     pub pushed: bool,
 }
 
+/// Where a category's state before an operation is read: the category versions it wrote
+/// (numbered without gaps, like a product's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryRef {
+    /// The category.
+    pub category_id: CategoryId,
+    /// The version it had before the operation (`None`: the operation created it).
+    pub before_version: Option<u64>,
+    /// The last version the operation made.
+    pub after_version: u64,
+}
+
 /// The state of products before an operation changed them (the spec's `backup_data`), kept
 /// as references to their versions: the first [`LISTED`] products, and how many there are.
 /// Each of the rollback's staged rows carries its product's reference as well.
@@ -88,6 +100,10 @@ pub struct BackupData {
     /// How many products the operation changed.
     #[serde(default)]
     pub products_total: u64,
+    /// The categories (collections) the operation changed, with their versions before and
+    /// after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<CategoryRef>,
 }
 
 /// The most products a rollback record lists in each of its lists (its rows hold them all).
@@ -102,6 +118,23 @@ pub struct RestoredProduct {
     pub version: u64,
     /// What happened in Shopify: `pushed`, `archived`, `recreated`, `not_pushed: <why>`, or
     /// for a dry run `would_push`, `would_archive` or `would_recreate`.
+    pub shopify: String,
+    /// Restored past a change made since the operation (`force`): that change, named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced: Option<String>,
+}
+
+/// What a full rollback did to one category (a Shopify collection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredCategory {
+    /// The category.
+    pub category_id: CategoryId,
+    /// Its title after the rollback.
+    pub title: String,
+    /// The version the rollback made (for a dry run, the version it would have replaced).
+    pub version: u64,
+    /// What happened in Shopify: `pushed`, `in_step` (Shopify had it so already),
+    /// `not_pushed: <why>`, or for a dry run `would_push`.
     pub shopify: String,
     /// Restored past a change made since the operation (`force`): that change, named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +221,13 @@ pub struct SyncRollback {
     /// How many were skipped.
     #[serde(default)]
     pub skipped_total: u64,
+    /// Categories (collections) restored; a full rollback restores the categories the
+    /// operation changed, a partial or selective one only the products it names.
+    #[serde(default)]
+    pub categories_restored: Vec<RestoredCategory>,
+    /// Categories not restored, with the reason.
+    #[serde(default)]
+    pub categories_skipped: Vec<(CategoryId, String)>,
     /// Who asked (needs elevated permissions).
     pub requested_by: Actor,
     /// When.

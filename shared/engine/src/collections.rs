@@ -25,7 +25,8 @@ pub struct CollectionsSynced {
     pub updated: u64,
     /// Categories already as Shopify has them (or holding a copy at least as new).
     pub unchanged: u64,
-    /// Categories another writer changed meanwhile (the next sync takes them).
+    /// Categories another writer changed meanwhile, or holding a local change Shopify has not
+    /// confirmed yet (their push reconciles them; the next read takes the rest).
     pub skipped: u64,
 }
 
@@ -66,7 +67,8 @@ pub enum Taken {
     Updated,
     /// Already as Shopify has it (or holding a copy at least as new).
     Unchanged,
-    /// Another writer changed it meanwhile (the next read takes it).
+    /// Another writer changed it meanwhile (the next read takes it), or it holds a local
+    /// change Shopify has not confirmed (kept; its push reconciles the two).
     Skipped,
 }
 
@@ -135,6 +137,11 @@ pub async fn take_collection(
             let fields = content.to_fields().into_keys().collect();
             (category, fields, Condition::ItemAbsent, true)
         }
+        // A local change Shopify has not confirmed (a rollback's restore waiting for its
+        // push): kept, never overwritten; its push reconciles the two.
+        Some(current) if current.version > current.last_sync_version => {
+            return Ok(Taken::Skipped);
+        }
         Some(current)
             if current
                 .shopify_updated_at
@@ -173,4 +180,196 @@ pub async fn take_collection(
         // Written by another read meanwhile: the next one takes it.
         Err(_) => Taken::Skipped,
     })
+}
+
+/// What pushing a category to its collection came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CategoryPushed {
+    /// Shopify took it; the category is marked synced.
+    Pushed,
+    /// Nothing to push: Shopify has it as the category holds it.
+    InStep,
+    /// Not pushed, and why (a smart collection, a category Shopify has no collection for, or
+    /// Shopify's refusal); the category stays unsynced.
+    NotPushed(String),
+}
+
+/// Why a category is never pushed, when it is not: shopsync pushes custom collections only.
+fn unpushable(category: &Category) -> Option<String> {
+    if category.content.kind == CategoryKind::Smart {
+        return Some("a smart collection: Shopify chooses its products by its rules; shopsync reads and versions it and never pushes it".to_owned());
+    }
+    if category.shopify_id.is_none() {
+        return Some("Shopify has no collection for it".to_owned());
+    }
+    None
+}
+
+/// Pushes category `id` to its collection when it holds a change Shopify has not confirmed
+/// (`version` past `last_sync_version`): its fields, and the products selected into or out of
+/// it, worked out against the collection as Shopify has it now. Confirmed, the category is
+/// marked synced at the version pushed (conditionally: a change since waits for the next push).
+pub async fn push_category(
+    store: &Store,
+    client: &AdminClient,
+    id: CategoryId,
+) -> Result<CategoryPushed, EngineError> {
+    let Some(category) = store.get::<Category>(&Key::pk(id.to_string())).await? else {
+        return Ok(CategoryPushed::NotPushed("no such category".to_owned()));
+    };
+    if category.version <= category.last_sync_version {
+        return Ok(CategoryPushed::InStep);
+    }
+    if let Some(why) = unpushable(&category) {
+        return Ok(CategoryPushed::NotPushed(why));
+    }
+    let Some(collection) = category.shopify_id else {
+        return Ok(CategoryPushed::NotPushed(
+            "Shopify has no collection for it".to_owned(),
+        ));
+    };
+    let Some(remote) = client.collection(collection).await? else {
+        return Ok(CategoryPushed::NotPushed(format!(
+            "Shopify no longer has collection {}",
+            collection.gid()
+        )));
+    };
+    let change = collection_change(&category.content, &category_content(&remote));
+    let updated_at = if change.is_empty() {
+        Some(remote.updated_at)
+    } else {
+        match client.update_collection(collection, &change).await {
+            Ok(at) => at,
+            Err(e) if !e.is_retryable() => {
+                tracing::warn!(category = %id, collection = %collection.gid(), error = %e, "category not pushed");
+                return Ok(CategoryPushed::NotPushed(e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut synced = category.clone();
+    synced.last_sync_version = category.version;
+    synced.shopify_updated_at = updated_at.or(category.shopify_updated_at);
+    let expected = Condition::Eq("version", Scalar::N(category.version as i64));
+    match store
+        .commit_writes(vec![Store::replace_write(&synced, expected)?])
+        .await?
+    {
+        Ok(()) => {}
+        // Changed meanwhile: that change is pushed next time.
+        Err(_) => {
+            tracing::info!(category = %id, "category changed while pushed; pushed again next time")
+        }
+    }
+    Ok(if change.is_empty() {
+        CategoryPushed::InStep
+    } else {
+        CategoryPushed::Pushed
+    })
+}
+
+/// What turns collection content `remote` into `local`: the fields that differ, the
+/// products to select into it and out of it.
+pub fn collection_change(
+    local: &CategoryContent,
+    remote: &CategoryContent,
+) -> shopsync_shopify::ops::CollectionChange {
+    let differs = |l: &String, r: &String| (l != r).then(|| l.clone());
+    shopsync_shopify::ops::CollectionChange {
+        title: differs(&local.title, &remote.title),
+        handle: differs(&local.handle, &remote.handle),
+        description_html: differs(&local.body_html, &remote.body_html),
+        sort_order: differs(&local.sort_order, &remote.sort_order),
+        add: local
+            .products
+            .difference(&remote.products)
+            .copied()
+            .collect(),
+        remove: remote
+            .products
+            .difference(&local.products)
+            .copied()
+            .collect(),
+    }
+}
+
+/// What pushing the categories with unpushed changes did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CategoriesPushed {
+    /// Categories Shopify took.
+    pub pushed: u64,
+    /// Categories already as Shopify has them.
+    pub in_step: u64,
+    /// Categories not pushed, with the reason.
+    pub not_pushed: Vec<(CategoryId, String)>,
+}
+
+/// Pushes every custom category holding a change Shopify has not confirmed (an up-sync's
+/// last step; a rollback pushes what it restored itself). Categories are few: the table is
+/// read whole, a page at a time.
+pub async fn push_pending_categories(
+    store: &Store,
+    client: &AdminClient,
+) -> Result<CategoriesPushed, EngineError> {
+    let mut outcome = CategoriesPushed::default();
+    let mut start = None;
+    loop {
+        let page = store.scan::<Category>(500, start.as_ref()).await?;
+        for category in page.items {
+            if category.version <= category.last_sync_version || unpushable(&category).is_some() {
+                continue;
+            }
+            match push_category(store, client, category.id).await? {
+                CategoryPushed::Pushed => outcome.pushed += 1,
+                CategoryPushed::InStep => outcome.in_step += 1,
+                CategoryPushed::NotPushed(why) => outcome.not_pushed.push((category.id, why)),
+            }
+        }
+        match page.next {
+            Some(next) => start = Some(next),
+            None => return Ok(outcome),
+        }
+    }
+}
+
+/// Writes `content` into category `id` as a new version made by `source` under `operation`
+/// (conditional on the version read: `None` when another writer changed it meanwhile). The
+/// category is left unsynced; [`push_category`] sends it.
+pub async fn write_category(
+    store: &Store,
+    current: &Category,
+    content: CategoryContent,
+    source: ChangeSource,
+    operation: Option<OperationId>,
+    actor: &Actor,
+) -> Result<Option<Category>, EngineError> {
+    let now = Utc::now();
+    let changes = shopsync_domain::fields::diff(&current.content.to_fields(), &content.to_fields());
+    let mut category = current.clone();
+    category.content = content;
+    category.version += 1;
+    category.updated_at = now;
+    let version = CategoryVersion::of(
+        &category,
+        VersionStamp::new(
+            changed_fields(&changes),
+            source,
+            actor.clone(),
+            operation,
+            now,
+        ),
+    );
+    let expected = Condition::Eq("version", Scalar::N(current.version as i64));
+    Ok(
+        match store
+            .commit_writes(vec![
+                Store::replace_write(&category, expected)?,
+                Store::insert_write(&version)?,
+            ])
+            .await?
+        {
+            Ok(()) => Some(category),
+            Err(_) => None,
+        },
+    )
 }

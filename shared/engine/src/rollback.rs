@@ -16,6 +16,7 @@
 //! (new to Shopify, which gives it a new id).
 
 use crate::apply::{apply_rows, still};
+use crate::collections::CategoryPushed;
 use crate::error::EngineError;
 use crate::operation::{last_down, load_operation, record_performance, save};
 use crate::perf::StageTimes;
@@ -23,11 +24,12 @@ use chrono::{DateTime, Utc};
 use shopsync_domain::product::{ProductContent, ProductStatus};
 use shopsync_domain::restore::{undo, FieldSelection};
 use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
+use shopsync_domain::version::CategoryVersion;
 use shopsync_domain::{
-    Actor, BackupRef, ChangeFacts, ChangeSource, GuardRails, OperationId, OperationStatus,
-    OperationType, PlanSummary, Product, ProductId, ProductVersion, RestoredProduct, RollbackId,
-    RollbackRequest, RollbackStatus, RollbackType, StagingId, SyncDirection, SyncOperation,
-    SyncRollback, Verdict,
+    Actor, BackupRef, Category, CategoryId, CategoryKind, CategoryRef, ChangeFacts, ChangeSource,
+    GuardRails, OperationId, OperationStatus, OperationType, PlanSummary, Product, ProductId,
+    ProductVersion, RestoredCategory, RestoredProduct, RollbackId, RollbackRequest, RollbackStatus,
+    RollbackType, StagingId, SyncDirection, SyncOperation, SyncRollback, Verdict,
 };
 use shopsync_shopify::AdminClient;
 use shopsync_store::item::{Key, Query};
@@ -139,6 +141,8 @@ pub async fn open_rollback(
         restored_total: 0,
         skipped: Vec::new(),
         skipped_total: 0,
+        categories_restored: Vec::new(),
+        categories_skipped: Vec::new(),
         requested_by: actor.clone(),
         created_at: now,
         completed_at: None,
@@ -613,6 +617,7 @@ pub async fn run(
         )
         .await?;
         operation.statistics.failed += rollback_push_failures(&rollback);
+        operation.statistics.categories_changed = rollback.categories_restored.len() as u64;
         operation.move_to(OperationStatus::Completed, reason, Utc::now())?;
     }
     save(store, &operation, &running).await?;
@@ -657,6 +662,7 @@ async fn stage(
             .cloned()
             .collect(),
         products_total: references.len() as u64,
+        categories: category_footprint(store, original).await?,
     };
     rollback.skipped.clear();
     rollback.skipped_total = 0;
@@ -826,14 +832,35 @@ async fn settle(
             });
         }
     }
+    settle_categories(store, client, actor, rollback, operation).await?;
+    let categories_not_pushed = rollback
+        .categories_restored
+        .iter()
+        .filter(|c| c.shopify.starts_with("not_pushed"))
+        .count() as u64;
+    if let Some(failed) = rollback
+        .categories_restored
+        .iter()
+        .rfind(|c| c.shopify.starts_with("not_pushed"))
+    {
+        not_pushed += categories_not_pushed;
+        last_failure = Some(format!(
+            "category {}: {}",
+            failed.category_id, failed.shopify
+        ));
+    }
     let reason = last_failure.map(|last| {
-        format!("{not_pushed} restored product(s) not confirmed by Shopify; last: {last}")
+        format!(
+            "{not_pushed} restored product(s) or categories not confirmed by Shopify; last: {last}"
+        )
     });
-    rollback.status = if rollback.skipped_total == 0 && not_pushed == 0 {
-        RollbackStatus::Completed
-    } else {
-        RollbackStatus::CompletedWithSkips
-    };
+    rollback.status =
+        if rollback.skipped_total == 0 && rollback.categories_skipped.is_empty() && not_pushed == 0
+        {
+            RollbackStatus::Completed
+        } else {
+            RollbackStatus::CompletedWithSkips
+        };
     rollback.status_reason = reason.clone();
     rollback.completed_at = Some(Utc::now());
     if !operation.dry_run {
@@ -844,6 +871,174 @@ async fn settle(
     Ok(reason)
 }
 
+/// What the operation changed in categories (collections): per category, the version before
+/// its first and its last, read from the category versions it wrote.
+async fn category_footprint(
+    store: &Store,
+    operation: OperationId,
+) -> Result<Vec<CategoryRef>, EngineError> {
+    let versions: Vec<CategoryVersion> = store
+        .query_all(Query::new(
+            Table::CategoryVersions,
+            Some("by_operation"),
+            operation.to_string(),
+        ))
+        .await?;
+    let mut made: BTreeMap<CategoryId, (u64, u64)> = BTreeMap::new();
+    for version in versions {
+        let number = version.version_number;
+        let entry = made.entry(version.category_id).or_insert((number, number));
+        entry.0 = entry.0.min(number);
+        entry.1 = entry.1.max(number);
+    }
+    Ok(made
+        .into_iter()
+        .map(|(category_id, (first, last))| CategoryRef {
+            category_id,
+            before_version: first.checked_sub(1).filter(|n| *n > 0),
+            after_version: last,
+        })
+        .collect())
+}
+
+/// A full rollback's categories: each category the operation changed returns to its content
+/// before it, as a new version (change source `rollback`, under the rollback's operation),
+/// and is pushed to its collection. Skipped and reported: a category the operation created
+/// (it came from Shopify: never deleted), a smart collection (Shopify chooses its products
+/// by its rules; only custom collections are restored), and one changed since by anyone else
+/// (unless forced). Run again, a category this rollback restored is not restored twice; only
+/// its push is retried. A partial or selective rollback names products and leaves categories.
+async fn settle_categories(
+    store: &Store,
+    client: &AdminClient,
+    actor: &Actor,
+    rollback: &mut SyncRollback,
+    operation: &SyncOperation,
+) -> Result<(), EngineError> {
+    rollback.categories_restored.clear();
+    rollback.categories_skipped.clear();
+    if rollback.rollback_type != RollbackType::Full {
+        return Ok(());
+    }
+    let mine = operation.operation_uuid;
+    for reference in rollback.backup_data.categories.clone() {
+        let id = reference.category_id;
+        let skip = |rollback: &mut SyncRollback, why: String| {
+            rollback.categories_skipped.push((id, why));
+        };
+        let Some(current) = store.get::<Category>(&Key::pk(id.to_string())).await? else {
+            skip(rollback, "removed since the operation".to_owned());
+            continue;
+        };
+        let Some(before) = reference.before_version else {
+            skip(rollback, "created from Shopify by the operation: it exists in Shopify, and a rollback never deletes what Shopify has".to_owned());
+            continue;
+        };
+        if current.content.kind == CategoryKind::Smart {
+            skip(rollback, "a smart collection: Shopify chooses its products by its rules; only custom collections are restored".to_owned());
+            continue;
+        }
+        // The newest version since the operation not made by it: this rollback's own (a run
+        // cut short after restoring it), or someone else's change.
+        let mut restored_by_me = None;
+        let mut since = None;
+        for number in (reference.after_version + 1..=current.version).rev() {
+            let Some(version) = store
+                .get::<CategoryVersion>(&Key::pk_sk(id.to_string(), number as i64))
+                .await?
+            else {
+                continue;
+            };
+            if version.sync_operation_id == Some(mine) {
+                restored_by_me = Some(number);
+                break;
+            }
+            if version.sync_operation_id != Some(rollback.original_operation_id) {
+                since = Some(version);
+                break;
+            }
+        }
+        let mut forced = None;
+        if let Some(since) = since {
+            let what = format!(
+                "changed since: version {} by {} via {}",
+                since.version_number,
+                since.changed_by,
+                shopsync_domain::status::status_name(since.change_source)
+            );
+            if !rollback.force {
+                skip(rollback, what);
+                continue;
+            }
+            forced = Some(format!("forced past a {what}"));
+        }
+        let restored = match restored_by_me {
+            Some(_) => current,
+            None => {
+                let Some(was) = store
+                    .get::<CategoryVersion>(&Key::pk_sk(id.to_string(), before as i64))
+                    .await?
+                else {
+                    skip(
+                        rollback,
+                        "its version before the operation is not kept".to_owned(),
+                    );
+                    continue;
+                };
+                if was.category_data == current.content {
+                    skip(
+                        rollback,
+                        "nothing to restore: it holds its values from before the operation"
+                            .to_owned(),
+                    );
+                    continue;
+                }
+                if operation.dry_run {
+                    rollback.categories_restored.push(RestoredCategory {
+                        category_id: id,
+                        title: was.category_data.title.clone(),
+                        version: current.version,
+                        shopify: "would_push".to_owned(),
+                        forced,
+                    });
+                    continue;
+                }
+                match crate::collections::write_category(
+                    store,
+                    &current,
+                    was.category_data,
+                    ChangeSource::Rollback,
+                    Some(mine),
+                    actor,
+                )
+                .await?
+                {
+                    Some(restored) => restored,
+                    None => {
+                        skip(rollback, "changed while it was restored".to_owned());
+                        continue;
+                    }
+                }
+            }
+        };
+        let shopify = match crate::collections::push_category(store, client, id).await? {
+            CategoryPushed::Pushed => "pushed".to_owned(),
+            CategoryPushed::InStep => "in_step".to_owned(),
+            CategoryPushed::NotPushed(why) => {
+                format!("not_pushed: {why} (the next up-sync pushes it)")
+            }
+        };
+        rollback.categories_restored.push(RestoredCategory {
+            category_id: id,
+            title: restored.content.title.clone(),
+            version: restored.version,
+            shopify,
+            forced,
+        });
+    }
+    Ok(())
+}
+
 /// Restored products a rollback reads, pushes and records at a time.
 const SETTLE_CHUNK: usize = 2_500;
 
@@ -852,11 +1047,14 @@ const SETTLE_CHUNK: usize = 2_500;
 async fn mark_original(store: &Store, rollback: &SyncRollback) -> Result<(), EngineError> {
     let mut original = load_operation(store, rollback.original_operation_id).await?;
     let before = original.clone();
-    if original.status == OperationStatus::InProgress || rollback.restored_total == 0 {
+    if original.status == OperationStatus::InProgress
+        || (rollback.restored_total == 0 && rollback.categories_restored.is_empty())
+    {
         return Ok(());
     }
     let whole = rollback.rollback_type == RollbackType::Full
         && rollback.skipped_total == 0
+        && rollback.categories_skipped.is_empty()
         && rollback.restored_total >= rollback.backup_data.products_total;
     let to = if whole {
         OperationStatus::RolledBack
@@ -875,11 +1073,13 @@ async fn mark_original(store: &Store, rollback: &SyncRollback) -> Result<(), Eng
         return Ok(());
     }
     let reason = format!(
-        "{} by rollback {} ({} of {} product(s) restored)",
+        "{} by rollback {} ({} of {} product(s), {} of {} categories restored)",
         shopsync_domain::status::status_name(to),
         rollback.id,
         rollback.restored_total,
-        rollback.backup_data.products_total
+        rollback.backup_data.products_total,
+        rollback.categories_restored.len(),
+        rollback.backup_data.categories.len()
     );
     original.move_to(to, Some(reason), Utc::now())?;
     save(store, &original, &before).await
@@ -909,6 +1109,7 @@ pub async fn after_approval(
         .collect();
     let reason = settle(store, client, actor, &mut rollback, operation, rows, times).await?;
     operation.statistics.failed += rollback_push_failures(&rollback);
+    operation.statistics.categories_changed = rollback.categories_restored.len() as u64;
     Ok(reason)
 }
 

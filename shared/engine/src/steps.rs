@@ -459,7 +459,7 @@ impl Stepper<'_> {
     /// collection for a full read, those updated since the last down-sync began (less the
     /// overlap) for an incremental one. Shopify's refusal or absence is logged and the read
     /// left to the next sync (the products' sync stands); the store's failure fails the step.
-    async fn read_collections(&self, operation: &SyncOperation) -> Result<(), EngineError> {
+    async fn read_collections(&self, operation: &mut SyncOperation) -> Result<(), EngineError> {
         let since = match operation.operation_type {
             OperationType::IncrementalSync => last_down(self.store)
                 .await?
@@ -477,11 +477,34 @@ impl Stepper<'_> {
         .await
         {
             Ok(synced) => {
+                operation.statistics.categories_changed += synced.created + synced.updated;
                 tracing::info!(operation = %operation.operation_uuid, created = synced.created, updated = synced.updated, unchanged = synced.unchanged, skipped = synced.skipped, "collections read");
                 Ok(())
             }
             Err(EngineError::Shopify(e)) => {
                 tracing::warn!(operation = %operation.operation_uuid, error = %e, "collections not read; the next down-sync reads them");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An up-sync's last step: custom categories holding a change Shopify has not confirmed
+    /// (a rollback's restore whose push failed) are pushed to their collections. Shopify's
+    /// failure is logged and left to the next up-sync; the store's fails the step.
+    async fn push_categories(&self, operation: &SyncOperation) -> Result<(), EngineError> {
+        match crate::collections::push_pending_categories(self.store, self.client).await {
+            Ok(pushed) => {
+                for (category, why) in &pushed.not_pushed {
+                    tracing::warn!(operation = %operation.operation_uuid, %category, why, "category not pushed");
+                }
+                if pushed.pushed + pushed.in_step > 0 || !pushed.not_pushed.is_empty() {
+                    tracing::info!(operation = %operation.operation_uuid, pushed = pushed.pushed, in_step = pushed.in_step, not_pushed = pushed.not_pushed.len(), "categories pushed");
+                }
+                Ok(())
+            }
+            Err(EngineError::Shopify(e)) => {
+                tracing::warn!(operation = %operation.operation_uuid, error = %e, "categories not pushed; the next up-sync pushes them");
                 Ok(())
             }
             Err(e) => Err(e),
@@ -516,6 +539,9 @@ impl Stepper<'_> {
             return Ok(StepOutcome::Finished(Box::new(operation)));
         }
         if operation.sync_direction == SyncDirection::Up {
+            if !operation.dry_run {
+                self.push_categories(&operation).await?;
+            }
             // Nothing staged to judge: an up-sync ends with what it pushed.
             let reason = if operation.dry_run {
                 let s = &operation.statistics;
@@ -547,7 +573,7 @@ impl Stepper<'_> {
             return Ok(StepOutcome::Finished(Box::new(operation)));
         }
         if !operation.dry_run {
-            self.read_collections(&operation).await?;
+            self.read_collections(&mut operation).await?;
         }
         let times = StageTimes::from_millis(&checkpoint.stage_ms);
         let elapsed = Duration::from_millis(checkpoint.elapsed_ms);

@@ -1153,6 +1153,16 @@ impl<'a> Resolve for View<'a> {
                 "updatedAt" => json(ts(c.updated_at).into()),
                 "descriptionHtml" => json(c.description_html.clone().into()),
                 "sortOrder" => json(c.sort_order.clone().into()),
+                // One conditions source per collection: a custom collection's holds its
+                // manual selections, a smart one's its rules.
+                "sources" => Ok(Out::List(vec![Out::Node(obj(
+                    "CollectionConditionsSource",
+                    vec![
+                        ("id", j(gid("CollectionConditionsSource", c.id))),
+                        ("title", j(c.title.clone())),
+                        ("shareable", j(false)),
+                    ],
+                ))])),
                 "ruleSet" => Ok(match &c.rules {
                     None => Out::Json(Value::Null),
                     Some(rules) => Out::Node(obj(
@@ -1328,6 +1338,8 @@ pub enum MutOut {
     BulkRunMutation(Option<u64>, Vec<UserErrPublic>),
     /// stagedUploadsCreate: each target's (url, key), or errors.
     StagedUploads(Vec<(String, String)>, Vec<UserErrPublic>),
+    /// collectionUpdate: the collection, or errors.
+    CollectionUpdate(Option<u64>, Vec<UserErrPublic>),
     /// webhookSubscriptionCreate.
     SubCreate(Option<u64>, Vec<UserErrPublic>),
 }
@@ -1470,6 +1482,7 @@ impl Shop {
             "productVariantsBulkUpdate" => self.variants_bulk_update(args),
             "inventorySetQuantities" => self.inventory_set(args, idempotency_key),
             "inventoryActivate" => Ok(self.inventory_activate(args)),
+            "collectionUpdate" => Ok(self.collection_update(args)),
             "bulkOperationRunQuery" => Ok(self.bulk_run(host, args)),
             "bulkOperationRunMutation" => Ok(self.bulk_run_mutation(host, args)),
             "stagedUploadsCreate" => Ok(self.staged_uploads_create(args)),
@@ -1976,6 +1989,145 @@ impl Shop {
         let outcome = self.apply_inventory(&input);
         self.idempotency.insert(key, (fingerprint, outcome.clone()));
         Ok(outcome)
+    }
+
+    /// collectionUpdate: a collection's title, handle, description and sort order, and the
+    /// manual selections of its conditions source (up to 250 added and 250 removed a call; a
+    /// smart collection's membership follows its rules and takes no selection). Every product
+    /// named must exist; an error changes nothing. A change moves `updatedAt` on and sends
+    /// collections/update.
+    fn collection_update(&mut self, args: &Args<'_>) -> MutOut {
+        let fail = |field: &[&str], message: &str| {
+            MutOut::CollectionUpdate(None, public(vec![user_err(None, field, message)]))
+        };
+        let Some(input) = args.get("collection").and_then(|v| v.as_object().cloned()) else {
+            return fail(&["collection"], "The collection input is required.");
+        };
+        let id = input
+            .get("id")
+            .and_then(|v| v.as_str())
+            .and_then(|v| parse_gid(v, "Collection"));
+        let Some(current) = id.and_then(|id| self.collections.get(&id)).cloned() else {
+            return fail(&["collection", "id"], "Collection does not exist");
+        };
+        let mut changed = current.clone();
+        for (key, field) in [
+            ("title", &mut changed.title),
+            ("handle", &mut changed.handle),
+            ("descriptionHtml", &mut changed.description_html),
+            ("sortOrder", &mut changed.sort_order),
+        ] {
+            if let Some(value) = text(&input, key) {
+                *field = value.unwrap_or_default();
+            }
+        }
+        if changed.title.trim().is_empty() {
+            return fail(&["collection", "title"], "Title can't be blank");
+        }
+        let updates = input
+            .get("sourcesToUpdate")
+            .and_then(|v| v.as_array())
+            .cloned()
+            .unwrap_or_default();
+        for (index, update) in updates.iter().enumerate() {
+            let position = index.to_string();
+            let field = |rest: &[&str]| {
+                let mut path = vec!["collection", "sourcesToUpdate", position.as_str()];
+                path.extend_from_slice(rest);
+                path.into_iter().map(str::to_owned).collect::<Vec<_>>()
+            };
+            let Some(source) = update.get("condition") else {
+                return MutOut::CollectionUpdate(
+                    None,
+                    vec![(
+                        None,
+                        field(&[]),
+                        "Only conditions sources can be updated here.".into(),
+                    )],
+                );
+            };
+            let source_id = source
+                .get("id")
+                .and_then(|v| v.as_str())
+                .and_then(|v| parse_gid(v, "CollectionConditionsSource"));
+            if source_id != Some(current.id) {
+                return MutOut::CollectionUpdate(
+                    None,
+                    vec![(
+                        None,
+                        field(&["condition", "id"]),
+                        "Source does not exist".into(),
+                    )],
+                );
+            }
+            let inclusion = source.get("inclusion");
+            let selections = |key: &str| -> Vec<Value> {
+                inclusion
+                    .and_then(|i| i.get(key))
+                    .and_then(|v| v.as_array())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let (adding, removing) = (
+                selections("selectionsToAdd"),
+                selections("selectionsToRemove"),
+            );
+            if (!adding.is_empty() || !removing.is_empty()) && current.rules.is_some() {
+                return MutOut::CollectionUpdate(
+                    None,
+                    vec![(
+                        None,
+                        field(&["condition", "inclusion"]),
+                        "Can't manually select products in a smart collection.".into(),
+                    )],
+                );
+            }
+            for (key, list) in [
+                ("selectionsToAdd", &adding),
+                ("selectionsToRemove", &removing),
+            ] {
+                if list.len() > 250 {
+                    return MutOut::CollectionUpdate(
+                        None,
+                        vec![(
+                            None,
+                            field(&["condition", "inclusion", key]),
+                            format!("Input array size of {} is greater than the maximum allowed of 250.", list.len()),
+                        )],
+                    );
+                }
+                for (at, selection) in list.iter().enumerate() {
+                    let product = selection
+                        .get("productId")
+                        .and_then(|v| v.as_str())
+                        .and_then(|v| parse_gid(v, "Product"))
+                        .filter(|p| self.products.contains_key(p));
+                    let Some(product) = product else {
+                        let at = at.to_string();
+                        return MutOut::CollectionUpdate(
+                            None,
+                            vec![(
+                                None,
+                                field(&["condition", "inclusion", key, at.as_str(), "productId"]),
+                                "Product does not exist".into(),
+                            )],
+                        );
+                    };
+                    if key == "selectionsToAdd" {
+                        if !changed.products.contains(&product) {
+                            changed.products.push(product);
+                        }
+                    } else {
+                        changed.products.retain(|p| *p != product);
+                    }
+                }
+            }
+        }
+        let id = current.id;
+        if changed != current {
+            self.edit_collection(id, |collection| *collection = changed);
+        }
+        MutOut::CollectionUpdate(Some(id), Vec::new())
     }
 
     /// Stocks an item at a location (with `available`, or 0); an item stocked there already
@@ -2654,6 +2806,20 @@ impl Shop {
                         "userErrors",
                         user_errors("InventorySetQuantitiesUserError", &private(errors)),
                     ),
+                ],
+            ),
+            MutOut::CollectionUpdate(collection, errors) => obj(
+                "CollectionUpdatePayload",
+                vec![
+                    (
+                        "collection",
+                        match collection.and_then(|id| self.collections.get(&id)) {
+                            Some(found) => Val::N(N::Collection(found)),
+                            None => j(Value::Null),
+                        },
+                    ),
+                    ("job", j(Value::Null)),
+                    ("userErrors", user_errors("UserError", &private(errors))),
                 ],
             ),
             MutOut::InventoryActivate(level, errors) => obj(

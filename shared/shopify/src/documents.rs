@@ -287,6 +287,35 @@ pub const COLLECTION_PRODUCTS: Document = Document {
 ",
 };
 
+/// A collection's sources (a custom collection's manual selections live in its conditions
+/// source, which `COLLECTION_UPDATE` names to change them).
+pub const COLLECTION_SOURCES: Document = Document {
+    name: "CollectionSources",
+    mutation: false,
+    text: "query CollectionSources($id: ID!) {
+  collection(id: $id) {
+    id
+    sources { __typename id }
+  }
+}
+",
+};
+
+/// Changes a collection: its fields, and products selected into or out of its conditions
+/// source.
+pub const COLLECTION_UPDATE: Document = Document {
+    name: "CollectionUpdate",
+    mutation: true,
+    text: "mutation CollectionUpdate($collection: CollectionUpdateInput!) {
+  collectionUpdate(collection: $collection) {
+    collection { id updatedAt }
+    job { id done }
+    userErrors { field message }
+  }
+}
+",
+};
+
 /// Starts a bulk export.
 pub const BULK_OPERATION_RUN_QUERY: Document = Document {
     name: "BulkOperationRunQuery",
@@ -381,6 +410,8 @@ pub const ALL: &[Document] = &[
     COLLECTIONS_PAGE,
     COLLECTION,
     COLLECTION_PRODUCTS,
+    COLLECTION_SOURCES,
+    COLLECTION_UPDATE,
     BULK_OPERATION_RUN_QUERY,
     STAGED_UPLOADS_CREATE,
     BULK_OPERATION_RUN_MUTATION,

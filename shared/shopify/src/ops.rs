@@ -1104,6 +1104,76 @@ struct CollectionProducts {
     products: Connection<IdOnly<ShopifyProductId>>,
 }
 
+#[derive(Deserialize)]
+struct CollectionSourcesData {
+    collection: Option<CollectionSources>,
+}
+
+#[derive(Deserialize)]
+struct CollectionSources {
+    sources: Vec<CollectionSource>,
+}
+
+#[derive(Deserialize)]
+struct CollectionSource {
+    #[serde(rename = "__typename")]
+    typename: String,
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CollectionUpdateData {
+    collection_update: Option<CollectionUpdatePayload>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CollectionUpdatePayload {
+    collection: Option<UpdatedCollection>,
+    user_errors: Vec<UserError>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdatedCollection {
+    #[serde(deserialize_with = "shopsync_domain::time::utc")]
+    updated_at: DateTime<Utc>,
+}
+
+/// What to change in a collection: the fields given, and products selected into it or out
+/// of it (a custom collection's manual selections).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectionChange {
+    /// New title.
+    pub title: Option<String>,
+    /// New handle.
+    pub handle: Option<String>,
+    /// New description (HTML).
+    pub description_html: Option<String>,
+    /// New sort order (`MANUAL`, `BEST_SELLING`, ...).
+    pub sort_order: Option<String>,
+    /// Products to add.
+    pub add: Vec<ShopifyProductId>,
+    /// Products to remove.
+    pub remove: Vec<ShopifyProductId>,
+}
+
+impl CollectionChange {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.handle.is_none()
+            && self.description_html.is_none()
+            && self.sort_order.is_none()
+            && self.add.is_empty()
+            && self.remove.is_empty()
+    }
+}
+
+/// The most products `collectionUpdate` selects into (or out of) a source in one call.
+const SELECTIONS_PER_CALL: usize = 250;
+
 impl AdminClient {
     /// All locations.
     pub async fn locations(&self) -> Result<Vec<RemoteLocation>, ShopifyError> {
@@ -1188,6 +1258,102 @@ impl AdminClient {
                 None => return Ok(products),
             }
         }
+    }
+
+    /// Changes collection `id` as `change` says, through `collectionUpdate`: the fields with
+    /// the first call, products selected into and out of its conditions source up to 250 a
+    /// call each. Returns the collection's `updatedAt` after the last call. Shopify's user
+    /// errors (a product it does not have, a smart collection's membership) are
+    /// [`ShopifyError::UserErrors`]; calls before the failing one stay made.
+    pub async fn update_collection(
+        &self,
+        id: ShopifyCollectionId,
+        change: &CollectionChange,
+    ) -> Result<Option<DateTime<Utc>>, ShopifyError> {
+        if change.is_empty() {
+            return Ok(None);
+        }
+        let source = if change.add.is_empty() && change.remove.is_empty() {
+            None
+        } else {
+            Some(self.conditions_source(id).await?)
+        };
+        let selections = |ids: &[ShopifyProductId]| {
+            ids.iter()
+                .map(|p| json!({ "productId": p.gid() }))
+                .collect::<Vec<_>>()
+        };
+        let adds: Vec<&[ShopifyProductId]> = change.add.chunks(SELECTIONS_PER_CALL).collect();
+        let removes: Vec<&[ShopifyProductId]> = change.remove.chunks(SELECTIONS_PER_CALL).collect();
+        let calls = adds.len().max(removes.len()).max(1);
+        let mut updated_at = None;
+        for call in 0..calls {
+            let mut input = serde_json::Map::new();
+            input.insert("id".into(), json!(id.gid()));
+            if call == 0 {
+                for (key, value) in [
+                    ("title", &change.title),
+                    ("handle", &change.handle),
+                    ("descriptionHtml", &change.description_html),
+                    ("sortOrder", &change.sort_order),
+                ] {
+                    if let Some(value) = value {
+                        input.insert(key.into(), json!(value));
+                    }
+                }
+            }
+            if let Some(source) = &source {
+                let mut inclusion = serde_json::Map::new();
+                if let Some(add) = adds.get(call) {
+                    inclusion.insert("selectionsToAdd".into(), json!(selections(add)));
+                }
+                if let Some(remove) = removes.get(call) {
+                    inclusion.insert("selectionsToRemove".into(), json!(selections(remove)));
+                }
+                input.insert(
+                    "sourcesToUpdate".into(),
+                    json!([{ "condition": { "id": source, "inclusion": inclusion } }]),
+                );
+            }
+            let data: CollectionUpdateData = self
+                .execute(
+                    &doc::COLLECTION_UPDATE,
+                    json!({ "collection": input }),
+                    MUTATION_COST,
+                )
+                .await?;
+            let payload = data.collection_update.ok_or_else(|| ShopifyError::Decode {
+                operation: doc::COLLECTION_UPDATE.name,
+                reason: "payload missing".into(),
+            })?;
+            user_errors(doc::COLLECTION_UPDATE.name, payload.user_errors)?;
+            updated_at = payload.collection.map(|c| c.updated_at).or(updated_at);
+        }
+        Ok(updated_at)
+    }
+
+    /// The id of collection `id`'s conditions source (where its manual selections live).
+    async fn conditions_source(&self, id: ShopifyCollectionId) -> Result<String, ShopifyError> {
+        let data: CollectionSourcesData = self
+            .execute(&doc::COLLECTION_SOURCES, json!({ "id": id.gid() }), 2)
+            .await?;
+        let Some(collection) = data.collection else {
+            return Err(ShopifyError::Refused(format!(
+                "Shopify has no collection {}",
+                id.gid()
+            )));
+        };
+        collection
+            .sources
+            .into_iter()
+            .find(|s| s.typename == "CollectionConditionsSource")
+            .map(|s| s.id)
+            .ok_or_else(|| {
+                ShopifyError::Refused(format!(
+                    "collection {} has no conditions source to select products into",
+                    id.gid()
+                ))
+            })
     }
 
     /// One page of collections by update time, optionally only those updated after `after_time`.

@@ -352,4 +352,18 @@ fn print_rollback(record: &shopsync_domain::SyncRollback) {
     for (product, why) in &record.skipped {
         println!("  skipped {product}: {why}");
     }
+    for category in &record.categories_restored {
+        let forced = category
+            .forced
+            .as_deref()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default();
+        println!(
+            "  restored collection {} \"{}\" as version {}: {}{forced}",
+            category.category_id, category.title, category.version, category.shopify
+        );
+    }
+    for (category, why) in &record.categories_skipped {
+        println!("  skipped collection {category}: {why}");
+    }
 }

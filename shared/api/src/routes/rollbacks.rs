@@ -154,7 +154,7 @@ pub async fn rollback(
     tag = "rollbacks",
     params(("id" = String, Path, description = "The rollback")),
     responses(
-        (status = 200, description = "The `sync_rollbacks` record: `original_operation_id`, `operation_id` (its own), `rollback_type`, `requested_by`, `status`, `backup_data` (references to the versions before and after the operation), `restored` and `skipped` (the first 1,000 each, with `restored_total` and `skipped_total`)"),
+        (status = 200, description = "The `sync_rollbacks` record: `original_operation_id`, `operation_id` (its own), `rollback_type`, `requested_by`, `status`, `backup_data` (references to the versions before and after the operation), `restored` and `skipped` (the first 1,000 each, with `restored_total` and `skipped_total`), and for a full rollback `categories_restored` and `categories_skipped` (collections)"),
         (status = 400, description = "Not a rollback id"),
         (status = 404, description = "No such rollback")
     ),
