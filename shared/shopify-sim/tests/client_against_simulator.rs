@@ -953,3 +953,94 @@ async fn collections_are_read_with_their_rules_and_every_product() {
     let later = chrono::Utc::now() + chrono::Duration::minutes(1);
     assert!(client.collections(Some(later)).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_collection_update_changes_fields_and_selections_and_refuses_what_shopify_refuses() {
+    use shopsync_domain::ShopifyCollectionId;
+    use shopsync_shopify::ops::CollectionChange;
+    let sim = sim(seeded(600, 1)).await;
+    let client = client(&sim);
+    let (summer, members, outsiders, sale) = sim.with_shop(|s| {
+        let summer = s.collections().find(|c| c.title == "Summer").unwrap();
+        let outsiders: Vec<u64> = s
+            .products()
+            .map(|p| p.id)
+            .filter(|id| !summer.products.contains(id))
+            .take(300)
+            .collect();
+        let sale = s.collections().find(|c| c.rules.is_some()).unwrap().id;
+        (summer.id, summer.products.clone(), outsiders, sale)
+    });
+    let product = |id: u64| ShopifyProductId::new(id).unwrap();
+    let summer_id = ShopifyCollectionId::new(summer).unwrap();
+    // 300 in and 2 out: two calls (250 selections each at most), the fields with the first.
+    let change = CollectionChange {
+        title: Some("Summer, revised".into()),
+        sort_order: Some("ALPHA_ASC".into()),
+        add: outsiders.iter().copied().map(product).collect(),
+        remove: members[..2].iter().copied().map(product).collect(),
+        ..CollectionChange::default()
+    };
+    let before = sim.stats().requests;
+    let updated_at = client.update_collection(summer_id, &change).await.unwrap();
+    assert_eq!(
+        sim.stats().requests - before,
+        3,
+        "the sources read and two updates"
+    );
+    let remote = client.collection(summer_id).await.unwrap().unwrap();
+    assert_eq!(Some(remote.updated_at), updated_at);
+    assert_eq!(remote.title, "Summer, revised");
+    assert_eq!(remote.sort_order, "ALPHA_ASC");
+    assert_eq!(remote.products.len(), members.len() + 300 - 2);
+    assert!(!remote.products.contains(&product(members[0])));
+    assert!(remote.products.contains(&product(outsiders[299])));
+
+    // A product Shopify does not have: refused whole, nothing changed.
+    let refused = client
+        .update_collection(
+            summer_id,
+            &CollectionChange {
+                title: Some("Never".into()),
+                add: vec![product(999_999_999)],
+                ..CollectionChange::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ShopifyError::UserErrors { errors, .. } if errors[0].message == "Product does not exist"),
+        "{refused}"
+    );
+    assert_eq!(
+        client.collection(summer_id).await.unwrap().unwrap().title,
+        "Summer, revised"
+    );
+    // A smart collection's products follow its rules: no selection.
+    let smart = client
+        .update_collection(
+            ShopifyCollectionId::new(sale).unwrap(),
+            &CollectionChange {
+                add: vec![product(outsiders[0])],
+                ..CollectionChange::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(smart.to_string().contains("smart collection"), "{smart}");
+    // A blank title is refused.
+    let blank = client
+        .update_collection(
+            summer_id,
+            &CollectionChange {
+                title: Some(" ".into()),
+                ..CollectionChange::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        blank.to_string().contains("Title can't be blank"),
+        "{blank}"
+    );
+}
