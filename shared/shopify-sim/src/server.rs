@@ -3,7 +3,7 @@
 
 use crate::exec::{to_json, Args, Exec};
 use crate::schema::SchemaHost;
-use crate::shop::{check_input_sizes, OutEvent, Shop, View, N};
+use crate::shop::{check_input_sizes, OutEvent, Shop, SimNode, View};
 use apollo_compiler::executable::{OperationType, Selection};
 use apollo_compiler::response::JsonMap;
 use axum::body::Bytes;
@@ -621,7 +621,7 @@ fn execute(state: &SimState, body: &[u8]) -> (StatusCode, Value) {
         }
         let shop_ref: &Shop = &shop;
         let mut exec = Exec::new(&doc, &host.schema, &vars, View { shop: shop_ref });
-        if let Value::Object(map) = exec.object(&N::Query, &operation.selection_set) {
+        if let Value::Object(map) = exec.object(&SimNode::Query, &operation.selection_set) {
             data = map;
         }
         errors.extend(

@@ -225,7 +225,7 @@ pub struct Shop {
     pub sales: Vec<(u64, u64, i64)>,
 }
 
-fn ts(at: DateTime<Utc>) -> String {
+fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -477,7 +477,7 @@ fn level_event(item: u64, location: u64, available: i64, at: DateTime<Utc>) -> O
             "inventory_item_id": item,
             "location_id": location,
             "available": available,
-            "updated_at": ts(at),
+            "updated_at": timestamp(at),
             "admin_graphql_api_id": format!("gid://shopify/InventoryLevel/{location}?inventory_item_id={item}"),
         }),
     }
@@ -506,7 +506,7 @@ pub fn rest_product(p: &SimProduct) -> Value {
                 "option3": opt(2),
                 "inventory_item_id": v.item_id,
                 "inventory_quantity": v.levels.values().sum::<i64>(),
-                "updated_at": ts(v.updated_at),
+                "updated_at": timestamp(v.updated_at),
                 "admin_graphql_api_id": gid("ProductVariant", v.id),
             })
         })
@@ -521,11 +521,11 @@ pub fn rest_product(p: &SimProduct) -> Value {
         "handle": p.handle,
         "status": p.status.to_lowercase(),
         "tags": p.tags.join(", "),
-        "created_at": ts(p.created_at),
-        "updated_at": ts(p.updated_at),
+        "created_at": timestamp(p.created_at),
+        "updated_at": timestamp(p.updated_at),
         "options": p.options.iter().enumerate().map(|(i, (name, values))| json!({"name": name, "position": i + 1, "values": values})).collect::<Vec<_>>(),
         "variants": variants,
-        "variant_gids": p.variants.iter().map(|v| json!({"admin_graphql_api_id": gid("ProductVariant", v.id), "updated_at": ts(v.updated_at)})).collect::<Vec<_>>(),
+        "variant_gids": p.variants.iter().map(|v| json!({"admin_graphql_api_id": gid("ProductVariant", v.id), "updated_at": timestamp(v.updated_at)})).collect::<Vec<_>>(),
     })
 }
 
@@ -543,18 +543,18 @@ pub struct PageInfo {
 
 /// A field value of a generic object.
 #[derive(Clone)]
-pub enum Val<'a> {
+pub enum FieldValue<'a> {
     /// A leaf.
-    J(Value),
+    Json(Value),
     /// An object.
-    N(N<'a>),
+    Object(SimNode<'a>),
     /// A list of objects.
-    L(Vec<N<'a>>),
+    Objects(Vec<SimNode<'a>>),
 }
 
 /// An object the resolver can project.
 #[derive(Clone)]
-pub enum N<'a> {
+pub enum SimNode<'a> {
     /// The query root.
     Query,
     /// A product.
@@ -582,13 +582,13 @@ pub enum N<'a> {
     /// A webhook subscription.
     Sub(&'a Sub),
     /// A connection page.
-    Conn(Rc<Vec<(String, N<'a>)>>, PageInfo),
+    Conn(Rc<Vec<(String, SimNode<'a>)>>, PageInfo),
     /// An edge.
-    Edge(Rc<(String, N<'a>)>),
+    Edge(Rc<(String, SimNode<'a>)>),
     /// Page info.
     PageInfo(PageInfo),
     /// Any other object: type name and fields.
-    Obj(&'static str, Rc<Vec<(&'static str, Val<'a>)>>),
+    Object(&'static str, Rc<Vec<(&'static str, FieldValue<'a>)>>),
 }
 
 /// The resolver over a shop.
@@ -597,25 +597,30 @@ pub struct View<'a> {
     pub shop: &'a Shop,
 }
 
-fn obj<'a>(typename: &'static str, fields: Vec<(&'static str, Val<'a>)>) -> N<'a> {
-    N::Obj(typename, Rc::new(fields))
+/// An object of type `typename` with these fields.
+fn object<'a>(typename: &'static str, fields: Vec<(&'static str, FieldValue<'a>)>) -> SimNode<'a> {
+    SimNode::Object(typename, Rc::new(fields))
 }
 
-fn j(v: impl Into<Value>) -> Val<'static> {
-    Val::J(v.into())
+/// A leaf field value.
+fn json_field(value: impl Into<Value>) -> FieldValue<'static> {
+    FieldValue::Json(value.into())
 }
 
-fn user_errors<'a>(typename: &'static str, errors: &[UserErr]) -> Val<'a> {
-    Val::L(
+fn user_errors<'a>(typename: &'static str, errors: &[UserErr]) -> FieldValue<'a> {
+    FieldValue::Objects(
         errors
             .iter()
             .map(|e| {
-                obj(
+                object(
                     typename,
                     vec![
-                        ("code", j(e.code.map(Value::from).unwrap_or(Value::Null))),
-                        ("field", j(json!(e.field))),
-                        ("message", j(e.message.clone())),
+                        (
+                            "code",
+                            json_field(e.code.map(Value::from).unwrap_or(Value::Null)),
+                        ),
+                        ("field", json_field(json!(e.field))),
+                        ("message", json_field(e.message.clone())),
                     ],
                 )
             })
@@ -638,7 +643,10 @@ fn decode_cursor(cursor: &str) -> Result<String, String> {
 }
 
 /// Pages a small in-memory list: the items after `after`, at most `first`.
-fn paginate<'a>(items: Vec<(String, N<'a>)>, args: &Args<'_>) -> Result<Out<N<'a>>, String> {
+fn paginate<'a>(
+    items: Vec<(String, SimNode<'a>)>,
+    args: &Args<'_>,
+) -> Result<Out<SimNode<'a>>, String> {
     let first = page_size(args)?;
     let start = match args.string("after") {
         Some(after) => {
@@ -651,7 +659,7 @@ fn paginate<'a>(items: Vec<(String, N<'a>)>, args: &Args<'_>) -> Result<Out<N<'a
         }
         None => 0,
     };
-    let rest: Vec<(String, N<'a>)> = items.into_iter().skip(start).take(first + 1).collect();
+    let rest: Vec<(String, SimNode<'a>)> = items.into_iter().skip(start).take(first + 1).collect();
     Ok(connection(rest, first))
 }
 
@@ -664,7 +672,7 @@ fn page_size(args: &Args<'_>) -> Result<usize, String> {
     }
 }
 
-fn connection<'a>(mut items: Vec<(String, N<'a>)>, first: usize) -> Out<N<'a>> {
+fn connection<'a>(mut items: Vec<(String, SimNode<'a>)>, first: usize) -> Out<SimNode<'a>> {
     let has_next = items.len() > first;
     items.truncate(first);
     let info = PageInfo {
@@ -672,7 +680,7 @@ fn connection<'a>(mut items: Vec<(String, N<'a>)>, first: usize) -> Out<N<'a>> {
         start: items.first().map(|(c, _)| c.clone()),
         end: items.last().map(|(c, _)| c.clone()),
     };
-    Out::Node(N::Conn(Rc::new(items), info))
+    Out::Node(SimNode::Conn(Rc::new(items), info))
 }
 
 fn unsupported(typename: &str, field: &str) -> String {
@@ -728,7 +736,7 @@ impl UpdatedFilter {
 }
 
 impl<'a> View<'a> {
-    fn products(&self, args: &Args<'_>) -> Result<Out<N<'a>>, String> {
+    fn products(&self, args: &Args<'_>) -> Result<Out<SimNode<'a>>, String> {
         let first = page_size(args)?;
         if args.get("reverse").and_then(|v| v.as_bool()) == Some(true) {
             return Err(unsupported("QueryRoot", "products(reverse: true)"));
@@ -775,7 +783,7 @@ impl<'a> View<'a> {
                         }
                         continue;
                     }
-                    page.push((format!("u:{ms}:{id}"), N::Product(p)));
+                    page.push((format!("u:{ms}:{id}"), SimNode::Product(p)));
                     if page.len() > first {
                         break;
                     }
@@ -798,7 +806,7 @@ impl<'a> View<'a> {
                     if !filter.accepts(p.updated_at) {
                         continue;
                     }
-                    page.push((format!("i:{id}"), N::Product(p)));
+                    page.push((format!("i:{id}"), SimNode::Product(p)));
                     if page.len() > first {
                         break;
                     }
@@ -814,96 +822,100 @@ impl<'a> View<'a> {
         Ok(connection(page, first))
     }
 
-    fn node_by_gid(&self, id: &str) -> Option<N<'a>> {
+    fn node_by_gid(&self, id: &str) -> Option<SimNode<'a>> {
         let shop = self.shop;
         if let Some(pid) = parse_gid(id, "Product") {
-            return shop.products.get(&pid).map(N::Product);
+            return shop.products.get(&pid).map(SimNode::Product);
         }
         if let Some(vid) = parse_gid(id, "ProductVariant") {
             return shop.products.values().find_map(|p| {
                 p.variants
                     .iter()
                     .find(|v| v.id == vid)
-                    .map(|v| N::Variant(p, v))
+                    .map(|v| SimNode::Variant(p, v))
             });
         }
         if let Some(item) = parse_gid(id, "InventoryItem") {
             let (p, v) = shop.items.get(&item)?;
             let product = shop.products.get(p)?;
             let variant = product.variants.iter().find(|x| x.id == *v)?;
-            return Some(N::Item(product, variant));
+            return Some(SimNode::Item(product, variant));
         }
         if let Some(loc) = parse_gid(id, "Location") {
-            return shop.locations.iter().find(|l| l.id == loc).map(N::Location);
+            return shop
+                .locations
+                .iter()
+                .find(|l| l.id == loc)
+                .map(SimNode::Location);
         }
         if let Some(c) = parse_gid(id, "Collection") {
-            return shop.collections.get(&c).map(N::Collection);
+            return shop.collections.get(&c).map(SimNode::Collection);
         }
         if let Some(b) = parse_gid(id, "BulkOperation") {
-            return shop.bulk_ops.get(&b).map(N::Bulk);
+            return shop.bulk_ops.get(&b).map(SimNode::Bulk);
         }
         None
     }
 }
 
 impl<'a> Resolve for View<'a> {
-    type Node = N<'a>;
+    type Node = SimNode<'a>;
 
-    fn typename(&self, node: &N<'a>) -> &'static str {
+    fn typename(&self, node: &SimNode<'a>) -> &'static str {
         match node {
-            N::Query => "QueryRoot",
-            N::Product(_) => "Product",
-            N::Variant(..) => "ProductVariant",
-            N::Item(..) => "InventoryItem",
-            N::Level(..) => "InventoryLevel",
-            N::Location(_) => "Location",
-            N::ProductOption(..) => "ProductOption",
-            N::SelectedOption(_) => "SelectedOption",
-            N::Money(_) => "MoneyV2",
-            N::Collection(_) => "Collection",
-            N::Bulk(_) => "BulkOperation",
-            N::ProductOp(_) => "ProductSetOperation",
-            N::Sub(_) => "WebhookSubscription",
-            N::Conn(..) => "Connection",
-            N::Edge(_) => "Edge",
-            N::PageInfo(_) => "PageInfo",
-            N::Obj(name, _) => name,
+            SimNode::Query => "QueryRoot",
+            SimNode::Product(_) => "Product",
+            SimNode::Variant(..) => "ProductVariant",
+            SimNode::Item(..) => "InventoryItem",
+            SimNode::Level(..) => "InventoryLevel",
+            SimNode::Location(_) => "Location",
+            SimNode::ProductOption(..) => "ProductOption",
+            SimNode::SelectedOption(_) => "SelectedOption",
+            SimNode::Money(_) => "MoneyV2",
+            SimNode::Collection(_) => "Collection",
+            SimNode::Bulk(_) => "BulkOperation",
+            SimNode::ProductOp(_) => "ProductSetOperation",
+            SimNode::Sub(_) => "WebhookSubscription",
+            SimNode::Conn(..) => "Connection",
+            SimNode::Edge(_) => "Edge",
+            SimNode::PageInfo(_) => "PageInfo",
+            SimNode::Object(name, _) => name,
         }
     }
 
-    fn gid(&self, node: &N<'a>) -> Option<Leaf<'static>> {
+    fn gid(&self, node: &SimNode<'a>) -> Option<Leaf<'static>> {
         Some(match node {
-            N::Product(p) => Leaf::Gid("Product", p.id),
-            N::Variant(_, v) => Leaf::Gid("ProductVariant", v.id),
-            N::Item(_, v) => Leaf::Gid("InventoryItem", v.item_id),
-            N::Level(_, v, loc, _) => {
+            SimNode::Product(p) => Leaf::Gid("Product", p.id),
+            SimNode::Variant(_, v) => Leaf::Gid("ProductVariant", v.id),
+            SimNode::Item(_, v) => Leaf::Gid("InventoryItem", v.item_id),
+            SimNode::Level(_, v, loc, _) => {
                 Leaf::GidWith("InventoryLevel", *loc, "inventory_item_id", v.item_id)
             }
-            N::Location(l) => Leaf::Gid("Location", l.id),
-            N::Collection(c) => Leaf::Gid("Collection", c.id),
+            SimNode::Location(l) => Leaf::Gid("Location", l.id),
+            SimNode::Collection(c) => Leaf::Gid("Collection", c.id),
             _ => return None,
         })
     }
 
-    fn weight(&self, node: &N<'a>) -> f64 {
+    fn weight(&self, node: &SimNode<'a>) -> f64 {
         match node {
-            N::Conn(..) => 2.0,
-            N::Edge(_) | N::PageInfo(_) | N::Query => 0.0,
+            SimNode::Conn(..) => 2.0,
+            SimNode::Edge(_) | SimNode::PageInfo(_) | SimNode::Query => 0.0,
             _ => 1.0,
         }
     }
 
-    fn connection_nodes(&self, node: &N<'a>) -> Option<Vec<N<'a>>> {
+    fn connection_nodes(&self, node: &SimNode<'a>) -> Option<Vec<SimNode<'a>>> {
         match node {
-            N::Conn(items, _) => Some(items.iter().map(|(_, n)| n.clone()).collect()),
+            SimNode::Conn(items, _) => Some(items.iter().map(|(_, n)| n.clone()).collect()),
             _ => None,
         }
     }
 
-    fn leaf<'s>(&'s self, node: &'s N<'a>, name: &str) -> Option<Leaf<'s>> {
+    fn leaf<'s>(&'s self, node: &'s SimNode<'a>, name: &str) -> Option<Leaf<'s>> {
         let text = |s: &'s Option<String>| s.as_deref().map_or(Leaf::Null, Leaf::Str);
         Some(match node {
-            N::Product(p) => match name {
+            SimNode::Product(p) => match name {
                 "id" => Leaf::Gid("Product", p.id),
                 "legacyResourceId" => Leaf::Text(p.id.to_string()),
                 "title" => Leaf::Str(&p.title),
@@ -920,7 +932,7 @@ impl<'a> Resolve for View<'a> {
                 }
                 _ => return None,
             },
-            N::ProductOption(p, i) => {
+            SimNode::ProductOption(p, i) => {
                 let (option, values) = p.options.get(*i)?;
                 match name {
                     "id" => Leaf::Text(format!("gid://shopify/ProductOption/{}{}", p.id, i)),
@@ -930,7 +942,7 @@ impl<'a> Resolve for View<'a> {
                     _ => return None,
                 }
             }
-            N::Variant(p, v) => match name {
+            SimNode::Variant(p, v) => match name {
                 "id" => Leaf::Gid("ProductVariant", v.id),
                 "legacyResourceId" => Leaf::Text(v.id.to_string()),
                 "title" => Leaf::Str(&v.title),
@@ -944,28 +956,28 @@ impl<'a> Resolve for View<'a> {
                 "inventoryQuantity" => Leaf::Int(v.levels.values().sum()),
                 _ => return None,
             },
-            N::SelectedOption((option, value)) => match name {
+            SimNode::SelectedOption((option, value)) => match name {
                 "name" => Leaf::Str(option),
                 "value" => Leaf::Str(value),
                 _ => return None,
             },
-            N::Item(_, v) => match name {
+            SimNode::Item(_, v) => match name {
                 "id" => Leaf::Gid("InventoryItem", v.item_id),
                 "legacyResourceId" => Leaf::Text(v.item_id.to_string()),
                 "sku" => text(&v.sku),
                 "tracked" => Leaf::Bool(true),
                 _ => return None,
             },
-            N::Money(amount) => match name {
+            SimNode::Money(amount) => match name {
                 "amount" => Leaf::Str(amount),
                 "currencyCode" => Leaf::Str("USD"),
                 _ => return None,
             },
-            N::Level(_, v, loc, _) => match name {
+            SimNode::Level(_, v, loc, _) => match name {
                 "id" => Leaf::GidWith("InventoryLevel", *loc, "inventory_item_id", v.item_id),
                 _ => return None,
             },
-            N::Location(l) => match name {
+            SimNode::Location(l) => match name {
                 "id" => Leaf::Gid("Location", l.id),
                 "name" => Leaf::Str(&l.name),
                 "isActive" => Leaf::Bool(l.active),
@@ -976,11 +988,16 @@ impl<'a> Resolve for View<'a> {
         })
     }
 
-    fn field(&self, node: &N<'a>, name: &str, args: &Args<'_>) -> Result<Out<N<'a>>, String> {
+    fn field(
+        &self,
+        node: &SimNode<'a>,
+        name: &str,
+        args: &Args<'_>,
+    ) -> Result<Out<SimNode<'a>>, String> {
         let shop = self.shop;
         let json = |v: Value| Ok(Out::Json(v));
         match node {
-            N::Query => {
+            SimNode::Query => {
                 match name {
                     "products" => self.products(args),
                     "product" | "node" | "productVariant" | "inventoryItem" | "location"
@@ -1012,7 +1029,7 @@ impl<'a> Resolve for View<'a> {
                     "locations" => paginate(
                         shop.locations
                             .iter()
-                            .map(|l| (l.id.to_string(), N::Location(l)))
+                            .map(|l| (l.id.to_string(), SimNode::Location(l)))
                             .collect(),
                         args,
                     ),
@@ -1028,7 +1045,7 @@ impl<'a> Resolve for View<'a> {
                         }
                         paginate(
                             all.into_iter()
-                                .map(|c| (c.id.to_string(), N::Collection(c)))
+                                .map(|c| (c.id.to_string(), SimNode::Collection(c)))
                                 .collect(),
                             args,
                         )
@@ -1038,7 +1055,7 @@ impl<'a> Resolve for View<'a> {
                         let op = parse_gid(&id, "ProductSetOperation")
                             .and_then(|i| shop.product_ops.get(&i));
                         Ok(op
-                            .map(|o| Out::Node(N::ProductOp(o)))
+                            .map(|o| Out::Node(SimNode::ProductOp(o)))
                             .unwrap_or(Out::Json(Value::Null)))
                     }
                     "currentBulkOperation" => Ok(shop
@@ -1046,61 +1063,61 @@ impl<'a> Resolve for View<'a> {
                         .values()
                         .filter(|b| b.kind == args.string("type").as_deref().unwrap_or("QUERY"))
                         .max_by_key(|b| b.id)
-                        .map(|b| Out::Node(N::Bulk(b)))
+                        .map(|b| Out::Node(SimNode::Bulk(b)))
                         .unwrap_or(Out::Json(Value::Null))),
                     "webhookSubscriptions" => paginate(
                         shop.subs
                             .iter()
-                            .map(|s| (s.id.to_string(), N::Sub(s)))
+                            .map(|s| (s.id.to_string(), SimNode::Sub(s)))
                             .collect(),
                         args,
                     ),
                     other => Err(unsupported("QueryRoot", other)),
                 }
             }
-            N::Product(p) => match name {
+            SimNode::Product(p) => match name {
                 "options" => Ok(Out::List(
                     (0..p.options.len())
-                        .map(|i| Out::Node(N::ProductOption(p, i)))
+                        .map(|i| Out::Node(SimNode::ProductOption(p, i)))
                         .collect(),
                 )),
-                "variantsCount" => Ok(Out::Node(obj(
+                "variantsCount" => Ok(Out::Node(object(
                     "Count",
                     vec![
-                        ("count", j(p.variants.len() as i64)),
-                        ("precision", j("EXACT")),
+                        ("count", json_field(p.variants.len() as i64)),
+                        ("precision", json_field("EXACT")),
                     ],
                 ))),
                 "variants" => paginate(
                     p.variants
                         .iter()
-                        .map(|v| (v.id.to_string(), N::Variant(p, v)))
+                        .map(|v| (v.id.to_string(), SimNode::Variant(p, v)))
                         .collect(),
                     args,
                 ),
                 other => Err(unsupported("Product", other)),
             },
-            N::Variant(p, v) => match name {
+            SimNode::Variant(p, v) => match name {
                 "selectedOptions" => Ok(Out::List(
                     v.options
                         .iter()
-                        .map(|option| Out::Node(N::SelectedOption(option)))
+                        .map(|option| Out::Node(SimNode::SelectedOption(option)))
                         .collect(),
                 )),
-                "inventoryItem" => Ok(Out::Node(N::Item(p, v))),
-                "product" => Ok(Out::Node(N::Product(p))),
+                "inventoryItem" => Ok(Out::Node(SimNode::Item(p, v))),
+                "product" => Ok(Out::Node(SimNode::Product(p))),
                 other => Err(unsupported("ProductVariant", other)),
             },
-            N::Item(p, v) => match name {
+            SimNode::Item(p, v) => match name {
                 "unitCost" => Ok(match &v.unit_cost {
-                    Some(c) => Out::Node(N::Money(c)),
+                    Some(c) => Out::Node(SimNode::Money(c)),
                     None => Out::Json(Value::Null),
                 }),
-                "variant" => Ok(Out::Node(N::Variant(p, v))),
+                "variant" => Ok(Out::Node(SimNode::Variant(p, v))),
                 "inventoryLevels" => paginate(
                     v.levels
                         .iter()
-                        .map(|(loc, q)| (loc.to_string(), N::Level(p, v, *loc, *q)))
+                        .map(|(loc, q)| (loc.to_string(), SimNode::Level(p, v, *loc, *q)))
                         .collect(),
                     args,
                 ),
@@ -1109,20 +1126,20 @@ impl<'a> Resolve for View<'a> {
                         .string("locationId")
                         .and_then(|l| parse_gid(&l, "Location"));
                     Ok(match loc.and_then(|l| v.levels.get(&l).map(|q| (l, *q))) {
-                        Some((l, q)) => Out::Node(N::Level(p, v, l, q)),
+                        Some((l, q)) => Out::Node(SimNode::Level(p, v, l, q)),
                         None => Out::Json(Value::Null),
                     })
                 }
                 other => Err(unsupported("InventoryItem", other)),
             },
-            N::Level(p, v, loc, q) => match name {
+            SimNode::Level(p, v, loc, q) => match name {
                 "location" => Ok(shop
                     .locations
                     .iter()
                     .find(|l| l.id == *loc)
-                    .map(|l| Out::Node(N::Location(l)))
+                    .map(|l| Out::Node(SimNode::Location(l)))
                     .unwrap_or(Out::Json(Value::Null))),
-                "item" => Ok(Out::Node(N::Item(p, v))),
+                "item" => Ok(Out::Node(SimNode::Item(p, v))),
                 "quantities" => {
                     let names: Vec<String> = args.parse("names")?.unwrap_or_default();
                     Ok(Out::List(
@@ -1133,9 +1150,12 @@ impl<'a> Resolve for View<'a> {
                                     "available" | "on_hand" => *q,
                                     _ => 0,
                                 };
-                                Out::Node(obj(
+                                Out::Node(object(
                                     "InventoryQuantity",
-                                    vec![("name", j(n)), ("quantity", j(quantity))],
+                                    vec![
+                                        ("name", json_field(n)),
+                                        ("quantity", json_field(quantity)),
+                                    ],
                                 ))
                             })
                             .collect(),
@@ -1143,44 +1163,45 @@ impl<'a> Resolve for View<'a> {
                 }
                 other => Err(unsupported("InventoryLevel", other)),
             },
-            N::Location(_) | N::ProductOption(..) | N::SelectedOption(_) | N::Money(_) => {
-                Err(unsupported(self.typename(node), name))
-            }
-            N::Collection(c) => match name {
+            SimNode::Location(_)
+            | SimNode::ProductOption(..)
+            | SimNode::SelectedOption(_)
+            | SimNode::Money(_) => Err(unsupported(self.typename(node), name)),
+            SimNode::Collection(c) => match name {
                 "id" => json(gid("Collection", c.id).into()),
                 "title" => json(c.title.clone().into()),
                 "handle" => json(c.handle.clone().into()),
-                "updatedAt" => json(ts(c.updated_at).into()),
+                "updatedAt" => json(timestamp(c.updated_at).into()),
                 "descriptionHtml" => json(c.description_html.clone().into()),
                 "sortOrder" => json(c.sort_order.clone().into()),
                 // One conditions source per collection: a custom collection's holds its
                 // manual selections, a smart one's its rules.
-                "sources" => Ok(Out::List(vec![Out::Node(obj(
+                "sources" => Ok(Out::List(vec![Out::Node(object(
                     "CollectionConditionsSource",
                     vec![
-                        ("id", j(gid("CollectionConditionsSource", c.id))),
-                        ("title", j(c.title.clone())),
-                        ("shareable", j(false)),
+                        ("id", json_field(gid("CollectionConditionsSource", c.id))),
+                        ("title", json_field(c.title.clone())),
+                        ("shareable", json_field(false)),
                     ],
                 ))])),
                 "ruleSet" => Ok(match &c.rules {
                     None => Out::Json(Value::Null),
-                    Some(rules) => Out::Node(obj(
+                    Some(rules) => Out::Node(object(
                         "CollectionRuleSet",
                         vec![
-                            ("appliedDisjunctively", j(false)),
+                            ("appliedDisjunctively", json_field(false)),
                             (
                                 "rules",
-                                Val::L(
+                                FieldValue::Objects(
                                     rules
                                         .iter()
                                         .map(|(column, relation, condition)| {
-                                            obj(
+                                            object(
                                                 "CollectionRule",
                                                 vec![
-                                                    ("column", j(column.clone())),
-                                                    ("relation", j(relation.clone())),
-                                                    ("condition", j(condition.clone())),
+                                                    ("column", json_field(column.clone())),
+                                                    ("relation", json_field(relation.clone())),
+                                                    ("condition", json_field(condition.clone())),
                                                 ],
                                             )
                                         })
@@ -1212,13 +1233,13 @@ impl<'a> Resolve for View<'a> {
                         .skip(start)
                         .filter_map(|id| shop.products.get(id))
                         .take(first.saturating_add(1))
-                        .map(|p| (p.id.to_string(), N::Product(p)))
+                        .map(|p| (p.id.to_string(), SimNode::Product(p)))
                         .collect();
                     Ok(connection(page, first))
                 }
                 other => Err(unsupported("Collection", other)),
             },
-            N::Bulk(b) => match name {
+            SimNode::Bulk(b) => match name {
                 "id" => json(gid("BulkOperation", b.id).into()),
                 "status" => json(b.status.into()),
                 "errorCode" => json(Value::Null),
@@ -1227,9 +1248,9 @@ impl<'a> Resolve for View<'a> {
                 "fileSize" => json(b.size().to_string().into()),
                 "query" => json(b.query.clone().into()),
                 "type" => json(b.kind.into()),
-                "createdAt" => json(ts(b.created_at).into()),
+                "createdAt" => json(timestamp(b.created_at).into()),
                 "completedAt" => json(if b.status == "COMPLETED" {
-                    ts(b.created_at).into()
+                    timestamp(b.created_at).into()
                 } else {
                     Value::Null
                 }),
@@ -1241,44 +1262,44 @@ impl<'a> Resolve for View<'a> {
                 "partialDataUrl" => json(Value::Null),
                 other => Err(unsupported("BulkOperation", other)),
             },
-            N::ProductOp(o) => match name {
+            SimNode::ProductOp(o) => match name {
                 "id" => json(gid("ProductSetOperation", o.id).into()),
                 "status" => json(if o.polls >= 2 { "COMPLETE" } else { "ACTIVE" }.into()),
                 "product" => Ok(o
                     .product
                     .filter(|_| o.polls >= 2)
                     .and_then(|id| shop.products.get(&id))
-                    .map(|p| Out::Node(N::Product(p)))
+                    .map(|p| Out::Node(SimNode::Product(p)))
                     .unwrap_or(Out::Json(Value::Null))),
-                "userErrors" => Ok(val_out(user_errors("ProductSetUserError", &o.errors))),
+                "userErrors" => Ok(field_out(user_errors("ProductSetUserError", &o.errors))),
                 other => Err(unsupported("ProductSetOperation", other)),
             },
-            N::Sub(s) => match name {
+            SimNode::Sub(s) => match name {
                 "id" => json(gid("WebhookSubscription", s.id).into()),
                 "topic" => json(s.topic.clone().into()),
                 "uri" | "callbackUrl" => json(s.uri.clone().into()),
                 "format" => json("JSON".into()),
                 other => Err(unsupported("WebhookSubscription", other)),
             },
-            N::Conn(items, info) => match name {
+            SimNode::Conn(items, info) => match name {
                 "nodes" => Ok(Out::List(
                     items.iter().map(|(_, n)| Out::Node(n.clone())).collect(),
                 )),
                 "edges" => Ok(Out::List(
                     items
                         .iter()
-                        .map(|e| Out::Node(N::Edge(Rc::new(e.clone()))))
+                        .map(|e| Out::Node(SimNode::Edge(Rc::new(e.clone()))))
                         .collect(),
                 )),
-                "pageInfo" => Ok(Out::Node(N::PageInfo(info.clone()))),
+                "pageInfo" => Ok(Out::Node(SimNode::PageInfo(info.clone()))),
                 other => Err(unsupported("Connection", other)),
             },
-            N::Edge(edge) => match name {
+            SimNode::Edge(edge) => match name {
                 "node" => Ok(Out::Node(edge.1.clone())),
                 "cursor" => json(encode_cursor(&edge.0).into()),
                 other => Err(unsupported("Edge", other)),
             },
-            N::PageInfo(info) => match name {
+            SimNode::PageInfo(info) => match name {
                 "hasNextPage" => json(info.has_next.into()),
                 "hasPreviousPage" => json(false.into()),
                 "startCursor" => json(
@@ -1293,20 +1314,20 @@ impl<'a> Resolve for View<'a> {
                 ),
                 other => Err(unsupported("PageInfo", other)),
             },
-            N::Obj(typename, fields) => fields
+            SimNode::Object(typename, fields) => fields
                 .iter()
                 .find(|(n, _)| *n == name)
-                .map(|(_, v)| val_out(v.clone()))
+                .map(|(_, v)| field_out(v.clone()))
                 .ok_or_else(|| unsupported(typename, name)),
         }
     }
 }
 
-fn val_out(v: Val<'_>) -> Out<N<'_>> {
-    match v {
-        Val::J(v) => Out::Json(v),
-        Val::N(n) => Out::Node(n),
-        Val::L(items) => Out::List(items.into_iter().map(Out::Node).collect()),
+fn field_out(value: FieldValue<'_>) -> Out<SimNode<'_>> {
+    match value {
+        FieldValue::Json(json) => Out::Json(json),
+        FieldValue::Object(node) => Out::Node(node),
+        FieldValue::Objects(items) => Out::List(items.into_iter().map(Out::Node).collect()),
     }
 }
 
@@ -2566,7 +2587,7 @@ impl Shop {
                                 (shop.products.len() / shares + 1).saturating_mul(4096),
                             );
                             let (lines, roots) = exec.bulk_part(
-                                &N::Query,
+                                &SimNode::Query,
                                 &operation.selection_set,
                                 &mut out,
                                 (share, shares),
@@ -2732,25 +2753,25 @@ impl Shop {
     }
 
     /// The payload object of a mutation outcome.
-    pub fn payload<'a>(&'a self, outcome: &MutOut) -> N<'a> {
+    pub fn payload<'a>(&'a self, outcome: &MutOut) -> SimNode<'a> {
         let product = |id: &Option<u64>| match id.and_then(|i| self.products.get(&i)) {
-            Some(p) => Val::N(N::Product(p)),
-            None => j(Value::Null),
+            Some(p) => FieldValue::Object(SimNode::Product(p)),
+            None => json_field(Value::Null),
         };
         match outcome {
             MutOut::ProductSet {
                 product: p,
                 operation,
                 errors,
-            } => obj(
+            } => object(
                 "ProductSetPayload",
                 vec![
                     ("product", product(p)),
                     (
                         "productSetOperation",
                         match operation.and_then(|o| self.product_ops.get(&o)) {
-                            Some(op) => Val::N(N::ProductOp(op)),
-                            None => j(Value::Null),
+                            Some(op) => FieldValue::Object(SimNode::ProductOp(op)),
+                            None => json_field(Value::Null),
                         },
                     ),
                     (
@@ -2759,7 +2780,7 @@ impl Shop {
                     ),
                 ],
             ),
-            MutOut::ProductUpdate(p, errors) => obj(
+            MutOut::ProductUpdate(p, errors) => object(
                 "ProductUpdatePayload",
                 vec![
                     ("product", product(p)),
@@ -2768,16 +2789,16 @@ impl Shop {
             ),
             MutOut::VariantsBulk(p, variants, errors) => {
                 let list = match p.and_then(|i| self.products.get(&i)) {
-                    Some(prod) => Val::L(
+                    Some(prod) => FieldValue::Objects(
                         prod.variants
                             .iter()
                             .filter(|v| variants.contains(&v.id))
-                            .map(|v| N::Variant(prod, v))
+                            .map(|v| SimNode::Variant(prod, v))
                             .collect(),
                     ),
-                    None => j(Value::Null),
+                    None => json_field(Value::Null),
                 };
-                obj(
+                object(
                     "ProductVariantsBulkUpdatePayload",
                     vec![
                         ("product", product(p)),
@@ -2789,17 +2810,17 @@ impl Shop {
                     ],
                 )
             }
-            MutOut::InventorySet(group, errors) => obj(
+            MutOut::InventorySet(group, errors) => object(
                 "InventorySetQuantitiesPayload",
                 vec![
                     (
                         "inventoryAdjustmentGroup",
                         match group {
-                            Some(g) => Val::N(obj(
+                            Some(g) => FieldValue::Object(object(
                                 "InventoryAdjustmentGroup",
-                                vec![("id", j(gid("InventoryAdjustmentGroup", *g)))],
+                                vec![("id", json_field(gid("InventoryAdjustmentGroup", *g)))],
                             )),
-                            None => j(Value::Null),
+                            None => json_field(Value::Null),
                         },
                     ),
                     (
@@ -2808,21 +2829,21 @@ impl Shop {
                     ),
                 ],
             ),
-            MutOut::CollectionUpdate(collection, errors) => obj(
+            MutOut::CollectionUpdate(collection, errors) => object(
                 "CollectionUpdatePayload",
                 vec![
                     (
                         "collection",
                         match collection.and_then(|id| self.collections.get(&id)) {
-                            Some(found) => Val::N(N::Collection(found)),
-                            None => j(Value::Null),
+                            Some(found) => FieldValue::Object(SimNode::Collection(found)),
+                            None => json_field(Value::Null),
                         },
                     ),
-                    ("job", j(Value::Null)),
+                    ("job", json_field(Value::Null)),
                     ("userErrors", user_errors("UserError", &private(errors))),
                 ],
             ),
-            MutOut::InventoryActivate(level, errors) => obj(
+            MutOut::InventoryActivate(level, errors) => object(
                 "InventoryActivatePayload",
                 vec![
                     (
@@ -2831,44 +2852,49 @@ impl Shop {
                             let (p, v) = self.items.get(&item)?;
                             let product = self.products.get(p)?;
                             let variant = product.variants.iter().find(|x| x.id == *v)?;
-                            Some(N::Level(product, variant, loc, *variant.levels.get(&loc)?))
+                            Some(SimNode::Level(
+                                product,
+                                variant,
+                                loc,
+                                *variant.levels.get(&loc)?,
+                            ))
                         }) {
-                            Some(level) => Val::N(level),
-                            None => j(Value::Null),
+                            Some(level) => FieldValue::Object(level),
+                            None => json_field(Value::Null),
                         },
                     ),
                     ("userErrors", user_errors("UserError", &private(errors))),
                 ],
             ),
-            MutOut::StagedUploads(targets, errors) => obj(
+            MutOut::StagedUploads(targets, errors) => object(
                 "StagedUploadsCreatePayload",
                 vec![
                     (
                         "stagedTargets",
-                        Val::L(
+                        FieldValue::Objects(
                             targets
                                 .iter()
                                 .map(|(url, key)| {
-                                    obj(
+                                    object(
                                         "StagedMediaUploadTarget",
                                         vec![
-                                            ("url", j(url.clone())),
-                                            ("resourceUrl", j(Value::Null)),
+                                            ("url", json_field(url.clone())),
+                                            ("resourceUrl", json_field(Value::Null)),
                                             (
                                                 "parameters",
-                                                Val::L(vec![
-                                                    obj(
+                                                FieldValue::Objects(vec![
+                                                    object(
                                                         "StagedUploadParameter",
                                                         vec![
-                                                            ("name", j("key")),
-                                                            ("value", j(key.clone())),
+                                                            ("name", json_field("key")),
+                                                            ("value", json_field(key.clone())),
                                                         ],
                                                     ),
-                                                    obj(
+                                                    object(
                                                         "StagedUploadParameter",
                                                         vec![
-                                                            ("name", j("content_type")),
-                                                            ("value", j("text/jsonl")),
+                                                            ("name", json_field("content_type")),
+                                                            ("value", json_field("text/jsonl")),
                                                         ],
                                                     ),
                                                 ]),
@@ -2889,28 +2915,28 @@ impl Shop {
                     }
                     _ => ("BulkOperationRunMutationPayload", "BulkMutationUserError"),
                 };
-                obj(
+                object(
                     payload,
                     vec![
                         (
                             "bulkOperation",
                             match op.and_then(|o| self.bulk_ops.get(&o)) {
-                                Some(b) => Val::N(N::Bulk(b)),
-                                None => j(Value::Null),
+                                Some(b) => FieldValue::Object(SimNode::Bulk(b)),
+                                None => json_field(Value::Null),
                             },
                         ),
                         ("userErrors", user_errors(error, &private(errors))),
                     ],
                 )
             }
-            MutOut::SubCreate(sub, errors) => obj(
+            MutOut::SubCreate(sub, errors) => object(
                 "WebhookSubscriptionCreatePayload",
                 vec![
                     (
                         "webhookSubscription",
                         match sub.and_then(|s| self.subs.iter().find(|x| x.id == s)) {
-                            Some(s) => Val::N(N::Sub(s)),
-                            None => j(Value::Null),
+                            Some(s) => FieldValue::Object(SimNode::Sub(s)),
+                            None => json_field(Value::Null),
                         },
                     ),
                     ("userErrors", user_errors("UserError", &private(errors))),

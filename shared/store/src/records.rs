@@ -38,12 +38,14 @@ pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn s(v: impl ToString) -> Scalar {
-    Scalar::S(v.to_string())
+/// A string attribute.
+fn string_attr(value: impl ToString) -> Scalar {
+    Scalar::S(value.to_string())
 }
 
-fn n(v: impl TryInto<i64>) -> Scalar {
-    Scalar::N(v.try_into().unwrap_or(i64::MAX))
+/// A number attribute (saturating at `i64::MAX`).
+fn number_attr(value: impl TryInto<i64>) -> Scalar {
+    Scalar::N(value.try_into().unwrap_or(i64::MAX))
 }
 
 fn attrs<const N: usize>(pairs: [(&str, Option<Scalar>); N]) -> Attrs {
@@ -71,23 +73,29 @@ impl Record for Product {
     fn attrs(&self) -> Attrs {
         let locked = self.sync_locked && self.sync_locked_by.is_some();
         attrs([
-            ("id", Some(s(self.id))),
-            (product_attrs::VERSION, Some(n(self.version))),
-            ("last_sync_version", Some(n(self.last_sync_version))),
-            ("shopify_product_id", self.shopify_id.map(s)),
-            ("xorosoft_id", self.xorosoft_id.as_deref().map(s)),
-            ("pending_push", self.needs_push().then(|| s("1"))),
-            ("updated_at", Some(n(millis(self.updated_at)))),
+            ("id", Some(string_attr(self.id))),
+            (product_attrs::VERSION, Some(number_attr(self.version))),
+            (
+                "last_sync_version",
+                Some(number_attr(self.last_sync_version)),
+            ),
+            ("shopify_product_id", self.shopify_id.map(string_attr)),
+            ("xorosoft_id", self.xorosoft_id.as_deref().map(string_attr)),
+            ("pending_push", self.needs_push().then(|| string_attr("1"))),
+            ("updated_at", Some(number_attr(millis(self.updated_at)))),
             (
                 product_attrs::LOCK_OWNER,
-                self.sync_locked_by.as_ref().filter(|_| locked).map(s),
+                self.sync_locked_by
+                    .as_ref()
+                    .filter(|_| locked)
+                    .map(string_attr),
             ),
-            ("lock_held", locked.then(|| s("1"))),
+            ("lock_held", locked.then(|| string_attr("1"))),
             (
                 product_attrs::LOCK_EXPIRES_AT,
                 self.sync_lock_expires_at
                     .filter(|_| locked)
-                    .map(|t| n(millis(t))),
+                    .map(|t| number_attr(millis(t))),
             ),
         ])
     }
@@ -100,9 +108,9 @@ impl Record for Category {
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("id", Some(s(self.id))),
-            ("version", Some(n(self.version))),
-            ("shopify_collection_id", self.shopify_id.map(s)),
+            ("id", Some(string_attr(self.id))),
+            ("version", Some(number_attr(self.version))),
+            ("shopify_collection_id", self.shopify_id.map(string_attr)),
         ])
     }
 }
@@ -114,11 +122,17 @@ impl Record for ProductsStaging {
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("id", Some(s(self.id))),
-            ("sync_operation_id", Some(s(self.sync_operation_id))),
-            ("source_product_id", Some(s(self.source_product_id))),
-            ("status", Some(s(status_name(self.status)))),
-            ("staged_at", Some(n(millis(self.staged_at)))),
+            ("id", Some(string_attr(self.id))),
+            (
+                "sync_operation_id",
+                Some(string_attr(self.sync_operation_id)),
+            ),
+            (
+                "source_product_id",
+                Some(string_attr(self.source_product_id)),
+            ),
+            ("status", Some(string_attr(status_name(self.status)))),
+            ("staged_at", Some(number_attr(millis(self.staged_at)))),
         ])
     }
     fn loaded(&mut self) {
@@ -140,11 +154,11 @@ impl Record for SyncOperation {
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("id", Some(s(self.operation_uuid))),
-            ("status", Some(s(status_name(self.status)))),
-            ("entity", Some(s("operation"))),
-            ("created_at", Some(n(millis(self.created_at)))),
-            ("updated_at", Some(n(millis(self.updated_at)))),
+            ("id", Some(string_attr(self.operation_uuid))),
+            ("status", Some(string_attr(status_name(self.status)))),
+            ("entity", Some(string_attr("operation"))),
+            ("created_at", Some(number_attr(millis(self.created_at)))),
+            ("updated_at", Some(number_attr(millis(self.updated_at)))),
         ])
     }
 }
@@ -156,11 +170,14 @@ impl Record for SyncConflict {
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("id", Some(s(self.conflict_uuid))),
-            ("status", Some(s(status_name(self.status)))),
-            ("product_id", Some(s(self.product_id))),
-            ("sync_operation_id", Some(s(self.sync_operation_id))),
-            ("detected_at", Some(n(millis(self.detected_at)))),
+            ("id", Some(string_attr(self.conflict_uuid))),
+            ("status", Some(string_attr(status_name(self.status)))),
+            ("product_id", Some(string_attr(self.product_id))),
+            (
+                "sync_operation_id",
+                Some(string_attr(self.sync_operation_id)),
+            ),
+            ("detected_at", Some(number_attr(millis(self.detected_at)))),
         ])
     }
 }
@@ -172,10 +189,13 @@ impl Record for SyncRollback {
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("id", Some(s(self.id))),
-            ("original_operation_id", Some(s(self.original_operation_id))),
-            ("status", Some(s(status_name(self.status)))),
-            ("created_at", Some(n(millis(self.created_at)))),
+            ("id", Some(string_attr(self.id))),
+            (
+                "original_operation_id",
+                Some(string_attr(self.original_operation_id)),
+            ),
+            ("status", Some(string_attr(status_name(self.status)))),
+            ("created_at", Some(number_attr(millis(self.created_at)))),
         ])
     }
 }
@@ -183,7 +203,10 @@ impl Record for SyncRollback {
 impl Record for ProductVersion {
     const TABLE: Table = Table::ProductVersions;
     fn key(&self) -> Key {
-        Key::pk_sk(self.product_id.to_string(), n(self.version_number))
+        Key::pk_sk(
+            self.product_id.to_string(),
+            number_attr(self.version_number),
+        )
     }
     fn attrs(&self) -> Attrs {
         version_attrs(
@@ -206,24 +229,27 @@ pub(crate) fn version_attrs(
     created_at: DateTime<Utc>,
 ) -> Attrs {
     attrs([
-        ("product_id", Some(s(product_id))),
-        ("version_number", Some(n(version_number))),
-        ("sync_operation_id", sync_operation_id.map(s)),
-        ("created_at", Some(n(millis(created_at)))),
+        ("product_id", Some(string_attr(product_id))),
+        ("version_number", Some(number_attr(version_number))),
+        ("sync_operation_id", sync_operation_id.map(string_attr)),
+        ("created_at", Some(number_attr(millis(created_at)))),
     ])
 }
 
 impl Record for CategoryVersion {
     const TABLE: Table = Table::CategoryVersions;
     fn key(&self) -> Key {
-        Key::pk_sk(self.category_id.to_string(), n(self.version_number))
+        Key::pk_sk(
+            self.category_id.to_string(),
+            number_attr(self.version_number),
+        )
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("category_id", Some(s(self.category_id))),
-            ("version_number", Some(n(self.version_number))),
-            ("sync_operation_id", self.sync_operation_id.map(s)),
-            ("created_at", Some(n(millis(self.created_at)))),
+            ("category_id", Some(string_attr(self.category_id))),
+            ("version_number", Some(number_attr(self.version_number))),
+            ("sync_operation_id", self.sync_operation_id.map(string_attr)),
+            ("created_at", Some(number_attr(millis(self.created_at)))),
         ])
     }
 }
@@ -235,10 +261,10 @@ impl Record for XorosoftProduct {
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("xorosoft_id", Some(s(&self.xorosoft_id))),
-            ("warehouse_code", Some(s(&self.warehouse_code))),
-            ("sku", Some(s(self.sku.as_str()))),
-            ("product_id", self.product_id.map(s)),
+            ("xorosoft_id", Some(string_attr(&self.xorosoft_id))),
+            ("warehouse_code", Some(string_attr(&self.warehouse_code))),
+            ("sku", Some(string_attr(self.sku.as_str()))),
+            ("product_id", self.product_id.map(string_attr)),
         ])
     }
 }
@@ -305,8 +331,8 @@ impl Record for ProductLookup {
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("lookup", Some(s(&self.lookup))),
-            ("product_id", Some(s(self.product_id))),
+            ("lookup", Some(string_attr(&self.lookup))),
+            ("product_id", Some(string_attr(self.product_id))),
         ])
     }
 }
@@ -318,8 +344,8 @@ impl Record for shopsync_domain::ImportChunk {
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("log_id", Some(s(self.log_id))),
-            ("chunk", Some(n(self.chunk))),
+            ("log_id", Some(string_attr(self.log_id))),
+            ("chunk", Some(number_attr(self.chunk))),
             ("expires_at", Some(Scalar::N(self.expires_at.timestamp()))),
         ])
     }
@@ -332,16 +358,16 @@ impl Record for XorosoftSyncLog {
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("id", Some(s(self.id))),
-            ("entity", Some(s("import"))),
-            ("sync_type", Some(s(status_name(self.sync_type)))),
-            ("started_at", Some(n(millis(self.started_at)))),
-            ("import_file", self.import_file.as_deref().map(s)),
-            ("status", Some(s(status_name(self.status)))),
+            ("id", Some(string_attr(self.id))),
+            ("entity", Some(string_attr("import"))),
+            ("sync_type", Some(string_attr(status_name(self.sync_type)))),
+            ("started_at", Some(number_attr(millis(self.started_at)))),
+            ("import_file", self.import_file.as_deref().map(string_attr)),
+            ("status", Some(string_attr(status_name(self.status)))),
             // The version a writer read (every write sets it anew).
             (
                 "updated_at",
-                self.updated_at.map(|at| n(at.timestamp_micros())),
+                self.updated_at.map(|at| number_attr(at.timestamp_micros())),
             ),
         ])
     }
@@ -354,12 +380,15 @@ impl Record for SyncPerformanceLog {
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("id", Some(s(self.id))),
-            ("sync_operation_id", Some(s(self.sync_operation_id))),
-            ("recorded_at", Some(n(millis(self.recorded_at)))),
+            ("id", Some(string_attr(self.id))),
+            (
+                "sync_operation_id",
+                Some(string_attr(self.sync_operation_id)),
+            ),
+            ("recorded_at", Some(number_attr(millis(self.recorded_at)))),
             (
                 "bottleneck_stage",
-                self.bottleneck_stage.map(|st| s(status_name(st))),
+                self.bottleneck_stage.map(|st| string_attr(status_name(st))),
             ),
         ])
     }
@@ -372,9 +401,12 @@ impl Record for ComplianceRequest {
     }
     fn attrs(&self) -> Attrs {
         attrs([
-            ("id", Some(s(&self.id))),
-            ("status", Some(s(status_name(self.status)))),
-            ("redact_after", self.redact_after.map(|t| n(millis(t)))),
+            ("id", Some(string_attr(&self.id))),
+            ("status", Some(string_attr(status_name(self.status)))),
+            (
+                "redact_after",
+                self.redact_after.map(|t| number_attr(millis(t))),
+            ),
         ])
     }
 }

@@ -180,13 +180,13 @@ impl TableDef {
     }
 }
 
-const fn s(name: &'static str) -> KeyAttr {
+const fn string_key(name: &'static str) -> KeyAttr {
     KeyAttr {
         name,
         kind: KeyType::S,
     }
 }
-const fn n(name: &'static str) -> KeyAttr {
+const fn number_key(name: &'static str) -> KeyAttr {
     KeyAttr {
         name,
         kind: KeyType::N,
@@ -224,36 +224,36 @@ const fn sparse_index(
 /// Times in sort keys are epoch milliseconds (`N`); TTLs are epoch seconds.
 pub const PRODUCTS: TableDef = TableDef {
     name: "products",
-    key: key(s("id"), None),
+    key: key(string_key("id"), None),
     indexes: &[
         sparse_index(
             "by_shopify_id",
-            s("shopify_product_id"),
+            string_key("shopify_product_id"),
             None,
             "find the local product of a webhook or a pulled Shopify product",
         ),
         sparse_index(
             "by_xorosoft_id",
-            s("xorosoft_id"),
+            string_key("xorosoft_id"),
             None,
             "find the product of a Xorosoft item",
         ),
         sparse_index(
             "by_pending_push",
-            s("pending_push"),
-            Some(n("updated_at")),
+            string_key("pending_push"),
+            Some(number_key("updated_at")),
             "products whose version is past last_sync_version (sparse), oldest first, for up-syncs",
         ),
         sparse_index(
             "by_lock_owner",
-            s("lock_owner"),
-            Some(n("lock_expires_at")),
+            string_key("lock_owner"),
+            Some(number_key("lock_expires_at")),
             "locks held by a user, for the admin and for lease clean-up",
         ),
         sparse_index(
             "by_lock_expiry",
-            s("lock_held"),
-            Some(n("lock_expires_at")),
+            string_key("lock_held"),
+            Some(number_key("lock_expires_at")),
             "every held lock by the end of its lease, for maintenance to clear the expired",
         ),
     ],
@@ -264,10 +264,10 @@ pub const PRODUCTS: TableDef = TableDef {
 /// Categories (Shopify collections).
 pub const CATEGORIES: TableDef = TableDef {
     name: "categories",
-    key: key(s("id"), None),
+    key: key(string_key("id"), None),
     indexes: &[sparse_index(
         "by_shopify_id",
-        s("shopify_collection_id"),
+        string_key("shopify_collection_id"),
         None,
         "find the local category of a collection webhook",
     )],
@@ -278,24 +278,24 @@ pub const CATEGORIES: TableDef = TableDef {
 /// Staged product changes.
 pub const PRODUCTS_STAGING: TableDef = TableDef {
     name: "products_staging",
-    key: key(s("id"), None),
+    key: key(string_key("id"), None),
     indexes: &[
         index(
             "by_operation",
-            s("sync_operation_id"),
-            Some(n("staged_at")),
+            string_key("sync_operation_id"),
+            Some(number_key("staged_at")),
             "an operation's staged rows in staging order (apply step, review screen)",
         ),
         index(
             "by_product",
-            s("source_product_id"),
-            Some(n("staged_at")),
+            string_key("source_product_id"),
+            Some(number_key("staged_at")),
             "a product's staged changes, to supersede older pending rows",
         ),
         index(
             "by_status",
-            s("status"),
-            Some(n("staged_at")),
+            string_key("status"),
+            Some(number_key("staged_at")),
             "the review queue: every row awaiting approval, oldest first",
         ),
     ],
@@ -306,18 +306,18 @@ pub const PRODUCTS_STAGING: TableDef = TableDef {
 /// Sync operations.
 pub const SYNC_OPERATIONS: TableDef = TableDef {
     name: "sync_operations",
-    key: key(s("id"), None),
+    key: key(string_key("id"), None),
     indexes: &[
         index(
             "by_status",
-            s("status"),
-            Some(n("created_at")),
+            string_key("status"),
+            Some(number_key("created_at")),
             "operations in a status (in progress, awaiting approval) by time",
         ),
         index(
             "by_created",
-            s("entity"),
-            Some(n("created_at")),
+            string_key("entity"),
+            Some(number_key("created_at")),
             "all operations, newest first (low volume: one partition)",
         ),
     ],
@@ -328,24 +328,24 @@ pub const SYNC_OPERATIONS: TableDef = TableDef {
 /// Sync conflicts.
 pub const SYNC_CONFLICTS: TableDef = TableDef {
     name: "sync_conflicts",
-    key: key(s("id"), None),
+    key: key(string_key("id"), None),
     indexes: &[
         index(
             "by_status",
-            s("status"),
-            Some(n("detected_at")),
+            string_key("status"),
+            Some(number_key("detected_at")),
             "open conflicts, oldest first",
         ),
         index(
             "by_product",
-            s("product_id"),
-            Some(n("detected_at")),
+            string_key("product_id"),
+            Some(number_key("detected_at")),
             "a product's conflicts",
         ),
         index(
             "by_operation",
-            s("sync_operation_id"),
-            Some(n("detected_at")),
+            string_key("sync_operation_id"),
+            Some(number_key("detected_at")),
             "an operation's conflicts",
         ),
     ],
@@ -356,11 +356,11 @@ pub const SYNC_CONFLICTS: TableDef = TableDef {
 /// Rollbacks.
 pub const SYNC_ROLLBACKS: TableDef = TableDef {
     name: "sync_rollbacks",
-    key: key(s("id"), None),
+    key: key(string_key("id"), None),
     indexes: &[index(
         "by_original_operation",
-        s("original_operation_id"),
-        Some(n("created_at")),
+        string_key("original_operation_id"),
+        Some(number_key("created_at")),
         "rollbacks of an operation",
     )],
     ttl_attr: None,
@@ -370,11 +370,11 @@ pub const SYNC_ROLLBACKS: TableDef = TableDef {
 /// Product version history.
 pub const PRODUCT_VERSIONS: TableDef = TableDef {
     name: "product_versions",
-    key: key(s("product_id"), Some(n("version_number"))),
+    key: key(string_key("product_id"), Some(number_key("version_number"))),
     indexes: &[sparse_index(
         "by_operation",
-        s("sync_operation_id"),
-        Some(n("created_at")),
+        string_key("sync_operation_id"),
+        Some(number_key("created_at")),
         "versions an operation wrote (rollback)",
     )],
     ttl_attr: None,
@@ -384,11 +384,14 @@ pub const PRODUCT_VERSIONS: TableDef = TableDef {
 /// Category version history.
 pub const CATEGORY_VERSIONS: TableDef = TableDef {
     name: "category_versions",
-    key: key(s("category_id"), Some(n("version_number"))),
+    key: key(
+        string_key("category_id"),
+        Some(number_key("version_number")),
+    ),
     indexes: &[sparse_index(
         "by_operation",
-        s("sync_operation_id"),
-        Some(n("created_at")),
+        string_key("sync_operation_id"),
+        Some(number_key("created_at")),
         "versions an operation wrote (rollback)",
     )],
     ttl_attr: None,
@@ -398,24 +401,27 @@ pub const CATEGORY_VERSIONS: TableDef = TableDef {
 /// Xorosoft stock and cost per item and warehouse.
 pub const XOROSOFT_PRODUCTS: TableDef = TableDef {
     name: "xorosoft_products",
-    key: key(s("xorosoft_id"), Some(s("warehouse_code"))),
+    key: key(
+        string_key("xorosoft_id"),
+        Some(string_key("warehouse_code")),
+    ),
     indexes: &[
         index(
             "by_sku",
-            s("sku"),
-            Some(s("warehouse_code")),
+            string_key("sku"),
+            Some(string_key("warehouse_code")),
             "match an import row or a variant by SKU",
         ),
         sparse_index(
             "by_product",
-            s("product_id"),
-            Some(s("warehouse_code")),
+            string_key("product_id"),
+            Some(string_key("warehouse_code")),
             "a product's Xorosoft figures",
         ),
         index(
             "by_warehouse",
-            s("warehouse_code"),
-            Some(s("xorosoft_id")),
+            string_key("warehouse_code"),
+            Some(string_key("xorosoft_id")),
             "the previous snapshot of a StoreCode (items a new one lacks are reported missing)",
         ),
     ],
@@ -428,7 +434,7 @@ pub const XOROSOFT_PRODUCTS: TableDef = TableDef {
 /// never removed there, so a reader re-reads the product by key and checks.
 pub const PRODUCT_LOOKUPS: TableDef = TableDef {
     name: "product_lookups",
-    key: key(s("lookup"), Some(s("product_id"))),
+    key: key(string_key("lookup"), Some(string_key("product_id"))),
     indexes: &[],
     ttl_attr: None,
     local_only: false,
@@ -437,7 +443,7 @@ pub const PRODUCT_LOOKUPS: TableDef = TableDef {
 /// An import's parsed rows, a chunk per item, until its operation applies them.
 pub const XOROSOFT_IMPORT_CHUNKS: TableDef = TableDef {
     name: "xorosoft_import_chunks",
-    key: key(s("log_id"), Some(n("chunk"))),
+    key: key(string_key("log_id"), Some(number_key("chunk"))),
     indexes: &[],
     ttl_attr: Some("expires_at"),
     local_only: false,
@@ -446,23 +452,23 @@ pub const XOROSOFT_IMPORT_CHUNKS: TableDef = TableDef {
 /// Xorosoft sync logs.
 pub const XOROSOFT_SYNC_LOGS: TableDef = TableDef {
     name: "xorosoft_sync_logs",
-    key: key(s("id"), None),
+    key: key(string_key("id"), None),
     indexes: &[
         index(
             "by_started",
-            s("entity"),
-            Some(n("started_at")),
+            string_key("entity"),
+            Some(number_key("started_at")),
             "every import, newest first (GET /api/v1/xorosoft/imports)",
         ),
         index(
             "by_type",
-            s("sync_type"),
-            Some(n("started_at")),
+            string_key("sync_type"),
+            Some(number_key("started_at")),
             "recent imports of a type, newest first",
         ),
         sparse_index(
             "by_import_file",
-            s("import_file"),
+            string_key("import_file"),
             None,
             "the log of a given file",
         ),
@@ -474,18 +480,18 @@ pub const XOROSOFT_SYNC_LOGS: TableDef = TableDef {
 /// Performance logs.
 pub const SYNC_PERFORMANCE_LOGS: TableDef = TableDef {
     name: "sync_performance_logs",
-    key: key(s("id"), None),
+    key: key(string_key("id"), None),
     indexes: &[
         index(
             "by_operation",
-            s("sync_operation_id"),
-            Some(n("recorded_at")),
+            string_key("sync_operation_id"),
+            Some(number_key("recorded_at")),
             "an operation's performance (per step)",
         ),
         index(
             "by_bottleneck",
-            s("bottleneck_stage"),
-            Some(n("recorded_at")),
+            string_key("bottleneck_stage"),
+            Some(number_key("recorded_at")),
             "where time goes: recent logs by bottleneck stage",
         ),
     ],
@@ -496,7 +502,7 @@ pub const SYNC_PERFORMANCE_LOGS: TableDef = TableDef {
 /// Idempotency records (webhooks, queue messages, files).
 pub const IDEMPOTENCY_RECORDS: TableDef = TableDef {
     name: "idempotency_records",
-    key: key(s("key"), None),
+    key: key(string_key("key"), None),
     indexes: &[],
     ttl_attr: Some("expires_at"),
     local_only: false,
@@ -505,7 +511,7 @@ pub const IDEMPOTENCY_RECORDS: TableDef = TableDef {
 /// `compliance_requests`: by request id (topic and webhook id); few items, scanned.
 pub const COMPLIANCE_REQUESTS: TableDef = TableDef {
     name: "compliance_requests",
-    key: key(s("id"), None),
+    key: key(string_key("id"), None),
     indexes: &[],
     ttl_attr: None,
     local_only: false,
@@ -516,11 +522,11 @@ pub const COMPLIANCE_REQUESTS: TableDef = TableDef {
 /// the embedded store).
 pub const LOCAL_JOBS: TableDef = TableDef {
     name: "local_jobs",
-    key: key(s("id"), None),
+    key: key(string_key("id"), None),
     indexes: &[index(
         "by_visible",
-        s("queue"),
-        Some(n("visible_at")),
+        string_key("queue"),
+        Some(number_key("visible_at")),
         "the next job to hand out: queued jobs by the time they become visible",
     )],
     ttl_attr: None,

@@ -131,7 +131,7 @@ async fn assert_pages<R: Record + PartialEq>(h: &Harness, mut query: Query, expe
     );
 }
 
-fn q(table: Table, index: &'static str, pk: impl Into<Scalar>) -> Query {
+fn index_query(table: Table, index: &'static str, pk: impl Into<Scalar>) -> Query {
     Query::new(table, Some(index), pk)
 }
 
@@ -1205,7 +1205,12 @@ pub async fn products_are_found_by_shopify_and_xorosoft_id(h: Harness) {
             .expect("query"),
         None
     );
-    assert_pages(&h, q(Table::Products, "by_xorosoft_id", "XS-100"), &[p]).await;
+    assert_pages(
+        &h,
+        index_query(Table::Products, "by_xorosoft_id", "XS-100"),
+        &[p],
+    )
+    .await;
 }
 
 pub async fn lookups_asked_together_are_answered_each_in_order(h: Harness) {
@@ -1245,7 +1250,7 @@ pub async fn lookups_asked_together_are_answered_each_in_order(h: Harness) {
         .raw
         .query_each(&[
             by_version,
-            q(Table::Products, "by_shopify_id", shopify(1).to_string()),
+            index_query(Table::Products, "by_shopify_id", shopify(1).to_string()),
         ])
         .await
         .expect("queries");
@@ -1377,7 +1382,12 @@ pub async fn pending_push_index_is_sparse_and_ordered(h: Harness) {
         }
         h.store.insert(&p).await.expect("insert");
     }
-    assert_pages(&h, q(Table::Products, "by_pending_push", "1"), &expected).await;
+    assert_pages(
+        &h,
+        index_query(Table::Products, "by_pending_push", "1"),
+        &expected,
+    )
+    .await;
 }
 
 pub async fn locks_are_listed_by_owner(h: Harness) {
@@ -1399,7 +1409,12 @@ pub async fn locks_are_listed_by_owner(h: Harness) {
         .lock_product(other.id, &actor("dave"), at(0), Duration::seconds(5))
         .await
         .expect("lock");
-    assert_pages(&h, q(Table::Products, "by_lock_owner", "carol"), &expected).await;
+    assert_pages(
+        &h,
+        index_query(Table::Products, "by_lock_owner", "carol"),
+        &expected,
+    )
+    .await;
 }
 
 pub async fn categories_and_their_versions_are_stored(h: Harness) {
@@ -1425,7 +1440,7 @@ pub async fn categories_and_their_versions_are_stored(h: Harness) {
     h.store.insert(&c).await.expect("insert");
     assert_pages(
         &h,
-        q(Table::Categories, "by_shopify_id", "841564295"),
+        index_query(Table::Categories, "by_shopify_id", "841564295"),
         std::slice::from_ref(&c),
     )
     .await;
@@ -1453,7 +1468,7 @@ pub async fn categories_and_their_versions_are_stored(h: Harness) {
     .await;
     assert_pages(
         &h,
-        q(Table::CategoryVersions, "by_operation", op.to_string()),
+        index_query(Table::CategoryVersions, "by_operation", op.to_string()),
         &versions,
     )
     .await;
@@ -1478,11 +1493,11 @@ pub async fn staging_rows_page_by_operation(h: Harness) {
         .expect("other op");
     assert_pages(
         &h,
-        q(Table::ProductsStaging, "by_operation", op.to_string()),
+        index_query(Table::ProductsStaging, "by_operation", op.to_string()),
         &rows,
     )
     .await;
-    let mut newest_first = q(Table::ProductsStaging, "by_operation", op.to_string());
+    let mut newest_first = index_query(Table::ProductsStaging, "by_operation", op.to_string());
     newest_first.ascending = false;
     let reversed: Vec<_> = rows.iter().rev().cloned().collect();
     assert_pages(&h, newest_first, &reversed).await;
@@ -1507,13 +1522,13 @@ pub async fn staging_rows_page_by_product_and_status(h: Harness) {
     }
     assert_pages(
         &h,
-        q(Table::ProductsStaging, "by_product", product_id.to_string()),
+        index_query(Table::ProductsStaging, "by_product", product_id.to_string()),
         &for_product,
     )
     .await;
     assert_pages(
         &h,
-        q(Table::ProductsStaging, "by_status", "approved"),
+        index_query(Table::ProductsStaging, "by_status", "approved"),
         &approved,
     )
     .await;
@@ -1759,11 +1774,11 @@ pub async fn operations_page_by_status_and_newest_first(h: Harness) {
         .collect();
     assert_pages(
         &h,
-        q(Table::SyncOperations, "by_status", "completed"),
+        index_query(Table::SyncOperations, "by_status", "completed"),
         &completed,
     )
     .await;
-    let mut newest = q(Table::SyncOperations, "by_created", "operation");
+    let mut newest = index_query(Table::SyncOperations, "by_created", "operation");
     newest.ascending = false;
     let reversed: Vec<_> = all.iter().rev().cloned().collect();
     assert_pages(&h, newest, &reversed).await;
@@ -1797,20 +1812,20 @@ pub async fn conflicts_page_by_status_product_and_operation(h: Harness) {
         .filter(|c| c.status == ConflictStatus::Open)
         .cloned()
         .collect();
-    let mut open_query = q(Table::SyncConflicts, "by_status", "open");
+    let mut open_query = index_query(Table::SyncConflicts, "by_status", "open");
     open_query.sk = Some(SortCondition::Lt(Scalar::N(
         shopsync_store::records::millis(at(100)),
     )));
     assert_pages(&h, open_query, &open).await;
     assert_pages(
         &h,
-        q(Table::SyncConflicts, "by_product", product_id.to_string()),
+        index_query(Table::SyncConflicts, "by_product", product_id.to_string()),
         &all,
     )
     .await;
     assert_pages(
         &h,
-        q(Table::SyncConflicts, "by_operation", op.to_string()),
+        index_query(Table::SyncConflicts, "by_operation", op.to_string()),
         &all,
     )
     .await;
@@ -1858,7 +1873,7 @@ pub async fn rollbacks_page_by_original_operation(h: Harness) {
     }
     assert_pages(
         &h,
-        q(
+        index_query(
             Table::SyncRollbacks,
             "by_original_operation",
             op.to_string(),
@@ -1924,7 +1939,7 @@ pub async fn versions_page_by_operation(h: Harness) {
     }
     assert_pages(
         &h,
-        q(Table::ProductVersions, "by_operation", op.to_string()),
+        index_query(Table::ProductVersions, "by_operation", op.to_string()),
         &expected,
     )
     .await;
@@ -1946,10 +1961,15 @@ pub async fn xorosoft_products_page_by_sku_and_product(h: Harness) {
     for r in &rows {
         h.store.insert(r).await.expect("insert");
     }
-    assert_pages(&h, q(Table::XorosoftProducts, "by_sku", "MCS-0001"), &rows).await;
     assert_pages(
         &h,
-        q(
+        index_query(Table::XorosoftProducts, "by_sku", "MCS-0001"),
+        &rows,
+    )
+    .await;
+    assert_pages(
+        &h,
+        index_query(
             Table::XorosoftProducts,
             "by_product",
             product_id.to_string(),
@@ -1960,7 +1980,7 @@ pub async fn xorosoft_products_page_by_sku_and_product(h: Harness) {
     assert_pages(&h, Query::new(Table::XorosoftProducts, None, "XS-1"), &rows).await;
     assert_pages(
         &h,
-        q(Table::XorosoftProducts, "by_warehouse", "WH2"),
+        index_query(Table::XorosoftProducts, "by_warehouse", "WH2"),
         &rows[1..2],
     )
     .await;
@@ -2002,13 +2022,13 @@ pub async fn xorosoft_logs_page_by_type_and_file(h: Harness) {
     }
     assert_pages(
         &h,
-        q(Table::XorosoftSyncLogs, "by_type", "stock_update"),
+        index_query(Table::XorosoftSyncLogs, "by_type", "stock_update"),
         &logs,
     )
     .await;
     assert_pages(
         &h,
-        q(
+        index_query(
             Table::XorosoftSyncLogs,
             "by_import_file",
             "incoming/stock-3.csv",
@@ -2031,13 +2051,13 @@ pub async fn performance_logs_page_by_operation_and_bottleneck(h: Harness) {
     }
     assert_pages(
         &h,
-        q(Table::SyncPerformanceLogs, "by_operation", op.to_string()),
+        index_query(Table::SyncPerformanceLogs, "by_operation", op.to_string()),
         &logs,
     )
     .await;
     assert_pages(
         &h,
-        q(Table::SyncPerformanceLogs, "by_bottleneck", "push"),
+        index_query(Table::SyncPerformanceLogs, "by_bottleneck", "push"),
         &logs,
     )
     .await;
