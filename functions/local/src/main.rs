@@ -297,6 +297,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
+            if let Err(e) = shopsync_engine::up::bulk_push_min_from(|name| std::env::var(name).ok())
+            {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
             let backend = store.open().await.context("opening the store")?;
             prepare_tables(backend.as_ref()).await?;
             let target = shopify.connect(None).await?;
@@ -570,7 +575,11 @@ pub(crate) async fn prepare_tables(backend: &dyn shopsync_store::ItemStore) -> a
 
 /// The guard rails from the environment (`SHOPSYNC_REQUIRE_APPROVAL`, `SHOPSYNC_RAIL_*`):
 /// the defaults where a setting is absent; a bad value stops the command with its name.
+/// `SHOPSYNC_BULK_PUSH_MIN` is checked with them (a push of that many products goes through
+/// Shopify's bulk mutations).
 pub(crate) fn rails_from_env() -> anyhow::Result<shopsync_domain::GuardRails> {
+    shopsync_engine::up::bulk_push_min_from(|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     shopsync_domain::GuardRails::from_settings(|name| {
         std::env::var(name).ok().filter(|v| !v.trim().is_empty())
     })

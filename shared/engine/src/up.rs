@@ -182,15 +182,31 @@ pub async fn push_product(
 }
 
 /// How many products a push takes before it goes through Shopify's bulk mutations instead
-/// of one call per product: `SHOPSYNC_BULK_PUSH_MIN` (default 500), read once.
+/// of one call per product: `SHOPSYNC_BULK_PUSH_MIN` (default 500), read once. Hosts check
+/// the setting with [`bulk_push_min_from`] when they start, so a bad value stops them with
+/// its name instead of falling back here.
 pub fn bulk_push_min() -> u64 {
     static MIN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *MIN.get_or_init(|| {
-        std::env::var("SHOPSYNC_BULK_PUSH_MIN")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(500)
+        bulk_push_min_from(|name| std::env::var(name).ok()).unwrap_or(DEFAULT_BULK_PUSH_MIN)
     })
+}
+
+/// The default of `SHOPSYNC_BULK_PUSH_MIN`.
+const DEFAULT_BULK_PUSH_MIN: u64 = 500;
+
+/// `SHOPSYNC_BULK_PUSH_MIN` as `lookup` gives it: a whole number of products, at least 1
+/// (the default when absent or blank); anything else is an error naming the setting.
+pub fn bulk_push_min_from(lookup: impl Fn(&str) -> Option<String>) -> Result<u64, String> {
+    let Some(value) = lookup("SHOPSYNC_BULK_PUSH_MIN").filter(|v| !v.trim().is_empty()) else {
+        return Ok(DEFAULT_BULK_PUSH_MIN);
+    };
+    match value.trim().parse::<u64>() {
+        Ok(min) if min >= 1 => Ok(min),
+        _ => Err(format!(
+            "SHOPSYNC_BULK_PUSH_MIN: `{value}` is not a number of products (a whole number, at least 1)"
+        )),
+    }
 }
 
 /// How long a bulk push waits for Shopify to run its bulk mutations.
@@ -859,4 +875,26 @@ pub(crate) async fn push_products(
         }
     }
     Ok(last_failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bulk_push_minimum_is_a_whole_number_and_a_bad_one_names_its_setting() {
+        let given = |value: &'static str| {
+            move |name: &str| (name == "SHOPSYNC_BULK_PUSH_MIN").then(|| value.to_owned())
+        };
+        assert_eq!(bulk_push_min_from(|_| None), Ok(500));
+        assert_eq!(bulk_push_min_from(given(" ")), Ok(500));
+        assert_eq!(bulk_push_min_from(given(" 2000 ")), Ok(2000));
+        for bad in ["0", "-5", "many", "1.5"] {
+            let error = bulk_push_min_from(given(bad)).unwrap_err();
+            assert!(
+                error.starts_with("SHOPSYNC_BULK_PUSH_MIN") && error.contains(bad),
+                "{error}"
+            );
+        }
+    }
 }

@@ -373,6 +373,12 @@ impl WorkerHost {
                 reason,
             }
         })?;
+        shopsync_engine::up::bulk_push_min_from(|name| env.var(name)).map_err(|reason| {
+            SettingsError::Invalid {
+                name: "SHOPSYNC_BULK_PUSH_MIN",
+                reason,
+            }
+        })?;
         let imports = match env.var("SHOPSYNC_IMPORT_QUEUE_URL") {
             Some(_) => Some(Arc::new(ImportHost::HandsOn(import_queue(env).await?))),
             None => None,

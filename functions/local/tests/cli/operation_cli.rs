@@ -185,3 +185,21 @@ fn a_sync_killed_mid_way_is_resumed_once_its_lease_has_run_out() {
     assert_eq!(products.len(), 2500, "every product");
     assert_eq!(versions, 2500, "once");
 }
+
+#[test]
+fn a_bad_bulk_push_minimum_stops_a_sync_with_the_setting_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shopsync"))
+        .args(["sync", "--direction", "up", "--sim-products", "2", "--data"])
+        .arg(dir.path())
+        .env("SHOPSYNC_BULK_PUSH_MIN", "lots")
+        .env_remove("SHOPIFY_ACCESS_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "a usage error: {err}");
+    assert!(
+        err.contains("SHOPSYNC_BULK_PUSH_MIN: `lots` is not a number of products"),
+        "{err}"
+    );
+}
