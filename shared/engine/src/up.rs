@@ -13,14 +13,17 @@ use sha2::{Digest, Sha256};
 use shopsync_domain::product::ProductContent;
 use shopsync_domain::ShopifyProductId;
 use shopsync_domain::Stage;
-use shopsync_domain::{Actor, ChangeSource, Product, ProductId, ShopifyVariantId, VersionStamp};
+use shopsync_domain::{
+    Actor, ChangeSource, InventoryItemId, LocationId, Product, ProductId, ShopifyVariantId,
+    VersionStamp,
+};
 use shopsync_shopify::ops::{
     BulkPush, InventoryPlan, NoCheckpoint, ProductSetRequest, ProductSetResult,
 };
 use shopsync_shopify::{AdminClient, ShopifyError};
 use shopsync_store::item::Query;
 use shopsync_store::{ProductCommit, RepoError, Store, Table};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 /// How long a pushed fingerprint is remembered (Shopify retries webhooks for 4 hours).
@@ -301,30 +304,23 @@ pub(crate) async fn push_many(
             Err(e) => outcomes[index] = Some(Err(e.into())),
         }
     }
-    let mut changes = Vec::new();
-    let mut activate = Vec::new();
-    let mut stocked = vec![false; products.len()];
+    let mut pool = StockPool::default();
     let mut plan_key = Sha256::new();
     for (index, result) in &taken {
         let product = &products[*index];
         let base = prepared[*index].as_ref().and_then(|r| r.base.as_ref());
         let (levels, missing) = stock_plan(base, &product.content, &result.variants);
         if !levels.is_empty() {
-            stocked[*index] = true;
             plan_key.update(format!("{}:{};", product.id, product.version));
-            changes.extend(levels);
-            activate.extend(missing);
+            pool.add(*index, product.id, levels, missing);
         }
     }
     let key = format!("up-bulk:{:x}", plan_key.finalize());
-    let reference = products
-        .first()
-        .map(|p| p.id)
-        .unwrap_or_else(ProductId::generate);
-    let stock_refused = send_stock(client, key, reference, changes, activate, times).await?;
+    let stocked = pool.products();
+    let stock_refused = pool.send(client, key, times).await?;
     for (index, result) in taken {
-        let stock = if stocked[index] {
-            (Some(now), stock_refused.clone())
+        let stock = if stocked.contains(&index) {
+            (Some(now), stock_refused.get(&index).cloned())
         } else {
             (None, None)
         };
@@ -335,6 +331,123 @@ pub(crate) async fn push_many(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(EngineError::Refused("no outcome".into()))))
         .collect())
+}
+
+/// The stock of many pushed products, sent as one inventory plan (250 levels a call).
+#[derive(Default)]
+struct StockPool {
+    /// Every product's changes, one after another.
+    changes: Vec<shopsync_shopify::ops::QuantityChange>,
+    /// Per product, in the order of `changes`.
+    owners: Vec<StockOwner>,
+}
+
+/// One product's part of a [`StockPool`].
+struct StockOwner {
+    /// Its index in the push.
+    index: usize,
+    /// The product.
+    product: ProductId,
+    /// Where its changes end in the pool's `changes`.
+    end: usize,
+    /// The levels Shopify must stock before its changes.
+    activate: Vec<(InventoryItemId, LocationId)>,
+}
+
+impl StockPool {
+    fn add(
+        &mut self,
+        index: usize,
+        product: ProductId,
+        changes: Vec<shopsync_shopify::ops::QuantityChange>,
+        activate: Vec<(InventoryItemId, LocationId)>,
+    ) {
+        self.changes.extend(changes);
+        self.owners.push(StockOwner {
+            index,
+            product,
+            end: self.changes.len(),
+            activate,
+        });
+    }
+
+    /// The products (their indexes in the push) with stock in the pool.
+    fn products(&self) -> BTreeSet<usize> {
+        self.owners.iter().map(|owner| owner.index).collect()
+    }
+
+    /// Sends the pool as one plan under `key`. Refused (a level Shopify will not take), the
+    /// changes of the batches Shopify did not confirm (a refused call applies nothing) go
+    /// again product by product, each under its own key, so one product's refusal holds back
+    /// only its own stock. Answers the refusals by product index.
+    async fn send(
+        self,
+        client: &AdminClient,
+        key: String,
+        times: &mut StageTimes,
+    ) -> Result<BTreeMap<usize, String>, EngineError> {
+        let mut refused = BTreeMap::new();
+        let Some(reference) = self.owners.first().map(|owner| owner.product) else {
+            return Ok(refused);
+        };
+        let activate: Vec<(InventoryItemId, LocationId)> = self
+            .owners
+            .iter()
+            .flat_map(|owner| owner.activate.iter().copied())
+            .collect();
+        let mut plan = InventoryPlan::new(
+            key.clone(),
+            "correction",
+            Some(format!("shopsync://products/{reference}")),
+            self.changes,
+        );
+        let stocking = Instant::now();
+        let pooled = send_plan(client, &mut plan, activate).await;
+        times.add(Stage::Push, stocking);
+        match pooled {
+            Ok(()) => return Ok(refused),
+            Err(ShopifyError::Refused(_) | ShopifyError::UserErrors { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let batch = shopsync_shopify::cost::MAX_PAGE as usize;
+        let mut start = 0;
+        for owner in self.owners {
+            let undone: Vec<_> = (start..owner.end)
+                .filter(|at| !plan.progress.get(at / batch).is_some_and(|p| p.done))
+                .map(|at| plan.changes[at])
+                .collect();
+            start = owner.end;
+            let own_key = format!("{key}:{}", owner.product);
+            let answer = send_stock(
+                client,
+                own_key,
+                owner.product,
+                undone,
+                owner.activate,
+                times,
+            )
+            .await?;
+            if let Some(why) = answer {
+                refused.insert(owner.index, why);
+            }
+        }
+        Ok(refused)
+    }
+}
+
+/// Activates the levels Shopify lacks, then sends `plan`.
+async fn send_plan(
+    client: &AdminClient,
+    plan: &mut InventoryPlan,
+    activate: Vec<(InventoryItemId, LocationId)>,
+) -> Result<(), ShopifyError> {
+    for (item, location) in activate {
+        client.inventory_activate(item, location).await?;
+    }
+    client
+        .set_inventory_stocking(plan, &mut NoCheckpoint)
+        .await
+        .map(|_| ())
 }
 
 /// After a product's mutation was answered: a refusal is [`Pushed::Refused`]; otherwise its
@@ -393,25 +506,13 @@ async fn send_stock(
         return Ok(None);
     }
     let stocking = Instant::now();
-    let mut sent = Ok(());
-    for (item, location) in activate {
-        sent = client.inventory_activate(item, location).await;
-        if sent.is_err() {
-            break;
-        }
-    }
-    if sent.is_ok() {
-        let mut plan = InventoryPlan::new(
-            key,
-            "correction",
-            Some(format!("shopsync://products/{reference}")),
-            changes,
-        );
-        sent = client
-            .set_inventory_stocking(&mut plan, &mut NoCheckpoint)
-            .await
-            .map(|_| ());
-    }
+    let mut plan = InventoryPlan::new(
+        key,
+        "correction",
+        Some(format!("shopsync://products/{reference}")),
+        changes,
+    );
+    let sent = send_plan(client, &mut plan, activate).await;
     times.add(Stage::Push, stocking);
     match sent {
         Ok(()) => Ok(None),

@@ -688,3 +688,89 @@ async fn a_large_up_sync_goes_through_bulk_mutations_and_confirms_each_product()
         assert!(!product.needs_push(), "each product confirmed");
     }
 }
+
+/// In a bulk push, stock goes out pooled into shared inventory plans; a level Shopify refuses
+/// (here, at a location it does not have) holds back only its own product's stock: the rest
+/// is set, and that product stays queued with the refusal reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_level_in_a_bulk_push_holds_back_only_its_own_products_stock() {
+    const PRODUCTS: usize = 520;
+    let (sim, client, store, _dir) = common::setup(PRODUCTS, 1).await;
+    let system = Actor::system("test");
+    run_full_down(&store, &client, &system, &Default::default())
+        .await
+        .unwrap();
+    let products: Vec<shopsync_domain::Product> = store
+        .scan::<shopsync_domain::Product>(1000, None)
+        .await
+        .unwrap()
+        .items;
+    let nowhere = shopsync_domain::LocationId::new(999_999).unwrap();
+    let bad = products[PRODUCTS / 2].id;
+    for product in &products {
+        common::edit(&store, product, |c| {
+            c.variants[0].price = "77.70".parse().unwrap();
+            for level in c.variants[0].inventory.values_mut() {
+                level.0 = 4_321;
+            }
+            if product.id == bad {
+                c.variants[0]
+                    .inventory
+                    .insert(nowhere, shopsync_domain::Quantity(5));
+            }
+        })
+        .await;
+    }
+    let rails = shopsync_domain::GuardRails {
+        max_changed_share: 1.0,
+        max_large_price_moves: u64::MAX,
+        ..Default::default()
+    };
+    let push = shopsync_engine::steps::Stepper {
+        store: &store,
+        client: &client,
+        actor: &system,
+        rails: &rails,
+    }
+    .run_to_end(shopsync_engine::steps::SyncKind::Up)
+    .await
+    .unwrap();
+    assert!(sim.with_shop(|s| s.bulk_mutations()).0 >= 1, "a bulk push");
+    let bad_shopify = store
+        .product(bad)
+        .await
+        .unwrap()
+        .unwrap()
+        .shopify_id
+        .unwrap()
+        .get();
+    sim.with_shop(|s| {
+        for product in s.products() {
+            assert_eq!(product.variants[0].price.parse::<f64>().ok(), Some(77.7));
+            let stocked = product.variants[0]
+                .levels
+                .values()
+                .all(|level| *level == 4_321);
+            assert_eq!(stocked, product.id != bad_shopify, "product {}", product.id);
+        }
+    });
+    let mut queued = Vec::new();
+    for product in store
+        .scan::<shopsync_domain::Product>(1000, None)
+        .await
+        .unwrap()
+        .items
+    {
+        if product.needs_push() {
+            queued.push(product.id);
+        }
+    }
+    assert_eq!(queued, vec![bad], "only the refused product stays queued");
+    assert!(
+        push.status_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("stock not set")),
+        "{:?}",
+        push.status_reason
+    );
+}
