@@ -321,6 +321,14 @@ fn only_shopify_ids(version: &ProductVersion) -> bool {
             .all(|f| matches!(f.leaf(), "shopify_id" | "inventory_item_id"))
 }
 
+/// A change made since an operation, as a rollback reports it: "version N by X via Y".
+fn named_change(version: u64, by: &Actor, source: ChangeSource) -> String {
+    format!(
+        "version {version} by {by} via {}",
+        shopsync_domain::status::status_name(source)
+    )
+}
+
 /// The staged row of `product` in rollback `operation`: its id derived from both, so a
 /// redelivered run finds the row it staged instead of staging it twice.
 fn row_id(operation: OperationId, product: ProductId) -> StagingId {
@@ -410,21 +418,11 @@ impl Planning<'_> {
         }
         let mut forced = None;
         if let Some(since) = self.change_since(&current, reference.after_version).await? {
-            let what = format!(
-                "changed since: version {} by {} via {}",
-                since.version_number,
-                since.changed_by,
-                shopsync_domain::status::status_name(since.change_source)
-            );
+            let change = named_change(since.version_number, &since.changed_by, since.change_source);
             if !self.force {
-                return Ok(Plan::Skip(what));
+                return Ok(Plan::Skip(format!("changed since: {change}")));
             }
-            forced = Some(format!(
-                "forced past a change since (version {} by {} via {})",
-                since.version_number,
-                since.changed_by,
-                shopsync_domain::status::status_name(since.change_source)
-            ));
+            forced = Some(format!("forced past a change since ({change})"));
         }
         let proposed = match reference.before_version {
             None => {
@@ -960,17 +958,12 @@ async fn settle_categories(
         }
         let mut forced = None;
         if let Some(since) = since {
-            let what = format!(
-                "changed since: version {} by {} via {}",
-                since.version_number,
-                since.changed_by,
-                shopsync_domain::status::status_name(since.change_source)
-            );
+            let change = named_change(since.version_number, &since.changed_by, since.change_source);
             if !rollback.force {
-                skip(rollback, what);
+                skip(rollback, format!("changed since: {change}"));
                 continue;
             }
-            forced = Some(format!("forced past a {what}"));
+            forced = Some(format!("forced past a change since ({change})"));
         }
         let restored = match restored_by_me {
             Some(_) => current,

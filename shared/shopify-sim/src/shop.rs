@@ -2052,19 +2052,17 @@ impl Shop {
             .unwrap_or_default();
         for (index, update) in updates.iter().enumerate() {
             let position = index.to_string();
-            let field = |rest: &[&str]| {
+            // Refuses the call, naming the field under this source update.
+            let refuse = |rest: &[&str], message: String| {
                 let mut path = vec!["collection", "sourcesToUpdate", position.as_str()];
                 path.extend_from_slice(rest);
-                path.into_iter().map(str::to_owned).collect::<Vec<_>>()
+                let path = path.into_iter().map(str::to_owned).collect();
+                MutOut::CollectionUpdate(None, vec![(None, path, message)])
             };
             let Some(source) = update.get("condition") else {
-                return MutOut::CollectionUpdate(
-                    None,
-                    vec![(
-                        None,
-                        field(&[]),
-                        "Only conditions sources can be updated here.".into(),
-                    )],
+                return refuse(
+                    &[],
+                    "Only conditions sources can be updated here.".to_owned(),
                 );
             };
             let source_id = source
@@ -2072,14 +2070,7 @@ impl Shop {
                 .and_then(|v| v.as_str())
                 .and_then(|v| parse_gid(v, "CollectionConditionsSource"));
             if source_id != Some(current.id) {
-                return MutOut::CollectionUpdate(
-                    None,
-                    vec![(
-                        None,
-                        field(&["condition", "id"]),
-                        "Source does not exist".into(),
-                    )],
-                );
+                return refuse(&["condition", "id"], "Source does not exist".to_owned());
             }
             let inclusion = source.get("inclusion");
             let selections = |key: &str| -> Vec<Value> {
@@ -2094,13 +2085,9 @@ impl Shop {
                 selections("selectionsToRemove"),
             );
             if (!adding.is_empty() || !removing.is_empty()) && current.rules.is_some() {
-                return MutOut::CollectionUpdate(
-                    None,
-                    vec![(
-                        None,
-                        field(&["condition", "inclusion"]),
-                        "Can't manually select products in a smart collection.".into(),
-                    )],
+                return refuse(
+                    &["condition", "inclusion"],
+                    "Can't manually select products in a smart collection.".to_owned(),
                 );
             }
             for (key, list) in [
@@ -2108,13 +2095,12 @@ impl Shop {
                 ("selectionsToRemove", &removing),
             ] {
                 if list.len() > 250 {
-                    return MutOut::CollectionUpdate(
-                        None,
-                        vec![(
-                            None,
-                            field(&["condition", "inclusion", key]),
-                            format!("Input array size of {} is greater than the maximum allowed of 250.", list.len()),
-                        )],
+                    return refuse(
+                        &["condition", "inclusion", key],
+                        format!(
+                            "Input array size of {} is greater than the maximum allowed of 250.",
+                            list.len()
+                        ),
                     );
                 }
                 for (at, selection) in list.iter().enumerate() {
@@ -2125,13 +2111,9 @@ impl Shop {
                         .filter(|p| self.products.contains_key(p));
                     let Some(product) = product else {
                         let at = at.to_string();
-                        return MutOut::CollectionUpdate(
-                            None,
-                            vec![(
-                                None,
-                                field(&["condition", "inclusion", key, at.as_str(), "productId"]),
-                                "Product does not exist".into(),
-                            )],
+                        return refuse(
+                            &["condition", "inclusion", key, at.as_str(), "productId"],
+                            "Product does not exist".to_owned(),
                         );
                     };
                     if key == "selectionsToAdd" {

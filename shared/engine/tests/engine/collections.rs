@@ -271,7 +271,7 @@ on_both_stores! {
             .unwrap();
         let (record, _) = run(&store, &client, &rails, rollback.id).await.unwrap();
         let winter_back = record.categories_restored.iter().find(|c| c.title == "Winter").expect("winter forced back");
-        assert!(winter_back.forced.as_deref().is_some_and(|f| f.contains("changed since: version 3")), "{:?}", winter_back.forced);
+        assert!(winter_back.forced.as_deref().is_some_and(|f| f.contains("forced past a change since (version 3")), "{:?}", winter_back.forced);
         assert_eq!(winter_back.shopify, "pushed");
         assert_eq!(sim.with_shop(|s| s.collections().find(|c| c.id == winter).unwrap().title.clone()), "Winter");
         assert_eq!(record.categories_skipped.len(), 2, "{:?}", record.categories_skipped);
