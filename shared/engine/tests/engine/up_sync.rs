@@ -617,6 +617,29 @@ on_both_stores! {
     }
 }
 
+/// An up-sync run to its end, under rails that let a catalog-wide price change through (the
+/// default ones hold it for approval).
+async fn push_catalog_wide(
+    store: &shopsync_store::Store,
+    client: &shopsync_shopify::AdminClient,
+    actor: &Actor,
+) -> shopsync_domain::SyncOperation {
+    let rails = shopsync_domain::GuardRails {
+        max_changed_share: 1.0,
+        max_large_price_moves: u64::MAX,
+        ..Default::default()
+    };
+    shopsync_engine::steps::Stepper {
+        store,
+        client,
+        actor,
+        rails: &rails,
+    }
+    .run_to_end(shopsync_engine::steps::SyncKind::Up)
+    .await
+    .unwrap()
+}
+
 /// A push of at least `SHOPSYNC_BULK_PUSH_MIN` (500) products goes through Shopify's bulk
 /// mutations: every price and stock level reaches Shopify, each product is confirmed, and the
 /// calls are a handful instead of one or two per product.
@@ -644,21 +667,7 @@ async fn a_large_up_sync_goes_through_bulk_mutations_and_confirms_each_product()
         .await;
     }
     let calls_before = client.counters().api_calls;
-    // Every product's price moves: rails that let it through (the default ones hold it).
-    let rails = shopsync_domain::GuardRails {
-        max_changed_share: 1.0,
-        max_large_price_moves: u64::MAX,
-        ..Default::default()
-    };
-    let push = shopsync_engine::steps::Stepper {
-        store: &store,
-        client: &client,
-        actor: &system,
-        rails: &rails,
-    }
-    .run_to_end(shopsync_engine::steps::SyncKind::Up)
-    .await
-    .unwrap();
+    let push = push_catalog_wide(&store, &client, &system).await;
     assert_eq!(
         push.statistics.updated, PRODUCTS as u64,
         "{:?}",
@@ -721,20 +730,7 @@ async fn a_refused_level_in_a_bulk_push_holds_back_only_its_own_products_stock()
         })
         .await;
     }
-    let rails = shopsync_domain::GuardRails {
-        max_changed_share: 1.0,
-        max_large_price_moves: u64::MAX,
-        ..Default::default()
-    };
-    let push = shopsync_engine::steps::Stepper {
-        store: &store,
-        client: &client,
-        actor: &system,
-        rails: &rails,
-    }
-    .run_to_end(shopsync_engine::steps::SyncKind::Up)
-    .await
-    .unwrap();
+    let push = push_catalog_wide(&store, &client, &system).await;
     assert!(sim.with_shop(|s| s.bulk_mutations()).0 >= 1, "a bulk push");
     let bad_shopify = store
         .product(bad)
