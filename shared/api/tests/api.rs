@@ -208,6 +208,30 @@ async fn every_documented_route_answers_each_role_as_its_rule_says() {
 }
 
 #[tokio::test]
+async fn the_openapi_document_is_served_to_anyone_as_json_the_same_each_time() {
+    let api = api().await;
+    let expected = serde_json::to_value(shopsync_api::openapi()).unwrap();
+    for _ in 0..2 {
+        let request = Request::builder()
+            .uri("/api/v1/openapi.json")
+            .body(Body::empty())
+            .unwrap();
+        let response = api.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "served as JSON"
+        );
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        let served: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(served, expected);
+    }
+}
+
+#[tokio::test]
 async fn an_undocumented_route_is_refused_and_bad_paths_are_4xx() {
     let api = api().await;
     let (status, body) = api

@@ -11,7 +11,6 @@ pub mod rollbacks;
 use crate::ApiError;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
@@ -90,7 +89,14 @@ pub fn document() -> utoipa::openapi::OpenApi {
     security(())
 )]
 pub async fn openapi_document() -> Response {
-    Json(document()).into_response()
+    // Built once per process: the document never changes while it runs.
+    static DOCUMENT: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| serde_json::to_vec(&document()).unwrap_or_default().into());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.clone(),
+    )
+        .into_response()
 }
 
 /// No such route: 404 naming the path.
