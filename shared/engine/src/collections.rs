@@ -122,7 +122,7 @@ pub async fn take_collection(
     let id = category_id_for(remote.id);
     let now = Utc::now();
     let current = store.get::<Category>(&Key::pk(id.to_string())).await?;
-    let (category, stamp, condition, created) = match current {
+    match current {
         None => {
             let category = Category {
                 id,
@@ -134,52 +134,107 @@ pub async fn take_collection(
                 created_at: now,
                 updated_at: now,
             };
-            let fields = content.to_fields().into_keys().collect();
-            (category, fields, Condition::ItemAbsent, true)
+            let version = CategoryVersion::of(
+                &category,
+                VersionStamp::new(
+                    content.to_fields().into_keys().collect(),
+                    ChangeSource::Shopify,
+                    actor.clone(),
+                    operation,
+                    now,
+                ),
+            );
+            let written =
+                commit_category(store, &category, Condition::ItemAbsent, &version).await?;
+            // Written by another read meanwhile: the next one takes it.
+            Ok(if written {
+                Taken::Created
+            } else {
+                Taken::Skipped
+            })
         }
         // A local change Shopify has not confirmed (a rollback's restore waiting for its
         // push): kept, never overwritten; its push reconciles the two.
-        Some(current) if current.version > current.last_sync_version => {
-            return Ok(Taken::Skipped);
-        }
+        Some(current) if current.version > current.last_sync_version => Ok(Taken::Skipped),
         Some(current)
             if current
                 .shopify_updated_at
                 .is_some_and(|seen| remote.updated_at <= seen)
                 || current.content == content =>
         {
-            return Ok(Taken::Unchanged);
+            Ok(Taken::Unchanged)
         }
         Some(current) => {
-            let changes =
-                shopsync_domain::fields::diff(&current.content.to_fields(), &content.to_fields());
-            let mut category = current.clone();
-            category.content = content;
-            category.version += 1;
+            let (mut category, version) = next_version(
+                &current,
+                content,
+                ChangeSource::Shopify,
+                operation,
+                actor,
+                now,
+            );
             category.last_sync_version = category.version;
             category.shopify_updated_at = Some(remote.updated_at);
-            category.updated_at = now;
-            let expected = Condition::Eq("version", Scalar::N(current.version as i64));
-            (category, changed_fields(&changes), expected, false)
+            let written =
+                commit_category(store, &category, same_version(&current), &version).await?;
+            Ok(if written {
+                Taken::Updated
+            } else {
+                Taken::Skipped
+            })
         }
-    };
+    }
+}
+
+/// `current` with `content` as its next version, and that version's record (made by `source`
+/// under `operation`, naming the fields that changed).
+fn next_version(
+    current: &Category,
+    content: CategoryContent,
+    source: ChangeSource,
+    operation: Option<OperationId>,
+    actor: &Actor,
+    now: chrono::DateTime<Utc>,
+) -> (Category, CategoryVersion) {
+    let changes = shopsync_domain::fields::diff(&current.content.to_fields(), &content.to_fields());
+    let mut category = current.clone();
+    category.content = content;
+    category.version += 1;
+    category.updated_at = now;
     let version = CategoryVersion::of(
         &category,
-        VersionStamp::new(stamp, ChangeSource::Shopify, actor.clone(), operation, now),
+        VersionStamp::new(
+            changed_fields(&changes),
+            source,
+            actor.clone(),
+            operation,
+            now,
+        ),
     );
-    let writes = vec![
-        match condition {
-            Condition::ItemAbsent => Store::insert_write(&category)?,
-            expected => Store::replace_write(&category, expected)?,
-        },
-        Store::insert_write(&version)?,
-    ];
-    Ok(match store.commit_writes(writes).await? {
-        Ok(()) if created => Taken::Created,
-        Ok(()) => Taken::Updated,
-        // Written by another read meanwhile: the next one takes it.
-        Err(_) => Taken::Skipped,
-    })
+    (category, version)
+}
+
+/// The condition that a category still is at `current`'s version.
+fn same_version(current: &Category) -> Condition {
+    Condition::Eq("version", Scalar::N(current.version as i64))
+}
+
+/// Writes `category` (if `condition` holds) and its `version` in one transaction; `false`
+/// when the condition failed (another writer came first).
+async fn commit_category(
+    store: &Store,
+    category: &Category,
+    condition: Condition,
+    version: &CategoryVersion,
+) -> Result<bool, EngineError> {
+    let write = match condition {
+        Condition::ItemAbsent => Store::insert_write(category)?,
+        expected => Store::replace_write(category, expected)?,
+    };
+    Ok(store
+        .commit_writes(vec![write, Store::insert_write(version)?])
+        .await?
+        .is_ok())
 }
 
 /// What pushing a category to its collection came to.
@@ -194,15 +249,15 @@ pub enum CategoryPushed {
     NotPushed(String),
 }
 
-/// Why a category is never pushed, when it is not: shopsync pushes custom collections only.
-fn unpushable(category: &Category) -> Option<String> {
+/// The collection a category is pushed to, or why it never is: shopsync pushes custom
+/// collections only, and only those Shopify has.
+fn push_target(category: &Category) -> Result<ShopifyCollectionId, String> {
     if category.content.kind == CategoryKind::Smart {
-        return Some("a smart collection: Shopify chooses its products by its rules; shopsync reads and versions it and never pushes it".to_owned());
+        return Err("a smart collection: Shopify chooses its products by its rules; shopsync reads and versions it and never pushes it".to_owned());
     }
-    if category.shopify_id.is_none() {
-        return Some("Shopify has no collection for it".to_owned());
-    }
-    None
+    category
+        .shopify_id
+        .ok_or_else(|| "Shopify has no collection for it".to_owned())
 }
 
 /// Pushes category `id` to its collection when it holds a change Shopify has not confirmed
@@ -220,13 +275,9 @@ pub async fn push_category(
     if category.version <= category.last_sync_version {
         return Ok(CategoryPushed::InStep);
     }
-    if let Some(why) = unpushable(&category) {
-        return Ok(CategoryPushed::NotPushed(why));
-    }
-    let Some(collection) = category.shopify_id else {
-        return Ok(CategoryPushed::NotPushed(
-            "Shopify has no collection for it".to_owned(),
-        ));
+    let collection = match push_target(&category) {
+        Ok(collection) => collection,
+        Err(why) => return Ok(CategoryPushed::NotPushed(why)),
     };
     let Some(remote) = client.collection(collection).await? else {
         return Ok(CategoryPushed::NotPushed(format!(
@@ -250,9 +301,11 @@ pub async fn push_category(
     let mut synced = category.clone();
     synced.last_sync_version = category.version;
     synced.shopify_updated_at = updated_at.or(category.shopify_updated_at);
-    let expected = Condition::Eq("version", Scalar::N(category.version as i64));
     match store
-        .commit_writes(vec![Store::replace_write(&synced, expected)?])
+        .commit_writes(vec![Store::replace_write(
+            &synced,
+            same_version(&category),
+        )?])
         .await?
     {
         Ok(()) => {}
@@ -316,7 +369,7 @@ pub async fn push_pending_categories(
     loop {
         let page = store.scan::<Category>(500, start.as_ref()).await?;
         for category in page.items {
-            if category.version <= category.last_sync_version || unpushable(&category).is_some() {
+            if category.version <= category.last_sync_version || push_target(&category).is_err() {
                 continue;
             }
             match push_category(store, client, category.id).await? {
@@ -343,33 +396,7 @@ pub async fn write_category(
     operation: Option<OperationId>,
     actor: &Actor,
 ) -> Result<Option<Category>, EngineError> {
-    let now = Utc::now();
-    let changes = shopsync_domain::fields::diff(&current.content.to_fields(), &content.to_fields());
-    let mut category = current.clone();
-    category.content = content;
-    category.version += 1;
-    category.updated_at = now;
-    let version = CategoryVersion::of(
-        &category,
-        VersionStamp::new(
-            changed_fields(&changes),
-            source,
-            actor.clone(),
-            operation,
-            now,
-        ),
-    );
-    let expected = Condition::Eq("version", Scalar::N(current.version as i64));
-    Ok(
-        match store
-            .commit_writes(vec![
-                Store::replace_write(&category, expected)?,
-                Store::insert_write(&version)?,
-            ])
-            .await?
-        {
-            Ok(()) => Some(category),
-            Err(_) => None,
-        },
-    )
+    let (category, version) = next_version(current, content, source, operation, actor, Utc::now());
+    let written = commit_category(store, &category, same_version(current), &version).await?;
+    Ok(written.then_some(category))
 }

@@ -617,6 +617,15 @@ on_both_stores! {
     }
 }
 
+/// Every product in the store (the tests here hold at most 1,000).
+async fn stored_products(store: &shopsync_store::Store) -> Vec<shopsync_domain::Product> {
+    store
+        .scan::<shopsync_domain::Product>(1000, None)
+        .await
+        .unwrap()
+        .items
+}
+
 /// An up-sync run to its end, under rails that let a catalog-wide price change through (the
 /// default ones hold it for approval).
 async fn push_catalog_wide(
@@ -651,11 +660,7 @@ async fn a_large_up_sync_goes_through_bulk_mutations_and_confirms_each_product()
     run_full_down(&store, &client, &system, &Default::default())
         .await
         .unwrap();
-    let products: Vec<shopsync_domain::Product> = store
-        .scan::<shopsync_domain::Product>(1000, None)
-        .await
-        .unwrap()
-        .items;
+    let products: Vec<shopsync_domain::Product> = stored_products(&store).await;
     assert_eq!(products.len(), PRODUCTS);
     for product in &products {
         common::edit(&store, product, |c| {
@@ -688,12 +693,7 @@ async fn a_large_up_sync_goes_through_bulk_mutations_and_confirms_each_product()
             "stock too, pooled into shared inventory plans"
         );
     });
-    for product in store
-        .scan::<shopsync_domain::Product>(1000, None)
-        .await
-        .unwrap()
-        .items
-    {
+    for product in stored_products(&store).await {
         assert!(!product.needs_push(), "each product confirmed");
     }
 }
@@ -709,11 +709,7 @@ async fn a_refused_level_in_a_bulk_push_holds_back_only_its_own_products_stock()
     run_full_down(&store, &client, &system, &Default::default())
         .await
         .unwrap();
-    let products: Vec<shopsync_domain::Product> = store
-        .scan::<shopsync_domain::Product>(1000, None)
-        .await
-        .unwrap()
-        .items;
+    let products: Vec<shopsync_domain::Product> = stored_products(&store).await;
     let nowhere = shopsync_domain::LocationId::new(999_999).unwrap();
     let bad = products[PRODUCTS / 2].id;
     for product in &products {
@@ -751,12 +747,7 @@ async fn a_refused_level_in_a_bulk_push_holds_back_only_its_own_products_stock()
         }
     });
     let mut queued = Vec::new();
-    for product in store
-        .scan::<shopsync_domain::Product>(1000, None)
-        .await
-        .unwrap()
-        .items
-    {
+    for product in stored_products(&store).await {
         if product.needs_push() {
             queued.push(product.id);
         }
