@@ -1560,3 +1560,53 @@ async fn an_admin_rolls_an_operation_back_through_the_queue_and_anyone_reads_the
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{pending}");
 }
+
+#[tokio::test]
+async fn a_bulk_resolve_whose_worker_is_gone_resumes_as_its_continuation() {
+    let api = api().await;
+    let mut running = shopsync_domain::SyncOperation::new(
+        "bulk conflict resolution by otto",
+        shopsync_domain::OperationType::ConflictResolution,
+        shopsync_domain::SyncDirection::Bidirectional,
+        Actor::new("otto").unwrap(),
+        chrono::Utc::now(),
+    );
+    running
+        .move_to(
+            shopsync_domain::OperationStatus::InProgress,
+            None,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    running.checkpoint = Some(
+        serde_json::to_value(shopsync_engine::resolve::ResolveCheckpoint {
+            filter: shopsync_engine::resolve::ConflictFilter::default(),
+            choice: shopsync_engine::resolve::Choice {
+                method: shopsync_domain::ResolutionMethod::RemoteWins,
+                value: None,
+                note: None,
+            },
+            by: Actor::new("otto").unwrap(),
+            next: None,
+            in_hand: None,
+            skipped_reasons: Vec::new(),
+        })
+        .unwrap(),
+    );
+    // Its worker stopped renewing its lease a while ago.
+    running.lease_expires_at = Some(chrono::Utc::now() - chrono::Duration::minutes(1));
+    api.store.insert(&running).await.unwrap();
+    let id = running.operation_uuid;
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/operations/{id}/resume"),
+            Some("op-token"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let jobs = api.queued.jobs();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].job, Job::ContinueResolving { operation: id });
+}

@@ -71,6 +71,9 @@ pub struct Resolution {
     /// What the person who settled it said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The bulk resolve (a `conflict_resolution` operation) that settled it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_in: Option<OperationId>,
 }
 
 /// How a person settles a conflict.
@@ -230,6 +233,7 @@ impl SyncConflict {
             resolved_at: now,
             method: None,
             note: None,
+            resolved_in: None,
         });
         Ok(())
     }
@@ -304,6 +308,7 @@ impl SyncConflict {
             resolved_at: now,
             method: Some(method),
             note,
+            resolved_in: None,
         });
         Ok(())
     }

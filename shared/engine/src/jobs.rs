@@ -47,6 +47,12 @@ pub enum Job {
         /// Who.
         by: shopsync_domain::Actor,
     },
+    /// The rest of a bulk resolve that stopped at its deadline (what it settles is in its
+    /// operation's checkpoint).
+    ContinueResolving {
+        /// The bulk resolve's operation.
+        operation: OperationId,
+    },
     /// A sync a person asked for (its operation is recorded as pending when it is queued).
     Sync {
         /// Which way.
@@ -559,6 +565,21 @@ impl Worker {
         Ok(())
     }
 
+    /// Where a bulk resolve stops and sends its continuation: only with both a deadline and
+    /// a continuation queue (otherwise it runs to its end here).
+    fn resolve_deadline(
+        &self,
+        deadline: Option<std::time::Instant>,
+    ) -> Option<crate::resolve::ResolveDeadline<'_>> {
+        match (&self.continuation, deadline) {
+            (Some(queue), Some(at)) => Some(crate::resolve::ResolveDeadline {
+                queue: queue.as_ref(),
+                at,
+            }),
+            _ => None,
+        }
+    }
+
     /// Runs step `step`; when it stops at the deadline, its successor is enqueued.
     async fn continue_from(
         &self,
@@ -647,9 +668,33 @@ impl Worker {
                 return self.continue_import(*operation, deadline).await;
             }
             Job::ResolveConflicts { filter, choice, by } => {
-                return crate::resolve::resolve_all(&self.store, id, filter, choice, by)
-                    .await
-                    .map(Some);
+                return crate::resolve::resolve_all(
+                    &self.store,
+                    id,
+                    filter,
+                    choice,
+                    by,
+                    self.resolve_deadline(deadline),
+                )
+                .await
+                .map(Some);
+            }
+            Job::ContinueResolving { operation } => {
+                let current = crate::operation::load_operation(&self.store, *operation).await?;
+                let Some(checkpoint) = crate::resolve::ResolveCheckpoint::of(&current) else {
+                    // Finished (its checkpoint is cleared at the end) or not a bulk resolve.
+                    return Ok(Some(current));
+                };
+                return crate::resolve::resolve_all(
+                    &self.store,
+                    *operation,
+                    &checkpoint.filter,
+                    &checkpoint.choice,
+                    &checkpoint.by,
+                    self.resolve_deadline(deadline),
+                )
+                .await
+                .map(Some);
             }
             Job::Sync {
                 direction,

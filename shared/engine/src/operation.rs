@@ -230,6 +230,36 @@ pub(crate) async fn save(
     }
 }
 
+/// Stores `operation` if the stored one is still as `previous` left it (its status and its
+/// `updated_at`, which this save moves on by at least a millisecond): `Ok(None)` when saved,
+/// `Ok(Some(current))` when another writer (a cancel, a second delivery of the same work)
+/// moved it on meanwhile. For work saved piece by piece, where only one runner's count of a
+/// piece may land.
+pub(crate) async fn save_unless_moved(
+    store: &Store,
+    operation: &mut SyncOperation,
+    previous: &SyncOperation,
+    now: DateTime<Utc>,
+) -> Result<Option<SyncOperation>, EngineError> {
+    let expected = Condition::And(vec![
+        Condition::Eq(
+            "status",
+            Scalar::from(shopsync_domain::status::status_name(previous.status).as_str()),
+        ),
+        Condition::Eq(
+            "updated_at",
+            Scalar::from(previous.updated_at.timestamp_millis()),
+        ),
+    ]);
+    operation.updated_at = now.max(previous.updated_at + chrono::Duration::milliseconds(1));
+    operation.is_rollbackable = operation.can_roll_back();
+    match store.replace_if(&*operation, expected).await {
+        Ok(()) => Ok(None),
+        Err(ReplaceError::Changed(current)) => Ok(Some(*current)),
+        Err(ReplaceError::Repo(e)) => Err(e.into()),
+    }
+}
+
 /// Every row of an operation, in staging order.
 pub async fn operation_rows(
     store: &Store,

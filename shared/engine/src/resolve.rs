@@ -191,69 +191,225 @@ impl ConflictFilter {
     }
 }
 
+/// Open conflicts a bulk resolve reads and settles between two saves of its operation.
+const RESOLVE_PAGE: u32 = 100;
+
+/// Where a bulk resolve stands between its pages, kept in its operation's checkpoint: what
+/// it settles, as whom, and where its next page of candidates starts.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ResolveCheckpoint {
+    /// Which conflicts.
+    pub filter: ConflictFilter,
+    /// What the person chose.
+    pub choice: Choice,
+    /// Who.
+    pub by: Actor,
+    /// Where the page after the one in hand starts (`None` with no page in hand: at the
+    /// first; with one: that page is the last).
+    pub next: Option<shopsync_store::item::PageToken>,
+    /// The conflicts of the page being settled, saved before the first is settled, so a
+    /// delivery after a crash settles and counts that page again whole (what the crashed
+    /// run settled is found by its resolution naming this operation).
+    #[serde(default)]
+    pub in_hand: Option<Vec<ConflictId>>,
+    /// Why conflicts were skipped (the first [`SKIPPED_REASONS`]).
+    #[serde(default)]
+    pub skipped_reasons: Vec<String>,
+}
+
+/// How many reasons for skipped conflicts an operation keeps.
+const SKIPPED_REASONS: usize = 20;
+
+impl ResolveCheckpoint {
+    /// The checkpoint an operation holds, if it is a bulk resolve's.
+    pub fn of(operation: &shopsync_domain::SyncOperation) -> Option<Self> {
+        operation
+            .checkpoint
+            .as_ref()
+            .and_then(|value| serde_json::from_value(value.clone()).ok())
+    }
+}
+
+/// Where a bulk resolve that reaches its deadline sends its continuation: the queue, and the
+/// time it stops by.
+pub struct ResolveDeadline<'a> {
+    /// The queue its continuation goes to.
+    pub queue: &'a dyn crate::jobs::JobQueue,
+    /// When it stops (after the page under way).
+    pub at: std::time::Instant,
+}
+
 /// Settles every open conflict `filter` takes as `actor` chose, within operation
 /// `operation_id` (recorded as pending by whoever asked), whose statistics count what was
-/// resolved (`updated`) and skipped (and why, in its reason). Running it again settles only
-/// what is still open.
+/// resolved (`updated`) and skipped (and why, in its reason).
+///
+/// It reads the candidates a page at a time and saves the operation after each page (its
+/// counts, and where the next page starts), so a crash loses no count and a cancel stops it
+/// at the next page. A conflict this operation settled before a crash, found again, counts
+/// once (its resolution names the operation). With a deadline it stops there, after at least
+/// one page, and sends its continuation ([`crate::jobs::Job::ContinueResolving`]).
 pub async fn resolve_all(
     store: &Store,
     operation_id: shopsync_domain::OperationId,
     filter: &ConflictFilter,
     choice: &Choice,
     actor: &Actor,
+    deadline: Option<ResolveDeadline<'_>>,
 ) -> Result<shopsync_domain::SyncOperation, EngineError> {
     use shopsync_domain::OperationStatus;
     let mut operation = crate::operation::load_operation(store, operation_id).await?;
     if operation.status.is_terminal() {
         return Ok(operation);
     }
+    let mut checkpoint = match ResolveCheckpoint::of(&operation) {
+        Some(checkpoint) => checkpoint,
+        None => ResolveCheckpoint {
+            filter: filter.clone(),
+            choice: choice.clone(),
+            by: actor.clone(),
+            next: None,
+            in_hand: None,
+            skipped_reasons: Vec::new(),
+        },
+    };
     if operation.status == OperationStatus::Pending {
         let before = operation.clone();
         operation.move_to(OperationStatus::InProgress, None, Utc::now())?;
-        crate::operation::save(store, &operation, &before).await?;
-    }
-    let mut skipped_reasons: Vec<String> = Vec::new();
-    // Conflicts this choice cannot settle stay open: each is tried once.
-    let mut tried = std::collections::HashSet::new();
-    loop {
-        let batch: Vec<ConflictId> = filter
-            .open_conflicts(store, 500 + tried.len())
-            .await?
-            .into_iter()
-            .filter(|id| !tried.contains(id))
-            .collect();
-        if batch.is_empty() {
-            break;
+        operation.checkpoint = serde_json::to_value(&checkpoint).ok();
+        operation.lease_expires_at = Some(Utc::now() + crate::operation::lease());
+        if let Some(current) =
+            crate::operation::save_unless_moved(store, &mut operation, &before, Utc::now()).await?
+        {
+            return Ok(current);
         }
-        for id in batch {
-            tried.insert(id);
+    }
+    let ResolveCheckpoint {
+        filter,
+        choice,
+        by: actor,
+        ..
+    } = checkpoint.clone();
+    let mut query = filter.query();
+    query.limit = RESOLVE_PAGE;
+    let mut pages = 0;
+    loop {
+        if let Some(deadline) = &deadline {
+            if pages > 0 && std::time::Instant::now() >= deadline.at {
+                let mut message = crate::jobs::JobMessage::new(
+                    crate::jobs::Job::ContinueResolving {
+                        operation: operation_id,
+                    },
+                    Utc::now(),
+                );
+                // One id per piece: a continuation sent twice for one piece runs once.
+                message.id = format!(
+                    "{operation_id}:resolve:{}",
+                    operation.updated_at.timestamp_micros()
+                );
+                deadline
+                    .queue
+                    .send(vec![message])
+                    .await
+                    .map_err(|e| EngineError::Queue(e.0))?;
+                tracing::info!(operation = %operation_id, resolved = operation.statistics.updated, "bulk resolve stopped at the deadline; its continuation is queued");
+                return Ok(operation);
+            }
+        }
+        let in_hand = match checkpoint.in_hand.take() {
+            Some(in_hand) => in_hand,
+            None => {
+                query.start = checkpoint.next.clone();
+                let page = store.query::<SyncConflict>(query.clone()).await?;
+                let in_hand: Vec<ConflictId> = page
+                    .items
+                    .iter()
+                    .filter(|c| filter.takes(c))
+                    .map(|c| c.conflict_uuid)
+                    .collect();
+                checkpoint.next = page.next;
+                checkpoint.in_hand = Some(in_hand.clone());
+                let before = operation.clone();
+                operation.checkpoint = serde_json::to_value(&checkpoint).ok();
+                if let Some(current) =
+                    crate::operation::save_unless_moved(store, &mut operation, &before, Utc::now())
+                        .await?
+                {
+                    return Ok(stopped(current));
+                }
+                checkpoint.in_hand = None;
+                in_hand
+            }
+        };
+        let before = operation.clone();
+        for id in in_hand {
             operation.statistics.processed += 1;
-            match resolve_conflict(store, id, choice, actor, Utc::now()).await {
+            match resolve_conflict_in(store, id, &choice, &actor, Utc::now(), Some(operation_id))
+                .await
+            {
                 Ok(_) => operation.statistics.updated += 1,
                 Err(ResolveError::Engine(e)) => return Err(e),
+                Err(ResolveError::Settled { .. })
+                    if settled_by(store, id, operation_id).await? =>
+                {
+                    // Settled by this operation before a crash cut it short.
+                    operation.statistics.updated += 1
+                }
                 Err(e) => {
                     operation.statistics.skipped += 1;
-                    if skipped_reasons.len() < 20 {
-                        skipped_reasons.push(format!("{id}: {e}"));
+                    if checkpoint.skipped_reasons.len() < SKIPPED_REASONS {
+                        checkpoint.skipped_reasons.push(format!("{id}: {e}"));
                     }
                 }
             }
         }
-    }
-    let before = operation.clone();
-    let reason = format!(
-        "{} conflict(s) resolved by {actor}, {} skipped{}",
-        operation.statistics.updated,
-        operation.statistics.skipped,
-        if skipped_reasons.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", skipped_reasons.join("; "))
+        pages += 1;
+        let finished = checkpoint.next.is_none();
+        operation.checkpoint = serde_json::to_value(&checkpoint).ok();
+        // Held while it works: a worker gone for longer lets a person resume it.
+        operation.lease_expires_at = Some(Utc::now() + crate::operation::lease());
+        if finished {
+            let reason = format!(
+                "{} conflict(s) resolved by {actor}, {} skipped{}",
+                operation.statistics.updated,
+                operation.statistics.skipped,
+                if checkpoint.skipped_reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", checkpoint.skipped_reasons.join("; "))
+                }
+            );
+            operation.checkpoint = None;
+            operation.lease_expires_at = None;
+            operation.move_to(OperationStatus::Completed, Some(reason), Utc::now())?;
         }
-    );
-    operation.move_to(OperationStatus::Completed, Some(reason), Utc::now())?;
-    crate::operation::save(store, &operation, &before).await?;
-    Ok(operation)
+        if let Some(current) =
+            crate::operation::save_unless_moved(store, &mut operation, &before, Utc::now()).await?
+        {
+            return Ok(stopped(current));
+        }
+        if finished {
+            return Ok(operation);
+        }
+    }
+}
+
+/// A bulk resolve whose operation moved on under it (cancelled, or another delivery of the
+/// same work went on ahead) stops: the operation as it is now.
+fn stopped(current: shopsync_domain::SyncOperation) -> shopsync_domain::SyncOperation {
+    tracing::info!(operation = %current.operation_uuid, status = %shopsync_domain::status::status_name(current.status), "bulk resolve stopped: its operation moved on");
+    current
+}
+
+/// Whether operation `operation` settled conflict `id`.
+async fn settled_by(
+    store: &Store,
+    id: ConflictId,
+    operation: shopsync_domain::OperationId,
+) -> Result<bool, EngineError> {
+    let conflict: Option<SyncConflict> = store.get(&Key::pk(id.to_string())).await?;
+    Ok(conflict
+        .and_then(|c| c.resolution)
+        .is_some_and(|r| r.resolved_in == Some(operation)))
 }
 
 fn still_open() -> Condition {
@@ -346,6 +502,19 @@ pub async fn resolve_conflict(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> Result<SyncConflict, ResolveError> {
+    resolve_conflict_in(store, id, choice, actor, now, None).await
+}
+
+/// As [`resolve_conflict`], within bulk resolve `operation` when one is given (its
+/// resolution names it).
+pub async fn resolve_conflict_in(
+    store: &Store,
+    id: ConflictId,
+    choice: &Choice,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    operation: Option<shopsync_domain::OperationId>,
+) -> Result<SyncConflict, ResolveError> {
     for _ in 0..3 {
         let conflict: SyncConflict = store
             .get(&Key::pk(id.to_string()))
@@ -381,6 +550,9 @@ pub async fn resolve_conflict(
                 now,
             )
             .map_err(EngineError::from)?;
+        if let Some(resolution) = settled.resolution.as_mut() {
+            resolution.resolved_in = operation;
+        }
         let product = store.product(conflict.product_id).await?;
         let Some(product) = product else {
             return Err(ResolveError::Refused(format!(

@@ -540,6 +540,7 @@ pub async fn resume_operation(
         )));
     }
     if Checkpoint::of(&operation).is_none()
+        && crate::resolve::ResolveCheckpoint::of(&operation).is_none()
         && operation.xorosoft_log_id.is_none()
         && operation.rollback_id.is_none()
     {

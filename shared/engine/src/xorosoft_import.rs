@@ -2153,11 +2153,11 @@ pub async fn each_row_error(
                 let reason = match &item.link {
                     ItemLink::Matched { .. } => continue,
                     ItemLink::Unmatched => {
-                        "matches no local variant (by Xorosoft id, SKU or barcode): not imported"
+                        "matches no local variant (by Xorosoft id, SKU or barcode): its Xorosoft record is kept, no product changed"
                             .to_owned()
                     }
                     ItemLink::Ambiguous { candidates } => format!(
-                        "matches variants of {} products: not imported ({})",
+                        "matches variants of {} products ({}): its Xorosoft record is kept, no product changed",
                         candidates.len(),
                         candidates
                             .iter()

@@ -298,6 +298,26 @@ impl<R: Read> Reader<R> {
         self.base + self.csv.position().byte()
     }
 
+    /// A row as its line read: its fields decoded and joined by commas, quoted where a field
+    /// holds a comma, a quote or a line break (a row error shows the row it refuses).
+    fn shown(&self, record: &csv::ByteRecord) -> String {
+        let mut line = String::new();
+        for (position, bytes) in record.iter().enumerate() {
+            if position > 0 {
+                line.push(',');
+            }
+            let (text, _) = self.encoding.decode(bytes);
+            if text.contains([',', '"', '\r', '\n']) {
+                line.push('"');
+                line.push_str(&text.replace('"', "\"\""));
+                line.push('"');
+            } else {
+                line.push_str(&text);
+            }
+        }
+        line
+    }
+
     fn row(&mut self, record: &csv::ByteRecord, last: bool) -> Result<XorosoftRow, RowError> {
         let offset = self.base + record.position().map(|p| p.byte()).unwrap_or(0);
         let line = self.csv.get_mut().get_mut().line_at(offset);
@@ -307,16 +327,15 @@ impl<R: Read> Reader<R> {
             return Err(RowError {
                 line,
                 column: "row".into(),
-                value: String::from_utf8_lossy(record.as_slice()).into_owned(),
+                value: self.shown(record),
                 reason: "ends inside a quoted field: the file was cut short".into(),
             });
         }
         if record.len() != self.columns.len() {
-            let shown = String::from_utf8_lossy(record.as_slice()).into_owned();
             return Err(RowError {
                 line,
                 column: "row".into(),
-                value: shown,
+                value: self.shown(record),
                 reason: format!(
                     "has {} fields where the header has {} (a line cut short, or a comma outside quotes)",
                     record.len(),

@@ -151,6 +151,10 @@ fn a_last_line_cut_mid_row_is_an_error_not_a_silent_drop() {
     assert!(rows[0].is_ok());
     let cut = rows[1].clone().unwrap_err();
     assert_eq!(cut.line, 3);
+    assert_eq!(
+        cut.value, "MAIN,A-2,7,\"Tee, r\"",
+        "the row is shown as its line reads"
+    );
     // A bare inch mark in an earlier row (not RFC 4180, read as written) is no cut.
     let file = "StoreCode,ItemNumber,AvailableQty,ItemDescription\nMAIN,A-1,4,TV 55\" wide\nMAIN,A-2,5,Tee\n";
     let rows = read(file.as_bytes()).unwrap();
@@ -162,6 +166,7 @@ fn a_last_line_cut_mid_row_is_an_error_not_a_silent_drop() {
     let file = "StoreCode,ItemNumber,AvailableQty,ItemDescription\nMAIN,A-1,4,Tee\nMAIN,A-2";
     let cut = read(file.as_bytes()).unwrap()[1].clone().unwrap_err();
     assert_eq!((cut.line, cut.column.as_str()), (3, "row"));
+    assert_eq!(cut.value, "MAIN,A-2", "the fields keep their commas");
     assert!(
         cut.reason.contains("has 2 fields where the header has 4"),
         "{cut}"

@@ -401,11 +401,14 @@ pub async fn resume(
         .await
         .map_err(refused)?;
     let now = chrono::Utc::now();
+    let bulk_resolve = resumed.operation_type == shopsync_domain::OperationType::ConflictResolution
+        && shopsync_engine::resolve::ResolveCheckpoint::of(&resumed).is_some();
     let job = match (
         resumed.xorosoft_log_id,
         resumed.rollback_id,
         shopsync_engine::operation::Checkpoint::of(&resumed),
     ) {
+        _ if bulk_resolve => Job::ContinueResolving { operation: id },
         (Some(_), _, _) => Job::Import { operation: id },
         (None, Some(rollback), _) => Job::Rollback { rollback },
         (None, None, Some(checkpoint)) => Job::Step {

@@ -238,3 +238,211 @@ on_both_stores! {
         assert_eq!(open.iter().map(|c| c.conflict_uuid).collect::<Vec<_>>(), vec![broken.conflict_uuid]);
     }
 }
+
+/// A product of one variant and `count` open conflicts on its title (each with its own
+/// remote value), and a bulk resolve of them recorded as pending by Ana: its message, its
+/// operation and the conflicts.
+async fn bulk_resolve_of(
+    store: &shopsync_store::Store,
+    product: shopsync_domain::ProductId,
+    count: usize,
+) -> (
+    shopsync_engine::jobs::JobMessage,
+    shopsync_domain::OperationId,
+    Vec<SyncConflict>,
+) {
+    use shopsync_domain::{ConflictValues, FieldPath, OperationId, OwnershipPolicy};
+    use shopsync_engine::jobs::{operation_of_job, Job, JobMessage};
+    use shopsync_engine::resolve::ConflictFilter;
+    let found_by = OperationId::generate();
+    let conflicts: Vec<SyncConflict> = (0..count)
+        .map(|index| {
+            let path = FieldPath::new_unchecked("title".into());
+            let values = ConflictValues {
+                base: None,
+                local: Some(json!("local")),
+                remote: Some(json!(format!("Remote title {index}"))),
+            };
+            let decision = OwnershipPolicy::default().decide(&path, &values, None, None);
+            SyncConflict::field(
+                found_by,
+                product,
+                path,
+                values,
+                &decision,
+                chrono::Utc::now(),
+            )
+        })
+        .collect();
+    store.put_all(&conflicts).await.unwrap();
+    let ana = Actor::new("ana@example.com").unwrap();
+    let message = JobMessage::new(
+        Job::ResolveConflicts {
+            filter: ConflictFilter {
+                product: Some(product),
+                ..ConflictFilter::default()
+            },
+            choice: choice(ResolutionMethod::RemoteWins, None),
+            by: ana.clone(),
+        },
+        chrono::Utc::now(),
+    );
+    let mut pending = shopsync_domain::SyncOperation::new(
+        "bulk",
+        shopsync_domain::OperationType::ConflictResolution,
+        shopsync_domain::SyncDirection::Bidirectional,
+        ana,
+        chrono::Utc::now(),
+    );
+    pending.operation_uuid = operation_of_job(&message.id);
+    store.insert(&pending).await.unwrap();
+    (message, pending.operation_uuid, conflicts)
+}
+
+/// The versions of `product` a conflict resolution wrote.
+async fn resolution_versions(
+    store: &shopsync_store::Store,
+    product: shopsync_domain::ProductId,
+) -> usize {
+    let versions = store
+        .product_versions(product, false, 1000, None)
+        .await
+        .unwrap();
+    assert!(versions.next.is_none(), "one page holds them");
+    versions
+        .items
+        .iter()
+        .filter(|v| v.change_source == ChangeSource::ConflictResolution)
+        .count()
+}
+
+on_both_stores! {
+    /// A bulk resolve that reaches its deadline after every page saves its counts and goes
+    /// on as a continuation from where it stopped: each conflict is settled once and counted
+    /// once, whatever the number of pieces.
+    async fn a_bulk_resolve_stopped_after_every_page_goes_on_and_counts_each_conflict_once() {
+        use shopsync_engine::jobs::{JobOutcome, LocalQueue, Worker};
+        let (sim, client, store, _dir) = common::setup(1, 1).await;
+        run_full_down(&store, &client, &Actor::system("test"), &Default::default()).await.unwrap();
+        let shopify_id = sim.with_shop(|s| s.products().next().unwrap().id);
+        let id = local_id_for(ShopifyProductId::new(shopify_id).unwrap());
+        let (message, operation, conflicts) = bulk_resolve_of(&store, id, 250).await;
+        let queue = std::sync::Arc::new(LocalQueue::default());
+        let worker = Worker {
+            store: store.clone(),
+            client: client.clone(),
+            actor: Actor::system("worker"),
+            rails: Default::default(),
+            continuation: Some(queue.clone()),
+            imports: None,
+        };
+        // Every piece starts past its deadline: it does one page and sends its continuation.
+        let mut next = Some(message);
+        let mut pieces = 0;
+        let mut resolved_after_each = Vec::new();
+        while let Some(message) = next.take() {
+            let outcome = worker.handle_until(&message, Some(std::time::Instant::now())).await.unwrap();
+            assert!(matches!(outcome, JobOutcome::Ran(Some(_))), "{outcome:?}");
+            pieces += 1;
+            let saved = shopsync_engine::operation::load_operation(&store, operation).await.unwrap();
+            resolved_after_each.push(saved.statistics.updated);
+            next = tokio::time::timeout(std::time::Duration::from_millis(50), queue.receive()).await.ok().flatten();
+        }
+        assert_eq!(pieces, 3, "250 conflicts in pages of 100");
+        assert_eq!(resolved_after_each, vec![100, 200, 250], "each piece's count is saved with it");
+        let done = shopsync_engine::operation::load_operation(&store, operation).await.unwrap();
+        assert_eq!(done.status, shopsync_domain::OperationStatus::Completed);
+        assert_eq!((done.statistics.processed, done.statistics.updated, done.statistics.skipped), (250, 250, 0));
+        assert!(done.checkpoint.is_none(), "a finished bulk resolve keeps no checkpoint");
+        assert_eq!(resolution_versions(&store, id).await, 250, "one version per conflict");
+        for conflict in conflicts {
+            let settled: SyncConflict = store.get(&shopsync_store::item::Key::pk(conflict.conflict_uuid.to_string())).await.unwrap().unwrap();
+            assert_eq!(settled.status, ConflictStatus::Resolved);
+            assert_eq!(settled.resolution.unwrap().resolved_in, Some(operation));
+        }
+    }
+}
+
+on_both_stores! {
+    /// A bulk resolve whose worker died after settling part of a page, delivered again,
+    /// counts what it settled before once and settles the rest.
+    async fn a_bulk_resolve_delivered_again_after_a_crash_counts_what_it_settled_before_once() {
+        use shopsync_engine::jobs::{JobOutcome, Worker};
+        use shopsync_engine::resolve::resolve_conflict_in;
+        let (sim, client, store, _dir) = common::setup(1, 1).await;
+        run_full_down(&store, &client, &Actor::system("test"), &Default::default()).await.unwrap();
+        let shopify_id = sim.with_shop(|s| s.products().next().unwrap().id);
+        let id = local_id_for(ShopifyProductId::new(shopify_id).unwrap());
+        let (message, operation, conflicts) = bulk_resolve_of(&store, id, 40).await;
+        let ana = Actor::new("ana@example.com").unwrap();
+        // The worker took the page in hand (saved with its operation), settled 15 of it and
+        // died before it saved their count.
+        let mut running = shopsync_engine::operation::load_operation(&store, operation).await.unwrap();
+        running.move_to(shopsync_domain::OperationStatus::InProgress, None, chrono::Utc::now()).unwrap();
+        running.checkpoint = Some(serde_json::to_value(shopsync_engine::resolve::ResolveCheckpoint {
+            filter: shopsync_engine::resolve::ConflictFilter { product: Some(id), ..Default::default() },
+            choice: choice(ResolutionMethod::RemoteWins, None),
+            by: ana.clone(),
+            next: None,
+            in_hand: Some(conflicts.iter().map(|c| c.conflict_uuid).collect()),
+            skipped_reasons: Vec::new(),
+        }).unwrap());
+        store.put_all(std::slice::from_ref(&running)).await.unwrap();
+        for conflict in &conflicts[..15] {
+            resolve_conflict_in(&store, conflict.conflict_uuid, &choice(ResolutionMethod::RemoteWins, None), &ana, chrono::Utc::now(), Some(operation)).await.unwrap();
+        }
+        // One settled by someone else meanwhile: skipped, as it is settled already.
+        resolve_conflict(&store, conflicts[20].conflict_uuid, &choice(ResolutionMethod::LocalWins, None), &ana, chrono::Utc::now()).await.unwrap();
+        let worker = Worker {
+            store: store.clone(),
+            client: client.clone(),
+            actor: Actor::system("worker"),
+            rails: Default::default(),
+            continuation: None,
+            imports: None,
+        };
+        let JobOutcome::Ran(Some(done)) = worker.handle(&message).await.unwrap() else {
+            panic!("the bulk resolve runs");
+        };
+        assert_eq!(done.status, shopsync_domain::OperationStatus::Completed);
+        // The page in hand is settled again whole: what the operation settled before
+        // counts once as its own, what someone else settled as skipped.
+        assert_eq!((done.statistics.updated, done.statistics.skipped), (39, 1), "{done:?}");
+        assert!(done.status_reason.as_deref().unwrap().contains("is resolved already"), "{:?}", done.status_reason);
+        assert_eq!(resolution_versions(&store, id).await, 40, "one version per conflict, none twice");
+    }
+}
+
+on_both_stores! {
+    /// A cancel stops a bulk resolve at its next page: what it settled stays settled and
+    /// counted, the rest stays open.
+    async fn a_cancelled_bulk_resolve_stops_at_its_next_page() {
+        use shopsync_engine::jobs::{JobOutcome, LocalQueue, Worker};
+        let (sim, client, store, _dir) = common::setup(1, 1).await;
+        run_full_down(&store, &client, &Actor::system("test"), &Default::default()).await.unwrap();
+        let shopify_id = sim.with_shop(|s| s.products().next().unwrap().id);
+        let id = local_id_for(ShopifyProductId::new(shopify_id).unwrap());
+        let (message, operation, _) = bulk_resolve_of(&store, id, 150).await;
+        let queue = std::sync::Arc::new(LocalQueue::default());
+        let worker = Worker {
+            store: store.clone(),
+            client: client.clone(),
+            actor: Actor::system("worker"),
+            rails: Default::default(),
+            continuation: Some(queue.clone()),
+            imports: None,
+        };
+        worker.handle_until(&message, Some(std::time::Instant::now())).await.unwrap();
+        let ana = Actor::new("ana@example.com").unwrap();
+        shopsync_engine::review::cancel_operation(&store, operation, &ana, "wrong filter").await.unwrap();
+        let continuation = tokio::time::timeout(std::time::Duration::from_secs(1), queue.receive()).await.unwrap().unwrap();
+        let JobOutcome::Ran(Some(stopped)) = worker.handle_until(&continuation, Some(std::time::Instant::now())).await.unwrap() else {
+            panic!("the continuation runs");
+        };
+        assert_eq!(stopped.status, shopsync_domain::OperationStatus::Cancelled);
+        assert_eq!(stopped.statistics.updated, 100, "the first page's count stays");
+        assert_eq!(open_conflicts(&store, id).await.unwrap().len(), 50, "the rest stays open");
+        assert_eq!(resolution_versions(&store, id).await, 100);
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(50), queue.receive()).await.is_err(), "nothing more is queued");
+    }
+}
