@@ -667,14 +667,17 @@ pub const REALTIME_CLOSE_GRACE_MINUTES: i64 = 60;
 /// on the one item would also be a hot key on DynamoDB); the rows are the record. Every row
 /// is processed; applied rows count as created, updated or deleted by their change type;
 /// failed rows as failed; rejected and superseded rows as skipped; conflicts as in every
-/// operation (open ones, and those the policy settled). Deliveries that needed no row
-/// (unchanged, stale, echoes, duplicates) are not counted.
+/// operation (open ones, and those the policy settled); and the categories (collections) its
+/// `collections/*` webhooks changed, `categories_changed` ([`categories_changed_by`]).
+/// Deliveries that needed no row (unchanged, stale, echoes, duplicates) are not counted.
 pub fn realtime_statistics(
     rows: &[ProductsStaging],
     conflicts: &[shopsync_domain::SyncConflict],
+    categories_changed: u64,
 ) -> OperationStatistics {
     let mut stats = OperationStatistics {
         processed: rows.len() as u64,
+        categories_changed,
         ..OperationStatistics::default()
     };
     for row in rows {
@@ -712,11 +715,18 @@ fn day_end(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp((day + 1) * 86_400, 0).unwrap_or(at)
 }
 
-/// The rows and conflicts of an operation.
+/// The rows and conflicts of an operation, and how many categories it changed.
 async fn holdings(
     store: &Store,
     operation: OperationId,
-) -> Result<(Vec<ProductsStaging>, Vec<shopsync_domain::SyncConflict>), EngineError> {
+) -> Result<
+    (
+        Vec<ProductsStaging>,
+        Vec<shopsync_domain::SyncConflict>,
+        u64,
+    ),
+    EngineError,
+> {
     let rows = crate::operation::operation_rows(store, operation).await?;
     let conflicts = store
         .query_all(shopsync_store::item::Query::new(
@@ -725,7 +735,25 @@ async fn holdings(
             operation.to_string(),
         ))
         .await?;
-    Ok((rows, conflicts))
+    let categories = categories_changed_by(store, operation).await?;
+    Ok((rows, conflicts, categories))
+}
+
+/// How many categories an operation changed: those with a version it wrote.
+pub async fn categories_changed_by(
+    store: &Store,
+    operation: OperationId,
+) -> Result<u64, EngineError> {
+    let versions: Vec<shopsync_domain::CategoryVersion> = store
+        .query_all(shopsync_store::item::Query::new(
+            shopsync_store::Table::CategoryVersions,
+            Some("by_operation"),
+            operation.to_string(),
+        ))
+        .await?;
+    let categories: std::collections::BTreeSet<_> =
+        versions.iter().map(|version| version.category_id).collect();
+    Ok(categories.len() as u64)
 }
 
 /// Brings one realtime operation in progress up to date: its statistics recounted from its
@@ -744,9 +772,9 @@ pub async fn refresh_realtime(
     {
         return Ok(None);
     }
-    let (rows, conflicts) = holdings(store, operation.operation_uuid).await?;
+    let (rows, conflicts, categories) = holdings(store, operation.operation_uuid).await?;
     let mut updated = operation.clone();
-    updated.statistics = realtime_statistics(&rows, &conflicts);
+    updated.statistics = realtime_statistics(&rows, &conflicts, categories);
     if realtime_day_over(operation, now) {
         let waiting = rows
             .iter()

@@ -108,7 +108,11 @@ pub async fn show(
     {
         // The day's counts as of now (the stored ones are brought up to date by the
         // scheduler's maintenance).
-        op.statistics = shopsync_engine::realtime::realtime_statistics(&staging, &conflicts);
+        let categories = shopsync_engine::realtime::categories_changed_by(store, op_id)
+            .await
+            .map_err(ApiError::internal)?;
+        op.statistics =
+            shopsync_engine::realtime::realtime_statistics(&staging, &conflicts, categories);
     }
     let mut answer = json!({
         "operation": operation_json(&op, chrono::Utc::now()),

@@ -141,6 +141,12 @@ on_both_stores! {
             .unwrap();
         let day = shopsync_engine::realtime::realtime_operation(&store, chrono::Utc::now()).await.unwrap();
         assert_eq!(version.sync_operation_id, Some(day.operation_uuid), "under the day's realtime operation");
+        // The day's statistics, brought up to date by maintenance, count the collection.
+        assert_eq!(day.statistics.categories_changed, 0);
+        let refreshed = shopsync_engine::realtime::refresh_realtime_operations(&store, chrono::Utc::now()).await.unwrap();
+        let day = refreshed.iter().find(|op| op.operation_uuid == day.operation_uuid).expect("the day is refreshed");
+        assert_eq!(day.statistics.categories_changed, 1);
+        assert_eq!(day.statistics.updated, 0, "no product changed");
     }
 }
 
