@@ -180,29 +180,109 @@ on_both_stores! {
     /// A bulk resolve the worker runs: every open conflict the filter takes is settled as
     /// the person chose, and what cannot be settled that way is counted as skipped.
     async fn a_queued_bulk_resolve_settles_what_its_filter_takes_and_counts_the_rest() {
-        use shopsync_domain::{ConflictValues, FieldPath, OperationId, OwnershipPolicy};
-        use shopsync_engine::jobs::{operation_of_job, Job, JobMessage, JobOutcome, Worker};
-        use shopsync_engine::resolve::ConflictFilter;
-        let (sim, client, store, _dir) = common::setup(1, 1).await;
-        let system = Actor::system("test");
-        run_full_down(&store, &client, &system, &Default::default()).await.unwrap();
-        let shopify_id = sim.with_shop(|s| s.products().next().unwrap().id);
-        let id = local_id_for(ShopifyProductId::new(shopify_id).unwrap());
-        let conflict = |field: &str, remote: serde_json::Value| {
-            let path = FieldPath::new_unchecked(field.into());
-            let values = ConflictValues { base: None, local: Some(json!("local")), remote: Some(remote) };
-            let decision = OwnershipPolicy::default().decide(&path, &values, None, None);
-            SyncConflict::field(OperationId::generate(), id, path, values, &decision, chrono::Utc::now())
+        use shopsync_engine::jobs::JobOutcome;
+        let case = BulkResolve::with(
+            |product| {
+                vec![
+                    field_conflict(product, "title", json!("Remote title")),
+                    field_conflict(product, "vendor", json!("Remote vendor")),
+                    // Not a value a product type can take: refused, counted as skipped, left open.
+                    field_conflict(product, "product_type", json!(42)),
+                ]
+            },
+            None,
+        )
+        .await;
+        let JobOutcome::Ran(Some(done)) = case.worker.handle(&case.message).await.unwrap() else {
+            panic!("the bulk resolve runs");
         };
-        let title = conflict("title", json!("Remote title"));
-        let vendor = conflict("vendor", json!("Remote vendor"));
-        // Not a value a title can take: refused, counted as skipped, left open.
-        let broken = conflict("product_type", json!(42));
-        store.put_all(&[title.clone(), vendor.clone(), broken.clone()]).await.unwrap();
+        assert_eq!(done.status, shopsync_domain::OperationStatus::Completed);
+        assert_eq!((done.statistics.updated, done.statistics.skipped), (2, 1), "{done:?}");
+        assert_eq!(done.created_by.as_str(), "ana@example.com");
+        let product = case.store.product(case.product).await.unwrap().unwrap();
+        assert_eq!(product.content.title, "Remote title");
+        assert_eq!(product.content.vendor, "Remote vendor");
+        let open = open_conflicts(&case.store, case.product).await.unwrap();
+        assert_eq!(open.iter().map(|c| c.conflict_uuid).collect::<Vec<_>>(), vec![case.conflicts[2].conflict_uuid]);
+    }
+}
+
+/// An open conflict on `field` of `product`: local "local", Shopify `remote`, no base.
+fn field_conflict(
+    product: shopsync_domain::ProductId,
+    field: &str,
+    remote: serde_json::Value,
+) -> SyncConflict {
+    use shopsync_domain::{ConflictValues, FieldPath, OperationId, OwnershipPolicy};
+    let path = FieldPath::new_unchecked(field.into());
+    let values = ConflictValues {
+        base: None,
+        local: Some(json!("local")),
+        remote: Some(remote),
+    };
+    let decision = OwnershipPolicy::default().decide(&path, &values, None, None);
+    SyncConflict::field(
+        OperationId::generate(),
+        product,
+        path,
+        values,
+        &decision,
+        chrono::Utc::now(),
+    )
+}
+
+/// A catalog of one product from the simulator, open conflicts on it, a bulk resolve of them
+/// (remote wins) recorded as pending by Ana, and a worker whose continuations, if any, go to
+/// `continuation`.
+struct BulkResolve {
+    store: shopsync_store::Store,
+    product: shopsync_domain::ProductId,
+    message: shopsync_engine::jobs::JobMessage,
+    operation: shopsync_domain::OperationId,
+    conflicts: Vec<SyncConflict>,
+    worker: shopsync_engine::jobs::Worker,
+    _dir: tempfile::TempDir,
+    _sim: shopsync_shopify_sim::SimHandle,
+}
+
+impl BulkResolve {
+    /// `count` conflicts on the product's title, each with its own remote value.
+    async fn of(
+        count: usize,
+        continuation: Option<std::sync::Arc<shopsync_engine::jobs::LocalQueue>>,
+    ) -> Self {
+        let titles = |product| {
+            (0..count)
+                .map(|index| {
+                    field_conflict(product, "title", json!(format!("Remote title {index}")))
+                })
+                .collect()
+        };
+        Self::with(titles, continuation).await
+    }
+
+    /// As [`BulkResolve::of`], with the conflicts `conflicts_of` makes for the product.
+    async fn with(
+        conflicts_of: impl FnOnce(shopsync_domain::ProductId) -> Vec<SyncConflict>,
+        continuation: Option<std::sync::Arc<shopsync_engine::jobs::LocalQueue>>,
+    ) -> Self {
+        use shopsync_engine::jobs::{operation_of_job, Job, JobMessage, JobQueue, Worker};
+        use shopsync_engine::resolve::ConflictFilter;
+        let (sim, client, store, dir) = common::setup(1, 1).await;
+        run_full_down(&store, &client, &Actor::system("test"), &Default::default())
+            .await
+            .unwrap();
+        let shopify_id = sim.with_shop(|s| s.products().next().unwrap().id);
+        let product = local_id_for(ShopifyProductId::new(shopify_id).unwrap());
+        let conflicts = conflicts_of(product);
+        store.put_all(&conflicts).await.unwrap();
         let ana = Actor::new("ana@example.com").unwrap();
         let message = JobMessage::new(
             Job::ResolveConflicts {
-                filter: ConflictFilter { product: Some(id), ..ConflictFilter::default() },
+                filter: ConflictFilter {
+                    product: Some(product),
+                    ..ConflictFilter::default()
+                },
                 choice: choice(ResolutionMethod::RemoteWins, None),
                 by: ana.clone(),
             },
@@ -212,108 +292,62 @@ on_both_stores! {
             "bulk",
             shopsync_domain::OperationType::ConflictResolution,
             shopsync_domain::SyncDirection::Bidirectional,
-            ana.clone(),
+            ana,
             chrono::Utc::now(),
         );
         pending.operation_uuid = operation_of_job(&message.id);
         store.insert(&pending).await.unwrap();
         let worker = Worker {
             store: store.clone(),
-            client: client.clone(),
+            client,
             actor: Actor::system("worker"),
             rails: Default::default(),
-            continuation: None,
+            continuation: continuation.map(|queue| queue as std::sync::Arc<dyn JobQueue>),
             imports: None,
         };
-        let JobOutcome::Ran(Some(done)) = worker.handle(&message).await.unwrap() else {
-            panic!("the bulk resolve runs");
-        };
-        assert_eq!(done.status, shopsync_domain::OperationStatus::Completed);
-        assert_eq!((done.statistics.updated, done.statistics.skipped), (2, 1), "{done:?}");
-        assert_eq!(done.created_by, ana);
-        let product = store.product(id).await.unwrap().unwrap();
-        assert_eq!(product.content.title, "Remote title");
-        assert_eq!(product.content.vendor, "Remote vendor");
-        let open = open_conflicts(&store, id).await.unwrap();
-        assert_eq!(open.iter().map(|c| c.conflict_uuid).collect::<Vec<_>>(), vec![broken.conflict_uuid]);
+        BulkResolve {
+            store,
+            product,
+            message,
+            operation: pending.operation_uuid,
+            conflicts,
+            worker,
+            _dir: dir,
+            _sim: sim,
+        }
+    }
+
+    /// The bulk resolve's operation as stored.
+    async fn operation(&self) -> shopsync_domain::SyncOperation {
+        shopsync_engine::operation::load_operation(&self.store, self.operation)
+            .await
+            .unwrap()
+    }
+
+    /// The versions of the product a conflict resolution wrote.
+    async fn resolution_versions(&self) -> usize {
+        let versions = self
+            .store
+            .product_versions(self.product, false, 1000, None)
+            .await
+            .unwrap();
+        assert!(versions.next.is_none(), "one page holds them");
+        versions
+            .items
+            .iter()
+            .filter(|v| v.change_source == ChangeSource::ConflictResolution)
+            .count()
     }
 }
 
-/// A product of one variant and `count` open conflicts on its title (each with its own
-/// remote value), and a bulk resolve of them recorded as pending by Ana: its message, its
-/// operation and the conflicts.
-async fn bulk_resolve_of(
-    store: &shopsync_store::Store,
-    product: shopsync_domain::ProductId,
-    count: usize,
-) -> (
-    shopsync_engine::jobs::JobMessage,
-    shopsync_domain::OperationId,
-    Vec<SyncConflict>,
-) {
-    use shopsync_domain::{ConflictValues, FieldPath, OperationId, OwnershipPolicy};
-    use shopsync_engine::jobs::{operation_of_job, Job, JobMessage};
-    use shopsync_engine::resolve::ConflictFilter;
-    let found_by = OperationId::generate();
-    let conflicts: Vec<SyncConflict> = (0..count)
-        .map(|index| {
-            let path = FieldPath::new_unchecked("title".into());
-            let values = ConflictValues {
-                base: None,
-                local: Some(json!("local")),
-                remote: Some(json!(format!("Remote title {index}"))),
-            };
-            let decision = OwnershipPolicy::default().decide(&path, &values, None, None);
-            SyncConflict::field(
-                found_by,
-                product,
-                path,
-                values,
-                &decision,
-                chrono::Utc::now(),
-            )
-        })
-        .collect();
-    store.put_all(&conflicts).await.unwrap();
-    let ana = Actor::new("ana@example.com").unwrap();
-    let message = JobMessage::new(
-        Job::ResolveConflicts {
-            filter: ConflictFilter {
-                product: Some(product),
-                ..ConflictFilter::default()
-            },
-            choice: choice(ResolutionMethod::RemoteWins, None),
-            by: ana.clone(),
-        },
-        chrono::Utc::now(),
-    );
-    let mut pending = shopsync_domain::SyncOperation::new(
-        "bulk",
-        shopsync_domain::OperationType::ConflictResolution,
-        shopsync_domain::SyncDirection::Bidirectional,
-        ana,
-        chrono::Utc::now(),
-    );
-    pending.operation_uuid = operation_of_job(&message.id);
-    store.insert(&pending).await.unwrap();
-    (message, pending.operation_uuid, conflicts)
-}
-
-/// The versions of `product` a conflict resolution wrote.
-async fn resolution_versions(
-    store: &shopsync_store::Store,
-    product: shopsync_domain::ProductId,
-) -> usize {
-    let versions = store
-        .product_versions(product, false, 1000, None)
+/// The next message on `queue`, if one comes within a moment.
+async fn next_message(
+    queue: &shopsync_engine::jobs::LocalQueue,
+) -> Option<shopsync_engine::jobs::JobMessage> {
+    tokio::time::timeout(std::time::Duration::from_millis(200), queue.receive())
         .await
-        .unwrap();
-    assert!(versions.next.is_none(), "one page holds them");
-    versions
-        .items
-        .iter()
-        .filter(|v| v.change_source == ChangeSource::ConflictResolution)
-        .count()
+        .ok()
+        .flatten()
 }
 
 on_both_stores! {
@@ -321,44 +355,28 @@ on_both_stores! {
     /// on as a continuation from where it stopped: each conflict is settled once and counted
     /// once, whatever the number of pieces.
     async fn a_bulk_resolve_stopped_after_every_page_goes_on_and_counts_each_conflict_once() {
-        use shopsync_engine::jobs::{JobOutcome, LocalQueue, Worker};
-        let (sim, client, store, _dir) = common::setup(1, 1).await;
-        run_full_down(&store, &client, &Actor::system("test"), &Default::default()).await.unwrap();
-        let shopify_id = sim.with_shop(|s| s.products().next().unwrap().id);
-        let id = local_id_for(ShopifyProductId::new(shopify_id).unwrap());
-        let (message, operation, conflicts) = bulk_resolve_of(&store, id, 250).await;
+        use shopsync_engine::jobs::{JobOutcome, LocalQueue};
         let queue = std::sync::Arc::new(LocalQueue::default());
-        let worker = Worker {
-            store: store.clone(),
-            client: client.clone(),
-            actor: Actor::system("worker"),
-            rails: Default::default(),
-            continuation: Some(queue.clone()),
-            imports: None,
-        };
+        let case = BulkResolve::of(250, Some(queue.clone())).await;
         // Every piece starts past its deadline: it does one page and sends its continuation.
-        let mut next = Some(message);
-        let mut pieces = 0;
+        let mut next = Some(case.message.clone());
         let mut resolved_after_each = Vec::new();
         while let Some(message) = next.take() {
-            let outcome = worker.handle_until(&message, Some(std::time::Instant::now())).await.unwrap();
+            let outcome = case.worker.handle_until(&message, Some(std::time::Instant::now())).await.unwrap();
             assert!(matches!(outcome, JobOutcome::Ran(Some(_))), "{outcome:?}");
-            pieces += 1;
-            let saved = shopsync_engine::operation::load_operation(&store, operation).await.unwrap();
-            resolved_after_each.push(saved.statistics.updated);
-            next = tokio::time::timeout(std::time::Duration::from_millis(50), queue.receive()).await.ok().flatten();
+            resolved_after_each.push(case.operation().await.statistics.updated);
+            next = next_message(&queue).await;
         }
-        assert_eq!(pieces, 3, "250 conflicts in pages of 100");
-        assert_eq!(resolved_after_each, vec![100, 200, 250], "each piece's count is saved with it");
-        let done = shopsync_engine::operation::load_operation(&store, operation).await.unwrap();
+        assert_eq!(resolved_after_each, vec![100, 200, 250], "three pieces of a page each, each piece's count saved with it");
+        let done = case.operation().await;
         assert_eq!(done.status, shopsync_domain::OperationStatus::Completed);
         assert_eq!((done.statistics.processed, done.statistics.updated, done.statistics.skipped), (250, 250, 0));
         assert!(done.checkpoint.is_none(), "a finished bulk resolve keeps no checkpoint");
-        assert_eq!(resolution_versions(&store, id).await, 250, "one version per conflict");
-        for conflict in conflicts {
-            let settled: SyncConflict = store.get(&shopsync_store::item::Key::pk(conflict.conflict_uuid.to_string())).await.unwrap().unwrap();
+        assert_eq!(case.resolution_versions().await, 250, "one version per conflict");
+        for conflict in &case.conflicts {
+            let settled: SyncConflict = case.store.get(&shopsync_store::item::Key::pk(conflict.conflict_uuid.to_string())).await.unwrap().unwrap();
             assert_eq!(settled.status, ConflictStatus::Resolved);
-            assert_eq!(settled.resolution.unwrap().resolved_in, Some(operation));
+            assert_eq!(settled.resolution.unwrap().resolved_in, Some(case.operation));
         }
     }
 }
@@ -367,41 +385,29 @@ on_both_stores! {
     /// A bulk resolve whose worker died after settling part of a page, delivered again,
     /// counts what it settled before once and settles the rest.
     async fn a_bulk_resolve_delivered_again_after_a_crash_counts_what_it_settled_before_once() {
-        use shopsync_engine::jobs::{JobOutcome, Worker};
-        use shopsync_engine::resolve::resolve_conflict_in;
-        let (sim, client, store, _dir) = common::setup(1, 1).await;
-        run_full_down(&store, &client, &Actor::system("test"), &Default::default()).await.unwrap();
-        let shopify_id = sim.with_shop(|s| s.products().next().unwrap().id);
-        let id = local_id_for(ShopifyProductId::new(shopify_id).unwrap());
-        let (message, operation, conflicts) = bulk_resolve_of(&store, id, 40).await;
+        use shopsync_engine::jobs::JobOutcome;
+        use shopsync_engine::resolve::{resolve_conflict_in, ConflictFilter, ResolveCheckpoint};
+        let case = BulkResolve::of(40, None).await;
         let ana = Actor::new("ana@example.com").unwrap();
         // The worker took the page in hand (saved with its operation), settled 15 of it and
         // died before it saved their count.
-        let mut running = shopsync_engine::operation::load_operation(&store, operation).await.unwrap();
+        let mut running = case.operation().await;
         running.move_to(shopsync_domain::OperationStatus::InProgress, None, chrono::Utc::now()).unwrap();
-        running.checkpoint = Some(serde_json::to_value(shopsync_engine::resolve::ResolveCheckpoint {
-            filter: shopsync_engine::resolve::ConflictFilter { product: Some(id), ..Default::default() },
+        running.checkpoint = Some(serde_json::to_value(ResolveCheckpoint {
+            filter: ConflictFilter { product: Some(case.product), ..Default::default() },
             choice: choice(ResolutionMethod::RemoteWins, None),
             by: ana.clone(),
             next: None,
-            in_hand: Some(conflicts.iter().map(|c| c.conflict_uuid).collect()),
+            in_hand: Some(case.conflicts.iter().map(|c| c.conflict_uuid).collect()),
             skipped_reasons: Vec::new(),
         }).unwrap());
-        store.put_all(std::slice::from_ref(&running)).await.unwrap();
-        for conflict in &conflicts[..15] {
-            resolve_conflict_in(&store, conflict.conflict_uuid, &choice(ResolutionMethod::RemoteWins, None), &ana, chrono::Utc::now(), Some(operation)).await.unwrap();
+        case.store.put_all(std::slice::from_ref(&running)).await.unwrap();
+        for conflict in &case.conflicts[..15] {
+            resolve_conflict_in(&case.store, conflict.conflict_uuid, &choice(ResolutionMethod::RemoteWins, None), &ana, chrono::Utc::now(), Some(case.operation)).await.unwrap();
         }
         // One settled by someone else meanwhile: skipped, as it is settled already.
-        resolve_conflict(&store, conflicts[20].conflict_uuid, &choice(ResolutionMethod::LocalWins, None), &ana, chrono::Utc::now()).await.unwrap();
-        let worker = Worker {
-            store: store.clone(),
-            client: client.clone(),
-            actor: Actor::system("worker"),
-            rails: Default::default(),
-            continuation: None,
-            imports: None,
-        };
-        let JobOutcome::Ran(Some(done)) = worker.handle(&message).await.unwrap() else {
+        resolve_conflict(&case.store, case.conflicts[20].conflict_uuid, &choice(ResolutionMethod::LocalWins, None), &ana, chrono::Utc::now()).await.unwrap();
+        let JobOutcome::Ran(Some(done)) = case.worker.handle(&case.message).await.unwrap() else {
             panic!("the bulk resolve runs");
         };
         assert_eq!(done.status, shopsync_domain::OperationStatus::Completed);
@@ -409,7 +415,7 @@ on_both_stores! {
         // counts once as its own, what someone else settled as skipped.
         assert_eq!((done.statistics.updated, done.statistics.skipped), (39, 1), "{done:?}");
         assert!(done.status_reason.as_deref().unwrap().contains("is resolved already"), "{:?}", done.status_reason);
-        assert_eq!(resolution_versions(&store, id).await, 40, "one version per conflict, none twice");
+        assert_eq!(case.resolution_versions().await, 40, "one version per conflict, none twice");
     }
 }
 
@@ -417,32 +423,20 @@ on_both_stores! {
     /// A cancel stops a bulk resolve at its next page: what it settled stays settled and
     /// counted, the rest stays open.
     async fn a_cancelled_bulk_resolve_stops_at_its_next_page() {
-        use shopsync_engine::jobs::{JobOutcome, LocalQueue, Worker};
-        let (sim, client, store, _dir) = common::setup(1, 1).await;
-        run_full_down(&store, &client, &Actor::system("test"), &Default::default()).await.unwrap();
-        let shopify_id = sim.with_shop(|s| s.products().next().unwrap().id);
-        let id = local_id_for(ShopifyProductId::new(shopify_id).unwrap());
-        let (message, operation, _) = bulk_resolve_of(&store, id, 150).await;
+        use shopsync_engine::jobs::{JobOutcome, LocalQueue};
         let queue = std::sync::Arc::new(LocalQueue::default());
-        let worker = Worker {
-            store: store.clone(),
-            client: client.clone(),
-            actor: Actor::system("worker"),
-            rails: Default::default(),
-            continuation: Some(queue.clone()),
-            imports: None,
-        };
-        worker.handle_until(&message, Some(std::time::Instant::now())).await.unwrap();
+        let case = BulkResolve::of(150, Some(queue.clone())).await;
+        case.worker.handle_until(&case.message, Some(std::time::Instant::now())).await.unwrap();
         let ana = Actor::new("ana@example.com").unwrap();
-        shopsync_engine::review::cancel_operation(&store, operation, &ana, "wrong filter").await.unwrap();
-        let continuation = tokio::time::timeout(std::time::Duration::from_secs(1), queue.receive()).await.unwrap().unwrap();
-        let JobOutcome::Ran(Some(stopped)) = worker.handle_until(&continuation, Some(std::time::Instant::now())).await.unwrap() else {
+        shopsync_engine::review::cancel_operation(&case.store, case.operation, &ana, "wrong filter").await.unwrap();
+        let continuation = next_message(&queue).await.expect("the first piece sent its continuation");
+        let JobOutcome::Ran(Some(stopped)) = case.worker.handle_until(&continuation, Some(std::time::Instant::now())).await.unwrap() else {
             panic!("the continuation runs");
         };
         assert_eq!(stopped.status, shopsync_domain::OperationStatus::Cancelled);
         assert_eq!(stopped.statistics.updated, 100, "the first page's count stays");
-        assert_eq!(open_conflicts(&store, id).await.unwrap().len(), 50, "the rest stays open");
-        assert_eq!(resolution_versions(&store, id).await, 100);
-        assert!(tokio::time::timeout(std::time::Duration::from_millis(50), queue.receive()).await.is_err(), "nothing more is queued");
+        assert_eq!(open_conflicts(&case.store, case.product).await.unwrap().len(), 50, "the rest stays open");
+        assert_eq!(case.resolution_versions().await, 100);
+        assert!(next_message(&queue).await.is_none(), "nothing more is queued");
     }
 }
