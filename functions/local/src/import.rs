@@ -150,6 +150,15 @@ pub async fn run(source: ImportSource) -> anyhow::Result<ExitCode> {
         .put(&key, body, "text/csv")
         .await
         .context("placing the file")?;
+    // The copy keeps the file's own modification time: the time of the snapshot it holds.
+    if let Ok(written) = std::fs::metadata(&args.file).and_then(|m| m.modified()) {
+        let placed = blobs.path_of(&key).context("placing the file")?;
+        std::fs::File::options()
+            .write(true)
+            .open(&placed)
+            .and_then(|file| file.set_modified(written))
+            .context("keeping the file's modification time")?;
+    }
     let importer = Importer {
         store: &repo,
         client: Some(&target.client),

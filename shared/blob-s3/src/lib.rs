@@ -89,6 +89,9 @@ impl Blobs for S3Blobs {
                     .trim_matches('"')
                     .to_owned(),
                 version_id: head.version_id().map(str::to_owned),
+                last_modified: head
+                    .last_modified()
+                    .and_then(|at| std::time::SystemTime::try_from(*at).ok()),
             })),
             Err(e) => match failed(key, e) {
                 BlobError::NotFound(_) => Ok(None),

@@ -61,6 +61,10 @@ pub struct XorosoftProduct {
     /// cleared when a file names it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_since: Option<DateTime<Utc>>,
+    /// When the file its stock last came from was written (that object's last-modified
+    /// time): a stock file written before it is held for a person before it is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock_snapshot_at: Option<DateTime<Utc>>,
     /// When shopsync stored them.
     pub updated_at: DateTime<Utc>,
 }
@@ -88,6 +92,7 @@ impl XorosoftProduct {
             import_file: None,
             source_timestamp: None,
             missing_since: None,
+            stock_snapshot_at: None,
             updated_at: now,
         }
     }
@@ -242,6 +247,14 @@ pub struct ImportObject {
     /// Its size in bytes.
     #[serde(default)]
     pub size: u64,
+    /// When it was written (S3's `LastModified`, a file's modification time): the time of
+    /// the snapshot it holds, which an older file's stock never overwrites unasked.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::time::write_utc_opt"
+    )]
+    pub last_modified: Option<DateTime<Utc>>,
 }
 
 impl ImportObject {
@@ -559,6 +572,7 @@ mod tests {
             version_id: None,
             etag: "\"abc\"".into(),
             size: 10,
+            last_modified: None,
         };
         let same = ImportObject {
             version_id: Some("v2".into()),

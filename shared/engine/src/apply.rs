@@ -261,9 +261,15 @@ async fn apply_chunk(
                 continue;
             }
             // A patch (a Xorosoft import, a local edit) sets its fields on the product as
-            // it is now, whatever moved meanwhile.
-            let proposed = match (row.origin, current.version != row.base_version) {
-                (Some(_), true) => match patched(&current.content, &row.change_data) {
+            // it is now, whatever moved meanwhile; a Xorosoft stock figure keeps the moves
+            // Shopify made since it was staged.
+            let moved = current.version != row.base_version;
+            if moved && row.origin == Some(ChangeSource::Xorosoft) {
+                keep_shopify_moves(store, row.base_version, &current, &mut applied.change_data)
+                    .await?;
+            }
+            let proposed = match (row.origin, moved) {
+                (Some(_), true) => match patched(&current.content, &applied.change_data) {
                     Ok(content) => content,
                     Err(reason) => {
                         settle_row(store, row, StagingStatus::Failed, &reason, now).await?;
@@ -412,6 +418,75 @@ fn linked_item(row: &ProductsStaging) -> Option<String> {
         .get(LINKED_ITEM)?
         .values()
         .find_map(|v| v.as_str().map(str::to_owned))
+}
+
+/// A Xorosoft stock figure applied after its product's level moved since it was staged:
+/// what Shopify moved meanwhile (sales, an adjustment made there, as the product's versions
+/// from Shopify record them) is kept on top of the figure, as the push keeps a sale it finds
+/// there, and the change's old value becomes the level it replaces now. Local and Shopify so
+/// end at the same level, and a move made elsewhere (another import, a person) is not taken
+/// for a sale.
+async fn keep_shopify_moves(
+    store: &Store,
+    base_version: u64,
+    current: &Product,
+    changes: &mut shopsync_domain::ChangeData,
+) -> Result<(), EngineError> {
+    let levels = current.content.to_fields();
+    let moved: Vec<shopsync_domain::FieldPath> = changes
+        .iter()
+        .filter(|(path, change)| {
+            path.leaf() == "inventory"
+                && change.old.is_some()
+                && change.new.is_some()
+                && levels.get(*path) != change.old.as_ref()
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    // The versions from the one it was staged against to the current one, oldest first.
+    let mut query = Query::new(Table::ProductVersions, None, current.id.to_string());
+    query.sk = Some(shopsync_store::item::SortCondition::Between(
+        (base_version as i64).into(),
+        (current.version as i64).into(),
+    ));
+    let versions: Vec<shopsync_domain::ProductVersion> = store.query_all(query).await?;
+    let mut from_shopify: std::collections::BTreeMap<&shopsync_domain::FieldPath, i64> =
+        std::collections::BTreeMap::new();
+    let level = |fields: &shopsync_domain::Fields, path: &shopsync_domain::FieldPath| {
+        fields
+            .get(path)
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0)
+    };
+    for pair in versions.windows(2) {
+        if pair[1].change_source != ChangeSource::Shopify {
+            continue;
+        }
+        let (before, after) = (
+            pair[0].product_data.to_fields(),
+            pair[1].product_data.to_fields(),
+        );
+        for path in &moved {
+            *from_shopify.entry(path).or_default() += level(&after, path) - level(&before, path);
+        }
+    }
+    for path in &moved {
+        let Some(change) = changes.get_mut(path) else {
+            continue;
+        };
+        let figure = change
+            .new
+            .as_ref()
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0);
+        let kept = from_shopify.get(path).copied().unwrap_or(0);
+        change.old = levels.get(path).cloned();
+        change.new = Some(serde_json::json!(figure + kept));
+    }
+    Ok(())
 }
 
 /// `content` with the new value of every field of `changes` set, whatever it held before.

@@ -35,6 +35,9 @@ pub struct BlobInfo {
     pub etag: String,
     /// Its version, where the store keeps versions.
     pub version_id: Option<String>,
+    /// When it was last written (S3's `LastModified`, a file's modification time), where the
+    /// store says.
+    pub last_modified: Option<std::time::SystemTime>,
 }
 
 /// A store of objects by key.
@@ -149,6 +152,7 @@ impl Blobs for FolderBlobs {
                 size,
                 etag,
                 version_id: None,
+                last_modified: std::fs::metadata(&path).and_then(|m| m.modified()).ok(),
             })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error(&key, e)),

@@ -315,6 +315,10 @@ struct ImportCheckpoint {
     store_codes: BTreeSet<String>,
     /// Per StoreCode: items its previous snapshot had, and how many of them this one lacks.
     snapshots: BTreeMap<String, (u64, u64)>,
+    /// Per StoreCode of a file that takes stock: its items whose stock came from a file
+    /// written after this one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    newer: BTreeMap<String, NewerSnapshot>,
     /// Counts.
     stats: XorosoftStatistics,
     /// The file's encoding.
@@ -334,6 +338,59 @@ struct ImportCheckpoint {
     rows_in_product_order: bool,
 }
 
+/// Counts `record` into `newer` when its stock came from a file written after `log`'s (by
+/// another import: this one has written none before it applies).
+fn note_newer(
+    newer: &mut BTreeMap<String, NewerSnapshot>,
+    log: &XorosoftSyncLog,
+    record: &XorosoftProduct,
+) {
+    let this = log.object.as_ref().and_then(|o| o.last_modified);
+    let Some(at) = record
+        .stock_snapshot_at
+        .filter(|at| this.is_some_and(|this| *at > this))
+        .filter(|_| record.last_log_id != Some(log.id))
+    else {
+        return;
+    };
+    let entry = newer
+        .entry(record.warehouse_code.clone())
+        .or_insert(NewerSnapshot {
+            items: 0,
+            file: None,
+            written_at: at,
+        });
+    entry.items += 1;
+    if at >= entry.written_at {
+        entry.written_at = at;
+        entry.file = record.import_file.clone();
+    }
+}
+
+/// Why a file is held when items of `code` hold stock from a newer file.
+fn newer_reason(code: &str, newer: &NewerSnapshot, log: &XorosoftSyncLog) -> String {
+    let written = |at: Option<DateTime<Utc>>| {
+        at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| "unknown".into())
+    };
+    format!(
+        "{} item(s) of store {code} hold stock from a newer file ({}, written {}) than this one (written {}): applying it would set their stock back to an older snapshot",
+        newer.items,
+        newer.file.as_deref().unwrap_or("unknown"),
+        written(Some(newer.written_at)),
+        written(log.object.as_ref().and_then(|o| o.last_modified)),
+    )
+}
+
+/// The items of a StoreCode whose stock came from a file written after the one imported: how
+/// many, and the newest such file (`bucket/key`) and when it was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct NewerSnapshot {
+    items: u64,
+    file: Option<String>,
+    written_at: DateTime<Utc>,
+}
+
 impl ImportCheckpoint {
     fn new(log: XorosoftLogId) -> Self {
         Self {
@@ -346,6 +403,7 @@ impl ImportCheckpoint {
             withdrawn: BTreeSet::new(),
             store_codes: BTreeSet::new(),
             snapshots: BTreeMap::new(),
+            newer: BTreeMap::new(),
             stats: XorosoftStatistics::default(),
             encoding: None,
             fallbacks: 0,
@@ -499,6 +557,7 @@ impl Importer<'_> {
             version_id: info.version_id,
             etag: info.etag,
             size: info.size,
+            last_modified: info.last_modified.map(DateTime::<Utc>::from),
         };
         let mut log = XorosoftSyncLog::new(object, sync_type, self.actor.clone(), now);
         if dry_run {
@@ -671,6 +730,9 @@ impl Importer<'_> {
                     true
                 }
                 ImportPhase::Apply => {
+                    if let Some(held) = self.hold_if_overtaken(&mut op, &mut checkpoint).await? {
+                        return Ok((held, false));
+                    }
                     self.apply(&mut op, &mut checkpoint).await?;
                     checkpoint.phase = ImportPhase::Push {
                         next: 0,
@@ -1032,6 +1094,7 @@ impl Importer<'_> {
         let withdrawn_items = self.withdrawn_items(checkpoint).await?;
         let mut missing: Vec<(String, String)> = Vec::new();
         checkpoint.snapshots.clear();
+        checkpoint.newer.clear();
         for code in checkpoint.store_codes.clone() {
             let mut query = Query::new(Table::XorosoftProducts, Some("by_warehouse"), code.clone());
             query.limit = 500;
@@ -1039,6 +1102,9 @@ impl Importer<'_> {
             let mut lacking = 0u64;
             loop {
                 let page = self.store.query::<XorosoftProduct>(query.clone()).await?;
+                for record in &page.items {
+                    note_newer(&mut checkpoint.newer, &log, record);
+                }
                 for record in page.items.iter().filter(|r| r.missing_since.is_none()) {
                     previous += 1;
                     let named = seen.contains(&code, &record.xorosoft_id)
@@ -1468,6 +1534,10 @@ impl Importer<'_> {
                 }
             }
         }
+        let mut log = load_log(self.store, checkpoint.xorosoft_import).await?;
+        for (code, newer) in &checkpoint.newer {
+            reasons.push(newer_reason(code, newer, &log));
+        }
         let stats = &checkpoint.stats;
         let rows = stats.rows_valid + stats.rows_invalid;
         let bad = stats.rows_invalid + checkpoint.withdrawn.len() as u64;
@@ -1485,7 +1555,6 @@ impl Importer<'_> {
                 "{price_changes} price change(s) from Xorosoft wait for review (prices are the local catalog's; set SHOPSYNC_XOROSOFT_OWNS_PRICE=true to take them unattended)"
             ));
         }
-        let mut log = load_log(self.store, checkpoint.xorosoft_import).await?;
         let log_before = log.clone();
         let now = Utc::now();
         if op.dry_run {
@@ -1515,11 +1584,26 @@ impl Importer<'_> {
             checkpoint.phase = ImportPhase::Apply;
             return Ok(None);
         }
+        op.statistics.processed = summary.changes;
+        self.hold(op, checkpoint, log, &reasons).await.map(Some)
+    }
+
+    /// Holds the import for approval with `reasons`: nothing is applied or pushed until a
+    /// person approves it, which goes on with the apply. Logged at warn and counted in the
+    /// metric an alarm watches.
+    async fn hold(
+        &self,
+        op: &mut SyncOperation,
+        checkpoint: &mut ImportCheckpoint,
+        mut log: XorosoftSyncLog,
+        reasons: &[String],
+    ) -> Result<XorosoftSyncLog, EngineError> {
+        let log_before = log.clone();
+        let now = Utc::now();
         let reason = reasons.join("; ");
         checkpoint.phase = ImportPhase::Apply;
         let before = op.clone();
         op.checkpoint = serde_json::to_value(&*checkpoint).ok();
-        op.statistics.processed = summary.changes;
         op.move_to(OperationStatus::AwaitingApproval, Some(reason.clone()), now)?;
         save(self.store, op, &before).await?;
         log.status = XorosoftSyncStatus::AwaitingApproval;
@@ -1535,7 +1619,68 @@ impl Importer<'_> {
             "Xorosoft import held for approval: nothing applied or pushed"
         );
         emit_held_or_refused(&log);
-        Ok(Some(log))
+        Ok(log)
+    }
+
+    /// Per StoreCode of the file, its items whose stock came from a file written after this
+    /// one (by another import).
+    async fn newer_snapshots(
+        &self,
+        log: &XorosoftSyncLog,
+        checkpoint: &ImportCheckpoint,
+    ) -> Result<BTreeMap<String, NewerSnapshot>, EngineError> {
+        let mut newer = BTreeMap::new();
+        for code in &checkpoint.store_codes {
+            let mut query = Query::new(Table::XorosoftProducts, Some("by_warehouse"), code.clone());
+            query.limit = 500;
+            loop {
+                let page = self.store.query::<XorosoftProduct>(query.clone()).await?;
+                for record in &page.items {
+                    note_newer(&mut newer, log, record);
+                }
+                match page.next {
+                    Some(next) => query.start = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(newer)
+    }
+
+    /// Before a stock import applies: when stock from a file written after this one came in
+    /// since it was judged (another import applied meanwhile, or while this one waited for
+    /// approval), it is held again, so an older snapshot never overwrites a newer one
+    /// unasked. Returns the log when it was held.
+    async fn hold_if_overtaken(
+        &self,
+        op: &mut SyncOperation,
+        checkpoint: &mut ImportCheckpoint,
+    ) -> Result<Option<XorosoftSyncLog>, EngineError> {
+        let log = load_log(self.store, checkpoint.xorosoft_import).await?;
+        if !log.sync_type.takes_stock() || op.dry_run {
+            return Ok(None);
+        }
+        let newer = self.newer_snapshots(&log, checkpoint).await?;
+        let overtaken: Vec<String> = newer
+            .iter()
+            .filter(|(code, now)| {
+                checkpoint
+                    .newer
+                    .get(*code)
+                    .is_none_or(|judged| now.written_at > judged.written_at)
+            })
+            .map(|(code, now)| {
+                format!(
+                    "since this import was judged, {}",
+                    newer_reason(code, now, &log)
+                )
+            })
+            .collect();
+        if overtaken.is_empty() {
+            return Ok(None);
+        }
+        checkpoint.newer = newer;
+        self.hold(op, checkpoint, log, &overtaken).await.map(Some)
     }
 
     // ------------------------------------------------------------ apply
@@ -1606,6 +1751,7 @@ impl Importer<'_> {
         }
         let mut writes = Vec::with_capacity(records.len());
         let file = log.object.as_ref().map(ImportObject::path);
+        let written_at = log.object.as_ref().and_then(|o| o.last_modified);
         for (item, existing) in takes.iter().zip(records.iter()) {
             let mut record = match (existing, shopsync_domain::Sku::parse(&item.item_number)) {
                 (Some(existing), _) => existing.clone(),
@@ -1624,6 +1770,7 @@ impl Importer<'_> {
                 record.stock_on_order = Quantity(item.on_order.unwrap_or(record.stock_on_order.0));
                 record.cost_price = item.unit_cost.or(record.cost_price);
                 record.missing_since = None;
+                record.stock_snapshot_at = written_at.or(record.stock_snapshot_at);
             }
             if log.sync_type.takes_prices() && item.price_error.is_none() {
                 record.standard_price = item.standard_price.or(record.standard_price);

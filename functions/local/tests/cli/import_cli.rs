@@ -316,3 +316,60 @@ async fn an_import_rolled_back_and_killed_mid_way_is_resumed_and_restores_each_p
         );
     }
 }
+
+#[tokio::test]
+async fn an_imported_file_keeps_its_own_time_so_an_older_export_imported_later_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = shopsync(dir.path(), &["sync", "--direction", "down", "--full"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let skus = skus(dir.path()).await;
+    let files = tempfile::tempdir().unwrap();
+    let newer = files.path().join("stock-1000.csv");
+    std::fs::write(
+        &newer,
+        format!("{HEADER}\n{}", stock_row("MAIN", &skus[0], 40)),
+    )
+    .unwrap();
+    let older = files.path().join("stock-0900.csv");
+    std::fs::write(
+        &older,
+        format!("{HEADER}\n{}", stock_row("MAIN", &skus[0], 12)),
+    )
+    .unwrap();
+    // The 09:00 export was written an hour before the 10:00 one, and is imported after it.
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&older)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    let (code, out, err) = shopsync(
+        dir.path(),
+        &["import", "xorosoft", newer.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let first: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(first["status"], "completed", "{first}");
+    let (code, out, err) = shopsync(
+        dir.path(),
+        &["import", "xorosoft", older.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "held for approval is not a failure: {out}{err}"
+    );
+    let second: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(second["status"], "awaiting_approval", "{second}");
+    let reason = second["status_reason"].as_str().unwrap();
+    assert!(reason.contains("hold stock from a newer file"), "{reason}");
+    assert!(reason.contains("stock-1000.csv"), "{reason}");
+    let (products, _, _) = common::stored(dir.path()).await;
+    let level = products
+        .iter()
+        .flat_map(|p| p.content.variants.iter())
+        .find(|v| v.sku.as_ref().is_some_and(|s| s.as_str() == skus[0]))
+        .and_then(|v| v.inventory.values().next().copied());
+    assert_eq!(level.map(|q| q.0), Some(40), "the newer stock stands");
+}

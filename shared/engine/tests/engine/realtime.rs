@@ -9,7 +9,7 @@ use shopsync_engine::sync::run_full_down;
 use shopsync_shopify::webhook::{sign, verify_and_parse, Delivery, WebhookConfig};
 use shopsync_shopify_sim::shop::rest_product;
 
-fn delivery(topic: &str, body: &serde_json::Value, id: &str) -> Delivery {
+pub(crate) fn delivery(topic: &str, body: &serde_json::Value, id: &str) -> Delivery {
     let body = serde_json::to_vec(body).unwrap();
     let config = WebhookConfig {
         shop_domain: "shop.myshopify.com".into(),

@@ -492,3 +492,138 @@ on_both_stores! {
         assert!(errors[0].reason.contains("2 products"), "{errors:?}");
     }
 }
+
+on_both_stores! {
+    /// A stock file written before the one whose stock is already in (files arriving out of
+    /// order, or a held import approved late) is held for a person: its older snapshot never
+    /// sets stock back unasked. Approving it applies it.
+    async fn a_stock_file_older_than_the_stock_already_imported_is_held_until_a_person_approves_it() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let product = &shop.products[0];
+        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
+        let run = importer(&shop, &blobs, &settings, &rails, &actor);
+        let late = "xorosoft/inbound/stock/1000.csv";
+        drop_file(&blobs, late, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 30, "1.00", "5.00"))).await;
+        let imported = run.run(late, None, false).await.unwrap();
+        assert_eq!(imported.status, XorosoftSyncStatus::Completed, "{imported:?}");
+        assert_eq!(level(&shop, product, 0), Some(30));
+        let snapshot = records(&shop.store).await[0].stock_snapshot_at;
+        assert_eq!(snapshot, imported.object.as_ref().unwrap().last_modified, "the record keeps its file's time");
+        assert!(snapshot.is_some());
+
+        // The 09:00 export arrives after the 10:00 one.
+        let early = "xorosoft/inbound/stock/0900.csv";
+        drop_file(&blobs, early, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 7, "1.00", "5.00"))).await;
+        let written = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(blobs.path_of(early).unwrap()).unwrap().set_modified(written).unwrap();
+        let held = run.run(early, None, false).await.unwrap();
+        assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval, "{held:?}");
+        let reason = held.status_reason.as_deref().unwrap_or("");
+        assert!(reason.contains("1 item(s) of store MAIN hold stock from a newer file (local/xorosoft/inbound/stock/1000.csv"), "{reason}");
+        let unchanged = shop.store.product(product.id).await.unwrap().unwrap();
+        assert_eq!(unchanged.content.variants[0].inventory.get(&shop.location).map(|q| q.0), Some(30), "nothing applied");
+        assert_eq!(level(&shop, product, 0), Some(30), "nothing pushed");
+
+        // A person who approves it chooses the older snapshot.
+        approve_import(&shop.store, held.operation_id.unwrap(), &Actor::new("reviewer").unwrap()).await.unwrap();
+        let done = run.run_operation(held.operation_id.unwrap()).await.unwrap();
+        assert_eq!(done.status, XorosoftSyncStatus::Completed, "{done:?}");
+        assert_eq!(level(&shop, product, 0), Some(7));
+        assert_eq!(records(&shop.store).await[0].stock_snapshot_at, done.object.as_ref().unwrap().last_modified);
+    }
+}
+
+on_both_stores! {
+    /// An import held for another reason and approved after a newer file's stock came in is
+    /// held again before it applies: the approval was given before the newer stock existed.
+    async fn a_held_import_overtaken_by_a_newer_file_is_held_again_when_approved() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let product = &shop.products[1];
+        let (settings, actor) = (settings(&shop), importer_actor());
+        let every_change_reviewed = GuardRails { require_approval: true, ..GuardRails::default() };
+        let reviewed = importer(&shop, &blobs, &settings, &every_change_reviewed, &actor);
+        let early = "xorosoft/inbound/stock/0900.csv";
+        drop_file(&blobs, early, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 1), "", 7, "1.00", "5.00"))).await;
+        let written = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(blobs.path_of(early).unwrap()).unwrap().set_modified(written).unwrap();
+        let held = reviewed.run(early, None, false).await.unwrap();
+        assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval, "{held:?}");
+        assert!(!held.status_reason.as_deref().unwrap_or("").contains("newer file"), "{held:?}");
+
+        // Meanwhile the 10:00 file comes in and is applied.
+        let rails = GuardRails::default();
+        let unattended = importer(&shop, &blobs, &settings, &rails, &actor);
+        let late = "xorosoft/inbound/stock/1000.csv";
+        drop_file(&blobs, late, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 1), "", 30, "1.00", "5.00"))).await;
+        assert_eq!(unattended.run(late, None, false).await.unwrap().status, XorosoftSyncStatus::Completed);
+        assert_eq!(level(&shop, product, 1), Some(30));
+
+        // The 09:00 import, approved now, stops before it applies and asks again.
+        let operation = held.operation_id.unwrap();
+        approve_import(&shop.store, operation, &Actor::new("reviewer").unwrap()).await.unwrap();
+        let again = reviewed.run_operation(operation).await.unwrap();
+        assert_eq!(again.status, XorosoftSyncStatus::AwaitingApproval, "{again:?}");
+        let reason = again.status_reason.as_deref().unwrap_or("");
+        assert!(reason.starts_with("since this import was judged, 1 item(s) of store MAIN hold stock from a newer file (local/xorosoft/inbound/stock/1000.csv"), "{reason}");
+        assert_eq!(level(&shop, product, 1), Some(30), "nothing applied or pushed");
+        let kept = shop.store.product(product.id).await.unwrap().unwrap();
+        assert_eq!(kept.content.variants[1].inventory.get(&shop.location).map(|q| q.0), Some(30));
+
+        // Approved knowing it, it applies.
+        approve_import(&shop.store, operation, &Actor::new("reviewer").unwrap()).await.unwrap();
+        let done = reviewed.run_operation(operation).await.unwrap();
+        assert_eq!(done.status, XorosoftSyncStatus::Completed, "{done:?}");
+        assert_eq!(level(&shop, product, 1), Some(7));
+        let local = shop.store.product(product.id).await.unwrap().unwrap();
+        assert_eq!(local.content.variants[1].inventory.get(&shop.location).map(|q| q.0), Some(7), "local and Shopify agree");
+    }
+}
+
+on_both_stores! {
+    /// A sale made in Shopify while a stock import waited for approval is kept when it is
+    /// applied, locally as in Shopify: both end at Xorosoft's figure less the sale.
+    async fn a_sale_while_an_import_waits_is_kept_locally_and_in_shopify() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let product = &shop.products[2];
+        let (settings, actor) = (settings(&shop), importer_actor());
+        let rails = GuardRails { require_approval: true, ..GuardRails::default() };
+        let run = importer(&shop, &blobs, &settings, &rails, &actor);
+        let key = "xorosoft/inbound/stock/morning.csv";
+        drop_file(&blobs, key, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 25, "1.00", "5.00"))).await;
+        let held = run.run(key, None, false).await.unwrap();
+        assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval, "{held:?}");
+        // Four sell in Shopify, and its inventory webhook brings the level here.
+        let before = level(&shop, product, 0).unwrap();
+        let item = product.content.variants[0].inventory_item_id.unwrap().get();
+        shop.sim.with_shop(|s| s.adjust_level(item, shop.location.get(), -4));
+        let sale = crate::realtime::delivery(
+            "inventory_levels/update",
+            &serde_json::json!({
+                "inventory_item_id": item,
+                "location_id": shop.location.get(),
+                "available": before - 4,
+                "updated_at": chrono::Utc::now().to_rfc3339(),
+            }),
+            "sale-1",
+        );
+        let handled = shopsync_engine::realtime::handle_delivery(&shop.store, Some(&shop.client), &sale, &Actor::new("system:webhooks").unwrap(), chrono::Utc::now()).await.unwrap();
+        assert_eq!(handled.name(), "updated", "{handled:?}");
+        let seen = shop.store.product(product.id).await.unwrap().unwrap();
+        assert_eq!(seen.content.variants[0].inventory.get(&shop.location).map(|q| q.0), Some(before - 4));
+
+        let operation = held.operation_id.unwrap();
+        approve_import(&shop.store, operation, &Actor::new("reviewer").unwrap()).await.unwrap();
+        let done = run.run_operation(operation).await.unwrap();
+        assert_eq!(done.status, XorosoftSyncStatus::Completed, "{done:?}");
+        assert_eq!(level(&shop, product, 0), Some(21), "Xorosoft's 25 less the sale");
+        let local = shop.store.product(product.id).await.unwrap().unwrap();
+        assert_eq!(local.content.variants[0].inventory.get(&shop.location).map(|q| q.0), Some(21), "local agrees with Shopify");
+        assert_eq!(local.last_sync_version, local.version, "nothing left to push");
+    }
+}

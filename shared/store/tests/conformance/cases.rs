@@ -2010,6 +2010,7 @@ pub async fn xorosoft_logs_page_by_type_and_file(h: Harness) {
                     version_id: None,
                     etag: format!("e{i}"),
                     size: 10,
+                    last_modified: None,
                 },
                 XorosoftSyncType::StockUpdate,
                 Actor::system("s3"),
