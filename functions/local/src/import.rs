@@ -5,7 +5,7 @@ use crate::config::{ShopifyArgs, StoreArgs};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use shopsync_domain::{XorosoftSyncLog, XorosoftSyncStatus, XorosoftSyncType};
-use shopsync_engine::blob::{Blobs, FolderBlobs};
+use shopsync_engine::blob::FolderBlobs;
 use shopsync_engine::xorosoft_import::{ImportSettings, Importer, LocationMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -113,8 +113,11 @@ pub async fn local_settings(
 /// Runs `shopsync import`.
 pub async fn run(source: ImportSource) -> anyhow::Result<ExitCode> {
     let ImportSource::Xorosoft(args) = source;
-    let body =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let metadata = std::fs::metadata(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    if !metadata.is_file() {
+        anyhow::bail!("{} is not a file", args.file.display());
+    }
     let name = args
         .file
         .file_name()
@@ -146,19 +149,11 @@ pub async fn run(source: ImportSource) -> anyhow::Result<ExitCode> {
         "xorosoft/inbound/{}/{name}",
         args.file_type.sync_type().folder()
     );
+    // Copied as a stream, keeping its own modification time: the time of its snapshot.
     blobs
-        .put(&key, body, "text/csv")
+        .place_file(&key, &args.file)
         .await
         .context("placing the file")?;
-    // The copy keeps the file's own modification time: the time of the snapshot it holds.
-    if let Ok(written) = std::fs::metadata(&args.file).and_then(|m| m.modified()) {
-        let placed = blobs.path_of(&key).context("placing the file")?;
-        std::fs::File::options()
-            .write(true)
-            .open(&placed)
-            .and_then(|file| file.set_modified(written))
-            .context("keeping the file's modification time")?;
-    }
     let importer = Importer {
         store: &repo,
         client: Some(&target.client),

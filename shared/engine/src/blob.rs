@@ -92,6 +92,31 @@ impl FolderBlobs {
         Ok(self.root.join(relative))
     }
 
+    /// Places a copy of the file at `source` as object `key`, streamed (never whole in
+    /// memory) and keeping the file's modification time (the time of what it holds); written
+    /// aside and renamed, so a watcher never sees half of it.
+    pub async fn place_file(&self, key: &str, source: &Path) -> Result<(), BlobError> {
+        let path = self.path_of(key)?;
+        let (key, source) = (key.to_owned(), source.to_owned());
+        blocking(move || {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io_error(&key, e))?;
+            }
+            let partial = path.with_extension("partial");
+            std::fs::copy(&source, &partial).map_err(|e| io_error(&key, e))?;
+            let written = std::fs::metadata(&source)
+                .and_then(|m| m.modified())
+                .map_err(|e| io_error(&key, e))?;
+            std::fs::File::options()
+                .write(true)
+                .open(&partial)
+                .and_then(|file| file.set_modified(written))
+                .map_err(|e| io_error(&key, e))?;
+            std::fs::rename(&partial, &path).map_err(|e| io_error(&key, e))
+        })
+        .await
+    }
+
     /// The key of a file under the folder.
     pub fn key_of(&self, path: &Path) -> Option<String> {
         let relative = path.strip_prefix(&self.root).ok()?;
@@ -258,6 +283,45 @@ mod tests {
         ));
         assert!(matches!(
             blobs.open("gone.csv", 0).await,
+            Err(BlobError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_placed_file_is_the_files_content_with_its_modification_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = FolderBlobs::new(dir.path().join("store"), "local");
+        let source = dir.path().join("export.csv");
+        std::fs::write(&source, b"StoreCode,ItemNumber\nMAIN,A-1\n").expect("write");
+        let written =
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&source)
+            .and_then(|file| file.set_modified(written))
+            .expect("set the time");
+        blobs
+            .place_file("xorosoft/inbound/stock/export.csv", &source)
+            .await
+            .expect("place");
+        let placed = blobs
+            .head("xorosoft/inbound/stock/export.csv")
+            .await
+            .expect("head")
+            .expect("there");
+        assert_eq!(placed.size, 30);
+        assert_eq!(placed.last_modified, Some(written));
+        assert!(matches!(
+            blobs.place_file("../outside.csv", &source).await,
+            Err(BlobError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            blobs
+                .place_file(
+                    "xorosoft/inbound/stock/gone.csv",
+                    &dir.path().join("gone.csv")
+                )
+                .await,
             Err(BlobError::NotFound(_))
         ));
     }
