@@ -101,7 +101,7 @@ pub struct ProductsStaging {
     /// When it was applied.
     #[serde(serialize_with = "crate::time::write_utc_opt")]
     pub applied_at: Option<DateTime<Utc>>,
-    /// Why applying failed.
+    /// Why applying failed, or what of the change was not applied (an applied row).
     pub error: Option<String>,
     /// The Shopify copy the change came from, when it came from Shopify.
     #[serde(default)]

@@ -11,7 +11,7 @@ use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
 use shopsync_domain::{
     Actor, ChangeSource, OperationStatistics, Product, Stage, SyncOperation, VersionStamp,
 };
-use shopsync_store::item::{Condition, Query};
+use shopsync_store::item::{Condition, Key, Query};
 use shopsync_store::{ProductCommit, RepoError, Store, Table};
 use std::time::Instant;
 
@@ -58,7 +58,8 @@ pub(crate) async fn apply_operation_as(
         let reading = Instant::now();
         let page = store.query::<ProductsStaging>(query.clone()).await?;
         times.add(Stage::Apply, reading);
-        let applied = apply_rows_as(store, operation, page.items, actor, times, review).await?;
+        let applied =
+            apply_rows_as(store, operation, page.items, actor, times, (review, None)).await?;
         stats.absorb(&applied);
         match page.next {
             Some(next) => query.start = Some(next),
@@ -88,17 +89,48 @@ pub async fn apply_rows(
     actor: &Actor,
     times: &mut StageTimes,
 ) -> Result<OperationStatistics, EngineError> {
-    apply_rows_as(store, operation, rows, actor, times, Review::Unattended).await
+    apply_rows_as(
+        store,
+        operation,
+        rows,
+        actor,
+        times,
+        (Review::Unattended, None),
+    )
+    .await
 }
 
-/// As [`apply_rows`], applied as `review` says.
+/// As [`apply_rows`], for the rows of a Xorosoft import whose approver accepted setting back
+/// stock that files written up to `accepted_until` set (the newer files its hold named):
+/// what an import of a file written after that set since a row was staged is kept.
+pub async fn apply_import_rows(
+    store: &Store,
+    operation: &SyncOperation,
+    rows: Vec<ProductsStaging>,
+    actor: &Actor,
+    times: &mut StageTimes,
+    accepted_until: Option<DateTime<Utc>>,
+) -> Result<OperationStatistics, EngineError> {
+    apply_rows_as(
+        store,
+        operation,
+        rows,
+        actor,
+        times,
+        (Review::Unattended, accepted_until),
+    )
+    .await
+}
+
+/// As [`apply_rows`], applied as `review` says (with, for an import's rows, the newest file
+/// time its approver accepted going back from, as [`apply_import_rows`] takes it).
 pub(crate) async fn apply_rows_as(
     store: &Store,
     operation: &SyncOperation,
     rows: Vec<ProductsStaging>,
     actor: &Actor,
     times: &mut StageTimes,
-    review: Review,
+    (review, accepted_until): (Review, Option<DateTime<Utc>>),
 ) -> Result<OperationStatistics, EngineError> {
     let mut stats = OperationStatistics::default();
     if operation.dry_run {
@@ -124,7 +156,16 @@ pub(crate) async fn apply_rows_as(
         let mut retry = Vec::new();
         for chunk in todo.chunks(APPLY_BATCH) {
             retry.extend(
-                apply_chunk(store, operation, chunk, actor, times, &mut stats, review).await?,
+                apply_chunk(
+                    store,
+                    operation,
+                    chunk,
+                    actor,
+                    times,
+                    &mut stats,
+                    (review, accepted_until),
+                )
+                .await?,
             );
             // Other tasks get their turn between batches (the embedded store never yields).
             tokio::task::yield_now().await;
@@ -154,9 +195,10 @@ async fn apply_chunk(
     actor: &Actor,
     times: &mut StageTimes,
     stats: &mut OperationStatistics,
-    review: Review,
+    (review, accepted_until): (Review, Option<DateTime<Utc>>),
 ) -> Result<Vec<ProductsStaging>, EngineError> {
     let mut retry = Vec::new();
+    let mut file_times = FileTimes::default();
     {
         let now = Utc::now();
         let mut commits = Vec::with_capacity(chunk.len());
@@ -265,8 +307,27 @@ async fn apply_chunk(
             // Shopify made since it was staged.
             let moved = current.version != row.base_version;
             if moved && row.origin == Some(ChangeSource::Xorosoft) {
-                keep_shopify_moves(store, row.base_version, &current, &mut applied.change_data)
-                    .await?;
+                let kept = rebase_xorosoft_patch(
+                    store,
+                    (operation, accepted_until),
+                    (row.base_version, &current),
+                    &mut applied.change_data,
+                    &mut file_times,
+                )
+                .await?;
+                let kept: Vec<&str> = kept.iter().map(|path| path.as_str()).collect();
+                if !kept.is_empty() && applied.change_data.is_empty() {
+                    settle_row(store, row, StagingStatus::Superseded, &format!("an import of a newer Xorosoft file set all of it since this row was staged; kept: {}", kept.join(", ")), now).await?;
+                    stats.processed += 1;
+                    stats.unchanged += 1;
+                    continue;
+                }
+                if !kept.is_empty() {
+                    applied.error = Some(format!(
+                        "not applied, as an import of a newer Xorosoft file set them since this row was staged: {}",
+                        kept.join(", ")
+                    ));
+                }
             }
             let proposed = match (row.origin, moved) {
                 (Some(_), true) => match patched(&current.content, &applied.change_data) {
@@ -420,18 +481,95 @@ fn linked_item(row: &ProductsStaging) -> Option<String> {
         .find_map(|v| v.as_str().map(str::to_owned))
 }
 
-/// A Xorosoft stock figure applied after its product's level moved since it was staged:
-/// what Shopify moved meanwhile (sales, an adjustment made there, as the product's versions
-/// from Shopify record them) is kept on top of the figure, as the push keeps a sale it finds
-/// there, and the change's old value becomes the level it replaces now. Local and Shopify so
-/// end at the same level, and a move made elsewhere (another import, a person) is not taken
-/// for a sale.
-async fn keep_shopify_moves(
+/// When the files of Xorosoft imports were written (their objects' last-modified times), by
+/// operation, each read once a batch and only when a moved product needs it.
+#[derive(Default)]
+struct FileTimes(std::collections::HashMap<shopsync_domain::OperationId, Option<DateTime<Utc>>>);
+
+impl FileTimes {
+    async fn of(
+        &mut self,
+        store: &Store,
+        operation: shopsync_domain::OperationId,
+    ) -> Result<Option<DateTime<Utc>>, EngineError> {
+        if let Some(written) = self.0.get(&operation) {
+            return Ok(*written);
+        }
+        let log = match store
+            .get::<SyncOperation>(&Key::pk(operation.to_string()))
+            .await?
+            .and_then(|op| op.xorosoft_log_id)
+        {
+            Some(log) => {
+                store
+                    .get::<shopsync_domain::XorosoftSyncLog>(&Key::pk(log.to_string()))
+                    .await?
+            }
+            None => None,
+        };
+        let written = log.and_then(|l| l.object).and_then(|o| o.last_modified);
+        self.0.insert(operation, written);
+        Ok(written)
+    }
+}
+
+/// A Xorosoft patch applied after its product moved since it was staged, brought up to what
+/// happened meanwhile (the product's versions since say it):
+///
+/// - a field an import of a file written after this one (and after `accepted_until`, when
+///   its approver accepted going back from newer files) set since is kept as that import
+///   left it (an older snapshot never overwrites a newer one unasked, however the two
+///   imports interleave): it is dropped from `changes`, and returned;
+/// - a stock figure keeps what Shopify moved since (sales, an adjustment made there), as the
+///   push keeps a sale it finds there, and its old value becomes the level it replaces now,
+///   so local and Shopify end at the same level; a move made elsewhere (another import, a
+///   person) is not taken for a sale.
+async fn rebase_xorosoft_patch(
     store: &Store,
-    base_version: u64,
-    current: &Product,
+    (operation, accepted_until): (&SyncOperation, Option<DateTime<Utc>>),
+    (base_version, current): (u64, &Product),
     changes: &mut shopsync_domain::ChangeData,
-) -> Result<(), EngineError> {
+    file_times: &mut FileTimes,
+) -> Result<Vec<shopsync_domain::FieldPath>, EngineError> {
+    // The versions from the one it was staged against to the current one, oldest first.
+    let mut query = Query::new(Table::ProductVersions, None, current.id.to_string());
+    query.sk = Some(shopsync_store::item::SortCondition::Between(
+        (base_version as i64).into(),
+        (current.version as i64).into(),
+    ));
+    let versions: Vec<shopsync_domain::ProductVersion> = store.query_all(query).await?;
+    let mut kept_newer = std::collections::BTreeSet::new();
+    // Files written up to the newest its approver accepted going back from count as older.
+    let written = match (
+        file_times.of(store, operation.operation_uuid).await?,
+        accepted_until,
+    ) {
+        (Some(this), Some(accepted)) => Some(this.max(accepted)),
+        (this, accepted) => this.or(accepted),
+    };
+    for version in versions.iter().skip(1) {
+        let Some(other) = version.sync_operation_id.filter(|o| {
+            *o != operation.operation_uuid && version.change_source == ChangeSource::Xorosoft
+        }) else {
+            continue;
+        };
+        let newer = match (written, file_times.of(store, other).await?) {
+            (Some(this), Some(that)) => that > this,
+            _ => false,
+        };
+        if newer {
+            kept_newer.extend(
+                version
+                    .changed_fields
+                    .iter()
+                    .filter(|path| changes.contains_key(*path))
+                    .cloned(),
+            );
+        }
+    }
+    for path in &kept_newer {
+        changes.remove(path);
+    }
     let levels = current.content.to_fields();
     let moved: Vec<shopsync_domain::FieldPath> = changes
         .iter()
@@ -443,16 +581,6 @@ async fn keep_shopify_moves(
         })
         .map(|(path, _)| path.clone())
         .collect();
-    if moved.is_empty() {
-        return Ok(());
-    }
-    // The versions from the one it was staged against to the current one, oldest first.
-    let mut query = Query::new(Table::ProductVersions, None, current.id.to_string());
-    query.sk = Some(shopsync_store::item::SortCondition::Between(
-        (base_version as i64).into(),
-        (current.version as i64).into(),
-    ));
-    let versions: Vec<shopsync_domain::ProductVersion> = store.query_all(query).await?;
     let mut from_shopify: std::collections::BTreeMap<&shopsync_domain::FieldPath, i64> =
         std::collections::BTreeMap::new();
     let level = |fields: &shopsync_domain::Fields, path: &shopsync_domain::FieldPath| {
@@ -462,7 +590,7 @@ async fn keep_shopify_moves(
             .unwrap_or(0)
     };
     for pair in versions.windows(2) {
-        if pair[1].change_source != ChangeSource::Shopify {
+        if moved.is_empty() || pair[1].change_source != ChangeSource::Shopify {
             continue;
         }
         let (before, after) = (
@@ -486,7 +614,7 @@ async fn keep_shopify_moves(
         change.old = levels.get(path).cloned();
         change.new = Some(serde_json::json!(figure + kept));
     }
-    Ok(())
+    Ok(kept_newer.into_iter().collect())
 }
 
 /// `content` with the new value of every field of `changes` set, whatever it held before.

@@ -434,7 +434,7 @@ pub async fn approve_rows(
         rows,
         actor,
         &mut StageTimes::default(),
-        Review::Approved,
+        (Review::Approved, None),
     )
     .await?;
     if operation.status == OperationStatus::InProgress {

@@ -1692,10 +1692,20 @@ impl Importer<'_> {
     ) -> Result<(), EngineError> {
         let mut times = StageTimes::default();
         let mut applied = shopsync_domain::OperationStatistics::default();
+        // Held for stock from newer files and approved, it sets back what those files set
+        // (the newest its hold named); anything newer still is kept.
+        let accepted_until = checkpoint.newer.values().map(|n| n.written_at).max();
         for part in self.staged_rows(op, checkpoint).await?.chunks(256) {
             let rows = self.rows(part).await?;
-            let done =
-                crate::apply::apply_rows(self.store, op, rows, self.actor, &mut times).await?;
+            let done = crate::apply::apply_import_rows(
+                self.store,
+                op,
+                rows,
+                self.actor,
+                &mut times,
+                accepted_until,
+            )
+            .await?;
             applied.absorb(&done);
         }
         op.statistics.absorb(&applied);

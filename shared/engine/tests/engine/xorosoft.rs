@@ -627,3 +627,52 @@ on_both_stores! {
         assert_eq!(local.last_sync_version, local.version, "nothing left to push");
     }
 }
+
+on_both_stores! {
+    /// Two imports that interleave so that the older file's check before it applies cannot
+    /// see the newer one (its products applied, its records not yet written): the older
+    /// file's row finds the newer import's version of the product and keeps what it set.
+    async fn an_older_files_row_applied_after_a_newer_import_keeps_the_newer_stock() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let product = &shop.products[0];
+        let (settings, actor) = (settings(&shop), importer_actor());
+        let every_change_reviewed = GuardRails { require_approval: true, ..GuardRails::default() };
+        let reviewed = importer(&shop, &blobs, &settings, &every_change_reviewed, &actor);
+        let early = "xorosoft/inbound/stock/0900.csv";
+        drop_file(&blobs, early, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 7, "1.00", "5.00"))).await;
+        let written = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(blobs.path_of(early).unwrap()).unwrap().set_modified(written).unwrap();
+        let held = reviewed.run(early, None, false).await.unwrap();
+        assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval, "{held:?}");
+        let rails = GuardRails::default();
+        let unattended = importer(&shop, &blobs, &settings, &rails, &actor);
+        let late = "xorosoft/inbound/stock/1000.csv";
+        drop_file(&blobs, late, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 30, "1.00", "5.00"))).await;
+        assert_eq!(unattended.run(late, None, false).await.unwrap().status, XorosoftSyncStatus::Completed);
+        // The newer import's records as they were before it wrote them.
+        let unwritten: Vec<XorosoftProduct> = records(&shop.store)
+            .await
+            .into_iter()
+            .map(|mut record| {
+                record.stock_snapshot_at = None;
+                record.last_log_id = None;
+                record
+            })
+            .collect();
+        shop.store.put_all(&unwritten).await.unwrap();
+
+        let operation = held.operation_id.unwrap();
+        approve_import(&shop.store, operation, &Actor::new("reviewer").unwrap()).await.unwrap();
+        let done = reviewed.run_operation(operation).await.unwrap();
+        assert_eq!(done.status, XorosoftSyncStatus::Completed, "{done:?}");
+        assert_eq!(level(&shop, product, 0), Some(30), "Shopify keeps the newer stock");
+        let local = shop.store.product(product.id).await.unwrap().unwrap();
+        assert_eq!(local.content.variants[0].inventory.get(&shop.location).map(|q| q.0), Some(30), "so does the product");
+        let rows = shopsync_engine::operation::operation_rows(&shop.store, operation).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, shopsync_domain::staging::StagingStatus::Superseded, "{:?}", rows[0]);
+        assert!(rows[0].error.as_deref().unwrap_or("").contains("newer Xorosoft file"), "{:?}", rows[0].error);
+    }
+}
