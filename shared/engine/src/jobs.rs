@@ -565,18 +565,35 @@ impl Worker {
         Ok(())
     }
 
-    /// Where a bulk resolve stops and sends its continuation: only with both a deadline and
-    /// a continuation queue (otherwise it runs to its end here).
-    fn resolve_deadline(
+    /// Runs a bulk resolve; when it stops at the deadline, its continuation is enqueued. It
+    /// stops only with both a deadline and a continuation queue (otherwise it runs to its
+    /// end here).
+    async fn resolve(
         &self,
+        operation: OperationId,
+        filter: &crate::resolve::ConflictFilter,
+        choice: &crate::resolve::Choice,
+        by: &shopsync_domain::Actor,
         deadline: Option<std::time::Instant>,
-    ) -> Option<crate::resolve::ResolveDeadline<'_>> {
-        match (&self.continuation, deadline) {
-            (Some(queue), Some(at)) => Some(crate::resolve::ResolveDeadline {
-                queue: queue.as_ref(),
-                at,
-            }),
-            _ => None,
+    ) -> Result<Option<SyncOperation>, EngineError> {
+        use crate::resolve::{resolve_all, ResolveOutcome};
+        let deadline = deadline.filter(|_| self.continuation.is_some());
+        match resolve_all(&self.store, operation, filter, choice, by, deadline).await? {
+            ResolveOutcome::Ended(op) => Ok(Some(*op)),
+            ResolveOutcome::Stopped(op) => {
+                let Some(queue) = &self.continuation else {
+                    return Ok(Some(*op));
+                };
+                let mut message = JobMessage::new(Job::ContinueResolving { operation }, Utc::now());
+                // One id per piece: a continuation sent twice for one piece runs once.
+                message.id = format!("{operation}:resolve:{}", op.updated_at.timestamp_micros());
+                queue
+                    .send(vec![message])
+                    .await
+                    .map_err(|e| EngineError::Queue(e.0))?;
+                tracing::info!(%operation, "bulk resolve stopped at the deadline; its continuation is enqueued");
+                Ok(Some(*op))
+            }
         }
     }
 
@@ -668,16 +685,7 @@ impl Worker {
                 return self.continue_import(*operation, deadline).await;
             }
             Job::ResolveConflicts { filter, choice, by } => {
-                return crate::resolve::resolve_all(
-                    &self.store,
-                    id,
-                    filter,
-                    choice,
-                    by,
-                    self.resolve_deadline(deadline),
-                )
-                .await
-                .map(Some);
+                return self.resolve(id, filter, choice, by, deadline).await;
             }
             Job::ContinueResolving { operation } => {
                 let current = crate::operation::load_operation(&self.store, *operation).await?;
@@ -685,16 +693,15 @@ impl Worker {
                     // Finished (its checkpoint is cleared at the end) or not a bulk resolve.
                     return Ok(Some(current));
                 };
-                return crate::resolve::resolve_all(
-                    &self.store,
-                    *operation,
-                    &checkpoint.filter,
-                    &checkpoint.choice,
-                    &checkpoint.by,
-                    self.resolve_deadline(deadline),
-                )
-                .await
-                .map(Some);
+                return self
+                    .resolve(
+                        *operation,
+                        &checkpoint.filter,
+                        &checkpoint.choice,
+                        &checkpoint.by,
+                        deadline,
+                    )
+                    .await;
             }
             Job::Sync {
                 direction,

@@ -230,13 +230,14 @@ impl ResolveCheckpoint {
     }
 }
 
-/// Where a bulk resolve that reaches its deadline sends its continuation: the queue, and the
-/// time it stops by.
-pub struct ResolveDeadline<'a> {
-    /// The queue its continuation goes to.
-    pub queue: &'a dyn crate::jobs::JobQueue,
-    /// When it stops (after the page under way).
-    pub at: std::time::Instant,
+/// Where a bulk resolve stands when it returns.
+#[derive(Debug)]
+pub enum ResolveOutcome {
+    /// It ended (completed, or its operation was cancelled or taken over meanwhile).
+    Ended(Box<shopsync_domain::SyncOperation>),
+    /// It reached its deadline with conflicts still to read: whoever runs it sends its
+    /// continuation.
+    Stopped(Box<shopsync_domain::SyncOperation>),
 }
 
 /// Settles every open conflict `filter` takes as `actor` chose, within operation
@@ -247,19 +248,20 @@ pub struct ResolveDeadline<'a> {
 /// counts, and where the next page starts), so a crash loses no count and a cancel stops it
 /// at the next page. A conflict this operation settled before a crash, found again, counts
 /// once (its resolution names the operation). With a deadline it stops there, after at least
-/// one page, and sends its continuation ([`crate::jobs::Job::ContinueResolving`]).
+/// one page, [`ResolveOutcome::Stopped`]; its continuation goes on from the checkpoint.
 pub async fn resolve_all(
     store: &Store,
     operation_id: shopsync_domain::OperationId,
     filter: &ConflictFilter,
     choice: &Choice,
     actor: &Actor,
-    deadline: Option<ResolveDeadline<'_>>,
-) -> Result<shopsync_domain::SyncOperation, EngineError> {
+    deadline: Option<std::time::Instant>,
+) -> Result<ResolveOutcome, EngineError> {
     use shopsync_domain::OperationStatus;
+    let ended = |op| Ok(ResolveOutcome::Ended(Box::new(op)));
     let mut operation = crate::operation::load_operation(store, operation_id).await?;
     if operation.status.is_terminal() {
-        return Ok(operation);
+        return ended(operation);
     }
     let mut checkpoint = match ResolveCheckpoint::of(&operation) {
         Some(checkpoint) => checkpoint,
@@ -280,7 +282,7 @@ pub async fn resolve_all(
         if let Some(current) =
             crate::operation::save_unless_moved(store, &mut operation, &before, Utc::now()).await?
         {
-            return Ok(current);
+            return ended(current);
         }
     }
     let ResolveCheckpoint {
@@ -293,27 +295,9 @@ pub async fn resolve_all(
     query.limit = RESOLVE_PAGE;
     let mut pages = 0;
     loop {
-        if let Some(deadline) = &deadline {
-            if pages > 0 && std::time::Instant::now() >= deadline.at {
-                let mut message = crate::jobs::JobMessage::new(
-                    crate::jobs::Job::ContinueResolving {
-                        operation: operation_id,
-                    },
-                    Utc::now(),
-                );
-                // One id per piece: a continuation sent twice for one piece runs once.
-                message.id = format!(
-                    "{operation_id}:resolve:{}",
-                    operation.updated_at.timestamp_micros()
-                );
-                deadline
-                    .queue
-                    .send(vec![message])
-                    .await
-                    .map_err(|e| EngineError::Queue(e.0))?;
-                tracing::info!(operation = %operation_id, resolved = operation.statistics.updated, "bulk resolve stopped at the deadline; its continuation is queued");
-                return Ok(operation);
-            }
+        if pages > 0 && deadline.is_some_and(|at| std::time::Instant::now() >= at) {
+            tracing::info!(operation = %operation_id, resolved = operation.statistics.updated, "bulk resolve stopped at the deadline");
+            return Ok(ResolveOutcome::Stopped(Box::new(operation)));
         }
         let in_hand = match checkpoint.in_hand.take() {
             Some(in_hand) => in_hand,
@@ -334,7 +318,7 @@ pub async fn resolve_all(
                     crate::operation::save_unless_moved(store, &mut operation, &before, Utc::now())
                         .await?
                 {
-                    return Ok(stopped(current));
+                    return ended(stopped(current));
                 }
                 checkpoint.in_hand = None;
                 in_hand
@@ -385,10 +369,10 @@ pub async fn resolve_all(
         if let Some(current) =
             crate::operation::save_unless_moved(store, &mut operation, &before, Utc::now()).await?
         {
-            return Ok(stopped(current));
+            return ended(stopped(current));
         }
         if finished {
-            return Ok(operation);
+            return ended(operation);
         }
     }
 }
