@@ -89,15 +89,7 @@ pub async fn apply_rows(
     actor: &Actor,
     times: &mut StageTimes,
 ) -> Result<OperationStatistics, EngineError> {
-    apply_rows_as(
-        store,
-        operation,
-        rows,
-        actor,
-        times,
-        (Review::Unattended, None),
-    )
-    .await
+    apply_import_rows(store, operation, rows, actor, times, None).await
 }
 
 /// As [`apply_rows`], for the rows of a Xorosoft import whose approver accepted setting back

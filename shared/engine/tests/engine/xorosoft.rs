@@ -132,6 +132,59 @@ async fn records(store: &Store) -> Vec<XorosoftProduct> {
     }
 }
 
+/// Sets the modification time of object `key` an hour back (a file written an hour before).
+fn written_an_hour_ago(blobs: &FolderBlobs, key: &str) {
+    let written = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(blobs.path_of(key).unwrap())
+        .unwrap()
+        .set_modified(written)
+        .unwrap();
+}
+
+/// The 09:00 export (`available` 7 for variant `variant` of `product`) held for approval
+/// (every change reviewed), then the 10:00 export (30) imported and applied unattended:
+/// the held import's log.
+async fn an_early_file_held_then_a_late_one_applied(
+    shop: &Shop,
+    blobs: &FolderBlobs,
+    product: &Product,
+    variant: usize,
+) -> shopsync_domain::XorosoftSyncLog {
+    let (settings, actor) = (settings(shop), importer_actor());
+    let every_change_reviewed = GuardRails {
+        require_approval: true,
+        ..GuardRails::default()
+    };
+    let reviewed = importer(shop, blobs, &settings, &every_change_reviewed, &actor);
+    let early = "xorosoft/inbound/stock/0900.csv";
+    let file = format!(
+        "{HEADER}\n{}",
+        row("MAIN", &sku(product, variant), "", 7, "1.00", "5.00")
+    );
+    drop_file(blobs, early, &file).await;
+    written_an_hour_ago(blobs, early);
+    let held = reviewed.run(early, None, false).await.unwrap();
+    assert_eq!(
+        held.status,
+        XorosoftSyncStatus::AwaitingApproval,
+        "{held:?}"
+    );
+    let rails = GuardRails::default();
+    let unattended = importer(shop, blobs, &settings, &rails, &actor);
+    let late = "xorosoft/inbound/stock/1000.csv";
+    let file = format!(
+        "{HEADER}\n{}",
+        row("MAIN", &sku(product, variant), "", 30, "1.00", "5.00")
+    );
+    drop_file(blobs, late, &file).await;
+    let applied = unattended.run(late, None, false).await.unwrap();
+    assert_eq!(applied.status, XorosoftSyncStatus::Completed, "{applied:?}");
+    assert_eq!(level(shop, product, variant), Some(30));
+    held
+}
+
 on_both_stores! {
     async fn a_stock_file_is_linked_staged_applied_pushed_and_archived_once() {
         let shop = shop().await;
@@ -516,8 +569,7 @@ on_both_stores! {
         // The 09:00 export arrives after the 10:00 one.
         let early = "xorosoft/inbound/stock/0900.csv";
         drop_file(&blobs, early, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 7, "1.00", "5.00"))).await;
-        let written = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        std::fs::File::options().write(true).open(blobs.path_of(early).unwrap()).unwrap().set_modified(written).unwrap();
+        written_an_hour_ago(&blobs, early);
         let held = run.run(early, None, false).await.unwrap();
         assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval, "{held:?}");
         let reason = held.status_reason.as_deref().unwrap_or("");
@@ -543,24 +595,11 @@ on_both_stores! {
         let folder = tempfile::tempdir().unwrap();
         let blobs = FolderBlobs::new(folder.path(), "local");
         let product = &shop.products[1];
+        let held = an_early_file_held_then_a_late_one_applied(&shop, &blobs, product, 1).await;
+        assert!(!held.status_reason.as_deref().unwrap_or("").contains("newer file"), "{held:?}");
         let (settings, actor) = (settings(&shop), importer_actor());
         let every_change_reviewed = GuardRails { require_approval: true, ..GuardRails::default() };
         let reviewed = importer(&shop, &blobs, &settings, &every_change_reviewed, &actor);
-        let early = "xorosoft/inbound/stock/0900.csv";
-        drop_file(&blobs, early, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 1), "", 7, "1.00", "5.00"))).await;
-        let written = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        std::fs::File::options().write(true).open(blobs.path_of(early).unwrap()).unwrap().set_modified(written).unwrap();
-        let held = reviewed.run(early, None, false).await.unwrap();
-        assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval, "{held:?}");
-        assert!(!held.status_reason.as_deref().unwrap_or("").contains("newer file"), "{held:?}");
-
-        // Meanwhile the 10:00 file comes in and is applied.
-        let rails = GuardRails::default();
-        let unattended = importer(&shop, &blobs, &settings, &rails, &actor);
-        let late = "xorosoft/inbound/stock/1000.csv";
-        drop_file(&blobs, late, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 1), "", 30, "1.00", "5.00"))).await;
-        assert_eq!(unattended.run(late, None, false).await.unwrap().status, XorosoftSyncStatus::Completed);
-        assert_eq!(level(&shop, product, 1), Some(30));
 
         // The 09:00 import, approved now, stops before it applies and asks again.
         let operation = held.operation_id.unwrap();
@@ -637,20 +676,10 @@ on_both_stores! {
         let folder = tempfile::tempdir().unwrap();
         let blobs = FolderBlobs::new(folder.path(), "local");
         let product = &shop.products[0];
+        let held = an_early_file_held_then_a_late_one_applied(&shop, &blobs, product, 0).await;
         let (settings, actor) = (settings(&shop), importer_actor());
         let every_change_reviewed = GuardRails { require_approval: true, ..GuardRails::default() };
         let reviewed = importer(&shop, &blobs, &settings, &every_change_reviewed, &actor);
-        let early = "xorosoft/inbound/stock/0900.csv";
-        drop_file(&blobs, early, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 7, "1.00", "5.00"))).await;
-        let written = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        std::fs::File::options().write(true).open(blobs.path_of(early).unwrap()).unwrap().set_modified(written).unwrap();
-        let held = reviewed.run(early, None, false).await.unwrap();
-        assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval, "{held:?}");
-        let rails = GuardRails::default();
-        let unattended = importer(&shop, &blobs, &settings, &rails, &actor);
-        let late = "xorosoft/inbound/stock/1000.csv";
-        drop_file(&blobs, late, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 30, "1.00", "5.00"))).await;
-        assert_eq!(unattended.run(late, None, false).await.unwrap().status, XorosoftSyncStatus::Completed);
         // The newer import's records as they were before it wrote them.
         let unwritten: Vec<XorosoftProduct> = records(&shop.store)
             .await
