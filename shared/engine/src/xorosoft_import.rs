@@ -319,6 +319,9 @@ struct ImportCheckpoint {
     /// written after this one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     newer: BTreeMap<String, NewerSnapshot>,
+    /// Whether it waited for approval (it checks for newer stock again before it applies).
+    #[serde(default)]
+    held: bool,
     /// Counts.
     stats: XorosoftStatistics,
     /// The file's encoding.
@@ -404,6 +407,7 @@ impl ImportCheckpoint {
             store_codes: BTreeSet::new(),
             snapshots: BTreeMap::new(),
             newer: BTreeMap::new(),
+            held: false,
             stats: XorosoftStatistics::default(),
             encoding: None,
             fallbacks: 0,
@@ -1602,6 +1606,7 @@ impl Importer<'_> {
         let now = Utc::now();
         let reason = reasons.join("; ");
         checkpoint.phase = ImportPhase::Apply;
+        checkpoint.held = true;
         let before = op.clone();
         op.checkpoint = serde_json::to_value(&*checkpoint).ok();
         op.move_to(OperationStatus::AwaitingApproval, Some(reason.clone()), now)?;
@@ -1647,15 +1652,19 @@ impl Importer<'_> {
         Ok(newer)
     }
 
-    /// Before a stock import applies: when stock from a file written after this one came in
-    /// since it was judged (another import applied meanwhile, or while this one waited for
-    /// approval), it is held again, so an older snapshot never overwrites a newer one
-    /// unasked. Returns the log when it was held.
+    /// Before a stock import that waited for approval applies: when stock from a file
+    /// written after this one came in since it was judged, it is held again, so a person
+    /// decides knowing it. (One that applies right after it is judged needs no second look:
+    /// a newer import that interleaves with it is kept as it applies, see
+    /// `apply::apply_import_rows`.) Returns the log when it was held.
     async fn hold_if_overtaken(
         &self,
         op: &mut SyncOperation,
         checkpoint: &mut ImportCheckpoint,
     ) -> Result<Option<XorosoftSyncLog>, EngineError> {
+        if !checkpoint.held {
+            return Ok(None);
+        }
         let log = load_log(self.store, checkpoint.xorosoft_import).await?;
         if !log.sync_type.takes_stock() || op.dry_run {
             return Ok(None);
