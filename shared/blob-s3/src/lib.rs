@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use shopsync_engine::blob::{BlobError, BlobInfo, Blobs};
+use shopsync_engine::blob::{BlobError, BlobInfo, BlobWriter, Blobs};
 use std::io::Read;
 
 /// One bucket.
@@ -131,6 +131,21 @@ impl Blobs for S3Blobs {
             .map_err(|e| failed(key, e))
     }
 
+    async fn create(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<Box<dyn BlobWriter>, BlobError> {
+        Ok(Box::new(S3Writer {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            content_type: content_type.to_owned(),
+            buffer: Vec::new(),
+            upload: None,
+        }))
+    }
+
     async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {
         self.client
             .copy_object()
@@ -152,6 +167,147 @@ impl Blobs for S3Blobs {
             .await
             .map(|_| ())
             .map_err(|e| failed(key, e))
+    }
+}
+
+/// How much an S3 writer holds before it sends a part (S3 takes parts of 5 MiB or more, but
+/// the last).
+const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// An S3 object being written: held whole while it is small (one PutObject at the end), and
+/// sent as a multipart upload once it outgrows one part, a part at a time. An upload left
+/// unfinished is aborted on failure here, and by the bucket's lifecycle rule otherwise.
+struct S3Writer {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    content_type: String,
+    buffer: Vec<u8>,
+    /// The multipart upload's id and the parts sent so far.
+    upload: Option<(String, Vec<aws_sdk_s3::types::CompletedPart>)>,
+}
+
+impl S3Writer {
+    /// Sends what the buffer holds as the next part (the upload begun if it was not).
+    async fn send_part(&mut self) -> Result<(), BlobError> {
+        let key = self.key.clone();
+        if self.upload.is_none() {
+            let begun = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&key)
+                .content_type(&self.content_type)
+                .send()
+                .await
+                .map_err(|e| failed(&key, e))?;
+            let id = begun
+                .upload_id()
+                .ok_or_else(|| BlobError::Unavailable(format!("{key}: S3 gave no upload id")))?;
+            self.upload = Some((id.to_owned(), Vec::new()));
+        }
+        let Some((id, parts)) = self.upload.as_mut() else {
+            return Ok(());
+        };
+        let number = i32::try_from(parts.len() + 1)
+            .map_err(|_| BlobError::Unavailable(format!("{key}: too many parts")))?;
+        let body = std::mem::take(&mut self.buffer);
+        let sent = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&key)
+            .upload_id(id.as_str())
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match sent {
+            Ok(part) => {
+                parts.push(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_owned))
+                        .build(),
+                );
+                Ok(())
+            }
+            Err(e) => {
+                let error = failed(&key, e);
+                self.abort().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Gives up the multipart upload (best effort: the lifecycle rule clears what is left).
+    async fn abort(&mut self) {
+        if let Some((id, _)) = self.upload.take() {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(id)
+                .send()
+                .await;
+        }
+    }
+}
+
+#[async_trait]
+impl BlobWriter for S3Writer {
+    async fn write(&mut self, piece: Vec<u8>) -> Result<(), BlobError> {
+        self.buffer.extend_from_slice(&piece);
+        if self.buffer.len() >= PART_BYTES {
+            self.send_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<(), BlobError> {
+        if self.upload.is_none() {
+            let body = std::mem::take(&mut self.buffer);
+            return self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type(&self.content_type)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| failed(&self.key, e));
+        }
+        if !self.buffer.is_empty() {
+            self.send_part().await?;
+        }
+        let Some((id, parts)) = self.upload.take() else {
+            return Ok(());
+        };
+        let completed = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(id.as_str())
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        match completed {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let error = failed(&self.key, e);
+                self.upload = Some((id, Vec::new()));
+                self.abort().await;
+                Err(error)
+            }
+        }
     }
 }
 

@@ -73,3 +73,60 @@ async fn aws_config_for(endpoint: &str) -> aws_sdk_s3::Config {
         .force_path_style(true)
         .build()
 }
+
+#[tokio::test]
+#[ignore = "needs moto's server: run tests/run.sh"]
+async fn an_object_written_in_pieces_is_whole_once_finished_small_or_in_parts() {
+    let endpoint = endpoint();
+    let bucket = format!(
+        "pieces-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let blobs = S3Blobs::connect(&bucket, Some(&endpoint)).await;
+    aws_sdk_s3::Client::from_conf(aws_config_for(&endpoint).await)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket");
+    // Small: one PutObject at the end, nothing before.
+    let small = "xorosoft/reports/small.errors.csv";
+    let mut writer = blobs.create(small, "text/csv").await.unwrap();
+    writer.write(b"line,column\n".to_vec()).await.unwrap();
+    writer.write(b"2,ItemUPC\n".to_vec()).await.unwrap();
+    assert!(blobs.head(small).await.unwrap().is_none());
+    writer.finish().await.unwrap();
+    assert_eq!(blobs.head(small).await.unwrap().expect("there").size, 22);
+    // Past one part: a multipart upload, whole once finished.
+    let large = "xorosoft/reports/large.errors.csv";
+    let line = "123456,ItemNumber,SKU-0000001,matches no local variant\n";
+    let lines = 9 * 1024 * 1024 / line.len() + 1;
+    let mut writer = blobs.create(large, "text/csv").await.unwrap();
+    for _ in 0..lines / 1000 + 1 {
+        writer.write(line.repeat(1000).into_bytes()).await.unwrap();
+    }
+    assert!(
+        blobs.head(large).await.unwrap().is_none(),
+        "not before it is finished"
+    );
+    writer.finish().await.unwrap();
+    let written = (lines / 1000 + 1) * 1000 * line.len();
+    assert!(written > 8 * 1024 * 1024, "more than one part");
+    assert_eq!(
+        blobs.head(large).await.unwrap().expect("there").size,
+        written as u64
+    );
+    let reader = blobs
+        .open(large, (written - line.len()) as u64)
+        .await
+        .unwrap();
+    let last = tokio::task::spawn_blocking(move || {
+        let mut last = String::new();
+        let mut reader = reader;
+        reader.read_to_string(&mut last).map(|_| last)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(last, line, "the parts are in order, the last line last");
+}

@@ -52,10 +52,24 @@ pub trait Blobs: Send + Sync {
     async fn open(&self, key: &str, offset: u64) -> Result<Box<dyn Read + Send>, BlobError>;
     /// Writes an object.
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), BlobError>;
+    /// Starts writing an object in pieces, for one too large to hold in memory whole (an
+    /// errors report of a million rows).
+    async fn create(&self, key: &str, content_type: &str)
+        -> Result<Box<dyn BlobWriter>, BlobError>;
     /// Copies an object within the store.
     async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError>;
     /// Deletes an object (nothing when it is gone already).
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
+}
+
+/// An object being written in pieces, appended in order. It appears whole under its key at
+/// [`BlobWriter::finish`] and never before; one left unfinished leaves nothing there.
+#[async_trait]
+pub trait BlobWriter: Send {
+    /// Appends a piece.
+    async fn write(&mut self, piece: Vec<u8>) -> Result<(), BlobError>;
+    /// Writes what is left and makes the object whole under its key.
+    async fn finish(self: Box<Self>) -> Result<(), BlobError>;
 }
 
 /// Objects as files under a folder: the key is the path below it.
@@ -213,6 +227,33 @@ impl Blobs for FolderBlobs {
         .await
     }
 
+    async fn create(
+        &self,
+        key: &str,
+        _content_type: &str,
+    ) -> Result<Box<dyn BlobWriter>, BlobError> {
+        let path = self.path_of(key)?;
+        let key = key.to_owned();
+        let partial = path.with_extension("partial");
+        let (file, partial) = {
+            let key = key.clone();
+            blocking(move || {
+                if let Some(parent) = partial.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| io_error(&key, e))?;
+                }
+                let file = std::fs::File::create(&partial).map_err(|e| io_error(&key, e))?;
+                Ok((file, partial))
+            })
+            .await?
+        };
+        Ok(Box::new(FileWriter {
+            key,
+            file: Some(file),
+            partial,
+            path,
+        }))
+    }
+
     async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {
         let (source, target) = (self.path_of(from)?, self.path_of(to)?);
         let key = from.to_owned();
@@ -234,6 +275,49 @@ impl Blobs for FolderBlobs {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_error(&key, e)),
+        })
+        .await
+    }
+}
+
+/// A folder object being written: a file aside, renamed to its key when finished.
+struct FileWriter {
+    key: String,
+    file: Option<std::fs::File>,
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+#[async_trait]
+impl BlobWriter for FileWriter {
+    async fn write(&mut self, piece: Vec<u8>) -> Result<(), BlobError> {
+        use std::io::Write;
+        let mut file = self.file.take().ok_or_else(|| {
+            BlobError::Unavailable(format!("{}: a write failed before", self.key))
+        })?;
+        let key = self.key.clone();
+        self.file = Some(
+            blocking(move || {
+                file.write_all(&piece).map_err(|e| io_error(&key, e))?;
+                Ok(file)
+            })
+            .await?,
+        );
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<(), BlobError> {
+        let FileWriter {
+            key,
+            file,
+            partial,
+            path,
+        } = *self;
+        let file =
+            file.ok_or_else(|| BlobError::Unavailable(format!("{key}: a write failed before")))?;
+        blocking(move || {
+            file.sync_all().map_err(|e| io_error(&key, e))?;
+            std::fs::rename(&partial, &path).map_err(|e| io_error(&key, e))
         })
         .await
     }
@@ -285,6 +369,32 @@ mod tests {
             blobs.open("gone.csv", 0).await,
             Err(BlobError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn an_object_written_in_pieces_appears_whole_when_finished_and_not_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = FolderBlobs::new(dir.path(), "local");
+        let key = "xorosoft/reports/big.errors.csv";
+        let mut writer = blobs.create(key, "text/csv").await.expect("create");
+        writer
+            .write(b"line,column\n".to_vec())
+            .await
+            .expect("write");
+        writer.write(b"2,ItemUPC\n".to_vec()).await.expect("write");
+        assert!(
+            blobs.head(key).await.expect("head").is_none(),
+            "nothing before it is finished"
+        );
+        writer.finish().await.expect("finish");
+        let mut whole = String::new();
+        blobs
+            .open(key, 0)
+            .await
+            .expect("open")
+            .read_to_string(&mut whole)
+            .expect("read");
+        assert_eq!(whole, "line,column\n2,ItemUPC\n");
     }
 
     #[tokio::test]

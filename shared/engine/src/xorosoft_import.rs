@@ -1431,28 +1431,40 @@ impl Importer<'_> {
         let mut log = load_log(self.store, checkpoint.xorosoft_import).await?;
         let before = log.clone();
         let name = kept_name(&log);
-        let mut report = csv_line(&["line", "column", "value", "reason"]);
-        let mut reported = 0usize;
-        each_row_error(self.store, log.id, |error| {
-            reported += 1;
-            let line = if error.line == 0 {
-                String::new()
-            } else {
-                error.line.to_string()
+        // Written a page of chunks at a time: a report of a million rows is never in memory
+        // whole, and there is none when there is nothing to report.
+        let key = format!("xorosoft/reports/{name}.errors.csv");
+        let mut report: Option<Box<dyn crate::blob::BlobWriter>> = None;
+        let mut pages = RowErrorPages::of(log.id);
+        while let Some(errors) = pages.next(self.store).await? {
+            if errors.is_empty() {
+                continue;
+            }
+            let mut piece = String::new();
+            let writer = match report.as_mut() {
+                Some(writer) => writer,
+                None => {
+                    piece.push_str(&csv_line(&["line", "column", "value", "reason"]));
+                    report.insert(self.blobs.create(&key, "text/csv").await?)
+                }
             };
-            report.push_str(&csv_line(&[
-                &line,
-                &error.column,
-                &error.value,
-                &error.reason,
-            ]));
-        })
-        .await?;
-        if reported > 0 {
-            let key = format!("xorosoft/reports/{name}.errors.csv");
-            self.blobs
-                .put(&key, report.into_bytes(), "text/csv")
-                .await?;
+            for error in errors {
+                let line = if error.line == 0 {
+                    String::new()
+                } else {
+                    error.line.to_string()
+                };
+                piece.push_str(&csv_line(&[
+                    &line,
+                    &error.column,
+                    &error.value,
+                    &error.reason,
+                ]));
+            }
+            writer.write(piece.into_bytes()).await?;
+        }
+        if let Some(writer) = report {
+            writer.finish().await?;
             log.errors_report = Some(format!("{}/{key}", self.blobs.bucket()));
         }
         if !op.dry_run {
@@ -2309,12 +2321,40 @@ pub async fn each_row_error(
     log: XorosoftLogId,
     mut visit: impl FnMut(ImportRowError),
 ) -> Result<(), EngineError> {
-    let mut query = Query::new(Table::XorosoftImportChunks, None, log.to_string());
-    query.limit = 20;
-    loop {
+    let mut pages = RowErrorPages::of(log);
+    while let Some(errors) = pages.next(store).await? {
+        errors.into_iter().for_each(&mut visit);
+    }
+    Ok(())
+}
+
+/// An import's row errors a page of chunks at a time, in chunk order.
+struct RowErrorPages {
+    query: Option<Query>,
+}
+
+impl RowErrorPages {
+    fn of(log: XorosoftLogId) -> Self {
+        let mut query = Query::new(Table::XorosoftImportChunks, None, log.to_string());
+        query.limit = 20;
+        Self { query: Some(query) }
+    }
+
+    /// The next page's row errors (`None` after the last page).
+    async fn next(&mut self, store: &Store) -> Result<Option<Vec<ImportRowError>>, EngineError> {
+        let Some(query) = self.query.take() else {
+            return Ok(None);
+        };
         let page = store.query::<ImportChunk>(query.clone()).await?;
+        if let Some(next) = page.next {
+            self.query = Some(Query {
+                start: Some(next),
+                ..query
+            });
+        }
+        let mut errors = Vec::new();
         for chunk in page.items {
-            chunk.errors.into_iter().for_each(&mut visit);
+            errors.extend(chunk.errors);
             for item in chunk.items {
                 let reason = match &item.link {
                     ItemLink::Matched { .. } => continue,
@@ -2332,7 +2372,7 @@ pub async fn each_row_error(
                             .join(" ")
                     ),
                 };
-                visit(ImportRowError {
+                errors.push(ImportRowError {
                     line: item.line,
                     column: "ItemNumber".into(),
                     value: item.item_number,
@@ -2341,7 +2381,7 @@ pub async fn each_row_error(
                 });
             }
             for (code, item) in chunk.missing {
-                visit(ImportRowError {
+                errors.push(ImportRowError {
                     line: 0,
                     column: "ItemNumber".into(),
                     value: item,
@@ -2350,10 +2390,7 @@ pub async fn each_row_error(
                 });
             }
         }
-        match page.next {
-            Some(next) => query.start = Some(next),
-            None => return Ok(()),
-        }
+        Ok(Some(errors))
     }
 }
 
