@@ -2110,10 +2110,7 @@ impl Importer<'_> {
         let before_log = log.clone();
         if log.sync_type == XorosoftSyncType::FullSync {
             let key = format!("xorosoft/outbound/{}.export.csv", kept_name(&log));
-            let export = self.export(checkpoint).await?;
-            self.blobs
-                .put(&key, export.into_bytes(), "text/csv")
-                .await?;
+            self.export(checkpoint, &key).await?;
             log.export_file = Some(format!("{}/{key}", self.blobs.bucket()));
         }
         let stats = checkpoint.stats;
@@ -2186,91 +2183,112 @@ impl Importer<'_> {
         Ok(log)
     }
 
-    /// Shopify's available quantities after the import, per item and StoreCode of the file
-    /// (the local mirror's, where Shopify is not reachable), in Xorosoft's columns.
-    async fn export(&self, checkpoint: &ImportCheckpoint) -> Result<String, EngineError> {
-        let mut items: Vec<ImportedItem> = Vec::new();
-        self.each_chunk(checkpoint.xorosoft_import, |chunk| {
-            items.extend(
-                chunk
-                    .items
-                    .iter()
-                    .filter(|i| {
-                        matches!(i.link, ItemLink::Matched { .. })
-                            && !checkpoint.withdrawn.contains(&i.line)
-                    })
-                    .cloned(),
+    /// Writes `key`: Shopify's available quantities after the import, per item and StoreCode
+    /// of the file (the local mirror's, where Shopify is not reachable), in Xorosoft's
+    /// columns.
+    async fn export(&self, checkpoint: &ImportCheckpoint, key: &str) -> Result<(), EngineError> {
+        let mut writer = self.blobs.create(key, "text/csv").await?;
+        writer
+            .write(
+                csv_line(&[
+                    "StoreCode",
+                    "LocationCode",
+                    "ItemNumber",
+                    "ItemUPC",
+                    "AvailableQty",
+                ])
+                .into_bytes(),
             )
-        })
-        .await?;
-        let mut out = csv_line(&[
-            "StoreCode",
-            "LocationCode",
-            "ItemNumber",
-            "ItemUPC",
-            "AvailableQty",
-        ]);
-        for part in items.chunks(100) {
-            let ids: Vec<ProductId> = part
+            .await?;
+        // A page of chunks at a time: a file of a million rows is never in memory whole.
+        let mut query = Query::new(
+            Table::XorosoftImportChunks,
+            None,
+            checkpoint.xorosoft_import.to_string(),
+        );
+        query.limit = 20;
+        loop {
+            let page = self.store.query::<ImportChunk>(query.clone()).await?;
+            let items: Vec<&ImportedItem> = page
+                .items
                 .iter()
-                .filter_map(|i| match &i.link {
-                    ItemLink::Matched { product_id, .. } => Some(*product_id),
-                    _ => None,
+                .flat_map(|chunk| chunk.items.iter())
+                .filter(|i| {
+                    matches!(i.link, ItemLink::Matched { .. })
+                        && !checkpoint.withdrawn.contains(&i.line)
                 })
                 .collect();
-            let products: HashMap<ProductId, Product> = self
-                .store
-                .products(&ids)
-                .await?
-                .into_iter()
-                .flatten()
-                .map(|p| (p.id, p))
-                .collect();
-            let mut wanted = Vec::new();
-            let mut rows = Vec::new();
-            for item in part {
-                let ItemLink::Matched {
-                    product_id,
-                    variant_key,
-                    ..
-                } = &item.link
-                else {
-                    continue;
-                };
-                let variant = products
-                    .get(product_id)
-                    .and_then(|p| p.content.variants.iter().find(|v| &v.key == variant_key));
-                let location = self.settings.locations.location(&item.store_code);
-                let local = variant
-                    .zip(location)
-                    .and_then(|(v, l)| v.inventory.get(&l).map(|q| q.0));
-                let inventory_item = variant.and_then(|v| v.inventory_item_id);
-                if let Some(i) = inventory_item {
-                    wanted.push(i);
-                }
-                rows.push((item, inventory_item, location, local));
-            }
-            let remote = match (self.client, wanted.is_empty()) {
-                (Some(client), false) => client.inventory_levels(&wanted).await.ok(),
-                _ => None,
-            };
-            for (item, inventory_item, location, local) in rows {
-                let available = match (&remote, inventory_item, location) {
-                    (Some(levels), Some(i), Some(l)) => {
-                        levels.get(&(i, l)).copied().flatten().or(local)
+            let mut out = String::new();
+            for part in items.chunks(100) {
+                let ids: Vec<ProductId> = part
+                    .iter()
+                    .filter_map(|i| match &i.link {
+                        ItemLink::Matched { product_id, .. } => Some(*product_id),
+                        _ => None,
+                    })
+                    .collect();
+                let products: HashMap<ProductId, Product> = self
+                    .store
+                    .products(&ids)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .map(|p| (p.id, p))
+                    .collect();
+                let mut wanted = Vec::new();
+                let mut rows = Vec::new();
+                for item in part {
+                    let ItemLink::Matched {
+                        product_id,
+                        variant_key,
+                        ..
+                    } = &item.link
+                    else {
+                        continue;
+                    };
+                    let variant = products
+                        .get(product_id)
+                        .and_then(|p| p.content.variants.iter().find(|v| &v.key == variant_key));
+                    let location = self.settings.locations.location(&item.store_code);
+                    let local = variant
+                        .zip(location)
+                        .and_then(|(v, l)| v.inventory.get(&l).map(|q| q.0));
+                    let inventory_item = variant.and_then(|v| v.inventory_item_id);
+                    if let Some(i) = inventory_item {
+                        wanted.push(i);
                     }
-                    _ => local,
+                    rows.push((item, inventory_item, location, local));
+                }
+                let remote = match (self.client, wanted.is_empty()) {
+                    (Some(client), false) => client.inventory_levels(&wanted).await.ok(),
+                    _ => None,
                 };
-                out.push_str(&csv_line(&[
-                    &item.store_code,
-                    item.bin_location.as_deref().unwrap_or(""),
-                    &item.item_number,
-                    item.barcode.as_deref().unwrap_or(""),
-                    &available.map(|a| a.to_string()).unwrap_or_default(),
-                ]));
+                for (item, inventory_item, location, local) in rows {
+                    let available = match (&remote, inventory_item, location) {
+                        (Some(levels), Some(i), Some(l)) => {
+                            levels.get(&(i, l)).copied().flatten().or(local)
+                        }
+                        _ => local,
+                    };
+                    out.push_str(&csv_line(&[
+                        &item.store_code,
+                        item.bin_location.as_deref().unwrap_or(""),
+                        &item.item_number,
+                        item.barcode.as_deref().unwrap_or(""),
+                        &available.map(|a| a.to_string()).unwrap_or_default(),
+                    ]));
+                }
+            }
+            if !out.is_empty() {
+                writer.write(out.into_bytes()).await?;
+            }
+            match page.next {
+                Some(next) => query.start = Some(next),
+                None => break,
             }
         }
-        Ok(out)
+        writer.finish().await?;
+        Ok(())
     }
 }
 
