@@ -908,18 +908,11 @@ impl Importer<'_> {
         log: XorosoftLogId,
         mut visit: impl FnMut(&ImportChunk),
     ) -> Result<(), EngineError> {
-        let mut query = Query::new(Table::XorosoftImportChunks, None, log.to_string());
-        query.limit = 20;
-        loop {
-            let page = self.store.query::<ImportChunk>(query.clone()).await?;
-            for chunk in &page.items {
-                visit(chunk);
-            }
-            match page.next {
-                Some(next) => query.start = Some(next),
-                None => return Ok(()),
-            }
+        let mut pages = ChunkPages::of(log);
+        while let Some(chunks) = pages.next(self.store).await? {
+            chunks.iter().for_each(&mut visit);
         }
+        Ok(())
     }
 
     /// Links a chunk's rows, stores it and counts it into the checkpoint.
@@ -1736,16 +1729,10 @@ impl Importer<'_> {
         let log = load_log(self.store, checkpoint.xorosoft_import).await?;
         let now = Utc::now();
         // A page of chunks at a time, each kept as it is read.
-        let mut query = Query::new(Table::XorosoftImportChunks, None, log.id.to_string());
-        query.limit = 20;
-        loop {
-            let page = self.store.query::<ImportChunk>(query.clone()).await?;
-            for chunk in &page.items {
+        let mut pages = ChunkPages::of(log.id);
+        while let Some(chunks) = pages.next(self.store).await? {
+            for chunk in &chunks {
                 self.keep_records(&log, checkpoint, chunk, now).await?;
-            }
-            match page.next {
-                Some(next) => query.start = Some(next),
-                None => break,
             }
         }
         Ok(())
@@ -2201,16 +2188,9 @@ impl Importer<'_> {
             )
             .await?;
         // A page of chunks at a time: a file of a million rows is never in memory whole.
-        let mut query = Query::new(
-            Table::XorosoftImportChunks,
-            None,
-            checkpoint.xorosoft_import.to_string(),
-        );
-        query.limit = 20;
-        loop {
-            let page = self.store.query::<ImportChunk>(query.clone()).await?;
-            let items: Vec<&ImportedItem> = page
-                .items
+        let mut pages = ChunkPages::of(checkpoint.xorosoft_import);
+        while let Some(chunks) = pages.next(self.store).await? {
+            let items: Vec<&ImportedItem> = chunks
                 .iter()
                 .flat_map(|chunk| chunk.items.iter())
                 .filter(|i| {
@@ -2282,10 +2262,6 @@ impl Importer<'_> {
             if !out.is_empty() {
                 writer.write(out.into_bytes()).await?;
             }
-            match page.next {
-                Some(next) => query.start = Some(next),
-                None => break,
-            }
         }
         writer.finish().await?;
         Ok(())
@@ -2346,20 +2322,21 @@ pub async fn each_row_error(
     Ok(())
 }
 
-/// An import's row errors a page of chunks at a time, in chunk order.
-struct RowErrorPages {
+/// An import's stored chunks a page at a time, in chunk order (a large import is never in
+/// memory whole).
+struct ChunkPages {
     query: Option<Query>,
 }
 
-impl RowErrorPages {
+impl ChunkPages {
     fn of(log: XorosoftLogId) -> Self {
         let mut query = Query::new(Table::XorosoftImportChunks, None, log.to_string());
         query.limit = 20;
         Self { query: Some(query) }
     }
 
-    /// The next page's row errors (`None` after the last page).
-    async fn next(&mut self, store: &Store) -> Result<Option<Vec<ImportRowError>>, EngineError> {
+    /// The next page of chunks (`None` after the last page).
+    async fn next(&mut self, store: &Store) -> Result<Option<Vec<ImportChunk>>, EngineError> {
         let Some(query) = self.query.take() else {
             return Ok(None);
         };
@@ -2370,8 +2347,25 @@ impl RowErrorPages {
                 ..query
             });
         }
+        Ok(Some(page.items))
+    }
+}
+
+/// An import's row errors a page of chunks at a time, in chunk order.
+struct RowErrorPages(ChunkPages);
+
+impl RowErrorPages {
+    fn of(log: XorosoftLogId) -> Self {
+        Self(ChunkPages::of(log))
+    }
+
+    /// The next page's row errors (`None` after the last page).
+    async fn next(&mut self, store: &Store) -> Result<Option<Vec<ImportRowError>>, EngineError> {
+        let Some(chunks) = self.0.next(store).await? else {
+            return Ok(None);
+        };
         let mut errors = Vec::new();
-        for chunk in page.items {
+        for chunk in chunks {
             errors.extend(chunk.errors);
             for item in chunk.items {
                 let reason = match &item.link {
