@@ -407,7 +407,8 @@ pub enum ItemLink {
 }
 
 /// A valid row of an import file, as the import keeps it between reading and applying.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Stored as one JSON object: the row's fields and its link's (`link` the tag) side by side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImportedItem {
     /// The file's line.
     pub line: u64,
@@ -454,6 +455,129 @@ pub struct ImportedItem {
     /// The local variant it links to.
     #[serde(flatten)]
     pub link: ItemLink,
+}
+
+impl<'de> Deserialize<'de> for ImportedItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ImportedItemVisitor)
+    }
+}
+
+/// The names of an [`ImportedItem`]'s fields and of its link's.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum ImportedItemField {
+    Line,
+    StoreCode,
+    BinLocation,
+    ItemNumber,
+    Barcode,
+    OnHand,
+    Allocated,
+    Available,
+    OnOrder,
+    UnitCost,
+    StandardPrice,
+    WholesalePrice,
+    Currency,
+    LastModified,
+    PriceError,
+    Link,
+    ProductId,
+    VariantKey,
+    By,
+    Candidates,
+    #[serde(other)]
+    Other,
+}
+
+/// [`ItemLink`]'s tag.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ItemLinkTag {
+    Matched,
+    Unmatched,
+    Ambiguous,
+}
+
+/// Reads an [`ImportedItem`] in one pass, its link's fields included. (The derived form
+/// buffers every field of the object to find the flattened link's; an import reads each of
+/// its items several times.)
+struct ImportedItemVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ImportedItemVisitor {
+    type Value = ImportedItem;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("an imported Xorosoft row")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ImportedItem, A::Error> {
+        use serde::de::Error;
+        let (mut line, mut store_code, mut item_number) = (None, None, None);
+        let mut item = ImportedItem {
+            line: 0,
+            store_code: String::new(),
+            bin_location: None,
+            item_number: String::new(),
+            barcode: None,
+            on_hand: None,
+            allocated: None,
+            available: None,
+            on_order: None,
+            unit_cost: None,
+            standard_price: None,
+            wholesale_price: None,
+            currency: None,
+            last_modified: None,
+            price_error: None,
+            link: ItemLink::Unmatched,
+        };
+        let (mut tag, mut product_id, mut variant_key, mut by, mut candidates) =
+            (None, None, None, None, None);
+        while let Some(field) = map.next_key::<ImportedItemField>()? {
+            match field {
+                ImportedItemField::Line => line = Some(map.next_value()?),
+                ImportedItemField::StoreCode => store_code = Some(map.next_value()?),
+                ImportedItemField::BinLocation => item.bin_location = map.next_value()?,
+                ImportedItemField::ItemNumber => item_number = Some(map.next_value()?),
+                ImportedItemField::Barcode => item.barcode = map.next_value()?,
+                ImportedItemField::OnHand => item.on_hand = map.next_value()?,
+                ImportedItemField::Allocated => item.allocated = map.next_value()?,
+                ImportedItemField::Available => item.available = map.next_value()?,
+                ImportedItemField::OnOrder => item.on_order = map.next_value()?,
+                ImportedItemField::UnitCost => item.unit_cost = map.next_value()?,
+                ImportedItemField::StandardPrice => item.standard_price = map.next_value()?,
+                ImportedItemField::WholesalePrice => item.wholesale_price = map.next_value()?,
+                ImportedItemField::Currency => item.currency = map.next_value()?,
+                ImportedItemField::LastModified => item.last_modified = map.next_value()?,
+                ImportedItemField::PriceError => item.price_error = map.next_value()?,
+                ImportedItemField::Link => tag = Some(map.next_value::<ItemLinkTag>()?),
+                ImportedItemField::ProductId => product_id = Some(map.next_value()?),
+                ImportedItemField::VariantKey => variant_key = Some(map.next_value()?),
+                ImportedItemField::By => by = Some(map.next_value()?),
+                ImportedItemField::Candidates => candidates = Some(map.next_value()?),
+                ImportedItemField::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        item.line = line.ok_or_else(|| A::Error::missing_field("line"))?;
+        item.store_code = store_code.ok_or_else(|| A::Error::missing_field("store_code"))?;
+        item.item_number = item_number.ok_or_else(|| A::Error::missing_field("item_number"))?;
+        item.link = match tag.ok_or_else(|| A::Error::missing_field("link"))? {
+            ItemLinkTag::Matched => ItemLink::Matched {
+                product_id: product_id.ok_or_else(|| A::Error::missing_field("product_id"))?,
+                variant_key: variant_key.ok_or_else(|| A::Error::missing_field("variant_key"))?,
+                by: by.ok_or_else(|| A::Error::missing_field("by"))?,
+            },
+            ItemLinkTag::Unmatched => ItemLink::Unmatched,
+            ItemLinkTag::Ambiguous => ItemLink::Ambiguous {
+                candidates: candidates.ok_or_else(|| A::Error::missing_field("candidates"))?,
+            },
+        };
+        Ok(item)
+    }
 }
 
 /// A row of an import file that was not taken, for the errors report.
@@ -537,6 +661,91 @@ pub fn normalise_barcode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item_linked(link: ItemLink) -> ImportedItem {
+        ImportedItem {
+            line: 7,
+            store_code: "MAIN".into(),
+            bin_location: Some("A-01".into()),
+            item_number: "00123-X".into(),
+            barcode: Some("012345678905".into()),
+            on_hand: Some(12),
+            allocated: Some(-2),
+            available: Some(14),
+            on_order: None,
+            unit_cost: Some("21.50".parse().unwrap()),
+            standard_price: Some("59.00".parse().unwrap()),
+            wholesale_price: None,
+            currency: Some("USD".into()),
+            last_modified: Some("2026-11-05T15:15:00Z".parse().unwrap()),
+            price_error: Some("currency EUR is not the shop's".into()),
+            link,
+        }
+    }
+
+    #[test]
+    fn an_imported_item_reads_back_as_written_whatever_its_link() {
+        let links = [
+            ItemLink::Matched {
+                product_id: ProductId::generate(),
+                variant_key: VariantKey::parse("s42").unwrap(),
+                by: LinkedBy::Barcode,
+            },
+            ItemLink::Unmatched,
+            ItemLink::Ambiguous {
+                candidates: vec![ProductId::generate(), ProductId::generate()],
+            },
+        ];
+        for link in links {
+            let item = item_linked(link);
+            let json = serde_json::to_string(&item).unwrap();
+            assert_eq!(serde_json::from_str::<ImportedItem>(&json).unwrap(), item);
+            let value = serde_json::to_value(&item).unwrap();
+            assert_eq!(serde_json::from_value::<ImportedItem>(value).unwrap(), item);
+        }
+    }
+
+    #[test]
+    fn an_imported_item_is_read_in_any_field_order_and_ignores_unknown_fields() {
+        let product = ProductId::generate();
+        let json = format!(
+            r#"{{"by":"sku","variant_key":"k1","later":{{"x":[1,2]}},"item_number":"A-1","link":"matched","store_code":"W2","product_id":"{product}","line":3}}"#
+        );
+        let item: ImportedItem = serde_json::from_str(&json).unwrap();
+        assert_eq!(item.line, 3);
+        assert_eq!(item.store_code, "W2");
+        assert_eq!(item.item_number, "A-1");
+        assert_eq!(item.available, None);
+        assert_eq!(
+            item.link,
+            ItemLink::Matched {
+                product_id: product,
+                variant_key: VariantKey::parse("k1").unwrap(),
+                by: LinkedBy::Sku,
+            }
+        );
+    }
+
+    #[test]
+    fn an_imported_item_without_its_link_or_the_links_fields_is_an_error() {
+        let no_tag = r#"{"line":1,"store_code":"W","item_number":"A"}"#;
+        let error = serde_json::from_str::<ImportedItem>(no_tag).unwrap_err();
+        assert!(
+            error.to_string().contains("missing field `link`"),
+            "{error}"
+        );
+        let half = r#"{"line":1,"store_code":"W","item_number":"A","link":"matched","by":"sku"}"#;
+        let error = serde_json::from_str::<ImportedItem>(half).unwrap_err();
+        assert!(error.to_string().contains("product_id"), "{error}");
+        let unknown = r#"{"line":1,"store_code":"W","item_number":"A","link":"guessed"}"#;
+        assert!(serde_json::from_str::<ImportedItem>(unknown).is_err());
+        let no_line = r#"{"store_code":"W","item_number":"A","link":"unmatched"}"#;
+        let error = serde_json::from_str::<ImportedItem>(no_line).unwrap_err();
+        assert!(
+            error.to_string().contains("missing field `line`"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn the_key_chooses_the_type() {

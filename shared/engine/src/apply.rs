@@ -9,10 +9,12 @@ use chrono::{DateTime, Utc};
 use shopsync_domain::product::ProductContent;
 use shopsync_domain::staging::{ChangeType, ProductsStaging, StagingStatus};
 use shopsync_domain::{
-    Actor, ChangeSource, OperationStatistics, Product, Stage, SyncOperation, VersionStamp,
+    Actor, ChangeSource, OperationStatistics, Product, ProductId, Stage, SyncOperation,
+    VersionStamp,
 };
 use shopsync_store::item::{Condition, Key, Query};
 use shopsync_store::{ProductCommit, RepoError, Store, Table};
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// Rows applied per store commit (the embedded store writes them in one disk commit).
@@ -122,6 +124,42 @@ pub(crate) async fn apply_rows_as(
     rows: Vec<ProductsStaging>,
     actor: &Actor,
     times: &mut StageTimes,
+    review: (Review, Option<DateTime<Utc>>),
+) -> Result<OperationStatistics, EngineError> {
+    apply_rows_read(
+        store,
+        operation,
+        (rows, HashMap::new()),
+        actor,
+        times,
+        review,
+    )
+    .await
+}
+
+/// As [`apply_import_rows`], with the products of the rows already read (`read`, by id), as
+/// an import reads a page's ahead of applying it.
+pub async fn apply_import_rows_read(
+    store: &Store,
+    operation: &SyncOperation,
+    (rows, read): (Vec<ProductsStaging>, HashMap<ProductId, Product>),
+    actor: &Actor,
+    times: &mut StageTimes,
+    accepted_until: Option<DateTime<Utc>>,
+) -> Result<OperationStatistics, EngineError> {
+    let review = (Review::Unattended, accepted_until);
+    apply_rows_read(store, operation, (rows, read), actor, times, review).await
+}
+
+/// As [`apply_rows_as`], with products of the rows already read (`read`, by id: a product
+/// the map lacks is read here; one that changed since it was read is decided again, as
+/// for any product that moves between its read and its commit).
+async fn apply_rows_read(
+    store: &Store,
+    operation: &SyncOperation,
+    (rows, mut read): (Vec<ProductsStaging>, HashMap<ProductId, Product>),
+    actor: &Actor,
+    times: &mut StageTimes,
     (review, accepted_until): (Review, Option<DateTime<Utc>>),
 ) -> Result<OperationStatistics, EngineError> {
     let mut stats = OperationStatistics::default();
@@ -151,7 +189,7 @@ pub(crate) async fn apply_rows_as(
                 apply_chunk(
                     store,
                     operation,
-                    chunk,
+                    (chunk, &mut read),
                     actor,
                     times,
                     &mut stats,
@@ -183,7 +221,7 @@ pub(crate) async fn apply_rows_as(
 async fn apply_chunk(
     store: &Store,
     operation: &SyncOperation,
-    chunk: &[ProductsStaging],
+    (chunk, read): (&[ProductsStaging], &mut HashMap<ProductId, Product>),
     actor: &Actor,
     times: &mut StageTimes,
     stats: &mut OperationStatistics,
@@ -196,20 +234,29 @@ async fn apply_chunk(
         let mut commits = Vec::with_capacity(chunk.len());
         let mut kinds: Vec<(ChangeType, &ProductsStaging)> = Vec::with_capacity(chunk.len());
         let mut deletes: Vec<(ProductCommit, &ProductsStaging)> = Vec::new();
-        // The products the batch updates, read together (by key).
+        // The products the batch updates, read together (by key) unless read already. Each
+        // is taken from `read` once: a row decided again reads its product afresh.
         let reading = Instant::now();
-        let updated_ids: Vec<shopsync_domain::ProductId> = chunk
-            .iter()
-            .filter(|r| r.change_type == ChangeType::Update)
-            .map(|r| r.source_product_id)
-            .collect();
-        let currents: std::collections::HashMap<shopsync_domain::ProductId, Product> = store
-            .products(&updated_ids)
-            .await?
-            .into_iter()
-            .flatten()
-            .map(|p| (p.id, p))
-            .collect();
+        let mut currents: HashMap<ProductId, Product> = HashMap::with_capacity(chunk.len());
+        let mut unread: Vec<ProductId> = Vec::new();
+        for row in chunk.iter().filter(|r| r.change_type == ChangeType::Update) {
+            match read.remove(&row.source_product_id) {
+                Some(product) => {
+                    currents.insert(product.id, product);
+                }
+                None => unread.push(row.source_product_id),
+            }
+        }
+        if !unread.is_empty() {
+            currents.extend(
+                store
+                    .products(&unread)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .map(|p| (p.id, p)),
+            );
+        }
         times.add(Stage::Diff, reading);
         for row in chunk {
             if row.change_type == ChangeType::Delete {

@@ -695,7 +695,8 @@ impl Importer<'_> {
             )));
         };
         let past = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
-        // The ids of the staged rows, read once a call when a phase needs them.
+        // The ids of the staged rows (fixed once staging is done), read once a call when a
+        // phase needs them.
         let mut staged: Option<Vec<StagingId>> = None;
         loop {
             let began = Instant::now();
@@ -728,7 +729,11 @@ impl Importer<'_> {
                     true
                 }
                 ImportPhase::Judge => {
-                    if let Some(done) = self.judge(&mut op, &mut checkpoint).await? {
+                    if staged.is_none() {
+                        staged = Some(self.staged_rows(&op, &checkpoint).await?);
+                    }
+                    let rows = staged.as_deref().unwrap_or_default();
+                    if let Some(done) = self.judge(&mut op, &mut checkpoint, rows).await? {
                         return Ok((done, false));
                     }
                     true
@@ -737,7 +742,11 @@ impl Importer<'_> {
                     if let Some(held) = self.hold_if_overtaken(&mut op, &mut checkpoint).await? {
                         return Ok((held, false));
                     }
-                    self.apply(&mut op, &mut checkpoint).await?;
+                    if staged.is_none() {
+                        staged = Some(self.staged_rows(&op, &checkpoint).await?);
+                    }
+                    let rows = staged.as_deref().unwrap_or_default();
+                    self.apply(&mut op, &mut checkpoint, rows).await?;
                     checkpoint.phase = ImportPhase::Push {
                         next: 0,
                         plan: None,
@@ -1087,7 +1096,8 @@ impl Importer<'_> {
         if !log.sync_type.takes_stock() {
             return Ok(());
         }
-        let seen = self.seen_before(log.id, u64::MAX).await?;
+        // What the file names, read once a StoreCode has a previous snapshot to compare.
+        let mut seen: Option<SeenItems> = None;
         let withdrawn_items = self.withdrawn_items(checkpoint).await?;
         let mut missing: Vec<(String, String)> = Vec::new();
         checkpoint.snapshots.clear();
@@ -1102,9 +1112,14 @@ impl Importer<'_> {
                 for record in &page.items {
                     note_newer(&mut checkpoint.newer, &log, record);
                 }
+                if seen.is_none() && page.items.iter().any(|r| r.missing_since.is_none()) {
+                    seen = Some(self.seen_before(log.id, u64::MAX).await?);
+                }
                 for record in page.items.iter().filter(|r| r.missing_since.is_none()) {
                     previous += 1;
-                    let named = seen.contains(&code, &record.xorosoft_id)
+                    let named = seen
+                        .as_ref()
+                        .is_some_and(|seen| seen.contains(&code, &record.xorosoft_id))
                         || withdrawn_items.contains(&(code.clone(), record.xorosoft_id.clone()));
                     if !named {
                         lacking += 1;
@@ -1217,14 +1232,21 @@ impl Importer<'_> {
         deadline: Option<Instant>,
     ) -> Result<bool, EngineError> {
         let log = load_log(self.store, checkpoint.xorosoft_import).await?;
+        let chunks = checkpoint.chunks;
+        let read = |number: u64| {
+            (number < chunks)
+                .then(|| ReadAhead::start(stage_input(self.store.clone(), log.id, number)))
+        };
         let mut number = chunk;
-        while number < checkpoint.chunks {
-            let stored: Option<ImportChunk> = self
-                .store
-                .get(&Key::pk_sk(log.id.to_string(), number as i64))
-                .await?;
-            if let Some(stored) = stored {
-                self.stage_chunk(op, &log, checkpoint, stored).await?;
+        let mut ahead = read(number);
+        while let Some(reading) = ahead.take() {
+            let input = reading.finish().await?;
+            // The next chunk and its products are read while this one is staged (staging
+            // writes neither).
+            ahead = read(number + 1);
+            if let Some(stored) = input.chunk {
+                self.stage_chunk(op, &log, checkpoint, stored, input.products)
+                    .await?;
             }
             number += 1;
             progress(op, "staged", number, Some(checkpoint.chunks));
@@ -1245,6 +1267,7 @@ impl Importer<'_> {
         log: &XorosoftSyncLog,
         checkpoint: &mut ImportCheckpoint,
         chunk: ImportChunk,
+        mut products: HashMap<ProductId, Product>,
     ) -> Result<(), EngineError> {
         let now = Utc::now();
         let mut by_product: BTreeMap<ProductId, Vec<&ImportedItem>> = BTreeMap::new();
@@ -1260,7 +1283,7 @@ impl Importer<'_> {
             return Ok(());
         }
         let ids: Vec<ProductId> = by_product.keys().copied().collect();
-        let products = self.store.products(&ids).await?;
+        let products: Vec<Option<Product>> = ids.iter().map(|id| products.remove(id)).collect();
         let row_keys: Vec<Key> = ids
             .iter()
             .map(|id| {
@@ -1397,18 +1420,7 @@ impl Importer<'_> {
 
     /// The rows of these ids that exist (a product skipped as locked has none).
     async fn rows(&self, ids: &[StagingId]) -> Result<Vec<ProductsStaging>, EngineError> {
-        let keys: Vec<Key> = ids.iter().map(|id| Key::pk(id.to_string())).collect();
-        let mut rows = Vec::with_capacity(ids.len());
-        for part in keys.chunks(100) {
-            rows.extend(
-                self.store
-                    .get_each::<ProductsStaging>(part)
-                    .await?
-                    .into_iter()
-                    .flatten(),
-            );
-        }
-        Ok(rows)
+        staged_rows_of(self.store, ids).await
     }
 
     // ------------------------------------------------------------ files
@@ -1513,12 +1525,12 @@ impl Importer<'_> {
         &self,
         op: &mut SyncOperation,
         checkpoint: &mut ImportCheckpoint,
+        staged: &[StagingId],
     ) -> Result<Option<XorosoftSyncLog>, EngineError> {
         // The staged rows' facts, counted once, from the rows as they stand.
         let mut summary = PlanSummary::default();
         let mut price_changes = 0u64;
-        let ids = self.staged_rows(op, checkpoint).await?;
-        for part in ids.chunks(100) {
+        for part in staged.chunks(100) {
             for row in self.rows(part).await? {
                 let (zero, moves, prices) = facts(&row.change_data, self.rails);
                 summary.changes += 1;
@@ -1703,18 +1715,35 @@ impl Importer<'_> {
         &self,
         op: &mut SyncOperation,
         checkpoint: &mut ImportCheckpoint,
+        staged: &[StagingId],
     ) -> Result<(), EngineError> {
         let mut times = StageTimes::default();
         let mut applied = shopsync_domain::OperationStatistics::default();
         // Held for stock from newer files and approved, it sets back what those files set
         // (the newest its hold named); anything newer still is kept.
         let accepted_until = checkpoint.newer.values().map(|n| n.written_at).max();
-        for part in self.staged_rows(op, checkpoint).await?.chunks(256) {
-            let rows = self.rows(part).await?;
-            let done = crate::apply::apply_import_rows(
+        let parts: Vec<&[StagingId]> = staged.chunks(256).collect();
+        let read = |index: usize| {
+            parts.get(index).map(|part| {
+                let (store, ids) = (self.store.clone(), part.to_vec());
+                ReadAhead::start(async move {
+                    let rows = staged_rows_of(&store, &ids).await?;
+                    let products = products_of(&store, &rows).await?;
+                    Ok((rows, products))
+                })
+            })
+        };
+        let mut ahead = read(0);
+        for index in 0..parts.len() {
+            let Some(reading) = ahead.take() else { break };
+            let page = reading.finish().await?;
+            // The next page's rows and products are read while this one applies (it writes
+            // only its own; a product that moves after its read is decided again).
+            ahead = read(index + 1);
+            let done = crate::apply::apply_import_rows_read(
                 self.store,
                 op,
-                rows,
+                page,
                 self.actor,
                 &mut times,
                 accepted_until,
@@ -1728,11 +1757,35 @@ impl Importer<'_> {
         checkpoint.stats.records_processed = op.statistics.processed;
         let log = load_log(self.store, checkpoint.xorosoft_import).await?;
         let now = Utc::now();
-        // A page of chunks at a time, each kept as it is read.
-        let mut pages = ChunkPages::of(log.id);
-        while let Some(chunks) = pages.next(self.store).await? {
-            for chunk in &chunks {
-                self.keep_records(&log, checkpoint, chunk, now).await?;
+        // A page of chunks at a time, with the records its rows name: the next page is read
+        // while this one is kept (the file names each record once, so no page reads what
+        // another writes).
+        let withdrawn = std::sync::Arc::new(checkpoint.withdrawn.clone());
+        let read = |pages: ChunkPages| {
+            let (store, withdrawn) = (self.store.clone(), withdrawn.clone());
+            ReadAhead::start(async move {
+                let mut pages = pages;
+                let Some(chunks) = pages.next(&store).await? else {
+                    return Ok(None);
+                };
+                let mut page = Vec::with_capacity(chunks.len());
+                for chunk in chunks {
+                    let mut records = Vec::new();
+                    for part in record_keys(&chunk, &withdrawn).chunks(100) {
+                        records.extend(store.get_each::<XorosoftProduct>(part).await?);
+                    }
+                    page.push((chunk, records));
+                }
+                Ok(Some((pages, page)))
+            })
+        };
+        // Small pages: two are in memory at once, with their records.
+        let mut ahead = read(ChunkPages::sized(log.id, 4));
+        while let Some((pages, page)) = ahead.finish().await? {
+            ahead = read(pages);
+            for (chunk, records) in &page {
+                self.keep_records(&log, checkpoint, chunk, records, now)
+                    .await?;
             }
         }
         Ok(())
@@ -1745,6 +1798,7 @@ impl Importer<'_> {
         log: &XorosoftSyncLog,
         checkpoint: &ImportCheckpoint,
         chunk: &ImportChunk,
+        records: &[Option<XorosoftProduct>],
         now: DateTime<Utc>,
     ) -> Result<(), EngineError> {
         let takes: Vec<&ImportedItem> = chunk
@@ -1752,21 +1806,7 @@ impl Importer<'_> {
             .iter()
             .filter(|i| !checkpoint.withdrawn.contains(&i.line))
             .collect();
-        let mut keys: Vec<Key> = takes
-            .iter()
-            .map(|i| Key::pk_sk(i.item_number.clone(), i.store_code.clone()))
-            .collect();
-        keys.extend(
-            chunk
-                .missing
-                .iter()
-                .map(|(code, item)| Key::pk_sk(item.clone(), code.clone())),
-        );
-        let mut records = Vec::with_capacity(keys.len());
         let mut lookups = Vec::new();
-        for part in keys.chunks(100) {
-            records.extend(self.store.get_each::<XorosoftProduct>(part).await?);
-        }
         let mut writes = Vec::with_capacity(records.len());
         let file = log.object.as_ref().map(ImportObject::path);
         let written_at = log.object.as_ref().and_then(|o| o.last_modified);
@@ -2322,6 +2362,120 @@ pub async fn each_row_error(
     Ok(())
 }
 
+/// The staged rows of these ids that exist (a product skipped as locked has none).
+async fn staged_rows_of(
+    store: &Store,
+    ids: &[StagingId],
+) -> Result<Vec<ProductsStaging>, EngineError> {
+    let keys: Vec<Key> = ids.iter().map(|id| Key::pk(id.to_string())).collect();
+    let mut rows = Vec::with_capacity(ids.len());
+    for part in keys.chunks(100) {
+        rows.extend(
+            store
+                .get_each::<ProductsStaging>(part)
+                .await?
+                .into_iter()
+                .flatten(),
+        );
+    }
+    Ok(rows)
+}
+
+/// The keys of the records a chunk names, as [`Importer::keep_records`] takes them: its
+/// rows' (less the `withdrawn` lines), then its missing items'.
+fn record_keys(chunk: &ImportChunk, withdrawn: &BTreeSet<u64>) -> Vec<Key> {
+    let taken = chunk.items.iter().filter(|i| !withdrawn.contains(&i.line));
+    let mut keys: Vec<Key> = taken
+        .map(|i| Key::pk_sk(i.item_number.clone(), i.store_code.clone()))
+        .collect();
+    keys.extend(
+        chunk
+            .missing
+            .iter()
+            .map(|(code, item)| Key::pk_sk(item.clone(), code.clone())),
+    );
+    keys
+}
+
+/// The products that `rows` update, by id.
+async fn products_of(
+    store: &Store,
+    rows: &[ProductsStaging],
+) -> Result<HashMap<ProductId, Product>, EngineError> {
+    let ids: Vec<ProductId> = rows
+        .iter()
+        .filter(|r| r.change_type == shopsync_domain::staging::ChangeType::Update)
+        .map(|r| r.source_product_id)
+        .collect();
+    Ok(store
+        .products(&ids)
+        .await?
+        .into_iter()
+        .flatten()
+        .map(|p| (p.id, p))
+        .collect())
+}
+
+/// A chunk to stage and the products its rows link to.
+struct StageInput {
+    chunk: Option<ImportChunk>,
+    products: HashMap<ProductId, Product>,
+}
+
+/// Reads chunk `number` of an import and the products its rows link to.
+async fn stage_input(
+    store: Store,
+    log: XorosoftLogId,
+    number: u64,
+) -> Result<StageInput, EngineError> {
+    let chunk: Option<ImportChunk> = store
+        .get(&Key::pk_sk(log.to_string(), number as i64))
+        .await?;
+    let ids: BTreeSet<ProductId> = chunk
+        .iter()
+        .flat_map(|c| &c.items)
+        .filter_map(|item| match &item.link {
+            ItemLink::Matched { product_id, .. } => Some(*product_id),
+            _ => None,
+        })
+        .collect();
+    let ids: Vec<ProductId> = ids.into_iter().collect();
+    let products = store
+        .products(&ids)
+        .await?
+        .into_iter()
+        .flatten()
+        .map(|p| (p.id, p))
+        .collect();
+    Ok(StageInput { chunk, products })
+}
+
+/// A read running on a task of its own, so that it overlaps what the caller does meanwhile
+/// (on another core, or while the caller's own store calls wait on the network). Dropped
+/// unfinished, the read is stopped.
+struct ReadAhead<T>(tokio::task::JoinHandle<Result<T, EngineError>>);
+
+impl<T: Send + 'static> ReadAhead<T> {
+    fn start(
+        read: impl std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+    ) -> Self {
+        Self(tokio::spawn(read))
+    }
+
+    /// What the read found.
+    async fn finish(mut self) -> Result<T, EngineError> {
+        (&mut self.0)
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))?
+    }
+}
+
+impl<T> Drop for ReadAhead<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// An import's stored chunks a page at a time, in chunk order (a large import is never in
 /// memory whole).
 struct ChunkPages {
@@ -2330,8 +2484,13 @@ struct ChunkPages {
 
 impl ChunkPages {
     fn of(log: XorosoftLogId) -> Self {
+        Self::sized(log, 20)
+    }
+
+    /// Pages of `chunks` chunks.
+    fn sized(log: XorosoftLogId, chunks: u32) -> Self {
         let mut query = Query::new(Table::XorosoftImportChunks, None, log.to_string());
-        query.limit = 20;
+        query.limit = chunks;
         Self { query: Some(query) }
     }
 

@@ -705,3 +705,46 @@ on_both_stores! {
         assert!(rows[0].error.as_deref().unwrap_or("").contains("newer Xorosoft file"), "{:?}", rows[0].error);
     }
 }
+
+on_both_stores! {
+    async fn a_product_read_ahead_of_its_apply_that_moves_meanwhile_keeps_the_move() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let (settings, actor) = (settings(&shop), importer_actor());
+        let every_change_reviewed = GuardRails { require_approval: true, ..GuardRails::default() };
+        let held_importer = importer(&shop, &blobs, &settings, &every_change_reviewed, &actor);
+        let product = &shop.products[0];
+        let key = "xorosoft/inbound/stock/ahead.csv";
+        drop_file(&blobs, key, &format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 17, "4.00", "9.99"))).await;
+        let held = held_importer.run(key, None, false).await.unwrap();
+        assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval, "{held:?}");
+        let operation_id = held.operation_id.unwrap();
+        let operation = shopsync_engine::operation::load_operation(&shop.store, operation_id).await.unwrap();
+        let rows = shopsync_engine::operation::operation_rows(&shop.store, operation_id).await.unwrap();
+        assert_eq!(rows.len(), 1);
+
+        // The apply's copy of the product is read, then a person renames it.
+        let read_ahead = shop.store.product(product.id).await.unwrap().unwrap();
+        let rename = shopsync_domain::ProductEdit { title: Some("Renamed meanwhile".into()), ..Default::default() };
+        let merchant = Actor::new("merchant").unwrap();
+        shopsync_engine::edit::edit_product(&shop.store, product.id, &rename, None, &merchant, chrono::Utc::now()).await.unwrap();
+
+        let stats = shopsync_engine::apply::apply_import_rows_read(
+            &shop.store,
+            &operation,
+            (rows, [(product.id, read_ahead.clone())].into()),
+            &actor,
+            &mut Default::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!((stats.updated, stats.failed), (1, 0), "{stats:?}");
+        let now = shop.store.product(product.id).await.unwrap().unwrap();
+        assert_eq!(now.content.title, "Renamed meanwhile", "the rename is kept");
+        assert_eq!(now.content.variants[0].inventory.get(&shop.location).map(|q| q.0), Some(17), "the stock is applied");
+        assert_eq!(now.version, read_ahead.version + 2, "one version each");
+        assert_eq!(versions_by(&shop.store, product, ChangeSource::Xorosoft).await, 1);
+    }
+}
