@@ -1016,9 +1016,7 @@ impl Importer<'_> {
             products.extend(lookups.iter().map(|l| l.product_id));
         }
         let ids: Vec<ProductId> = products.into_iter().collect();
-        let read = self.store.products(&ids).await?;
-        let current: HashMap<ProductId, Product> =
-            read.into_iter().flatten().map(|p| (p.id, p)).collect();
+        let current = products_by_id(self.store, &ids).await?;
         let mut links = Vec::with_capacity(rows.len());
         for (row, (xorosoft, sku, barcode)) in rows.iter().zip(per_row) {
             let candidates = |at: usize, by: LinkedBy| -> Vec<(ProductId, VariantKey)> {
@@ -2247,14 +2245,7 @@ impl Importer<'_> {
                         _ => None,
                     })
                     .collect();
-                let products: HashMap<ProductId, Product> = self
-                    .store
-                    .products(&ids)
-                    .await?
-                    .into_iter()
-                    .flatten()
-                    .map(|p| (p.id, p))
-                    .collect();
+                let products = products_by_id(self.store, &ids).await?;
                 let mut wanted = Vec::new();
                 let mut rows = Vec::new();
                 for item in part {
@@ -2407,8 +2398,16 @@ async fn products_of(
         .filter(|r| r.change_type == shopsync_domain::staging::ChangeType::Update)
         .map(|r| r.source_product_id)
         .collect();
+    products_by_id(store, &ids).await
+}
+
+/// The products of these ids that exist, by id.
+async fn products_by_id(
+    store: &Store,
+    ids: &[ProductId],
+) -> Result<HashMap<ProductId, Product>, EngineError> {
     Ok(store
-        .products(&ids)
+        .products(ids)
         .await?
         .into_iter()
         .flatten()
@@ -2440,13 +2439,7 @@ async fn stage_input(
         })
         .collect();
     let ids: Vec<ProductId> = ids.into_iter().collect();
-    let products = store
-        .products(&ids)
-        .await?
-        .into_iter()
-        .flatten()
-        .map(|p| (p.id, p))
-        .collect();
+    let products = products_by_id(&store, &ids).await?;
     Ok(StageInput { chunk, products })
 }
 
