@@ -248,14 +248,7 @@ async fn apply_chunk(
             }
         }
         if !unread.is_empty() {
-            currents.extend(
-                store
-                    .products(&unread)
-                    .await?
-                    .into_iter()
-                    .flatten()
-                    .map(|p| (p.id, p)),
-            );
+            currents.extend(products_by_id(store, &unread).await?);
         }
         times.add(Stage::Diff, reading);
         for row in chunk {
@@ -507,6 +500,20 @@ async fn apply_chunk(
         }
     }
     Ok(retry)
+}
+
+/// The products of these ids that exist, by id.
+pub(crate) async fn products_by_id(
+    store: &Store,
+    ids: &[ProductId],
+) -> Result<HashMap<ProductId, Product>, EngineError> {
+    Ok(store
+        .products(ids)
+        .await?
+        .into_iter()
+        .flatten()
+        .map(|p| (p.id, p))
+        .collect())
 }
 
 /// The contribution key under which a row names the Xorosoft item it links its product to.

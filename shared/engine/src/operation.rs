@@ -230,6 +230,21 @@ pub(crate) async fn save(
     }
 }
 
+/// The condition that an operation is still as `previous` was: its status and `updated_at`
+/// (every save moves `updated_at` strictly on).
+pub(crate) fn unmoved(previous: &SyncOperation) -> Condition {
+    Condition::And(vec![
+        Condition::Eq(
+            "status",
+            Scalar::from(shopsync_domain::status::status_name(previous.status).as_str()),
+        ),
+        Condition::Eq(
+            "updated_at",
+            Scalar::from(previous.updated_at.timestamp_millis()),
+        ),
+    ])
+}
+
 /// Stores `operation` if the stored one is still as `previous` left it (its status and its
 /// `updated_at`, which this save moves on by at least a millisecond): `Ok(None)` when saved,
 /// `Ok(Some(current))` when another writer (a cancel, a second delivery of the same work)
@@ -241,16 +256,7 @@ pub(crate) async fn save_unless_moved(
     previous: &SyncOperation,
     now: DateTime<Utc>,
 ) -> Result<Option<SyncOperation>, EngineError> {
-    let expected = Condition::And(vec![
-        Condition::Eq(
-            "status",
-            Scalar::from(shopsync_domain::status::status_name(previous.status).as_str()),
-        ),
-        Condition::Eq(
-            "updated_at",
-            Scalar::from(previous.updated_at.timestamp_millis()),
-        ),
-    ]);
+    let expected = unmoved(previous);
     operation.updated_at = now.max(previous.updated_at + chrono::Duration::milliseconds(1));
     operation.is_rollbackable = operation.can_roll_back();
     match store.replace_if(&*operation, expected).await {

@@ -817,23 +817,16 @@ impl Importer<'_> {
         op: &SyncOperation,
         checkpoint: &ImportCheckpoint,
     ) -> Result<SyncOperation, EngineError> {
-        use shopsync_store::item::{Condition, Scalar};
         let mut next = op.clone();
         next.checkpoint = serde_json::to_value(checkpoint).ok();
         // Strictly later, so the next save's condition tells this one from the last.
         next.updated_at = Utc::now().max(op.updated_at + chrono::Duration::milliseconds(1));
         next.lease_expires_at = Some(next.updated_at + crate::operation::lease());
-        let condition = Condition::And(vec![
-            Condition::Eq(
-                "status",
-                Scalar::from(shopsync_domain::status::status_name(op.status).as_str()),
-            ),
-            Condition::Eq(
-                "updated_at",
-                Scalar::N(shopsync_store::records::millis(op.updated_at)),
-            ),
-        ]);
-        match self.store.replace_if(&next, condition).await {
+        match self
+            .store
+            .replace_if(&next, crate::operation::unmoved(op))
+            .await
+        {
             Ok(()) => Ok(next),
             Err(shopsync_store::ReplaceError::Changed(current)) => Err(invalid(format!(
                 "import operation {} changed under this worker (now {}): another worker took it over, or it was cancelled",
@@ -1016,7 +1009,7 @@ impl Importer<'_> {
             products.extend(lookups.iter().map(|l| l.product_id));
         }
         let ids: Vec<ProductId> = products.into_iter().collect();
-        let current = products_by_id(self.store, &ids).await?;
+        let current = crate::apply::products_by_id(self.store, &ids).await?;
         let mut links = Vec::with_capacity(rows.len());
         for (row, (xorosoft, sku, barcode)) in rows.iter().zip(per_row) {
             let candidates = |at: usize, by: LinkedBy| -> Vec<(ProductId, VariantKey)> {
@@ -2245,7 +2238,7 @@ impl Importer<'_> {
                         _ => None,
                     })
                     .collect();
-                let products = products_by_id(self.store, &ids).await?;
+                let products = crate::apply::products_by_id(self.store, &ids).await?;
                 let mut wanted = Vec::new();
                 let mut rows = Vec::new();
                 for item in part {
@@ -2398,21 +2391,7 @@ async fn products_of(
         .filter(|r| r.change_type == shopsync_domain::staging::ChangeType::Update)
         .map(|r| r.source_product_id)
         .collect();
-    products_by_id(store, &ids).await
-}
-
-/// The products of these ids that exist, by id.
-async fn products_by_id(
-    store: &Store,
-    ids: &[ProductId],
-) -> Result<HashMap<ProductId, Product>, EngineError> {
-    Ok(store
-        .products(ids)
-        .await?
-        .into_iter()
-        .flatten()
-        .map(|p| (p.id, p))
-        .collect())
+    crate::apply::products_by_id(store, &ids).await
 }
 
 /// A chunk to stage and the products its rows link to.
@@ -2439,7 +2418,7 @@ async fn stage_input(
         })
         .collect();
     let ids: Vec<ProductId> = ids.into_iter().collect();
-    let products = products_by_id(&store, &ids).await?;
+    let products = crate::apply::products_by_id(&store, &ids).await?;
     Ok(StageInput { chunk, products })
 }
 
