@@ -200,13 +200,14 @@ fn print_log(log: &XorosoftSyncLog, json: bool, root: &Path) -> anyhow::Result<(
     }
     let s = &log.statistics;
     println!(
-        "import {} {}: {} rows ({} valid, {} invalid, {} repeated); {} matched, {} unmatched, {} ambiguous; {} updated, {} missing, {} locked; {} pushed, {} not",
+        "import {} {}: {} rows ({} valid, {} invalid, {} repeated, {} in another currency); {} matched, {} unmatched, {} ambiguous; {} updated, {} missing, {} locked; {} pushed, {} not",
         log.id,
         shopsync_domain::status::status_name(log.status),
         s.rows_valid + s.rows_invalid,
         s.rows_valid,
         s.rows_invalid,
         s.duplicates,
+        s.price_errors,
         s.matched,
         s.unmatched,
         s.ambiguous,

@@ -230,6 +230,9 @@ pub struct XorosoftStatistics {
     pub pushed: u64,
     /// Stock levels not pushed (Shopify refused, or no location for the StoreCode).
     pub push_failed: u64,
+    /// Rows whose cost or prices are in a currency other than the shop's: their money is not
+    /// taken (each is in the errors report), their stock is.
+    pub price_errors: u64,
 }
 
 /// The object an import read: where, and which version of it.
@@ -449,12 +452,23 @@ pub struct ImportedItem {
     /// `LastModified`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<DateTime<Utc>>,
-    /// Why the row's prices are not taken (its stock still is).
+    /// Why the row's cost and prices are not taken (its stock still is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_error: Option<String>,
     /// The local variant it links to.
     #[serde(flatten)]
     pub link: ItemLink,
+}
+
+impl ImportedItem {
+    /// Why the cost and prices this row carries are not taken (another currency than the
+    /// shop's), when it carries any.
+    pub fn refused_money(&self) -> Option<&str> {
+        let carries_money = self.unit_cost.is_some()
+            || self.standard_price.is_some()
+            || self.wholesale_price.is_some();
+        self.price_error.as_deref().filter(|_| carries_money)
+    }
 }
 
 impl<'de> Deserialize<'de> for ImportedItem {
@@ -608,6 +622,10 @@ pub struct ImportChunk {
     pub items: Vec<ImportedItem>,
     /// The rows that were not.
     pub errors: Vec<ImportRowError>,
+    /// Rows read as valid and then refused because a later row named their item again
+    /// (each is in `errors` too), kept as they were read so the counts can move them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withdrawn: Vec<ImportedItem>,
     /// Items (StoreCode, ItemNumber) the previous snapshot of their StoreCode had and the
     /// file lacks (chunks after the file's own hold these).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -935,7 +935,11 @@ impl Importer<'_> {
                 ItemLink::Ambiguous { .. } => stats.ambiguous += 1,
             }
             checkpoint.store_codes.insert(row.store_code.clone());
-            items.push(imported(row, link));
+            let item = imported(row, link);
+            if item.refused_money().is_some() {
+                stats.price_errors += 1;
+            }
+            items.push(item);
         }
         stats.rows_valid = items.len() as u64;
         stats.rows_invalid = read.errors.len() as u64;
@@ -955,6 +959,7 @@ impl Importer<'_> {
                     store_code: None,
                 })
                 .collect(),
+            withdrawn: Vec::new(),
             missing: Vec::new(),
             expires_at: Utc::now() + chunk_lifetime(),
         };
@@ -1083,13 +1088,12 @@ impl Importer<'_> {
     /// and this file lacks, and keeps them (for the report and to mark them on apply).
     async fn find_missing(&self, checkpoint: &mut ImportCheckpoint) -> Result<(), EngineError> {
         let log = load_log(self.store, checkpoint.xorosoft_import).await?;
-        self.withdraw_repeated(checkpoint).await?;
+        let withdrawn_items = self.withdraw_repeated(checkpoint).await?;
         if !log.sync_type.takes_stock() {
             return Ok(());
         }
         // What the file names, read once a StoreCode has a previous snapshot to compare.
         let mut seen: Option<SeenItems> = None;
-        let withdrawn_items = self.withdrawn_items(checkpoint).await?;
         let mut missing: Vec<(String, String)> = Vec::new();
         checkpoint.snapshots.clear();
         checkpoint.newer.clear();
@@ -1132,6 +1136,7 @@ impl Importer<'_> {
                 chunk: MISSING_CHUNKS + index as u64,
                 items: Vec::new(),
                 errors: Vec::new(),
+                withdrawn: Vec::new(),
                 missing: part.to_vec(),
                 expires_at: Utc::now() + chunk_lifetime(),
             };
@@ -1141,27 +1146,41 @@ impl Importer<'_> {
     }
 
     /// Turns the first rows of items the file names again into row errors, in the chunks
-    /// that hold them (the later rows were errors when read). Doing it again changes
-    /// nothing.
-    async fn withdraw_repeated(&self, checkpoint: &ImportCheckpoint) -> Result<(), EngineError> {
+    /// that hold them (the later rows were errors when read), and moves them from the valid
+    /// rows' counts to the invalid and repeated ones. Returns the (StoreCode, item) of the
+    /// withdrawn rows: the file names them, though neither row is taken.
+    ///
+    /// Doing it again writes nothing new, and the counts come from the chunks as they end,
+    /// so a step that stops after some chunks are written and before the checkpoint is saved
+    /// counts each row once when it runs again.
+    async fn withdraw_repeated(
+        &self,
+        checkpoint: &mut ImportCheckpoint,
+    ) -> Result<BTreeSet<(String, String)>, EngineError> {
+        let mut items = BTreeSet::new();
         if checkpoint.withdrawn.is_empty() {
-            return Ok(());
+            return Ok(items);
         }
+        let lines = &checkpoint.withdrawn;
         let mut changed = Vec::new();
+        let mut moved = XorosoftStatistics::default();
         self.each_chunk(checkpoint.xorosoft_import, |chunk| {
-            if !chunk
-                .items
-                .iter()
-                .any(|i| checkpoint.withdrawn.contains(&i.line))
-            {
+            // Rows another build withdrew keep their StoreCode in their error.
+            for error in chunk.errors.iter().filter(|e| lines.contains(&e.line)) {
+                if let Some(code) = &error.store_code {
+                    items.insert((code.clone(), error.value.clone()));
+                }
+            }
+            if chunk.withdrawn.is_empty() && !chunk.items.iter().any(|i| lines.contains(&i.line)) {
                 return;
             }
             let mut chunk = chunk.clone();
             let (withdrawn, kept): (Vec<ImportedItem>, Vec<ImportedItem>) = chunk
                 .items
                 .into_iter()
-                .partition(|i| checkpoint.withdrawn.contains(&i.line));
+                .partition(|i| lines.contains(&i.line));
             chunk.items = kept;
+            let newly = !withdrawn.is_empty();
             for item in withdrawn {
                 chunk.errors.push(ImportRowError {
                     line: item.line,
@@ -1173,42 +1192,35 @@ impl Importer<'_> {
                     ),
                     store_code: Some(item.store_code.clone()),
                 });
+                chunk.withdrawn.push(item);
             }
-            chunk.errors.sort_by_key(|e| e.line);
-            changed.push(chunk);
+            for item in &chunk.withdrawn {
+                moved.rows_valid += 1;
+                match item.link {
+                    ItemLink::Matched { .. } => moved.matched += 1,
+                    ItemLink::Unmatched => moved.unmatched += 1,
+                    ItemLink::Ambiguous { .. } => moved.ambiguous += 1,
+                }
+                if item.refused_money().is_some() {
+                    moved.price_errors += 1;
+                }
+                items.insert((item.store_code.clone(), item.item_number.clone()));
+            }
+            if newly {
+                chunk.errors.sort_by_key(|e| e.line);
+                changed.push(chunk);
+            }
         })
         .await?;
         self.store.put_all(&changed).await?;
-        Ok(())
-    }
-
-    /// The (StoreCode, item) of rows withdrawn as repeated (they name an item the file has,
-    /// though neither row is taken).
-    async fn withdrawn_items(
-        &self,
-        checkpoint: &ImportCheckpoint,
-    ) -> Result<BTreeSet<(String, String)>, EngineError> {
-        let mut items = BTreeSet::new();
-        if checkpoint.withdrawn.is_empty() {
-            return Ok(items);
-        }
-        self.each_chunk(checkpoint.xorosoft_import, |chunk| {
-            for item in &chunk.items {
-                if checkpoint.withdrawn.contains(&item.line) {
-                    items.insert((item.store_code.clone(), item.item_number.clone()));
-                }
-            }
-            // Once withdrawn, they are errors that keep their StoreCode.
-            for error in &chunk.errors {
-                if let (true, Some(code)) = (
-                    checkpoint.withdrawn.contains(&error.line),
-                    &error.store_code,
-                ) {
-                    items.insert((code.clone(), error.value.clone()));
-                }
-            }
-        })
-        .await?;
+        let stats = &mut checkpoint.stats;
+        stats.rows_valid = stats.rows_valid.saturating_sub(moved.rows_valid);
+        stats.rows_invalid += moved.rows_valid;
+        stats.duplicates += moved.rows_valid;
+        stats.matched = stats.matched.saturating_sub(moved.matched);
+        stats.unmatched = stats.unmatched.saturating_sub(moved.unmatched);
+        stats.ambiguous = stats.ambiguous.saturating_sub(moved.ambiguous);
+        stats.price_errors = stats.price_errors.saturating_sub(moved.price_errors);
         Ok(items)
     }
 
@@ -1552,7 +1564,13 @@ impl Importer<'_> {
         }
         let stats = &checkpoint.stats;
         let rows = stats.rows_valid + stats.rows_invalid;
-        let bad = stats.rows_invalid + checkpoint.withdrawn.len() as u64;
+        // A price file's row whose prices are refused gives nothing: it counts as an error.
+        let refused_prices = if log.sync_type == XorosoftSyncType::PriceUpdate {
+            stats.price_errors
+        } else {
+            0
+        };
+        let bad = stats.rows_invalid + refused_prices;
         if rows > 0 {
             let pct = bad as f64 * 100.0 / rows as f64;
             if pct > self.settings.max_row_error_pct {
@@ -1817,7 +1835,9 @@ impl Importer<'_> {
                 record.stock_allocated =
                     Quantity(item.allocated.unwrap_or(record.stock_allocated.0));
                 record.stock_on_order = Quantity(item.on_order.unwrap_or(record.stock_on_order.0));
-                record.cost_price = item.unit_cost.or(record.cost_price);
+                if item.price_error.is_none() {
+                    record.cost_price = item.unit_cost.or(record.cost_price);
+                }
                 record.missing_since = None;
                 record.stock_snapshot_at = written_at.or(record.stock_snapshot_at);
             }
@@ -2139,12 +2159,12 @@ impl Importer<'_> {
                 .any(|code| self.settings.locations.location(code).is_none());
         let with_errors = unmapped
             || stats.rows_invalid > 0
-            || !checkpoint.withdrawn.is_empty()
             || stats.unmatched > 0
             || stats.ambiguous > 0
             || stats.locked > 0
             || stats.push_failed > 0
-            || stats.records_failed > 0;
+            || stats.records_failed > 0
+            || stats.price_errors > 0;
         let now = Utc::now();
         log.statistics = stats;
         log.statistics.records_processed = stats.rows_valid + stats.rows_invalid;
@@ -2157,11 +2177,12 @@ impl Importer<'_> {
             XorosoftSyncStatus::Completed
         };
         log.status_reason = Some(format!(
-            "{} row(s): {} valid, {} invalid ({} repeated); {} matched, {} unmatched, {} ambiguous; {} product(s) updated, {} locked rows skipped; {} missing from the previous snapshot; {} stock level(s) pushed, {} not",
+            "{} row(s): {} valid, {} invalid ({} repeated), {} with cost or prices in another currency; {} matched, {} unmatched, {} ambiguous; {} product(s) updated, {} locked rows skipped; {} missing from the previous snapshot; {} stock level(s) pushed, {} not",
             stats.rows_valid + stats.rows_invalid,
             stats.rows_valid,
             stats.rows_invalid,
             stats.duplicates,
+            stats.price_errors,
             stats.matched,
             stats.unmatched,
             stats.ambiguous,
@@ -2499,6 +2520,15 @@ impl RowErrorPages {
         for chunk in chunks {
             errors.extend(chunk.errors);
             for item in chunk.items {
+                if let Some(reason) = item.refused_money() {
+                    errors.push(ImportRowError {
+                        line: item.line,
+                        column: "CurrencyCode".into(),
+                        value: item.currency.clone().unwrap_or_default(),
+                        reason: reason.to_owned(),
+                        store_code: Some(item.store_code.clone()),
+                    });
+                }
                 let reason = match &item.link {
                     ItemLink::Matched { .. } => continue,
                     ItemLink::Unmatched => {
@@ -2682,7 +2712,7 @@ fn imported(row: XorosoftRow, link: ItemLink) -> ImportedItem {
         wholesale_price: row.wholesale_price,
         currency: row.currency,
         last_modified: row.last_modified,
-        price_error: row.price_error.map(|e| e.to_string()),
+        price_error: row.price_error.map(|e| e.reason),
         link,
     }
 }
@@ -2694,6 +2724,7 @@ fn add_stats(into: &mut XorosoftStatistics, part: &XorosoftStatistics) {
     into.matched += part.matched;
     into.unmatched += part.unmatched;
     into.ambiguous += part.ambiguous;
+    into.price_errors += part.price_errors;
 }
 
 /// Records what an item gives its variant's fields: stock at its StoreCode's location (and
@@ -2725,7 +2756,7 @@ fn contribute(
                 serde_json::json!(available),
             );
         }
-        if let Some(cost) = item.unit_cost {
+        if let Some(cost) = item.unit_cost.filter(|_| item.price_error.is_none()) {
             put(
                 format!("variants/{variant_key}/cost"),
                 serde_json::json!(cost),

@@ -40,8 +40,8 @@ pub struct XorosoftRow {
     pub currency: Option<String>,
     /// `LastModified`.
     pub last_modified: Option<DateTime<Utc>>,
-    /// Why this row's prices cannot be taken (they are in another currency than the shop's);
-    /// its stock still counts.
+    /// Why this row's cost and prices cannot be taken (they are in another currency than the
+    /// shop's); its stock still counts.
     pub price_error: Option<RowError>,
 }
 
@@ -150,7 +150,7 @@ impl XorosoftRow {
             (Some(row), Some(shop)) if !row.eq_ignore_ascii_case(shop) => Some(error(
                 Column::CurrencyCode,
                 row,
-                &format!("is not the shop's currency ({shop}): this row's prices are not taken, its stock is"),
+                &format!("is not the shop's currency ({shop}): this row's cost and prices are not taken, its stock is"),
             )),
             _ => None,
         };
