@@ -127,6 +127,14 @@ impl XorosoftRow {
                 })
                 .transpose()
         };
+        // Checked in the layout's column order, so a row's first error is the one named.
+        let on_hand = quantity(Column::OnHandQty)?;
+        let allocated = quantity(Column::AllocatedQty)?;
+        let available = quantity(Column::AvailableQty)?;
+        let on_order = quantity(Column::QtyOnPo)?;
+        let unit_cost = money(Column::UnitCost)?;
+        let standard_price = money(Column::StandardUnitPrice)?;
+        let wholesale_price = money(Column::WholesalePrice)?;
         let currency = match field(fields, Column::CurrencyCode) {
             None => None,
             Some(value) if value.len() == 3 && value.chars().all(|c| c.is_ascii_alphabetic()) => {
@@ -162,13 +170,13 @@ impl XorosoftRow {
             base_part_number: text(Column::BasePartNumber),
             upc,
             description: text(Column::ItemDescription),
-            on_hand: quantity(Column::OnHandQty)?,
-            allocated: quantity(Column::AllocatedQty)?,
-            available: quantity(Column::AvailableQty)?,
-            on_order: quantity(Column::QtyOnPo)?,
-            unit_cost: money(Column::UnitCost)?,
-            standard_price: money(Column::StandardUnitPrice)?,
-            wholesale_price: money(Column::WholesalePrice)?,
+            on_hand,
+            allocated,
+            available,
+            on_order,
+            unit_cost,
+            standard_price,
+            wholesale_price,
             currency,
             last_modified,
             price_error,

@@ -144,6 +144,22 @@ MAIN,A-8,,3,1.00,USD,2026-11-05T10:00:00Z
 }
 
 #[test]
+fn a_row_with_several_bad_values_names_the_first_in_the_layouts_order() {
+    let file = "\
+StoreCode,ItemNumber,OnHandQty,UnitCost,CurrencyCode,LastModified
+MAIN,A-1,many,-2.00,US Dollars,31/12/2026
+MAIN,A-2,3,-2.00,US Dollars,31/12/2026
+MAIN,A-3,3,2.00,US Dollars,31/12/2026
+";
+    let rows = read(file.as_bytes()).unwrap();
+    let named: Vec<&str> = rows
+        .iter()
+        .map(|row| row.as_ref().map_or_else(|e| e.column.as_str(), |_| "none"))
+        .collect();
+    assert_eq!(named, ["OnHandQty", "UnitCost", "CurrencyCode"]);
+}
+
+#[test]
 fn a_last_line_cut_mid_row_is_an_error_not_a_silent_drop() {
     let file = "StoreCode,ItemNumber,AvailableQty,ItemDescription\r\nMAIN,A-1,4,\"Tee\"\r\nMAIN,A-2,7,\"Tee, r";
     let rows = read(file.as_bytes()).unwrap();
