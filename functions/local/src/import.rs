@@ -173,11 +173,32 @@ pub async fn run(source: ImportSource) -> anyhow::Result<ExitCode> {
         }
     };
     repo.flush().await.context("making the import durable")?;
+    if args.dry_run {
+        keep_dry_run_report(&log, root, args.store.data_dir())?;
+    }
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!();
     }
-    print_log(&log, args.json, root)?;
+    print_log(&log, args.json, args.store.data_dir())?;
     Ok(exit_code(&log))
+}
+
+/// Copies a dry run's row-errors report from its scratch folder to the same place under
+/// `data` (`xorosoft/reports/`, which nothing watches), where its log says it is: the point
+/// of a dry run is to see what the file would do, its errors included.
+fn keep_dry_run_report(log: &XorosoftSyncLog, scratch: &Path, data: &Path) -> anyhow::Result<()> {
+    let Some(report) = &log.errors_report else {
+        return Ok(());
+    };
+    let relative = report.trim_start_matches("local/");
+    let kept = data.join(relative);
+    if let Some(folder) = kept.parent() {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+    }
+    std::fs::copy(scratch.join(relative), &kept)
+        .with_context(|| format!("keeping the dry run's report as {}", kept.display()))?;
+    Ok(())
 }
 
 /// 0 when the import completed, waits for approval or was a duplicate; 3 when the file was

@@ -77,6 +77,12 @@ async fn import_prints_its_log_imports_once_and_refuses_a_file_without_item_numb
         "{preview}"
     );
     assert!(!dir.path().join("xorosoft/archive").exists());
+    // Its row errors (the unmatched item) are kept where its log says.
+    let report = preview["errors_report"].as_str().unwrap();
+    let report = std::fs::read_to_string(dir.path().join(report.trim_start_matches("local/")))
+        .expect("the dry run's report is kept under the data folder");
+    assert!(report.contains("NOT-A-SKU"), "{report}");
+    assert!(!dir.path().join("xorosoft/inbound/stock/stock.csv").exists());
 
     let (code, out, err) = shopsync(dir.path(), &["import", "xorosoft", path, "--json"]);
     assert_eq!(code, Some(0), "{out}{err}");
