@@ -79,9 +79,46 @@ pub enum Refusal {
         /// The headers the file has.
         headers: Vec<String>,
     },
+    /// Not text at all: a workbook, a PDF, UTF-16 or other binary content.
+    #[error("the file is not a CSV text file: it looks like {0}; save it from the spreadsheet as CSV (comma delimited, UTF-8)")]
+    NotText(&'static str),
+    /// Its fields are separated by another character than a comma.
+    #[error("the file's columns are separated by {0}, not commas: save it from the spreadsheet as CSV (comma delimited)")]
+    NotCommaSeparated(&'static str),
     /// The file could not be read.
     #[error("the file could not be read: {0}")]
     Unreadable(String),
+}
+
+/// What a file's first bytes say it is, when they say it is not text.
+fn binary_kind(start: &[u8]) -> Option<&'static str> {
+    const KINDS: [(&[u8], &str); 5] = [
+        (
+            b"PK\x03\x04",
+            "an Excel workbook (.xlsx) or another zip archive",
+        ),
+        (b"\xD0\xCF\x11\xE0", "an old Excel workbook (.xls)"),
+        (b"%PDF", "a PDF document"),
+        (b"\xFF\xFE", "UTF-16 text (Excel's \"Unicode Text\")"),
+        (b"\xFE\xFF", "UTF-16 text"),
+    ];
+    if let Some((_, kind)) = KINDS.iter().find(|(magic, _)| start.starts_with(magic)) {
+        return Some(kind);
+    }
+    // No header of any of the encodings read here holds a NUL byte (a stray one in a later
+    // row is that row's error, not the file's).
+    let header = start.split(|&byte| byte == b'\n').next().unwrap_or(start);
+    header.contains(&0).then_some("binary data")
+}
+
+/// The separator a one-column header was written with, when it is not a comma.
+fn other_separator(headers: &[String]) -> Option<&'static str> {
+    const SEPARATORS: [(char, &str); 3] = [(';', "semicolons"), ('\t', "tabs"), ('|', "bars")];
+    let [only] = headers else { return None };
+    SEPARATORS
+        .iter()
+        .find(|(separator, _)| only.contains(*separator))
+        .map(|(_, name)| *name)
 }
 
 /// How rows are read.
@@ -156,6 +193,9 @@ impl<R: Read> Reader<R> {
         if start.is_empty() {
             return Err(Refusal::Empty);
         }
+        if let Some(kind) = binary_kind(start) {
+            return Err(Refusal::NotText(kind));
+        }
         let encoding = Encoding::sniff(start);
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(true)
@@ -184,6 +224,9 @@ impl<R: Read> Reader<R> {
             columns.push(column.filter(|c| !columns.contains(&Some(*c))));
         }
         if !columns.contains(&Some(Column::ItemNumber)) {
+            if let Some(separator) = other_separator(&headers) {
+                return Err(Refusal::NotCommaSeparated(separator));
+            }
             return Err(Refusal::NoItemNumber { headers });
         }
         let mut first = csv::ByteRecord::new();

@@ -85,6 +85,33 @@ fn files_that_cannot_be_an_import_are_refused_whole() {
 }
 
 #[test]
+fn a_workbook_or_a_file_separated_otherwise_is_refused_saying_what_it_is() {
+    let refusal = |bytes: &[u8]| read(bytes).unwrap_err().to_string();
+    let workbook = refusal(b"PK\x03\x04\x14\x00\x06\x00xl/workbook.xml");
+    assert!(workbook.contains("Excel workbook (.xlsx)"), "{workbook}");
+    assert!(refusal(b"\xD0\xCF\x11\xE0\xA1\xB1").contains("old Excel workbook (.xls)"));
+    let utf16: Vec<u8> = "\u{feff}ItemNumber,AvailableQty\r\nA-1,4\r\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    assert!(refusal(&utf16).contains("UTF-16"), "{}", refusal(&utf16));
+    assert!(refusal(b"Item\x00Number,Qty\nA,1\n").contains("binary"));
+    let stray = read(b"ItemNumber,AvailableQty\nA\x00B,1\nC,2\n").unwrap();
+    assert_eq!(stray.len(), 2, "a NUL in a row is that row's business");
+    let semicolons = refusal(b"StoreCode;ItemNumber;AvailableQty\nMAIN;A-1;4\n");
+    assert!(
+        semicolons.contains("separated by semicolons"),
+        "{semicolons}"
+    );
+    assert!(refusal(b"ItemNumber\tAvailableQty\nA-1\t4\n").contains("separated by tabs"));
+    // A comma file whose item column is missing still says so.
+    assert!(matches!(
+        read(b"Store;Code,Qty\nMAIN,4\n").unwrap_err(),
+        Refusal::NoItemNumber { .. }
+    ));
+}
+
+#[test]
 fn headers_in_any_case_order_and_alias_with_a_bom_and_unknown_columns() {
     let file =
         "\u{feff}Qty Available,sku,colour,STORE CODE,Item UPC\r\nLF,07,red,MAIN,000123456789\r\n";
