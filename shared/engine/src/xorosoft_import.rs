@@ -1269,10 +1269,11 @@ impl Importer<'_> {
         op: &SyncOperation,
         log: &XorosoftSyncLog,
         checkpoint: &mut ImportCheckpoint,
-        chunk: ImportChunk,
+        mut chunk: ImportChunk,
         mut products: HashMap<ProductId, Product>,
     ) -> Result<(), EngineError> {
         let now = Utc::now();
+        let mut skipped = Vec::new();
         let mut by_product: BTreeMap<ProductId, Vec<&ImportedItem>> = BTreeMap::new();
         for item in &chunk.items {
             if checkpoint.withdrawn.contains(&item.line) {
@@ -1301,15 +1302,29 @@ impl Importer<'_> {
             .into_iter()
             .zip(products.into_iter().zip(existing))
         {
+            let skip = |reason: String| {
+                items.iter().map(move |item| ImportRowError {
+                    line: item.line,
+                    column: "ItemNumber".into(),
+                    value: item.item_number.clone(),
+                    reason: reason.clone(),
+                    store_code: Some(item.store_code.clone()),
+                })
+            };
             let Some(product) = product else {
                 checkpoint.stats.records_failed += items.len() as u64;
+                skipped.extend(skip(format!(
+                    "its product {id} is no longer in the catalog: skipped, its Xorosoft record is kept"
+                )));
                 continue;
             };
-            if matches!(
-                product.lock_state(now),
-                shopsync_domain::product::LockState::Held { .. }
-            ) {
+            if let shopsync_domain::product::LockState::Held { by, until } = product.lock_state(now)
+            {
                 checkpoint.stats.locked += items.len() as u64;
+                skipped.extend(skip(format!(
+                    "its product {id} is locked by {by} until {}: skipped, nothing of the row applied (its Xorosoft record is kept)",
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )));
                 continue;
             }
             let mut row = match existing {
@@ -1340,6 +1355,18 @@ impl Importer<'_> {
             rows.push(row);
         }
         self.store.put_all(&rows).await?;
+        // The rows skipped join the chunk's errors (once, if this chunk is staged again).
+        skipped.retain(|error| {
+            !chunk.errors.iter().any(|kept| {
+                (kept.line, &kept.column, &kept.store_code)
+                    == (error.line, &error.column, &error.store_code)
+            })
+        });
+        if !skipped.is_empty() {
+            chunk.errors.extend(skipped);
+            chunk.errors.sort_by_key(|e| e.line);
+            self.store.put_all(std::slice::from_ref(&chunk)).await?;
+        }
         Ok(())
     }
 

@@ -820,3 +820,47 @@ on_both_stores! {
         assert_eq!(unchanged.version, product.version);
     }
 }
+
+on_both_stores! {
+    async fn a_locked_product_is_skipped_and_its_rows_are_reported_with_who_holds_it() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let (locked, free) = (&shop.products[0], &shop.products[1]);
+        shop.store
+            .lock_product(locked.id, &Actor::new("bo").unwrap(), chrono::Utc::now(), chrono::Duration::seconds(600))
+            .await
+            .unwrap();
+        let locked = shop.store.product(locked.id).await.unwrap().unwrap();
+        let level_before = level(&shop, &locked, 0);
+        let file = format!(
+            "{HEADER}\n{}{}{}",
+            row("MAIN", &sku(&locked, 0), "", 61, "1.00", "5.00"),
+            row("MAIN", &sku(&locked, 1), "", 62, "1.00", "5.00"),
+            row("MAIN", &sku(free, 0), "", 63, "1.00", "5.00"),
+        );
+        let key = "xorosoft/inbound/stock/locked.csv";
+        drop_file(&blobs, key, &file).await;
+        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
+        let log = importer(&shop, &blobs, &settings, &rails, &actor)
+            .run(key, None, false)
+            .await
+            .unwrap();
+        assert_eq!(log.status, XorosoftSyncStatus::CompletedWithErrors, "{log:?}");
+        assert_eq!(log.statistics.locked, 2, "{:?}", log.statistics);
+
+        let after = shop.store.product(locked.id).await.unwrap().unwrap();
+        assert_eq!(after.version, locked.version, "the locked product is not changed");
+        assert_eq!(versions_by(&shop.store, &locked, ChangeSource::Xorosoft).await, 0);
+        assert_eq!(level(&shop, &after, 0), level_before, "nor pushed");
+        let free_now = shop.store.product(free.id).await.unwrap().unwrap();
+        assert_eq!(level(&shop, &free_now, 0), Some(63));
+
+        let errors = shopsync_engine::xorosoft_import::row_errors(&shop.store, log.id).await.unwrap();
+        let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 3], "{errors:?}");
+        assert!(errors.iter().all(|e| e.reason.contains("locked by bo")), "{errors:?}");
+        let report = std::fs::read_to_string(folder.path().join(log.errors_report.as_ref().unwrap().trim_start_matches("local/"))).unwrap();
+        assert!(report.contains(&sku(&locked, 1)), "{report}");
+    }
+}
