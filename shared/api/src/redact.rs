@@ -10,8 +10,9 @@ fn is_cost(name: &str) -> bool {
 }
 
 /// Removes every cost from a JSON answer: fields named as a cost, change entries keyed by a
-/// cost's path, and the values of a conflict on a cost (its `field_name` stays, so a viewer
-/// sees that there is one).
+/// cost's path, the values of a conflict on a cost (its `field_name` stays, so a viewer
+/// sees that there is one), and the value of an import's row error in its cost column
+/// (`UnitCost`; the line and reason stay).
 pub fn hide_costs(value: &mut Value) {
     match value {
         Value::Object(map) => {
@@ -26,6 +27,13 @@ pub fn hide_costs(value: &mut Value) {
                         map.insert(key.into(), Value::Null);
                     }
                 }
+            }
+            let in_cost_column = map
+                .get("column")
+                .and_then(Value::as_str)
+                .is_some_and(|column| column.eq_ignore_ascii_case("UnitCost"));
+            if in_cost_column && map.contains_key("value") {
+                map.insert("value".into(), Value::Null);
             }
             map.values_mut().for_each(hide_costs);
         }
@@ -48,7 +56,11 @@ mod tests {
                 {"field_name": "variants/v1/cost", "local_value": "4.00", "remote_value": "5.00", "status": "open"},
                 {"field_name": "title", "local_value": "a", "remote_value": "b"}
             ],
-            "record": {"cost_price": "1.00", "unit_cost": "1.00", "stock_available": 3}
+            "record": {"cost_price": "1.00", "unit_cost": "1.00", "stock_available": 3},
+            "row_errors": [
+                {"line": 4, "column": "UnitCost", "value": "12,50", "reason": "is not a decimal amount"},
+                {"line": 5, "column": "OnHandQty", "value": "x", "reason": "is not a whole number"}
+            ]
         });
         hide_costs(&mut answer);
         assert_eq!(
@@ -60,7 +72,11 @@ mod tests {
                     {"field_name": "variants/v1/cost", "local_value": null, "remote_value": null, "status": "open"},
                     {"field_name": "title", "local_value": "a", "remote_value": "b"}
                 ],
-                "record": {"stock_available": 3}
+                "record": {"stock_available": 3},
+                "row_errors": [
+                    {"line": 4, "column": "UnitCost", "value": null, "reason": "is not a decimal amount"},
+                    {"line": 5, "column": "OnHandQty", "value": "x", "reason": "is not a whole number"}
+                ]
             })
         );
     }
