@@ -924,6 +924,10 @@ impl Worker {
         }
         if let Err(e) = crate::operation::save(&self.store, &failed, &current).await {
             tracing::error!(operation = %id, error = %e, "could not mark the operation failed");
+            return;
+        }
+        if let Err(e) = crate::xorosoft_import::mark_import_failed(&self.store, &failed).await {
+            tracing::error!(operation = %id, error = %e, "could not mark the import failed");
         }
     }
 

@@ -156,6 +156,7 @@ pub async fn reject_operation(
     )?;
     save(store, &operation, &waiting).await?;
     crate::rollback::abandon(store, &operation, &format!("rejected by {actor}: {reason}")).await?;
+    crate::xorosoft_import::mark_import_failed(store, &operation).await?;
     Ok(operation)
 }
 
@@ -507,6 +508,7 @@ pub async fn cancel_operation(
         &format!("cancelled by {actor}: {reason}"),
     )
     .await?;
+    crate::xorosoft_import::mark_import_failed(store, &operation).await?;
     Ok(operation)
 }
 
@@ -562,5 +564,6 @@ pub async fn resume_operation(
     }
     operation.lease_expires_at = Some(now + lease());
     save(store, &operation, &before).await?;
+    crate::xorosoft_import::reopen_import(store, &operation).await?;
     Ok(operation)
 }

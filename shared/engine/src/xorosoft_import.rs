@@ -572,8 +572,26 @@ impl Importer<'_> {
             Err(RepoError::AlreadyExists { .. }) => {
                 let first = load_log(self.store, log.id).await?;
                 use shopsync_domain::StatusMachine;
+                let running = match first.operation_id {
+                    Some(operation) => {
+                        Some(crate::operation::load_operation(self.store, operation).await?)
+                    }
+                    None => None,
+                };
+                // An import whose operation has stopped (failed, rejected, cancelled) is not
+                // begun again by its file: a failed one is resumed by a person.
+                let stopped = running.as_ref().is_some_and(|op| {
+                    !matches!(
+                        op.status,
+                        OperationStatus::Pending | OperationStatus::InProgress
+                    )
+                });
                 if first.status.is_terminal()
-                    || first.status == XorosoftSyncStatus::AwaitingApproval
+                    || matches!(
+                        first.status,
+                        XorosoftSyncStatus::AwaitingApproval | XorosoftSyncStatus::Failed
+                    )
+                    || stopped
                 {
                     let mut duplicate = log.clone();
                     duplicate.id = XorosoftLogId::generate();
@@ -581,18 +599,46 @@ impl Importer<'_> {
                     duplicate.duplicate_of = Some(first.id);
                     duplicate.operation_id = first.operation_id;
                     duplicate.completed_at = Some(now);
+                    let failed = first.status == XorosoftSyncStatus::Failed
+                        || running
+                            .as_ref()
+                            .is_some_and(|op| op.status == OperationStatus::Failed);
+                    let resumable = running
+                        .as_ref()
+                        .filter(|op| op.status == OperationStatus::Failed);
+                    let how_on = if failed {
+                        let reason = first
+                            .status_reason
+                            .as_deref()
+                            .or(running.as_ref().and_then(|op| op.status_reason.as_deref()))
+                            .unwrap_or("none given");
+                        match resumable {
+                            Some(op) => format!(
+                                " (its reason: {reason}); `shopsync operation resume {}` goes on with it, or the file dropped under another name is imported afresh",
+                                op.operation_uuid
+                            ),
+                            None => format!(
+                                " (its reason: {reason}); the file dropped under another name is imported afresh"
+                            ),
+                        }
+                    } else {
+                        String::new()
+                    };
                     duplicate.status_reason = Some(format!(
-                        "this object (same key and ETag) was imported before by import {} ({}); nothing changed",
+                        "this object (same key and ETag) was imported before by import {} ({}); nothing changed{how_on}",
                         first.id,
-                        shopsync_domain::status::status_name(first.status)
+                        shopsync_domain::status::status_name(if failed {
+                            XorosoftSyncStatus::Failed
+                        } else {
+                            first.status
+                        })
                     ));
                     self.store.insert(&duplicate).await?;
                     tracing::info!(import = %duplicate.id, first = %first.id, key, "duplicate Xorosoft file: nothing changed");
                     return Ok(Begun::Settled(Box::new(duplicate)));
                 }
                 log = first;
-                if let Some(operation) = log.operation_id {
-                    let running = crate::operation::load_operation(self.store, operation).await?;
+                if let (Some(operation), Some(running)) = (log.operation_id, running) {
                     let held = running.status == OperationStatus::InProgress
                         && running.lease_expires_at.is_some_and(|until| until > now);
                     if held {
@@ -2628,8 +2674,12 @@ pub async fn approve_import(
     Ok(op)
 }
 
-/// Marks a held import's log as its rejected operation left it.
-pub async fn reject_import(store: &Store, operation: &SyncOperation) -> Result<(), EngineError> {
+/// Marks the log of an import whose operation stopped without completing (rejected,
+/// cancelled, or failed past its retries) as failed, with the operation's reason.
+pub async fn mark_import_failed(
+    store: &Store,
+    operation: &SyncOperation,
+) -> Result<(), EngineError> {
     let Some(log_id) = operation.xorosoft_log_id else {
         return Ok(());
     };
@@ -2639,6 +2689,23 @@ pub async fn reject_import(store: &Store, operation: &SyncOperation) -> Result<(
     log.status_reason = operation.status_reason.clone();
     log.completed_at = Some(Utc::now());
     log.updated_at = log.completed_at;
+    save_log(store, &log, &before).await
+}
+
+/// Puts the log of a failed import back in progress when a person resumes its operation.
+pub async fn reopen_import(store: &Store, operation: &SyncOperation) -> Result<(), EngineError> {
+    let Some(log_id) = operation.xorosoft_log_id else {
+        return Ok(());
+    };
+    let mut log = load_log(store, log_id).await?;
+    if log.status != XorosoftSyncStatus::Failed {
+        return Ok(());
+    }
+    let before = log.clone();
+    log.status = XorosoftSyncStatus::InProgress;
+    log.status_reason = operation.status_reason.clone();
+    log.completed_at = None;
+    log.updated_at = Some(Utc::now());
     save_log(store, &log, &before).await
 }
 

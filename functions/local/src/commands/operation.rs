@@ -202,17 +202,13 @@ pub async fn run(action: OperationAction) -> anyhow::Result<ExitCode> {
             }
         }
         OperationAction::Reject { rows, reason, .. } if rows.is_empty() => {
-            let rejected = review::reject_operation(&repo, id, &actor, reason).await?;
-            shopsync_engine::xorosoft_import::reject_import(&repo, &rejected).await?;
-            rejected
+            review::reject_operation(&repo, id, &actor, reason).await?
         }
         OperationAction::Reject { rows, reason, .. } => {
             review::reject_rows(&repo, id, &row_ids(rows)?, &actor, reason).await?
         }
         OperationAction::Cancel { reason, .. } => {
-            let cancelled = review::cancel_operation(&repo, id, &actor, reason).await?;
-            shopsync_engine::xorosoft_import::reject_import(&repo, &cancelled).await?;
-            cancelled
+            review::cancel_operation(&repo, id, &actor, reason).await?
         }
         OperationAction::Resume { shopify, .. } => {
             let resumed = review::resume_operation(&repo, id, &actor).await?;

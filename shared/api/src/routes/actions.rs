@@ -304,14 +304,9 @@ pub async fn reject(
     let decision = crate::body::optional(body, DECISION)?;
     let reason = reason_of(&decision)?;
     let rejected = if decision.rows.is_empty() {
-        let rejected =
-            shopsync_engine::review::reject_operation(&state.store, id, &caller.actor, &reason)
-                .await
-                .map_err(refused)?;
-        shopsync_engine::xorosoft_import::reject_import(&state.store, &rejected)
+        shopsync_engine::review::reject_operation(&state.store, id, &caller.actor, &reason)
             .await
-            .map_err(refused)?;
-        rejected
+            .map_err(refused)?
     } else {
         shopsync_engine::review::reject_rows(
             &state.store,
@@ -362,9 +357,6 @@ pub async fn cancel(
         shopsync_engine::review::cancel_operation(&state.store, id, &caller.actor, &reason)
             .await
             .map_err(refused)?;
-    shopsync_engine::xorosoft_import::reject_import(&state.store, &cancelled)
-        .await
-        .map_err(refused)?;
     Ok(answered(&cancelled))
 }
 

@@ -864,3 +864,80 @@ on_both_stores! {
         assert!(report.contains(&sku(&locked, 1)), "{report}");
     }
 }
+
+on_both_stores! {
+    async fn a_rejected_import_dropped_again_is_a_duplicate_that_says_how_to_import_it_afresh() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let product = &shop.products[2];
+        let file = format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 4, "2.00", "123.45"));
+        let key = "xorosoft/inbound/price/prices.csv";
+        drop_file(&blobs, key, &file).await;
+        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
+        let run = importer(&shop, &blobs, &settings, &rails, &actor);
+        let held = run.run(key, None, false).await.unwrap();
+        assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval);
+        let operation = held.operation_id.unwrap();
+        shopsync_engine::review::reject_operation(&shop.store, operation, &Actor::new("reviewer").unwrap(), "prices are wrong")
+            .await
+            .unwrap();
+        let rejected = shopsync_engine::xorosoft_import::load_log(&shop.store, held.id).await.unwrap();
+        assert_eq!(rejected.status, XorosoftSyncStatus::Failed);
+        assert!(rejected.status_reason.as_deref().unwrap_or("").contains("prices are wrong"), "{rejected:?}");
+
+        drop_file(&blobs, key, &file).await;
+        let again = run.run(key, None, false).await.unwrap();
+        assert_eq!(again.status, XorosoftSyncStatus::Duplicate, "{again:?}");
+        assert_eq!(again.duplicate_of, Some(held.id));
+        let reason = again.status_reason.as_deref().unwrap_or("");
+        assert!(reason.contains("prices are wrong") && reason.contains("another name"), "{reason}");
+        assert!(!reason.contains("resume"), "a rejected import is not resumed: {reason}");
+        let unchanged = shop.store.product(product.id).await.unwrap().unwrap();
+        assert_eq!(unchanged.version, product.version);
+    }
+}
+
+on_both_stores! {
+    async fn an_import_failed_past_its_retries_is_logged_failed_and_its_file_again_names_the_resume() {
+        let shop = shop().await;
+        let folder = tempfile::tempdir().unwrap();
+        let blobs = FolderBlobs::new(folder.path(), "local");
+        let product = &shop.products[1];
+        let file = format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 44, "2.00", "9.99"));
+        let key = "xorosoft/inbound/stock/failing.csv";
+        drop_file(&blobs, key, &file).await;
+        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
+        let run = importer(&shop, &blobs, &settings, &rails, &actor);
+        let shopsync_engine::xorosoft_import::Begun::Import { operation, log } = run.begin(key, None, false).await.unwrap() else {
+            panic!("begun");
+        };
+        let worker = shopsync_engine::jobs::Worker {
+            store: shop.store.clone(),
+            client: shop.client.clone(),
+            actor: Actor::system("worker"),
+            rails: GuardRails::default(),
+            continuation: None,
+            imports: None,
+        };
+        worker.fail_operation(operation, "Shopify answered 503 five times").await;
+        let failed = shopsync_engine::xorosoft_import::load_log(&shop.store, log.id).await.unwrap();
+        assert_eq!(failed.status, XorosoftSyncStatus::Failed, "the log says what its operation does");
+
+        let again = run.run(key, None, false).await.unwrap();
+        assert_eq!(again.status, XorosoftSyncStatus::Duplicate, "{again:?}");
+        let reason = again.status_reason.as_deref().unwrap_or("");
+        assert!(reason.contains("503") && reason.contains(&format!("operation resume {operation}")), "{reason}");
+
+        // Resumed by a person, it goes on and completes, its log with it.
+        shopsync_engine::review::resume_operation(&shop.store, operation, &Actor::new("operator").unwrap())
+            .await
+            .unwrap();
+        let reopened = shopsync_engine::xorosoft_import::load_log(&shop.store, log.id).await.unwrap();
+        assert_eq!(reopened.status, XorosoftSyncStatus::InProgress);
+        let done = run.run_operation(operation).await.unwrap();
+        assert_eq!(done.status, XorosoftSyncStatus::Completed, "{done:?}");
+        let now = shop.store.product(product.id).await.unwrap().unwrap();
+        assert_eq!(level(&shop, &now, 0), Some(44));
+    }
+}
