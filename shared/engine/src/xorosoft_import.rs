@@ -633,6 +633,11 @@ impl Importer<'_> {
                             first.status
                         })
                     ));
+                    // Out of the inbound folder, unless the first import may still read it
+                    // (it stopped before it archived it, and may be resumed).
+                    if first.archive_file.is_some() || first.status.is_terminal() {
+                        duplicate.archive_file = self.archive(&duplicate).await?;
+                    }
                     self.store.insert(&duplicate).await?;
                     tracing::info!(import = %duplicate.id, first = %first.id, key, "duplicate Xorosoft file: nothing changed");
                     return Ok(Begun::Settled(Box::new(duplicate)));
@@ -665,6 +670,10 @@ impl Importer<'_> {
             Ok(encoding) => encoding,
             Err(refusal) => {
                 let before = log.clone();
+                if !dry_run {
+                    // Out of the inbound folder: a refused file is settled, not waiting.
+                    log.archive_file = self.archive(&log).await?;
+                }
                 log.status = XorosoftSyncStatus::Refused;
                 log.status_reason = Some(refusal.to_string());
                 log.completed_at = Some(Utc::now());
@@ -1549,26 +1558,7 @@ impl Importer<'_> {
             log.errors_report = Some(format!("{}/{key}", self.blobs.bucket()));
         }
         if !op.dry_run {
-            if let Some(object) = &log.object {
-                let archive = format!("xorosoft/archive/{name}");
-                self.blobs
-                    .copy(&object.key, &archive)
-                    .await
-                    .or_else(|e| match e {
-                        // Archived and removed by an earlier delivery of this step.
-                        BlobError::NotFound(_) => Ok(()),
-                        e => Err(e),
-                    })?;
-                log.archive_file = Some(format!("{}/{archive}", self.blobs.bucket()));
-                let still_ours = self
-                    .blobs
-                    .head(&object.key)
-                    .await?
-                    .is_some_and(|now| now.etag == object.etag);
-                if still_ours && self.blobs.head(&archive).await?.is_some() {
-                    self.blobs.delete(&object.key).await?;
-                }
-            }
+            log.archive_file = self.archive(&log).await?;
         }
         let unmapped: Vec<&str> = checkpoint
             .store_codes
@@ -1592,6 +1582,36 @@ impl Importer<'_> {
         log.statistics = checkpoint.stats;
         log.updated_at = Some(Utc::now());
         save_log(self.store, &log, &before).await
+    }
+
+    /// Copies the object `log` read to `xorosoft/archive/<time>-<name>`, then removes it
+    /// from the inbound folder if it is still that object (never before the copy is there);
+    /// returns the copy's path. Done again, it finds the copy made and the object gone.
+    async fn archive(&self, log: &XorosoftSyncLog) -> Result<Option<String>, EngineError> {
+        let Some(object) = &log.object else {
+            return Ok(None);
+        };
+        let archive = format!("xorosoft/archive/{}", kept_name(log));
+        self.blobs
+            .copy(&object.key, &archive)
+            .await
+            .or_else(|e| match e {
+                // Archived and removed by an earlier delivery of this step.
+                BlobError::NotFound(_) => Ok(()),
+                e => Err(e),
+            })?;
+        if self.blobs.head(&archive).await?.is_none() {
+            return Ok(None);
+        }
+        let still_ours = self
+            .blobs
+            .head(&object.key)
+            .await?
+            .is_some_and(|now| now.etag == object.etag);
+        if still_ours {
+            self.blobs.delete(&object.key).await?;
+        }
+        Ok(Some(format!("{}/{archive}", self.blobs.bucket())))
     }
 
     // ------------------------------------------------------------ judge

@@ -130,6 +130,19 @@ async fn import_prints_its_log_imports_once_and_refuses_a_file_without_item_numb
         out.contains("refused") && out.contains("ItemNumber"),
         "{out}"
     );
+    // Refused, it is settled: archived, and gone from the folder of files waiting.
+    assert!(!dir
+        .path()
+        .join("xorosoft/inbound/stock/no-items.csv")
+        .exists());
+    let archived: Vec<String> = std::fs::read_dir(dir.path().join("xorosoft/archive"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        archived.iter().any(|name| name.ends_with("-no-items.csv")),
+        "{archived:?}"
+    );
 }
 
 #[tokio::test]

@@ -893,6 +893,10 @@ on_both_stores! {
         let reason = again.status_reason.as_deref().unwrap_or("");
         assert!(reason.contains("prices are wrong") && reason.contains("another name"), "{reason}");
         assert!(!reason.contains("resume"), "a rejected import is not resumed: {reason}");
+        // Settled, the file leaves the inbound folder for the archive, as an imported one does.
+        assert!(blobs.head(key).await.unwrap().is_none(), "not left waiting in the inbound folder");
+        let archived = again.archive_file.as_deref().unwrap().trim_start_matches("local/");
+        assert_eq!(std::fs::read_to_string(folder.path().join(archived)).unwrap(), file);
         let unchanged = shop.store.product(product.id).await.unwrap().unwrap();
         assert_eq!(unchanged.version, product.version);
     }
@@ -928,6 +932,8 @@ on_both_stores! {
         assert_eq!(again.status, XorosoftSyncStatus::Duplicate, "{again:?}");
         let reason = again.status_reason.as_deref().unwrap_or("");
         assert!(reason.contains("503") && reason.contains(&format!("operation resume {operation}")), "{reason}");
+        assert!(blobs.head(key).await.unwrap().is_some(), "left for the failed import, which has not read it yet");
+        assert!(again.archive_file.is_none());
 
         // Resumed by a person, it goes on and completes, its log with it.
         shopsync_engine::review::resume_operation(&shop.store, operation, &Actor::new("operator").unwrap())
