@@ -61,7 +61,7 @@ pub const HELD_OR_REFUSED_METRIC: &str = "XorosoftImportsHeldOrRefused";
 // ---------------------------------------------------------------- settings
 
 /// Which Shopify location each StoreCode's stock goes to (`SHOPSYNC_XOROSOFT_LOCATIONS`:
-/// `CODE=gid://shopify/Location/N,...`, `*` for every other code).
+/// `CODE=gid://shopify/Location/N,...`, `*` for every other code). Codes match in any case.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocationMap {
     codes: BTreeMap<String, LocationId>,
@@ -69,7 +69,8 @@ pub struct LocationMap {
 }
 
 impl LocationMap {
-    /// Parses the setting; an entry that is not `CODE=location` is an error naming it.
+    /// Parses the setting; an entry that is not `CODE=location`, or a code (or `*`) given
+    /// twice, is an error naming it.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut map = Self::default();
         for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -89,7 +90,14 @@ impl LocationMap {
                 .ok_or_else(|| {
                     format!("SHOPSYNC_XOROSOFT_LOCATIONS: `{location}` is not a location id (gid://shopify/Location/N)")
                 })?;
+            let twice = || {
+                format!(
+                    "SHOPSYNC_XOROSOFT_LOCATIONS: `{}` is mapped twice",
+                    code.trim()
+                )
+            };
             match code.trim() {
+                "*" if map.other.is_some() => return Err(twice()),
                 "*" => map.other = Some(id),
                 "" => {
                     return Err(format!(
@@ -97,7 +105,9 @@ impl LocationMap {
                     ))
                 }
                 code => {
-                    map.codes.insert(code.to_owned(), id);
+                    if map.codes.insert(code.to_uppercase(), id).is_some() {
+                        return Err(twice());
+                    }
                 }
             }
         }
@@ -114,7 +124,10 @@ impl LocationMap {
 
     /// The location of a StoreCode, if it is mapped.
     pub fn location(&self, code: &str) -> Option<LocationId> {
-        self.codes.get(code).copied().or(self.other)
+        if self.codes.is_empty() {
+            return self.other;
+        }
+        self.codes.get(&code.to_uppercase()).copied().or(self.other)
     }
 
     /// Whether nothing is mapped.
@@ -3046,11 +3059,19 @@ mod tests {
         let id = |n| LocationId::new(n).unwrap();
         assert_eq!(map.location("MAIN"), Some(id(11)));
         assert_eq!(map.location("OUTLET"), Some(id(12)));
+        assert_eq!(map.location("outlet"), Some(id(12)), "in any case");
         assert_eq!(map.location("ANY"), Some(id(13)));
         let strict = LocationMap::parse("MAIN=11").unwrap();
         assert_eq!(strict.location("OUTLET"), None, "no star: unmapped");
         assert!(LocationMap::parse("").unwrap().is_empty());
-        for bad in ["MAIN", "MAIN=shop", "=11", "MAIN=gid://shopify/Location/0"] {
+        for bad in [
+            "MAIN",
+            "MAIN=shop",
+            "=11",
+            "MAIN=gid://shopify/Location/0",
+            "MAIN=11,main=12",
+            "*=11,*=12",
+        ] {
             let error = LocationMap::parse(bad).unwrap_err();
             assert!(
                 error.contains("SHOPSYNC_XOROSOFT_LOCATIONS"),
