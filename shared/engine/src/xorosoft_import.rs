@@ -2331,6 +2331,10 @@ impl Importer<'_> {
     /// Writes `key`: Shopify's available quantities after the import, per item and StoreCode
     /// of the file (the local mirror's, where Shopify is not reachable), in Xorosoft's
     /// columns.
+    ///
+    /// Two columns follow Xorosoft's: `ShopifyLocation` (the location the StoreCode maps to)
+    /// and `SharedWith` (the file's other StoreCodes mapped to that location: Shopify holds
+    /// one figure for them all, their sum, which is the figure given for each).
     async fn export(&self, checkpoint: &ImportCheckpoint, key: &str) -> Result<(), EngineError> {
         let mut writer = self.blobs.create(key, "text/csv").await?;
         writer
@@ -2341,10 +2345,31 @@ impl Importer<'_> {
                     "ItemNumber",
                     "ItemUPC",
                     "AvailableQty",
+                    "ShopifyLocation",
+                    "SharedWith",
                 ])
                 .into_bytes(),
             )
             .await?;
+        let mut codes_at: BTreeMap<LocationId, Vec<&str>> = BTreeMap::new();
+        for code in &checkpoint.store_codes {
+            if let Some(location) = self.settings.locations.location(code) {
+                codes_at.entry(location).or_default().push(code);
+            }
+        }
+        let shared_with = |code: &str, location: Option<LocationId>| -> String {
+            location
+                .and_then(|l| codes_at.get(&l))
+                .map(|codes| {
+                    codes
+                        .iter()
+                        .filter(|other| **other != code)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default()
+        };
         // A page of chunks at a time: a file of a million rows is never in memory whole.
         let mut pages = ChunkPages::of(checkpoint.xorosoft_import);
         while let Some(chunks) = pages.next(self.store).await? {
@@ -2407,6 +2432,10 @@ impl Importer<'_> {
                         &item.item_number,
                         item.barcode.as_deref().unwrap_or(""),
                         &available.map(|a| a.to_string()).unwrap_or_default(),
+                        &location
+                            .map(|l| format!("gid://shopify/Location/{}", l.get()))
+                            .unwrap_or_default(),
+                        &shared_with(&item.store_code, location),
                     ]));
                 }
             }

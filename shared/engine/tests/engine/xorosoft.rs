@@ -434,9 +434,10 @@ on_both_stores! {
         // The merchant took the item out of the location in Shopify's admin.
         assert!(shop.sim.with_shop(|s| s.unstock(item, shop.location.get())));
         let file = format!(
-            "{HEADER}\n{}{}",
+            "{HEADER}\n{}{}{}",
             row("MAIN", &sku(product, 0), "", 70, "4.10", &product.content.variants[0].price.to_string()),
             row("MAIN", &sku(product, 1), "", 8, "4.10", &product.content.variants[1].price.to_string()),
+            row("OUTLET", &sku(product, 1), "", 2, "4.10", &product.content.variants[1].price.to_string()),
         );
         let key = "xorosoft/inbound/full/both.csv";
         drop_file(&blobs, key, &file).await;
@@ -448,15 +449,18 @@ on_both_stores! {
         assert_eq!(log.status, XorosoftSyncStatus::Completed, "{log:?}");
         assert_eq!(
             shop.sim.with_shop(|s| s.level(item, shop.location.get())),
-            Some(8),
-            "stocked there first, then set"
+            Some(10),
+            "stocked there first, then set (both stores share the location)"
         );
         let export = log.export_file.as_deref().expect("a full file writes an export");
         let text = std::fs::read_to_string(folder.path().join(export.trim_start_matches("local/"))).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "StoreCode,LocationCode,ItemNumber,ItemUPC,AvailableQty");
-        assert!(lines.contains(&format!("MAIN,A-01,{},,70", sku(product, 0)).as_str()), "{text}");
-        assert!(lines.contains(&format!("MAIN,A-01,{},,8", sku(product, 1)).as_str()), "{text}");
+        assert_eq!(lines[0], "StoreCode,LocationCode,ItemNumber,ItemUPC,AvailableQty,ShopifyLocation,SharedWith");
+        let at = format!("gid://shopify/Location/{}", shop.location.get());
+        assert!(lines.contains(&format!("MAIN,A-01,{},,70,{at},OUTLET", sku(product, 0)).as_str()), "{text}");
+        // Shopify holds one figure for the two stores on its location: their sum, said so.
+        assert!(lines.contains(&format!("MAIN,A-01,{},,10,{at},OUTLET", sku(product, 1)).as_str()), "{text}");
+        assert!(lines.contains(&format!("OUTLET,A-01,{},,10,{at},MAIN", sku(product, 1)).as_str()), "{text}");
     }
 }
 
