@@ -90,6 +90,21 @@ async fn drop_file(blobs: &FolderBlobs, key: &str, body: &str) {
         .unwrap();
 }
 
+/// Drops `body` at `key` and imports it with the suite's settings: the import's log.
+async fn import_dropped(
+    shop: &Shop,
+    blobs: &FolderBlobs,
+    key: &str,
+    body: &str,
+) -> shopsync_domain::XorosoftSyncLog {
+    drop_file(blobs, key, body).await;
+    let (settings, rails, actor) = (settings(shop), GuardRails::default(), importer_actor());
+    importer(shop, blobs, &settings, &rails, &actor)
+        .run(key, None, false)
+        .await
+        .unwrap()
+}
+
 fn sku(product: &Product, variant: usize) -> String {
     product.content.variants[variant]
         .sku
@@ -203,12 +218,7 @@ on_both_stores! {
             row("MAIN", "NOT-IN-SHOPIFY", "", 9, "1.00", "2.00"),
         );
         let key = "xorosoft/inbound/stock/day1.csv";
-        drop_file(&blobs, key, &file).await;
-        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
-        let log = importer(&shop, &blobs, &settings, &rails, &actor)
-            .run(key, None, false)
-            .await
-            .unwrap();
+        let log = import_dropped(&shop, &blobs, key, &file).await;
         assert_eq!(log.status, XorosoftSyncStatus::CompletedWithErrors, "{log:?}");
         let stats = log.statistics;
         assert_eq!((stats.rows_valid, stats.rows_invalid), (5, 1), "{stats:?}");
@@ -247,11 +257,7 @@ on_both_stores! {
         assert_eq!(std::fs::read_to_string(folder.path().join(&archived)).unwrap(), file);
 
         // The same object again: a duplicate, nothing changed.
-        drop_file(&blobs, key, &file).await;
-        let again = importer(&shop, &blobs, &settings, &rails, &actor)
-            .run(key, None, false)
-            .await
-            .unwrap();
+        let again = import_dropped(&shop, &blobs, key, &file).await;
         assert_eq!(again.status, XorosoftSyncStatus::Duplicate);
         assert_eq!(again.duplicate_of, Some(log.id));
         assert_eq!(versions_by(&shop.store, first, ChangeSource::Xorosoft).await, 1);
@@ -274,10 +280,7 @@ on_both_stores! {
         let product = &shop.products[2];
         let file = format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 4, "2.00", "123.45"));
         let key = "xorosoft/inbound/price/prices.csv";
-        drop_file(&blobs, key, &file).await;
-        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
-        let run = importer(&shop, &blobs, &settings, &rails, &actor);
-        let held = run.run(key, None, false).await.unwrap();
+        let held = import_dropped(&shop, &blobs, key, &file).await;
         assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval);
         assert!(held.status_reason.as_deref().unwrap_or("").contains("price"), "{held:?}");
         let operation = held.operation_id.unwrap();
@@ -292,7 +295,8 @@ on_both_stores! {
 
         let approved = approve_import(&shop.store, operation, &Actor::new("reviewer").unwrap()).await.unwrap();
         assert_eq!(approved.status, OperationStatus::InProgress);
-        let done = run.run_operation(operation).await.unwrap();
+        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
+        let done = importer(&shop, &blobs, &settings, &rails, &actor).run_operation(operation).await.unwrap();
         assert_eq!(done.status, XorosoftSyncStatus::Completed, "{done:?}");
         let applied = shop.store.product(product.id).await.unwrap().unwrap();
         assert_eq!(applied.content.variants[0].price.to_string(), "123.45");
@@ -440,12 +444,7 @@ on_both_stores! {
             row("OUTLET", &sku(product, 1), "", 2, "4.10", &product.content.variants[1].price.to_string()),
         );
         let key = "xorosoft/inbound/full/both.csv";
-        drop_file(&blobs, key, &file).await;
-        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
-        let log = importer(&shop, &blobs, &settings, &rails, &actor)
-            .run(key, None, false)
-            .await
-            .unwrap();
+        let log = import_dropped(&shop, &blobs, key, &file).await;
         assert_eq!(log.status, XorosoftSyncStatus::Completed, "{log:?}");
         assert_eq!(
             shop.sim.with_shop(|s| s.level(item, shop.location.get())),
@@ -769,12 +768,7 @@ on_both_stores! {
             row("MAIN", &sku(product, 1), "", 41, "3.75", "29.99").replace(",USD,", ",EUR,"),
         );
         let key = "xorosoft/inbound/stock/euro.csv";
-        drop_file(&blobs, key, &file).await;
-        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
-        let log = importer(&shop, &blobs, &settings, &rails, &actor)
-            .run(key, None, false)
-            .await
-            .unwrap();
+        let log = import_dropped(&shop, &blobs, key, &file).await;
         assert_eq!(log.status, XorosoftSyncStatus::CompletedWithErrors, "{log:?}");
         assert_eq!(log.statistics.price_errors, 1, "{:?}", log.statistics);
         assert_eq!((log.statistics.rows_valid, log.statistics.rows_invalid), (2, 0));
@@ -844,12 +838,7 @@ on_both_stores! {
             row("MAIN", &sku(free, 0), "", 63, "1.00", "5.00"),
         );
         let key = "xorosoft/inbound/stock/locked.csv";
-        drop_file(&blobs, key, &file).await;
-        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
-        let log = importer(&shop, &blobs, &settings, &rails, &actor)
-            .run(key, None, false)
-            .await
-            .unwrap();
+        let log = import_dropped(&shop, &blobs, key, &file).await;
         assert_eq!(log.status, XorosoftSyncStatus::CompletedWithErrors, "{log:?}");
         assert_eq!(log.statistics.locked, 2, "{:?}", log.statistics);
 
@@ -877,10 +866,7 @@ on_both_stores! {
         let product = &shop.products[2];
         let file = format!("{HEADER}\n{}", row("MAIN", &sku(product, 0), "", 4, "2.00", "123.45"));
         let key = "xorosoft/inbound/price/prices.csv";
-        drop_file(&blobs, key, &file).await;
-        let (settings, rails, actor) = (settings(&shop), GuardRails::default(), importer_actor());
-        let run = importer(&shop, &blobs, &settings, &rails, &actor);
-        let held = run.run(key, None, false).await.unwrap();
+        let held = import_dropped(&shop, &blobs, key, &file).await;
         assert_eq!(held.status, XorosoftSyncStatus::AwaitingApproval);
         let operation = held.operation_id.unwrap();
         shopsync_engine::review::reject_operation(&shop.store, operation, &Actor::new("reviewer").unwrap(), "prices are wrong")
@@ -890,8 +876,7 @@ on_both_stores! {
         assert_eq!(rejected.status, XorosoftSyncStatus::Failed);
         assert!(rejected.status_reason.as_deref().unwrap_or("").contains("prices are wrong"), "{rejected:?}");
 
-        drop_file(&blobs, key, &file).await;
-        let again = run.run(key, None, false).await.unwrap();
+        let again = import_dropped(&shop, &blobs, key, &file).await;
         assert_eq!(again.status, XorosoftSyncStatus::Duplicate, "{again:?}");
         assert_eq!(again.duplicate_of, Some(held.id));
         let reason = again.status_reason.as_deref().unwrap_or("");
