@@ -500,6 +500,39 @@ fn kept_name(log: &XorosoftSyncLog) -> String {
     format!("{}-{file}", log.started_at.format("%Y%m%dT%H%M%SZ"))
 }
 
+/// Why a file is a duplicate of `first` (whose operation is `running`, if it has one), and,
+/// when that import stopped unfinished, its reason and the way on.
+fn duplicate_reason(first: &XorosoftSyncLog, running: Option<&SyncOperation>) -> String {
+    let resumable = running.filter(|op| op.status == OperationStatus::Failed);
+    let failed = first.status == XorosoftSyncStatus::Failed || resumable.is_some();
+    let status = if failed {
+        XorosoftSyncStatus::Failed
+    } else {
+        first.status
+    };
+    let mut reason = format!(
+        "this object (same key and ETag) was imported before by import {} ({}); nothing changed",
+        first.id,
+        shopsync_domain::status::status_name(status)
+    );
+    if failed {
+        let why = first
+            .status_reason
+            .as_deref()
+            .or(running.and_then(|op| op.status_reason.as_deref()))
+            .unwrap_or("none given");
+        reason.push_str(&format!(" (its reason: {why}); "));
+        if let Some(op) = resumable {
+            reason.push_str(&format!(
+                "`shopsync operation resume {}` goes on with it, or ",
+                op.operation_uuid
+            ));
+        }
+        reason.push_str("the file dropped under another name is imported afresh");
+    }
+    reason
+}
+
 /// Stores the log if it is still as `previous` left it (its `updated_at`).
 async fn save_log(
     store: &Store,
@@ -612,40 +645,7 @@ impl Importer<'_> {
                     duplicate.duplicate_of = Some(first.id);
                     duplicate.operation_id = first.operation_id;
                     duplicate.completed_at = Some(now);
-                    let failed = first.status == XorosoftSyncStatus::Failed
-                        || running
-                            .as_ref()
-                            .is_some_and(|op| op.status == OperationStatus::Failed);
-                    let resumable = running
-                        .as_ref()
-                        .filter(|op| op.status == OperationStatus::Failed);
-                    let how_on = if failed {
-                        let reason = first
-                            .status_reason
-                            .as_deref()
-                            .or(running.as_ref().and_then(|op| op.status_reason.as_deref()))
-                            .unwrap_or("none given");
-                        match resumable {
-                            Some(op) => format!(
-                                " (its reason: {reason}); `shopsync operation resume {}` goes on with it, or the file dropped under another name is imported afresh",
-                                op.operation_uuid
-                            ),
-                            None => format!(
-                                " (its reason: {reason}); the file dropped under another name is imported afresh"
-                            ),
-                        }
-                    } else {
-                        String::new()
-                    };
-                    duplicate.status_reason = Some(format!(
-                        "this object (same key and ETag) was imported before by import {} ({}); nothing changed{how_on}",
-                        first.id,
-                        shopsync_domain::status::status_name(if failed {
-                            XorosoftSyncStatus::Failed
-                        } else {
-                            first.status
-                        })
-                    ));
+                    duplicate.status_reason = Some(duplicate_reason(&first, running.as_ref()));
                     // Out of the inbound folder, unless the first import may still read it
                     // (it stopped before it archived it, and may be resumed).
                     if first.archive_file.is_some() || first.status.is_terminal() {
